@@ -1,0 +1,154 @@
+"""Node configuration: frozen, typed, self-validating structs, passed to constructors.
+
+Nothing here reads the environment at import time. `load_config` reads an optional TOML file and
+then the few documented environment overrides (REDIS_URL, DATABASE_URL, RAY_ADDRESS,
+NAE_SIGNING_KEYS), and validates the result; a bad value raises `ConfigError` naming the setting.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Mapping
+
+import msgspec
+
+from node.errors import ConfigError
+
+PositiveInt = Annotated[int, msgspec.Meta(gt=0)]
+NonNegInt = Annotated[int, msgspec.Meta(ge=0)]
+PositiveFloat = Annotated[float, msgspec.Meta(gt=0.0)]
+NonNegFloat = Annotated[float, msgspec.Meta(ge=0.0)]
+Probability = Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
+
+_BASE = dict(frozen=True, kw_only=True, forbid_unknown_fields=True)
+
+
+class SigningConfig(msgspec.Struct, **_BASE):
+    """Keys by key id (so they rotate: add the new id, move clients, drop the old one)."""
+
+    keys: dict[str, str] = {}
+    timestamp_window_ms: PositiveInt = 5_000
+    #: how long a request_id is remembered; older signals are refused as stale
+    dedupe_window_secs: PositiveInt = 600
+    dedupe_max_entries: PositiveInt = 2_000_000
+
+
+class IntakeConfig(msgspec.Struct, **_BASE):
+    max_frame_bytes: PositiveInt = 64 * 1024  # larger frames get REJECTED FRAME_TOO_LARGE
+    transport_max_bytes: PositiveInt = 32 * 1024 * 1024  # beyond this ZeroMQ drops the peer
+    batch_max: PositiveInt = 1_024  # signals handled per wake-up (one durable append)
+
+
+class RiskConfig(msgspec.Struct, **_BASE):
+    """Pre-trade limits. An empty `symbols` list allows every symbol."""
+
+    symbols: list[str] = []
+    max_quantity: PositiveFloat = 100_000.0
+    max_notional: PositiveFloat = 5_000_000.0
+
+
+class PaperSymbol(msgspec.Struct, **_BASE):
+    symbol: str
+    price: PositiveFloat
+    volatility_bps: NonNegFloat = 2.0  # per-tick standard deviation of the price process
+    top_size: PositiveFloat = 500.0  # shares available per price level
+
+
+class PaperVenueConfig(msgspec.Struct, **_BASE):
+    """The simulated venue: a price process per symbol, partial fills, latency and rejects."""
+
+    symbols: list[PaperSymbol] = [
+        PaperSymbol(symbol="AAPL", price=230.0),
+        PaperSymbol(symbol="MSFT", price=420.0),
+        PaperSymbol(symbol="NVDA", price=140.0),
+        PaperSymbol(symbol="SPY", price=590.0),
+        PaperSymbol(symbol="TSLA", price=340.0),
+        PaperSymbol(symbol="QQQ", price=510.0),
+    ]
+    latency_us: NonNegInt = 0  # venue acknowledgement delay
+    fill_interval_us: NonNegInt = 0  # delay between partial fills of one order
+    reject_rate: Probability = 0.0
+    tick_interval_ms: PositiveInt = 50  # price process step
+    level_spacing_bps: NonNegFloat = 1.0  # price step between liquidity levels
+    seed: int = 7
+
+
+class EngineConfig(msgspec.Struct, **_BASE):
+    name: str = "native"
+    kind: str = "native"
+
+
+class BrokerConfig(msgspec.Struct, **_BASE):
+    name: str = "paper"
+    kind: str = "paper"
+    paper: PaperVenueConfig = PaperVenueConfig()
+
+
+class StorageConfig(msgspec.Struct, **_BASE):
+    """Redis and PostgreSQL; None means the embedded server under `data_dir`."""
+
+    redis_url: str | None = None
+    database_url: str | None = None
+    signals_stream: str = "execution.signals"
+    events_stream: str = "execution.events"
+    monitoring_stream: str = "monitoring.events"
+    stream_maxlen: PositiveInt = 10_000_000
+
+
+class NodeConfig(msgspec.Struct, **_BASE):
+    node_id: str = "nae-1"
+    bind_host: str = "127.0.0.1"
+    data_dir: str = ".data"
+    ray_address: str | None = None
+    ray_namespace: str = "nae"
+    dashboard: bool = False
+    signing: SigningConfig = SigningConfig()
+    intake: IntakeConfig = IntakeConfig()
+    risk: RiskConfig = RiskConfig()
+    engine: EngineConfig = EngineConfig()
+    broker: BrokerConfig = BrokerConfig()
+    storage: StorageConfig = StorageConfig()
+    heartbeat_interval_ms: PositiveInt = 100
+
+
+def parse_keys(text: str) -> dict[str, str]:
+    """`NAE_SIGNING_KEYS="id1:secret1,id2:secret2"` -> {"id1": "secret1", ...}."""
+    keys: dict[str, str] = {}
+    for item in filter(None, (p.strip() for p in text.split(","))):
+        key_id, sep, secret = item.partition(":")
+        if not sep or not key_id or not secret:
+            raise ConfigError(f"NAE_SIGNING_KEYS: expected 'key_id:secret' pairs, got {item[:20]!r}")
+        keys[key_id] = secret
+    return keys
+
+
+def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> NodeConfig:
+    """Read TOML (optional), apply the environment overrides, validate. Raises `ConfigError`."""
+    env = os.environ if env is None else env
+    raw: dict = {}
+    if path is not None:
+        try:
+            raw = msgspec.toml.decode(Path(path).read_bytes())
+        except FileNotFoundError:
+            raise ConfigError(f"config file not found: {path}") from None
+        except msgspec.DecodeError as exc:
+            raise ConfigError(f"config file {path}: {exc}") from None
+    storage = raw.setdefault("storage", {})
+    if env.get("REDIS_URL"):
+        storage["redis_url"] = env["REDIS_URL"]
+    if env.get("DATABASE_URL"):
+        storage["database_url"] = env["DATABASE_URL"]
+    if env.get("RAY_ADDRESS"):
+        raw["ray_address"] = env["RAY_ADDRESS"]
+    if env.get("NAE_SIGNING_KEYS"):
+        raw.setdefault("signing", {})["keys"] = parse_keys(env["NAE_SIGNING_KEYS"])
+    try:
+        return msgspec.convert(raw, NodeConfig)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(f"invalid configuration: {exc}") from None
+
+
+def with_changes(cfg: msgspec.Struct, **changes: object) -> msgspec.Struct:
+    """A copy of a frozen config with some fields replaced."""
+    return msgspec.structs.replace(cfg, **changes)

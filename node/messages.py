@@ -1,0 +1,277 @@
+"""Every message the node speaks, defined once as msgspec structs.
+
+The msgpack wire form and the JSON form (HTTP, logs, `--json`) are both derived from these
+definitions: `encode`/`decode_*` for msgpack, `to_json`/`from_json` for JSON. Field names of
+`Signal` follow the NAE middleware so Optimus keeps its payload.
+
+Sockets carry tagged unions: a decoder is built once per union and reused.
+Commands are imperative (`SubmitOrder`), events past tense (`OrderFilled` lives in `ExecKind`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from enum import StrEnum
+from typing import Annotated
+
+import msgspec
+
+# ---------------------------------------------------------------- constrained numbers
+
+#: Quantities and notionals: strictly positive, finite, below an absurd bound.
+Size = Annotated[float, msgspec.Meta(gt=0.0, le=1e9)]
+#: Prices: strictly positive, finite, below an absurd bound.
+Price = Annotated[float, msgspec.Meta(gt=0.0, le=1e7)]
+Fraction = Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
+Money = Annotated[float, msgspec.Meta(ge=0.0, le=1e12)]
+Ident = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+Symbol = Annotated[str, msgspec.Meta(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9._/:-]+$")]
+
+
+class Action(StrEnum):
+    BUY = "BUY"
+    SELL = "SELL"
+    BUY_TO_OPEN = "BUY_TO_OPEN"
+    SELL_TO_OPEN = "SELL_TO_OPEN"
+    BUY_TO_CLOSE = "BUY_TO_CLOSE"
+    SELL_TO_CLOSE = "SELL_TO_CLOSE"
+
+
+BUY_ACTIONS = frozenset({Action.BUY, Action.BUY_TO_OPEN, Action.BUY_TO_CLOSE})
+CLOSING_ACTIONS = frozenset({Action.BUY_TO_CLOSE, Action.SELL_TO_CLOSE})
+
+
+class OrderType(StrEnum):
+    MARKET = "MARKET"
+    LIMIT = "LIMIT"
+    STOP = "STOP"
+    STOP_LIMIT = "STOP_LIMIT"
+
+
+class Side(StrEnum):
+    BUY = "BUY"
+    SELL = "SELL"
+
+
+class Status(StrEnum):
+    ACCEPTED = "ACCEPTED"
+    REJECTED = "REJECTED"
+    ERROR = "ERROR"
+
+
+class ExecKind(StrEnum):
+    """What an execution report says happened to an order."""
+
+    NEW = "NEW"
+    PARTIAL_FILL = "PARTIAL_FILL"
+    FILL = "FILL"
+    CANCELED = "CANCELED"
+    REJECTED = "REJECTED"
+    UNKNOWN = "UNKNOWN"  # the outcome is ambiguous until the broker answers
+
+
+# ---------------------------------------------------------------- the signal (Optimus payload)
+
+
+class RiskMeta(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    max_slippage: Fraction | None = None
+    max_exposure: Money | None = None
+    max_position_pct: Fraction | None = None
+
+
+class Signal(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """One trade signal from Optimus. `request_id` is the idempotency key."""
+
+    request_id: Ident
+    strategy_id: Ident
+    timestamp: float | dt.datetime
+    symbol: Symbol
+    action: Action
+    quantity: Size | None = None
+    notional: Size | None = None
+    order_type: OrderType = OrderType.MARKET
+    limit_price: Price | None = None
+    stop_price: Price | None = None
+    risk_meta: RiskMeta | None = None
+    correlation_group: Annotated[str, msgspec.Meta(max_length=64)] | None = None
+    model_id: Annotated[str, msgspec.Meta(max_length=128)] | None = None
+    confidence: Fraction | None = None
+    expected_pnl: Annotated[float, msgspec.Meta(ge=-1e12, le=1e12)] | None = None
+
+    @property
+    def side(self) -> Side:
+        return Side.BUY if self.action in BUY_ACTIONS else Side.SELL
+
+    def timestamp_s(self) -> float:
+        ts = self.timestamp
+        return ts.timestamp() if isinstance(ts, dt.datetime) else float(ts)
+
+
+# ---------------------------------------------------------------- intake: client <-> validator
+
+
+class SignedSignal(msgspec.Struct, frozen=True, kw_only=True, tag="sig"):
+    """The signed envelope: HMAC-SHA256 over `ts_ns` (8 bytes big-endian) + `payload`.
+
+    `payload` is the exact msgpack bytes of a `Signal`; the signature covers those bytes, so the
+    verifier never re-encodes anything.
+    """
+
+    key_id: str
+    ts_ns: int
+    payload: bytes
+    sig: bytes = b""
+
+
+class Discover(msgspec.Struct, frozen=True, tag="hello"):
+    """Ask the intake for the node's endpoints (the events feed)."""
+
+
+IntakeRequest = SignedSignal | Discover
+
+
+class Reply(msgspec.Struct, frozen=True, kw_only=True, tag="reply"):
+    status: Status
+    request_id: str
+    signal_id: str = ""
+    reasons: list[str] = []
+    detail: str = ""
+    duplicate: bool = False  # a retry of a request_id already answered: no new order
+
+
+class Endpoints(msgspec.Struct, frozen=True, kw_only=True, tag="endpoints"):
+    intake: str
+    events: str
+    node_id: str
+
+
+IntakeResponse = Reply | Endpoints
+
+
+# ---------------------------------------------------------------- validator -> engine
+
+
+class SignalAccepted(msgspec.Struct, frozen=True, array_like=True, gc=False, tag="acc"):
+    signal_id: str
+    received_ns: int
+    signal: Signal
+
+
+# ---------------------------------------------------------------- engine <-> broker
+
+
+class OrderIntent(msgspec.Struct, frozen=True, kw_only=True, array_like=True, gc=False):
+    """What the engine wants at the broker: one order, named by a deterministic client order id."""
+
+    client_order_id: str
+    signal_id: str
+    request_id: str
+    strategy_id: str
+    symbol: str
+    side: Side
+    order_type: OrderType
+    quantity: float | None = None
+    notional: float | None = None
+    limit_price: float | None = None
+    stop_price: float | None = None
+    max_slippage: float | None = None
+
+
+class SubmitOrder(msgspec.Struct, frozen=True, array_like=True, gc=False, tag="submit"):
+    epoch: int
+    engine: str
+    intent: OrderIntent
+
+
+class CancelOrder(msgspec.Struct, frozen=True, array_like=True, gc=False, tag="cancel"):
+    epoch: int
+    engine: str
+    client_order_id: str
+
+
+class QueryOrders(msgspec.Struct, frozen=True, array_like=True, gc=False, tag="query"):
+    """Ask the broker for every order it knows (client_order_id -> state): used before re-driving."""
+
+    epoch: int
+    engine: str
+
+
+class Heartbeat(msgspec.Struct, frozen=True, array_like=True, gc=False, tag="hb"):
+    sender: str
+    epoch: int
+    seq: int
+    ts_ns: int
+
+
+BrokerCommand = SubmitOrder | CancelOrder | QueryOrders | Heartbeat
+
+
+class ExecutionReport(msgspec.Struct, frozen=True, kw_only=True, gc=False, tag="exec"):
+    """One event on one order: new, partial fill, fill, cancel, reject, unknown.
+
+    `exec_id` is unique per fill at the broker (broker-stable); consumers dedupe on it.
+    """
+
+    kind: ExecKind
+    client_order_id: str
+    venue_order_id: str = ""
+    exec_id: str = ""
+    symbol: str = ""
+    side: Side = Side.BUY
+    last_qty: float = 0.0
+    last_px: float = 0.0
+    cum_qty: float = 0.0
+    leaves_qty: float = 0.0
+    avg_px: float = 0.0
+    reason: str = ""
+    ts_ns: int = 0
+    # filled in by the engine before it publishes, so a subscriber can match its signal
+    strategy_id: str = ""
+    request_id: str = ""
+    signal_id: str = ""
+
+
+class OrderSnapshot(msgspec.Struct, frozen=True, array_like=True, gc=False):
+    client_order_id: str
+    kind: ExecKind
+    cum_qty: float
+    leaves_qty: float
+
+
+class OrdersReport(msgspec.Struct, frozen=True, array_like=True, gc=False, tag="orders"):
+    orders: list[OrderSnapshot]
+
+
+BrokerEvent = ExecutionReport | OrdersReport | Heartbeat
+
+
+# ---------------------------------------------------------------- codecs, built once
+
+_encoder = msgspec.msgpack.Encoder()
+encode = _encoder.encode
+signal_decoder = msgspec.msgpack.Decoder(Signal)
+intake_request_decoder = msgspec.msgpack.Decoder(IntakeRequest)
+intake_response_decoder = msgspec.msgpack.Decoder(IntakeResponse)
+accepted_decoder = msgspec.msgpack.Decoder(SignalAccepted)
+broker_command_decoder = msgspec.msgpack.Decoder(BrokerCommand)
+broker_event_decoder = msgspec.msgpack.Decoder(BrokerEvent)
+report_decoder = msgspec.msgpack.Decoder(ExecutionReport)
+
+_json_encoder = msgspec.json.Encoder()
+
+
+def to_json(msg: msgspec.Struct) -> bytes:
+    """The JSON form of a message (for HTTP, logs and `--json` output).
+
+    Array-like internal structs become JSON arrays; the external ones (Signal, Reply,
+    ExecutionReport) are objects with the field names above.
+    """
+    return _json_encoder.encode(msg)
+
+
+def to_builtins(msg: msgspec.Struct) -> dict:
+    return msgspec.to_builtins(msg)
+
+
+def signal_from_json(data: bytes | str) -> Signal:
+    return msgspec.json.decode(data, type=Signal)
