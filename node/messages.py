@@ -206,7 +206,7 @@ class Heartbeat(msgspec.Struct, frozen=True, array_like=True, gc=False, tag="hb"
 BrokerCommand = SubmitOrder | CancelOrder | QueryOrders | Heartbeat
 
 
-class ExecutionReport(msgspec.Struct, frozen=True, kw_only=True, gc=False, tag="exec"):
+class ExecutionReport(msgspec.Struct, frozen=True, kw_only=True, array_like=True, gc=False, tag="exec"):
     """One event on one order: new, partial fill, fill, cancel, reject, unknown.
 
     `exec_id` is unique per fill at the broker (broker-stable); consumers dedupe on it.
@@ -261,16 +261,18 @@ _json_encoder = msgspec.json.Encoder()
 
 
 def to_json(msg: msgspec.Struct) -> bytes:
-    """The JSON form of a message (for HTTP, logs and `--json` output).
-
-    Array-like internal structs become JSON arrays; the external ones (Signal, Reply,
-    ExecutionReport) are objects with the field names above.
-    """
-    return _json_encoder.encode(msg)
+    """The JSON form of a message (for HTTP, logs and `--json` output): always an object with
+    the field names above, also for the structs that travel as msgpack arrays."""
+    return _json_encoder.encode(to_builtins(msg))
 
 
 def to_builtins(msg: msgspec.Struct) -> dict:
-    return msgspec.to_builtins(msg)
+    """A plain dict keyed by field name (nested structs too), whatever the struct's wire shape."""
+    out = {}
+    for name in msg.__struct_fields__:
+        value = getattr(msg, name)
+        out[name] = to_builtins(value) if isinstance(value, msgspec.Struct) else msgspec.to_builtins(value)
+    return out
 
 
 def signal_from_json(data: bytes | str) -> Signal:
