@@ -55,17 +55,20 @@ class PaperSymbol(msgspec.Struct, **_BASE):
     top_size: PositiveFloat = 500.0  # shares available per price level
 
 
+DEFAULT_PAPER_SYMBOLS = (
+    PaperSymbol(symbol="AAPL", price=230.0),
+    PaperSymbol(symbol="MSFT", price=420.0),
+    PaperSymbol(symbol="NVDA", price=140.0),
+    PaperSymbol(symbol="SPY", price=590.0),
+    PaperSymbol(symbol="TSLA", price=340.0),
+    PaperSymbol(symbol="QQQ", price=510.0),
+)
+
+
 class PaperVenueConfig(msgspec.Struct, **_BASE):
     """The simulated venue: a price process per symbol, partial fills, latency and rejects."""
 
-    symbols: list[PaperSymbol] = [
-        PaperSymbol(symbol="AAPL", price=230.0),
-        PaperSymbol(symbol="MSFT", price=420.0),
-        PaperSymbol(symbol="NVDA", price=140.0),
-        PaperSymbol(symbol="SPY", price=590.0),
-        PaperSymbol(symbol="TSLA", price=340.0),
-        PaperSymbol(symbol="QQQ", price=510.0),
-    ]
+    symbols: list[PaperSymbol] = msgspec.field(default_factory=lambda: list(DEFAULT_PAPER_SYMBOLS))
     latency_us: NonNegInt = 0  # venue acknowledgement delay
     fill_interval_us: NonNegInt = 0  # delay between partial fills of one order
     reject_rate: Probability = 0.0
