@@ -35,6 +35,7 @@ class SigningConfig(msgspec.Struct, **_BASE):
 
 
 class IntakeConfig(msgspec.Struct, **_BASE):
+    port: Annotated[int, msgspec.Meta(ge=0, le=65535)] = 5555  # 0 = any free port
     max_frame_bytes: PositiveInt = 64 * 1024  # larger frames get REJECTED FRAME_TOO_LARGE
     transport_max_bytes: PositiveInt = 32 * 1024 * 1024  # beyond this ZeroMQ drops the peer
     batch_max: PositiveInt = 1_024  # signals handled per wake-up (one durable append)

@@ -1,0 +1,159 @@
+"""The broker adapter host: a ROUTER the engines talk to, the broker gate, and one venue.
+
+Commands (SubmitOrder, CancelOrder, QueryOrders) come from engines over DEALER sockets; every
+report about an order goes back to the engine identity that submitted it (or, when that engine is
+gone, to the last engine that spoke with the current epoch).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Callable, Protocol
+
+import zmq
+
+from actors.service import LoopService, bind_random, tune
+from adapters.broker_gate import Admit, BrokerGate
+from node.messages import (
+    CancelOrder,
+    ExecKind,
+    ExecutionReport,
+    Heartbeat,
+    OrderIntent,
+    OrderSnapshot,
+    OrdersReport,
+    QueryOrders,
+    SubmitOrder,
+    broker_command_decoder,
+    encode,
+)
+from node.reasons import Reason
+
+
+class Venue(Protocol):
+    def submit(self, intent: OrderIntent, now_ns: int) -> None: ...
+    def cancel(self, client_order_id: str, now_ns: int) -> None: ...
+    def advance(self, now_ns: int) -> list[ExecutionReport]: ...
+    def next_due_ns(self) -> int | None: ...
+    def snapshot(self) -> list[OrderSnapshot]: ...
+    def positions(self) -> dict[str, float]: ...
+
+
+class BrokerHost(LoopService):
+    def __init__(
+        self, name: str, bind_host: str, venue: Venue, clock_ns: Callable[[], int] = time.time_ns
+    ) -> None:
+        super().__init__()
+        self.name = "broker:" + name
+        self._bind_host = bind_host
+        self.venue = venue
+        self.gate = BrokerGate()
+        self._clock_ns = clock_ns
+        self._owner: dict[str, bytes] = {}  # client_order_id -> engine identity
+        self._leader: bytes = b""
+        self.submitted = 0
+        self.reports = 0
+        self.malformed = 0
+
+    def _open(self, ctx: zmq.Context) -> dict[str, str]:
+        self._router = tune(ctx.socket(zmq.ROUTER))
+        endpoint = bind_random(self._router, self._bind_host)
+        self.poller.register(self._router, zmq.POLLIN)
+        return {"orders": endpoint}
+
+    def _close(self) -> None:
+        self._router.close(0)
+
+    def _poll_timeout_ms(self) -> int:
+        due = self.venue.next_due_ns()
+        if due is None:
+            return 50
+        wait_ms = (due - self._clock_ns()) // 1_000_000
+        return 0 if wait_ms <= 0 else min(int(wait_ms), 50)
+
+    def _on_wake(self, events: dict) -> None:
+        now = self._clock_ns()
+        if events:
+            recv = self._router.recv_multipart
+            for _ in range(4096):
+                try:
+                    ident, frame = recv(zmq.NOBLOCK)
+                except zmq.Again:
+                    break
+                except ValueError:
+                    self.malformed += 1
+                    continue
+                self._handle(ident, frame, now)
+        self._deliver(self.venue.advance(self._clock_ns()))
+
+    def _handle(self, ident: bytes, frame: bytes, now: int) -> None:
+        try:
+            cmd = broker_command_decoder.decode(frame)
+        except Exception:  # noqa: BLE001 - a bad frame from a peer is counted, never fatal
+            self.malformed += 1
+            return
+        kind = type(cmd)
+        if kind is SubmitOrder:
+            coid = cmd.intent.client_order_id
+            verdict = self.gate.admit_submit(cmd.epoch, coid)
+            if verdict is Admit.SEND:
+                self._owner[coid] = ident
+                self._leader = ident
+                self.submitted += 1
+                self.venue.submit(cmd.intent, now)
+            elif verdict is Admit.STALE_EPOCH:
+                self._reply(ident, _refusal(cmd.intent, Reason.STALE_EPOCH, now))
+            else:
+                self._owner[coid] = ident  # the newest asker hears about it from now on
+        elif kind is CancelOrder:
+            if self.gate.fence(cmd.epoch):
+                self.venue.cancel(cmd.client_order_id, now)
+        elif kind is QueryOrders:
+            if self.gate.fence(cmd.epoch):
+                self._leader = ident
+                for coid in self._owner:
+                    self._owner[coid] = ident
+                self._reply(ident, OrdersReport(self.venue.snapshot()))
+        elif kind is Heartbeat:
+            self._reply(ident, Heartbeat(self.name, self.gate.epoch, cmd.seq, now))
+
+    def _deliver(self, reports: list[ExecutionReport]) -> None:
+        if not reports:
+            return
+        send = self._router.send_multipart
+        owner = self._owner
+        for rep in reports:
+            ident = owner.get(rep.client_order_id, self._leader)
+            send((ident, encode(rep)))
+        self.reports += len(reports)
+
+    def _reply(self, ident: bytes, msg: object) -> None:
+        self._router.send_multipart((ident, encode(msg)))
+
+    def stats(self) -> dict:
+        return {
+            "submitted": self.submitted,
+            "reports": self.reports,
+            "epoch": self.gate.epoch,
+            "refused_stale": self.gate.refused_stale,
+            "refused_duplicate": self.gate.refused_duplicate,
+            "malformed": self.malformed,
+            "loop_errors": self.loop_errors,
+        }
+
+    def positions(self) -> dict[str, float]:
+        return self.call_on_loop(self.venue.positions)
+
+    def orders(self) -> list[OrderSnapshot]:
+        return self.call_on_loop(self.venue.snapshot)
+
+
+def _refusal(intent: OrderIntent, reason: Reason, now: int) -> ExecutionReport:
+    return ExecutionReport(
+        kind=ExecKind.REJECTED,
+        client_order_id=intent.client_order_id,
+        symbol=intent.symbol,
+        side=intent.side,
+        reason=reason,
+        ts_ns=now,
+    )

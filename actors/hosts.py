@@ -1,0 +1,43 @@
+"""Builders: one function per actor kind that makes its plain service object from config.
+
+Kept apart from Ray so tests build the same objects in-process (no cluster needed).
+"""
+
+from __future__ import annotations
+
+from actors.broker import BrokerHost
+from actors.engine import EngineHost
+from actors.service import LoopService
+from actors.validator import Validator
+from node.config import BrokerConfig, NodeConfig
+from node.errors import ConfigError
+
+
+def build_venue(cfg: BrokerConfig):
+    if cfg.kind == "paper":
+        from adapters.paper.venue import PaperVenue
+
+        return PaperVenue(cfg.paper)
+    raise ConfigError("broker.kind: unknown broker kind " + repr(cfg.kind) + " (known: paper)")
+
+
+def build_broker(cfg: NodeConfig, broker: BrokerConfig | None = None) -> BrokerHost:
+    broker = broker or cfg.broker
+    return BrokerHost(broker.name, cfg.bind_host, build_venue(broker))
+
+
+def build_engine(cfg: NodeConfig, redis_url: str | None, broker_endpoint: str, epoch: int = 1) -> EngineHost:
+    if cfg.engine.kind != "native":
+        raise ConfigError("engine.kind: unknown engine kind " + repr(cfg.engine.kind) + " (known: native)")
+    return EngineHost(cfg, cfg.engine.name, redis_url, broker_endpoint, epoch)
+
+
+def build_validator(cfg: NodeConfig, redis_url: str, engine_intake: str, events_endpoint: str) -> Validator:
+    return Validator(cfg, redis_url, engine_intake, events_endpoint)
+
+
+BUILDERS = {"broker": build_broker, "engine": build_engine, "validator": build_validator}
+
+
+def build(kind: str, *args, **kwargs) -> LoopService:
+    return BUILDERS[kind](*args, **kwargs)

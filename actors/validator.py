@@ -1,0 +1,184 @@
+"""The validator: ZeroMQ intake (ROUTER), the signal gate, the durable append, ACK/REJECT, forward.
+
+Per wake-up: drain up to `batch_max` frames, run each through the gate, append every accepted
+signal to `execution.signals` in one pipeline, then forward the accepted ones to the active engine
+and send every reply. A signal is ACKed only after its append returned; if the append fails the
+whole batch's acceptances become REJECTED STORE_UNAVAILABLE and are forgotten, so a retry works.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from typing import Callable
+
+import zmq
+
+from actors.service import LoopService, bind_random, tune
+from node.config import NodeConfig
+from node.errors import StoreError
+from node.intake import RiskCheck, SignalGate
+from node.limits import BasicLimits
+from node.messages import Endpoints, Reply, SignalAccepted, Status, encode
+from node.reasons import Reason
+from node.streams import StreamLog, connect_redis
+
+
+class Validator(LoopService):
+    name = "validator"
+
+    def __init__(
+        self,
+        cfg: NodeConfig,
+        redis_url: str,
+        engine_intake: str,
+        events_endpoint: str,
+        risk: RiskCheck | None = None,
+        clock_ns: Callable[[], int] = time.time_ns,
+    ) -> None:
+        super().__init__()
+        self._cfg = cfg
+        prices = {s.symbol: s.price for s in cfg.broker.paper.symbols}
+        self.gate = SignalGate(cfg.signing, cfg.intake, risk or BasicLimits(cfg.risk, prices))
+        self._redis_url = redis_url
+        self._engine_intake = engine_intake
+        self._events_endpoint = events_endpoint
+        self._clock_ns = clock_ns
+        self._batch_max = cfg.intake.batch_max
+        self._unsent: deque[bytes] = deque()  # accepted, durable, not yet handed to the engine
+        self._next_expire_ns = 0
+        self.accepted = 0
+        self.rejected = 0
+        self.store_failures = 0
+
+    # ---------------------------------------------------------------- loop
+
+    def _open(self, ctx: zmq.Context) -> dict[str, str]:
+        self._log = StreamLog(
+            connect_redis(self._redis_url), self._cfg.storage.signals_stream, b"a", self._cfg.storage.stream_maxlen
+        )
+        self._router = tune(ctx.socket(zmq.ROUTER))
+        self._router.setsockopt(zmq.MAXMSGSIZE, self._cfg.intake.transport_max_bytes)
+        self._router.setsockopt(zmq.ROUTER_MANDATORY, 0)
+        port = self._cfg.intake.port
+        if port:
+            intake = "tcp://" + self._cfg.bind_host + ":" + str(port)
+            self._router.bind(intake)
+        else:
+            intake = bind_random(self._router, self._cfg.bind_host)
+        self._push = tune(ctx.socket(zmq.PUSH))
+        self._push.connect(self._engine_intake)
+        self.poller.register(self._router, zmq.POLLIN)
+        self._hello = encode(Endpoints(intake=intake, events=self._events_endpoint, node_id=self._cfg.node_id))
+        return {"intake": intake}
+
+    def _close(self) -> None:
+        self._router.close(0)
+        self._push.close(0)
+
+    def _on_wake(self, events: dict) -> None:
+        if self._unsent:
+            self._flush_unsent()
+        if not events:
+            self._housekeeping()
+            return
+        router = self._router
+        recv = router.recv_multipart
+        admit = self.gate.admit
+        now = self._clock_ns()
+        replies: list[tuple[bytes, Reply | bytes]] = []
+        accepted: list[tuple[int, bytes]] = []  # (index in replies, SignalAccepted bytes)
+        for _ in range(self._batch_max):
+            try:
+                parts = recv(zmq.NOBLOCK)
+            except zmq.Again:
+                break
+            if len(parts) != 2:
+                self.gate.count(Reason.MALFORMED_FRAME)
+                if parts:
+                    replies.append((parts[0], Reply(status=Status.REJECTED, request_id="", reasons=[Reason.MALFORMED_FRAME], detail="expected one frame")))
+                continue
+            ident, frame = parts
+            verdict = admit(frame, now)
+            if verdict.discover:
+                replies.append((ident, self._hello))
+                continue
+            reply = verdict.reply
+            if verdict.signal is not None:
+                accepted.append((len(replies), encode(SignalAccepted(reply.signal_id, now, verdict.signal))))
+            replies.append((ident, reply))
+        if accepted:
+            try:
+                self._log.append([a for _, a in accepted])
+            except StoreError:
+                self.store_failures += 1
+                self._refuse_batch(replies)
+                accepted = []
+        for _, payload in accepted:
+            try:
+                self._push.send(payload, zmq.NOBLOCK)
+            except zmq.Again:
+                self._unsent.append(payload)
+        self.accepted += len(accepted)
+        send = router.send_multipart
+        for ident, reply in replies:
+            if type(reply) is not bytes:
+                if reply.status is not Status.ACCEPTED:
+                    self.rejected += 1
+                reply = encode(reply)
+            send((ident, reply))
+        if now >= self._next_expire_ns:
+            self._housekeeping()
+
+    def _refuse_batch(self, replies: list) -> None:
+        for i, (ident, reply) in enumerate(replies):
+            if type(reply) is Reply and reply.status is Status.ACCEPTED:
+                if not reply.duplicate:
+                    self.gate.forget(reply.request_id)
+                replies[i] = (
+                    ident,
+                    Reply(
+                        status=Status.REJECTED,
+                        request_id=reply.request_id,
+                        signal_id=reply.signal_id,
+                        reasons=[Reason.STORE_UNAVAILABLE],
+                        detail="the signal log is unavailable; nothing was accepted, retry with the same request_id",
+                    ),
+                )
+                self.gate.count(Reason.STORE_UNAVAILABLE)
+
+    def _flush_unsent(self) -> None:
+        while self._unsent:
+            try:
+                self._push.send(self._unsent[0], zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            self._unsent.popleft()
+
+    def _housekeeping(self) -> None:
+        now = self._clock_ns()
+        if now >= self._next_expire_ns:
+            self.gate.expire(now)
+            self._next_expire_ns = now + 1_000_000_000
+
+    # ---------------------------------------------------------------- control (any thread)
+
+    def set_engine(self, engine_intake: str) -> None:
+        """Point the forward socket at another engine (failover)."""
+
+        def swap() -> None:
+            self._push.disconnect(self._engine_intake)
+            self._push.connect(engine_intake)
+            self._engine_intake = engine_intake
+
+        self.call_on_loop(swap)
+
+    def stats(self) -> dict:
+        return {
+            "accepted": self.accepted,
+            "rejected": self.rejected,
+            "store_failures": self.store_failures,
+            "unsent": len(self._unsent),
+            "loop_errors": self.loop_errors,
+            "reasons": dict(self.gate.counts),
+        }

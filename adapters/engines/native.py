@@ -1,0 +1,87 @@
+"""The native order manager: the fastest engine (pure logic, no I/O).
+
+One accepted signal becomes one order with a deterministic client order id. Reports from the
+broker move the order through `node.orders.apply_report`; every report that changed something is
+returned enriched with the strategy, request and signal ids so subscribers can match it.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import msgspec
+
+from node.messages import ExecutionReport, OrderIntent, SignalAccepted
+from node.orders import DONE_STATES, Applied, Order, OrderState, apply_report, client_order_id_for
+
+_replace = msgspec.structs.replace
+
+
+def intent_for(acc: SignalAccepted) -> OrderIntent:
+    sig = acc.signal
+    meta = sig.risk_meta
+    return OrderIntent(
+        client_order_id=client_order_id_for(acc.signal_id),
+        signal_id=acc.signal_id,
+        request_id=sig.request_id,
+        strategy_id=sig.strategy_id,
+        symbol=sig.symbol,
+        side=sig.side,
+        order_type=sig.order_type,
+        quantity=sig.quantity,
+        notional=sig.notional,
+        limit_price=sig.limit_price,
+        stop_price=sig.stop_price,
+        max_slippage=meta.max_slippage if meta is not None else None,
+    )
+
+
+class NativeOrderManager:
+    """Orders by client order id; finished orders are kept (for dedupe) up to `keep_done`."""
+
+    def __init__(self, keep_done: int = 1_000_000) -> None:
+        self.orders: dict[str, Order] = {}
+        self._done: OrderedDict[str, None] = OrderedDict()
+        self._keep_done = keep_done
+        self.duplicate_signals = 0
+        self.duplicate_fills = 0
+        self.ignored_reports = 0
+        self.orphan_reports = 0
+
+    def on_signal(self, acc: SignalAccepted) -> OrderIntent | None:
+        """The intent to submit, or None when this signal already has an order."""
+        intent = intent_for(acc)
+        if intent.client_order_id in self.orders:
+            self.duplicate_signals += 1
+            return None
+        self.orders[intent.client_order_id] = Order(intent=intent, state=OrderState.SUBMITTED)
+        return intent
+
+    def on_report(self, report: ExecutionReport) -> ExecutionReport | None:
+        """Apply a broker report; the enriched report to publish, or None if it changed nothing."""
+        order = self.orders.get(report.client_order_id)
+        if order is None:
+            self.orphan_reports += 1
+            return None
+        outcome = apply_report(order, report)
+        if outcome is not Applied.APPLIED:
+            if outcome is Applied.DUPLICATE:
+                self.duplicate_fills += 1
+            else:
+                self.ignored_reports += 1
+            return None
+        if order.state in DONE_STATES:
+            self._retire(report.client_order_id)
+        intent = order.intent
+        return _replace(
+            report, strategy_id=intent.strategy_id, request_id=intent.request_id, signal_id=intent.signal_id
+        )
+
+    def in_flight(self) -> list[Order]:
+        return [o for o in self.orders.values() if o.state not in DONE_STATES]
+
+    def _retire(self, coid: str) -> None:
+        self._done[coid] = None
+        while len(self._done) > self._keep_done:
+            old, _ = self._done.popitem(last=False)
+            self.orders.pop(old, None)

@@ -1,0 +1,245 @@
+"""`execnode`: run the node, send a signal, play the demo, run the benchmark.
+
+    execnode up [--config node.toml] [--no-dashboard]
+    execnode send --symbol AAPL --action BUY --quantity 10 [--strategy s1] [--order-type LIMIT --limit-price 230]
+    execnode demo --signals 10000 [--json]
+    execnode bench [--quick] [--json]
+
+Errors a person can act on (bad config, a server that is down, a node that does not answer) are
+printed as one line with exit status 2, never as a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import secrets
+import sys
+import time
+from pathlib import Path
+
+import msgspec
+
+from node.config import IntakeConfig, NodeConfig, SigningConfig, load_config
+from node.errors import NodeError
+
+DEV_KEY_ID = "optimus"
+
+
+def _die(msg: str) -> int:
+    print("execnode: " + msg, file=sys.stderr)
+    return 2
+
+
+def _data_dir(cfg: NodeConfig) -> Path:
+    path = Path(cfg.data_dir).resolve()
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def ensure_keys(cfg: NodeConfig) -> NodeConfig:
+    """With no signing keys configured, use (or create) a dev key in the data folder (mode 0600)."""
+    if cfg.signing.keys:
+        return cfg
+    key_file = _data_dir(cfg) / "signing.key"
+    if not key_file.exists():
+        key_file.write_text(DEV_KEY_ID + ":" + secrets.token_hex(32) + "\n")
+        key_file.chmod(0o600)
+    key_id, _, secret = key_file.read_text().strip().partition(":")
+    return msgspec.structs.replace(cfg, signing=msgspec.structs.replace(cfg.signing, keys={key_id: secret}))
+
+
+def _write_endpoints(cfg: NodeConfig, registry: dict[str, str]) -> Path:
+    path = _data_dir(cfg) / "endpoints.json"
+    path.write_text(json.dumps(registry, indent=2) + "\n")
+    return path
+
+
+# ---------------------------------------------------------------- commands
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from node.runtime import NodeRuntime, run_until_interrupted
+
+    cfg = ensure_keys(load_config(args.config))
+    if args.dashboard is not None:
+        cfg = msgspec.structs.replace(cfg, dashboard=args.dashboard)
+    runtime = NodeRuntime(cfg)
+    try:
+        registry = runtime.start()
+    except BaseException:
+        runtime.stop()
+        raise
+    path = _write_endpoints(cfg, registry)
+    print("node %s up: intake %s, events %s (endpoints in %s). Ctrl-C stops it." % (
+        cfg.node_id, registry["intake"], registry["events"], path), file=sys.stderr, flush=True)
+    run_until_interrupted(runtime)
+    return 0
+
+
+def cmd_send(args: argparse.Namespace) -> int:
+    from node.client import ExecutionClient
+
+    cfg = ensure_keys(load_config(args.config))
+    endpoint = args.endpoint
+    if endpoint is None:
+        ep_file = _data_dir(cfg) / "endpoints.json"
+        if not ep_file.exists():
+            return _die("no --endpoint given and no running node found (" + str(ep_file) + "); start one with `execnode up`")
+        endpoint = json.loads(ep_file.read_text())["intake"]
+    key_id = args.key_id or next(iter(cfg.signing.keys))
+    secret = args.secret or cfg.signing.keys.get(key_id)
+    if not secret:
+        return _die("no secret for key id " + repr(key_id))
+    signal: dict = {
+        "strategy_id": args.strategy,
+        "symbol": args.symbol,
+        "action": args.action,
+        "order_type": args.order_type,
+    }
+    for name in ("request_id", "quantity", "notional", "limit_price", "stop_price"):
+        value = getattr(args, name)
+        if value is not None:
+            signal[name] = value
+    with ExecutionClient(endpoint, key_id, secret, timeout_s=args.timeout) as client:
+        if args.wait_fill:
+            client.subscribe(args.strategy)
+            time.sleep(0.2)
+        reply = client.send_signal(signal)
+        print(json.dumps(msgspec.to_builtins(reply)))
+        if args.wait_fill and reply.status == "ACCEPTED":
+            from node.messages import to_json
+
+            for ev in client.events(timeout_s=args.timeout):
+                if ev.request_id == reply.request_id:
+                    print(to_json(ev).decode())
+                    if ev.kind in ("FILL", "CANCELED", "REJECTED"):
+                        break
+    return 0 if reply.status == "ACCEPTED" else 1
+
+
+def demo_config(base: NodeConfig) -> NodeConfig:
+    """The demo runs on any free port with a fresh signing key, whatever the config file says."""
+    keys = {DEV_KEY_ID: secrets.token_hex(32)}
+    return msgspec.structs.replace(
+        base,
+        signing=msgspec.structs.replace(base.signing, keys=keys),
+        intake=msgspec.structs.replace(base.intake, port=0),
+    )
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from node.client import AsyncExecutionClient
+    from node.demo import make_signals, play
+    from node.runtime import NodeRuntime, quiet, stderr_progress
+
+    cfg = demo_config(load_config(args.config))
+    progress = stderr_progress if not args.quiet else quiet
+    runtime = NodeRuntime(cfg, progress)
+    try:
+        registry = runtime.start()
+        prices = {s.symbol: s.price for s in cfg.broker.paper.symbols}
+        signals = make_signals(args.signals, prices, seed=args.seed)
+        key_id, secret = next(iter(cfg.signing.keys.items()))
+
+        async def go():
+            async with AsyncExecutionClient(registry["intake"], key_id, secret, timeout_s=args.timeout) as client:
+                return await play(client, signals, window=args.window, settle_s=args.settle, progress=progress)
+
+        result = asyncio.run(go())
+        summary = result.summary()
+        summary["node"] = runtime.stats()
+    finally:
+        runtime.stop()
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        _print_summary(summary)
+    return 0 if summary["lost"] == 0 and summary["duplicates"] == 0 else 1
+
+
+def _print_summary(s: dict) -> None:
+    print("signals sent      %d" % s["sent"])
+    print("accepted          %d   rejected %d   (reasons: %s)" % (s["accepted"], s["rejected"], s["reasons"] or "-"))
+    print("filled            %d   canceled %d   venue rejects %d" % (s["filled"], s["canceled"], s["venue_rejected"]))
+    print("lost              %d   duplicates %d   timeouts %d" % (s["lost"], s["duplicates"], s["timeouts"]))
+    print("signal -> reply   p50 %.0f us   p99 %.0f us   p99.9 %.0f us" % (s["p50_us"], s["p99_us"], s["p999_us"]))
+    print("signal -> fill    p50 %.0f us   p99 %.0f us   p99.9 %.0f us" % (s["fill_p50_us"], s["fill_p99_us"], s["fill_p999_us"]))
+    print("rate              %.0f signals/s over %.1f s" % (s["signals_per_s"], s["elapsed_s"]))
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from bench import run as bench_run
+
+    argv = []
+    if args.quick:
+        argv.append("--quick")
+    if args.json:
+        argv.append("--json")
+    if args.json_out:
+        argv += ["--json-out", args.json_out]
+    return bench_run.main(argv) or 0
+
+
+# ---------------------------------------------------------------- parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="execnode", description="NAE execution node")
+    p.add_argument("--config", help="TOML config file (see README: Configuration)")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    up = sub.add_parser("up", help="run the node until Ctrl-C")
+    up.add_argument("--dashboard", dest="dashboard", action="store_true", default=True, help="Ray dashboard on (default)")
+    up.add_argument("--no-dashboard", dest="dashboard", action="store_false")
+    up.set_defaults(func=cmd_up)
+
+    send = sub.add_parser("send", help="send one signed signal and print the reply")
+    send.add_argument("--endpoint", help="intake endpoint (default: the running node's, from the data folder)")
+    send.add_argument("--key-id")
+    send.add_argument("--secret")
+    send.add_argument("--request-id")
+    send.add_argument("--strategy", default="manual")
+    send.add_argument("--symbol", required=True)
+    send.add_argument("--action", required=True, choices=["BUY", "SELL", "BUY_TO_OPEN", "SELL_TO_OPEN", "BUY_TO_CLOSE", "SELL_TO_CLOSE"])
+    send.add_argument("--quantity", type=float)
+    send.add_argument("--notional", type=float)
+    send.add_argument("--order-type", default="MARKET", choices=["MARKET", "LIMIT", "STOP", "STOP_LIMIT"])
+    send.add_argument("--limit-price", type=float)
+    send.add_argument("--stop-price", type=float)
+    send.add_argument("--timeout", type=float, default=2.0)
+    send.add_argument("--wait-fill", action="store_true", help="also print the order's execution reports")
+    send.set_defaults(func=cmd_send)
+
+    demo = sub.add_parser("demo", help="start the node on embedded defaults and play Optimus")
+    demo.add_argument("--signals", type=int, default=10_000)
+    demo.add_argument("--window", type=int, default=256, help="signals awaiting a reply at once")
+    demo.add_argument("--settle", type=float, default=15.0, help="seconds to wait for the last fills")
+    demo.add_argument("--timeout", type=float, default=5.0, help="reply timeout per signal")
+    demo.add_argument("--seed", type=int, default=1)
+    demo.add_argument("--json", action="store_true", help="print one JSON object")
+    demo.add_argument("--quiet", action="store_true")
+    demo.set_defaults(func=cmd_demo)
+
+    bench = sub.add_parser("bench", help="node vs seed-style baseline vs floor")
+    bench.add_argument("--quick", action="store_true")
+    bench.add_argument("--json", action="store_true")
+    bench.add_argument("--json-out")
+    bench.set_defaults(func=cmd_bench)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except NodeError as exc:
+        return _die(str(exc))
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

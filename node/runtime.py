@@ -1,0 +1,131 @@
+"""Bringing a whole node up and down: embedded servers, Ray, the supervisor and its actors.
+
+This is the CLI's wiring (the one place in `node/` that reaches into `actors/`, lazily). With no
+URLs configured it starts an embedded Redis and PostgreSQL under `data_dir`; with REDIS_URL /
+DATABASE_URL / RAY_ADDRESS it uses the real ones.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from typing import Any, Callable
+
+from node.config import NodeConfig
+from node.errors import NodeError
+
+Progress = Callable[[str], None]
+
+
+def stderr_progress(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def quiet(msg: str) -> None:
+    pass
+
+
+class NodeRuntime:
+    """`start()` -> endpoint registry; `stop()` undoes everything `start()` did, in reverse."""
+
+    def __init__(self, cfg: NodeConfig, progress: Progress = stderr_progress) -> None:
+        self.cfg = cfg
+        self._progress = progress
+        self._embedded: Any = None
+        self._started_ray = False
+        self.supervisor: Any = None
+        self.registry: dict[str, str] = {}
+        self.redis_url: str | None = None
+        self.database_url: str | None = None
+
+    def start(self) -> dict[str, str]:
+        cfg = self.cfg
+        t0 = time.perf_counter()
+        self.redis_url, self.database_url = self._storage()
+        self._check_storage()
+        import ray
+
+        from actors.ray_actors import ACTOR_OPTIONS
+        from actors.supervisor import Supervisor
+
+        if not ray.is_initialized():
+            self._progress("starting Ray" + (" (dashboard on)" if cfg.dashboard else ""))
+            ray.init(
+                address=cfg.ray_address,
+                namespace=cfg.ray_namespace,
+                include_dashboard=cfg.dashboard,
+                log_to_driver=False,
+                configure_logging=False,
+            )
+            self._started_ray = True
+        self._progress("starting actors: broker, engine, validator")
+        self.supervisor = (
+            ray.remote(Supervisor)
+            .options(name=cfg.node_id + ".supervisor", namespace=cfg.ray_namespace, **ACTOR_OPTIONS["supervisor"])
+            .remote(cfg, self.redis_url, self.database_url)
+        )
+        self.registry = ray.get(self.supervisor.start.remote(), timeout=120)
+        self._progress("node up in %.1f s: intake %s" % (time.perf_counter() - t0, self.registry["intake"]))
+        return dict(self.registry)
+
+    def stats(self) -> dict[str, dict]:
+        import ray
+
+        return ray.get(self.supervisor.stats.remote(), timeout=30)
+
+    def call(self, role: str, method: str, *args: Any) -> Any:
+        import ray
+
+        return ray.get(self.supervisor.call.remote(role, method, *args), timeout=30)
+
+    def stop(self) -> None:
+        import ray
+
+        if self.supervisor is not None:
+            try:
+                ray.get(self.supervisor.stop.remote(), timeout=60)
+            except Exception:  # noqa: BLE001 - stopping: the kill below ends it anyway
+                pass
+            ray.kill(self.supervisor)
+            self.supervisor = None
+        if self._started_ray:
+            ray.shutdown()
+            self._started_ray = False
+        if self._embedded is not None:
+            self._embedded.stop()
+            self._embedded = None
+
+    # ---------------------------------------------------------------- storage
+
+    def _storage(self) -> tuple[str, str | None]:
+        st = self.cfg.storage
+        redis_url, database_url = st.redis_url, st.database_url
+        if redis_url and database_url:
+            return redis_url, database_url
+        from node.embedded import EmbeddedServices
+
+        data_dir = os.path.abspath(self.cfg.data_dir)
+        self._progress("starting embedded " + " and ".join(
+            n for n, u in (("Redis", redis_url), ("PostgreSQL", database_url)) if not u
+        ) + " under " + data_dir)
+        self._embedded = EmbeddedServices(data_dir, redis_url=redis_url, database_url=database_url)
+        return self._embedded.start()
+
+    def _check_storage(self) -> None:
+        from node import preflight
+
+        preflight.check_redis_sync(self.redis_url)
+
+
+def run_until_interrupted(runtime: NodeRuntime) -> None:
+    try:
+        while True:
+            time.sleep(1.0)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        runtime.stop()
+
+
+__all__ = ["NodeRuntime", "NodeError", "stderr_progress", "quiet", "run_until_interrupted"]
