@@ -1,0 +1,130 @@
+"""The signal gate: every bad input gets a precise reason; good ones pass once."""
+
+import time
+
+import msgspec
+import pytest
+
+from node.config import IntakeConfig, RiskConfig, SigningConfig
+from node.intake import SignalGate
+from node.limits import BasicLimits
+from node.messages import Discover, Status, encode
+from node.reasons import Reason
+from node.signing import make_envelope
+
+SECRET = b"s3cret"
+SIGNING = SigningConfig(keys={"k": SECRET.decode()})
+
+
+def gate(**risk):
+    return SignalGate(SIGNING, IntakeConfig(), BasicLimits(RiskConfig(**risk), {"AAPL": 200.0}))
+
+
+def good(**over):
+    d = {
+        "request_id": "r-" + str(time.perf_counter_ns()),
+        "strategy_id": "s1",
+        "timestamp": time.time(),
+        "symbol": "AAPL",
+        "action": "BUY",
+        "quantity": 10.0,
+    }
+    d.update(over)
+    return {k: v for k, v in d.items() if v is not None}
+
+
+def frame(payload_obj, key="k", secret=SECRET, ts_ns=None):
+    payload = msgspec.msgpack.encode(payload_obj)
+    return encode(make_envelope(key, secret, payload, ts_ns or time.time_ns()))
+
+
+def admit(g, fr):
+    return g.admit(fr, time.time_ns())
+
+
+def test_good_signal_is_accepted_with_deterministic_id():
+    g = gate()
+    v = admit(g, frame(good(request_id="abc")))
+    assert v.reply.status is Status.ACCEPTED and v.signal is not None
+    assert v.reply.signal_id and v.reply.request_id == "abc"
+
+
+@pytest.mark.parametrize(
+    "payload, reason",
+    [
+        (good(quantity=None), Reason.SIZE_SPEC),
+        (good(notional=1000.0), Reason.SIZE_SPEC),
+        (good(quantity=-5.0), Reason.INVALID_NUMBER),
+        (good(quantity=0.0), Reason.INVALID_NUMBER),
+        (good(quantity=1e15), Reason.INVALID_NUMBER),
+        (good(quantity=float("nan")), Reason.INVALID_NUMBER),
+        (good(quantity=float("inf")), Reason.INVALID_NUMBER),
+        (good(quantity="ten"), Reason.SCHEMA_INVALID),
+        (good(symbol=12), Reason.SCHEMA_INVALID),
+        (good(action="YOLO"), Reason.SCHEMA_INVALID),
+        (good(extra_field=1), Reason.UNKNOWN_FIELD),
+        (good(order_type="LIMIT"), Reason.PRICE_REQUIRED),
+        (good(order_type="STOP_LIMIT", limit_price=10.0), Reason.PRICE_REQUIRED),
+        (good(limit_price=10.0), Reason.PRICE_NOT_ALLOWED),
+        (good(quantity=200_000.0), Reason.MAX_QUANTITY),
+        (good(quantity=50_000.0), Reason.MAX_NOTIONAL),
+        (good(symbol="ZZZZ"), Reason.UNKNOWN_SYMBOL),
+        (good(timestamp=time.time() - 3600), Reason.STALE_TIMESTAMP),
+        ([1, 2, 3], Reason.SCHEMA_INVALID),
+    ],
+)
+def test_bad_signals_are_refused_with_a_reason(payload, reason):
+    g = gate(symbols=["AAPL"], max_notional=5_000_000.0)
+    v = admit(g, frame(payload))
+    assert v.reply.status is Status.REJECTED
+    assert reason in v.reply.reasons
+    assert v.signal is None
+    assert g.counts[reason] == 1
+
+
+@pytest.mark.parametrize(
+    "raw, reason",
+    [
+        (b"", Reason.MALFORMED_FRAME),
+        (b"\xc1\xc1\xc1", Reason.MALFORMED_FRAME),
+        (b"garbage", Reason.MALFORMED_FRAME),
+        (msgspec.msgpack.encode({"type": "sig", "key_id": "k"}), Reason.MALFORMED_FRAME),
+        (b"x" * (10 * 1024 * 1024), Reason.FRAME_TOO_LARGE),
+    ],
+)
+def test_malformed_frames(raw, reason):
+    v = admit(gate(), raw)
+    assert v.reply.reasons == [reason]
+
+
+def test_bad_signature_and_unknown_key_and_stale_envelope():
+    g = gate()
+    assert admit(g, frame(good(), secret=b"wrong")).reply.reasons == [Reason.SIGNATURE_INVALID]
+    assert admit(g, frame(good(), key="nobody")).reply.reasons == [Reason.UNKNOWN_KEY]
+    old = time.time_ns() - 60 * 10**9
+    assert admit(g, frame(good(), ts_ns=old)).reply.reasons == [Reason.STALE_TIMESTAMP]
+
+
+def test_retry_gets_the_first_answer_and_replay_is_refused():
+    g = gate()
+    sig = good(request_id="same")
+    first = admit(g, frame(sig))
+    retry = admit(g, frame(sig))  # re-signed with a new ts, same payload
+    assert first.reply.status is Status.ACCEPTED
+    assert retry.reply.status is Status.ACCEPTED and retry.reply.duplicate and retry.signal is None
+    assert retry.reply.signal_id == first.reply.signal_id
+    replay = admit(g, frame(dict(sig, quantity=99.0)))
+    assert replay.reply.reasons == [Reason.REPLAY]
+
+
+def test_forget_lets_a_failed_append_be_retried():
+    g = gate()
+    sig = good(request_id="again")
+    admit(g, frame(sig))
+    g.forget("again")
+    again = admit(g, frame(sig))
+    assert again.signal is not None and not again.reply.duplicate
+
+
+def test_discover():
+    assert gate().admit(encode(Discover()), time.time_ns()).discover
