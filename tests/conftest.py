@@ -1,0 +1,75 @@
+"""Shared fixtures: the real services (from REDIS_URL / DATABASE_URL, else embedded ones started
+once per session), one Ray per session, and a whole node on Ray for integration tests."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import tempfile
+
+import msgspec
+import pytest
+
+from node.config import IntakeConfig, NodeConfig, SigningConfig, StorageConfig
+
+
+@pytest.fixture(scope="session")
+def services():
+    """(redis_url, database_url): the machine's servers when the env names them, else embedded."""
+    redis_url = os.environ.get("REDIS_URL")
+    database_url = os.environ.get("DATABASE_URL")
+    embedded = None
+    if not (redis_url and database_url):
+        from node.embedded import EmbeddedServices
+
+        embedded = EmbeddedServices(tempfile.mkdtemp(prefix="nae-test-"), redis_url=redis_url, database_url=database_url)
+        redis_url, database_url = embedded.start()
+    yield redis_url, database_url
+    if embedded is not None:
+        embedded.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_url(services):
+    return services[0]
+
+
+@pytest.fixture(scope="session")
+def database_url(services):
+    return services[1]
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(namespace="nae-test", include_dashboard=False, log_to_driver=False, configure_logging=False)
+    yield ray
+    ray.shutdown()
+
+
+def node_config(redis_url: str | None = None, database_url: str | None = None, **changes) -> NodeConfig:
+    """A node config for tests: any free port, a fresh key, unique node id and streams."""
+    run = secrets.token_hex(4)
+    cfg = NodeConfig(
+        node_id="test-" + run,
+        signing=SigningConfig(keys={"optimus": secrets.token_hex(16)}),
+        intake=IntakeConfig(port=0),
+        storage=StorageConfig(
+            redis_url=redis_url,
+            database_url=database_url,
+            signals_stream="test." + run + ".signals",
+            events_stream="test." + run + ".events",
+            monitoring_stream="test." + run + ".monitoring",
+        ),
+    )
+    return msgspec.structs.replace(cfg, **changes) if changes else cfg
+
+
+@pytest.fixture()
+def make_config(redis_url, database_url):
+    def make(**changes):
+        return node_config(redis_url, database_url, **changes)
+
+    return make
