@@ -1,0 +1,126 @@
+"""The node as a benchmark target: a whole node on Ray (embedded or REDIS_URL Redis), driven over
+ZeroMQ by the asyncio client, exactly as Optimus drives it.
+
+Signals are prepared outside the timed part (payload bytes ready; signing happens at send time,
+as it must: the signature covers the send timestamp). Fill latency is signal sent -> FILL event
+received on the events feed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+
+import msgspec
+import numpy as np
+
+from node.client import AsyncExecutionClient
+from node.config import load_config
+from node.messages import ExecKind, Signal, encode
+
+SYMBOLS = ("AAPL", "MSFT", "NVDA", "SPY", "TSLA", "QQQ")
+
+
+class NodeTarget:
+    name = "node"
+
+    def __init__(self, n_max: int = 200_000) -> None:
+        self._n_max = n_max
+        self._runtime = None
+        self._client: AsyncExecutionClient | None = None
+        self._payloads: list[tuple[str, bytes]] = []
+        self._index: dict[str, int] = {}
+        self._sent_ns = np.zeros(n_max, dtype=np.int64)
+        self._fill_ns = np.zeros(n_max, dtype=np.int64)
+        self._listener: asyncio.Task | None = None
+        self._accepted = 0
+        self._rejected = 0
+        self._errors = 0
+        self._fills = 0
+        self._dup_fills = 0
+
+    async def start(self) -> None:
+        from node.cli import demo_config
+        from node.runtime import NodeRuntime, quiet
+
+        cfg = demo_config(load_config(None))
+        self._runtime = NodeRuntime(cfg, quiet)
+        registry = await asyncio.get_running_loop().run_in_executor(None, self._runtime.start)
+        key_id, secret = next(iter(cfg.signing.keys.items()))
+        self._client = AsyncExecutionClient(registry["intake"], key_id, secret, timeout_s=10.0)
+        await self._client.subscribe()
+        await asyncio.sleep(0.3)
+        run = uuid.uuid4().hex[:8]
+        now = time.time()
+        for i in range(self._n_max):
+            rid = "b" + run + "-" + str(i)
+            sig = Signal(
+                request_id=rid, strategy_id="bench", timestamp=now, symbol=SYMBOLS[i % len(SYMBOLS)],
+                action="BUY" if i % 2 else "SELL", quantity=float(1 + i % 100),
+            )
+            self._payloads.append((rid, encode(sig)))
+            self._index[rid] = i
+        self._listener = asyncio.get_running_loop().create_task(self._listen())
+
+
+    async def _listen(self) -> None:
+        client = self._client
+        index, fill_ns = self._index, self._fill_ns
+        while True:
+            ev = await client.next_event(0.5)
+            if ev is None or ev.kind is not ExecKind.FILL:
+                continue
+            i = index.get(ev.request_id)
+            if i is None:
+                continue
+            if fill_ns[i]:
+                self._dup_fills += 1
+                continue
+            fill_ns[i] = time.perf_counter_ns()
+            self._fills += 1
+
+    async def send(self, i: int) -> None:
+        rid, payload = self._payloads[i]
+        self._sent_ns[i] = time.perf_counter_ns()
+        reply = await self._client.send_payload(rid, payload)
+        if reply.status == "ACCEPTED":
+            self._accepted += 1
+        elif reply.status == "REJECTED":
+            self._rejected += 1
+            raise RuntimeError("rejected: " + ",".join(reply.reasons))
+        else:
+            self._errors += 1
+            raise RuntimeError("error: " + reply.detail)
+
+    async def wait_fills(self, timeout_s: float, indices: range | None = None) -> np.ndarray:
+        """Fill latencies (ns) of the signals in `indices` (default: all sent so far)."""
+        sent = self._sent_ns
+        idx = np.asarray(indices if indices is not None else np.nonzero(sent)[0])
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline and np.count_nonzero(self._fill_ns[idx]) < len(idx):
+            await asyncio.sleep(0.05)
+        filled = idx[self._fill_ns[idx] > 0]
+        return self._fill_ns[filled] - sent[filled]
+
+    def counts(self) -> dict:
+        sent = int(np.count_nonzero(self._sent_ns))
+        return {
+            "sent": sent,
+            "accepted": self._accepted,
+            "rejected": self._rejected,
+            "lost": self._accepted - self._fills,
+            "duplicates": self._dup_fills + (self._client.unmatched if self._client else 0),
+        }
+
+    async def stop(self) -> None:
+        if self._listener is not None:
+            self._listener.cancel()
+        if self._client is not None:
+            await self._client.close()
+        if self._runtime is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self._runtime.stop)
+
+
+async def make_node_target(quick: bool) -> NodeTarget:
+    return NodeTarget(n_max=20_000 if quick else 200_000)
