@@ -113,9 +113,14 @@ class NodeRuntime:
         return self._embedded.start()
 
     def _check_storage(self) -> None:
+        import asyncio
+
         from node import preflight
 
-        preflight.check_redis_sync(self.redis_url)
+        if self.database_url:
+            asyncio.run(preflight.check_stores(self.redis_url, self.database_url))
+        else:
+            asyncio.run(preflight.check_redis(self.redis_url))
 
 
 def run_until_interrupted(runtime: NodeRuntime) -> None:
