@@ -2,7 +2,8 @@
 
 It hosts an order manager (the native one by default), carries the epoch the supervisor granted,
 publishes every report that changed an order on its events socket as multipart
-[strategy_id, msgpack ExecutionReport], and appends the same reports to `execution.events` in one
+[topic, msgpack ExecutionReport] with topic `<kind>/<strategy_id>/` (see `node.messages.event_topic`),
+so a subscriber filters by kind and strategy at the publisher, and appends the same reports to `execution.events` in one
 pipeline per wake-up (kept and retried while Redis is away, never dropped).
 """
 
@@ -24,8 +25,9 @@ from node.messages import (
     accepted_decoder,
     broker_event_decoder,
     encode,
+    event_topic,
 )
-from node.streams import StreamLog, connect_redis
+from node.streams import EVENTS_FIELD, StreamLog, connect_redis
 
 _MAX_PENDING_EVENTS = 1_000_000
 
@@ -70,7 +72,7 @@ class EngineHost(LoopService):
             self._log = StreamLog(
                 connect_redis(self._redis_url),
                 self._cfg.storage.events_stream,
-                b"e",
+                EVENTS_FIELD,
                 self._cfg.storage.stream_maxlen,
             )
         return {"intake": intake, "events": events}
@@ -117,7 +119,7 @@ class EngineHost(LoopService):
                 out = on_report(msg)
                 if out is not None:
                     payload = encode(out)
-                    pub((out.strategy_id.encode(), payload))
+                    pub((event_topic(out.kind, out.strategy_id), payload))
                     pending.append(payload)
                     self.published += 1
             elif type(msg) is OrdersReport:

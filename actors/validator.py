@@ -21,7 +21,7 @@ from node.intake import RiskCheck, SignalGate
 from node.limits import BasicLimits
 from node.messages import Endpoints, Reply, SignalAccepted, Status, encode
 from node.reasons import Reason
-from node.streams import StreamLog, connect_redis
+from node.streams import SIGNALS_FIELD, StreamLog, connect_redis
 
 
 class Validator(LoopService):
@@ -55,7 +55,7 @@ class Validator(LoopService):
 
     def _open(self, ctx: zmq.Context) -> dict[str, str]:
         self._log = StreamLog(
-            connect_redis(self._redis_url), self._cfg.storage.signals_stream, b"a", self._cfg.storage.stream_maxlen
+            connect_redis(self._redis_url), self._cfg.storage.signals_stream, SIGNALS_FIELD, self._cfg.storage.stream_maxlen
         )
         self._router = tune(ctx.socket(zmq.ROUTER))
         self._router.setsockopt(zmq.MAXMSGSIZE, self._cfg.intake.transport_max_bytes)

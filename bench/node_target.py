@@ -49,7 +49,7 @@ class NodeTarget:
         registry = await asyncio.get_running_loop().run_in_executor(None, self._runtime.start)
         key_id, secret = next(iter(cfg.signing.keys.items()))
         self._client = AsyncExecutionClient(registry["intake"], key_id, secret, timeout_s=10.0)
-        await self._client.subscribe()
+        await self._client.subscribe(kinds=[ExecKind.FILL])
         await asyncio.sleep(0.3)
         run = uuid.uuid4().hex[:8]
         now = time.time()

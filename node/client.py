@@ -16,22 +16,24 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from typing import Any, AsyncIterator, Iterator
+from typing import Any, AsyncIterator, Callable, Iterable, Iterator
 
 import msgspec
 import zmq
-import zmq.asyncio
+
 
 from node.errors import TransportError
 from node.messages import (
     Discover,
     Endpoints,
+    ExecKind,
     ExecutionReport,
     Reply,
     Signal,
     encode,
     intake_response_decoder,
     report_decoder,
+    topic_prefixes,
 )
 from node.signing import make_envelope
 
@@ -123,15 +125,17 @@ class ExecutionClient(_Base):
             if type(msg) is Endpoints:
                 return msg
 
-    def subscribe(self, strategy_id: str = "") -> None:
-        """Start receiving execution reports (all, or one strategy's)."""
+    def subscribe(self, strategy_id: str = "", kinds: Iterable[ExecKind] | None = None) -> None:
+        """Start receiving execution reports: one strategy's ("" = all), some kinds (None = all).
+        The filter runs at the publisher, so unwanted kinds cost this process nothing."""
         if self._sub is None:
             endpoint = self._events_endpoint or self.endpoints().events
             self._sub = self._ctx.socket(zmq.SUB)
             self._sub.setsockopt(zmq.LINGER, 0)
             self._sub.setsockopt(zmq.RCVHWM, 0)
             self._sub.connect(endpoint)
-        self._sub.setsockopt(zmq.SUBSCRIBE, strategy_id.encode())
+        for prefix in topic_prefixes(strategy_id, kinds):
+            self._sub.setsockopt(zmq.SUBSCRIBE, prefix)
 
     def next_event(self, timeout_s: float | None = None) -> ExecutionReport | None:
         if self._sub is None:
@@ -148,8 +152,45 @@ class ExecutionClient(_Base):
             yield ev
 
 
+def _drain_when_readable(loop: asyncio.AbstractEventLoop, sock: zmq.Socket, handle) -> Callable[[], None]:
+    """Watch a (sync) ZeroMQ socket from the asyncio loop and hand every message to `handle`.
+
+    The ZeroMQ FD is edge-triggered: on each wake-up everything queued is drained, and the
+    returned `kick` must be called after a send on the same socket (a send can eat the edge).
+    """
+    recv = sock.recv_multipart
+    events = sock.getsockopt
+
+    def drain() -> None:
+        while events(zmq.EVENTS) & zmq.POLLIN:
+            try:
+                handle(recv(zmq.NOBLOCK))
+            except zmq.Again:
+                return
+
+    loop.add_reader(sock.getsockopt(zmq.FD), drain)
+    scheduled = [False]
+
+    def run_kick() -> None:
+        scheduled[0] = False
+        drain()
+
+    def kick() -> None:
+        if not scheduled[0]:
+            scheduled[0] = True
+            loop.call_soon(run_kick)
+
+    kick()
+    return kick
+
+
 class AsyncExecutionClient(_Base):
-    """asyncio client: many signals in flight on one socket, replies matched by request_id."""
+    """asyncio client: many signals in flight on one socket, replies matched by request_id.
+
+    The sockets are plain ZeroMQ sockets watched by the event loop: one wake-up drains every
+    queued reply or event, so thousands of signals in flight cost one callback per batch, not
+    one task per message.
+    """
 
     def __init__(
         self,
@@ -160,17 +201,18 @@ class AsyncExecutionClient(_Base):
         events_endpoint: str | None = None,
     ) -> None:
         super().__init__(endpoint, key_id, secret, timeout_s)
-        self._ctx = zmq.asyncio.Context.instance()
+        self._ctx = zmq.Context.instance()
         self._sock = self._ctx.socket(zmq.DEALER)
-        self._sock.setsockopt(zmq.LINGER, 0)
-        self._sock.setsockopt(zmq.SNDHWM, 0)
-        self._sock.setsockopt(zmq.RCVHWM, 0)
+        for opt, val in ((zmq.LINGER, 0), (zmq.SNDHWM, 0), (zmq.RCVHWM, 0)):
+            self._sock.setsockopt(opt, val)
         self._sock.connect(endpoint)
         self._events_endpoint = events_endpoint
-        self._pending: dict[str, asyncio.Future] = {}
+        self._pending: dict[str, tuple[asyncio.Future, asyncio.TimerHandle]] = {}
         self._hello: asyncio.Future | None = None
-        self._reader: asyncio.Task | None = None
-        self._sub: zmq.asyncio.Socket | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._kick: Callable[[], None] | None = None
+        self._sub: zmq.Socket | None = None
+        self._events: asyncio.Queue[ExecutionReport] = asyncio.Queue()
         self.unmatched = 0
 
     async def __aenter__(self) -> "AsyncExecutionClient":
@@ -180,75 +222,92 @@ class AsyncExecutionClient(_Base):
         await self.close()
 
     async def close(self) -> None:
-        if self._reader is not None:
-            self._reader.cancel()
-            try:
-                await self._reader
-            except (asyncio.CancelledError, Exception):  # noqa: BLE001 - closing
-                pass
+        if self._loop is not None:
+            self._loop.remove_reader(self._sock.getsockopt(zmq.FD))
+            if self._sub is not None:
+                self._loop.remove_reader(self._sub.getsockopt(zmq.FD))
+        for fut, timer in self._pending.values():
+            timer.cancel()
+            if not fut.done():
+                fut.cancel()
+        self._pending.clear()
         self._sock.close(0)
         if self._sub is not None:
             self._sub.close(0)
 
-    def _ensure_reader(self) -> None:
-        if self._reader is None:
-            self._reader = asyncio.get_running_loop().create_task(self._read_replies())
+    def _attach(self) -> asyncio.AbstractEventLoop:
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
+            self._kick = _drain_when_readable(self._loop, self._sock, self._on_reply)
+        return self._loop
 
-    async def _read_replies(self) -> None:
-        recv = self._sock.recv
-        pending = self._pending
-        while True:
-            msg = intake_response_decoder.decode(await recv())
-            if type(msg) is Reply:
-                fut = pending.pop(msg.request_id, None)
-                if fut is None or fut.done():
-                    self.unmatched += 1
-                else:
-                    fut.set_result(msg)
-            elif self._hello is not None and not self._hello.done():
-                self._hello.set_result(msg)
+    def _on_reply(self, parts: list[bytes]) -> None:
+        msg = intake_response_decoder.decode(parts[-1])
+        if type(msg) is Reply:
+            entry = self._pending.pop(msg.request_id, None)
+            if entry is None or entry[0].done():
+                self.unmatched += 1
+                return
+            entry[1].cancel()
+            entry[0].set_result(msg)
+        elif self._hello is not None and not self._hello.done():
+            self._hello.set_result(msg)
+
+    def _expire(self, request_id: str) -> None:
+        entry = self._pending.pop(request_id, None)
+        if entry is not None and not entry[0].done():
+            entry[0].set_exception(self._timeout("reply"))
 
     async def send_signal(self, signal: SignalLike) -> Reply:
         rid, payload = prepare(signal)
         return await self.send_payload(rid, payload)
 
+    def submit_payload(self, request_id: str, payload: bytes) -> asyncio.Future:
+        """Send without waiting: a future that resolves to the Reply (or raises TransportError)."""
+        loop = self._attach()
+        fut = loop.create_future()
+        self._pending[request_id] = (fut, loop.call_later(self.timeout_s, self._expire, request_id))
+        self._sock.send(self.frame(payload), zmq.NOBLOCK)
+        self._kick()
+        return fut
+
     async def send_payload(self, request_id: str, payload: bytes) -> Reply:
-        self._ensure_reader()
-        fut = asyncio.get_running_loop().create_future()
-        self._pending[request_id] = fut
-        await self._sock.send(self.frame(payload))
-        try:
-            return await asyncio.wait_for(fut, self.timeout_s)
-        except asyncio.TimeoutError:
-            self._pending.pop(request_id, None)
-            raise self._timeout("reply") from None
+        return await self.submit_payload(request_id, payload)
 
     async def endpoints(self) -> Endpoints:
-        self._ensure_reader()
-        self._hello = asyncio.get_running_loop().create_future()
-        await self._sock.send(encode(Discover()))
+        loop = self._attach()
+        self._hello = loop.create_future()
+        self._sock.send(encode(Discover()), zmq.NOBLOCK)
+        self._kick()
         try:
             return await asyncio.wait_for(self._hello, self.timeout_s)
         except asyncio.TimeoutError:
             raise self._timeout("endpoints") from None
 
-    async def subscribe(self, strategy_id: str = "") -> None:
+    async def subscribe(self, strategy_id: str = "", kinds: Iterable[ExecKind] | None = None) -> None:
+        """Start receiving execution reports: one strategy's ("" = all), some kinds (None = all)."""
         if self._sub is None:
             endpoint = self._events_endpoint or (await self.endpoints()).events
             self._sub = self._ctx.socket(zmq.SUB)
             self._sub.setsockopt(zmq.LINGER, 0)
             self._sub.setsockopt(zmq.RCVHWM, 0)
             self._sub.connect(endpoint)
-        self._sub.setsockopt(zmq.SUBSCRIBE, strategy_id.encode())
+            put = self._events.put_nowait
+            decode = report_decoder.decode
+            _drain_when_readable(self._attach(), self._sub, lambda parts: put(decode(parts[-1])))
+        for prefix in topic_prefixes(strategy_id, kinds):
+            self._sub.setsockopt(zmq.SUBSCRIBE, prefix)
 
     async def next_event(self, timeout_s: float | None = None) -> ExecutionReport | None:
         if self._sub is None:
             raise RuntimeError("call subscribe() first")
+        if not self._events.empty():
+            return self._events.get_nowait()
         wait = self.timeout_s if timeout_s is None else timeout_s
-        if not await self._sub.poll(int(wait * 1000)):
+        try:
+            return await asyncio.wait_for(self._events.get(), wait)
+        except asyncio.TimeoutError:
             return None
-        _, payload = await self._sub.recv_multipart()
-        return report_decoder.decode(payload)
 
     async def events(self, timeout_s: float = 1.0) -> AsyncIterator[ExecutionReport]:
         while (ev := await self.next_event(timeout_s)) is not None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Iterable
 
 import msgspec
 
@@ -243,6 +243,17 @@ class OrdersReport(msgspec.Struct, frozen=True, array_like=True, gc=False, tag="
 
 
 BrokerEvent = ExecutionReport | OrdersReport | Heartbeat
+
+
+def event_topic(kind: ExecKind, strategy_id: str) -> bytes:
+    """The events feed's topic: `<kind>/<strategy_id>/` (subscribe to a prefix of it)."""
+    return (kind + "/" + strategy_id + "/").encode()
+
+
+def topic_prefixes(strategy_id: str = "", kinds: "Iterable[ExecKind] | None" = None) -> list[bytes]:
+    """Subscription prefixes for some kinds (default all) of one strategy ("" = every strategy)."""
+    tail = strategy_id + "/" if strategy_id else ""
+    return [(k + "/" + tail).encode() for k in (kinds or ExecKind)]
 
 
 # ---------------------------------------------------------------- codecs, built once

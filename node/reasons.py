@@ -49,6 +49,7 @@ class Reason(StrEnum):
     BREAKER_EXECUTION = "BREAKER_EXECUTION"
     BREAKER_STRATEGY = "BREAKER_STRATEGY"
     SYMBOL_UNKNOWN_STATE = "SYMBOL_UNKNOWN_STATE"  # an order on this symbol is UNKNOWN
+    NO_PRICE = "NO_PRICE"  # no last price for the symbol: exposure and collars cannot be checked
     # node state
     OVERLOADED = "OVERLOADED"
     STORE_UNAVAILABLE = "STORE_UNAVAILABLE"  # cannot persist, so cannot accept

@@ -1,8 +1,12 @@
 """Batched appends to the Redis Streams log (one pipeline, one round trip per wake-up).
 
-Stream layout (fixed; the ledger and recovery read it):
-- `execution.signals`: field b"a" = msgpack `SignalAccepted`, one entry per accepted signal.
-- `execution.events`: field b"e" = msgpack `ExecutionReport` (strategy/request/signal ids filled in).
+Stream layout (fixed; the ledger and recovery read it). One entry per wake-up holds the whole batch
+as one msgpack array: an XADD per item costs ~7 us of Python and Redis time, a batched one ~0.4 us
+per item, and at 20,000 signals/s with ~3 reports each that difference is most of a core.
+- `execution.signals`: field b"A" = msgpack array of `SignalAccepted` (the accepted signals of one
+  validator wake-up, in order).
+- `execution.events`: field b"E" = msgpack array of `ExecutionReport` (strategy/request/signal ids
+  filled in), the reports of one engine wake-up, in order.
 - `execution.intake`: field b"f" = the signed frame, appended by a client whose ZeroMQ intake did not
   answer (the fallback path); the validator consumes it with the same checks.
 - `monitoring.events`: field b"m" = JSON.
@@ -10,11 +14,33 @@ Stream layout (fixed; the ledger and recovery read it):
 
 from __future__ import annotations
 
+import msgspec
 import redis
 
 from node.errors import StoreError
+from node.messages import ExecutionReport, SignalAccepted
 
 INTAKE_STREAM = "execution.intake"
+SIGNALS_FIELD = b"A"
+EVENTS_FIELD = b"E"
+
+_Raw = msgspec.Raw
+_encode = msgspec.msgpack.Encoder().encode
+accepted_batch_decoder = msgspec.msgpack.Decoder(list[SignalAccepted])
+report_batch_decoder = msgspec.msgpack.Decoder(list[ExecutionReport])
+
+
+def pack_batch(payloads: list[bytes]) -> bytes:
+    """Already-encoded messages -> one msgpack array, without decoding them again."""
+    return _encode([_Raw(p) for p in payloads])
+
+
+def unpack_signals(fields: dict) -> list[SignalAccepted]:
+    return accepted_batch_decoder.decode(fields[SIGNALS_FIELD])
+
+
+def unpack_reports(fields: dict) -> list[ExecutionReport]:
+    return report_batch_decoder.decode(fields[EVENTS_FIELD])
 
 
 def connect_redis(url: str, timeout_s: float = 2.0) -> redis.Redis:
@@ -30,7 +56,7 @@ def mask_url(url: str) -> str:
 
 
 class StreamLog:
-    """Appends entries of one field to one stream; `append` is all-or-nothing from the caller's view."""
+    """Appends batches to one stream under one field; `append` is all-or-nothing."""
 
     def __init__(self, client: redis.Redis, stream: str, field: bytes, maxlen: int) -> None:
         self._client = client
@@ -42,15 +68,13 @@ class StreamLog:
     def stream(self) -> str:
         return self._stream
 
-    def append(self, payloads: list[bytes]) -> list[bytes]:
-        """XADD every payload in one pipeline; returns the entry ids. Raises `StoreError`."""
+    def append(self, payloads: list[bytes]) -> bytes | None:
+        """XADD the encoded messages as one batch entry; returns its id. Raises `StoreError`."""
         if not payloads:
-            return []
-        pipe = self._client.pipeline(transaction=False)
-        field, stream, maxlen = self._field, self._stream, self._maxlen
-        for p in payloads:
-            pipe.xadd(stream, {field: p}, maxlen=maxlen, approximate=True)
+            return None
         try:
-            return pipe.execute()
+            return self._client.xadd(
+                self._stream, {self._field: pack_batch(payloads)}, maxlen=self._maxlen, approximate=True
+            )
         except redis.RedisError as exc:
-            raise StoreError("redis append to " + stream + " failed: " + type(exc).__name__) from exc
+            raise StoreError("redis append to " + self._stream + " failed: " + type(exc).__name__) from exc

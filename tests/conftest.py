@@ -67,7 +67,7 @@ def node_config(redis_url: str | None = None, database_url: str | None = None, *
     return msgspec.structs.replace(cfg, **changes) if changes else cfg
 
 
-@pytest.fixture()
+@pytest.fixture(scope="session")
 def make_config(redis_url, database_url):
     def make(**changes):
         return node_config(redis_url, database_url, **changes)

@@ -17,10 +17,8 @@ from node.runtime import NodeRuntime, quiet
 
 
 @pytest.fixture(scope="module")
-def node(ray_session, redis_url, database_url):
-    from tests.conftest import node_config
-
-    cfg = node_config(redis_url, database_url)
+def node(ray_session, make_config):
+    cfg = make_config()
     runtime = NodeRuntime(cfg, quiet)
     runtime.start()
     yield runtime
@@ -54,8 +52,13 @@ def test_ten_thousand_signals_all_answered_and_filled_exactly_once(node):
     stats = node.stats()
     assert stats["broker"]["submitted"] - before == s["accepted"]  # one broker order per accepted signal
     assert stats["broker"]["refused_duplicate"] == 0
+    from node.streams import unpack_signals
+
     r = redis.Redis.from_url(node.redis_url)
-    assert r.xlen(node.cfg.storage.signals_stream) >= s["accepted"]
+    logged = {a.signal.request_id for _, f in r.xrange(node.cfg.storage.signals_stream) for a in unpack_signals(f)}
+    accepted = {sig.request_id for sig in signals if sig.quantity != 1_000_000.0}
+    assert len(accepted) == s["accepted"]
+    assert {sig.request_id for sig in signals} & logged == accepted  # every ACK was logged first
 
 
 def test_bad_inputs_get_reasons_and_the_node_keeps_going(node):

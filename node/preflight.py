@@ -1,0 +1,87 @@
+"""Start-up checks: is Redis / PostgreSQL reachable at the configured URL?
+
+Each check answers within `timeout_s` (2 s by default) and raises `StoreError` with one clear line
+naming the URL (password masked) and the cause, so the CLI can print it instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import asyncpg
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from node.errors import StoreError
+
+DEFAULT_TIMEOUT_S = 2.0
+_SECRET_PARAMS = frozenset({"password", "sslpassword"})
+
+
+def mask_url(url: str) -> str:
+    """`url` with any password (in the authority or a `password=` parameter) replaced by ***."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparsable url>"
+    netloc = parts.netloc
+    if "@" in netloc:
+        cred, host = netloc.rsplit("@", 1)
+        if ":" in cred:
+            cred = cred.split(":", 1)[0] + ":***"
+        netloc = cred + "@" + host
+    query = parts.query
+    if query:
+        pairs = parse_qsl(query, keep_blank_values=True)
+        if any(k.lower() in _SECRET_PARAMS for k, _ in pairs):
+            query = urlencode([(k, "***" if k.lower() in _SECRET_PARAMS else v) for k, v in pairs], safe="/*")
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def _cause(exc: BaseException) -> str:
+    if isinstance(exc, (asyncio.TimeoutError, TimeoutError)):
+        return "no answer (timed out)"
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return type(exc).__name__ + (": " + text[:200] if text else "")
+
+
+async def check_redis(url: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
+    """PING Redis at `url`. Raises `StoreError("Redis at <url> is unreachable: <cause>")`."""
+    try:
+        client = aioredis.from_url(url, socket_connect_timeout=timeout_s, socket_timeout=timeout_s)
+    except (ValueError, RedisError) as exc:
+        raise StoreError("Redis URL " + mask_url(url) + " is invalid: " + _cause(exc)) from None
+    try:
+        await asyncio.wait_for(client.ping(), timeout_s)
+    except (RedisError, OSError, asyncio.TimeoutError) as exc:
+        raise StoreError("Redis at " + mask_url(url) + " is unreachable: " + _cause(exc)) from None
+    finally:
+        try:
+            await client.aclose()
+        except (RedisError, OSError):
+            pass
+
+
+async def check_postgres(url: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
+    """Connect to PostgreSQL at `url` and run SELECT 1. Raises `StoreError("PostgreSQL at <url> is
+    unreachable: <cause>")` (refused, timed out, bad password, unknown database, ...)."""
+    conn = None
+    try:
+        conn = await asyncio.wait_for(asyncpg.connect(url, timeout=timeout_s), timeout_s)
+        await asyncio.wait_for(conn.fetchval("SELECT 1"), timeout_s)
+    except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, asyncio.TimeoutError, ValueError) as exc:
+        raise StoreError("PostgreSQL at " + mask_url(url) + " is unreachable: " + _cause(exc)) from None
+    finally:
+        if conn is not None:
+            conn.terminate()
+
+
+async def check_stores(redis_url: str, database_url: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
+    """Both checks at once; raises the first `StoreError` (Redis first when both fail)."""
+    results = await asyncio.gather(
+        check_redis(redis_url, timeout_s), check_postgres(database_url, timeout_s), return_exceptions=True
+    )
+    for res in results:
+        if isinstance(res, BaseException):
+            raise res
