@@ -26,10 +26,17 @@ def build_broker(cfg: NodeConfig, broker: BrokerConfig | None = None) -> BrokerH
     return BrokerHost(broker.name, cfg.bind_host, build_venue(broker))
 
 
-def build_engine(cfg: NodeConfig, redis_url: str | None, broker_endpoint: str, epoch: int = 1) -> EngineHost:
+def build_engine(
+    cfg: NodeConfig,
+    redis_url: str | None,
+    broker_endpoint: str,
+    publish_endpoint: str | None = None,
+    epoch: int = 1,
+    recover: bool = False,
+) -> EngineHost:
     if cfg.engine.kind != "native":
         raise ConfigError("engine.kind: unknown engine kind " + repr(cfg.engine.kind) + " (known: native)")
-    return EngineHost(cfg, cfg.engine.name, redis_url, broker_endpoint, epoch)
+    return EngineHost(cfg, cfg.engine.name, redis_url, broker_endpoint, publish_endpoint, epoch, recover)
 
 
 def build_validator(cfg: NodeConfig, redis_url: str, engine_intake: str, events_endpoint: str) -> Validator:

@@ -1,8 +1,8 @@
 """The validator: ZeroMQ intake (ROUTER), the signal gate, the durable append, ACK/REJECT, forward.
 
 Per wake-up: drain up to `batch_max` frames, run each through the gate, append every accepted
-signal to `execution.signals` in one pipeline, then forward the accepted ones to the active engine
-and send every reply. A signal is ACKed only after its append returned; if the append fails the
+signal to `execution.signals` as one batch entry (one round trip), forward that batch with its
+entry id to the active engine, and send every reply. A signal is ACKed only after its append returned; if the append fails the
 whole batch's acceptances become REJECTED STORE_UNAVAILABLE and are forgotten, so a retry works.
 """
 
@@ -19,9 +19,12 @@ from node.config import NodeConfig
 from node.errors import StoreError
 from node.intake import RiskCheck, SignalGate
 from node.limits import BasicLimits
-from node.messages import Endpoints, Reply, SignalAccepted, Status, encode
+from node.messages import Endpoints, Reply, SignalAccepted, Status, encode, pack_signal_batch
 from node.reasons import Reason
-from node.streams import SIGNALS_FIELD, StreamLog, connect_redis
+from node.streams import SIGNALS_FIELD, StreamLog, connect_redis, pack_batch, unpack_signals
+
+
+_WARM_MAX_ENTRIES = 20_000  # stream entries (batches) read back at start
 
 
 class Validator(LoopService):
@@ -45,11 +48,12 @@ class Validator(LoopService):
         self._events_endpoint = events_endpoint
         self._clock_ns = clock_ns
         self._batch_max = cfg.intake.batch_max
-        self._unsent: deque[bytes] = deque()  # accepted, durable, not yet handed to the engine
+        self._unsent: deque[bytes] = deque()  # durable batches not yet handed to the engine
         self._next_expire_ns = 0
         self.accepted = 0
         self.rejected = 0
         self.store_failures = 0
+        self.warmed = 0
 
     # ---------------------------------------------------------------- loop
 
@@ -57,6 +61,7 @@ class Validator(LoopService):
         self._log = StreamLog(
             connect_redis(self._redis_url), self._cfg.storage.signals_stream, SIGNALS_FIELD, self._cfg.storage.stream_maxlen
         )
+        self._warm_memory()
         self._router = tune(ctx.socket(zmq.ROUTER))
         self._router.setsockopt(zmq.MAXMSGSIZE, self._cfg.intake.transport_max_bytes)
         self._router.setsockopt(zmq.ROUTER_MANDATORY, 0)
@@ -71,6 +76,22 @@ class Validator(LoopService):
         self.poller.register(self._router, zmq.POLLIN)
         self._hello = encode(Endpoints(intake=intake, events=self._events_endpoint, node_id=self._cfg.node_id))
         return {"intake": intake}
+
+    def _warm_memory(self) -> None:
+        """After a restart: remember the request_ids the log holds (newest `_WARM_MAX` signals of the
+        dedupe window), so a retry is answered as a retry; anything older is refused as stale."""
+        window_ms = self._cfg.signing.dedupe_window_secs * 1000
+        entries = self._log.newest(self._clock_ns() // 1_000_000 - window_ms, _WARM_MAX_ENTRIES)
+        warmed, oldest = 0, None
+        for _, fields in entries:
+            for acc in unpack_signals(fields):
+                ts = acc.signal.timestamp_s()
+                self.gate.remember_accepted(acc.signal.request_id, acc.signal_id, ts)
+                oldest = ts if oldest is None else min(oldest, ts)
+                warmed += 1
+        if len(entries) == _WARM_MAX_ENTRIES and oldest is not None:
+            self.gate.cover_from(oldest)
+        self.warmed = warmed
 
     def _close(self) -> None:
         self._router.close(0)
@@ -108,17 +129,22 @@ class Validator(LoopService):
                 accepted.append((len(replies), encode(SignalAccepted(reply.signal_id, now, verdict.signal))))
             replies.append((ident, reply))
         if accepted:
+            packed = pack_batch([a for _, a in accepted])
             try:
-                self._log.append([a for _, a in accepted])
+                entry_id = self._log.append_packed(packed)
             except StoreError:
                 self.store_failures += 1
                 self._refuse_batch(replies)
                 accepted = []
-        for _, payload in accepted:
-            try:
-                self._push.send(payload, zmq.NOBLOCK)
-            except zmq.Again:
-                self._unsent.append(payload)
+            else:
+                batch = pack_signal_batch(entry_id.decode(), packed)
+                if self._unsent:
+                    self._unsent.append(batch)
+                else:
+                    try:
+                        self._push.send(batch, zmq.NOBLOCK)
+                    except zmq.Again:
+                        self._unsent.append(batch)
         self.accepted += len(accepted)
         send = router.send_multipart
         for ident, reply in replies:
@@ -179,6 +205,7 @@ class Validator(LoopService):
             "rejected": self.rejected,
             "store_failures": self.store_failures,
             "unsent": len(self._unsent),
+            "warmed": self.warmed,
             "loop_errors": self.loop_errors,
             "reasons": dict(self.gate.counts),
         }

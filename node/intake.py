@@ -27,7 +27,7 @@ from node.messages import (
 )
 from node.orders import signal_id_for
 from node.reasons import Reason
-from node.signing import DedupeMemory, Verifier, payload_digest
+from node.signing import UNKNOWN_DIGEST, DedupeMemory, Verifier, payload_digest
 
 _NEEDS_LIMIT = frozenset({OrderType.LIMIT, OrderType.STOP_LIMIT})
 _NEEDS_STOP = frozenset({OrderType.STOP, OrderType.STOP_LIMIT})
@@ -169,6 +169,15 @@ class SignalGate:
         reply = Reply(status=Status.ACCEPTED, request_id=rid, signal_id=signal_id)
         self._memory.remember(rid, digest, ts, reply)
         return Verdict(reply, sig)
+
+    def remember_accepted(self, request_id: str, signal_id: str, signal_ts_s: float) -> None:
+        """Rebuild memory from the signal log after a restart (the payload digest is unknown)."""
+        reply = Reply(status=Status.ACCEPTED, request_id=request_id, signal_id=signal_id)
+        self._memory.remember(request_id, UNKNOWN_DIGEST, signal_ts_s, reply)
+
+    def cover_from(self, signal_ts_s: float) -> None:
+        """The memory was rebuilt only from this time on: older signals are refused as stale."""
+        self._memory.raise_watermark(signal_ts_s)
 
     def forget(self, request_id: str) -> None:
         """Undo an acceptance that could not be made durable, so the client may retry."""

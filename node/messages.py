@@ -157,6 +157,19 @@ class SignalAccepted(msgspec.Struct, frozen=True, array_like=True, gc=False, tag
     signal: Signal
 
 
+class SignalBatch(msgspec.Struct, frozen=True, array_like=True, gc=False, tag="batch"):
+    """The accepted signals of one validator wake-up, and the `execution.signals` entry that holds
+    exactly them: the engine checkpoints by entry id, and replays entries after its checkpoint."""
+
+    entry_id: str
+    signals: list[SignalAccepted]
+
+
+def pack_signal_batch(entry_id: str, packed_signals: bytes) -> bytes:
+    """Encode a SignalBatch around an already-packed msgpack array of SignalAccepted."""
+    return _encoder.encode(("batch", entry_id, msgspec.Raw(packed_signals)))
+
+
 # ---------------------------------------------------------------- engine <-> broker
 
 
@@ -264,6 +277,7 @@ signal_decoder = msgspec.msgpack.Decoder(Signal)
 intake_request_decoder = msgspec.msgpack.Decoder(IntakeRequest)
 intake_response_decoder = msgspec.msgpack.Decoder(IntakeResponse)
 accepted_decoder = msgspec.msgpack.Decoder(SignalAccepted)
+batch_decoder = msgspec.msgpack.Decoder(SignalBatch)
 broker_command_decoder = msgspec.msgpack.Decoder(BrokerCommand)
 broker_event_decoder = msgspec.msgpack.Decoder(BrokerEvent)
 report_decoder = msgspec.msgpack.Decoder(ExecutionReport)

@@ -43,7 +43,7 @@ ACTIVE_STATES = frozenset(
     {OrderState.SUBMITTED, OrderState.ACCEPTED, OrderState.PARTIALLY_FILLED, OrderState.UNKNOWN}
 )
 
-_STATE_OF_KIND = {
+STATE_OF_KIND = {
     ExecKind.NEW: OrderState.ACCEPTED,
     ExecKind.PARTIAL_FILL: OrderState.PARTIALLY_FILLED,
     ExecKind.FILL: OrderState.FILLED,
@@ -85,13 +85,13 @@ def apply_report(order: Order, report: ExecutionReport) -> Applied:
         order.cum_qty = report.cum_qty
         order.avg_px = report.avg_px
         order.venue_order_id = report.venue_order_id or order.venue_order_id
-        order.state = _STATE_OF_KIND[kind]
+        order.state = STATE_OF_KIND[kind]
         return Applied.APPLIED
     if order.done:
         return Applied.IGNORED
     if kind is ExecKind.NEW and order.state is OrderState.PARTIALLY_FILLED:
         return Applied.IGNORED  # a late ack after a fill must not move the order back
-    order.state = _STATE_OF_KIND[kind]
+    order.state = STATE_OF_KIND[kind]
     order.venue_order_id = report.venue_order_id or order.venue_order_id
     if report.reason:
         order.reason = report.reason

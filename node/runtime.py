@@ -79,6 +79,11 @@ class NodeRuntime:
 
         return ray.get(self.supervisor.call.remote(role, method, *args), timeout=30)
 
+    def call_supervisor(self, method: str, *args: Any) -> Any:
+        import ray
+
+        return ray.get(getattr(self.supervisor, method).remote(*args), timeout=60)
+
     def stop(self) -> None:
         import ray
 

@@ -62,6 +62,11 @@ class Verifier:
         return None
 
 
+#: stored for ids rebuilt from the log after a restart, where the original bytes are not known:
+#: any signal with such an id is answered as a retry (never executed again)
+UNKNOWN_DIGEST = b""
+
+
 def payload_digest(payload: bytes) -> bytes:
     return hashlib.blake2b(payload, digest_size=16).digest()
 
@@ -86,10 +91,14 @@ class DedupeMemory(Generic[T]):
         entry = self._entries.get(request_id)
         if entry is None:
             return False, None
-        return True, (entry[2] if entry[0] == digest else None)
+        return True, (entry[2] if entry[0] == digest or entry[0] == UNKNOWN_DIGEST else None)
 
     def remember(self, request_id: str, digest: bytes, signal_ts_s: float, outcome: T) -> None:
         self._entries[request_id] = (digest, signal_ts_s, outcome)
+
+    def raise_watermark(self, signal_ts_s: float) -> None:
+        """Refuse as stale every signal at or before this time (what the memory no longer covers)."""
+        self._watermark_s = max(self._watermark_s, signal_ts_s)
 
     def forget(self, request_id: str) -> None:
         self._entries.pop(request_id, None)

@@ -72,9 +72,39 @@ class StreamLog:
         """XADD the encoded messages as one batch entry; returns its id. Raises `StoreError`."""
         if not payloads:
             return None
+        return self.append_packed(pack_batch(payloads))
+
+    def append_packed(self, packed: bytes, also: tuple[str, bytes] | None = None) -> bytes:
+        """XADD one already-packed batch; `also` = (key, value) SET in the same round trip."""
         try:
-            return self._client.xadd(
-                self._stream, {self._field: pack_batch(payloads)}, maxlen=self._maxlen, approximate=True
-            )
+            if also is None:
+                return self._client.xadd(self._stream, {self._field: packed}, maxlen=self._maxlen, approximate=True)
+            pipe = self._client.pipeline(transaction=False)
+            pipe.xadd(self._stream, {self._field: packed}, maxlen=self._maxlen, approximate=True)
+            pipe.set(also[0], also[1])
+            return pipe.execute()[0]
         except redis.RedisError as exc:
             raise StoreError("redis append to " + self._stream + " failed: " + type(exc).__name__) from exc
+
+    def set(self, key: str, value: bytes) -> None:
+        try:
+            self._client.set(key, value)
+        except redis.RedisError as exc:
+            raise StoreError("redis SET " + key + " failed: " + type(exc).__name__) from exc
+
+    def newest(self, since_ms: int, count: int) -> list[tuple[bytes, dict]]:
+        """Up to `count` entries newer than `since_ms`, newest first."""
+        try:
+            return self._client.xrevrange(self._stream, max="+", min=str(since_ms), count=count)
+        except redis.RedisError as exc:
+            raise StoreError("redis read of " + self._stream + " failed: " + type(exc).__name__) from exc
+
+    def entries_after(self, entry_id: bytes | str, count: int = 1_000) -> list[tuple[bytes, dict]]:
+        """Entries strictly after `entry_id` ("0" = from the start), oldest first."""
+        start = "(" + (entry_id.decode() if isinstance(entry_id, bytes) else entry_id)
+        if start == "(0":
+            start = "-"
+        try:
+            return self._client.xrange(self._stream, min=start, max="+", count=count)
+        except redis.RedisError as exc:
+            raise StoreError("redis read of " + self._stream + " failed: " + type(exc).__name__) from exc

@@ -11,8 +11,8 @@ from collections import OrderedDict
 
 import msgspec
 
-from node.messages import ExecutionReport, OrderIntent, SignalAccepted
-from node.orders import DONE_STATES, Applied, Order, OrderState, apply_report, client_order_id_for
+from node.messages import ExecutionReport, OrderIntent, OrderSnapshot, SignalAccepted
+from node.orders import DONE_STATES, STATE_OF_KIND, Applied, Order, OrderState, apply_report, client_order_id_for
 
 _replace = msgspec.structs.replace
 
@@ -56,6 +56,30 @@ class NativeOrderManager:
             return None
         self.orders[intent.client_order_id] = Order(intent=intent, state=OrderState.SUBMITTED)
         return intent
+
+    def adopt(self, snap: OrderSnapshot) -> ExecutionReport | None:
+        """Take the broker's word for an order it already has (recovery, failover); returns the
+        state report to publish (reason RECOVERED: subscribers may have missed the original)."""
+        order = self.orders.get(snap.client_order_id)
+        if order is None:
+            return None
+        order.state = STATE_OF_KIND[snap.kind]
+        order.cum_qty = snap.cum_qty
+        if order.state in DONE_STATES:
+            self._retire(snap.client_order_id)
+        intent = order.intent
+        return ExecutionReport(
+            kind=snap.kind,
+            client_order_id=snap.client_order_id,
+            symbol=intent.symbol,
+            side=intent.side,
+            cum_qty=snap.cum_qty,
+            leaves_qty=snap.leaves_qty,
+            reason="RECOVERED",
+            strategy_id=intent.strategy_id,
+            request_id=intent.request_id,
+            signal_id=intent.signal_id,
+        )
 
     def on_report(self, report: ExecutionReport) -> ExecutionReport | None:
         """Apply a broker report; the enriched report to publish, or None if it changed nothing."""

@@ -28,7 +28,7 @@ from node.risk.breakers import EXECUTION, STRATEGY_PREFIX, SYSTEM, Breakers
 from node.risk.config import BreakerState, RiskLimits, TradingState
 from node.risk.kernels import (
     BR_HALF_OPEN, apply_fill, apply_price, check_order, commit_order, ewma_step, mask_to_reasons, recompute_cw,
-    release_pending,
+    release_pending, symmetrize,
 )
 
 _OTYPE = {OrderType.MARKET: OT_MARKET, OrderType.LIMIT: OT_LIMIT, OrderType.STOP: OT_STOP,
@@ -82,6 +82,7 @@ class PreTradeRisk:
         apply_fill(b.sf, b.tf, b.sa, b.g, b.cov, 1, c, i, 1.0, dq, 100.0)
         release_pending(b.sf, b.tf, b.sa, b.g, c, i, 0.0)
         recompute_cw(b.sf, b.g, b.cov, 1)
+        symmetrize(b.cov, 1)
         ewma_step(b.sf, b.g, b.cov, 1, 0.94, 1.0)
 
     # ------------------------------------------------------------ the per-signal path
@@ -168,6 +169,8 @@ class PreTradeRisk:
         kind = report.kind
         rec = self._pending.get(report.request_id) if report.request_id else None
         now_ns = report.ts_ns
+        if now_ns > 0 and now_ns >= self._day_end_ns:
+            self._roll_day(now_ns)  # a fill after midnight counts toward the new day
         b = self.book
         if kind in _FILLS and report.last_qty > 0.0:
             if report.exec_id:
@@ -198,6 +201,8 @@ class PreTradeRisk:
 
     def on_price(self, symbol: str, price: float, now_ns: int) -> None:
         """A last price: exposures, marks, C.w; an EWMA covariance step when a sample is due."""
+        if now_ns >= self._day_end_ns:
+            self._roll_day(now_ns)
         b = self.book
         i = b.sym_ids.get(symbol)
         if i is None:
@@ -278,7 +283,12 @@ class PreTradeRisk:
         b = self.book
         idx = np.array([b.add_symbol(s) for s in symbols], dtype=np.int64)
         b.ensure_headroom()
-        b.cov[np.ix_(idx, idx)] = (m + m.T) * 0.5
+        k = len(symbols)
+        if k and idx[0] == 0 and idx[-1] == k - 1 and np.all(np.diff(idx) == 1):
+            b.cov[:k, :k] = m  # the common case: the universe in slot order, no scatter copy
+        else:
+            b.cov[np.ix_(idx, idx)] = m
+        symmetrize(b.cov, b.n_symbols)
         recompute_cw(b.sf, b.g, b.cov, b.n_symbols)
 
     def exposures(self) -> dict[str, float]:

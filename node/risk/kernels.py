@@ -378,6 +378,16 @@ def recompute_cw(sf, g, cov, n) -> None:
 
 
 @_jit
+def symmetrize(cov, n) -> None:
+    """C <- (C + C') / 2 in place over the first n symbols."""
+    for i in range(n):
+        for j in range(i + 1, n):
+            v = 0.5 * (cov[i, j] + cov[j, i])
+            cov[i, j] = v
+            cov[j, i] = v
+
+
+@_jit
 def ewma_step(sf, g, cov, n, lam, scale) -> int:
     """One EWMA covariance step from the returns since the last sample, O(n^2).
     C <- lam C + (1-lam) r r' over the symbols with a return; C.w follows exactly in O(n).

@@ -1,0 +1,49 @@
+"""The engine's replay checkpoint over `execution.signals` (pure logic).
+
+Each stream entry holds one batch of accepted signals. An entry is *done* when the broker has
+answered (acked, filled or refused) every order of its batch. The checkpoint is the newest entry
+with every entry up to it done: after a crash, entries after the checkpoint are read again and
+every order in them is looked up at the broker before anything is re-sent, so nothing is lost and,
+with deterministic client order ids, nothing is sent twice.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+
+class EntryCheckpoint:
+    def __init__(self, position: str = "0") -> None:
+        self.position = position
+        self._open: OrderedDict[str, int] = OrderedDict()  # entry id -> orders still unanswered
+        self._entry_of: dict[str, str] = {}  # client order id -> entry id
+        self.changed = False
+
+    def __len__(self) -> int:
+        return len(self._open)
+
+    def add_entry(self, entry_id: str, client_order_ids: list[str]) -> None:
+        waiting = 0
+        for coid in client_order_ids:
+            if coid not in self._entry_of:
+                self._entry_of[coid] = entry_id
+                waiting += 1
+        self._open[entry_id] = waiting
+        self._advance()
+
+    def answered(self, client_order_id: str) -> None:
+        entry = self._entry_of.pop(client_order_id, None)
+        if entry is None:
+            return
+        self._open[entry] -= 1
+        self._advance()
+
+    def _advance(self) -> None:
+        opened = self._open
+        while opened:
+            entry, waiting = next(iter(opened.items()))
+            if waiting > 0:
+                return
+            opened.popitem(last=False)
+            self.position = entry
+            self.changed = True

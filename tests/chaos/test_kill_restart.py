@@ -1,0 +1,103 @@
+"""kill -9 the engine or the validator mid-burst: every ACKed signal executes exactly once.
+
+The client retries a timed-out signal with the same request_id (as Optimus must); the supervisor
+notices the death and restarts the actor (the engine in recovery with a new epoch, the validator
+on the same port with its dedupe memory rebuilt from the signal log).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+
+import pytest
+
+from node.client import AsyncExecutionClient
+from node.demo import make_signals
+from node.errors import TransportError
+from node.messages import ExecKind
+from node.orders import client_order_id_for, signal_id_for
+from node.runtime import NodeRuntime, quiet
+
+pytestmark = pytest.mark.chaos
+
+N_SIGNALS = 10_000
+
+
+@pytest.fixture()
+def node(ray_session, make_config):
+    runtime = NodeRuntime(make_config(), quiet)
+    runtime.start()
+    yield runtime
+    runtime.stop()
+
+
+async def burst_with_kill(node, role: str, kill_after: int) -> dict:
+    key_id, secret = next(iter(node.cfg.signing.keys.items()))
+    prices = {s.symbol: s.price for s in node.cfg.broker.paper.symbols}
+    signals = make_signals(N_SIGNALS, prices, seed=7, bad_every=0)
+    replies: dict[str, str] = {}
+    terminal: dict[str, ExecKind] = {}
+    retries = 0
+    killed = asyncio.Event()
+    sem = asyncio.Semaphore(128)
+    async with AsyncExecutionClient(node.registry["intake"], key_id, secret, timeout_s=1.0) as client:
+        await client.subscribe(kinds=[ExecKind.FILL, ExecKind.CANCELED, ExecKind.REJECTED])
+        await asyncio.sleep(0.3)
+
+        async def listen():
+            while True:
+                ev = await client.next_event(0.5)
+                if ev is not None:
+                    terminal.setdefault(ev.request_id, ev.kind)
+
+        async def send(sig):
+            nonlocal retries
+            try:
+                for attempt in range(60):
+                    try:
+                        reply = await client.send_signal(sig)
+                        replies[sig.request_id] = reply.status
+                        return
+                    except TransportError:
+                        retries += 1
+                        await asyncio.sleep(0.1)
+            finally:
+                sem.release()
+
+        listener = asyncio.get_running_loop().create_task(listen())
+        tasks = []
+        for i, sig in enumerate(signals):
+            await sem.acquire()
+            tasks.append(asyncio.get_running_loop().create_task(send(sig)))
+            if i == kill_after:
+                pid = node.call_supervisor("pid", role)
+                os.kill(pid, signal.SIGKILL)
+                killed.set()
+        await asyncio.gather(*tasks)
+        deadline = time.monotonic() + 60
+        accepted = {rid for rid, st in replies.items() if st == "ACCEPTED"}
+        while time.monotonic() < deadline and not accepted <= terminal.keys():
+            await asyncio.sleep(0.2)
+        listener.cancel()
+    return {"signals": signals, "replies": replies, "terminal": terminal, "retries": retries, "accepted": accepted}
+
+
+@pytest.mark.parametrize("role", ["engine", "validator"])
+def test_kill_minus_nine_mid_burst_executes_every_ack_exactly_once(node, role):
+    out = asyncio.run(burst_with_kill(node, role, kill_after=3_000))
+    signals, replies, accepted = out["signals"], out["replies"], out["accepted"]
+    assert len(replies) == N_SIGNALS, "a reply (after retries) for every signal"
+    assert accepted == {s.request_id for s in signals}, {st for st in replies.values()}
+    # the broker's truth: one order per accepted signal, fills adding up to the order
+    orders = {o.client_order_id: o for o in node.call("broker", "orders")}
+    for sig in signals:
+        coid = client_order_id_for(signal_id_for(sig.request_id))
+        assert coid in orders, "accepted but never executed: " + sig.request_id
+    assert len(orders) == N_SIGNALS  # and nothing else (no duplicate ids exist at the venue)
+    assert all(o.kind is ExecKind.FILL for o in orders.values())
+    stats = node.stats()
+    assert stats["supervisor"]["restarts"] and stats["supervisor"]["restarts"][0]["role"] == role
+    assert accepted <= out["terminal"].keys(), "every accepted signal's final state reached the client"
