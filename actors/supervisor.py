@@ -123,6 +123,26 @@ class Supervisor:
             self.restarts.append({"role": role, "reason": reason, "epoch": self.epoch, "took_ms": round((time.perf_counter() - t0) * 1e3, 1)})
             return dict(self._registry)
 
+    def stop_role(self, role: str) -> None:
+        """Stop one actor and leave it down (the watch ignores an empty role) until `start_role`."""
+        with self._lock:
+            actor = self._actors.pop(role, None)
+            if actor is not None:
+                _kill_and_wait(actor)
+
+    def start_role(self, role: str) -> dict[str, str]:
+        with self._lock:
+            if role in self._actors:
+                return dict(self._registry)
+            if role == "validator":
+                self._start_validator()
+            elif role == "engine":
+                self._start_engine(recover=True)
+                self._call_validator("set_engine", self._registry["engine"])
+            else:
+                raise ValueError("cannot start " + repr(role))
+            return dict(self._registry)
+
     def _start_engine(self, recover: bool) -> None:
         cfg = self._cfg
         if recover:
@@ -184,3 +204,15 @@ class Supervisor:
                         self.restart(role, reason="died")
                     except Exception:  # noqa: BLE001 - try again next round
                         pass
+
+
+def _kill_and_wait(actor: Any, timeout_s: float = 10.0) -> None:
+    """ray.kill returns at once; wait until the actor really stopped answering."""
+    ray.kill(actor)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            ray.get(actor.pid.remote(), timeout=1)
+        except Exception:  # noqa: BLE001 - dead is what we wait for
+            return
+        time.sleep(0.05)

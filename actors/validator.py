@@ -21,6 +21,8 @@ from node.intake import RiskCheck, SignalGate
 from node.limits import BasicLimits
 from node.messages import Endpoints, Reply, SignalAccepted, Status, encode, pack_signal_batch
 from node.reasons import Reason
+from actors.fallback_intake import GROUP, FallbackReader
+from node.fallback import REPLY_FIELD
 from node.streams import SIGNALS_FIELD, StreamLog, connect_redis, pack_batch, unpack_signals
 
 
@@ -54,6 +56,7 @@ class Validator(LoopService):
         self.rejected = 0
         self.store_failures = 0
         self.warmed = 0
+        self.fallback_frames = 0
 
     # ---------------------------------------------------------------- loop
 
@@ -74,6 +77,15 @@ class Validator(LoopService):
         self._push = tune(ctx.socket(zmq.PUSH))
         self._push.connect(self._engine_intake)
         self.poller.register(self._router, zmq.POLLIN)
+        self._fallback = ctx.socket(zmq.PULL)
+        fallback_endpoint = "inproc://fallback-" + str(id(self))
+        self._fallback.bind(fallback_endpoint)
+        self.poller.register(self._fallback, zmq.POLLIN)
+        self._fallback_redis = connect_redis(self._redis_url)
+        self._reader = FallbackReader(
+            self._redis_url, self._cfg.storage.intake_stream, self._cfg.node_id + ".validator", fallback_endpoint
+        )
+        self._reader.start()
         self._hello = encode(Endpoints(intake=intake, events=self._events_endpoint, node_id=self._cfg.node_id))
         return {"intake": intake}
 
@@ -94,8 +106,9 @@ class Validator(LoopService):
         self.warmed = warmed
 
     def _close(self) -> None:
-        self._router.close(0)
-        self._push.close(0)
+        self._reader.stop()
+        for sock in (self._router, self._push, self._fallback):
+            sock.close(0)
 
     def _on_wake(self, events: dict) -> None:
         if self._unsent:
@@ -128,6 +141,8 @@ class Validator(LoopService):
             if verdict.signal is not None:
                 accepted.append((len(replies), encode(SignalAccepted(reply.signal_id, now, verdict.signal))))
             replies.append((ident, reply))
+        if self._fallback in events:
+            self._take_fallback(replies, accepted)
         if accepted:
             packed = pack_batch([a for _, a in accepted])
             try:
@@ -147,14 +162,52 @@ class Validator(LoopService):
                         self._unsent.append(batch)
         self.accepted += len(accepted)
         send = router.send_multipart
+        redis_replies = []
         for ident, reply in replies:
             if type(reply) is not bytes:
                 if reply.status is not Status.ACCEPTED:
                     self.rejected += 1
                 reply = encode(reply)
-            send((ident, reply))
+            if type(ident) is tuple:
+                redis_replies.append((ident, reply))
+            else:
+                send((ident, reply))
+        if redis_replies:
+            self._answer_fallback(redis_replies)
         if now >= self._next_expire_ns:
             self._housekeeping()
+
+    def _take_fallback(self, replies: list, accepted: list) -> None:
+        """Frames from `execution.intake`: judged as of their append time, answered on Redis."""
+        recv = self._fallback.recv_multipart
+        admit = self.gate.admit
+        for _ in range(self._batch_max):
+            try:
+                entry_id, reply_to, frame = recv(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            appended_ns = int(entry_id.split(b"-", 1)[0]) * 1_000_000
+            verdict = admit(frame, appended_ns)
+            target = (entry_id, reply_to)
+            if verdict.discover:
+                replies.append((target, self._hello))
+                continue
+            reply = verdict.reply
+            if verdict.signal is not None:
+                accepted.append((len(replies), encode(SignalAccepted(reply.signal_id, appended_ns, verdict.signal))))
+            replies.append((target, reply))
+            self.fallback_frames += 1
+
+    def _answer_fallback(self, replies: list) -> None:
+        pipe = self._fallback_redis.pipeline(transaction=False)
+        for (entry_id, reply_to), payload in replies:
+            if reply_to:
+                pipe.xadd(reply_to, {REPLY_FIELD: payload}, maxlen=10_000, approximate=True)
+            pipe.xack(self._cfg.storage.intake_stream, GROUP, entry_id)
+        try:
+            pipe.execute()
+        except Exception:  # noqa: BLE001 - unacknowledged entries are read again after a restart
+            self.store_failures += 1
 
     def _refuse_batch(self, replies: list) -> None:
         for i, (ident, reply) in enumerate(replies):
@@ -206,6 +259,8 @@ class Validator(LoopService):
             "store_failures": self.store_failures,
             "unsent": len(self._unsent),
             "warmed": self.warmed,
+            "fallback_frames": self.fallback_frames,
+            "fallback_errors": self._reader.errors,
             "loop_errors": self.loop_errors,
             "reasons": dict(self.gate.counts),
         }

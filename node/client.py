@@ -9,6 +9,10 @@
 matches replies by `request_id`. A reply that does not come within `timeout_s` raises
 `TransportError` (reason TIMEOUT): retry with the same `request_id`, the node answers a retry with
 the first answer and never places a second order.
+
+With `fallback_redis_url`, a signal whose reply does not come in time is re-signed and appended to
+the fallback stream (`execution.intake`) instead, and the verdict is awaited there (see
+`node.fallback`); only if that also stays silent does the call raise.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from node.messages import (
     report_decoder,
     topic_prefixes,
 )
+from node.fallback import FallbackChannel
 from node.signing import make_envelope
 
 SignalLike = Signal | dict[str, Any]
@@ -57,11 +62,20 @@ def prepare(signal: SignalLike) -> tuple[str, bytes]:
 
 
 class _Base:
-    def __init__(self, endpoint: str, key_id: str, secret: str | bytes, timeout_s: float) -> None:
+    def __init__(
+        self,
+        endpoint: str,
+        key_id: str,
+        secret: str | bytes,
+        timeout_s: float,
+        fallback_redis_url: str | None = None,
+        fallback_stream: str = "execution.intake",
+    ) -> None:
         self.endpoint = endpoint
         self.key_id = key_id
         self._secret = _secret(secret)
         self.timeout_s = timeout_s
+        self.fallback = FallbackChannel(fallback_redis_url, fallback_stream, key_id) if fallback_redis_url else None
 
     def frame(self, payload: bytes) -> bytes:
         return encode(make_envelope(self.key_id, self._secret, payload, time.time_ns()))
@@ -80,8 +94,10 @@ class ExecutionClient(_Base):
         secret: str | bytes,
         timeout_s: float = 2.0,
         events_endpoint: str | None = None,
+        fallback_redis_url: str | None = None,
+        fallback_stream: str = "execution.intake",
     ) -> None:
-        super().__init__(endpoint, key_id, secret, timeout_s)
+        super().__init__(endpoint, key_id, secret, timeout_s, fallback_redis_url, fallback_stream)
         self._ctx = zmq.Context.instance()
         self._sock = self._ctx.socket(zmq.DEALER)
         self._sock.setsockopt(zmq.LINGER, 0)
@@ -99,10 +115,18 @@ class ExecutionClient(_Base):
         self._sock.close(0)
         if self._sub is not None:
             self._sub.close(0)
+        if self.fallback is not None:
+            self.fallback.close()
 
     def send_signal(self, signal: SignalLike) -> Reply:
         rid, payload = prepare(signal)
-        return self.send_frame(self.frame(payload), rid)
+        try:
+            return self.send_frame(self.frame(payload), rid)
+        except TransportError:
+            if self.fallback is None:
+                raise
+            self.fallback.submit(self.frame(payload))
+            return self.fallback.await_reply(rid, self.timeout_s)
 
     def send_frame(self, frame: bytes, request_id: str | None = None) -> Reply:
         """Send a raw frame; with request_id None, the next reply is taken whatever its id."""
@@ -199,8 +223,10 @@ class AsyncExecutionClient(_Base):
         secret: str | bytes,
         timeout_s: float = 2.0,
         events_endpoint: str | None = None,
+        fallback_redis_url: str | None = None,
+        fallback_stream: str = "execution.intake",
     ) -> None:
-        super().__init__(endpoint, key_id, secret, timeout_s)
+        super().__init__(endpoint, key_id, secret, timeout_s, fallback_redis_url, fallback_stream)
         self._ctx = zmq.Context.instance()
         self._sock = self._ctx.socket(zmq.DEALER)
         for opt, val in ((zmq.LINGER, 0), (zmq.SNDHWM, 0), (zmq.RCVHWM, 0)):
@@ -234,6 +260,8 @@ class AsyncExecutionClient(_Base):
         self._sock.close(0)
         if self._sub is not None:
             self._sub.close(0)
+        if self.fallback is not None:
+            self.fallback.close()
 
     def _attach(self) -> asyncio.AbstractEventLoop:
         if self._loop is None:
@@ -272,7 +300,13 @@ class AsyncExecutionClient(_Base):
         return fut
 
     async def send_payload(self, request_id: str, payload: bytes) -> Reply:
-        return await self.submit_payload(request_id, payload)
+        try:
+            return await self.submit_payload(request_id, payload)
+        except TransportError:
+            if self.fallback is None:
+                raise
+            await asyncio.to_thread(self.fallback.submit, self.frame(payload))
+            return await asyncio.to_thread(self.fallback.await_reply, request_id, self.timeout_s)
 
     async def endpoints(self) -> Endpoints:
         loop = self._attach()

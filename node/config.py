@@ -97,6 +97,7 @@ class StorageConfig(msgspec.Struct, **_BASE):
     signals_stream: str = "execution.signals"
     events_stream: str = "execution.events"
     monitoring_stream: str = "monitoring.events"
+    intake_stream: str = "execution.intake"  # the fallback intake (see node.fallback)
     stream_maxlen: PositiveInt = 10_000_000
 
 

@@ -7,8 +7,9 @@ per item, and at 20,000 signals/s with ~3 reports each that difference is most o
   validator wake-up, in order).
 - `execution.events`: field b"E" = msgpack array of `ExecutionReport` (strategy/request/signal ids
   filled in), the reports of one engine wake-up, in order.
-- `execution.intake`: field b"f" = the signed frame, appended by a client whose ZeroMQ intake did not
-  answer (the fallback path); the validator consumes it with the same checks.
+- `execution.intake`: field b"f" = a signed frame, b"r" = the client's reply stream, appended by a
+  client whose ZeroMQ intake did not answer (the fallback path, `node.fallback`); the validator
+  consumes it with the same checks.
 - `monitoring.events`: field b"m" = JSON.
 """
 
@@ -20,7 +21,6 @@ import redis
 from node.errors import StoreError
 from node.messages import ExecutionReport, SignalAccepted
 
-INTAKE_STREAM = "execution.intake"
 SIGNALS_FIELD = b"A"
 EVENTS_FIELD = b"E"
 

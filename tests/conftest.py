@@ -62,6 +62,7 @@ def node_config(redis_url: str | None = None, database_url: str | None = None, *
             signals_stream="test." + run + ".signals",
             events_stream="test." + run + ".events",
             monitoring_stream="test." + run + ".monitoring",
+            intake_stream="test." + run + ".intake",
         ),
     )
     return msgspec.structs.replace(cfg, **changes) if changes else cfg

@@ -125,6 +125,25 @@ class PreTradeRisk:
             reasons = self._reasons[mask] = tuple(mask_to_reasons(mask))
         return list(reasons)
 
+    def kernel_args(self, signal: Signal, now_ns: int) -> tuple:
+        """The exact `check_order` arguments `check` builds (tests and benchmarks); ids must exist."""
+        b = self.book
+        group = signal.correlation_group
+        gid = b.group_ids.get(group, -1) if group is not None else -1
+        qty = signal.quantity
+        notional = qty is None
+        meta = signal.risk_meta
+        m = [-1.0, -1.0, -1.0]
+        if meta is not None:
+            for k, v in enumerate((meta.max_exposure, meta.max_position_pct, meta.max_slippage)):
+                if v is not None:
+                    m[k] = float(v)
+        lp, sp = signal.limit_price, signal.stop_price
+        return (b.sf, b.tf, b.ti, b.sa, b.sn, b.g, b.strat_ids[signal.strategy_id], b.sym_ids.get(signal.symbol, -1),
+                gid, 1.0 if signal.action in BUY_ACTIONS else -1.0, float(signal.notional if notional else qty),
+                notional, _OTYPE[signal.order_type], 0.0 if lp is None else float(lp),
+                0.0 if sp is None else float(sp), m[0], m[1], m[2], now_ns)
+
     def commit(self, signal: Signal, now_ns: int) -> None:
         """Reserve an ACCEPTED order: throttle tokens, breaker probe, duplicate window, pending exposure."""
         b = self.book
@@ -188,9 +207,9 @@ class PreTradeRisk:
             if rec is not None and rec[0] == c and rec[1] == i and rec[2] * fq > 0.0:
                 matched = fq if abs(fq) <= abs(rec[2]) else rec[2]
                 rec[2] -= matched
-            apply_fill(b.sf, b.tf, b.sa, b.g, b.cov, b.n_symbols, c, i, fq, matched, report.last_px)
+            if apply_fill(b.sf, b.tf, b.sa, b.g, b.cov, b.n_symbols, c, i, fq, matched, report.last_px):
+                self._check_losses(now_ns)
             self._success(c, now_ns)
-            self._check_losses(now_ns)
             if kind is ExecKind.FILL or report.leaves_qty <= 0.0:
                 self._drop_pending(report.request_id)
             b.ensure_headroom()
@@ -325,8 +344,10 @@ class PreTradeRisk:
         return apply_price(b.sf, b.tf, b.sa, b.g, b.cov, b.n_symbols, b.n_cols, i, price) > 0
 
     def _success(self, c: int, now_ns: int) -> None:
+        ti = self.book.ti
         for col in (COL_NODE, COL_EXEC, c):
-            self._breakers.success(self.book.ti, col, now_ns)
+            if ti[I_BR_STATE, col] != 0:  # only a non-CLOSED breaker has anything to do
+                self._breakers.success(ti, col, now_ns)
 
     def _drop_pending(self, request_id: str) -> None:
         rec = self._pending.pop(request_id, None) if request_id else None

@@ -304,8 +304,9 @@ def release_pending(sf, tf, sa, g, c, i, dq) -> None:
 
 
 @_jit
-def apply_fill(sf, tf, sa, g, cov, n, c, i, fq, matched, fill_px) -> None:
-    """A fill of signed quantity `fq` at `fill_px`; `matched` (signed) of it was pending. O(n) for C.w."""
+def apply_fill(sf, tf, sa, g, cov, n, c, i, fq, matched, fill_px) -> bool:
+    """A fill of signed quantity `fq` at `fill_px`; `matched` (signed) of it was pending. O(n) for C.w.
+    Returns whether the strategy is past a loss limit after it."""
     px = sf[PX, i]
     dw = fq * px
     g[G_VAR] += 2.0 * dw * sf[CW, i] + dw * dw * cov[i, i]
@@ -322,6 +323,7 @@ def apply_fill(sf, tf, sa, g, cov, n, c, i, fq, matched, fill_px) -> None:
     pnl = tf[T_CASH, c] + tf[T_MV, c]
     if pnl > tf[T_PEAK, c]:
         tf[T_PEAK, c] = pnl
+    return tf[T_DAY0, c] - pnl > g[L_DAILY] or tf[T_PEAK, c] - pnl > g[L_DD]
 
 
 @_jit
