@@ -3,273 +3,413 @@
 Pure logic: no sockets, no threads, no wall clock (time arrives as `now_ns`), deterministic for a
 seed. What it simulates:
 
-- a random-walk mid price per symbol, one step every `tick_interval_ms`, stepped lazily;
-- liquidity in levels of `top_size` shares, `level_spacing_bps` apart away from the mid: a market
-  order walks the levels, one fill report per level (PARTIAL_FILL ... FILL), prices worsening;
-  `max_slippage` caps how far it may walk and the rest is CANCELED ("SLIPPAGE");
-- LIMIT orders fill their marketable part at once and rest; a resting limit fills when the price
-  comes to it; STOP triggers when the mid crosses the stop, then trades as MARKET (STOP_LIMIT as
-  LIMIT);
-- `notional` orders sized at the current price (fractional shares, 4 decimals);
-- venue latency (`latency_us` to the ack and first fill), `fill_interval_us` between the fills of
-  one order, and a seeded `reject_rate`;
+- a geometric random-walk mid per symbol, one step every `tick_interval_ms` on a fixed time grid,
+  stepped lazily (`pricing.PricePath`); the path depends on the seed and the clock only, never on
+  the order flow or on how often the venue is polled;
+- liquidity in levels of `top_size` shares, `level_spacing_bps` apart, the first half a spacing
+  away from the mid, at most `DEPTH_LEVELS` levels a side, refreshed every tick: a market order
+  walks the levels, one fill report per level (PARTIAL_FILL ... FILL), prices worsening;
+  `max_slippage` (a fraction of the arrival mid) caps how far it may walk and the rest is CANCELED
+  ("SLIPPAGE"); a market order deeper than the book gets the rest CANCELED ("NO_LIQUIDITY");
+- LIMIT orders fill their marketable part at once and rest; a resting limit fills, at the tick's
+  levels up to its limit, on every tick the price comes to it; STOP triggers when the mid reaches
+  the stop, then trades as MARKET (STOP_LIMIT as LIMIT at `limit_price`);
+- `notional` orders sized at the current mid (fractional shares, rounded down to 4 decimals);
+- venue latency (`latency_us` to the NEW and the first fill), `fill_interval_us` between the fills
+  of one order, and a seeded `reject_rate` ("VENUE_REJECT");
 - a client order id is an order at most once: a second submit with the same id makes nothing.
+
+Matching happens when an order arrives (or on the tick the price reaches it); its reports are
+scheduled in a heap by due time and handed out by `advance`. What the venue shows outside
+(`positions`, `fills`, `snapshot`) moves as reports are handed out, so a reconciler comparing the
+reports it received with the venue's positions never sees a fill in flight.
 """
 
 from __future__ import annotations
 
 import heapq
 import math
-import random
 
+import numpy as np
+
+from adapters.paper.pricing import CHUNK, PricePath, symbol_streams
 from node.config import PaperVenueConfig
 from node.messages import ExecKind, ExecutionReport, OrderIntent, OrderSnapshot, OrderType, Side
+from node.reasons import Reason
 
-_EPS = 1e-9
+# ---------------------------------------------------------------- reason codes on venue reports
+
+VENUE_REJECT = Reason.VENUE_REJECT.value
+UNKNOWN_SYMBOL = Reason.UNKNOWN_SYMBOL.value
+SIZE_SPEC = Reason.SIZE_SPEC.value  # no usable quantity (none, not positive, notional rounds to 0)
+PRICE_REQUIRED = Reason.PRICE_REQUIRED.value  # a LIMIT / STOP without its price
+SLIPPAGE = "SLIPPAGE"  # a market order stopped walking at max_slippage
+NO_LIQUIDITY = "NO_LIQUIDITY"  # a market order deeper than the book
+CANCELED = "CANCELED"  # canceled on request
+
+#: levels of liquidity on each side of the mid
+DEPTH_LEVELS = 1_000
+#: a remainder below this many shares is no remainder: the fill takes it all
+_QTY_EPS = 1e-7
+#: positions closer to zero than this are flat
+_FLAT = 1e-9
+#: slack on the log-space cross thresholds (the exact check at the tick decides)
+_LOG_SLACK = 1e-9
+_UNIFORM_BLOCK = 1_024
+_DONE = frozenset({ExecKind.FILL, ExecKind.CANCELED, ExecKind.REJECTED})
+_MARKET_LIKE = frozenset({OrderType.MARKET, OrderType.STOP})
+_STOPS = frozenset({OrderType.STOP, OrderType.STOP_LIMIT})
 
 
 class _Book:
-    __slots__ = ("symbol", "mid", "vol", "top_size")
+    """One symbol: its price path, level size and the orders resting on it (arrival order)."""
 
-    def __init__(self, symbol: str, mid: float, vol_bps: float, top_size: float) -> None:
+    __slots__ = ("symbol", "path", "top", "resting")
+
+    def __init__(self, symbol: str, path: PricePath, top: float) -> None:
         self.symbol = symbol
-        self.mid = mid
-        self.vol = vol_bps * 1e-4
-        self.top_size = top_size
+        self.path = path
+        self.top = top
+        self.resting: dict[str, _Order] = {}
 
 
 class _Order:
-    __slots__ = ("intent", "vid", "qty", "cum", "notional_px", "state", "triggered", "fills", "due")
+    """The venue's state of one order; `view_*` is what the reports handed out so far say."""
+
+    __slots__ = (
+        "intent", "coid", "vid", "qty", "sign", "cum", "px_sum", "state", "triggered", "n_fills",
+        "last_due", "thr", "thr_up", "view_kind", "view_cum", "view_leaves",
+    )
 
     def __init__(self, intent: OrderIntent, vid: str, qty: float) -> None:
         self.intent = intent
+        self.coid = intent.client_order_id
         self.vid = vid
         self.qty = qty
+        self.sign = 1.0 if intent.side is Side.BUY else -1.0
         self.cum = 0.0
-        self.notional_px = 0.0  # sum of qty * px, for avg_px
+        self.px_sum = 0.0  # sum of last_qty * last_px, for avg_px
         self.state = ExecKind.NEW
-        self.triggered = intent.order_type not in (OrderType.STOP, OrderType.STOP_LIMIT)
-        self.fills = 0
-        self.due = 0  # when this order's next report may be delivered
+        self.triggered = intent.order_type not in _STOPS
+        self.n_fills = 0
+        self.last_due = 0  # due time of the last report scheduled for this order
+        self.thr = 0.0  # log-mid threshold at which a resting order may trade
+        self.thr_up = False  # True: trades when log mid >= thr; False: when <= thr
+        self.view_kind = ExecKind.NEW
+        self.view_cum = 0.0
+        self.view_leaves = qty
 
 
 class PaperVenue:
+    """The simulated venue behind the paper broker (see the module docstring)."""
+
     def __init__(self, cfg: PaperVenueConfig) -> None:
         self._cfg = cfg
-        self._rng = random.Random(cfg.seed)
-        self._books = {s.symbol: _Book(s.symbol, s.price, s.volatility_bps, s.top_size) for s in cfg.symbols}
+        decide, streams = symbol_streams(cfg.seed, len(cfg.symbols))
+        self._decide = decide
+        self._books = {
+            s.symbol: _Book(s.symbol, PricePath(s.price, s.volatility_bps, rng), s.top_size)
+            for s, rng in zip(cfg.symbols, streams)
+        }
         self._tick_ns = cfg.tick_interval_ms * 1_000_000
         self._latency_ns = cfg.latency_us * 1_000
         self._gap_ns = cfg.fill_interval_us * 1_000
         self._spacing = cfg.level_spacing_bps * 1e-4
+        self._half = self._spacing * 0.5
+        self._reject_rate = cfg.reject_rate
+        self._uniforms: list[float] = []
         self._last_tick_ns: int | None = None
         self._orders: dict[str, _Order] = {}
-        self._resting: dict[str, _Order] = {}
-        self._heap: list[tuple[int, int, ExecutionReport]] = []
+        self._n_resting = 0
+        self._heap: list[tuple[int, int, _Order, ExecutionReport]] = []
         self._seq = 0
+        self._n_orders = 0
         self._positions: dict[str, float] = {}
         self._fills: list[ExecutionReport] = []
 
     # ---------------------------------------------------------------- the venue's API
 
     def submit(self, intent: OrderIntent, now_ns: int) -> None:
+        """Take one order; its reports come out of `advance` from `now_ns + latency` on."""
         coid = intent.client_order_id
         if coid in self._orders:
             return
         self._step(now_ns)
-        self._seq += 1
-        vid = "P-%06d" % self._seq
-        due = now_ns + self._latency_ns
+        self._n_orders += 1
         book = self._books.get(intent.symbol)
-        if book is None:
-            self._orders[coid] = order = _Order(intent, vid, 0.0)
-            self._finish(order, ExecKind.REJECTED, "UNKNOWN_SYMBOL", due)
-            return
-        qty = intent.quantity
-        if qty is None:
-            qty = math.floor((intent.notional or 0.0) / book.mid * 1e4) / 1e4
-        order = _Order(intent, vid, qty)
+        qty, reason = (0.0, UNKNOWN_SYMBOL) if book is None else _size_of(intent, book.path.mid)
+        order = _Order(intent, "P-%06d" % self._n_orders, qty)
         self._orders[coid] = order
-        if qty <= 0.0:
-            self._finish(order, ExecKind.REJECTED, "SIZE_TOO_SMALL", due)
+        due = now_ns + self._latency_ns
+        if not reason and self._reject_rate and self._uniform() < self._reject_rate:
+            reason = VENUE_REJECT
+        if reason:
+            order.view_kind = ExecKind.REJECTED
+            order.view_leaves = 0.0
+            self._finish(order, ExecKind.REJECTED, reason, due)
             return
-        if self._cfg.reject_rate and self._rng.random() < self._cfg.reject_rate:
-            self._finish(order, ExecKind.REJECTED, "VENUE_REJECT", due)
-            return
-        order.due = due
-        self._emit(order, ExecKind.NEW, due)
-        self._work(order, book)
+        self._schedule(order, due, self._status(order, ExecKind.NEW, due, ""))
+        self._work(order, book, book.path.mid, now_ns)
 
     def cancel(self, client_order_id: str, now_ns: int) -> None:
+        """Cancel a live order (CANCELED report); an unknown or finished order is a no-op."""
         order = self._orders.get(client_order_id)
-        if order is None or order.state in (ExecKind.FILL, ExecKind.CANCELED, ExecKind.REJECTED):
+        if order is None or order.state in _DONE:
             return
-        self._resting.pop(client_order_id, None)
-        self._finish(order, ExecKind.CANCELED, "CANCELED", max(now_ns + self._latency_ns, order.due))
+        self._step(now_ns)  # what the price did before the cancel arrived happens first
+        if order.state in _DONE:
+            return
+        self._unrest(order)
+        self._finish(order, ExecKind.CANCELED, CANCELED, max(now_ns + self._latency_ns, order.last_due))
 
     def advance(self, now_ns: int) -> list[ExecutionReport]:
+        """Step the price to `now_ns` and hand out every report due by then, in due order."""
         self._step(now_ns)
         heap = self._heap
         if not heap or heap[0][0] > now_ns:
             return []
         out = []
         pop = heapq.heappop
+        positions = self._positions
+        fills = self._fills
         while heap and heap[0][0] <= now_ns:
-            out.append(pop(heap)[2])
+            _, _, order, rep = pop(heap)
+            out.append(rep)
+            order.view_kind = rep.kind
+            order.view_cum = rep.cum_qty
+            order.view_leaves = rep.leaves_qty
+            if rep.last_qty:
+                fills.append(rep)
+                positions[rep.symbol] = positions.get(rep.symbol, 0.0) + order.sign * rep.last_qty
         return out
 
     def next_due_ns(self) -> int | None:
+        """The earliest time `advance` has work: a report due, or the next tick while orders rest."""
         due = self._heap[0][0] if self._heap else None
-        if self._resting and self._last_tick_ns is not None:
+        if self._n_resting and self._last_tick_ns is not None:
             tick = self._last_tick_ns + self._tick_ns
-            due = tick if due is None else min(due, tick)
+            due = tick if due is None or tick < due else due
         return due
 
     def snapshot(self) -> list[OrderSnapshot]:
-        return [OrderSnapshot(coid, o.state, o.cum, max(o.qty - o.cum, 0.0)) for coid, o in self._orders.items()]
+        """Every order the venue knows, as the reports handed out so far describe it."""
+        return [OrderSnapshot(o.coid, o.view_kind, o.view_cum, o.view_leaves) for o in self._orders.values()]
 
     def last_price(self, symbol: str) -> float:
-        return self._books[symbol].mid
+        """The mid of `symbol` at the last tick the venue stepped to (KeyError if unknown)."""
+        return self._books[symbol].path.mid
 
     def positions(self) -> dict[str, float]:
-        return {s: q for s, q in self._positions.items() if abs(q) > _EPS}
+        """Net filled quantity per symbol (buys +, sells -) over the fills handed out; flat omitted."""
+        return {s: q for s, q in self._positions.items() if abs(q) > _FLAT}
 
     def fills(self) -> list[ExecutionReport]:
+        """Every fill report handed out so far, in order."""
         return list(self._fills)
 
     # ---------------------------------------------------------------- matching
 
-    def _work(self, order: _Order, book: _Book) -> None:
-        """Trade what can trade now; rest the remainder of a limit or an untriggered stop."""
+    def _work(self, order: _Order, book: _Book, mid: float, t_ns: int) -> None:
+        """Trade what can trade at `mid` (time `t_ns`); rest a limit remainder or an untriggered stop."""
         intent = order.intent
-        kind = intent.order_type
-        buy = intent.side is Side.BUY
         if not order.triggered:
             stop = intent.stop_price
-            if (buy and book.mid >= stop) or (not buy and book.mid <= stop):
+            if (mid >= stop) if order.sign > 0.0 else (mid <= stop):
                 order.triggered = True
             else:
-                self._resting[intent.client_order_id] = order
+                self._rest(order, book, math.log(stop), order.sign > 0.0)
                 return
-        if kind in (OrderType.MARKET, OrderType.STOP):
-            self._walk(order, book, None, intent.max_slippage)
-            if order.state not in (ExecKind.FILL, ExecKind.CANCELED):
-                self._finish(order, ExecKind.CANCELED, "NO_LIQUIDITY", order.due)
+        if intent.order_type in _MARKET_LIKE:
+            cap = intent.max_slippage
+            why = self._walk(order, book, mid, t_ns, None, cap)
+            self._unrest(order)  # a triggered stop leaves the book either way
+            if why:
+                self._finish(order, ExecKind.CANCELED, why, max(t_ns + self._latency_ns, order.last_due))
             return
-        self._walk(order, book, intent.limit_price, None)
-        if order.state is not ExecKind.FILL:
-            self._resting[intent.client_order_id] = order
+        limit = intent.limit_price
+        self._walk(order, book, mid, t_ns, limit, None)
+        if order.state is ExecKind.FILL:
+            self._unrest(order)
+            return
+        if order.sign > 0.0:
+            thr = math.log((limit + 5e-5) / (1.0 + self._half)) + _LOG_SLACK
+            self._rest(order, book, thr, False)
         else:
-            self._resting.pop(intent.client_order_id, None)
+            floor = limit - 5e-5
+            thr = math.log(floor / (1.0 - self._half)) - _LOG_SLACK if floor > 0.0 and self._half < 1.0 else -math.inf
+            self._rest(order, book, thr, True)
 
-    def _walk(self, order: _Order, book: _Book, limit: float | None, max_slippage: float | None) -> None:
-        intent = order.intent
-        sign = 1.0 if intent.side is Side.BUY else -1.0
-        mid, top, spacing = book.mid, book.top_size, self._spacing
-        level = 0
-        while order.qty - order.cum > _EPS:
-            offset = spacing * (level + 0.5)
-            if max_slippage is not None and offset > max_slippage and level > 0:
-                self._finish(order, ExecKind.CANCELED, "SLIPPAGE", order.due)
-                return
+    def _walk(
+        self, order: _Order, book: _Book, mid: float, t_ns: int, limit: float | None, cap: float | None
+    ) -> str:
+        """Take levels from the top until done, the limit, the slippage cap or the book's end.
+
+        Returns "" when the order is filled or stopped at its limit, else the reason it stopped.
+        """
+        sign = order.sign
+        spacing, half, top = self._spacing, self._half, book.top
+        for level in range(DEPTH_LEVELS):
+            offset = half + spacing * level
+            if cap is not None and offset > cap + 1e-12:
+                return SLIPPAGE
             px = round(mid * (1.0 + sign * offset), 4)
-            if limit is not None and (px > limit if sign > 0 else px < limit):
-                return
-            self._fill(order, min(top, order.qty - order.cum), px)
-            level += 1
-            if level >= 10_000:  # an absurd order against thin books: stop walking
-                return
+            if px <= 0.0:
+                return NO_LIQUIDITY
+            if limit is not None and (px > limit if sign > 0.0 else px < limit):
+                return ""
+            self._fill(order, top, px, t_ns)
+            if order.state is ExecKind.FILL:
+                return ""
+        return NO_LIQUIDITY
 
-    def _fill(self, order: _Order, qty: float, px: float) -> None:
+    def _fill(self, order: _Order, size: float, px: float, t_ns: int) -> None:
         leaves = order.qty - order.cum
-        last = leaves - qty <= _EPS
-        if last:
+        if leaves - size <= _QTY_EPS:  # the last fill is exactly the remainder
             qty = leaves
-        order.cum = order.qty if last else order.cum + qty
-        order.notional_px += qty * px
-        order.fills += 1
-        intent = order.intent
-        kind = ExecKind.FILL if last else ExecKind.PARTIAL_FILL
+            cum = order.qty
+            kind = ExecKind.FILL
+            rest = 0.0
+        else:
+            qty = size
+            cum = order.cum + size
+            kind = ExecKind.PARTIAL_FILL
+            rest = order.qty - cum
+        order.cum = cum
+        order.px_sum += qty * px
+        order.n_fills += 1
         order.state = kind
-        due = order.due
-        if order.fills > 1:
-            due = order.due = due + self._gap_ns
-        rep = ExecutionReport(
-            kind=kind,
-            client_order_id=intent.client_order_id,
-            venue_order_id=order.vid,
-            exec_id="E-" + order.vid + "-" + str(order.fills),
-            symbol=intent.symbol,
-            side=intent.side,
-            last_qty=qty,
-            last_px=px,
-            cum_qty=order.cum,
-            leaves_qty=0.0 if last else order.qty - order.cum,
-            avg_px=order.notional_px / order.cum,
-            ts_ns=due,
-        )
-        self._push(due, rep)
-        self._fills.append(rep)
-        signed = qty if intent.side is Side.BUY else -qty
-        self._positions[intent.symbol] = self._positions.get(intent.symbol, 0.0) + signed
-
-    def _emit(self, order: _Order, kind: ExecKind, due: int, reason: str = "") -> None:
+        due = t_ns + self._latency_ns
+        floor = order.last_due + self._gap_ns if order.n_fills > 1 else order.last_due
+        if due < floor:
+            due = floor
         intent = order.intent
-        self._push(
+        self._schedule(
+            order,
             due,
             ExecutionReport(
                 kind=kind,
-                client_order_id=intent.client_order_id,
+                client_order_id=order.coid,
                 venue_order_id=order.vid,
+                exec_id="E-" + order.vid + "-" + str(order.n_fills),
                 symbol=intent.symbol,
                 side=intent.side,
-                cum_qty=order.cum,
-                leaves_qty=0.0 if kind is not ExecKind.NEW else order.qty,
-                avg_px=order.notional_px / order.cum if order.cum else 0.0,
-                reason=reason,
+                last_qty=qty,
+                last_px=px,
+                cum_qty=cum,
+                leaves_qty=rest,
+                avg_px=order.px_sum / cum,
                 ts_ns=due,
             ),
         )
 
+    def _status(self, order: _Order, kind: ExecKind, due: int, reason: str) -> ExecutionReport:
+        """A report with no fill in it: NEW, CANCELED, REJECTED."""
+        intent = order.intent
+        cum = order.cum
+        return ExecutionReport(
+            kind=kind,
+            client_order_id=order.coid,
+            venue_order_id=order.vid,
+            symbol=intent.symbol,
+            side=intent.side,
+            cum_qty=cum,
+            leaves_qty=order.qty if kind is ExecKind.NEW else 0.0,
+            avg_px=order.px_sum / cum if cum else 0.0,
+            reason=reason,
+            ts_ns=due,
+        )
+
     def _finish(self, order: _Order, kind: ExecKind, reason: str, due: int) -> None:
         order.state = kind
-        order.due = due
-        self._emit(order, kind, due, reason)
+        self._schedule(order, due, self._status(order, kind, due, reason))
 
-    def _push(self, due: int, rep: ExecutionReport) -> None:
+    def _schedule(self, order: _Order, due: int, rep: ExecutionReport) -> None:
         self._seq += 1
-        heapq.heappush(self._heap, (due, self._seq, rep))
+        order.last_due = due
+        heapq.heappush(self._heap, (due, self._seq, order, rep))
 
-    # ---------------------------------------------------------------- the price process
+    def _rest(self, order: _Order, book: _Book, thr: float, up: bool) -> None:
+        order.thr = thr
+        order.thr_up = up
+        if order.coid not in book.resting:
+            book.resting[order.coid] = order
+            self._n_resting += 1
+
+    def _unrest(self, order: _Order) -> None:
+        book = self._books.get(order.intent.symbol)
+        if book is not None and book.resting.pop(order.coid, None) is not None:
+            self._n_resting -= 1
+
+    def _uniform(self) -> float:
+        """The next draw of the venue-decision stream (drawn in blocks, same sequence either way)."""
+        buf = self._uniforms
+        if not buf:
+            buf.extend(reversed(self._decide.random(_UNIFORM_BLOCK).tolist()))
+        return buf.pop()
+
+    # ---------------------------------------------------------------- the clock
 
     def _step(self, now_ns: int) -> None:
+        """Move every price path to the last grid tick at or before `now_ns`, matching resting orders."""
         last = self._last_tick_ns
+        tick = self._tick_ns
         if last is None:
-            self._last_tick_ns = now_ns
+            self._last_tick_ns = now_ns - now_ns % tick
             return
-        ticks = (now_ns - last) // self._tick_ns
-        if ticks <= 0:
+        n = (now_ns - last) // tick
+        if n <= 0:
             return
-        gauss = self._rng.gauss
-        if not self._resting or ticks > 1_000:
-            # nothing to match tick by tick: one step with the variance of `ticks` steps
-            scale = math.sqrt(ticks)
+        if not self._n_resting:
             for book in self._books.values():
-                book.mid *= math.exp(book.vol * scale * gauss(0.0, 1.0))
-            self._last_tick_ns = last + ticks * self._tick_ns
-            self._match_resting()
+                book.path.step(n)
+            self._last_tick_ns = last + n * tick
             return
-        for _ in range(ticks):
+        while n > 0:
+            k = n if n < CHUNK else CHUNK
             for book in self._books.values():
-                book.mid *= math.exp(book.vol * gauss(0.0, 1.0))
-            self._last_tick_ns += self._tick_ns
-            self._match_resting()
+                if book.resting:
+                    self._match(book, book.path.path(k), last)
+                else:
+                    book.path.step(k)
+            last += k * tick
+            n -= k
+        self._last_tick_ns = last
 
-    def _match_resting(self) -> None:
-        if not self._resting:
-            return
-        tick = self._last_tick_ns
-        for order in list(self._resting.values()):
-            order.due = max(order.due, tick + self._latency_ns)
-            self._resting.pop(order.intent.client_order_id, None)
-            self._work(order, self._books[order.intent.symbol])
+    def _match(self, book: _Book, logs: np.ndarray, t0_ns: int) -> None:
+        """Trade the resting orders of `book` over the log mids `logs` of the ticks after `t0_ns`."""
+        tick = self._tick_ns
+        n = logs.shape[0]
+        for order in list(book.resting.values()):
+            start = 0
+            while start < n and order.coid in book.resting:
+                seg = logs[start:]
+                hits = np.flatnonzero(seg >= order.thr if order.thr_up else seg <= order.thr)
+                if hits.shape[0] == 0:
+                    break
+                triggered = order.triggered
+                for i in (hits + start).tolist():
+                    self._work(order, book, math.exp(float(logs[i])), t0_ns + (i + 1) * tick)
+                    start = i + 1
+                    if order.coid not in book.resting or order.triggered is not triggered:
+                        break  # done, or a stop became a limit: scan again with its new threshold
+                else:
+                    break
+
+
+def _size_of(intent: OrderIntent, mid: float) -> tuple[float, str]:
+    """The order's quantity, or a reason it has none usable."""
+    kind = intent.order_type
+    if kind is not OrderType.MARKET and kind is not OrderType.STOP:
+        if intent.limit_price is None or not intent.limit_price > 0.0:
+            return 0.0, PRICE_REQUIRED
+    if kind in _STOPS and (intent.stop_price is None or not intent.stop_price > 0.0):
+        return 0.0, PRICE_REQUIRED
+    qty = intent.quantity
+    if qty is None:
+        notional = intent.notional
+        if notional is None or not notional > 0.0:
+            return 0.0, SIZE_SPEC
+        qty = math.floor(notional / mid * 1e4 + 1e-6) / 1e4
+    if not qty > 0.0 or math.isinf(qty):
+        return 0.0, SIZE_SPEC
+    return qty, ""
