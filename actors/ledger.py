@@ -249,10 +249,11 @@ class Ledger:
         transaction is in PostgreSQL; it is never started while re-reading pending entries, which
         would fetch the unacked batch again.
         """
+        settled = 0
         now = time.monotonic()
         if now >= self._next_claim:
             self._next_claim = now + self.cfg.claim_every_ms / 1000.0
-            await self._settle_prefetch()
+            settled = await self._settle_prefetch()
             await self.claim_stale()
         if self._prefetch is not None:
             task, self._prefetch = self._prefetch, None
@@ -260,14 +261,12 @@ class Ledger:
         else:
             batch = await self._read_batch()
         if batch is None:
-            if self._backlog:
-                self._backlog = False
-            return 0
+            return settled
         if not self._backlog and not self._stopping.is_set():
             self._prefetch = asyncio.ensure_future(self._read_batch())
         await self.write(batch)
         await self.ack(batch)
-        return batch.entry_count
+        return settled + batch.entry_count
 
     async def _read_batch(self) -> Batch | None:
         reply = await self.read()
@@ -277,16 +276,18 @@ class Ledger:
             reply, self.storage.signals_stream, self.storage.events_stream, self.storage.monitoring_stream
         )
 
-    async def _settle_prefetch(self) -> None:
-        """Finish a read started ahead: write and ack what it got (or drop it on error: its
-        entries stay pending on this consumer and are re-read from the backlog)."""
+    async def _settle_prefetch(self) -> int:
+        """Finish a read started ahead: write and ack what it got (on error its entries stay
+        pending on this consumer and are re-read from the backlog). Returns entries finished."""
         task, self._prefetch = self._prefetch, None
         if task is None:
-            return
+            return 0
         batch = await task
-        if batch is not None:
-            await self.write(batch)
-            await self.ack(batch)
+        if batch is None:
+            return 0
+        await self.write(batch)
+        await self.ack(batch)
+        return batch.entry_count
 
     async def _cancel_prefetch(self) -> None:
         task, self._prefetch = self._prefetch, None
@@ -300,14 +301,20 @@ class Ledger:
         self._backlog = True
 
     async def read(self) -> list:
-        """One XREADGROUP over all streams: pending entries (id 0) while in backlog, else new ones
-        (id >, BLOCK). Returns [[stream, entries], ...] with empty streams left out."""
+        """One XREADGROUP over all streams: this consumer's pending entries (id 0) while in
+        backlog, else new ones (id >, BLOCK `block_ms`); an empty backlog read ends the backlog and
+        reads new entries at once. Returns [(stream, entries), ...] with empty streams left out."""
+        if self._backlog:
+            got = await self._xreadgroup("0", None)
+            if got:
+                return got
+            self._backlog = False
+        return await self._xreadgroup(">", self.cfg.block_ms)
+
+    async def _xreadgroup(self, ids: str, block: int | None) -> list:
         assert self._redis is not None
-        ids = "0" if self._backlog else ">"
-        streams = {s: ids for s in self.streams}
-        block = None if self._backlog else self.cfg.block_ms
         reply = await self._redis.xreadgroup(
-            self.cfg.group, self.cfg.consumer, streams, count=self.cfg.batch_count, block=block
+            self.cfg.group, self.cfg.consumer, {s: ids for s in self.streams}, count=self.cfg.batch_count, block=block
         )
         if not reply:
             return []

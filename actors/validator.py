@@ -8,6 +8,7 @@ whole batch's acceptances become REJECTED STORE_UNAVAILABLE and are forgotten, s
 
 from __future__ import annotations
 
+import json
 import time
 from collections import deque
 from typing import Callable
@@ -18,8 +19,19 @@ from actors.service import LoopService, bind_random, tune
 from node.config import NodeConfig
 from node.errors import StoreError
 from node.intake import RiskCheck, SignalGate
-from node.limits import BasicLimits
-from node.messages import Endpoints, Reply, SignalAccepted, Status, encode, pack_signal_batch
+from node.risk import PreTradeRisk
+from node.messages import (
+    Endpoints,
+    ExecKind,
+    Reply,
+    Signal,
+    SignalAccepted,
+    Status,
+    encode,
+    pack_signal_batch,
+    report_decoder,
+    topic_prefixes,
+)
 from node.reasons import Reason
 from actors.fallback_intake import GROUP, FallbackReader
 from node.fallback import REPLY_FIELD
@@ -27,6 +39,8 @@ from node.streams import SIGNALS_FIELD, StreamLog, connect_redis, pack_batch, un
 
 
 _WARM_MAX_ENTRIES = 20_000  # stream entries (batches) read back at start
+_RISK_KINDS = (ExecKind.PARTIAL_FILL, ExecKind.FILL, ExecKind.CANCELED, ExecKind.REJECTED, ExecKind.UNKNOWN)
+_NOT_BROKER_FAULTS = frozenset({"STALE_EPOCH"})  # refusals by our own fencing do not trip breakers
 
 
 class Validator(LoopService):
@@ -43,8 +57,12 @@ class Validator(LoopService):
     ) -> None:
         super().__init__()
         self._cfg = cfg
-        prices = {s.symbol: s.price for s in cfg.broker.paper.symbols}
-        self.gate = SignalGate(cfg.signing, cfg.intake, risk or BasicLimits(cfg.risk, prices))
+        if risk is None:
+            prices = {s.symbol: s.price for s in cfg.broker.paper.symbols}
+            risk = PreTradeRisk(cfg.risk, list(prices), prices, cfg.equity_usd)
+            risk.warm()  # compile now, never on the first live signal
+        self.risk = risk
+        self.gate = SignalGate(cfg.signing, cfg.intake, risk)
         self._redis_url = redis_url
         self._engine_intake = engine_intake
         self._events_endpoint = events_endpoint
@@ -65,6 +83,8 @@ class Validator(LoopService):
             connect_redis(self._redis_url), self._cfg.storage.signals_stream, SIGNALS_FIELD, self._cfg.storage.stream_maxlen
         )
         self._warm_memory()
+        self._breaker_key = self._cfg.node_id + ".risk.breakers"
+        self._restore_breakers()
         self._router = tune(ctx.socket(zmq.ROUTER))
         self._router.setsockopt(zmq.MAXMSGSIZE, self._cfg.intake.transport_max_bytes)
         self._router.setsockopt(zmq.ROUTER_MANDATORY, 0)
@@ -77,6 +97,14 @@ class Validator(LoopService):
         self._push = tune(ctx.socket(zmq.PUSH))
         self._push.connect(self._engine_intake)
         self.poller.register(self._router, zmq.POLLIN)
+        self._fills = ctx.socket(zmq.SUB)
+        self._fills.setsockopt(zmq.LINGER, 0)
+        self._fills.setsockopt(zmq.RCVHWM, 0)
+        self._fills.connect(self._events_endpoint)
+        for prefix in topic_prefixes("", _RISK_KINDS):
+            self._fills.setsockopt(zmq.SUBSCRIBE, prefix)
+        self.poller.register(self._fills, zmq.POLLIN)
+        self._unknown: dict[str, set[str]] = {}  # symbol -> orders in UNKNOWN
         self._fallback = ctx.socket(zmq.PULL)
         fallback_endpoint = "inproc://fallback-" + str(id(self))
         self._fallback.bind(fallback_endpoint)
@@ -107,12 +135,14 @@ class Validator(LoopService):
 
     def _close(self) -> None:
         self._reader.stop()
-        for sock in (self._router, self._push, self._fallback):
+        for sock in (self._router, self._push, self._fallback, self._fills):
             sock.close(0)
 
     def _on_wake(self, events: dict) -> None:
         if self._unsent:
             self._flush_unsent()
+        if self._fills in events:
+            self._take_fills()
         if not events:
             self._housekeeping()
             return
@@ -121,7 +151,7 @@ class Validator(LoopService):
         admit = self.gate.admit
         now = self._clock_ns()
         replies: list[tuple[bytes, Reply | bytes]] = []
-        accepted: list[tuple[int, bytes]] = []  # (index in replies, SignalAccepted bytes)
+        accepted: list[tuple[int, bytes, Signal]] = []  # (index in replies, SignalAccepted bytes, signal)
         for _ in range(self._batch_max):
             try:
                 parts = recv(zmq.NOBLOCK)
@@ -139,17 +169,17 @@ class Validator(LoopService):
                 continue
             reply = verdict.reply
             if verdict.signal is not None:
-                accepted.append((len(replies), encode(SignalAccepted(reply.signal_id, now, verdict.signal))))
+                accepted.append((len(replies), encode(SignalAccepted(reply.signal_id, now, verdict.signal)), verdict.signal))
             replies.append((ident, reply))
         if self._fallback in events:
             self._take_fallback(replies, accepted)
         if accepted:
-            packed = pack_batch([a for _, a in accepted])
+            packed = pack_batch([a for _, a, _ in accepted])
             try:
                 entry_id = self._log.append_packed(packed)
             except StoreError:
                 self.store_failures += 1
-                self._refuse_batch(replies)
+                self._refuse_batch(replies, accepted, now)
                 accepted = []
             else:
                 batch = pack_signal_batch(entry_id.decode(), packed)
@@ -177,6 +207,34 @@ class Validator(LoopService):
         if now >= self._next_expire_ns:
             self._housekeeping()
 
+    def _take_fills(self) -> None:
+        """Execution reports update risk: positions and prices from fills, breakers from broker
+        rejects, and a symbol with an order in UNKNOWN takes no new risk until the broker answers."""
+        recv = self._fills.recv_multipart
+        risk = self.risk
+        unknown = self._unknown
+        for _ in range(4096):
+            try:
+                _, payload = recv(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            rep = report_decoder.decode(payload)
+            kind = rep.kind
+            if kind is ExecKind.UNKNOWN:
+                unknown.setdefault(rep.symbol, set()).add(rep.client_order_id)
+                risk.set_symbol_unknown(rep.symbol, True)
+                continue
+            waiting = unknown.get(rep.symbol)
+            if waiting and rep.client_order_id in waiting:
+                waiting.discard(rep.client_order_id)
+                if not waiting:
+                    risk.set_symbol_unknown(rep.symbol, False)
+            risk.on_fill(rep, rep.strategy_id)
+            if rep.last_px > 0.0:
+                risk.on_price(rep.symbol, rep.last_px, rep.ts_ns or self._clock_ns())
+            elif kind is ExecKind.REJECTED and rep.reason not in _NOT_BROKER_FAULTS:
+                risk.on_broker_reject(rep.strategy_id, self._clock_ns())
+
     def _take_fallback(self, replies: list, accepted: list) -> None:
         """Frames from `execution.intake`: judged as of their append time, answered on Redis."""
         recv = self._fallback.recv_multipart
@@ -194,7 +252,7 @@ class Validator(LoopService):
                 continue
             reply = verdict.reply
             if verdict.signal is not None:
-                accepted.append((len(replies), encode(SignalAccepted(reply.signal_id, appended_ns, verdict.signal))))
+                accepted.append((len(replies), encode(SignalAccepted(reply.signal_id, appended_ns, verdict.signal)), verdict.signal))
             replies.append((target, reply))
             self.fallback_frames += 1
 
@@ -209,11 +267,15 @@ class Validator(LoopService):
         except Exception:  # noqa: BLE001 - unacknowledged entries are read again after a restart
             self.store_failures += 1
 
-    def _refuse_batch(self, replies: list) -> None:
+    def _refuse_batch(self, replies: list, accepted: list, now: int) -> None:
+        """The append failed: what this batch accepted (and retries of it) becomes STORE_UNAVAILABLE,
+        its risk reservations are released and its ids forgotten, so a retry can succeed."""
+        failed = set()
+        for _, _, signal in accepted:
+            self.gate.forget(signal, now)
+            failed.add(signal.request_id)
         for i, (ident, reply) in enumerate(replies):
-            if type(reply) is Reply and reply.status is Status.ACCEPTED:
-                if not reply.duplicate:
-                    self.gate.forget(reply.request_id)
+            if type(reply) is Reply and reply.status is Status.ACCEPTED and reply.request_id in failed:
                 replies[i] = (
                     ident,
                     Reply(
@@ -238,7 +300,24 @@ class Validator(LoopService):
         now = self._clock_ns()
         if now >= self._next_expire_ns:
             self.gate.expire(now)
+            self._save_breakers()
             self._next_expire_ns = now + 1_000_000_000
+
+    def _restore_breakers(self) -> None:
+        """Breaker states survive a restart: they are saved (on change, once a second) in Redis."""
+        saved = self._log.get(self._breaker_key)
+        self._saved_breakers = json.loads(saved) if saved else {}
+        if self._saved_breakers:
+            self.risk.restore_breakers(self._saved_breakers)
+
+    def _save_breakers(self) -> None:
+        states = self.risk.breaker_states()
+        if states != self._saved_breakers:
+            try:
+                self._log.set(self._breaker_key, json.dumps(states).encode())
+            except StoreError:
+                return
+            self._saved_breakers = states
 
     # ---------------------------------------------------------------- control (any thread)
 
@@ -251,6 +330,37 @@ class Validator(LoopService):
             self._engine_intake = engine_intake
 
         self.call_on_loop(swap)
+
+    # the risk controls: run on the loop thread, which alone touches risk state
+    def kill(self, strategy_id: str | None = None) -> None:
+        self.call_on_loop(lambda: self.risk.kill(strategy_id))
+
+    def unkill(self, strategy_id: str | None = None) -> None:
+        self.call_on_loop(lambda: self.risk.unkill(strategy_id))
+
+    def pause(self, strategy_id: str) -> None:
+        self.call_on_loop(lambda: self.risk.pause(strategy_id))
+
+    def resume(self, strategy_id: str) -> None:
+        self.call_on_loop(lambda: self.risk.resume(strategy_id))
+
+    def set_state(self, state: str, strategy_id: str | None = None) -> None:
+        self.call_on_loop(lambda: self.risk.set_state(state, strategy_id))
+
+    def reset_breaker(self, name: str) -> None:
+        self.call_on_loop(lambda: self.risk.reset_breaker(name))
+
+    def trip_breaker(self, name: str) -> None:
+        self.call_on_loop(lambda: self.risk.trip_breaker(name, self._clock_ns()))
+
+    def save_breakers(self) -> None:
+        self.call_on_loop(self._save_breakers)
+
+    def breaker_states(self) -> dict[str, dict]:
+        return self.call_on_loop(self.risk.breaker_states)
+
+    def exposures(self) -> dict[str, float]:
+        return self.call_on_loop(self.risk.exposures)
 
     def stats(self) -> dict:
         return {

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import secrets
 import sys
 import time
@@ -22,10 +21,11 @@ from pathlib import Path
 
 import msgspec
 
-from node.config import IntakeConfig, NodeConfig, SigningConfig, load_config
+from node.config import NodeConfig, load_config
 from node.errors import NodeError
 
 DEV_KEY_ID = "optimus"
+DEMO_EQUITY_USD = 1e10  # the demo's paper account: percentage limits never bind on a random stream
 
 
 def _die(msg: str) -> int:
@@ -121,12 +121,17 @@ def cmd_send(args: argparse.Namespace) -> int:
 
 
 def demo_config(base: NodeConfig) -> NodeConfig:
-    """The demo runs on any free port with a fresh signing key, whatever the config file says."""
+    """The demo runs on any free port with a fresh signing key and throughput-sized risk limits
+    (`node.risk.config.throughput_limits`), whatever the config file says."""
+    from node.risk.config import throughput_limits
+
     keys = {DEV_KEY_ID: secrets.token_hex(32)}
     return msgspec.structs.replace(
         base,
         signing=msgspec.structs.replace(base.signing, keys=keys),
         intake=msgspec.structs.replace(base.intake, port=0),
+        risk=throughput_limits(base.risk),
+        equity_usd=max(base.equity_usd, DEMO_EQUITY_USD),
     )
 
 

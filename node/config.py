@@ -14,6 +14,7 @@ from typing import Annotated, Mapping
 import msgspec
 
 from node.errors import ConfigError
+from node.risk.config import RiskLimits
 
 PositiveInt = Annotated[int, msgspec.Meta(gt=0)]
 NonNegInt = Annotated[int, msgspec.Meta(ge=0)]
@@ -39,14 +40,6 @@ class IntakeConfig(msgspec.Struct, **_BASE):
     max_frame_bytes: PositiveInt = 64 * 1024  # larger frames get REJECTED FRAME_TOO_LARGE
     transport_max_bytes: PositiveInt = 32 * 1024 * 1024  # beyond this ZeroMQ drops the peer
     batch_max: PositiveInt = 1_024  # signals handled per wake-up (one durable append)
-
-
-class RiskConfig(msgspec.Struct, **_BASE):
-    """Pre-trade limits. An empty `symbols` list allows every symbol."""
-
-    symbols: list[str] = []
-    max_quantity: PositiveFloat = 100_000.0
-    max_notional: PositiveFloat = 5_000_000.0
 
 
 class PaperSymbol(msgspec.Struct, **_BASE):
@@ -110,7 +103,8 @@ class NodeConfig(msgspec.Struct, **_BASE):
     dashboard: bool = False
     signing: SigningConfig = SigningConfig()
     intake: IntakeConfig = IntakeConfig()
-    risk: RiskConfig = RiskConfig()
+    risk: RiskLimits = RiskLimits()
+    equity_usd: PositiveFloat = 1_000_000.0  # account equity the percentage limits refer to
     engine: EngineConfig = EngineConfig()
     broker: BrokerConfig = BrokerConfig()
     storage: StorageConfig = StorageConfig()

@@ -46,7 +46,7 @@ def make_signals(n: int, prices: dict[str, float], seed: int = 1, bad_every: int
             confidence=round(rng.random(), 3),
         )
         if kind is OrderType.LIMIT:
-            fields["limit_price"] = round(px * (1.05 if buy else 0.95), 2)
+            fields["limit_price"] = round(px * (1.02 if buy else 0.98), 2)  # marketable, inside the collar
         if bad_every and i % bad_every == bad_every - 1:
             fields["quantity"] = 1_000_000.0  # over max_quantity: REJECTED MAX_QUANTITY
         elif rng.random() < 0.1:

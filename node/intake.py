@@ -34,12 +34,22 @@ _NEEDS_STOP = frozenset({OrderType.STOP, OrderType.STOP_LIMIT})
 
 
 class RiskCheck(Protocol):
+    """What the gate needs of pre-trade risk (`node.risk.PreTradeRisk` is the real one)."""
+
     def check(self, signal: Signal, now_ns: int) -> list[Reason]: ...
+    def commit(self, signal: Signal, now_ns: int) -> None: ...
+    def release(self, signal: Signal, now_ns: int) -> None: ...
 
 
 class NoRisk:
     def check(self, signal: Signal, now_ns: int) -> list[Reason]:
         return []
+
+    def commit(self, signal: Signal, now_ns: int) -> None:
+        pass
+
+    def release(self, signal: Signal, now_ns: int) -> None:
+        pass
 
 
 def _reject(request_id: str, reasons: list[Reason], detail: str = "", signal_id: str = "") -> Reply:
@@ -166,6 +176,8 @@ class SignalGate:
             verdict = self._refuse(rid, failed, signal_id=signal_id)
             self._memory.remember(rid, digest, ts, verdict.reply)  # a retry gets the same refusal
             return verdict
+        # reserve at once, so the next signal of the same batch sees this one (throttles, exposure)
+        self._risk.commit(sig, now_ns)
         reply = Reply(status=Status.ACCEPTED, request_id=rid, signal_id=signal_id)
         self._memory.remember(rid, digest, ts, reply)
         return Verdict(reply, sig)
@@ -179,9 +191,10 @@ class SignalGate:
         """The memory was rebuilt only from this time on: older signals are refused as stale."""
         self._memory.raise_watermark(signal_ts_s)
 
-    def forget(self, request_id: str) -> None:
+    def forget(self, signal: Signal, now_ns: int) -> None:
         """Undo an acceptance that could not be made durable, so the client may retry."""
-        self._memory.forget(request_id)
+        self._memory.forget(signal.request_id)
+        self._risk.release(signal, now_ns)
 
     def expire(self, now_ns: int) -> int:
         return self._memory.expire(now_ns / 1e9)

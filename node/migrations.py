@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import re
+import secrets
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
@@ -111,3 +113,36 @@ async def _apply_locked(conn: asyncpg.Connection, migrations: list[Migration]) -
             raise StoreError("migration " + mig.name + " failed: " + str(exc)) from exc
         applied.append(mig.name)
     return applied
+
+
+# ---------------------------------------------------------------- scratch databases (tests, benches)
+
+
+def database_url_for(server_url: str, name: str) -> str:
+    """`server_url` with its database (the URL path) replaced by `name`; query kept."""
+    parts = urlsplit(server_url)
+    return urlunsplit((parts.scheme, parts.netloc, "/" + name, parts.query, parts.fragment))
+
+
+async def create_database(server_url: str, prefix: str = "nae_scratch_") -> tuple[str, str]:
+    """CREATE DATABASE <prefix><random hex> on the server of `server_url`; returns (name, its URL)."""
+    if not re.fullmatch(r"[a-z_][a-z0-9_]{0,40}", prefix):
+        raise StoreError("database name prefix must be a lower-case identifier: " + prefix)
+    name = prefix + secrets.token_hex(4)
+    conn = await asyncpg.connect(server_url)
+    try:
+        await conn.execute("CREATE DATABASE " + name)
+    finally:
+        await conn.close()
+    return name, database_url_for(server_url, name)
+
+
+async def drop_database(server_url: str, name: str) -> None:
+    """DROP DATABASE IF EXISTS `name` WITH (FORCE) (PostgreSQL 13+): ends its sessions first."""
+    if not re.fullmatch(r"[a-z_][a-z0-9_]{0,60}", name):
+        raise StoreError("not a scratch database name: " + name)
+    conn = await asyncpg.connect(server_url)
+    try:
+        await conn.execute("DROP DATABASE IF EXISTS " + name + " WITH (FORCE)")
+    finally:
+        await conn.close()

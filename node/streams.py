@@ -92,6 +92,12 @@ class StreamLog:
         except redis.RedisError as exc:
             raise StoreError("redis SET " + key + " failed: " + type(exc).__name__) from exc
 
+    def get(self, key: str) -> bytes | None:
+        try:
+            return self._client.get(key)
+        except redis.RedisError as exc:
+            raise StoreError("redis GET " + key + " failed: " + type(exc).__name__) from exc
+
     def newest(self, since_ms: int, count: int) -> list[tuple[bytes, dict]]:
         """Up to `count` entries newer than `since_ms`, newest first."""
         try:

@@ -11,6 +11,7 @@ import msgspec
 import pytest
 
 from node.config import IntakeConfig, NodeConfig, SigningConfig, StorageConfig
+from node.risk.config import throughput_limits
 
 
 @pytest.fixture(scope="session")
@@ -56,6 +57,8 @@ def node_config(redis_url: str | None = None, database_url: str | None = None, *
         node_id="test-" + run,
         signing=SigningConfig(keys={"optimus": secrets.token_hex(16)}),
         intake=IntakeConfig(port=0),
+        risk=throughput_limits(),
+        equity_usd=1e10,
         storage=StorageConfig(
             redis_url=redis_url,
             database_url=database_url,

@@ -85,3 +85,33 @@ class RiskLimits(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     breaker_window_ms: PositiveInt = 60_000
     breaker_cooldown_ms: PositiveInt = 30_000
     breaker_probe_orders: PositiveInt = 1  # orders let through while HALF_OPEN
+
+
+def throughput_limits(base: RiskLimits | None = None) -> RiskLimits:
+    """The limits the demo and the benchmark run under: every check still runs on every signal,
+    but throttles, exposure, loss and variance caps are far above what a random stream of
+    thousands of signals per second builds up (run them with a large `equity_usd` too). Quantity,
+    price collars, breakers and the kill switch stay as given; max notional is at least 5M USD."""
+    base = base or RiskLimits()
+    big = 1e15
+    return msgspec.structs.replace(
+        base,
+        max_position_pct=1.0,
+        max_notional_usd=max(base.max_notional_usd, 5_000_000.0),
+        max_symbol_long_usd=big,
+        max_symbol_short_usd=big,
+        max_strategy_long_usd=big,
+        max_strategy_short_usd=big,
+        max_strategy_exposure_usd=big,
+        max_gross_exposure_usd=big,
+        max_net_exposure_usd=big,
+        max_group_exposure_usd=big,
+        max_incremental_var_usd2=1e30,
+        strategy_orders_per_sec=1e9,
+        strategy_burst=1e9,
+        node_orders_per_sec=1e9,
+        node_burst=1e9,
+        duplicate_window_ms=0,
+        max_daily_loss_usd=big,
+        max_drawdown_usd=big,
+    )

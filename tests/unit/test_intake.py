@@ -5,9 +5,10 @@ import time
 import msgspec
 import pytest
 
-from node.config import IntakeConfig, RiskConfig, SigningConfig
+from node.config import IntakeConfig, SigningConfig
 from node.intake import SignalGate
-from node.limits import BasicLimits
+from node.risk import PreTradeRisk
+from node.risk.config import throughput_limits
 from node.messages import Discover, Status, encode
 from node.reasons import Reason
 from node.signing import make_envelope
@@ -17,7 +18,8 @@ SIGNING = SigningConfig(keys={"k": SECRET.decode()})
 
 
 def gate(**risk):
-    return SignalGate(SIGNING, IntakeConfig(), BasicLimits(RiskConfig(**risk), {"AAPL": 200.0}))
+    limits = msgspec.structs.replace(throughput_limits(), **risk)
+    return SignalGate(SIGNING, IntakeConfig(), PreTradeRisk(limits, ["AAPL"], {"AAPL": 200.0}, 1_000_000.0))
 
 
 def good(**over):
@@ -68,13 +70,14 @@ def test_good_signal_is_accepted_with_deterministic_id():
         (good(limit_price=10.0), Reason.PRICE_NOT_ALLOWED),
         (good(quantity=200_000.0), Reason.MAX_QUANTITY),
         (good(quantity=50_000.0), Reason.MAX_NOTIONAL),
+        (good(order_type="LIMIT", limit_price=300.0), Reason.PRICE_COLLAR),
         (good(symbol="ZZZZ"), Reason.UNKNOWN_SYMBOL),
         (good(timestamp=time.time() - 3600), Reason.STALE_TIMESTAMP),
         ([1, 2, 3], Reason.SCHEMA_INVALID),
     ],
 )
 def test_bad_signals_are_refused_with_a_reason(payload, reason):
-    g = gate(symbols=["AAPL"], max_notional=5_000_000.0)
+    g = gate(symbols=["AAPL"], max_notional_usd=5_000_000.0)
     v = admit(g, frame(payload))
     assert v.reply.status is Status.REJECTED
     assert reason in v.reply.reasons
@@ -120,8 +123,8 @@ def test_retry_gets_the_first_answer_and_replay_is_refused():
 def test_forget_lets_a_failed_append_be_retried():
     g = gate()
     sig = good(request_id="again")
-    admit(g, frame(sig))
-    g.forget("again")
+    first = admit(g, frame(sig))
+    g.forget(first.signal, time.time_ns())
     again = admit(g, frame(sig))
     assert again.signal is not None and not again.reply.duplicate
 
