@@ -46,7 +46,8 @@ def test_ten_thousand_signals_all_answered_and_filled_exactly_once(node):
     s = res.summary()
     assert s["sent"] == 10_000
     assert s["accepted"] + s["rejected"] == 10_000, s  # a reply for every signal
-    assert s["rejected"] == 200 and s["reasons"] == {"MAX_QUANTITY": 200, "MAX_NOTIONAL": 200}
+    assert s["reasons"] == {"MAX_QUANTITY": 200, "MAX_NOTIONAL": 200}, s["reasons"]
+    assert s["rejected"] == 200
     assert s["lost"] == 0 and s["duplicates"] == 0 and s["timeouts"] == 0, s
     assert s["filled"] + s["canceled"] + s["venue_rejected"] == s["accepted"]
     stats = node.stats()
