@@ -37,6 +37,7 @@ class Venue(Protocol):
     def next_due_ns(self) -> int | None: ...
     def snapshot(self) -> list[OrderSnapshot]: ...
     def positions(self) -> dict[str, float]: ...
+    def fills(self) -> list[ExecutionReport]: ...
 
 
 class BrokerHost(LoopService):
@@ -54,6 +55,7 @@ class BrokerHost(LoopService):
         self.submitted = 0
         self.reports = 0
         self.malformed = 0
+        self.first_submit_ns: dict[int, int] = {}  # epoch -> wall time of its first order sent
 
     def _open(self, ctx: zmq.Context) -> dict[str, str]:
         self._router = tune(ctx.socket(zmq.ROUTER))
@@ -97,6 +99,8 @@ class BrokerHost(LoopService):
             coid = cmd.intent.client_order_id
             verdict = self.gate.admit_submit(cmd.epoch, coid)
             if verdict is Admit.SEND:
+                if cmd.epoch not in self.first_submit_ns:
+                    self.first_submit_ns[cmd.epoch] = time.time_ns()
                 self._owner[coid] = ident
                 self._leader = ident
                 self.submitted += 1
@@ -138,6 +142,7 @@ class BrokerHost(LoopService):
             "refused_stale": self.gate.refused_stale,
             "refused_duplicate": self.gate.refused_duplicate,
             "malformed": self.malformed,
+            "first_submit_ns": dict(self.first_submit_ns),
             "loop_errors": self.loop_errors,
         }
 
@@ -146,6 +151,9 @@ class BrokerHost(LoopService):
 
     def orders(self) -> list[OrderSnapshot]:
         return self.call_on_loop(self.venue.snapshot)
+
+    def fills(self) -> list[ExecutionReport]:
+        return self.call_on_loop(self.venue.fills)
 
 
 def _refusal(intent: OrderIntent, reason: Reason, now: int) -> ExecutionReport:

@@ -5,7 +5,12 @@ granted. Every report that changed an order is published as multipart [topic, ms
 ExecutionReport], topic `<kind>/<strategy_id>/` (see `node.messages.event_topic`), and appended to
 `execution.events`, one batch entry per wake-up (kept and retried while Redis is away).
 
-Recovery (`recover=True`, used on every start but the very first): before taking live signals the
+Roles: one engine is the leader (it holds the current epoch and alone submits); the others are hot
+standbys: they take the same signal batches and follow the leader's published reports, so their
+order books stay current, and they send a heartbeat every `heartbeat_interval_ms` like the leader.
+`promote(epoch)` makes a standby the leader (below); `demote()` the reverse.
+
+Recovery (on `promote`, and on a leader start with `recover=True`): before taking live signals the
 engine asks the broker for every order it has (QueryOrders), reads the `execution.signals`
 entries after its checkpoint, adopts the orders the broker already has and submits the others
 with the same client order ids. The checkpoint (see `node.checkpoint`) is written with the event
@@ -25,7 +30,9 @@ from node.checkpoint import EntryCheckpoint
 from node.config import NodeConfig
 from node.errors import StoreError
 from node.messages import (
+    ExecKind,
     ExecutionReport,
+    Heartbeat,
     OrdersReport,
     QueryOrders,
     SignalAccepted,
@@ -34,10 +41,13 @@ from node.messages import (
     broker_event_decoder,
     encode,
     event_topic,
+    report_decoder,
 )
+from node.reasons import Reason
 from node.streams import EVENTS_FIELD, SIGNALS_FIELD, StreamLog, connect_redis, pack_batch, unpack_signals
 
 _MAX_PENDING_EVENTS = 1_000_000
+STALE_EPOCH = Reason.STALE_EPOCH.value
 _QUERY_TIMEOUT_MS = 5_000
 
 
@@ -51,6 +61,10 @@ class EngineHost(LoopService):
         publish_endpoint: str | None = None,
         epoch: int = 1,
         recover: bool = False,
+        role: str = "leader",
+        heartbeat_endpoint: str | None = None,
+        follow_endpoint: str | None = None,
+        port: int = 0,
         clock_ns: Callable[[], int] = time.time_ns,
     ) -> None:
         super().__init__()
@@ -62,6 +76,13 @@ class EngineHost(LoopService):
         self._publish_endpoint = publish_endpoint
         self.epoch = epoch
         self._recover = recover
+        self.role = role
+        self._heartbeat_endpoint = heartbeat_endpoint
+        self._events_endpoint_for_follow = follow_endpoint  # the relay's subscriber side
+        self._hb_interval_ns = cfg.heartbeat_interval_ms * 1_000_000
+        self._next_hb_ns = 0
+        self._hb_seq = 0
+        self._port = port
         self._clock_ns = clock_ns
         self.manager = NativeOrderManager()
         self.checkpoint = EntryCheckpoint()
@@ -70,6 +91,7 @@ class EngineHost(LoopService):
         self.signals = 0
         self.published = 0
         self.recovered_submitted = 0
+        self.fenced = 0
         self.recovered_adopted = 0
         self.store_failures = 0
         self.events_dropped = 0
@@ -79,7 +101,11 @@ class EngineHost(LoopService):
     def _open(self, ctx: zmq.Context) -> dict[str, str]:
         host = self._cfg.bind_host
         self._pull = tune(ctx.socket(zmq.PULL))
-        intake = bind_random(self._pull, host)
+        if self._port:  # a restarted engine comes back on its old address: the validator reconnects
+            intake = "tcp://" + host + ":" + str(self._port)
+            self._pull.bind(intake)
+        else:
+            intake = bind_random(self._pull, host)
         self._pub = tune(ctx.socket(zmq.PUB))
         if self._publish_endpoint:  # through the node's events relay (a stable address)
             self._pub.connect(self._publish_endpoint)
@@ -98,24 +124,53 @@ class EngineHost(LoopService):
             saved = client.get(self._checkpoint_key)
             if saved:
                 self.checkpoint = EntryCheckpoint(saved.decode())
-        if self._recover:
-            self._recover_in_flight()
+        self._hb = None
+        if self._heartbeat_endpoint:
+            self._hb = ctx.socket(zmq.PUSH)
+            self._hb.setsockopt(zmq.LINGER, 0)
+            self._hb.setsockopt(zmq.SNDHWM, 100)
+            self._hb.connect(self._heartbeat_endpoint)
+        self._follow = None
+        if self.role == "leader":
+            if self._recover:
+                self._recover_in_flight()
+        else:
+            self._follow_leader(ctx, events)
         self.poller.register(self._pull, zmq.POLLIN)
         self.poller.register(self._dealer, zmq.POLLIN)
         return {"intake": intake, "events": events}
 
+    def _follow_leader(self, ctx: zmq.Context, events_endpoint: str) -> None:
+        """A standby keeps its order state from the leader's published reports."""
+        self._follow = ctx.socket(zmq.SUB)
+        self._follow.setsockopt(zmq.LINGER, 0)
+        self._follow.setsockopt(zmq.RCVHWM, 0)
+        self._follow.connect(self._events_endpoint_for_follow or events_endpoint)
+        self._follow.setsockopt(zmq.SUBSCRIBE, b"")
+        self.poller.register(self._follow, zmq.POLLIN)
+
     def _close(self) -> None:
-        for s in (self._pull, self._pub, self._dealer):
-            s.close(0)
+        for s in (self._pull, self._pub, self._dealer, self._hb, self._follow):
+            if s is not None:
+                s.close(0)
 
     # ---------------------------------------------------------------- the loop
 
+    def _poll_timeout_ms(self) -> int:
+        return max(1, self._hb_interval_ns // 2_000_000) if self._hb is not None else 50
+
     def _on_wake(self, events: dict) -> None:
+        if self._hb is not None:
+            now = self._clock_ns()
+            if now >= self._next_hb_ns:
+                self._beat(now)
         if self._pull in events:
             self._take_signals()
         if self._dealer in events:
             self._take_reports()
-        if (self._pending_events or self.checkpoint.changed) and self._log is not None:
+        if self._follow is not None and self._follow in events:
+            self._take_followed()
+        if (self._pending_events or self.checkpoint.changed) and self._log is not None and self.role == "leader":
             self._flush_events()
 
     def _take_signals(self) -> None:
@@ -128,15 +183,45 @@ class EngineHost(LoopService):
             batch = batch_decoder.decode(frame)
             self._submit_batch(batch.entry_id, batch.signals)
 
+    def _beat(self, now: int) -> None:
+        self._hb_seq += 1
+        try:
+            self._hb.send(encode(Heartbeat(self._engine_name, self.epoch, self._hb_seq, now, self.role)), zmq.NOBLOCK)
+        except zmq.Again:
+            pass
+        self._next_hb_ns = now + self._hb_interval_ns
+
+    def _take_followed(self) -> None:
+        recv = self._follow.recv_multipart
+        on_report = self.manager.on_report
+        for _ in range(4096):
+            try:
+                _, payload = recv(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            rep = report_decoder.decode(payload)
+            if rep.reason != STALE_EPOCH:  # a fenced engine's refusal says nothing about the order
+                on_report(rep)
+
+    def _fenced(self, client_order_id: str) -> None:
+        """The broker refused our epoch: another engine leads now. The refusal is no evidence about
+        the order (the new leader owns it), so nothing is published; this engine steps down."""
+        self.fenced += 1
+        self.manager.unsubmit(client_order_id)
+        if self.role == "leader":
+            self.role = "standby"
+            self._follow_leader(self._ctx, self._events_endpoint_for_follow)
+
     def _submit_batch(self, entry_id: str, signals: list[SignalAccepted], known: dict | None = None) -> None:
         send = self._dealer.send
+        leader = self.role == "leader"
         on_signal = self.manager.on_signal
         epoch, name = self.epoch, self._engine_name
         waiting = []
         for acc in signals:
-            intent = on_signal(acc)
+            intent = on_signal(acc, leader)
             self.signals += 1
-            if intent is None:
+            if intent is None or not leader:
                 continue
             snap = known.get(intent.client_order_id) if known else None
             if snap is not None:
@@ -149,7 +234,8 @@ class EngineHost(LoopService):
             waiting.append(intent.client_order_id)
             if known is not None:
                 self.recovered_submitted += 1
-        self.checkpoint.add_entry(entry_id, waiting)
+        if leader:  # only the leader keeps (and writes) the checkpoint
+            self.checkpoint.add_entry(entry_id, waiting)
 
     def _take_reports(self) -> None:
         recv = self._dealer.recv
@@ -163,6 +249,9 @@ class EngineHost(LoopService):
                 self._on_report(msg)
 
     def _on_report(self, msg: ExecutionReport) -> None:
+        if msg.reason == STALE_EPOCH and msg.kind is ExecKind.REJECTED:
+            self._fenced(msg.client_order_id)
+            return
         self.checkpoint.answered(msg.client_order_id)
         out = self.manager.on_report(msg)
         if out is not None:
@@ -214,6 +303,7 @@ class EngineHost(LoopService):
                 early.append(msg)
         else:
             raise TimeoutError(self.name + ": the broker did not list its orders within 5 s; not trading blind")
+        self._redrive_pending(known)
         if self._signals is not None:
             position = self.checkpoint.position
             while True:
@@ -226,11 +316,64 @@ class EngineHost(LoopService):
         for msg in early:
             self._on_report(msg)
 
+    def _redrive_pending(self, known: dict) -> None:
+        """Orders this engine knew as a standby: adopt what the broker has, send the rest (same ids)."""
+        send = self._dealer.send
+        waiting = []
+        for intent in self.manager.pending():
+            coid = intent.client_order_id
+            snap = known.get(coid)
+            if snap is not None:
+                recovered = self.manager.adopt(snap)
+                if recovered is not None:
+                    self._publish(recovered)
+                self.recovered_adopted += 1
+            else:
+                self.manager.mark_submitted(coid)
+                send(encode(SubmitOrder(self.epoch, self._engine_name, intent)))
+                waiting.append(coid)
+                self.recovered_submitted += 1
+        if waiting:
+            self.checkpoint.add_entry(self.checkpoint.position, waiting)
+
+    def promote(self, epoch: int) -> dict:
+        """Become the leader with `epoch`: stop following, ask the broker, re-drive in-flight orders."""
+
+        def run() -> dict:
+            t0 = time.perf_counter_ns()
+            self.epoch = epoch
+            self.role = "leader"
+            if self._follow is not None:
+                self._take_followed()  # what the old leader published before it died
+                self.poller.unregister(self._follow)
+                self._follow.close(0)
+                self._follow = None
+            saved = self._signals.get(self._checkpoint_key) if self._signals is not None else None
+            if saved:
+                self.checkpoint = EntryCheckpoint(saved.decode())
+            self._recover_in_flight()
+            self._beat(self._clock_ns())
+            return {"epoch": epoch, "took_us": (time.perf_counter_ns() - t0) // 1000,
+                    "redriven": self.recovered_submitted, "adopted": self.recovered_adopted}
+
+        return self.call_on_loop(run, timeout_s=30)
+
+    def demote(self) -> None:
+        """Stop submitting (a manual failover away from this engine); it follows the new leader."""
+
+        def run() -> None:
+            self.role = "standby"
+            if self._follow is None:
+                self._follow_leader(self._ctx, self._events_endpoint_for_follow)
+
+        self.call_on_loop(run)
+
     # ---------------------------------------------------------------- control
 
     def stats(self) -> dict:
         m = self.manager
         return {
+            "role": self.role,
             "epoch": self.epoch,
             "signals": self.signals,
             "published": self.published,
@@ -238,6 +381,7 @@ class EngineHost(LoopService):
             "checkpoint": self.checkpoint.position,
             "recovered_submitted": self.recovered_submitted,
             "recovered_adopted": self.recovered_adopted,
+            "fenced": self.fenced,
             "duplicate_signals": m.duplicate_signals,
             "duplicate_fills": m.duplicate_fills,
             "ignored_reports": m.ignored_reports,

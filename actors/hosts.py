@@ -9,7 +9,7 @@ from actors.broker import BrokerHost
 from actors.engine import EngineHost
 from actors.service import LoopService
 from actors.validator import Validator
-from node.config import BrokerConfig, NodeConfig
+from node.config import BrokerConfig, EngineConfig, NodeConfig
 from node.errors import ConfigError
 
 
@@ -28,15 +28,23 @@ def build_broker(cfg: NodeConfig, broker: BrokerConfig | None = None) -> BrokerH
 
 def build_engine(
     cfg: NodeConfig,
+    engine: EngineConfig,
     redis_url: str | None,
     broker_endpoint: str,
     publish_endpoint: str | None = None,
     epoch: int = 1,
     recover: bool = False,
+    role: str = "leader",
+    heartbeat_endpoint: str | None = None,
+    follow_endpoint: str | None = None,
+    port: int = 0,
 ) -> EngineHost:
-    if cfg.engine.kind != "native":
-        raise ConfigError("engine.kind: unknown engine kind " + repr(cfg.engine.kind) + " (known: native)")
-    return EngineHost(cfg, cfg.engine.name, redis_url, broker_endpoint, publish_endpoint, epoch, recover)
+    if engine.kind != "native":
+        raise ConfigError("engines: unknown engine kind " + repr(engine.kind) + " (known: native)")
+    return EngineHost(
+        cfg, engine.name, redis_url, broker_endpoint, publish_endpoint, epoch, recover, role,
+        heartbeat_endpoint, follow_endpoint, port,
+    )
 
 
 def build_validator(cfg: NodeConfig, redis_url: str, engine_intake: str, events_endpoint: str) -> Validator:

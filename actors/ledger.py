@@ -109,7 +109,8 @@ def _stage_ddl() -> list[str]:
 def _insert_sql(stage: str, table: str, columns: Sequence[str]) -> str:
     cols = ", ".join(columns)
     return (
-        "INSERT INTO " + table + " (" + cols + ") SELECT " + cols + " FROM ledger_stage_" + stage + " ON CONFLICT DO NOTHING"
+        "INSERT INTO " + table + " (" + cols + ") SELECT " + cols
+        + " FROM ledger_stage_" + stage + " ON CONFLICT DO NOTHING"
     )
 
 
@@ -146,7 +147,7 @@ class LedgerWriter:
     async def close(self) -> None:
         try:
             await asyncio.wait_for(self.conn.close(), 2.0)
-        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, asyncio.TimeoutError):
+        except Exception:  # a broken connection fails in many ways; terminate() always works
             self.conn.terminate()
 
 
@@ -214,7 +215,8 @@ class Ledger:
                         await self.step()
                         backoff_ms = self.cfg.retry_backoff_ms
                     await self._settle_prefetch()
-                except (RedisError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError, StoreError) as exc:
+                except Exception as exc:  # loop boundary: count, reconnect, carry on (asyncpg also
+                    # raises InternalClientError on a connection the server terminated)
                     self._counts["errors"] += 1
                     self._last_error = type(exc).__name__ + ": " + str(exc)[:300]
                     await self._drop_connections()
@@ -296,7 +298,7 @@ class Ledger:
         task.cancel()
         try:
             await task
-        except (asyncio.CancelledError, RedisError, OSError):
+        except (asyncio.CancelledError, Exception):  # its entries stay pending; the backlog re-reads them
             pass
         self._backlog = True
 
@@ -455,7 +457,11 @@ async def main(argv: Sequence[str] | None = None) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, lambda: asyncio.ensure_future(ledger.stop()))
-    await ledger.run()
+    try:
+        await ledger.run()
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
     return 0
 
 

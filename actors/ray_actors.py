@@ -17,9 +17,11 @@ from actors.hosts import build
 #: one small machine; max_concurrency lets control calls run while the service loop thread works.
 ACTOR_OPTIONS: dict[str, dict[str, Any]] = {
     "validator": {"num_cpus": 0, "max_concurrency": 4, "max_restarts": 0},
-    "engine": {"num_cpus": 0, "max_concurrency": 4, "max_restarts": 0},
+    # an engine killed -9 is restarted by Ray and comes back as a hot standby (see ServiceActor)
+    "engine": {"num_cpus": 0, "max_concurrency": 4, "max_restarts": -1},
     "broker": {"num_cpus": 0, "max_concurrency": 4, "max_restarts": 0},
     "supervisor": {"num_cpus": 0, "max_concurrency": 8},
+    "ledger": {"num_cpus": 0},
 }
 
 
@@ -27,7 +29,14 @@ class ServiceActor:
     """Hosts one service built by `actors.hosts.build(kind, ...)`; its loop runs on its own thread."""
 
     def __init__(self, kind: str, *args: Any, **kwargs: Any) -> None:
+        restarted = ray.get_runtime_context().was_current_actor_reconstructed
+        if restarted and kind == "engine":
+            # Ray brought a dead engine back: whatever it was, it rejoins as a standby (the
+            # supervisor promotes engines; a restarted process never leads on its own)
+            kwargs.update(role="standby", recover=False)
         self._svc = build(kind, *args, **kwargs)
+        if restarted:
+            self._svc.start()
 
     def start(self) -> dict[str, str]:
         return self._svc.start()
@@ -55,3 +64,40 @@ def spawn(kind: str, name: str, namespace: str, *args: Any, **kwargs: Any) -> "r
         .options(name=name, namespace=namespace, lifetime=None, **opts)
         .remote(kind, *args, **kwargs)
     )
+
+
+class LedgerActor:
+    """Hosts the PostgreSQL ledger (an asyncio service) in an async Ray actor."""
+
+    def __init__(self, storage_cfg: Any, redis_url: str, database_url: str) -> None:
+        from actors.ledger import Ledger
+
+        self._ledger = Ledger(storage_cfg, redis_url, database_url)
+        self._task: Any = None
+
+    async def start(self) -> dict[str, str]:
+        import asyncio
+
+        if self._task is None:
+            await self._ledger.start()  # migrations, consumer groups: errors surface to the caller
+            self._task = asyncio.get_running_loop().create_task(self._ledger.run())
+        return {}
+
+    async def stats(self) -> dict:
+        return self._ledger.stats()
+
+    async def drain(self) -> int:
+        return await self._ledger.drain()
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            await self._ledger.stop()
+            await self._task
+            self._task = None
+
+    def pid(self) -> int:
+        return os.getpid()
+
+
+def spawn_ledger(name: str, namespace: str, *args: Any) -> "ray.actor.ActorHandle":
+    return ray.remote(LedgerActor).options(name=name, namespace=namespace, **ACTOR_OPTIONS["ledger"]).remote(*args)

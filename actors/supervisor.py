@@ -1,32 +1,47 @@
-"""The supervisor: starts the data-plane actors in dependency order, holds the endpoint registry,
-restarts what dies, stops everything cleanly.
+"""The supervisor: starts the actors, holds the endpoint registry, detects a dead engine by its
+heartbeats and fails over to a hot standby with a new epoch, restarts a dead validator, stops
+everything cleanly.
 
 Contract:
 - `start()` is idempotent: a second call returns the registry it already has.
-- Start order: the events relay (in this process: a stable address for execution reports),
-  broker (binds its order ROUTER), engine (connects to broker and relay; binds its intake),
-  validator (connects to the engine; binds the intake clients use). Stop runs in reverse.
-- The registry maps role -> endpoint; it is the one place clients and actors look addresses up.
-  `intake` and `events` never change while the supervisor lives (the intake keeps its configured
-  port across validator restarts; the relay outlives engines).
-- State it keeps: the epoch it last granted. A restarted engine gets epoch + 1 and starts in
-  recovery (asks the broker, replays the signal log after its checkpoint), so a zombie of the old
-  one is fenced by the broker.
-- `watch` (on by default) polls each actor's liveness every `watch_interval_ms` on the control
-  plane (Ray), never on the per-signal path, and restarts a dead engine or validator.
+- Start order: the events relay (in this process: one stable address for execution reports),
+  the heartbeat socket, the broker, the engines in priority order (the first is the leader with
+  epoch 1, the others hot standbys), the validator (forwards every batch to every engine).
+  Stop runs in reverse.
+- The registry maps role -> endpoint. `intake` and `events` never change while the supervisor
+  lives (the intake keeps its port across validator restarts; the relay outlives engines; an
+  engine restarted by Ray comes back on its old port as a standby).
+- State it keeps: the epoch it last granted, the leader's name, the failover log. Calls that
+  change state (`failover`, `failback`, `restart`) run one at a time under a lock.
+- Failure detection never waits for Ray: engines heartbeat over ZeroMQ every
+  `heartbeat_interval_ms`; a leader silent for `heartbeat_misses` intervals is failed over at once
+  (epoch + 1, the freshest standby by priority is promoted: it asks the broker, re-drives in-flight
+  orders with the same ids). Ray restarts the dead process in the background and it rejoins as a
+  standby. The validator's liveness is polled over Ray (control plane only).
 """
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from typing import Any
 
+import msgspec
 import ray
+import zmq
 
 from actors.events_relay import EventsRelay
-from actors.ray_actors import spawn
+from actors.ray_actors import spawn, spawn_ledger
+from actors.service import bind_random
 from node.config import NodeConfig
+from node.messages import heartbeat_decoder
+
+
+def _free_port(host: str) -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
 
 
 class Supervisor:
@@ -41,16 +56,23 @@ class Supervisor:
         self._cfg = cfg
         self._redis_url = redis_url
         self._database_url = database_url
-        self._actors: dict[str, Any] = {}
+        self._actors: dict[str, Any] = {}  # "broker", "validator", "engine:<name>"
+        self._engine_ports: dict[str, int] = {}
         self._registry: dict[str, str] = {}
         self._relay = EventsRelay(cfg.bind_host)
         self._lock = threading.RLock()
         self._watch = watch
         self._watch_s = watch_interval_ms / 1000
         self._stopping = threading.Event()
-        self._watcher: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
+        self._hb_interval_ns = cfg.heartbeat_interval_ms * 1_000_000
+        self._hb_dead_ns = cfg.heartbeat_misses * self._hb_interval_ns
+        self._last_hb: dict[str, tuple[int, str, int]] = {}  # engine -> (seen ns, role, epoch)
+        self._leader_seen_ns = 0
         self.epoch = 1
+        self.leader = cfg.engines[0].name
         self.restarts: list[dict] = []
+        self.failovers: list[dict] = []
 
     # ---------------------------------------------------------------- start / stop
 
@@ -58,23 +80,34 @@ class Supervisor:
         with self._lock:
             if self._registry:
                 return dict(self._registry)
-            relay = self._relay.start()
             cfg = self._cfg
+            relay = self._relay.start()
+            hb = zmq.Context.instance().socket(zmq.PULL)
+            hb.setsockopt(zmq.LINGER, 0)
+            self._registry = {"events": relay["events"], "publish": relay["publish"],
+                              "heartbeat": bind_random(hb, cfg.bind_host)}
+            if self._database_url and cfg.storage.ledger:
+                ledger = spawn_ledger(self._name("ledger"), cfg.ray_namespace, cfg.storage, self._redis_url,
+                                      self._database_url)
+                self._actors["ledger"] = ledger
+                ray.get(ledger.start.remote(), timeout=120)
             broker = spawn("broker", self._name("broker:" + cfg.broker.name), cfg.ray_namespace, cfg)
             self._actors["broker"] = broker
-            b = ray.get(broker.start.remote())
-            self._registry = {"events": relay["events"], "publish": relay["publish"], "broker": b["orders"]}
-            self._start_engine(recover=False)
+            self._registry["broker"] = ray.get(broker.start.remote())["orders"]
+            for i, engine in enumerate(cfg.engines):
+                self._start_engine(engine.name, role="leader" if i == 0 else "standby")
+            self._leader_seen_ns = time.time_ns()
             self._start_validator()
+            self._spawn_thread(self._heartbeat_loop, "heartbeats", hb)
             if self._watch:
-                self._watcher = threading.Thread(target=self._watch_loop, name="supervisor-watch", daemon=True)
-                self._watcher.start()
+                self._spawn_thread(self._watch_loop, "watch")
             return dict(self._registry)
 
     def stop(self) -> None:
         self._stopping.set()
         with self._lock:
-            for role in ("validator", "engine", "broker"):
+            roles = ["validator"] + ["engine:" + e.name for e in self._cfg.engines] + ["broker", "ledger"]
+            for role in roles:
                 actor = self._actors.pop(role, None)
                 if actor is None:
                     continue
@@ -82,7 +115,9 @@ class Supervisor:
                     ray.get(actor.stop.remote(), timeout=10)
                 except Exception:  # noqa: BLE001 - stopping: the kill below ends it anyway
                     pass
-                ray.kill(actor)
+                ray.kill(actor, no_restart=True)
+            for t in self._threads:
+                t.join(2)
             self._relay.stop()
             self._registry = {}
 
@@ -94,37 +129,119 @@ class Supervisor:
     def stats(self) -> dict[str, Any]:
         with self._lock:
             refs = {role: a.stats.remote() for role, a in self._actors.items()}
-        out: dict[str, Any] = {role: ray.get(ref, timeout=10) for role, ref in refs.items()}
-        out["supervisor"] = {"epoch": self.epoch, "restarts": list(self.restarts)}
+        out: dict[str, Any] = {}
+        for role, ref in refs.items():
+            try:
+                out[role] = ray.get(ref, timeout=10)
+            except Exception as exc:  # noqa: BLE001 - a dead actor is reported, not raised
+                out[role] = {"down": type(exc).__name__}
+        out["engine"] = out.get("engine:" + self.leader, {})
+        out["supervisor"] = {"epoch": self.epoch, "leader": self.leader, "restarts": list(self.restarts),
+                             "failovers": list(self.failovers)}
         return out
 
     def call(self, role: str, method: str, *args: Any) -> Any:
-        return ray.get(self._actors[role].call.remote(method, *args), timeout=30)
+        return ray.get(self._actor(role).call.remote(method, *args), timeout=30)
 
     def pid(self, role: str) -> int:
-        return ray.get(self._actors[role].pid.remote(), timeout=10)
+        return ray.get(self._actor(role).pid.remote(), timeout=10)
 
-    # ---------------------------------------------------------------- restarts
+    def _actor(self, role: str) -> Any:
+        if role == "engine":
+            role = "engine:" + self.leader
+        return self._actors[role]
 
-    def restart(self, role: str, reason: str = "manual") -> dict[str, str]:
-        """Replace the actor in `role` (engine or validator) with a fresh one; returns the registry."""
+    # ---------------------------------------------------------------- failover
+
+    def failover(self, to: str | None = None, reason: str = "manual", detected_ns: int = 0) -> dict:
+        """Make `to` (default: the freshest standby by priority) the leader with a new epoch."""
+        with self._lock:
+            t0 = time.time_ns()
+            old = self.leader
+            target = to or self._best_standby(exclude=old)
+            if target is None:
+                raise RuntimeError("no live standby engine to fail over to")
+            if target == old and to is not None:
+                return {"leader": old, "epoch": self.epoch, "changed": False}
+            if old != target:
+                # a live old leader steps down now (a slow one, wrongly thought dead, would step
+                # down anyway at its first fenced send); a dead one is fenced by the epoch
+                ref = self._actors["engine:" + old].call.remote("demote")
+                if reason == "manual":
+                    try:
+                        ray.get(ref, timeout=10)
+                    except Exception:  # noqa: BLE001 - fenced by the epoch all the same
+                        pass
+            self.epoch += 1
+            promoted = self.call("engine:" + target, "promote", self.epoch)
+            self.leader = target
+            self._leader_seen_ns = time.time_ns()
+            event = {"from": old, "to": target, "epoch": self.epoch, "reason": reason,
+                     "detected_ns": detected_ns, "started_ns": t0, "promoted_ns": time.time_ns(),
+                     "promote_us": promoted.get("took_us"), "redriven": promoted.get("redriven")}
+            self.failovers.append(event)
+            self._record("failover", event)
+            return event
+
+    def failback(self) -> dict:
+        """Back to the engine of highest priority (the first configured)."""
+        return self.failover(to=self._cfg.engines[0].name, reason="manual")
+
+    def _best_standby(self, exclude: str) -> str | None:
+        now = time.time_ns()
+        for engine in self._cfg.engines:
+            seen = self._last_hb.get(engine.name)
+            if seen is None or now - seen[0] > self._hb_dead_ns:
+                continue
+            if engine.name == exclude and seen[1] != "standby":
+                continue  # the failed leader itself, unless Ray already brought it back as a standby
+            return engine.name
+        return None
+
+    def _heartbeat_loop(self, hb: zmq.Socket) -> None:
+        poll_ms = max(1, self._cfg.heartbeat_interval_ms // 4)
+        try:
+            while not self._stopping.is_set():
+                if hb.poll(poll_ms):
+                    while True:
+                        try:
+                            beat = heartbeat_decoder.decode(hb.recv(zmq.NOBLOCK))
+                        except zmq.Again:
+                            break
+                        now = time.time_ns()
+                        self._last_hb[beat.sender] = (now, beat.role, beat.epoch)
+                        if beat.sender == self.leader and beat.role == "leader" and beat.epoch == self.epoch:
+                            self._leader_seen_ns = now
+                now = time.time_ns()
+                if now - self._leader_seen_ns > self._hb_dead_ns and not self._stopping.is_set():
+                    self._fail_over_dead_leader(now)
+        finally:
+            hb.close(0)
+
+    def _fail_over_dead_leader(self, detected_ns: int) -> None:
+        try:
+            self.failover(reason="heartbeat", detected_ns=detected_ns)
+        except Exception:  # noqa: BLE001 - no standby yet: try again on the next beat
+            self._leader_seen_ns = detected_ns - self._hb_dead_ns + self._hb_interval_ns
+
+    # ---------------------------------------------------------------- validator restarts
+
+    def restart(self, role: str = "validator", reason: str = "manual") -> dict[str, str]:
+        """Replace the validator with a fresh one on the same port; returns the registry."""
+        if role != "validator":
+            raise ValueError("engines fail over (failover/failback); only the validator restarts")
         t0 = time.perf_counter()
         with self._lock:
-            old = self._actors.pop(role, None)
+            old = self._actors.pop("validator", None)
             if old is not None:
-                ray.kill(old)
-            if role == "engine":
-                self._start_engine(recover=True)
-                self._call_validator("set_engine", self._registry["engine"])
-            elif role == "validator":
-                self._start_validator()
-            else:
-                raise ValueError("cannot restart " + repr(role) + " (engine or validator)")
-            self.restarts.append({"role": role, "reason": reason, "epoch": self.epoch, "took_ms": round((time.perf_counter() - t0) * 1e3, 1)})
+                ray.kill(old, no_restart=True)
+            self._start_validator()
+            self.restarts.append({"role": role, "reason": reason, "took_ms": round((time.perf_counter() - t0) * 1e3, 1)})
+            self._record("restart", self.restarts[-1])
             return dict(self._registry)
 
     def stop_role(self, role: str) -> None:
-        """Stop one actor and leave it down (the watch ignores an empty role) until `start_role`."""
+        """Stop the validator and leave it down (the watch ignores it) until `start_role`."""
         with self._lock:
             actor = self._actors.pop(role, None)
             if actor is not None:
@@ -132,83 +249,93 @@ class Supervisor:
 
     def start_role(self, role: str) -> dict[str, str]:
         with self._lock:
-            if role in self._actors:
-                return dict(self._registry)
-            if role == "validator":
+            if role not in self._actors and role == "validator":
                 self._start_validator()
-            elif role == "engine":
-                self._start_engine(recover=True)
-                self._call_validator("set_engine", self._registry["engine"])
-            else:
-                raise ValueError("cannot start " + repr(role))
             return dict(self._registry)
 
-    def _start_engine(self, recover: bool) -> None:
+    # ---------------------------------------------------------------- spawning
+
+    def _start_engine(self, name: str, role: str) -> None:
         cfg = self._cfg
-        if recover:
-            self.epoch += 1
-        engine = spawn(
+        engine = next(e for e in cfg.engines if e.name == name)
+        port = self._engine_ports.setdefault(name, _free_port(cfg.bind_host))
+        actor = spawn(
             "engine",
-            self._name("engine:" + cfg.engine.name + "@" + str(self.epoch)),
+            self._name("engine:" + name),
             cfg.ray_namespace,
             cfg,
+            engine,
             self._redis_url,
             self._registry["broker"],
             self._registry["publish"],
-            self.epoch,
-            recover,
+            epoch=self.epoch,
+            recover=role == "leader",
+            role=role,
+            heartbeat_endpoint=self._registry["heartbeat"],
+            follow_endpoint=self._registry["events"],
+            port=port,
         )
-        self._actors["engine"] = engine
-        self._registry["engine"] = ray.get(engine.start.remote(), timeout=60)["intake"]
+        self._actors["engine:" + name] = actor
+        intake = ray.get(actor.start.remote(), timeout=60)["intake"]
+        self._registry["engine:" + name] = intake
+        if role == "leader":
+            self._registry["engine"] = intake
+
+    def _engine_intakes(self) -> list[str]:
+        return [self._registry["engine:" + e.name] for e in self._cfg.engines]
 
     def _start_validator(self) -> None:
         cfg = self._cfg
         if "intake" in self._registry and cfg.intake.port == 0:
-            # keep the address clients already use across a restart
-            port = int(self._registry["intake"].rsplit(":", 1)[1])
-            import msgspec
-
+            port = int(self._registry["intake"].rsplit(":", 1)[1])  # keep the address clients use
             cfg = msgspec.structs.replace(cfg, intake=msgspec.structs.replace(cfg.intake, port=port))
         validator = spawn(
-            "validator",
-            self._name("validator@" + str(time.time_ns())),
-            cfg.ray_namespace,
-            cfg,
-            self._redis_url,
-            self._registry["engine"],
-            self._registry["events"],
+            "validator", self._name("validator@" + str(time.time_ns())), cfg.ray_namespace, cfg,
+            self._redis_url, self._engine_intakes(), self._registry["events"],
         )
         self._actors["validator"] = validator
         self._registry["intake"] = ray.get(validator.start.remote(), timeout=60)["intake"]
 
-    def _call_validator(self, method: str, *args: Any) -> None:
-        validator = self._actors.get("validator")
-        if validator is not None:
-            ray.get(validator.call.remote(method, *args), timeout=30)
+    def _spawn_thread(self, target: Any, name: str, *args: Any) -> None:
+        t = threading.Thread(target=target, name="supervisor-" + name, args=args, daemon=True)
+        t.start()
+        self._threads.append(t)
 
     def _name(self, role: str) -> str:
         return self._cfg.node_id + "." + role
 
+    def _record(self, kind: str, event: dict) -> None:
+        """Failovers and restarts go to the monitoring stream (best effort: never blocks a failover)."""
+        try:
+            import orjson
+            import redis
+
+            client = redis.Redis.from_url(self._redis_url, socket_timeout=1, socket_connect_timeout=1)
+            client.xadd(self._cfg.storage.monitoring_stream, {b"m": orjson.dumps({"kind": kind, **event})},
+                        maxlen=100_000, approximate=True)
+            client.close()
+        except Exception:  # noqa: BLE001 - monitoring must not stop the node
+            pass
+
     def _watch_loop(self) -> None:
         while not self._stopping.wait(self._watch_s):
-            for role in ("engine", "validator"):
-                actor = self._actors.get(role)
-                if actor is None:
-                    continue
+            actor = self._actors.get("validator")
+            if actor is None:
+                continue
+            try:
+                ray.get(actor.alive.remote(), timeout=2)
+            except Exception:  # noqa: BLE001 - any failure to answer is a death to act on
+                if self._stopping.is_set():
+                    return
                 try:
-                    ray.get(actor.alive.remote(), timeout=2)
-                except Exception:  # noqa: BLE001 - any failure to answer is a death to act on
-                    if self._stopping.is_set():
-                        return
-                    try:
-                        self.restart(role, reason="died")
-                    except Exception:  # noqa: BLE001 - try again next round
-                        pass
+                    self.restart("validator", reason="died")
+                except Exception:  # noqa: BLE001 - try again next round
+                    pass
 
 
 def _kill_and_wait(actor: Any, timeout_s: float = 10.0) -> None:
     """ray.kill returns at once; wait until the actor really stopped answering."""
-    ray.kill(actor)
+    ray.kill(actor, no_restart=True)
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         try:

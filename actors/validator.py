@@ -50,7 +50,7 @@ class Validator(LoopService):
         self,
         cfg: NodeConfig,
         redis_url: str,
-        engine_intake: str,
+        engine_intakes: str | list[str],
         events_endpoint: str,
         risk: RiskCheck | None = None,
         clock_ns: Callable[[], int] = time.time_ns,
@@ -64,11 +64,13 @@ class Validator(LoopService):
         self.risk = risk
         self.gate = SignalGate(cfg.signing, cfg.intake, risk)
         self._redis_url = redis_url
-        self._engine_intake = engine_intake
+        self._engine_intakes = [engine_intakes] if isinstance(engine_intakes, str) else list(engine_intakes)
         self._events_endpoint = events_endpoint
         self._clock_ns = clock_ns
         self._batch_max = cfg.intake.batch_max
-        self._unsent: deque[bytes] = deque()  # durable batches not yet handed to the engine
+        # one PUSH per engine (leader and hot standbys all get every batch), each with the durable
+        # batches it could not take yet
+        self._pushes: dict[str, tuple[zmq.Socket, deque[bytes]]] = {}
         self._next_expire_ns = 0
         self.accepted = 0
         self.rejected = 0
@@ -94,8 +96,9 @@ class Validator(LoopService):
             self._router.bind(intake)
         else:
             intake = bind_random(self._router, self._cfg.bind_host)
-        self._push = tune(ctx.socket(zmq.PUSH))
-        self._push.connect(self._engine_intake)
+        self._ctx_ref = ctx
+        for endpoint in self._engine_intakes:
+            self._connect_engine(endpoint)
         self.poller.register(self._router, zmq.POLLIN)
         self._fills = ctx.socket(zmq.SUB)
         self._fills.setsockopt(zmq.LINGER, 0)
@@ -135,12 +138,13 @@ class Validator(LoopService):
 
     def _close(self) -> None:
         self._reader.stop()
-        for sock in (self._router, self._push, self._fallback, self._fills):
+        for push, _ in self._pushes.values():
+            push.close(0)
+        for sock in (self._router, self._fallback, self._fills):
             sock.close(0)
 
     def _on_wake(self, events: dict) -> None:
-        if self._unsent:
-            self._flush_unsent()
+        self._flush_unsent()
         if self._fills in events:
             self._take_fills()
         if not events:
@@ -183,13 +187,14 @@ class Validator(LoopService):
                 accepted = []
             else:
                 batch = pack_signal_batch(entry_id.decode(), packed)
-                if self._unsent:
-                    self._unsent.append(batch)
-                else:
+                for push, unsent in self._pushes.values():
+                    if unsent:
+                        unsent.append(batch)
+                        continue
                     try:
-                        self._push.send(batch, zmq.NOBLOCK)
+                        push.send(batch, zmq.NOBLOCK)
                     except zmq.Again:
-                        self._unsent.append(batch)
+                        unsent.append(batch)
         self.accepted += len(accepted)
         send = router.send_multipart
         redis_replies = []
@@ -289,12 +294,20 @@ class Validator(LoopService):
                 self.gate.count(Reason.STORE_UNAVAILABLE)
 
     def _flush_unsent(self) -> None:
-        while self._unsent:
-            try:
-                self._push.send(self._unsent[0], zmq.NOBLOCK)
-            except zmq.Again:
-                return
-            self._unsent.popleft()
+        for push, unsent in self._pushes.values():
+            while unsent:
+                try:
+                    push.send(unsent[0], zmq.NOBLOCK)
+                except zmq.Again:
+                    break
+                unsent.popleft()
+
+    def _connect_engine(self, endpoint: str) -> None:
+        if endpoint in self._pushes:
+            return
+        push = tune(self._ctx_ref.socket(zmq.PUSH))
+        push.connect(endpoint)
+        self._pushes[endpoint] = (push, deque())
 
     def _housekeeping(self) -> None:
         now = self._clock_ns()
@@ -321,13 +334,17 @@ class Validator(LoopService):
 
     # ---------------------------------------------------------------- control (any thread)
 
-    def set_engine(self, engine_intake: str) -> None:
-        """Point the forward socket at another engine (failover)."""
+    def set_engines(self, engine_intakes: list[str]) -> None:
+        """Forward to exactly these engines from now on (an engine added or replaced)."""
 
         def swap() -> None:
-            self._push.disconnect(self._engine_intake)
-            self._push.connect(engine_intake)
-            self._engine_intake = engine_intake
+            for endpoint in list(self._pushes):
+                if endpoint not in engine_intakes:
+                    push, _ = self._pushes.pop(endpoint)
+                    push.close(0)
+            for endpoint in engine_intakes:
+                self._connect_engine(endpoint)
+            self._engine_intakes = list(engine_intakes)
 
         self.call_on_loop(swap)
 
@@ -367,7 +384,7 @@ class Validator(LoopService):
             "accepted": self.accepted,
             "rejected": self.rejected,
             "store_failures": self.store_failures,
-            "unsent": len(self._unsent),
+            "unsent": sum(len(u) for _, u in self._pushes.values()),
             "warmed": self.warmed,
             "fallback_frames": self.fallback_frames,
             "fallback_errors": self._reader.errors,

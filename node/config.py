@@ -91,6 +91,7 @@ class StorageConfig(msgspec.Struct, **_BASE):
     events_stream: str = "execution.events"
     monitoring_stream: str = "monitoring.events"
     intake_stream: str = "execution.intake"  # the fallback intake (see node.fallback)
+    ledger: bool = True  # drain the streams into PostgreSQL (the ledger actor)
     stream_maxlen: PositiveInt = 10_000_000
 
 
@@ -105,10 +106,11 @@ class NodeConfig(msgspec.Struct, **_BASE):
     intake: IntakeConfig = IntakeConfig()
     risk: RiskLimits = RiskLimits()
     equity_usd: PositiveFloat = 1_000_000.0  # account equity the percentage limits refer to
-    engine: EngineConfig = EngineConfig()
+    engines: list[EngineConfig] = msgspec.field(default_factory=lambda: [EngineConfig()])  # priority order
     broker: BrokerConfig = BrokerConfig()
     storage: StorageConfig = StorageConfig()
-    heartbeat_interval_ms: PositiveInt = 100
+    heartbeat_interval_ms: PositiveInt = 20  # engines -> supervisor, over ZeroMQ
+    heartbeat_misses: PositiveInt = 3  # silent this many intervals in a row = dead: fail over
 
 
 def parse_keys(text: str) -> dict[str, str]:

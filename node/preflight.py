@@ -7,7 +7,7 @@ naming the URL (password masked) and the cause, so the CLI can print it instead 
 from __future__ import annotations
 
 import asyncio
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import asyncpg
 import redis.asyncio as aioredis
@@ -25,18 +25,19 @@ def mask_url(url: str) -> str:
         parts = urlsplit(url)
     except ValueError:
         return "<unparsable url>"
+    out = url
     netloc = parts.netloc
     if "@" in netloc:
         cred, host = netloc.rsplit("@", 1)
         if ":" in cred:
-            cred = cred.split(":", 1)[0] + ":***"
-        netloc = cred + "@" + host
+            out = out.replace("//" + netloc, "//" + cred.split(":", 1)[0] + ":***@" + host, 1)
     query = parts.query
     if query:
         pairs = parse_qsl(query, keep_blank_values=True)
         if any(k.lower() in _SECRET_PARAMS for k, _ in pairs):
-            query = urlencode([(k, "***" if k.lower() in _SECRET_PARAMS else v) for k, v in pairs], safe="/*")
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+            masked = urlencode([(k, "***" if k.lower() in _SECRET_PARAMS else v) for k, v in pairs], safe="/*")
+            out = out.replace("?" + query, "?" + masked, 1)
+    return out
 
 
 def _cause(exc: BaseException) -> str:

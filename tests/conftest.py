@@ -73,7 +73,12 @@ def node_config(redis_url: str | None = None, database_url: str | None = None, *
 
 @pytest.fixture(scope="session")
 def make_config(redis_url, database_url):
-    def make(**changes):
-        return node_config(redis_url, database_url, **changes)
+    """Node configs for tests. Without `database_url_override` the node runs without a ledger
+    (most tests need none); pass a throwaway database's URL to get one."""
+    def make(database_url_override: str | None = None, **changes):
+        cfg = node_config(redis_url, database_url_override or database_url, **changes)
+        if database_url_override is None:
+            cfg = msgspec.structs.replace(cfg, storage=msgspec.structs.replace(cfg.storage, ledger=False))
+        return cfg
 
     return make

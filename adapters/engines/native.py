@@ -15,6 +15,7 @@ from node.messages import ExecutionReport, OrderIntent, OrderSnapshot, SignalAcc
 from node.orders import DONE_STATES, STATE_OF_KIND, Applied, Order, OrderState, apply_report, client_order_id_for
 
 _replace = msgspec.structs.replace
+_UNANSWERED = frozenset({OrderState.PENDING, OrderState.SUBMITTED, OrderState.UNKNOWN})
 
 
 def intent_for(acc: SignalAccepted) -> OrderIntent:
@@ -48,14 +49,32 @@ class NativeOrderManager:
         self.ignored_reports = 0
         self.orphan_reports = 0
 
-    def on_signal(self, acc: SignalAccepted) -> OrderIntent | None:
-        """The intent to submit, or None when this signal already has an order."""
+    def on_signal(self, acc: SignalAccepted, submit: bool = True) -> OrderIntent | None:
+        """The intent to submit, or None when this signal already has an order. A standby
+        (`submit=False`) records the order as PENDING: it knows it, but did not send it."""
         intent = intent_for(acc)
         if intent.client_order_id in self.orders:
             self.duplicate_signals += 1
             return None
-        self.orders[intent.client_order_id] = Order(intent=intent, state=OrderState.SUBMITTED)
+        state = OrderState.SUBMITTED if submit else OrderState.PENDING
+        self.orders[intent.client_order_id] = Order(intent=intent, state=state)
         return intent
+
+    def pending(self) -> list[OrderIntent]:
+        """Orders with no broker answer yet (never sent, sent unanswered, or UNKNOWN), oldest first:
+        what a new leader must look up at the broker and re-drive if the broker does not have them."""
+        return [o.intent for o in self.orders.values() if o.state in _UNANSWERED]
+
+    def unsubmit(self, client_order_id: str) -> None:
+        """The send was refused before reaching the venue (fencing): known, not sent."""
+        order = self.orders.get(client_order_id)
+        if order is not None and order.state is OrderState.SUBMITTED:
+            order.state = OrderState.PENDING
+
+    def mark_submitted(self, client_order_id: str) -> None:
+        order = self.orders.get(client_order_id)
+        if order is not None and order.state is OrderState.PENDING:
+            order.state = OrderState.SUBMITTED
 
     def adopt(self, snap: OrderSnapshot) -> ExecutionReport | None:
         """Take the broker's word for an order it already has (recovery, failover); returns the

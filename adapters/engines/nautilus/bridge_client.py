@@ -1,0 +1,451 @@
+"""The Nautilus execution client that bridges to a node broker adapter over ZeroMQ, and its factory.
+
+`BridgeExecutionClient` is a `LiveExecutionClient` on the kernel's loop. It connects a DEALER
+(zmq.asyncio) to the broker adapter's ROUTER and speaks the node's broker protocol:
+
+- submit: Nautilus's `SubmitOrder` -> our `SubmitOrder(epoch, engine, OrderIntent)`, then
+  `generate_order_submitted`; cancel -> `CancelOrder`.
+- the receive loop turns each broker `ExecutionReport` into `generate_order_accepted / filled /
+  canceled / rejected`, dedupes fills on exec_id, and leaves the raw report in the shared
+  `BridgeBook` so the strategy publishes the broker's own numbers once Nautilus applied the event.
+  An UNKNOWN report has no Nautilus state: it is published as is and Nautilus is left unchanged.
+- `generate_order_status_report(s)` answer from the broker's own `OrdersReport` (QueryOrders), so
+  Nautilus's in-flight checks resolve an order from the broker's word; an order the broker calls
+  UNKNOWN, or does not answer about, gets no report (never an invented state).
+
+Instruments (equities, whole shares, USD) are added to the cache in `_connect`, then a MARGIN
+account state is emitted and awaited, as Nautilus's own adapters do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from decimal import Decimal
+
+import zmq
+import zmq.asyncio
+from nautilus_trader.cache.cache import Cache
+from nautilus_trader.common.component import LiveClock, MessageBus
+from nautilus_trader.common.providers import InstrumentProvider
+from nautilus_trader.core.uuid import UUID4
+from nautilus_trader.execution.messages import (
+    GenerateFillReports,
+    GenerateOrderStatusReport,
+    GenerateOrderStatusReports,
+    GeneratePositionStatusReports,
+)
+from nautilus_trader.execution.messages import CancelOrder as NtCancelOrder
+from nautilus_trader.execution.messages import SubmitOrder as NtSubmitOrder
+from nautilus_trader.execution.reports import FillReport, OrderStatusReport, PositionStatusReport
+from nautilus_trader.live.config import LiveExecClientConfig
+from nautilus_trader.live.execution_client import LiveExecutionClient
+from nautilus_trader.live.factories import LiveExecClientFactory
+from nautilus_trader.model.currencies import USD
+from nautilus_trader.model.enums import (
+    AccountType,
+    LiquiditySide,
+    OmsType,
+    OrderSide,
+    OrderStatus,
+    OrderType,
+)
+from nautilus_trader.model.identifiers import (
+    AccountId,
+    ClientId,
+    ClientOrderId,
+    InstrumentId,
+    Symbol,
+    TradeId,
+    Venue,
+    VenueOrderId,
+)
+from nautilus_trader.model.instruments import Equity
+from nautilus_trader.model.objects import AccountBalance, Money, Price, Quantity
+
+from adapters.engines.nautilus.bridge_strategy import BridgeBook
+from node.messages import (
+    CancelOrder,
+    ExecKind,
+    ExecutionReport,
+    OrderIntent,
+    OrderSnapshot,
+    OrdersReport,
+    QueryOrders,
+    Side,
+    SubmitOrder,
+    broker_event_decoder,
+    encode,
+)
+from node.messages import OrderType as OurOrderType
+
+_SIDE = {OrderSide.BUY: Side.BUY, OrderSide.SELL: Side.SELL}
+_TYPE = {
+    OrderType.MARKET: OurOrderType.MARKET,
+    OrderType.LIMIT: OurOrderType.LIMIT,
+    OrderType.STOP_MARKET: OurOrderType.STOP,
+    OrderType.STOP_LIMIT: OurOrderType.STOP_LIMIT,
+}
+_STATUS = {
+    ExecKind.NEW: OrderStatus.ACCEPTED,
+    ExecKind.PARTIAL_FILL: OrderStatus.PARTIALLY_FILLED,
+    ExecKind.FILL: OrderStatus.FILLED,
+    ExecKind.CANCELED: OrderStatus.CANCELED,
+    ExecKind.REJECTED: OrderStatus.REJECTED,
+}
+_MAX_SEEN_EXEC_IDS = 1_000_000
+_MAX_RAW = 100_000
+
+
+class BridgeExecClientConfig(LiveExecClientConfig, frozen=True, kw_only=True):
+    """The exec client's settings (a Nautilus config, so the node builder can pass it)."""
+
+    broker_endpoint: str
+    engine_name: str = "nautilus"
+    epoch: int = 1
+    venue: str = "NAE"
+    symbols: list[str] = []
+    price_precision: int = 2
+    starting_cash_usd: float = 10_000_000.0
+    query_timeout_ms: int = 2_000
+
+
+def make_equity(symbol: str, venue: str, price_precision: int) -> Equity:
+    """A USD equity in whole shares on `venue`."""
+    return Equity(
+        instrument_id=InstrumentId(Symbol(symbol), Venue(venue)),
+        raw_symbol=Symbol(symbol),
+        currency=USD,
+        price_precision=price_precision,
+        price_increment=Price(10.0**-price_precision, price_precision),
+        lot_size=Quantity.from_int(1),
+        ts_event=0,
+        ts_init=0,
+    )
+
+
+class BridgeExecutionClient(LiveExecutionClient):
+    """Nautilus <-> node broker adapter, over one DEALER socket on the kernel's loop."""
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        msgbus: MessageBus,
+        cache: Cache,
+        clock: LiveClock,
+        config: BridgeExecClientConfig,
+    ) -> None:
+        venue = Venue(config.venue)
+        super().__init__(
+            loop=loop,
+            client_id=ClientId(config.venue),
+            venue=venue,
+            oms_type=OmsType.NETTING,
+            account_type=AccountType.MARGIN,
+            base_currency=USD,
+            instrument_provider=InstrumentProvider(),
+            msgbus=msgbus,
+            cache=cache,
+            clock=clock,
+            config=config,
+        )
+        self._set_account_id(AccountId(config.venue + "-001"))
+        self._cfg = config
+        self._epoch = config.epoch
+        self._engine = config.engine_name
+        self._dealer: zmq.asyncio.Socket | None = None
+        self._ctx: zmq.asyncio.Context | None = None
+        self._seen_exec_ids: set[str] = set()
+        self._accepted: set[str] = set()  # client order ids we generated an OrderAccepted for
+        self._query_waiters: list[asyncio.Future] = []
+        self.book: BridgeBook | None = None
+        self.sent = 0
+        self.reports = 0
+        self.duplicate_fills = 0
+        self.orphan_reports = 0
+        self.passthrough_reports = 0
+        self.bad_frames = 0
+        self.last_orders: list[OrderSnapshot] = []
+
+    def attach(self, book: BridgeBook) -> None:
+        """Share the strategy's book (raw reports, last prices, signal ids)."""
+        self.book = book
+
+    def set_epoch(self, epoch: int) -> None:
+        self._epoch = epoch
+
+    # ---------------------------------------------------------------- connection
+
+    async def _connect(self) -> None:
+        for symbol in self._cfg.symbols:
+            self._cache.add_instrument(make_equity(symbol, self._cfg.venue, self._cfg.price_precision))
+        self._ctx = zmq.asyncio.Context()
+        dealer = self._ctx.socket(zmq.DEALER)
+        dealer.setsockopt(zmq.LINGER, 0)
+        dealer.setsockopt(zmq.SNDHWM, 1_000_000)
+        dealer.setsockopt(zmq.RCVHWM, 1_000_000)
+        dealer.connect(self._cfg.broker_endpoint)
+        self._dealer = dealer
+        self.create_task(self._recv_loop(), log_msg="bridge_recv_loop")
+        cash = Money(self._cfg.starting_cash_usd, USD)
+        self.generate_account_state(
+            balances=[AccountBalance(cash, Money(0, USD), cash)],
+            margins=[],
+            reported=True,
+            ts_event=self._clock.timestamp_ns(),
+        )
+        await self._await_account_registered()
+
+    async def _disconnect(self) -> None:
+        if self._dealer is not None:
+            self._dealer.close(0)
+            self._dealer = None
+        if self._ctx is not None:
+            self._ctx.term()
+            self._ctx = None
+
+    # ---------------------------------------------------------------- commands out
+
+    def submit_order(self, command: NtSubmitOrder) -> None:
+        """Send at once on the loop thread (no task per order): the DEALER never blocks here."""
+        order = command.order
+        coid = order.client_order_id.value
+        book = self.book
+        meta = book.meta.get(coid) if book is not None else None
+        intent = OrderIntent(
+            client_order_id=coid,
+            signal_id=meta.signal_id if meta is not None else "",
+            request_id=meta.request_id if meta is not None else "",
+            strategy_id=meta.strategy_id if meta is not None else order.strategy_id.value,
+            symbol=order.instrument_id.symbol.value,
+            side=_SIDE[order.side],
+            order_type=_TYPE.get(order.order_type, OurOrderType.MARKET),
+            quantity=float(order.quantity),
+            limit_price=float(order.price) if order.has_price else None,
+            stop_price=float(order.trigger_price) if order.has_trigger_price else None,
+        )
+        now = self._clock.timestamp_ns()
+        try:
+            self._dealer.send(encode(SubmitOrder(self._epoch, self._engine, intent)), zmq.NOBLOCK)
+        except (zmq.ZMQError, AttributeError) as exc:
+            # nothing left the process: the broker cannot have it, so a rejection is the truth
+            self.generate_order_rejected(
+                order.strategy_id, order.instrument_id, order.client_order_id, "SEND_FAILED: " + str(exc), now
+            )
+            return
+        self.sent += 1
+        self.generate_order_submitted(order.strategy_id, order.instrument_id, order.client_order_id, now)
+
+    async def _cancel_order(self, command: NtCancelOrder) -> None:
+        if self._dealer is not None:
+            self._dealer.send(encode(CancelOrder(self._epoch, self._engine, command.client_order_id.value)))
+
+    async def _cancel_all_orders(self, command) -> None:  # noqa: ANN001 - Nautilus command type
+        for order in self._cache.orders_open(venue=self.venue):
+            self._dealer.send(encode(CancelOrder(self._epoch, self._engine, order.client_order_id.value)))
+
+    # ---------------------------------------------------------------- reports in
+
+    async def _recv_loop(self) -> None:
+        dealer = self._dealer
+        recv = dealer.recv
+        decode = broker_event_decoder.decode
+        while True:
+            frame = await recv()
+            try:
+                msg = decode(frame)
+            except Exception:  # noqa: BLE001 - a bad frame from a peer is counted, never fatal
+                self.bad_frames += 1
+                continue
+            kind = type(msg)
+            try:
+                if kind is ExecutionReport:
+                    self._on_report(msg)
+                elif kind is OrdersReport:
+                    self._on_orders(msg)
+            except Exception:  # noqa: BLE001 - loop boundary: count and carry on
+                self.bad_frames += 1
+
+    def _on_report(self, rep: ExecutionReport) -> None:
+        self.reports += 1
+        coid_s = rep.client_order_id
+        coid = ClientOrderId(coid_s)
+        order = self._cache.order(coid)
+        book = self.book
+        kind = rep.kind
+        if order is None:
+            self.orphan_reports += 1
+            return
+        if book is not None and (kind is ExecKind.UNKNOWN or coid_s in book.unknown):
+            # no Nautilus state for UNKNOWN, and Nautilus already closed an order it resolved by
+            # itself: the broker's own report is the truth, published as is
+            book.publish(rep)
+            if kind is ExecKind.FILL or kind is ExecKind.CANCELED or kind is ExecKind.REJECTED:
+                book.unknown.discard(coid_s)
+            self.passthrough_reports += 1
+            return
+        ts = rep.ts_ns or self._clock.timestamp_ns()
+        vid = VenueOrderId(rep.venue_order_id or coid_s)
+        sid, iid = order.strategy_id, order.instrument_id
+        if kind is ExecKind.PARTIAL_FILL or kind is ExecKind.FILL:
+            exec_id = rep.exec_id or (coid_s + "-" + str(rep.cum_qty))
+            seen = self._seen_exec_ids
+            if exec_id in seen:
+                self.duplicate_fills += 1
+                return
+            if len(seen) >= _MAX_SEEN_EXEC_IDS:
+                seen.clear()
+            seen.add(exec_id)
+            if coid_s not in self._accepted:
+                self._accepted.add(coid_s)
+                self.generate_order_accepted(sid, iid, coid, vid, ts)
+            if book is not None:
+                self._keep_raw(exec_id, rep)
+                book.last_px[order.instrument_id.symbol.value] = rep.last_px
+            self.generate_order_filled(
+                sid,
+                iid,
+                coid,
+                vid,
+                None,
+                TradeId(exec_id),
+                order.side,
+                order.order_type,
+                Quantity(rep.last_qty, order.quantity.precision),
+                Price(rep.last_px, self._cfg.price_precision),
+                USD,
+                Money(0, USD),
+                LiquiditySide.TAKER,
+                ts,
+            )
+            if kind is ExecKind.FILL:
+                self._accepted.discard(coid_s)
+            return
+        if book is not None:
+            self._keep_raw((coid_s, kind), rep)
+        if kind is ExecKind.NEW:
+            if coid_s not in self._accepted:
+                self._accepted.add(coid_s)
+                self.generate_order_accepted(sid, iid, coid, vid, ts)
+        elif kind is ExecKind.CANCELED:
+            self._accepted.discard(coid_s)
+            self.generate_order_canceled(sid, iid, coid, vid, ts)
+        elif kind is ExecKind.REJECTED:
+            self._accepted.discard(coid_s)
+            self.generate_order_rejected(sid, iid, coid, rep.reason or "VENUE_REJECT", ts)
+
+    def _keep_raw(self, key: object, rep: ExecutionReport) -> None:
+        raw = self.book.raw
+        if len(raw) >= _MAX_RAW:
+            del raw[next(iter(raw))]
+        raw[key] = rep
+
+    def _on_orders(self, msg: OrdersReport) -> None:
+        self.last_orders = msg.orders
+        waiters, self._query_waiters = self._query_waiters, []
+        for fut in waiters:
+            if not fut.done():
+                fut.set_result(msg.orders)
+
+    async def query_broker(self) -> list[OrderSnapshot] | None:
+        """Ask the broker for every order it knows; None when it does not answer in time."""
+        if self._dealer is None:
+            return None
+        fut = self._loop.create_future()
+        first = not self._query_waiters
+        self._query_waiters.append(fut)
+        if first:
+            self._dealer.send(encode(QueryOrders(self._epoch, self._engine)))
+        try:
+            return await asyncio.wait_for(fut, self._cfg.query_timeout_ms / 1000.0)
+        except asyncio.TimeoutError:
+            return None
+
+    # ---------------------------------------------------------------- reconciliation and in-flight checks
+
+    def _status_report(self, snap: OrderSnapshot) -> OrderStatusReport | None:
+        status = _STATUS.get(snap.kind)  # UNKNOWN -> no report: Nautilus keeps waiting
+        order = self._cache.order(ClientOrderId(snap.client_order_id))
+        if status is None or order is None:
+            return None
+        prec = order.quantity.precision
+        filled = snap.cum_qty
+        avg_px: Decimal | None = None
+        if filled > 0.0:
+            px = self.book.last_px.get(order.instrument_id.symbol.value) if self.book is not None else None
+            if px is None and order.has_price:
+                px = float(order.price)
+            if px is None:
+                return None  # a fill we cannot price: let the broker's fill report speak
+            avg_px = Decimal(str(px))
+        now = self._clock.timestamp_ns()
+        return OrderStatusReport(
+            account_id=self.account_id,
+            instrument_id=order.instrument_id,
+            venue_order_id=order.venue_order_id or VenueOrderId(snap.client_order_id),
+            order_side=order.side,
+            order_type=order.order_type,
+            time_in_force=order.time_in_force,
+            order_status=status,
+            quantity=Quantity(snap.cum_qty + snap.leaves_qty, prec) if status != OrderStatus.REJECTED else order.quantity,
+            filled_qty=Quantity(filled, prec),
+            report_id=UUID4(),
+            ts_accepted=now,
+            ts_last=now,
+            ts_init=now,
+            client_order_id=order.client_order_id,
+            price=order.price if order.has_price else None,
+            trigger_price=order.trigger_price if order.has_trigger_price else None,
+            avg_px=avg_px,
+        )
+
+    async def generate_order_status_report(self, command: GenerateOrderStatusReport) -> OrderStatusReport | None:
+        if command.client_order_id is None:
+            return None
+        snaps = await self.query_broker()
+        if snaps is None:
+            return None
+        want = command.client_order_id.value
+        for snap in snaps:
+            if snap.client_order_id == want:
+                return self._status_report(snap)
+        return None
+
+    async def generate_order_status_reports(self, command: GenerateOrderStatusReports) -> list[OrderStatusReport]:
+        snaps = await self.query_broker()
+        if not snaps:
+            return []
+        reports = []
+        for snap in snaps:
+            if command.open_only and snap.kind not in (ExecKind.NEW, ExecKind.PARTIAL_FILL):
+                continue
+            report = self._status_report(snap)
+            if report is not None and (command.instrument_id is None or report.instrument_id == command.instrument_id):
+                reports.append(report)
+        return reports
+
+    async def generate_fill_reports(self, command: GenerateFillReports) -> list[FillReport]:
+        return []  # OrdersReport carries no fill history; fills arrive as broker reports
+
+    async def generate_position_status_reports(
+        self, command: GeneratePositionStatusReports
+    ) -> list[PositionStatusReport]:
+        return []
+
+
+class BridgeExecClientFactory(LiveExecClientFactory):
+    """Builds the bridge client; remembers the instances so the child can wire them to the strategy."""
+
+    instances: dict[str, BridgeExecutionClient] = {}
+
+    @staticmethod
+    def create(  # type: ignore[override]
+        loop: asyncio.AbstractEventLoop,
+        name: str,
+        config: BridgeExecClientConfig,
+        msgbus: MessageBus,
+        cache: Cache,
+        clock: LiveClock,
+    ) -> BridgeExecutionClient:
+        client = BridgeExecutionClient(loop=loop, msgbus=msgbus, cache=cache, clock=clock, config=config)
+        BridgeExecClientFactory.instances[name] = client
+        return client

@@ -1,0 +1,245 @@
+"""The bridge strategy: accepted signals in as Nautilus orders, Nautilus order events out as our reports.
+
+Runs inside the kernel child on the node's loop thread (Nautilus is single-threaded by design).
+`kernel_main` reads `SignalAccepted` frames from the engine's PULL socket and calls
+`BridgeStrategy.on_accepted`; the strategy sizes the order (`parsing.plan_order`), builds it with
+`self.order_factory` under the deterministic `ClientOrderId(client_order_id_for(signal_id))` and
+calls `submit_order`, so every order passes Nautilus's RiskEngine and ExecutionEngine.
+
+Events go out once Nautilus has applied them to its order state machine: each `on_order_*` handler
+publishes one `ExecutionReport` on the PUB socket as multipart `[event_topic(kind, strategy_id),
+msgpack report]`. When the event came from a broker report, the broker's own report (exact prices,
+exec_id, cum/leaves/avg) is published, enriched with strategy_id, request_id and signal_id; events
+Nautilus made itself (a RiskEngine denial, an in-flight resolution) are built from the order.
+
+A signal whose client order id Nautilus already holds is counted as a duplicate and dropped before
+`submit_order` (Nautilus would deny it too, but its denial path overwrites the cached order with
+the denied copy, and a REJECTED report for a live order would mislead subscribers).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+import zmq
+from nautilus_trader.config import StrategyConfig
+from nautilus_trader.model.enums import OrderSide
+from nautilus_trader.model.events import (
+    OrderAccepted,
+    OrderCanceled,
+    OrderDenied,
+    OrderExpired,
+    OrderFilled,
+    OrderRejected,
+)
+from nautilus_trader.model.identifiers import ClientOrderId, InstrumentId, Symbol, Venue
+from nautilus_trader.model.objects import Price, Quantity
+from nautilus_trader.trading.strategy import Strategy
+
+from adapters.engines.nautilus.parsing import OrderPlan, plan_order, quantity_precision
+from node.messages import ExecKind, ExecutionReport, OrderType, SignalAccepted, Side, encode, event_topic
+from node.orders import client_order_id_for
+from node.reasons import Reason
+
+_replace = msgspec.structs.replace
+
+
+class SignalMeta(msgspec.Struct, frozen=True, array_like=True, gc=False):
+    """Who asked for an order: copied onto every report published about it."""
+
+    strategy_id: str
+    request_id: str
+    signal_id: str
+    symbol: str
+    side: Side
+
+
+class BridgeBook:
+    """State the strategy and the exec client share inside the child (same thread, no locks).
+
+    `meta` maps client order id -> SignalMeta; `raw` holds broker reports waiting for Nautilus to
+    apply them (fills keyed by exec_id, other kinds by (client order id, kind)); `last_px` is the last fill
+    price per symbol (used to size notional signals).
+    """
+
+    def __init__(self, pub: zmq.Socket, max_orders: int = 1_000_000) -> None:
+        self._pub = pub
+        self._max_orders = max_orders
+        self.meta: dict[str, SignalMeta] = {}
+        self.raw: dict[object, ExecutionReport] = {}
+        self.last_px: dict[str, float] = {}
+        #: orders Nautilus resolved locally (in-flight timeout): published UNKNOWN, broker reports pass through
+        self.unknown: set[str] = set()
+        self.published = 0
+        self.duplicates = 0
+        self.rejected_local = 0
+
+    def remember(self, coid: str, meta: SignalMeta) -> None:
+        meta_map = self.meta
+        if len(meta_map) >= self._max_orders:
+            del meta_map[next(iter(meta_map))]  # oldest first (dicts keep insertion order)
+        meta_map[coid] = meta
+
+    def publish(self, report: ExecutionReport) -> None:
+        """Enrich with the signal's ids (when known) and send on the PUB socket."""
+        meta = self.meta.get(report.client_order_id)
+        if meta is not None:
+            report = _replace(
+                report,
+                strategy_id=meta.strategy_id,
+                request_id=meta.request_id,
+                signal_id=meta.signal_id,
+                symbol=report.symbol or meta.symbol,
+            )
+        self._pub.send_multipart((event_topic(report.kind, report.strategy_id), encode(report)), zmq.NOBLOCK)
+        self.published += 1
+
+
+class BridgeStrategyConfig(StrategyConfig, frozen=True, kw_only=True):
+    venue: str = "NAE"
+    price_precision: int = 2
+    reference_prices: dict[str, float] = {}
+
+
+_SIDE = {Side.BUY: OrderSide.BUY, Side.SELL: OrderSide.SELL}
+#: the reason Nautilus's in-flight check writes when it resolves a SUBMITTED order by itself
+_INFLIGHT_REASON = "UNKNOWN"
+
+
+class BridgeStrategy(Strategy):
+    """Turns accepted signals into Nautilus orders and Nautilus order events into our reports."""
+
+    def __init__(self, config: BridgeStrategyConfig, book: BridgeBook) -> None:
+        super().__init__(config)
+        self.book = book
+        self._venue = Venue(config.venue)
+        self._price_precision = config.price_precision
+        self._fallback = dict(config.reference_prices)
+        self._iids: dict[str, InstrumentId] = {}
+        self.signals = 0
+
+    def on_start(self) -> None:
+        """Nothing to subscribe: signals arrive through `on_accepted`, called by the child's intake loop."""
+
+    def on_stop(self) -> None:
+        """Open orders stay with the broker: a stopping engine cancels nothing on its own."""
+
+    # ---------------------------------------------------------------- signals in
+
+    def on_accepted(self, acc: SignalAccepted) -> None:
+        """One accepted signal -> one order through Nautilus (or a REJECTED report, or nothing)."""
+        self.signals += 1
+        sig = acc.signal
+        coid_s = client_order_id_for(acc.signal_id)
+        coid = ClientOrderId(coid_s)
+        book = self.book
+        if self.cache.order_exists(coid):
+            book.duplicates += 1
+            return
+        book.remember(coid_s, SignalMeta(sig.strategy_id, sig.request_id, acc.signal_id, sig.symbol, sig.side))
+        iid = self._instrument_id(sig.symbol)
+        if iid is None:
+            self._reject_local(coid_s, Reason.UNKNOWN_SYMBOL)
+            return
+        plan = plan_order(sig, book.last_px, self._fallback)
+        if type(plan) is not OrderPlan:
+            self._reject_local(coid_s, plan)
+            return
+        self.submit_order(self._build(iid, coid, plan))
+
+    def _instrument_id(self, symbol: str) -> InstrumentId | None:
+        iid = self._iids.get(symbol)
+        if iid is None:
+            iid = InstrumentId(Symbol(symbol), self._venue)
+            if self.cache.instrument(iid) is None:
+                return None
+            self._iids[symbol] = iid
+        return iid
+
+    def _build(self, iid: InstrumentId, coid: ClientOrderId, plan: OrderPlan) -> Any:
+        factory = self.order_factory
+        side = _SIDE[plan.side]
+        qty = Quantity(plan.quantity, quantity_precision(plan.quantity))
+        otype = plan.order_type
+        prec = self._price_precision
+        if otype is OrderType.MARKET:
+            return factory.market(iid, side, qty, client_order_id=coid)
+        if otype is OrderType.LIMIT:
+            return factory.limit(iid, side, qty, Price(plan.limit_price, prec), client_order_id=coid)
+        if otype is OrderType.STOP:
+            return factory.stop_market(iid, side, qty, Price(plan.stop_price, prec), client_order_id=coid)
+        return factory.stop_limit(
+            iid, side, qty, Price(plan.limit_price, prec), Price(plan.stop_price, prec), client_order_id=coid
+        )
+
+    def _reject_local(self, coid: str, reason: str) -> None:
+        self.book.rejected_local += 1
+        self.book.publish(ExecutionReport(kind=ExecKind.REJECTED, client_order_id=coid, reason=reason))
+
+    # ---------------------------------------------------------------- Nautilus events out
+
+    def on_order_accepted(self, event: OrderAccepted) -> None:
+        self._publish_event(event.client_order_id.value, ExecKind.NEW, event)
+
+    def on_order_canceled(self, event: OrderCanceled) -> None:
+        self._publish_event(event.client_order_id.value, ExecKind.CANCELED, event)
+
+    def on_order_expired(self, event: OrderExpired) -> None:
+        self._publish_event(event.client_order_id.value, ExecKind.CANCELED, event)
+
+    def on_order_rejected(self, event: OrderRejected) -> None:
+        coid = event.client_order_id.value
+        book = self.book
+        raw = book.raw.pop((coid, ExecKind.REJECTED), None)
+        if raw is not None:
+            book.publish(raw)
+        elif event.reason == _INFLIGHT_REASON:
+            # Nautilus gave up waiting and resolved the order locally: the broker never said so,
+            # so the truth is UNKNOWN; the broker's later reports about it are passed straight on.
+            book.unknown.add(coid)
+            book.publish(ExecutionReport(kind=ExecKind.UNKNOWN, client_order_id=coid, reason=Reason.TIMEOUT, ts_ns=event.ts_event))
+        else:
+            self._publish_event(coid, ExecKind.REJECTED, event, event.reason)
+
+    def on_order_denied(self, event: OrderDenied) -> None:
+        self._publish_event(event.client_order_id.value, ExecKind.REJECTED, event, "DENIED: " + event.reason)
+
+    def on_order_filled(self, event: OrderFilled) -> None:
+        coid = event.client_order_id.value
+        raw = self.book.raw.pop(event.trade_id.value, None)
+        if raw is not None:
+            self.book.publish(raw)
+            return
+        order = self.cache.order(event.client_order_id)
+        done = order is not None and order.is_closed
+        self.book.publish(
+            ExecutionReport(
+                kind=ExecKind.FILL if done else ExecKind.PARTIAL_FILL,
+                client_order_id=coid,
+                venue_order_id=event.venue_order_id.value,
+                exec_id=event.trade_id.value,
+                last_qty=float(event.last_qty),
+                last_px=float(event.last_px),
+                cum_qty=float(order.filled_qty) if order is not None else 0.0,
+                leaves_qty=float(order.leaves_qty) if order is not None else 0.0,
+                avg_px=float(order.avg_px or 0.0) if order is not None else 0.0,
+                ts_ns=event.ts_event,
+            )
+        )
+
+    def _publish_event(self, coid: str, kind: ExecKind, event: Any, reason: str = "") -> None:
+        raw = self.book.raw.pop((coid, kind), None)
+        if raw is not None:
+            self.book.publish(raw)
+            return
+        vid = getattr(event, "venue_order_id", None)
+        self.book.publish(
+            ExecutionReport(
+                kind=kind,
+                client_order_id=coid,
+                venue_order_id=vid.value if vid is not None else "",
+                reason=reason,
+                ts_ns=event.ts_event,
+            )
+        )

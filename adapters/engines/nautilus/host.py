@@ -1,0 +1,173 @@
+"""Host side of the Nautilus engine: spawn the kernel child, wait until it is ready, stop or kill it.
+
+Ray-free (the engine actor wraps it). The child is a fresh interpreter (`subprocess`, so nothing of
+the host's threads, Ray or loop leaks into it) running `kernel_main`; the two talk over one ZeroMQ
+PAIR socket the host binds on loopback: the child reports `ready` with its endpoints, the host
+sends `stop` / `stats` / `epoch`. The data plane (intake PULL, events PUB, broker DEALER) does not
+pass through the host at all.
+
+Calls are not thread-safe: one owner thread drives an instance.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import msgpack
+import zmq
+
+from adapters.engines.nautilus.config import NautilusEngineConfig, encode_config
+from node.errors import NodeError, TransportError
+
+_REPO_ROOT = str(Path(__file__).resolve().parents[3])
+
+
+class EngineStartError(NodeError):
+    """The Nautilus child did not come up (it failed, exited or timed out)."""
+
+
+class NautilusEngineProcess:
+    """One Nautilus kernel child process bridged to `broker_endpoint`."""
+
+    def __init__(
+        self,
+        cfg: NautilusEngineConfig,
+        broker_endpoint: str,
+        log_path: str | None = None,
+        python: str = sys.executable,
+    ) -> None:
+        self._cfg = cfg
+        self._broker_endpoint = broker_endpoint
+        self._log_path = log_path
+        self._python = python
+        self._proc: subprocess.Popen | None = None
+        self._ctx: zmq.Context | None = None
+        self._control: zmq.Socket | None = None
+        self._log_file = None
+        self.endpoints: dict[str, str] = {}
+        self.startup_ms = 0.0  # measured by the child: process start to trader running
+        self.ready_ms = 0.0  # measured here: spawn to ready message
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
+    def start(self) -> dict[str, str]:
+        """Spawn the child and block until it is ready; returns {"intake": ..., "events": ...}."""
+        if self._proc is not None and self.alive():
+            return dict(self.endpoints)
+        t0 = time.perf_counter()
+        self._ctx = zmq.Context()
+        control = self._ctx.socket(zmq.PAIR)
+        control.setsockopt(zmq.LINGER, 0)
+        port = control.bind_to_random_port("tcp://" + self._cfg.bind_host)
+        self._control = control
+        endpoint = "tcp://" + self._cfg.bind_host + ":" + str(port)
+        out = subprocess.DEVNULL
+        if self._log_path:
+            self._log_file = open(self._log_path, "ab")  # noqa: SIM115 - closed in _cleanup
+            out = self._log_file
+        env = dict(os.environ)
+        env["PYTHONPATH"] = _REPO_ROOT + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+        self._proc = subprocess.Popen(
+            [
+                self._python,
+                "-m",
+                "adapters.engines.nautilus.kernel_main",
+                endpoint,
+                self._broker_endpoint,
+                encode_config(self._cfg),
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=out if self._log_path else subprocess.DEVNULL,
+            cwd=_REPO_ROOT,
+            env=env,
+        )
+        deadline = time.monotonic() + self._cfg.ready_timeout_ms / 1000.0
+        while True:
+            if control.poll(50):
+                msg = msgpack.unpackb(control.recv())
+                if msg.get("op") == "ready":
+                    break
+                self.kill()
+                raise EngineStartError("nautilus child failed: " + str(msg.get("error", msg))[:2000])
+            if self._proc.poll() is not None:
+                code = self._proc.returncode
+                self._cleanup()
+                raise EngineStartError("nautilus child exited with code " + str(code) + " before ready")
+            if time.monotonic() > deadline:
+                self.kill()
+                raise EngineStartError("nautilus child not ready within " + str(self._cfg.ready_timeout_ms) + " ms")
+        self.ready_ms = (time.perf_counter() - t0) * 1000.0
+        self.startup_ms = float(msg.get("startup_ms", 0.0))
+        self.endpoints = {"intake": msg["intake"], "events": msg["events"]}
+        return dict(self.endpoints)
+
+    def alive(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def stats(self, timeout_ms: int = 2_000) -> dict:
+        """The child's counters (signals, sent, reports, published, duplicates, ...)."""
+        return self._request({"op": "stats"}, timeout_ms)
+
+    def set_epoch(self, epoch: int, timeout_ms: int = 2_000) -> None:
+        """Submit under `epoch` from now on (the supervisor's grant)."""
+        self._request({"op": "epoch", "epoch": epoch}, timeout_ms)
+
+    def stop(self) -> bool:
+        """Clean stop (node.stop_async, kernel.dispose in the child); SIGKILL after stop_timeout_ms.
+
+        Returns True when the child stopped cleanly, False when it had to be killed (or was gone).
+        """
+        if self._proc is None:
+            return False
+        clean = False
+        if self.alive() and self._control is not None:
+            try:
+                self._control.send(msgpack.packb({"op": "stop"}), zmq.NOBLOCK)
+                deadline = time.monotonic() + self._cfg.stop_timeout_ms / 1000.0
+                while time.monotonic() < deadline and self._proc.poll() is None:
+                    if self._control.poll(50) and msgpack.unpackb(self._control.recv()).get("op") == "stopped":
+                        clean = True
+                        self._proc.wait(max(0.1, deadline - time.monotonic()))
+                        break
+            except (zmq.ZMQError, subprocess.TimeoutExpired):
+                clean = False
+        if self._proc.poll() is None:
+            clean = False
+            self._proc.kill()
+            self._proc.wait(5.0)
+        self._cleanup()
+        return clean
+
+    def kill(self) -> None:
+        """SIGKILL the child at once (chaos tests); reaps it."""
+        if self._proc is not None and self._proc.poll() is None:
+            os.kill(self._proc.pid, signal.SIGKILL)
+            self._proc.wait(5.0)
+        self._cleanup()
+
+    def _request(self, msg: dict, timeout_ms: int) -> dict:
+        if self._control is None or not self.alive():
+            raise TransportError("nautilus child is not running")
+        self._control.send(msgpack.packb(msg))
+        if not self._control.poll(timeout_ms):
+            raise TransportError("nautilus child did not answer " + str(msg.get("op")))
+        return msgpack.unpackb(self._control.recv())
+
+    def _cleanup(self) -> None:
+        if self._control is not None:
+            self._control.close(0)
+            self._control = None
+        if self._ctx is not None:
+            self._ctx.term()
+            self._ctx = None
+        if self._log_file is not None:
+            self._log_file.close()
+            self._log_file = None

@@ -1,0 +1,166 @@
+"""Failover time: kill -9 the active engine during a paced signal stream, K times, and measure
+kill -> first order submitted by the new leader (the broker records the first send of each epoch),
+beside Ray's own restart of the killed actor (kill -> its heartbeat back, as a standby).
+
+    python -m bench.failover_report [--kills 50] [--rate 1000] [--json]
+
+Also checks what must hold at every kill: zero lost, zero duplicate broker orders, nothing sent
+under a fenced epoch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import sys
+import time
+
+import numpy as np
+
+from node.client import AsyncExecutionClient
+from node.config import EngineConfig, load_config
+from node.messages import Signal
+
+
+def pct(values: list[float], q: float) -> float:
+    return round(float(np.percentile(np.asarray(values), q)), 1) if values else 0.0
+
+
+async def run_failovers(runtime, kills: int, rate: float, gap_s: float = 1.5, progress=None) -> dict:
+    """Drive `rate` signals/s while killing the leader `kills` times, `gap_s` apart."""
+    cfg = runtime.cfg
+    key_id, secret = next(iter(cfg.signing.keys.items()))
+    replies: dict[str, str] = {}
+    sent = 0
+    stop = asyncio.Event()
+    kill_times: list[tuple[int, int]] = []  # (kill ns, epoch before)
+    restart_ms: list[float] = []
+    loop = asyncio.get_running_loop()
+
+    async with AsyncExecutionClient(runtime.registry["intake"], key_id, secret, timeout_s=5.0) as client:
+
+        async def one(sig: Signal) -> None:
+            for _ in range(20):
+                try:
+                    replies[sig.request_id] = (await client.send_signal(sig)).status
+                    return
+                except Exception:  # noqa: BLE001 - retried with the same request_id
+                    await asyncio.sleep(0.05)
+
+        async def stream() -> None:
+            nonlocal sent
+            period = 1.0 / rate
+            t_next = time.perf_counter()
+            tasks = []
+            run = str(time.time_ns())
+            while not stop.is_set():
+                sig = Signal(request_id="fo-" + run + "-" + str(sent), strategy_id="failover",
+                             timestamp=time.time(), symbol=("AAPL", "MSFT", "SPY")[sent % 3],
+                             action="BUY" if sent % 2 else "SELL", quantity=float(1 + sent % 50))
+                tasks.append(loop.create_task(one(sig)))
+                sent += 1
+                t_next += period
+                delay = t_next - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+            await asyncio.gather(*tasks)
+
+        streamer = loop.create_task(stream())
+        await asyncio.sleep(1.0)
+        for k in range(kills):
+            stats = await loop.run_in_executor(None, runtime.stats)
+            epoch = stats["supervisor"]["epoch"]
+            leader = stats["supervisor"]["leader"]
+            pid = await loop.run_in_executor(None, runtime.call_supervisor, "pid", "engine:" + leader)
+            t_kill = time.time_ns()
+            os.kill(pid, signal.SIGKILL)
+            kill_times.append((t_kill, epoch))
+            # Ray's own restart: until the killed engine answers again
+            t_restart = None
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                await asyncio.sleep(0.02)
+                try:
+                    new_pid = await loop.run_in_executor(None, runtime.call_supervisor, "pid", "engine:" + leader)
+                except Exception:  # noqa: BLE001 - still restarting
+                    continue
+                if new_pid != pid:
+                    t_restart = time.time_ns()
+                    break
+            if t_restart is not None:
+                restart_ms.append((t_restart - t_kill) / 1e6)
+            if progress:
+                progress("kill %d/%d: %s (epoch %d)" % (k + 1, kills, leader, epoch))
+            await asyncio.sleep(gap_s)
+        await asyncio.sleep(1.0)
+        stop.set()
+        await streamer
+        await asyncio.sleep(1.0)
+
+    stats = await loop.run_in_executor(None, runtime.stats)
+    first = stats["broker"]["first_submit_ns"]
+    failover_ms = []
+    for t_kill, epoch in kill_times:
+        nxt = min((e for e in first if int(e) > epoch), default=None, key=int)
+        if nxt is not None:
+            failover_ms.append((first[nxt] - t_kill) / 1e6)
+    orders = await loop.run_in_executor(None, runtime.call, "broker", "orders")
+    accepted = [rid for rid, st in replies.items() if st == "ACCEPTED"]
+    from node.orders import client_order_id_for, signal_id_for
+
+    at_broker = {o.client_order_id for o in orders}
+    lost = sum(1 for rid in accepted if client_order_id_for(signal_id_for(rid)) not in at_broker)
+    return {
+        "kills": kills,
+        "rate_per_s": rate,
+        "sent": sent,
+        "replied": len(replies),
+        "accepted": len(accepted),
+        "lost": lost + (sent - len(replies)),
+        "duplicate_broker_orders": len(orders) - len(at_broker),
+        "broker_orders": len(orders),
+        "refused_stale_epoch": stats["broker"]["refused_stale"],
+        "refused_duplicate_ids": stats["broker"]["refused_duplicate"],
+        "failovers": len(stats["supervisor"]["failovers"]),
+        "failover_p50_ms": pct(failover_ms, 50),
+        "failover_p99_ms": pct(failover_ms, 99),
+        "failover_max_ms": round(max(failover_ms), 1) if failover_ms else 0.0,
+        "failover_samples": len(failover_ms),
+        "ray_restart_p50_ms": pct(restart_ms, 50),
+        "ray_restart_p99_ms": pct(restart_ms, 99),
+    }
+
+
+def failover_config(base=None):
+    from node.cli import demo_config
+
+    cfg = demo_config(base or load_config(None))
+    import msgspec
+
+    return msgspec.structs.replace(cfg, engines=[EngineConfig(name="native-a"), EngineConfig(name="native-b"),
+                                                 EngineConfig(name="native-c")])
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.failover_report")
+    p.add_argument("--kills", type=int, default=50)
+    p.add_argument("--rate", type=float, default=1000.0)
+    p.add_argument("--json", action="store_true")
+    args = p.parse_args(argv)
+    from node.runtime import NodeRuntime, stderr_progress
+
+    runtime = NodeRuntime(failover_config(), stderr_progress)
+    runtime.start()
+    try:
+        out = asyncio.run(run_failovers(runtime, args.kills, args.rate, progress=stderr_progress))
+    finally:
+        runtime.stop()
+    print(json.dumps(out) if args.json else json.dumps(out, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,49 @@
+"""The node's ledger: every fill at the (paper) broker is in PostgreSQL, row for row."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from actors.ledger import ledger_fills
+from node.client import AsyncExecutionClient
+from node.demo import make_signals, play
+from node.migrations import create_database, drop_database
+from node.runtime import NodeRuntime, quiet
+
+
+@pytest.fixture(scope="module")
+def node(ray_session, make_config, database_url):
+    name, url = asyncio.run(create_database(database_url, "nae_node_"))
+    runtime = NodeRuntime(make_config(database_url_override=url), quiet)
+    runtime.start()
+    yield runtime
+    runtime.stop()
+    asyncio.run(drop_database(database_url, name))
+
+
+def test_ledger_matches_the_broker_fills_row_for_row(node):
+    prices = {s.symbol: s.price for s in node.cfg.broker.paper.symbols}
+    signals = make_signals(2_000, prices, seed=5, bad_every=0)
+    key_id, secret = next(iter(node.cfg.signing.keys.items()))
+
+    async def go():
+        async with AsyncExecutionClient(node.registry["intake"], key_id, secret, timeout_s=10) as c:
+            return await play(c, signals, window=128, settle_s=20)
+
+    res = asyncio.run(go()).summary()
+    assert res["lost"] == 0 and res["accepted"] == 2_000
+    broker = {f.exec_id: f for f in node.call("broker", "fills")}
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        rows = asyncio.run(ledger_fills(node.database_url))
+        if len(rows) >= len(broker):
+            break
+        time.sleep(0.5)
+    assert {r["exec_id"] for r in rows} == set(broker)
+    for r in rows:
+        f = broker[r["exec_id"]]
+        assert (r["client_order_id"], float(r["qty"]), float(r["px"])) == (f.client_order_id, f.last_qty, f.last_px)
+    assert node.stats()["ledger"]["errors"] == 0
