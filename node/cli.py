@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import secrets
 import sys
 import time
@@ -175,6 +176,75 @@ def _print_summary(s: dict) -> None:
     print("rate              %.0f signals/s over %.1f s" % (s["signals_per_s"], s["elapsed_s"]))
 
 
+def _join_ray_env() -> None:
+    """A local cluster started by `execnode up` uses Ray's token auth (~/.ray/auth_token): join it
+    with that token. Must run before Ray is imported (Ray reads its auth settings once)."""
+    os.environ.setdefault("RAY_AUTH_MODE", "token")
+    token_file = Path.home() / ".ray" / "auth_token"
+    if "RAY_AUTH_TOKEN" not in os.environ and token_file.exists():
+        os.environ["RAY_AUTH_TOKEN"] = token_file.read_text().strip()
+
+
+def _supervisor(cfg: NodeConfig):
+    """The running node's supervisor (a node started by `execnode up` on this machine or cluster)."""
+    import ray
+
+    from node.errors import NodeError
+
+    address = cfg.ray_address
+    ep_file = Path(cfg.data_dir).resolve() / "endpoints.json"
+    if address is None and ep_file.exists():
+        address = json.loads(ep_file.read_text()).get("ray")
+    try:
+        ray.init(address=address or "auto", namespace=cfg.ray_namespace, log_to_driver=False,
+                 configure_logging=False)
+        return ray.get_actor(cfg.node_id + ".supervisor", namespace=cfg.ray_namespace)
+    except (ConnectionError, ValueError) as exc:
+        raise NodeError("no running node " + repr(cfg.node_id) + " found (start one with `execnode up`): "
+                        + str(exc).splitlines()[0]) from None
+
+
+def cmd_failover(args: argparse.Namespace) -> int:
+    _join_ray_env()
+    import ray
+
+    sup = _supervisor(load_config(args.config))
+    try:
+        event = ray.get(sup.failover.remote(args.to) if args.command == "failover" else sup.failback.remote(), timeout=60)
+    except ray.exceptions.RayTaskError as exc:
+        return _die(args.command + " failed: " + str(exc.cause if hasattr(exc, "cause") else exc).splitlines()[0])
+    print(json.dumps(event))
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    _join_ray_env()
+    import ray
+
+    sup = _supervisor(load_config(args.config))
+    print(json.dumps(ray.get(sup.stats.remote(), timeout=30), indent=2, default=str))
+    return 0
+
+
+def cmd_admin(args: argparse.Namespace) -> int:
+    _join_ray_env()
+    import ray
+
+    need = {"pause": "strategy", "resume": "strategy", "state": "state", "reset-breaker": "name"}.get(args.action)
+    if need and not getattr(args, need):
+        return _die("admin " + args.action + " needs --" + need)
+    sup = _supervisor(load_config(args.config))
+    params = {"kill": [args.strategy], "unkill": [args.strategy], "pause": [args.strategy],
+              "resume": [args.strategy], "reset-breaker": [args.name], "state": [args.state, args.strategy]}
+    method = args.action.replace("-", "_").replace("state", "set_state")
+    try:
+        ray.get(sup.call.remote("validator", method, *params[args.action]), timeout=30)
+    except ray.exceptions.RayTaskError as exc:
+        return _die("admin " + args.action + " failed: " + str(exc.cause if hasattr(exc, "cause") else exc).splitlines()[0])
+    print(json.dumps({"ok": True, "action": args.action}))
+    return 0
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from bench import run as bench_run
 
@@ -227,6 +297,20 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--json", action="store_true", help="print one JSON object")
     demo.add_argument("--quiet", action="store_true")
     demo.set_defaults(func=cmd_demo)
+
+    fo = sub.add_parser("failover", help="make another engine the leader (new epoch)")
+    fo.add_argument("--to", help="engine name (default: the freshest standby by priority)")
+    fo.set_defaults(func=cmd_failover)
+    fb = sub.add_parser("failback", help="back to the engine of highest priority")
+    fb.set_defaults(func=cmd_failover)
+    st = sub.add_parser("status", help="every actor's counters, the epoch, the failover log")
+    st.set_defaults(func=cmd_status)
+    ad = sub.add_parser("admin", help="risk controls: kill switch, pause, trading state, breakers")
+    ad.add_argument("action", choices=["kill", "unkill", "pause", "resume", "state", "reset-breaker"])
+    ad.add_argument("--strategy", help="one strategy (kill/unkill/state: default node-wide)")
+    ad.add_argument("--state", choices=["ACTIVE", "REDUCING", "HALTED"])
+    ad.add_argument("--name", help="breaker: system, execution or strategy:<id>")
+    ad.set_defaults(func=cmd_admin)
 
     bench = sub.add_parser("bench", help="node vs seed-style baseline vs floor")
     bench.add_argument("--quick", action="store_true")

@@ -66,6 +66,7 @@ class NodeRuntime:
             .remote(cfg, self.redis_url, self.database_url)
         )
         self.registry = ray.get(self.supervisor.start.remote(), timeout=120)
+        self.registry["ray"] = ray.get_runtime_context().gcs_address
         self._progress("node up in %.1f s: intake %s" % (time.perf_counter() - t0, self.registry["intake"]))
         return dict(self.registry)
 

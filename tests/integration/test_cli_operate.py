@@ -1,0 +1,55 @@
+"""Operating a running node from the shell: `execnode up`, then status, admin, failover, failback."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+EXECNODE = str(Path(sys.executable).parent / "execnode")
+
+
+def run(*args: str, cwd: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([EXECNODE, *args], capture_output=True, text=True, timeout=timeout, cwd=cwd)
+
+
+def test_up_then_operate_it(tmp_path, redis_url, database_url):
+    (tmp_path / "node.toml").write_text(
+        'node_id = "cli-op"\nray_namespace = "cli-op"\n[intake]\nport = 0\n'
+        '[storage]\nsignals_stream = "cliop.signals"\nevents_stream = "cliop.events"\n'
+        'intake_stream = "cliop.intake"\nledger = false\n'
+        '[[engines]]\nname = "alpha"\n[[engines]]\nname = "beta"\n'
+    )
+    env = dict(os.environ, REDIS_URL=redis_url, DATABASE_URL=database_url)
+    up = subprocess.Popen([EXECNODE, "--config", "node.toml", "up", "--no-dashboard"], cwd=tmp_path, env=env,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 90
+        while not (tmp_path / ".data" / "endpoints.json").exists():
+            assert up.poll() is None, up.stderr.read()
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        cfg = ["--config", "node.toml"]
+        status = json.loads(run(*cfg, "status", cwd=tmp_path).stdout)
+        assert status["supervisor"]["leader"] == "alpha"
+        sent = run(*cfg, "send", "--symbol", "AAPL", "--action", "BUY", "--quantity", "5", cwd=tmp_path)
+        assert json.loads(sent.stdout)["status"] == "ACCEPTED", sent.stderr
+        assert run(*cfg, "admin", "kill", cwd=tmp_path).returncode == 0
+        killed = run(*cfg, "send", "--symbol", "AAPL", "--action", "BUY", "--quantity", "5", cwd=tmp_path)
+        assert json.loads(killed.stdout)["reasons"] == ["KILL_SWITCH"]
+        assert run(*cfg, "admin", "unkill", cwd=tmp_path).returncode == 0
+        missing = run(*cfg, "admin", "pause", cwd=tmp_path)
+        assert missing.returncode == 2 and "needs --strategy" in missing.stderr
+        moved = json.loads(run(*cfg, "failover", "--to", "beta", cwd=tmp_path).stdout)
+        assert moved["to"] == "beta" and moved["epoch"] == 2
+        back = json.loads(run(*cfg, "failback", cwd=tmp_path).stdout)
+        assert back["to"] == "alpha" and back["epoch"] == 3
+        again = run(*cfg, "send", "--symbol", "MSFT", "--action", "SELL", "--quantity", "3", "--wait-fill", cwd=tmp_path)
+        assert json.loads(again.stdout.splitlines()[-1])["kind"] == "FILL"
+    finally:
+        up.send_signal(signal.SIGINT)
+        up.wait(60)
