@@ -334,9 +334,24 @@ class Supervisor:
 
 
 def _kill_and_wait(actor: Any, timeout_s: float = 10.0) -> None:
-    """ray.kill returns at once; wait until the actor really stopped answering."""
+    """ray.kill returns at once and the process may still answer for a moment: wait until the
+    actor's process is gone (same host), or at least until Ray reports the actor dead."""
+    import os
+
+    try:
+        pid = ray.get(actor.pid.remote(), timeout=2)
+    except Exception:  # noqa: BLE001 - already dead
+        return
     ray.kill(actor, no_restart=True)
     deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        except PermissionError:
+            break
+        time.sleep(0.02)
     while time.monotonic() < deadline:
         try:
             ray.get(actor.pid.remote(), timeout=1)
