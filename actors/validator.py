@@ -289,6 +289,7 @@ class Validator(LoopService):
                         signal_id=reply.signal_id,
                         reasons=[Reason.STORE_UNAVAILABLE],
                         detail="the signal log is unavailable; nothing was accepted, retry with the same request_id",
+                        ts_ns=reply.ts_ns,
                     ),
                 )
                 self.gate.count(Reason.STORE_UNAVAILABLE)

@@ -77,8 +77,8 @@ class _Base:
         self.timeout_s = timeout_s
         self.fallback = FallbackChannel(fallback_redis_url, fallback_stream, key_id) if fallback_redis_url else None
 
-    def frame(self, payload: bytes) -> bytes:
-        return encode(make_envelope(self.key_id, self._secret, payload, time.time_ns()))
+    def frame(self, payload: bytes, ts_ns: int | None = None) -> bytes:
+        return encode(make_envelope(self.key_id, self._secret, payload, ts_ns or time.time_ns()))
 
     def _timeout(self, what: str) -> TransportError:
         return TransportError("no " + what + " from " + self.endpoint + " within " + str(self.timeout_s) + " s")
@@ -120,16 +120,18 @@ class ExecutionClient(_Base):
 
     def send_signal(self, signal: SignalLike) -> Reply:
         rid, payload = prepare(signal)
+        ts = time.time_ns()
         try:
-            return self.send_frame(self.frame(payload), rid)
+            return self.send_frame(self.frame(payload, ts), rid, ts)
         except TransportError:
             if self.fallback is None:
                 raise
             self.fallback.submit(self.frame(payload))
             return self.fallback.await_reply(rid, self.timeout_s)
 
-    def send_frame(self, frame: bytes, request_id: str | None = None) -> Reply:
-        """Send a raw frame; with request_id None, the next reply is taken whatever its id."""
+    def send_frame(self, frame: bytes, request_id: str | None = None, ts_ns: int = 0) -> Reply:
+        """Send a raw frame; with request_id None, the next reply is taken whatever its id. A reply
+        to an earlier attempt of the same request_id (another `ts_ns`) is skipped."""
         self._sock.send(frame)
         deadline = time.monotonic() + self.timeout_s
         while True:
@@ -138,7 +140,8 @@ class ExecutionClient(_Base):
                 raise self._timeout("reply")
             msg = intake_response_decoder.decode(self._sock.recv())
             if type(msg) is Reply and (request_id is None or msg.request_id in (request_id, "")):
-                return msg
+                if not ts_ns or msg.ts_ns in (ts_ns, 0):
+                    return msg
 
     def endpoints(self) -> Endpoints:
         self._sock.send(encode(Discover()))
@@ -233,7 +236,7 @@ class AsyncExecutionClient(_Base):
             self._sock.setsockopt(opt, val)
         self._sock.connect(endpoint)
         self._events_endpoint = events_endpoint
-        self._pending: dict[str, tuple[asyncio.Future, asyncio.TimerHandle]] = {}
+        self._pending: dict[str, tuple[asyncio.Future, asyncio.TimerHandle, int]] = {}
         self._hello: asyncio.Future | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._kick: Callable[[], None] | None = None
@@ -252,7 +255,7 @@ class AsyncExecutionClient(_Base):
             self._loop.remove_reader(self._sock.getsockopt(zmq.FD))
             if self._sub is not None:
                 self._loop.remove_reader(self._sub.getsockopt(zmq.FD))
-        for fut, timer in self._pending.values():
+        for fut, timer, _ in self._pending.values():
             timer.cancel()
             if not fut.done():
                 fut.cancel()
@@ -272,10 +275,11 @@ class AsyncExecutionClient(_Base):
     def _on_reply(self, parts: list[bytes]) -> None:
         msg = intake_response_decoder.decode(parts[-1])
         if type(msg) is Reply:
-            entry = self._pending.pop(msg.request_id, None)
-            if entry is None or entry[0].done():
-                self.unmatched += 1
+            entry = self._pending.get(msg.request_id)
+            if entry is None or entry[0].done() or msg.ts_ns not in (entry[2], 0):
+                self.unmatched += 1  # an answer to an earlier attempt, or to nobody waiting
                 return
+            del self._pending[msg.request_id]
             entry[1].cancel()
             entry[0].set_result(msg)
         elif self._hello is not None and not self._hello.done():
@@ -294,8 +298,9 @@ class AsyncExecutionClient(_Base):
         """Send without waiting: a future that resolves to the Reply (or raises TransportError)."""
         loop = self._attach()
         fut = loop.create_future()
-        self._pending[request_id] = (fut, loop.call_later(self.timeout_s, self._expire, request_id))
-        self._sock.send(self.frame(payload), zmq.NOBLOCK)
+        ts = time.time_ns()
+        self._pending[request_id] = (fut, loop.call_later(self.timeout_s, self._expire, request_id), ts)
+        self._sock.send(self.frame(payload, ts), zmq.NOBLOCK)
         self._kick()
         return fut
 

@@ -146,6 +146,13 @@ class SignalGate:
         return self.admit_envelope(req, now_ns)
 
     def admit_envelope(self, env: SignedSignal, now_ns: int) -> Verdict:
+        verdict = self._judge(env, now_ns)
+        reply = verdict.reply
+        if reply is not None and reply.ts_ns != env.ts_ns:
+            verdict.reply = msgspec.structs.replace(reply, ts_ns=env.ts_ns)
+        return verdict
+
+    def _judge(self, env: SignedSignal, now_ns: int) -> Verdict:
         bad = self._verifier.verify(env, now_ns)
         if bad is not None:
             return self._refuse(_request_id_of(env.payload), [bad])

@@ -137,6 +137,7 @@ class Reply(msgspec.Struct, frozen=True, kw_only=True, tag="reply"):
     reasons: list[str] = []
     detail: str = ""
     duplicate: bool = False  # a retry of a request_id already answered: no new order
+    ts_ns: int = 0  # the signing time of the envelope answered: tells apart attempts of one request_id
 
 
 class Endpoints(msgspec.Struct, frozen=True, kw_only=True, tag="endpoints"):

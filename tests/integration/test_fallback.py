@@ -47,7 +47,7 @@ def test_intake_down_fallback_then_restart_executes_each_signal_once(node):
     client.timeout_s = 5.0
     for sig in signals[:N]:
         reply = client.send_signal(sig)
-        assert reply.status == "ACCEPTED" and reply.duplicate
+        assert reply.status == "ACCEPTED" and reply.duplicate, reply
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         orders = {o.client_order_id for o in node.call("broker", "orders")}

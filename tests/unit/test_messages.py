@@ -59,4 +59,4 @@ def test_json_form_is_an_object_with_field_names():
     obj = msgspec.json.decode(to_json(rep))
     assert obj["kind"] == "PARTIAL_FILL" and obj["last_qty"] == 5.0
     reply = msgspec.json.decode(to_json(Reply(status=Status.REJECTED, request_id="r", reasons=["MAX_QUANTITY"])))
-    assert reply == {"status": "REJECTED", "request_id": "r", "signal_id": "", "reasons": ["MAX_QUANTITY"], "detail": "", "duplicate": False}
+    assert reply == {"status": "REJECTED", "request_id": "r", "signal_id": "", "reasons": ["MAX_QUANTITY"], "detail": "", "duplicate": False, "ts_ns": 0}
