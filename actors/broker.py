@@ -42,9 +42,10 @@ class Venue(Protocol):
 
 class BrokerHost(LoopService):
     def __init__(
-        self, name: str, bind_host: str, venue: Venue, clock_ns: Callable[[], int] = time.time_ns
+        self, name: str, bind_host: str, venue: Venue, clock_ns: Callable[[], int] = time.time_ns, port: int = 0
     ) -> None:
         super().__init__()
+        self._port = port
         self.name = "broker:" + name
         self._bind_host = bind_host
         self.venue = venue
@@ -59,12 +60,24 @@ class BrokerHost(LoopService):
 
     def _open(self, ctx: zmq.Context) -> dict[str, str]:
         self._router = tune(ctx.socket(zmq.ROUTER))
-        endpoint = bind_random(self._router, self._bind_host)
+        if self._port:  # a restarted adapter comes back on its old address: engines reconnect
+            endpoint = "tcp://" + self._bind_host + ":" + str(self._port)
+            self._router.bind(endpoint)
+        else:
+            endpoint = bind_random(self._router, self._bind_host)
         self.poller.register(self._router, zmq.POLLIN)
+        opener = getattr(self.venue, "open", None)
+        if opener is not None:  # a venue in another process: poll its socket, learn what it has
+            opener(ctx)
+            self.poller.register(self.venue.socket, zmq.POLLIN)
+            self.gate.load_sent([s.client_order_id for s in self.venue.snapshot()])
         return {"orders": endpoint}
 
     def _close(self) -> None:
         self._router.close(0)
+        closer = getattr(self.venue, "close", None)
+        if closer is not None:
+            closer()
 
     def _poll_timeout_ms(self) -> int:
         due = self.venue.next_due_ns()

@@ -358,6 +358,18 @@ class EngineHost(LoopService):
 
         return self.call_on_loop(run, timeout_s=30)
 
+    def resync(self) -> dict:
+        """The broker adapter restarted: ask it what it has and re-drive what it lacks (leader only)."""
+
+        def run() -> dict:
+            if self.role != "leader":
+                return {"role": self.role}
+            before = self.recovered_submitted
+            self._recover_in_flight()
+            return {"role": self.role, "redriven": self.recovered_submitted - before}
+
+        return self.call_on_loop(run, timeout_s=30)
+
     def demote(self) -> None:
         """Stop submitting (a manual failover away from this engine); it follows the new leader."""
 

@@ -18,12 +18,18 @@ def build_venue(cfg: BrokerConfig):
         from adapters.paper.venue import PaperVenue
 
         return PaperVenue(cfg.paper)
-    raise ConfigError("broker.kind: unknown broker kind " + repr(cfg.kind) + " (known: paper)")
+    if cfg.kind == "paper-remote":
+        if not cfg.exchange_endpoint:
+            raise ConfigError("broker.exchange_endpoint: required for kind paper-remote")
+        from adapters.paper.remote import RemoteVenue
+
+        return RemoteVenue(cfg.exchange_endpoint)
+    raise ConfigError("broker.kind: unknown broker kind " + repr(cfg.kind) + " (known: paper, paper-remote)")
 
 
-def build_broker(cfg: NodeConfig, broker: BrokerConfig | None = None) -> BrokerHost:
+def build_broker(cfg: NodeConfig, broker: BrokerConfig | None = None, port: int = 0) -> BrokerHost:
     broker = broker or cfg.broker
-    return BrokerHost(broker.name, cfg.bind_host, build_venue(broker))
+    return BrokerHost(broker.name, cfg.bind_host, build_venue(broker), port=port)
 
 
 def build_engine(

@@ -91,9 +91,7 @@ class Supervisor:
                                       self._database_url)
                 self._actors["ledger"] = ledger
                 ray.get(ledger.start.remote(), timeout=120)
-            broker = spawn("broker", self._name("broker:" + cfg.broker.name), cfg.ray_namespace, cfg)
-            self._actors["broker"] = broker
-            self._registry["broker"] = ray.get(broker.start.remote())["orders"]
+            self._start_broker()
             for i, engine in enumerate(cfg.engines):
                 self._start_engine(engine.name, role="leader" if i == 0 else "standby")
             self._leader_seen_ns = time.time_ns()
@@ -255,6 +253,33 @@ class Supervisor:
 
     # ---------------------------------------------------------------- spawning
 
+    def _start_broker(self) -> None:
+        cfg = self._cfg
+        self._broker_port = getattr(self, "_broker_port", 0) or _free_port(cfg.bind_host)
+        broker = spawn("broker", self._name("broker:" + cfg.broker.name + "@" + str(time.time_ns())),
+                       cfg.ray_namespace, cfg, None, self._broker_port)
+        self._actors["broker"] = broker
+        self._registry["broker"] = ray.get(broker.start.remote(), timeout=60)["orders"]
+
+    def restart_broker(self, reason: str = "manual") -> dict:
+        """A new broker adapter on the same address (engines reconnect by themselves); then the
+        leader asks it what the venue has and re-drives the rest."""
+        t0 = time.perf_counter()
+        with self._lock:
+            old = self._actors.pop("broker", None)
+            if old is not None:
+                ray.kill(old, no_restart=True)
+            self._start_broker()
+            try:
+                resync = self.call("engine:" + self.leader, "resync")
+            except Exception as exc:  # noqa: BLE001 - recorded; the leader's next failover re-drives
+                resync = {"error": type(exc).__name__ + ": " + str(exc).splitlines()[0][:200]}
+            event = {"role": "broker", "reason": reason, "resync": resync,
+                     "took_ms": round((time.perf_counter() - t0) * 1e3, 1)}
+            self.restarts.append(event)
+            self._record("restart", event)
+            return event
+
     def _start_engine(self, name: str, role: str) -> None:
         cfg = self._cfg
         engine = next(e for e in cfg.engines if e.name == name)
@@ -318,19 +343,23 @@ class Supervisor:
             pass
 
     def _watch_loop(self) -> None:
+        """The validator and the broker adapter: polled over Ray, restarted on the same address."""
+        restart = {"validator": lambda: self.restart("validator", reason="died"),
+                   "broker": lambda: self.restart_broker(reason="died")}
         while not self._stopping.wait(self._watch_s):
-            actor = self._actors.get("validator")
-            if actor is None:
-                continue
-            try:
-                ray.get(actor.alive.remote(), timeout=2)
-            except Exception:  # noqa: BLE001 - any failure to answer is a death to act on
-                if self._stopping.is_set():
-                    return
+            for role, again in restart.items():
+                actor = self._actors.get(role)
+                if actor is None:
+                    continue
                 try:
-                    self.restart("validator", reason="died")
-                except Exception:  # noqa: BLE001 - try again next round
-                    pass
+                    ray.get(actor.alive.remote(), timeout=2)
+                except Exception:  # noqa: BLE001 - any failure to answer is a death to act on
+                    if self._stopping.is_set():
+                        return
+                    try:
+                        again()
+                    except Exception:  # noqa: BLE001 - try again next round
+                        pass
 
 
 def _kill_and_wait(actor: Any, timeout_s: float = 10.0) -> None:

@@ -77,9 +77,13 @@ class EngineConfig(msgspec.Struct, **_BASE):
 
 
 class BrokerConfig(msgspec.Struct, **_BASE):
+    """kind "paper": the simulated venue inside the adapter; "paper-remote": the paper exchange in
+    its own process (`python -m actors.exchange`), at `exchange_endpoint`."""
+
     name: str = "paper"
     kind: str = "paper"
     paper: PaperVenueConfig = PaperVenueConfig()
+    exchange_endpoint: str = ""
 
 
 class StorageConfig(msgspec.Struct, **_BASE):
