@@ -70,9 +70,10 @@ class LedgerActor:
     """Hosts the PostgreSQL ledger (an asyncio service) in an async Ray actor."""
 
     def __init__(self, storage_cfg: Any, redis_url: str, database_url: str) -> None:
-        from actors.ledger import Ledger
+        from actors.ledger import Ledger, LedgerConfig
 
-        self._ledger = Ledger(storage_cfg, redis_url, database_url)
+        # a read takes up to 128 entries; each is one wake-up's batch (1 to ~1,000 items)
+        self._ledger = Ledger(storage_cfg, redis_url, database_url, LedgerConfig(batch_count=128))
         self._task: Any = None
 
     async def start(self) -> dict[str, str]:

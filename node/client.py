@@ -62,30 +62,7 @@ def prepare(signal: SignalLike) -> tuple[str, bytes]:
 
 
 class _Base:
-    def __init__(
-        self,
-        endpoint: str,
-        key_id: str,
-        secret: str | bytes,
-        timeout_s: float,
-        fallback_redis_url: str | None = None,
-        fallback_stream: str = "execution.intake",
-    ) -> None:
-        self.endpoint = endpoint
-        self.key_id = key_id
-        self._secret = _secret(secret)
-        self.timeout_s = timeout_s
-        self.fallback = FallbackChannel(fallback_redis_url, fallback_stream, key_id) if fallback_redis_url else None
-
-    def frame(self, payload: bytes, ts_ns: int | None = None) -> bytes:
-        return encode(make_envelope(self.key_id, self._secret, payload, ts_ns or time.time_ns()))
-
-    def _timeout(self, what: str) -> TransportError:
-        return TransportError("no " + what + " from " + self.endpoint + " within " + str(self.timeout_s) + " s")
-
-
-class ExecutionClient(_Base):
-    """Blocking client: one request at a time."""
+    """What both clients share: the key, the DEALER to the intake, the fallback channel."""
 
     def __init__(
         self,
@@ -97,12 +74,30 @@ class ExecutionClient(_Base):
         fallback_redis_url: str | None = None,
         fallback_stream: str = "execution.intake",
     ) -> None:
-        super().__init__(endpoint, key_id, secret, timeout_s, fallback_redis_url, fallback_stream)
+        self.endpoint = endpoint
+        self.key_id = key_id
+        self._secret = _secret(secret)
+        self.timeout_s = timeout_s
+        self.fallback = FallbackChannel(fallback_redis_url, fallback_stream, key_id) if fallback_redis_url else None
+        self._events_endpoint = events_endpoint
         self._ctx = zmq.Context.instance()
         self._sock = self._ctx.socket(zmq.DEALER)
-        self._sock.setsockopt(zmq.LINGER, 0)
+        for opt, val in ((zmq.LINGER, 0), (zmq.SNDHWM, 0), (zmq.RCVHWM, 0)):
+            self._sock.setsockopt(opt, val)
         self._sock.connect(endpoint)
-        self._events_endpoint = events_endpoint
+
+    def frame(self, payload: bytes, ts_ns: int | None = None) -> bytes:
+        return encode(make_envelope(self.key_id, self._secret, payload, ts_ns or time.time_ns()))
+
+    def _timeout(self, what: str) -> TransportError:
+        return TransportError("no " + what + " from " + self.endpoint + " within " + str(self.timeout_s) + " s")
+
+
+class ExecutionClient(_Base):
+    """Blocking client: one request at a time."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
         self._sub: zmq.Socket | None = None
 
     def __enter__(self) -> "ExecutionClient":
@@ -219,23 +214,8 @@ class AsyncExecutionClient(_Base):
     one task per message.
     """
 
-    def __init__(
-        self,
-        endpoint: str,
-        key_id: str,
-        secret: str | bytes,
-        timeout_s: float = 2.0,
-        events_endpoint: str | None = None,
-        fallback_redis_url: str | None = None,
-        fallback_stream: str = "execution.intake",
-    ) -> None:
-        super().__init__(endpoint, key_id, secret, timeout_s, fallback_redis_url, fallback_stream)
-        self._ctx = zmq.Context.instance()
-        self._sock = self._ctx.socket(zmq.DEALER)
-        for opt, val in ((zmq.LINGER, 0), (zmq.SNDHWM, 0), (zmq.RCVHWM, 0)):
-            self._sock.setsockopt(opt, val)
-        self._sock.connect(endpoint)
-        self._events_endpoint = events_endpoint
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
         self._pending: dict[str, tuple[asyncio.Future, asyncio.TimerHandle, int]] = {}
         self._hello: asyncio.Future | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
