@@ -130,7 +130,7 @@ class BrokerHost(LoopService):
                 self._leader = ident
                 for coid in self._owner:
                     self._owner[coid] = ident
-                self._reply(ident, OrdersReport(self.venue.snapshot()))
+                self._reply(ident, OrdersReport(self.venue.snapshot(), self.venue.fills()))
         elif kind is Heartbeat:
             self._reply(ident, Heartbeat(self.name, self.gate.epoch, cmd.seq, now))
 

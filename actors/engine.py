@@ -92,6 +92,7 @@ class EngineHost(LoopService):
         self.published = 0
         self.recovered_submitted = 0
         self.fenced = 0
+        self.swept_fills = 0
         self.recovered_adopted = 0
         self.store_failures = 0
         self.events_dropped = 0
@@ -290,6 +291,7 @@ class EngineHost(LoopService):
         """Ask the broker, then replay the signal entries after the checkpoint (see module doc)."""
         self._dealer.send(encode(QueryOrders(self.epoch, self._engine_name)))
         known: dict = {}
+        swept: list[ExecutionReport] = []
         early: list[ExecutionReport] = []
         deadline = time.monotonic() + _QUERY_TIMEOUT_MS / 1000
         while time.monotonic() < deadline:
@@ -298,6 +300,7 @@ class EngineHost(LoopService):
             msg = broker_event_decoder.decode(self._dealer.recv())
             if type(msg) is OrdersReport:
                 known = {s.client_order_id: s for s in msg.orders}
+                swept = msg.fills
                 break
             if type(msg) is ExecutionReport:
                 early.append(msg)
@@ -315,6 +318,17 @@ class EngineHost(LoopService):
                 position = entries[-1][0]
         for msg in early:
             self._on_report(msg)
+        self._sweep_fills(swept)
+
+    def _sweep_fills(self, fills: list[ExecutionReport]) -> None:
+        """Publish every broker fill of an order this engine knows that it has not seen (its
+        report may have died with the old leader); the manager dedupes on exec_id."""
+        orders = self.manager.orders
+        for fill in fills:
+            order = orders.get(fill.client_order_id)
+            if order is not None and fill.exec_id not in order.exec_ids:
+                self._on_report(fill)
+                self.swept_fills += 1
 
     def _redrive_pending(self, known: dict) -> None:
         """Orders this engine knew as a standby: adopt what the broker has, send the rest (same ids)."""
@@ -394,6 +408,7 @@ class EngineHost(LoopService):
             "recovered_submitted": self.recovered_submitted,
             "recovered_adopted": self.recovered_adopted,
             "fenced": self.fenced,
+            "swept_fills": self.swept_fills,
             "duplicate_signals": m.duplicate_signals,
             "duplicate_fills": m.duplicate_fills,
             "ignored_reports": m.ignored_reports,

@@ -254,7 +254,12 @@ class OrderSnapshot(msgspec.Struct, frozen=True, array_like=True, gc=False):
 
 
 class OrdersReport(msgspec.Struct, frozen=True, array_like=True, gc=False, tag="orders"):
+    """The broker's answer to QueryOrders: every order it has, and every fill it reported (the
+    executions sweep a new leader runs, so a fill whose report died with the old leader still
+    reaches the events stream and the ledger; consumers dedupe on exec_id)."""
+
     orders: list[OrderSnapshot]
+    fills: list["ExecutionReport"] = []
 
 
 BrokerEvent = ExecutionReport | OrdersReport | Heartbeat

@@ -37,6 +37,7 @@ class RemoteVenue:
         self.socket: zmq.Socket | None = None
         self._fills: list[ExecutionReport] = []
         self._held: list[bytes] = []  # reports that arrived during a snapshot round trip
+        self._venue_fills: list[ExecutionReport] | None = None
 
     def open(self, ctx: zmq.Context) -> None:
         sock = ctx.socket(zmq.DEALER)
@@ -86,6 +87,7 @@ class RemoteVenue:
             frame = self.socket.recv()
             msg = broker_event_decoder.decode(frame)
             if type(msg) is OrdersReport:
+                self._venue_fills = msg.fills
                 return msg.orders
             self._held.append(frame)
         raise BrokerError("the paper exchange at " + self.endpoint + " did not list its orders", Reason.VENUE_UNAVAILABLE, retriable=True)
@@ -97,4 +99,5 @@ class RemoteVenue:
         return pos
 
     def fills(self) -> list[ExecutionReport]:
-        return list(self._fills)
+        """The venue's fills as of the last `snapshot()` (what a sweep needs), else what passed here."""
+        return list(self._venue_fills if self._venue_fills is not None else self._fills)

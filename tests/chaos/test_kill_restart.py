@@ -27,11 +27,15 @@ N_SIGNALS = 10_000
 
 
 @pytest.fixture()
-def node(ray_session, make_config):
-    runtime = NodeRuntime(make_config(), quiet)
+def node(ray_session, make_config, database_url):
+    from node.migrations import create_database, drop_database
+
+    name, url = asyncio.run(create_database(database_url, "nae_chaos_"))
+    runtime = NodeRuntime(make_config(database_url_override=url), quiet)
     runtime.start()
     yield runtime
     runtime.stop()
+    asyncio.run(drop_database(database_url, name))
 
 
 async def burst_with_kill(node, role: str, kill_after: int) -> dict:
@@ -93,9 +97,8 @@ def test_kill_minus_nine_mid_burst_executes_every_ack_exactly_once(node, role):
     assert accepted == {s.request_id for s in signals}, {st for st in replies.values()}
     # the broker's truth: one order per accepted signal, fills adding up to the order
     orders = {o.client_order_id: o for o in node.call("broker", "orders")}
-    for sig in signals:
-        coid = client_order_id_for(signal_id_for(sig.request_id))
-        assert coid in orders, "accepted but never executed: " + sig.request_id
+    missing = [s.request_id for s in signals if client_order_id_for(signal_id_for(s.request_id)) not in orders]
+    assert not missing, ("accepted but never executed", len(missing), missing[:3], node.stats())
     assert len(orders) == N_SIGNALS  # and nothing else (no duplicate ids exist at the venue)
     assert all(o.kind is ExecKind.FILL for o in orders.values())
     stats = node.stats()
@@ -104,3 +107,16 @@ def test_kill_minus_nine_mid_burst_executes_every_ack_exactly_once(node, role):
     else:
         assert stats["supervisor"]["restarts"] and stats["supervisor"]["restarts"][0]["role"] == role
     assert accepted <= out["terminal"].keys(), "every accepted signal's final state reached the client"
+    # and the ledger in PostgreSQL holds exactly the broker's fills (swept after the kill)
+    from actors.ledger import ledger_fills
+
+    broker_fills = {f.exec_id: f for f in node.call("broker", "fills")}
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        rows = asyncio.run(ledger_fills(node.database_url))
+        if len(rows) >= len(broker_fills):
+            break
+        time.sleep(0.5)
+    assert {r["exec_id"] for r in rows} == set(broker_fills)
+    for r in rows:
+        assert float(r["qty"]) == broker_fills[r["exec_id"]].last_qty
