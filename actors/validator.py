@@ -374,6 +374,10 @@ class Validator(LoopService):
     def save_breakers(self) -> None:
         self.call_on_loop(self._save_breakers)
 
+    def load_covariance(self, symbols: list[str], matrix: list[list[float]]) -> None:
+        """Reload the covariance (returns over the risk horizon) without a restart."""
+        self.call_on_loop(lambda: self.risk.load_covariance(symbols, matrix))
+
     def breaker_states(self) -> dict[str, dict]:
         return self.call_on_loop(self.risk.breaker_states)
 

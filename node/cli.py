@@ -230,13 +230,21 @@ def cmd_admin(args: argparse.Namespace) -> int:
     _join_ray_env()
     import ray
 
-    need = {"pause": "strategy", "resume": "strategy", "state": "state", "reset-breaker": "name"}.get(args.action)
+    need = {"pause": "strategy", "resume": "strategy", "state": "state", "reset-breaker": "name",
+            "covariance": "file"}.get(args.action)
     if need and not getattr(args, need):
         return _die("admin " + args.action + " needs --" + need)
     sup = _supervisor(load_config(args.config))
     params = {"kill": [args.strategy], "unkill": [args.strategy], "pause": [args.strategy],
               "resume": [args.strategy], "reset-breaker": [args.name], "state": [args.state, args.strategy]}
-    method = args.action.replace("-", "_").replace("state", "set_state")
+    if args.action == "covariance":
+        try:
+            doc = json.loads(Path(args.file).read_text())
+            params["covariance"] = [list(doc["symbols"]), [list(map(float, row)) for row in doc["matrix"]]]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            return _die("admin covariance: " + args.file + ': expected {"symbols": [...], "matrix": [[...]]}: '
+                        + type(exc).__name__ + ": " + str(exc))
+    method = {"state": "set_state", "covariance": "load_covariance"}.get(args.action, args.action.replace("-", "_"))
     try:
         ray.get(sup.call.remote("validator", method, *params[args.action]), timeout=30)
     except ray.exceptions.RayTaskError as exc:
@@ -306,10 +314,11 @@ def build_parser() -> argparse.ArgumentParser:
     st = sub.add_parser("status", help="every actor's counters, the epoch, the failover log")
     st.set_defaults(func=cmd_status)
     ad = sub.add_parser("admin", help="risk controls: kill switch, pause, trading state, breakers")
-    ad.add_argument("action", choices=["kill", "unkill", "pause", "resume", "state", "reset-breaker"])
+    ad.add_argument("action", choices=["kill", "unkill", "pause", "resume", "state", "reset-breaker", "covariance"])
     ad.add_argument("--strategy", help="one strategy (kill/unkill/state: default node-wide)")
     ad.add_argument("--state", choices=["ACTIVE", "REDUCING", "HALTED"])
     ad.add_argument("--name", help="breaker: system, execution or strategy:<id>")
+    ad.add_argument("--file", help='covariance: JSON {"symbols": [...], "matrix": [[...]]} (returns over the risk horizon)')
     ad.set_defaults(func=cmd_admin)
 
     bench = sub.add_parser("bench", help="node vs seed-style baseline vs floor")

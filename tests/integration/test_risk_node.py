@@ -16,7 +16,7 @@ from node.runtime import NodeRuntime, quiet
 
 @pytest.fixture(scope="module")
 def node(ray_session, make_config):
-    limits = msgspec.structs.replace(throughput_limits(), max_symbol_long_usd=50_000.0)
+    limits = msgspec.structs.replace(throughput_limits(), max_symbol_long_usd=50_000.0, max_incremental_var_usd2=1e8)
     runtime = NodeRuntime(make_config(risk=limits), quiet)
     runtime.start()
     yield runtime
@@ -82,3 +82,13 @@ def test_position_limit_counts_fills(node, client):
     reply = buy(client, strategy="pos", symbol="AAPL", qty=100)  # would make ~57.5k
     assert Reason.MAX_POSITION in reply.reasons, reply
     assert buy(client, strategy="pos", symbol="AAPL", qty=10).status == "ACCEPTED"
+
+
+def test_covariance_reloads_without_a_restart(node, client):
+    """A tight variance cap passes with a tiny covariance and refuses once a large one is loaded."""
+    symbols = ["QQQ"]
+    node.call("validator", "load_covariance", symbols, [[1e-8]])
+    assert buy(client, strategy="cov", symbol="QQQ", qty=10).status == "ACCEPTED"
+    node.call("validator", "load_covariance", symbols, [[1e6]])
+    assert Reason.PORTFOLIO_VARIANCE in buy(client, strategy="cov", symbol="QQQ", qty=10).reasons
+    node.call("validator", "load_covariance", symbols, [[1e-8]])
