@@ -160,7 +160,7 @@ class Supervisor:
             if target is None:
                 raise RuntimeError("no live standby engine to fail over to")
             if target == old and to is not None:
-                return {"leader": old, "epoch": self.epoch, "changed": False}
+                return {"from": old, "to": old, "epoch": self.epoch, "changed": False}
             if old != target:
                 # a live old leader steps down now (a slow one, wrongly thought dead, would step
                 # down anyway at its first fenced send); a dead one is fenced by the epoch
@@ -342,11 +342,28 @@ class Supervisor:
         except Exception:  # noqa: BLE001 - monitoring must not stop the node
             pass
 
+    def _check_leader_with_ray(self) -> None:
+        """Ray's death notice, the second detector: a leader whose actor Ray reports dead (or
+        restarting) is failed over even if a stray heartbeat was still in flight."""
+        leader = self.leader
+        actor = self._actors.get("engine:" + leader)
+        if actor is None:
+            return
+        try:
+            ray.get(actor.alive.remote(), timeout=2)
+        except Exception:  # noqa: BLE001 - dead or restarting
+            if self.leader == leader and not self._stopping.is_set():
+                try:
+                    self.failover(reason="ray", detected_ns=time.time_ns())
+                except Exception:  # noqa: BLE001 - no standby yet: the heartbeat path retries
+                    pass
+
     def _watch_loop(self) -> None:
         """The validator and the broker adapter: polled over Ray, restarted on the same address."""
         restart = {"validator": lambda: self.restart("validator", reason="died"),
                    "broker": lambda: self.restart_broker(reason="died")}
         while not self._stopping.wait(self._watch_s):
+            self._check_leader_with_ray()
             for role, again in restart.items():
                 actor = self._actors.get(role)
                 if actor is None:

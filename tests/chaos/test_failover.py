@@ -34,7 +34,9 @@ def test_kills_of_the_leader_lose_nothing_and_duplicate_nothing(node):
 
 
 def test_manual_failover_and_failback(node):
+    node.call_supervisor("failback")  # start from engine a, whoever the kills left leading
     before = node.call_supervisor("stats")["supervisor"]
+    assert before["leader"] == "a"
     event = node.call_supervisor("failover", "b")
     assert event["to"] == "b" and event["epoch"] == before["epoch"] + 1
     stats = node.stats()
