@@ -29,7 +29,7 @@ if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import sys; sys.exit(sys.
   "$PY" -m venv .venv
 fi
 
-EXTRAS="${NAE_EXTRAS:-test}"
+EXTRAS="${NAE_EXTRAS:-test,backtest}"
 STAMP=".venv/.installed-$(cat pyproject.toml | sha256sum | cut -c1-16)-$EXTRAS"
 if [ ! -f "$STAMP" ]; then
   echo "installing the project into .venv (first run takes about a minute)" >&2
