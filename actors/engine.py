@@ -347,8 +347,7 @@ class EngineHost(LoopService):
                 send(encode(SubmitOrder(self.epoch, self._engine_name, intent)))
                 waiting.append(coid)
                 self.recovered_submitted += 1
-        if waiting:
-            self.checkpoint.add_entry(self.checkpoint.position, waiting)
+        self.checkpoint.hold(waiting)
 
     def promote(self, epoch: int) -> dict:
         """Become the leader with `epoch`: stop following, ask the broker, re-drive in-flight orders."""

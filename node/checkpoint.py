@@ -23,17 +23,31 @@ class EntryCheckpoint:
         return len(self._open)
 
     def add_entry(self, entry_id: str, client_order_ids: list[str]) -> None:
+        """Orders sent for one entry (an entry seen again, in a replay, adds to what it waits for)."""
         waiting = 0
         for coid in client_order_ids:
             if coid not in self._entry_of:
                 self._entry_of[coid] = entry_id
                 waiting += 1
-        self._open[entry_id] = waiting
+        self._open[entry_id] = self._open.get(entry_id, 0) + waiting
         self._advance()
+
+    def hold(self, client_order_ids: list[str]) -> None:
+        """Orders re-driven outside any entry (a new leader's): the checkpoint stays where it is
+        until the broker has answered them all."""
+        key = "hold@" + self.position
+        waiting = 0
+        for coid in client_order_ids:
+            if coid not in self._entry_of:
+                self._entry_of[coid] = key
+                waiting += 1
+        if waiting:
+            self._open[key] = self._open.get(key, 0) + waiting
+            self._open.move_to_end(key, last=False)
 
     def answered(self, client_order_id: str) -> None:
         entry = self._entry_of.pop(client_order_id, None)
-        if entry is None:
+        if entry is None or entry not in self._open:
             return
         self._open[entry] -= 1
         self._advance()
@@ -45,5 +59,6 @@ class EntryCheckpoint:
             if waiting > 0:
                 return
             opened.popitem(last=False)
-            self.position = entry
-            self.changed = True
+            if not entry.startswith("hold@"):
+                self.position = entry
+                self.changed = True

@@ -23,3 +23,23 @@ def test_entry_of_already_known_orders_is_done_at_once():
     assert cp.position == "6-0"
     cp.answered("x")
     assert cp.position == "8-0"
+
+
+def test_an_entry_seen_again_adds_instead_of_resetting():
+    cp = EntryCheckpoint()
+    cp.add_entry("1-0", ["a"])
+    cp.add_entry("1-0", [])  # the same entry replayed while open: must not forget "a"
+    assert cp.position == "0"
+    cp.answered("a")
+    assert cp.position == "1-0"
+
+
+def test_held_orders_keep_the_checkpoint_until_answered():
+    cp = EntryCheckpoint("5-0")
+    cp.hold(["r1", "r2"])
+    cp.add_entry("6-0", [])
+    assert cp.position == "5-0"  # the re-driven orders come first
+    cp.answered("r1")
+    cp.answered("r2")
+    assert cp.position == "6-0"
+    cp.answered("unknown")  # a report for nothing open is ignored
