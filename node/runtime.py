@@ -130,11 +130,17 @@ class NodeRuntime:
 
 
 def run_until_interrupted(runtime: NodeRuntime) -> None:
+    """Until Ctrl-C or SIGTERM (docker stop, systemd); then a clean stop. SIGINT is handled
+    explicitly too: a node started in the background of a script would otherwise ignore it."""
+    import signal
+    import threading
+
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
     try:
-        while True:
-            time.sleep(1.0)
-    except KeyboardInterrupt:
-        pass
+        while not stop.wait(1.0):
+            pass
     finally:
         runtime.stop()
 
