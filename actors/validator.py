@@ -43,6 +43,13 @@ _RISK_KINDS = (ExecKind.PARTIAL_FILL, ExecKind.FILL, ExecKind.CANCELED, ExecKind
 _NOT_BROKER_FAULTS = frozenset({"STALE_EPOCH"})  # refusals by our own fencing do not trip breakers
 
 
+def _pct_us(samples: deque[int], q: float) -> float:
+    if not samples:
+        return 0.0
+    ordered = sorted(samples)
+    return round(ordered[min(len(ordered) - 1, int(len(ordered) * q / 100))] / 1e3, 1)
+
+
 class Validator(LoopService):
     name = "validator"
 
@@ -77,6 +84,8 @@ class Validator(LoopService):
         self.store_failures = 0
         self.warmed = 0
         self.fallback_frames = 0
+        self.wake_ns: deque[int] = deque(maxlen=4096)  # intake wake-ups: recv .. last reply sent
+        self.xadd_ns: deque[int] = deque(maxlen=4096)  # the durable append of a wake-up
 
     # ---------------------------------------------------------------- loop
 
@@ -150,6 +159,7 @@ class Validator(LoopService):
         if not events:
             self._housekeeping()
             return
+        t0 = time.perf_counter_ns()
         router = self._router
         recv = router.recv_multipart
         admit = self.gate.admit
@@ -180,21 +190,15 @@ class Validator(LoopService):
         if accepted:
             packed = pack_batch([a for _, a, _ in accepted])
             try:
+                tx = time.perf_counter_ns()
                 entry_id = self._log.append_packed(packed)
+                self.xadd_ns.append(time.perf_counter_ns() - tx)
             except StoreError:
                 self.store_failures += 1
                 self._refuse_batch(replies, accepted, now)
                 accepted = []
             else:
                 batch = pack_signal_batch(entry_id.decode(), packed)
-                for push, unsent in self._pushes.values():
-                    if unsent:
-                        unsent.append(batch)
-                        continue
-                    try:
-                        push.send(batch, zmq.NOBLOCK)
-                    except zmq.Again:
-                        unsent.append(batch)
         self.accepted += len(accepted)
         send = router.send_multipart
         redis_replies = []
@@ -207,10 +211,25 @@ class Validator(LoopService):
                 redis_replies.append((ident, reply))
             else:
                 send((ident, reply))
+        if accepted:  # after the replies: on 2 cores a woken engine would delay them
+            self._forward(batch)
         if redis_replies:
             self._answer_fallback(redis_replies)
+        if replies:
+            self.wake_ns.append(time.perf_counter_ns() - t0)
         if now >= self._next_expire_ns:
             self._housekeeping()
+
+    def _forward(self, batch: bytes) -> None:
+        """The durable batch to every engine (leader and standbys), in order per engine."""
+        for push, unsent in self._pushes.values():
+            if unsent:
+                unsent.append(batch)
+                continue
+            try:
+                push.send(batch, zmq.NOBLOCK)
+            except zmq.Again:
+                unsent.append(batch)
 
     def _take_fills(self) -> None:
         """Execution reports update risk: positions and prices from fills, breakers from broker
@@ -393,6 +412,10 @@ class Validator(LoopService):
             "warmed": self.warmed,
             "fallback_frames": self.fallback_frames,
             "fallback_errors": self._reader.errors,
+            "wake_p50_us": _pct_us(self.wake_ns, 50),
+            "wake_p99_us": _pct_us(self.wake_ns, 99),
+            "append_p50_us": _pct_us(self.xadd_ns, 50),
+            "append_p99_us": _pct_us(self.xadd_ns, 99),
             "loop_errors": self.loop_errors,
             "reasons": dict(self.gate.counts),
         }
