@@ -24,7 +24,11 @@ def build_venue(cfg: BrokerConfig):
         from adapters.paper.remote import RemoteVenue
 
         return RemoteVenue(cfg.exchange_endpoint)
-    raise ConfigError("broker.kind: unknown broker kind " + repr(cfg.kind) + " (known: paper, paper-remote)")
+    if cfg.kind == "lean":
+        from adapters.engines.lean.bridge import LeanBridge
+
+        return LeanBridge(cfg.lean)
+    raise ConfigError("broker.kind: unknown broker kind " + repr(cfg.kind) + " (known: paper, paper-remote, lean)")
 
 
 def build_broker(cfg: NodeConfig, broker: BrokerConfig | None = None, port: int = 0) -> BrokerHost:

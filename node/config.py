@@ -76,14 +76,32 @@ class EngineConfig(msgspec.Struct, **_BASE):
     kind: str = "native"
 
 
+class LeanBridgeConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Where the bridge listens for the LEAN algorithm and how long it waits for LEAN's word.
+
+    LEAN's own broker round trip is 100 ms to 5 s (LEAN docs, notes/peers.md), so the timeouts
+    are seconds, not milliseconds. `port` 0 takes any free port (tests); a deployment fixes it,
+    since the algorithm's `nae-bridge-endpoint` parameter names it.
+    """
+
+    bind_host: str = "127.0.0.1"
+    port: Port = 5570
+    ack_timeout_ms: PositiveInt = 10_000  # a submit with no word from LEAN by then is UNKNOWN
+    cancel_timeout_ms: PositiveInt = 10_000  # likewise for a cancel
+    status_timeout_ms: PositiveInt = 30_000  # snapshot(): wait this long for LEAN to connect and list
+    peer_silence_ms: PositiveInt = 5_000  # no heartbeat for this long: the peer counts as gone
+
+
 class BrokerConfig(msgspec.Struct, **_BASE):
     """kind "paper": the simulated venue inside the adapter; "paper-remote": the paper exchange in
-    its own process (`python -m actors.exchange`), at `exchange_endpoint`."""
+    its own process (`python -m actors.exchange`), at `exchange_endpoint`; "lean": a self-hosted
+    LEAN running `adapters/engines/lean/NaeBridgeAlgorithm.cs` (docs/lean.md)."""
 
     name: str = "paper"
     kind: str = "paper"
     paper: PaperVenueConfig = PaperVenueConfig()
     exchange_endpoint: str = ""
+    lean: LeanBridgeConfig = LeanBridgeConfig()
 
 
 class StorageConfig(msgspec.Struct, **_BASE):
