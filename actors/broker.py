@@ -30,6 +30,9 @@ from node.messages import (
 from node.reasons import Reason
 
 
+_OPEN_KINDS = frozenset({ExecKind.NEW, ExecKind.PARTIAL_FILL, ExecKind.UNKNOWN})
+
+
 class Venue(Protocol):
     def submit(self, intent: OrderIntent, now_ns: int) -> None: ...
     def cancel(self, client_order_id: str, now_ns: int) -> None: ...
@@ -57,6 +60,7 @@ class BrokerHost(LoopService):
         self.reports = 0
         self.malformed = 0
         self.first_submit_ns: dict[int, int] = {}  # epoch -> wall time of its first order sent
+        self._active_ns: dict[str, int] = {}  # client order id -> last submit or report (QueryOrders since)
 
     def _open(self, ctx: zmq.Context) -> dict[str, str]:
         self._router = tune(ctx.socket(zmq.ROUTER))
@@ -112,6 +116,7 @@ class BrokerHost(LoopService):
             coid = cmd.intent.client_order_id
             verdict = self.gate.admit_submit(cmd.epoch, coid)
             if verdict is Admit.SEND:
+                self._active_ns[coid] = now
                 if cmd.epoch not in self.first_submit_ns:
                     self.first_submit_ns[cmd.epoch] = time.time_ns()
                 self._owner[coid] = ident
@@ -130,16 +135,32 @@ class BrokerHost(LoopService):
                 self._leader = ident
                 for coid in self._owner:
                     self._owner[coid] = ident
-                self._reply(ident, OrdersReport(self.venue.snapshot(), self.venue.fills()))
+                self._reply(ident, self._orders_report(cmd.since_ns, cmd.client_order_ids))
         elif kind is Heartbeat:
             self._reply(ident, Heartbeat(self.name, self.gate.epoch, cmd.seq, now))
+
+    def _orders_report(self, since_ns: int, asked: list[str]) -> OrdersReport:
+        """Open orders, orders active since `since_ns`, and the `asked` ones; with their fills."""
+        orders, fills = self.venue.snapshot(), self.venue.fills()
+        if since_ns <= 0:
+            return OrdersReport(orders, fills)
+        active, wanted = self._active_ns, set(asked)
+        keep = {
+            o.client_order_id
+            for o in orders
+            if o.kind in _OPEN_KINDS or o.client_order_id in wanted or active.get(o.client_order_id, since_ns) >= since_ns
+        }
+        return OrdersReport([o for o in orders if o.client_order_id in keep],
+                            [f for f in fills if f.client_order_id in keep])
 
     def _deliver(self, reports: list[ExecutionReport]) -> None:
         if not reports:
             return
         send = self._router.send_multipart
         owner = self._owner
+        active = self._active_ns
         for rep in reports:
+            active[rep.client_order_id] = rep.ts_ns or self._clock_ns()
             ident = owner.get(rep.client_order_id, self._leader)
             send((ident, encode(rep)))
         self.reports += len(reports)

@@ -49,6 +49,7 @@ from node.streams import EVENTS_FIELD, SIGNALS_FIELD, StreamLog, connect_redis, 
 _MAX_PENDING_EVENTS = 1_000_000
 STALE_EPOCH = Reason.STALE_EPOCH.value
 _QUERY_TIMEOUT_MS = 5_000
+_QUERY_MARGIN_MS = 60_000  # clocks of the Redis host and the broker may differ by this much
 
 
 class EngineHost(LoopService):
@@ -289,7 +290,8 @@ class EngineHost(LoopService):
 
     def _recover_in_flight(self) -> None:
         """Ask the broker, then replay the signal entries after the checkpoint (see module doc)."""
-        self._dealer.send(encode(QueryOrders(self.epoch, self._engine_name)))
+        held = [i.client_order_id for i in self.manager.pending()]
+        self._dealer.send(encode(QueryOrders(self.epoch, self._engine_name, self._query_since_ns(), held)))
         known: dict = {}
         swept: list[ExecutionReport] = []
         early: list[ExecutionReport] = []
@@ -329,6 +331,14 @@ class EngineHost(LoopService):
             if order is not None and fill.exec_id not in order.exec_ids:
                 self._on_report(fill)
                 self.swept_fills += 1
+
+    def _query_since_ns(self) -> int:
+        """What the broker must tell: activity since the checkpoint entry's time, less a margin
+        (every order of an entry at or before the checkpoint was answered; open ones always come)."""
+        ms = self.checkpoint.position.split("-", 1)[0]
+        if not ms.isdigit() or ms == "0":
+            return 0
+        return max(0, (int(ms) - _QUERY_MARGIN_MS) * 1_000_000)
 
     def _redrive_pending(self, known: dict) -> None:
         """Orders this engine knew as a standby: adopt what the broker has, send the rest (same ids)."""

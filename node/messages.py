@@ -204,10 +204,14 @@ class CancelOrder(msgspec.Struct, frozen=True, array_like=True, gc=False, tag="c
 
 
 class QueryOrders(msgspec.Struct, frozen=True, array_like=True, gc=False, tag="query"):
-    """Ask the broker for every order it knows (client_order_id -> state): used before re-driving."""
+    """Ask the broker what it has before re-driving: every open order, and every order and fill
+    with activity at or after `since_ns` (0 = all history). A new leader passes the time of its
+    checkpoint (less a margin), so the answer stays small however long the node has run."""
 
     epoch: int
     engine: str
+    since_ns: int = 0
+    client_order_ids: list[str] = []  # also these, whatever their age (what the asker holds open)
 
 
 class Heartbeat(msgspec.Struct, frozen=True, array_like=True, gc=False, tag="hb"):
