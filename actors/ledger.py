@@ -96,6 +96,14 @@ _ORDER_UPSERT = (
 )
 
 
+_BREAKER_UPSERT = (
+    "INSERT INTO circuit_breaker_state AS b (name, state, failures, opened_at, updated_at) "
+    "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (name) DO UPDATE SET state = EXCLUDED.state, "
+    "failures = EXCLUDED.failures, opened_at = COALESCE(EXCLUDED.opened_at, CASE WHEN EXCLUDED.state = 'CLOSED' "
+    "THEN NULL ELSE b.opened_at END), updated_at = EXCLUDED.updated_at WHERE b.updated_at <= EXCLUDED.updated_at"
+)
+
+
 def _stage_ddl() -> list[str]:
     ddl = []
     for stage, table, _ in (*_APPEND_TABLES, ("orders", "orders", ORDER_COLUMNS)):
@@ -143,6 +151,8 @@ class LedgerWriter:
             if batch.orders:
                 await conn.copy_records_to_table("ledger_stage_orders", records=batch.orders, columns=ORDER_COLUMNS)
                 await conn.execute(_ORDER_UPSERT)
+            if batch.breakers:
+                await conn.executemany(_BREAKER_UPSERT, list(batch.breakers.values()))
 
     async def close(self) -> None:
         try:

@@ -337,7 +337,8 @@ class Validator(LoopService):
             self._next_expire_ns = now + 1_000_000_000
 
     def _restore_breakers(self) -> None:
-        """Breaker states survive a restart: they are saved (on change, once a second) in Redis."""
+        """Breaker states survive a restart: they are saved (on change, once a second) in Redis,
+        and published on the monitoring stream for the ledger's `circuit_breaker_state` table."""
         saved = self._log.get(self._breaker_key)
         self._saved_breakers = json.loads(saved) if saved else {}
         if self._saved_breakers:
@@ -348,6 +349,9 @@ class Validator(LoopService):
         if states != self._saved_breakers:
             try:
                 self._log.set(self._breaker_key, json.dumps(states).encode())
+                # and to the monitoring stream: the ledger keeps circuit_breaker_state from it
+                self._log.add(self._cfg.storage.monitoring_stream,
+                              {b"m": json.dumps({"kind": "breaker_state", "states": states}).encode()})
             except StoreError:
                 return
             self._saved_breakers = states

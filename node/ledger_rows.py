@@ -88,7 +88,7 @@ def field_value(fields: "dict[bytes, bytes] | list[bytes] | None", name: bytes) 
 class Batch:
     """The rows of one XREADGROUP reply, per table, and the ids to XACK per stream after commit."""
 
-    __slots__ = ("signals", "orders", "fills", "events", "monitoring", "failovers", "dead", "acks")
+    __slots__ = ("signals", "orders", "fills", "events", "monitoring", "failovers", "breakers", "dead", "acks")
 
     def __init__(self) -> None:
         self.signals: list[tuple] = []
@@ -97,6 +97,7 @@ class Batch:
         self.events: list[tuple] = []
         self.monitoring: list[tuple] = []
         self.failovers: list[tuple] = []
+        self.breakers: dict[str, tuple] = {}  # name -> the newest circuit_breaker_state row
         self.dead: list[tuple] = []
         self.acks: dict[str, list[bytes]] = {}
 
@@ -289,6 +290,20 @@ def add_monitoring(batch: Batch, stream: str, entries: Sequence[Entry]) -> None:
         failover = failover_row(sid, ts, payload)
         if failover is not None:
             batch.failovers.append(failover)
+        if payload["kind"] == "breaker_state" and isinstance(payload.get("states"), dict):
+            for name, st in payload["states"].items():
+                row = breaker_row(name, st, ts)
+                if row is not None:
+                    batch.breakers[name] = row
+
+
+def breaker_row(name: str, st: object, ts: dt.datetime) -> tuple | None:
+    """A `circuit_breaker_state` row (name, state, failures, opened_at, updated_at) from the
+    validator's saved breaker dict; None when it is not one."""
+    if not isinstance(st, dict) or st.get("state") not in ("CLOSED", "OPEN", "HALF_OPEN"):
+        return None
+    opened = ts if st["state"] != "CLOSED" else None
+    return (str(name), st["state"], max(0, int(st.get("failures", 0))), opened, ts)
 
 
 def failover_row(sid: str, ts: dt.datetime, payload: dict) -> tuple | None:

@@ -86,6 +86,13 @@ class StreamLog:
         except redis.RedisError as exc:
             raise StoreError("redis append to " + self._stream + " failed: " + type(exc).__name__) from exc
 
+    def add(self, stream: str, fields: dict, maxlen: int = 100_000) -> None:
+        """One plain entry on another stream (monitoring), on this log's connection."""
+        try:
+            self._client.xadd(stream, fields, maxlen=maxlen, approximate=True)
+        except redis.RedisError as exc:
+            raise StoreError("redis append to " + stream + " failed: " + type(exc).__name__) from exc
+
     def set(self, key: str, value: bytes) -> None:
         try:
             self._client.set(key, value)

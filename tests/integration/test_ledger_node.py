@@ -47,3 +47,28 @@ def test_ledger_matches_the_broker_fills_row_for_row(node):
         f = broker[r["exec_id"]]
         assert (r["client_order_id"], float(r["qty"]), float(r["px"])) == (f.client_order_id, f.last_qty, f.last_px)
     assert node.stats()["ledger"]["errors"] == 0
+
+
+def test_breaker_state_reaches_the_circuit_breaker_state_table(node):
+    import asyncpg
+
+    node.call("validator", "trip_breaker", "execution")
+    node.call("validator", "save_breakers")
+
+    async def row():
+        conn = await asyncpg.connect(node.database_url)
+        try:
+            return await conn.fetchrow("SELECT state, opened_at FROM circuit_breaker_state WHERE name = 'execution'")
+        finally:
+            await conn.close()
+
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and ((r := asyncio.run(row())) is None or r["state"] != "OPEN"):
+        time.sleep(0.3)
+    assert r is not None and r["state"] == "OPEN" and r["opened_at"] is not None
+    node.call("validator", "reset_breaker", "execution")
+    node.call("validator", "save_breakers")
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and asyncio.run(row())["state"] != "CLOSED":
+        time.sleep(0.3)
+    assert asyncio.run(row())["state"] == "CLOSED"
