@@ -19,6 +19,7 @@ batch, in the same round trip.
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import Callable
 
@@ -49,7 +50,8 @@ from node.streams import EVENTS_FIELD, SIGNALS_FIELD, StreamLog, connect_redis, 
 _MAX_PENDING_EVENTS = 1_000_000
 STALE_EPOCH = Reason.STALE_EPOCH.value
 _QUERY_TIMEOUT_MS = 5_000
-_QUERY_MARGIN_MS = 60_000  # clocks of the Redis host and the broker may differ by this much
+_QUERY_MARGIN_MS = 60_000
+_STUCK_MS = 500  # a loop that has not turned for this long stops its engine's heartbeats  # clocks of the Redis host and the broker may differ by this much
 
 
 class EngineHost(LoopService):
@@ -81,8 +83,9 @@ class EngineHost(LoopService):
         self._heartbeat_endpoint = heartbeat_endpoint
         self._events_endpoint_for_follow = follow_endpoint  # the relay's subscriber side
         self._hb_interval_ns = cfg.heartbeat_interval_ms * 1_000_000
-        self._next_hb_ns = 0
         self._hb_seq = 0
+        self._loop_ticks = 0
+        self._beat_now = threading.Event()
         self._port = port
         self._clock_ns = clock_ns
         self.manager = NativeOrderManager()
@@ -128,10 +131,8 @@ class EngineHost(LoopService):
                 self.checkpoint = EntryCheckpoint(saved.decode())
         self._hb = None
         if self._heartbeat_endpoint:
-            self._hb = ctx.socket(zmq.PUSH)
-            self._hb.setsockopt(zmq.LINGER, 0)
-            self._hb.setsockopt(zmq.SNDHWM, 100)
-            self._hb.connect(self._heartbeat_endpoint)
+            self._hb = threading.Thread(target=self._heartbeats, name=self.name + "-heartbeat", daemon=True)
+            self._hb.start()
         self._follow = None
         if self.role == "leader":
             if self._recover:
@@ -152,20 +153,17 @@ class EngineHost(LoopService):
         self.poller.register(self._follow, zmq.POLLIN)
 
     def _close(self) -> None:
-        for s in (self._pull, self._pub, self._dealer, self._hb, self._follow):
+        for s in (self._pull, self._pub, self._dealer, self._follow):
             if s is not None:
                 s.close(0)
 
     # ---------------------------------------------------------------- the loop
 
     def _poll_timeout_ms(self) -> int:
-        return max(1, self._hb_interval_ns // 2_000_000) if self._hb is not None else 50
+        return 10
 
     def _on_wake(self, events: dict) -> None:
-        if self._hb is not None:
-            now = self._clock_ns()
-            if now >= self._next_hb_ns:
-                self._beat(now)
+        self._loop_ticks += 1
         if self._pull in events:
             self._take_signals()
         if self._dealer in events:
@@ -185,13 +183,36 @@ class EngineHost(LoopService):
             batch = batch_decoder.decode(frame)
             self._submit_batch(batch.entry_id, batch.signals)
 
-    def _beat(self, now: int) -> None:
-        self._hb_seq += 1
+    def _heartbeats(self) -> None:
+        """Beats on a thread of their own, so a big batch on the loop does not look like death
+        (spurious failovers under load), but only while the loop keeps turning: a loop stuck for
+        `_STUCK_MS` stops the beats, and the supervisor fails it over."""
+        sock = zmq.Context.instance().socket(zmq.PUSH)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.setsockopt(zmq.SNDHWM, 100)
+        sock.connect(self._heartbeat_endpoint)
+        interval_s = self._hb_interval_ns / 1e9
+        seen_ticks, seen_at = -1, time.monotonic()
         try:
-            self._hb.send(encode(Heartbeat(self._engine_name, self.epoch, self._hb_seq, now, self.role)), zmq.NOBLOCK)
-        except zmq.Again:
-            pass
-        self._next_hb_ns = now + self._hb_interval_ns
+            while self._running.is_set():
+                now = time.monotonic()
+                if self._loop_ticks != seen_ticks:
+                    seen_ticks, seen_at = self._loop_ticks, now
+                if now - seen_at < _STUCK_MS / 1000:
+                    self._hb_seq += 1
+                    beat = Heartbeat(self._engine_name, self.epoch, self._hb_seq, self._clock_ns(), self.role)
+                    try:
+                        sock.send(encode(beat), zmq.NOBLOCK)
+                    except zmq.Again:
+                        pass
+                self._beat_now.wait(interval_s)
+                self._beat_now.clear()
+        finally:
+            sock.close(0)
+
+    def _beat(self, now: int) -> None:
+        """Beat at once (a role or epoch change should reach the supervisor without waiting)."""
+        self._beat_now.set()
 
     def _take_followed(self) -> None:
         recv = self._follow.recv_multipart

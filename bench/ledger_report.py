@@ -150,15 +150,30 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-count", type=int, default=5_000)
     parser.add_argument("--per-entry", type=int, default=64,
                         help="reports per stream entry (64: as the engine writes under load; 1: one each)")
-    parser.add_argument("--redis-url", default=REDIS_URL)
-    parser.add_argument("--database-url", default=ADMIN_URL, help="server to CREATE/DROP the bench database on")
+    parser.add_argument("--redis-url", default=None, help="default: REDIS_URL, else an embedded Redis")
+    parser.add_argument("--database-url", default=None,
+                        help="server to CREATE/DROP the bench database on (default: DATABASE_URL, else embedded)")
     parser.add_argument("--with-signals", action="store_true", help="also drain one accepted signal per order")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
-    report = asyncio.run(
-        run_report(args.events, args.redis_url, args.database_url, args.batch_count, args.with_signals,
-                   args.per_entry)
-    )
+    import os
+    import tempfile
+
+    redis_url = args.redis_url or os.environ.get("REDIS_URL")
+    database_url = args.database_url or os.environ.get("DATABASE_URL")
+    embedded = None
+    if not (redis_url and database_url):
+        from node.embedded import EmbeddedServices
+
+        embedded = EmbeddedServices(tempfile.mkdtemp(prefix="nae-ledger-bench-"), redis_url, database_url)
+        redis_url, database_url = embedded.start()
+    try:
+        report = asyncio.run(
+            run_report(args.events, redis_url, database_url, args.batch_count, args.with_signals, args.per_entry)
+        )
+    finally:
+        if embedded is not None:
+            embedded.stop()
     if args.json:
         print(json.dumps(report))
     else:
