@@ -82,3 +82,30 @@ def make_config(redis_url, database_url):
         return cfg
 
     return make
+
+
+@pytest.fixture()
+def ledger_node(ray_session, make_config, database_url):
+    """A whole node with its ledger, on a throwaway PostgreSQL database dropped afterwards."""
+    yield from _ledger_node(make_config, database_url)
+
+
+@pytest.fixture(scope="module")
+def module_ledger_node(ray_session, make_config, database_url):
+    yield from _ledger_node(make_config, database_url)
+
+
+def _ledger_node(make_config, database_url):
+    import asyncio
+
+    from node.migrations import create_database, drop_database
+    from node.runtime import NodeRuntime, quiet
+
+    name, url = asyncio.run(create_database(database_url, "nae_test_"))
+    runtime = NodeRuntime(make_config(database_url_override=url), quiet)
+    runtime.start()
+    try:
+        yield runtime
+    finally:
+        runtime.stop()
+        asyncio.run(drop_database(database_url, name))

@@ -19,7 +19,6 @@ from node.demo import make_signals
 from node.errors import TransportError
 from node.messages import ExecKind
 from node.orders import client_order_id_for, signal_id_for
-from node.runtime import NodeRuntime, quiet
 
 pytestmark = pytest.mark.chaos
 
@@ -27,15 +26,8 @@ N_SIGNALS = 10_000
 
 
 @pytest.fixture()
-def node(ray_session, make_config, database_url):
-    from node.migrations import create_database, drop_database
-
-    name, url = asyncio.run(create_database(database_url, "nae_chaos_"))
-    runtime = NodeRuntime(make_config(database_url_override=url), quiet)
-    runtime.start()
-    yield runtime
-    runtime.stop()
-    asyncio.run(drop_database(database_url, name))
+def node(ledger_node):
+    return ledger_node
 
 
 async def burst_with_kill(node, role: str, kill_after: int) -> dict:

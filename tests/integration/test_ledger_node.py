@@ -10,18 +10,11 @@ import pytest
 from actors.ledger import ledger_fills
 from node.client import AsyncExecutionClient
 from node.demo import make_signals, play
-from node.migrations import create_database, drop_database
-from node.runtime import NodeRuntime, quiet
 
 
 @pytest.fixture(scope="module")
-def node(ray_session, make_config, database_url):
-    name, url = asyncio.run(create_database(database_url, "nae_node_"))
-    runtime = NodeRuntime(make_config(database_url_override=url), quiet)
-    runtime.start()
-    yield runtime
-    runtime.stop()
-    asyncio.run(drop_database(database_url, name))
+def node(module_ledger_node):
+    return module_ledger_node
 
 
 def test_ledger_matches_the_broker_fills_row_for_row(node):
