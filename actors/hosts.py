@@ -49,8 +49,15 @@ def build_engine(
     follow_endpoint: str | None = None,
     port: int = 0,
 ) -> EngineHost:
+    if engine.kind == "nautilus":
+        from actors.nautilus_engine import NautilusEngineHost
+
+        return NautilusEngineHost(
+            cfg, engine.name, redis_url, broker_endpoint, publish_endpoint, epoch, recover, role,
+            heartbeat_endpoint, follow_endpoint, port,
+        )
     if engine.kind != "native":
-        raise ConfigError("engines: unknown engine kind " + repr(engine.kind) + " (known: native)")
+        raise ConfigError("engines: unknown engine kind " + repr(engine.kind) + " (known: native, nautilus)")
     return EngineHost(
         cfg, engine.name, redis_url, broker_endpoint, publish_endpoint, epoch, recover, role,
         heartbeat_endpoint, follow_endpoint, port,
