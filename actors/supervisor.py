@@ -73,6 +73,7 @@ class Supervisor:
         self.leader = cfg.engines[0].name
         self.restarts: list[dict] = []
         self.failovers: list[dict] = []
+        self._api: Any = None
 
     # ---------------------------------------------------------------- start / stop
 
@@ -96,6 +97,8 @@ class Supervisor:
                 self._start_engine(engine.name, role="leader" if i == 0 else "standby")
             self._leader_seen_ns = time.time_ns()
             self._start_validator()
+            if cfg.api.enabled:
+                self._start_api()
             self._spawn_thread(self._heartbeat_loop, "heartbeats", hb)
             if self._watch:
                 self._spawn_thread(self._watch_loop, "watch")
@@ -103,6 +106,9 @@ class Supervisor:
 
     def stop(self) -> None:
         self._stopping.set()
+        if self._api is not None:
+            self._api.stop()
+            self._api = None
         with self._lock:
             roles = ["validator"] + ["engine:" + e.name for e in self._cfg.engines] + ["broker", "ledger"]
             for role in roles:
@@ -320,6 +326,30 @@ class Supervisor:
         )
         self._actors["validator"] = validator
         self._registry["intake"] = ray.get(validator.start.remote(), timeout=60)["intake"]
+
+    def _start_api(self) -> None:
+        from actors.api import ApiServer, build_app
+
+        api = self._cfg.api
+        self._api = ApiServer(build_app(self.stats, self._admin, api.admin_token), api.host, api.port)
+        self._registry["api"] = self._api.start()
+
+    def _admin(self, action: str, body: dict) -> Any:
+        """The HTTP admin actions (see actors/api.py); KeyError / ValueError are the caller's mistakes."""
+        strategy = body.get("strategy_id")
+        if action in ("kill", "unkill"):
+            return self.call("validator", action, strategy)
+        if action in ("pause", "resume"):
+            return self.call("validator", action, body["strategy_id"])
+        if action == "state":
+            return self.call("validator", "set_state", body["state"], strategy)
+        if action == "reset-breaker":
+            return self.call("validator", "reset_breaker", body["name"])
+        if action == "failover":
+            return self.failover(body.get("to"), reason="manual")
+        if action == "failback":
+            return self.failback()
+        raise ValueError("unknown admin action " + repr(action))
 
     def _spawn_thread(self, target: Any, name: str, *args: Any) -> None:
         t = threading.Thread(target=target, name="supervisor-" + name, args=args, daemon=True)

@@ -74,8 +74,9 @@ def cmd_up(args: argparse.Namespace) -> int:
         runtime.stop()
         raise
     path = _write_endpoints(cfg, registry)
-    print("node %s up: intake %s, events %s (endpoints in %s). Ctrl-C stops it." % (
-        cfg.node_id, registry["intake"], registry["events"], path), file=sys.stderr, flush=True)
+    print("node %s up: intake %s, events %s, api %s (endpoints in %s). Ctrl-C stops it." % (
+        cfg.node_id, registry["intake"], registry["events"], registry.get("api", "off"), path),
+        file=sys.stderr, flush=True)
     run_until_interrupted(runtime)
     return 0
 
@@ -131,6 +132,7 @@ def demo_config(base: NodeConfig) -> NodeConfig:
         base,
         signing=msgspec.structs.replace(base.signing, keys=keys),
         intake=msgspec.structs.replace(base.intake, port=0),
+        api=msgspec.structs.replace(base.api, port=0),
         risk=throughput_limits(base.risk),
         equity_usd=max(base.equity_usd, DEMO_EQUITY_USD),
     )

@@ -118,6 +118,15 @@ class StorageConfig(msgspec.Struct, **_BASE):
     stream_maxlen: PositiveInt = 10_000_000
 
 
+class ApiConfig(msgspec.Struct, **_BASE):
+    """The operator HTTP API (health, metrics, admin); port 0 = any free port."""
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: Port = 8080
+    admin_token: str = ""  # empty: the admin endpoints answer 403
+
+
 class NodeConfig(msgspec.Struct, **_BASE):
     node_id: str = "nae-1"
     bind_host: str = "127.0.0.1"
@@ -132,6 +141,7 @@ class NodeConfig(msgspec.Struct, **_BASE):
     engines: list[EngineConfig] = msgspec.field(default_factory=lambda: [EngineConfig()])  # priority order
     broker: BrokerConfig = BrokerConfig()
     storage: StorageConfig = StorageConfig()
+    api: ApiConfig = ApiConfig()
     heartbeat_interval_ms: PositiveInt = 20  # engines -> supervisor, over ZeroMQ
     heartbeat_misses: PositiveInt = 3  # silent this many intervals in a row = dead: fail over
 

@@ -10,7 +10,7 @@ import tempfile
 import msgspec
 import pytest
 
-from node.config import IntakeConfig, NodeConfig, SigningConfig, StorageConfig
+from node.config import ApiConfig, IntakeConfig, NodeConfig, SigningConfig, StorageConfig
 from node.risk.config import throughput_limits
 
 
@@ -57,6 +57,7 @@ def node_config(redis_url: str | None = None, database_url: str | None = None, *
         node_id="test-" + run,
         signing=SigningConfig(keys={"optimus": secrets.token_hex(16)}),
         intake=IntakeConfig(port=0),
+        api=ApiConfig(port=0, admin_token="test-admin-" + run),
         risk=throughput_limits(),
         equity_usd=1e10,
         storage=StorageConfig(

@@ -142,7 +142,7 @@ def test_kill_minus_nine_whole_node_mid_burst(tmp_path, redis_url, exchange):
     run = os.urandom(4).hex()
     port = free_port()
     (tmp_path / "node.toml").write_text(
-        'node_id = "whole-%s"\nray_namespace = "whole-%s"\nequity_usd = 1e10\n[intake]\nport = %d\n'
+        'node_id = "whole-%s"\nray_namespace = "whole-%s"\nequity_usd = 1e10\n[api]\nport = 0\n[intake]\nport = %d\n'
         '[signing]\nkeys = { optimus = "s3cret-%s" }\n'
         '[storage]\nsignals_stream = "whole.%s.signals"\nevents_stream = "whole.%s.events"\n'
         'intake_stream = "whole.%s.intake"\nmonitoring_stream = "whole.%s.monitoring"\nledger = false\n'

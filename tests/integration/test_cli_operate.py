@@ -19,7 +19,7 @@ def run(*args: str, cwd: str, timeout: float = 120) -> subprocess.CompletedProce
 
 def test_up_then_operate_it(tmp_path, redis_url, database_url):
     (tmp_path / "node.toml").write_text(
-        'node_id = "cli-op"\nray_namespace = "cli-op"\n[intake]\nport = 0\n'
+        'node_id = "cli-op"\nray_namespace = "cli-op"\n[api]\nport = 0\n[intake]\nport = 0\n'
         '[storage]\nsignals_stream = "cliop.signals"\nevents_stream = "cliop.events"\n'
         'intake_stream = "cliop.intake"\nledger = false\n'
         '[[engines]]\nname = "alpha"\n[[engines]]\nname = "beta"\n'
