@@ -12,7 +12,7 @@ from typing import Callable, Protocol
 
 import zmq
 
-from actors.service import LoopService, bind_random, tune
+from actors.service import LoopService, bind_at, tune
 from adapters.broker_gate import Admit, BrokerGate
 from node.messages import (
     CancelOrder,
@@ -64,11 +64,7 @@ class BrokerHost(LoopService):
 
     def _open(self, ctx: zmq.Context) -> dict[str, str]:
         self._router = tune(ctx.socket(zmq.ROUTER))
-        if self._port:  # a restarted adapter comes back on its old address: engines reconnect
-            endpoint = "tcp://" + self._bind_host + ":" + str(self._port)
-            self._router.bind(endpoint)
-        else:
-            endpoint = bind_random(self._router, self._bind_host)
+        endpoint = bind_at(self._router, self._bind_host, self._port)
         self.poller.register(self._router, zmq.POLLIN)
         opener = getattr(self.venue, "open", None)
         if opener is not None:  # a venue in another process: poll its socket, learn what it has

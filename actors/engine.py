@@ -19,13 +19,12 @@ batch, in the same round trip.
 
 from __future__ import annotations
 
-import threading
 import time
 from typing import Callable
 
 import zmq
 
-from actors.service import LoopService, bind_random, tune
+from actors.service import Heartbeats, LoopService, bind_at, bind_random, tune
 from adapters.engines.native import NativeOrderManager
 from node.checkpoint import EntryCheckpoint
 from node.config import NodeConfig
@@ -33,7 +32,6 @@ from node.errors import StoreError
 from node.messages import (
     ExecKind,
     ExecutionReport,
-    Heartbeat,
     OrdersReport,
     QueryOrders,
     SignalAccepted,
@@ -49,9 +47,8 @@ from node.streams import EVENTS_FIELD, SIGNALS_FIELD, StreamLog, connect_redis, 
 
 _MAX_PENDING_EVENTS = 1_000_000
 STALE_EPOCH = Reason.STALE_EPOCH.value
-_QUERY_TIMEOUT_MS = 5_000
-_QUERY_MARGIN_MS = 60_000
-_STUCK_MS = 500  # a loop that has not turned for this long stops its engine's heartbeats  # clocks of the Redis host and the broker may differ by this much
+_QUERY_TIMEOUT_MS = 15_000  # a loaded broker may take seconds to list a busy day
+_QUERY_MARGIN_MS = 60_000  # clocks of the Redis host and the broker may differ by this much
 
 
 class EngineHost(LoopService):
@@ -72,7 +69,7 @@ class EngineHost(LoopService):
     ) -> None:
         super().__init__()
         self.name = "engine:" + engine_name
-        self._engine_name = engine_name
+        self._engine_name = self.engine_name = engine_name
         self._cfg = cfg
         self._redis_url = redis_url
         self._broker_endpoint = broker_endpoint
@@ -82,10 +79,7 @@ class EngineHost(LoopService):
         self.role = role
         self._heartbeat_endpoint = heartbeat_endpoint
         self._events_endpoint_for_follow = follow_endpoint  # the relay's subscriber side
-        self._hb_interval_ns = cfg.heartbeat_interval_ms * 1_000_000
-        self._hb_seq = 0
-        self._loop_ticks = 0
-        self._beat_now = threading.Event()
+        self._hb: Heartbeats | None = None
         self._port = port
         self._clock_ns = clock_ns
         self.manager = NativeOrderManager()
@@ -106,11 +100,7 @@ class EngineHost(LoopService):
     def _open(self, ctx: zmq.Context) -> dict[str, str]:
         host = self._cfg.bind_host
         self._pull = tune(ctx.socket(zmq.PULL))
-        if self._port:  # a restarted engine comes back on its old address: the validator reconnects
-            intake = "tcp://" + host + ":" + str(self._port)
-            self._pull.bind(intake)
-        else:
-            intake = bind_random(self._pull, host)
+        intake = bind_at(self._pull, host, self._port)
         self._pub = tune(ctx.socket(zmq.PUB))
         if self._publish_endpoint:  # through the node's events relay (a stable address)
             self._pub.connect(self._publish_endpoint)
@@ -131,7 +121,7 @@ class EngineHost(LoopService):
                 self.checkpoint = EntryCheckpoint(saved.decode())
         self._hb = None
         if self._heartbeat_endpoint:
-            self._hb = threading.Thread(target=self._heartbeats, name=self.name + "-heartbeat", daemon=True)
+            self._hb = Heartbeats(self, self._heartbeat_endpoint, self._cfg.heartbeat_interval_ms)
             self._hb.start()
         self._follow = None
         if self.role == "leader":
@@ -163,7 +153,6 @@ class EngineHost(LoopService):
         return 10
 
     def _on_wake(self, events: dict) -> None:
-        self._loop_ticks += 1
         if self._pull in events:
             self._take_signals()
         if self._dealer in events:
@@ -183,36 +172,10 @@ class EngineHost(LoopService):
             batch = batch_decoder.decode(frame)
             self._submit_batch(batch.entry_id, batch.signals)
 
-    def _heartbeats(self) -> None:
-        """Beats on a thread of their own, so a big batch on the loop does not look like death
-        (spurious failovers under load), but only while the loop keeps turning: a loop stuck for
-        `_STUCK_MS` stops the beats, and the supervisor fails it over."""
-        sock = zmq.Context.instance().socket(zmq.PUSH)
-        sock.setsockopt(zmq.LINGER, 0)
-        sock.setsockopt(zmq.SNDHWM, 100)
-        sock.connect(self._heartbeat_endpoint)
-        interval_s = self._hb_interval_ns / 1e9
-        seen_ticks, seen_at = -1, time.monotonic()
-        try:
-            while self._running.is_set():
-                now = time.monotonic()
-                if self._loop_ticks != seen_ticks:
-                    seen_ticks, seen_at = self._loop_ticks, now
-                if now - seen_at < _STUCK_MS / 1000:
-                    self._hb_seq += 1
-                    beat = Heartbeat(self._engine_name, self.epoch, self._hb_seq, self._clock_ns(), self.role)
-                    try:
-                        sock.send(encode(beat), zmq.NOBLOCK)
-                    except zmq.Again:
-                        pass
-                self._beat_now.wait(interval_s)
-                self._beat_now.clear()
-        finally:
-            sock.close(0)
-
     def _beat(self, now: int) -> None:
         """Beat at once (a role or epoch change should reach the supervisor without waiting)."""
-        self._beat_now.set()
+        if self._hb is not None:
+            self._hb.now.set()
 
     def _take_followed(self) -> None:
         recv = self._follow.recv_multipart
@@ -328,7 +291,7 @@ class EngineHost(LoopService):
             if type(msg) is ExecutionReport:
                 early.append(msg)
         else:
-            raise TimeoutError(self.name + ": the broker did not list its orders within 5 s; not trading blind")
+            raise TimeoutError(self.name + ": the broker did not list its orders in time; not trading blind")
         self._redrive_pending(known)
         if self._signals is not None:
             position = self.checkpoint.position
@@ -392,15 +355,23 @@ class EngineHost(LoopService):
                 self.poller.unregister(self._follow)
                 self._follow.close(0)
                 self._follow = None
-            saved = self._signals.get(self._checkpoint_key) if self._signals is not None else None
-            if saved:
-                self.checkpoint = EntryCheckpoint(saved.decode())
-            self._recover_in_flight()
+            try:
+                saved = self._signals.get(self._checkpoint_key) if self._signals is not None else None
+                if saved:
+                    self.checkpoint = EntryCheckpoint(saved.decode())
+                self._recover_in_flight()
+            except Exception:
+                # a half-done recovery must not lead: step back, keep following, let the
+                # supervisor promote again (the next attempt redoes the whole recovery)
+                self.role = "standby"
+                self._follow_leader(self._ctx, self._events_endpoint_for_follow)
+                self._beat(self._clock_ns())
+                raise
             self._beat(self._clock_ns())
             return {"epoch": epoch, "took_us": (time.perf_counter_ns() - t0) // 1000,
                     "redriven": self.recovered_submitted, "adopted": self.recovered_adopted}
 
-        return self.call_on_loop(run, timeout_s=30)
+        return self.call_on_loop(run, timeout_s=90)
 
     def resync(self) -> dict:
         """The broker adapter restarted: ask it what it has and re-drive what it lacks (leader only)."""

@@ -13,21 +13,18 @@ this host sits where every engine sits, so the supervisor treats it like any oth
 
 from __future__ import annotations
 
-import threading
 import time
 from typing import Callable
 
 import zmq
 
-from actors.service import LoopService, bind_random, tune
+from actors.service import Heartbeats, LoopService, bind_at, bind_random, tune
 from adapters.engines.nautilus.config import NautilusEngineConfig
 from adapters.engines.nautilus.host import NautilusEngineProcess
 from node.config import NodeConfig
 from node.errors import StoreError
-from node.messages import Heartbeat, batch_decoder, encode
+from node.messages import batch_decoder, encode
 from node.streams import EVENTS_FIELD, SIGNALS_FIELD, StreamLog, connect_redis, pack_batch, unpack_signals
-
-_STUCK_MS = 500
 
 
 class NautilusEngineHost(LoopService):
@@ -48,7 +45,7 @@ class NautilusEngineHost(LoopService):
     ) -> None:
         super().__init__()
         self.name = "engine:" + engine_name
-        self._engine_name = engine_name
+        self._engine_name = self.engine_name = engine_name
         self._cfg = cfg
         self._redis_url = redis_url
         self._broker_endpoint = broker_endpoint
@@ -64,7 +61,6 @@ class NautilusEngineHost(LoopService):
         self._to_child: zmq.Socket | None = None
         self._from_child: zmq.Socket | None = None
         self._pending_events: list[bytes] = []
-        self._loop_ticks = 0
         self.signals = 0
         self.relayed = 0
         self.published = 0
@@ -77,11 +73,7 @@ class NautilusEngineHost(LoopService):
         host = self._cfg.bind_host
         self._ctx_ref = ctx
         self._pull = tune(ctx.socket(zmq.PULL))
-        if self._port:
-            intake = "tcp://" + host + ":" + str(self._port)
-            self._pull.bind(intake)
-        else:
-            intake = bind_random(self._pull, host)
+        intake = bind_at(self._pull, host, self._port)
         self._pub = tune(ctx.socket(zmq.PUB))
         if self._publish_endpoint:
             self._pub.connect(self._publish_endpoint)
@@ -99,8 +91,9 @@ class NautilusEngineHost(LoopService):
             self._start_child()
             if self._recover:
                 self._replay()
-        if self._heartbeat_endpoint:
-            threading.Thread(target=self._heartbeats, name=self.name + "-heartbeat", daemon=True).start()
+        if self._heartbeat_endpoint:  # only while the kernel child lives (a leader without one is dead)
+            child_alive = lambda: self.role != "leader" or (self._child is not None and self._child.alive())  # noqa: E731
+            Heartbeats(self, self._heartbeat_endpoint, self._cfg.heartbeat_interval_ms, child_alive).start()
         return {"intake": intake, "events": events}
 
     def _start_child(self) -> None:
@@ -137,7 +130,6 @@ class NautilusEngineHost(LoopService):
         return 10
 
     def _on_wake(self, events: dict) -> None:
-        self._loop_ticks += 1
         if self._pull in events:
             self._take_signals()
         if self._from_child is not None and self._from_child in events:
@@ -189,30 +181,6 @@ class NautilusEngineHost(LoopService):
                     self._to_child.send(encode(acc))
                     self.replayed += 1
             position = entries[-1][0]
-
-    def _heartbeats(self) -> None:
-        sock = zmq.Context.instance().socket(zmq.PUSH)
-        sock.setsockopt(zmq.LINGER, 0)
-        sock.setsockopt(zmq.SNDHWM, 100)
-        sock.connect(self._heartbeat_endpoint)
-        interval_s = self._cfg.heartbeat_interval_ms / 1000
-        seq, seen_ticks, seen_at = 0, -1, time.monotonic()
-        try:
-            while self._running.is_set():
-                now = time.monotonic()
-                if self._loop_ticks != seen_ticks:
-                    seen_ticks, seen_at = self._loop_ticks, now
-                child_ok = self.role != "leader" or (self._child is not None and self._child.alive())
-                if child_ok and now - seen_at < _STUCK_MS / 1000:
-                    seq += 1
-                    try:
-                        sock.send(encode(Heartbeat(self._engine_name, self.epoch, seq, self._clock_ns(), self.role)),
-                                  zmq.NOBLOCK)
-                    except zmq.Again:
-                        pass
-                time.sleep(interval_s)
-        finally:
-            sock.close(0)
 
     # ---------------------------------------------------------------- control
 

@@ -23,6 +23,61 @@ def bind_random(sock: zmq.Socket, host: str) -> str:
     return "tcp://" + host + ":" + str(port)
 
 
+def bind_at(sock: zmq.Socket, host: str, port: int) -> str:
+    """Bind to `port` (a restarted actor comes back on its old address, so peers reconnect by
+    themselves), or to any free port when it is 0; returns the endpoint."""
+    if not port:
+        return bind_random(sock, host)
+    endpoint = "tcp://" + host + ":" + str(port)
+    sock.bind(endpoint)
+    return endpoint
+
+
+class Heartbeats:
+    """An actor's heartbeats on a thread of their own: a big batch on the loop thread does not look
+    like death, but a loop that has not turned for `stuck_ms` (or an `alive()` that says no) stops
+    the beats, and the supervisor fails the actor over. The host exposes `name`, `epoch`, `role`,
+    `loop_ticks` and `_running`."""
+
+    def __init__(self, host: "LoopService", endpoint: str, interval_ms: int, alive=None, stuck_ms: int = 500) -> None:
+        self._host = host
+        self._endpoint = endpoint
+        self._interval_s = interval_ms / 1000
+        self._alive = alive or (lambda: True)
+        self._stuck_s = stuck_ms / 1000
+        self.now = threading.Event()  # set: beat at once (a role or epoch change)
+        self.seq = 0
+
+    def start(self) -> None:
+        threading.Thread(target=self._run, name=self._host.name + "-heartbeat", daemon=True).start()
+
+    def _run(self) -> None:
+        from node.messages import Heartbeat, encode
+
+        host = self._host
+        sock = zmq.Context.instance().socket(zmq.PUSH)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.setsockopt(zmq.SNDHWM, 100)
+        sock.connect(self._endpoint)
+        seen_ticks, seen_at = -1, time.monotonic()
+        try:
+            while host._running.is_set():
+                now = time.monotonic()
+                if host.loop_ticks != seen_ticks:
+                    seen_ticks, seen_at = host.loop_ticks, now
+                if now - seen_at < self._stuck_s and self._alive():
+                    self.seq += 1
+                    beat = Heartbeat(host.engine_name, host.epoch, self.seq, time.time_ns(), host.role)
+                    try:
+                        sock.send(encode(beat), zmq.NOBLOCK)
+                    except zmq.Again:
+                        pass
+                self.now.wait(self._interval_s)
+                self.now.clear()
+        finally:
+            sock.close(0)
+
+
 def tune(sock: zmq.Socket, hwm: int = 1_000_000) -> zmq.Socket:
     sock.setsockopt(zmq.LINGER, 0)
     sock.setsockopt(zmq.SNDHWM, hwm)
@@ -49,6 +104,7 @@ class LoopService:
         self._calls: deque[tuple[Callable[[], Any], list]] = deque()
         self.poller = zmq.Poller()
         self.loop_errors = 0
+        self.loop_ticks = 0  # wake-ups so far: heartbeats stop when it stops moving
 
     # ---------------------------------------------------------------- lifecycle (any thread)
 
@@ -110,6 +166,7 @@ class LoopService:
                         box.append((False, exc))
                     done.set()
                 events = dict(poll(self._poll_timeout_ms()))
+                self.loop_ticks += 1
                 try:
                     self._on_wake(events)
                 except Exception:  # noqa: BLE001 - loop boundary: count and carry on

@@ -177,7 +177,7 @@ class Supervisor:
                     except Exception:  # noqa: BLE001 - fenced by the epoch all the same
                         pass
             self.epoch += 1
-            promoted = self.call("engine:" + target, "promote", self.epoch)
+            promoted = ray.get(self._actors["engine:" + target].call.remote("promote", self.epoch), timeout=120)
             self.leader = target
             self._leader_seen_ns = time.time_ns()
             event = {"from": old, "to": target, "epoch": self.epoch, "reason": reason,

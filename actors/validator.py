@@ -15,7 +15,7 @@ from typing import Callable
 
 import zmq
 
-from actors.service import LoopService, bind_random, tune
+from actors.service import LoopService, bind_at, tune
 from node.config import NodeConfig
 from node.errors import StoreError
 from node.intake import RiskCheck, SignalGate
@@ -100,11 +100,7 @@ class Validator(LoopService):
         self._router.setsockopt(zmq.MAXMSGSIZE, self._cfg.intake.transport_max_bytes)
         self._router.setsockopt(zmq.ROUTER_MANDATORY, 0)
         port = self._cfg.intake.port
-        if port:
-            intake = "tcp://" + self._cfg.bind_host + ":" + str(port)
-            self._router.bind(intake)
-        else:
-            intake = bind_random(self._router, self._cfg.bind_host)
+        intake = bind_at(self._router, self._cfg.bind_host, port)
         self._ctx_ref = ctx
         for endpoint in self._engine_intakes:
             self._connect_engine(endpoint)

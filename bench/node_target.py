@@ -12,7 +12,6 @@ import asyncio
 import time
 import uuid
 
-import msgspec
 import numpy as np
 
 from node.client import AsyncExecutionClient

@@ -123,7 +123,6 @@ async def play(
     sending_done = False
 
     async def listen() -> None:
-        nonlocal sending_done
         while True:
             ev = await client.next_event(0.2)
             if ev is None:
