@@ -24,6 +24,7 @@ from typing import Callable
 
 import zmq
 
+from actors.wiring import EngineWiring
 from actors.service import Heartbeats, LoopService, bind_at, bind_random, tune
 from adapters.engines.native import NativeOrderManager
 from node.checkpoint import EntryCheckpoint
@@ -53,34 +54,22 @@ _QUERY_MARGIN_MS = 60_000  # clocks of the Redis host and the broker may differ 
 
 class EngineHost(LoopService):
     def __init__(
-        self,
-        cfg: NodeConfig,
-        engine_name: str,
-        redis_url: str | None,
-        broker_endpoint: str,
-        publish_endpoint: str | None = None,
-        epoch: int = 1,
-        recover: bool = False,
-        role: str = "leader",
-        heartbeat_endpoint: str | None = None,
-        follow_endpoint: str | None = None,
-        port: int = 0,
-        clock_ns: Callable[[], int] = time.time_ns,
+        self, cfg: NodeConfig, engine_name: str, wiring: EngineWiring, clock_ns: Callable[[], int] = time.time_ns
     ) -> None:
         super().__init__()
         self.name = "engine:" + engine_name
         self._engine_name = self.engine_name = engine_name
         self._cfg = cfg
-        self._redis_url = redis_url
-        self._broker_endpoint = broker_endpoint
-        self._publish_endpoint = publish_endpoint
-        self.epoch = epoch
-        self._recover = recover
-        self.role = role
-        self._heartbeat_endpoint = heartbeat_endpoint
-        self._events_endpoint_for_follow = follow_endpoint  # the relay's subscriber side
+        self._redis_url = wiring.redis_url
+        self._broker_endpoint = wiring.broker_endpoint
+        self._publish_endpoint = wiring.publish_endpoint
+        self.epoch = wiring.epoch
+        self._recover = wiring.recover
+        self.role = wiring.role
+        self._heartbeat_endpoint = wiring.heartbeat_endpoint
+        self._events_endpoint_for_follow = wiring.follow_endpoint  # the relay's subscriber side
         self._hb: Heartbeats | None = None
-        self._port = port
+        self._port = wiring.port
         self._clock_ns = clock_ns
         self.manager = NativeOrderManager()
         self.checkpoint = EntryCheckpoint()

@@ -9,6 +9,7 @@ from actors.broker import BrokerHost
 from actors.engine import EngineHost
 from actors.service import LoopService
 from actors.validator import Validator
+from actors.wiring import EngineWiring
 from node.config import BrokerConfig, EngineConfig, NodeConfig
 from node.errors import ConfigError
 
@@ -36,32 +37,14 @@ def build_broker(cfg: NodeConfig, broker: BrokerConfig | None = None, port: int 
     return BrokerHost(broker.name, cfg.bind_host, build_venue(broker), port=port)
 
 
-def build_engine(
-    cfg: NodeConfig,
-    engine: EngineConfig,
-    redis_url: str | None,
-    broker_endpoint: str,
-    publish_endpoint: str | None = None,
-    epoch: int = 1,
-    recover: bool = False,
-    role: str = "leader",
-    heartbeat_endpoint: str | None = None,
-    follow_endpoint: str | None = None,
-    port: int = 0,
-) -> EngineHost:
+def build_engine(cfg: NodeConfig, engine: EngineConfig, wiring: EngineWiring) -> LoopService:
     if engine.kind == "nautilus":
         from actors.nautilus_engine import NautilusEngineHost
 
-        return NautilusEngineHost(
-            cfg, engine.name, redis_url, broker_endpoint, publish_endpoint, epoch, recover, role,
-            heartbeat_endpoint, follow_endpoint, port,
-        )
+        return NautilusEngineHost(cfg, engine.name, wiring)
     if engine.kind != "native":
         raise ConfigError("engines: unknown engine kind " + repr(engine.kind) + " (known: native, nautilus)")
-    return EngineHost(
-        cfg, engine.name, redis_url, broker_endpoint, publish_endpoint, epoch, recover, role,
-        heartbeat_endpoint, follow_endpoint, port,
-    )
+    return EngineHost(cfg, engine.name, wiring)
 
 
 def build_validator(cfg: NodeConfig, redis_url: str, engine_intake: str, events_endpoint: str) -> Validator:

@@ -33,7 +33,7 @@ class ServiceActor:
         if restarted and kind == "engine":
             # Ray brought a dead engine back: whatever it was, it rejoins as a standby (the
             # supervisor promotes engines; a restarted process never leads on its own)
-            kwargs.update(role="standby", recover=False)
+            kwargs["wiring"] = kwargs["wiring"].as_restarted()
         self._svc = build(kind, *args, **kwargs)
         if restarted:
             self._svc.start()

@@ -34,6 +34,7 @@ import zmq
 from actors.events_relay import EventsRelay
 from actors.ray_actors import spawn, spawn_ledger
 from actors.service import bind_random
+from actors.wiring import EngineWiring
 from node.config import NodeConfig
 from node.messages import heartbeat_decoder
 
@@ -296,15 +297,17 @@ class Supervisor:
             cfg.ray_namespace,
             cfg,
             engine,
-            self._redis_url,
-            self._registry["broker"],
-            self._registry["publish"],
-            epoch=self.epoch,
-            recover=role == "leader",
-            role=role,
-            heartbeat_endpoint=self._registry["heartbeat"],
-            follow_endpoint=self._registry["events"],
-            port=port,
+            wiring=EngineWiring(
+                redis_url=self._redis_url,
+                broker_endpoint=self._registry["broker"],
+                publish_endpoint=self._registry["publish"],
+                epoch=self.epoch,
+                recover=role == "leader",
+                role=role,
+                heartbeat_endpoint=self._registry["heartbeat"],
+                follow_endpoint=self._registry["events"],
+                port=port,
+            ),
         )
         self._actors["engine:" + name] = actor
         intake = ray.get(actor.start.remote(), timeout=60)["intake"]
