@@ -1,13 +1,13 @@
 """The supervisor: starts the actors, holds the endpoint registry, detects a dead engine by its
-heartbeats and fails over to a hot standby with a new epoch, restarts a dead validator, stops
-everything cleanly.
+heartbeats and fails over to a hot standby with a new epoch, restarts a dead validator or broker
+adapter on its old address, serves the operator HTTP API, stops everything cleanly.
 
 Contract:
 - `start()` is idempotent: a second call returns the registry it already has.
 - Start order: the events relay (in this process: one stable address for execution reports),
-  the heartbeat socket, the broker, the engines in priority order (the first is the leader with
-  epoch 1, the others hot standbys), the validator (forwards every batch to every engine).
-  Stop runs in reverse.
+  the heartbeat socket, the ledger (when a database is configured), the broker, the engines in
+  priority order (the first is the leader with epoch 1, the others hot standbys), the validator
+  (forwards every batch to every engine), the HTTP API. Stop runs in reverse.
 - The registry maps role -> endpoint. `intake` and `events` never change while the supervisor
   lives (the intake keeps its port across validator restarts; the relay outlives engines; an
   engine restarted by Ray comes back on its old port as a standby).
@@ -17,7 +17,9 @@ Contract:
   `heartbeat_interval_ms`; a leader silent for `heartbeat_misses` intervals is failed over at once
   (epoch + 1, the freshest standby by priority is promoted: it asks the broker, re-drives in-flight
   orders with the same ids). Ray restarts the dead process in the background and it rejoins as a
-  standby. The validator's liveness is polled over Ray (control plane only).
+  standby. Ray's death notice is a second detector for the leader. The validator's and the broker
+  adapter's liveness is polled over Ray (control plane only); a restarted adapter is followed by
+  the leader's `resync` (ask the venue, re-drive what it lacks).
 """
 
 from __future__ import annotations
