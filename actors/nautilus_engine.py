@@ -6,7 +6,7 @@ this host sits where every engine sits, so the supervisor treats it like any oth
 - it republishes the child's execution reports on the node's events relay and appends them to
   `execution.events` (one batch entry per wake-up), so subscribers, risk and the ledger see them;
 - it heartbeats for the child: only while the child process is alive and this loop turns;
-- leader only: a standby keeps no kernel running (a Nautilus kernel costs ~0.6 s to start and a
+- leader only: a standby keeps no kernel running (a cold Nautilus child costs ~2.7 s to start and a
   core to run); `promote(epoch)` starts it with the epoch and replays the signal log after the
   checkpoint to it (the child and the broker gate drop what they already have).
 """

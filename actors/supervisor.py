@@ -133,13 +133,15 @@ class Supervisor:
     def registry(self) -> dict[str, str]:
         return dict(self._registry)
 
-    def stats(self) -> dict[str, Any]:
-        with self._lock:
-            refs = {role: a.stats.remote() for role, a in self._actors.items()}
+    def stats(self, timeout_s: float = 10.0) -> dict[str, Any]:
+        """Every actor's counters; one deadline for all, a silent actor is reported `down`. Takes no
+        lock (one atomic copy of the table), so a failover in progress never holds up /health."""
+        refs = {role: a.stats.remote() for role, a in dict(self._actors).items()}
+        deadline = time.monotonic() + timeout_s
         out: dict[str, Any] = {}
         for role, ref in refs.items():
             try:
-                out[role] = ray.get(ref, timeout=10)
+                out[role] = ray.get(ref, timeout=max(0.0, deadline - time.monotonic()))
             except Exception as exc:  # noqa: BLE001 - a dead actor is reported, not raised
                 out[role] = {"down": type(exc).__name__}
         out["engine"] = out.get("engine:" + self.leader, {})
@@ -243,9 +245,19 @@ class Supervisor:
             if old is not None:
                 ray.kill(old, no_restart=True)
             self._start_validator()
-            self.restarts.append({"role": role, "reason": reason, "took_ms": round((time.perf_counter() - t0) * 1e3, 1)})
+            resync = self._resync_leader()
+            self.restarts.append({"role": role, "reason": reason, "resync": resync,
+                                  "took_ms": round((time.perf_counter() - t0) * 1e3, 1)})
             self._record("restart", self.restarts[-1])
             return dict(self._registry)
+
+    def _resync_leader(self) -> dict:
+        """A validator that died may have logged and acknowledged batches it never forwarded: the
+        leader reads the signal log after its checkpoint and sends what the broker lacks."""
+        try:
+            return self.call("engine:" + self.leader, "resync")
+        except Exception as exc:  # noqa: BLE001 - recorded; the next failover replays anyway
+            return {"error": type(exc).__name__ + ": " + str(exc).splitlines()[0][:200]}
 
     def stop_role(self, role: str) -> None:
         """Stop the validator and leave it down (the watch ignores it) until `start_role`."""
@@ -258,6 +270,7 @@ class Supervisor:
         with self._lock:
             if role not in self._actors and role == "validator":
                 self._start_validator()
+                self._resync_leader()
             return dict(self._registry)
 
     # ---------------------------------------------------------------- spawning
@@ -335,8 +348,9 @@ class Supervisor:
     def _start_api(self) -> None:
         from actors.api import ApiServer, build_app
 
-        api = self._cfg.api
-        self._api = ApiServer(build_app(self.stats, self._admin, api.admin_token), api.host, api.port)
+        cfg = self._cfg
+        app = build_app(cfg.api, self.stats, self._admin, self._registry["intake"], cfg.intake.max_frame_bytes)
+        self._api = ApiServer(app, cfg.api.host, cfg.api.port)
         self._registry["api"] = self._api.start()
 
     def _admin(self, action: str, body: dict) -> Any:

@@ -119,12 +119,15 @@ class StorageConfig(msgspec.Struct, **_BASE):
 
 
 class ApiConfig(msgspec.Struct, **_BASE):
-    """The operator HTTP API (health, metrics, admin); port 0 = any free port."""
+    """The operator HTTP API (health, metrics, admin, `POST /v1/signals`); port 0 = any free port."""
 
     enabled: bool = True
     host: str = "127.0.0.1"
     port: Port = 8080
     admin_token: str = ""  # empty: the admin endpoints answer 403
+    max_body_bytes: PositiveInt = 65_536  # POST /v1/signals: a larger body is refused (413)
+    intake_timeout_ms: PositiveInt = 2_000  # POST /v1/signals: no verdict by then -> 503
+    stats_timeout_ms: PositiveInt = 2_000  # /health and /metrics: an actor silent this long is down
 
 
 class NodeConfig(msgspec.Struct, **_BASE):

@@ -24,6 +24,7 @@ from node.messages import (
     Status,
     intake_request_decoder,
     signal_decoder,
+    signal_json_decoder,
 )
 from node.orders import signal_id_for
 from node.reasons import Reason
@@ -65,10 +66,10 @@ def schema_reason(exc: msgspec.ValidationError) -> Reason:
     return Reason.SCHEMA_INVALID
 
 
-def _request_id_of(payload: bytes) -> str:
+def _request_id_of(payload: bytes, fmt: str = "msgpack") -> str:
     """Best effort: the request_id of a payload that failed the schema, to echo it back."""
     try:
-        raw = msgspec.msgpack.decode(payload)
+        raw = msgspec.json.decode(payload) if fmt == "json" else msgspec.msgpack.decode(payload)
     except msgspec.DecodeError:
         return ""
     rid = raw.get("request_id") if isinstance(raw, dict) else None
@@ -155,13 +156,13 @@ class SignalGate:
     def _judge(self, env: SignedSignal, now_ns: int) -> Verdict:
         bad = self._verifier.verify(env, now_ns)
         if bad is not None:
-            return self._refuse(_request_id_of(env.payload), [bad])
-        try:
-            sig = signal_decoder.decode(env.payload)
+            return self._refuse(_request_id_of(env.payload, env.fmt), [bad])
+        try:  # the signature was over these exact bytes, whichever their format
+            sig = (signal_json_decoder if env.fmt == "json" else signal_decoder).decode(env.payload)
         except msgspec.ValidationError as exc:
-            return self._refuse(_request_id_of(env.payload), [schema_reason(exc)], str(exc))
+            return self._refuse(_request_id_of(env.payload, env.fmt), [schema_reason(exc)], str(exc))
         except msgspec.DecodeError:
-            return self._refuse("", [Reason.MALFORMED_FRAME], "payload is not msgpack")
+            return self._refuse("", [Reason.MALFORMED_FRAME], "payload is not " + env.fmt)
         rid = sig.request_id
         rules = order_rule_violations(sig)
         if rules:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 from enum import StrEnum
-from typing import Annotated, Iterable
+from typing import Annotated, Iterable, Literal
 
 import msgspec
 
@@ -110,17 +110,19 @@ class Signal(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
 # ---------------------------------------------------------------- intake: client <-> validator
 
 
-class SignedSignal(msgspec.Struct, frozen=True, kw_only=True, tag="sig"):
+class SignedSignal(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, tag="sig"):
     """The signed envelope: HMAC-SHA256 over `ts_ns` (8 bytes big-endian) + `payload`.
 
-    `payload` is the exact msgpack bytes of a `Signal`; the signature covers those bytes, so the
-    verifier never re-encodes anything.
+    `payload` is the exact bytes of a `Signal`, msgpack or (`fmt="json"`, the HTTP intake) JSON;
+    the signature covers those bytes, so the verifier never re-encodes anything. Defaults are left
+    off the wire, so a msgpack envelope is byte for byte what it was before `fmt` existed.
     """
 
     key_id: str
     ts_ns: int
     payload: bytes
     sig: bytes = b""
+    fmt: Literal["msgpack", "json"] = "msgpack"
 
 
 class Discover(msgspec.Struct, frozen=True, tag="hello"):
@@ -285,6 +287,7 @@ def topic_prefixes(strategy_id: str = "", kinds: "Iterable[ExecKind] | None" = N
 _encoder = msgspec.msgpack.Encoder()
 encode = _encoder.encode
 signal_decoder = msgspec.msgpack.Decoder(Signal)
+signal_json_decoder = msgspec.json.Decoder(Signal)  # the payload of a `fmt="json"` envelope
 intake_request_decoder = msgspec.msgpack.Decoder(IntakeRequest)
 intake_response_decoder = msgspec.msgpack.Decoder(IntakeResponse)
 accepted_decoder = msgspec.msgpack.Decoder(SignalAccepted)

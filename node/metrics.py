@@ -1,0 +1,238 @@
+"""Prometheus exposition of the node's counters, read from the actors' own `stats()` at scrape time.
+
+Nothing on the per-signal path calls a metric: the actors keep plain integer counters (see each
+actor's `stats()`), and `NodeCollector` turns one snapshot of the supervisor's `stats()` dict
+into metric families when Prometheus scrapes. A counter that restarts from zero with its actor
+(a restarted validator) is an ordinary Prometheus counter reset.
+
+Names (all `nae_*`; every per-actor series carries `actor="validator" | "broker" | "engine:<name>"
+| "ledger"`):
+
+- known fields are mapped by `FIELDS` (`accepted` -> `nae_signals_accepted_total`, ...);
+- `<name>_p50_us` / `<name>_p99_us` -> gauge `nae_<kind>_<name>_latency_us{quantile="0.5"|"0.99"}`;
+- the validator's `reasons` -> `nae_rejections_total{reason=...}` (and `retry` -> `nae_signal_retries_total`);
+- any other number -> gauge `nae_<kind>_<field>`; booleans are 0/1; strings and nested values are skipped;
+- `nae_actor_up{actor}`, and from the supervisor: `nae_epoch`, `nae_leader_info{engine}`,
+  `nae_failovers_total`, `nae_restarts_total{role}`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Iterator, Mapping
+
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector, CollectorRegistry
+
+StatsSource = Callable[[], Mapping[str, Any]]
+
+#: what a scrape answers with (the classic text format every Prometheus reads)
+CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
+
+COUNTER = "counter"
+GAUGE = "gauge"
+PREFIX = "nae_"
+
+#: roles that are not actors (the supervisor's own entry, and the alias of the leading engine)
+_NOT_ACTORS = frozenset({"supervisor", "engine"})
+_QUANTILES = (("_p50_us", "0.5"), ("_p99_us", "0.99"))
+_GATE_EVENTS = {"retry": ("signal_retries", "Retries of an answered request_id (answered again, no new order)")}
+_RESTART_ROLES = ("validator", "broker")
+
+#: actor kind -> stats field -> (metric name without `nae_` and `_total`, type, help)
+FIELDS: dict[str, dict[str, tuple[str, str, str]]] = {
+    "*": {
+        "store_failures": ("store_failures", COUNTER, "Appends to Redis that failed"),
+        "loop_errors": ("loop_errors", COUNTER, "Exceptions caught at an actor's loop boundary"),
+    },
+    "validator": {
+        "accepted": ("signals_accepted", COUNTER, "Signals accepted: durably appended, then ACKed"),
+        "rejected": ("signals_rejected", COUNTER, "Signals answered REJECTED, whatever the reason"),
+        "unsent": ("validator_unsent_batches", GAUGE, "Durable batches an engine has not taken yet"),
+        "warmed": ("validator_warmed_request_ids", GAUGE, "request_ids rebuilt from the signal log at start"),
+        "fallback_frames": ("fallback_frames", COUNTER, "Signals taken from the Redis fallback intake"),
+        "fallback_errors": ("fallback_errors", COUNTER, "Errors reading the Redis fallback intake"),
+    },
+    "engine": {
+        "epoch": ("engine_epoch", GAUGE, "The epoch this engine holds"),
+        "signals": ("engine_signals", COUNTER, "Accepted signals this engine took"),
+        "published": ("reports_published", COUNTER, "Execution reports this engine published"),
+        "in_flight": ("orders_in_flight", GAUGE, "Orders sent to the broker and not done yet"),
+        "pending_events": ("engine_pending_events", GAUGE, "Reports waiting for their durable append"),
+        "recovered_submitted": ("recovered_submitted", COUNTER, "Orders re-driven after a failover or restart"),
+        "recovered_adopted": ("recovered_adopted", COUNTER, "Orders the broker already had after a failover"),
+        "fenced": ("engine_fenced", COUNTER, "Commands refused by the broker for a stale epoch"),
+        "swept_fills": ("swept_fills", COUNTER, "Fills found by the executions sweep of a new leader"),
+        "duplicate_signals": ("engine_duplicate_signals", COUNTER, "Signals the engine already had"),
+        "duplicate_fills": ("engine_duplicate_fills", COUNTER, "Fills dropped as duplicates (by exec_id)"),
+        "ignored_reports": ("engine_ignored_reports", COUNTER, "Broker reports ignored"),
+        "orphan_reports": ("engine_orphan_reports", COUNTER, "Broker reports for orders the engine does not know"),
+        "events_dropped": ("engine_events_dropped", COUNTER, "Reports not published"),
+        "relayed": ("engine_relayed", COUNTER, "Signals relayed to the engine's kernel process"),
+        "replayed": ("engine_replayed", COUNTER, "Signals replayed from the log"),
+    },
+    "broker": {
+        "submitted": ("broker_orders_submitted", COUNTER, "Orders sent to the venue (each client order id once)"),
+        "reports": ("broker_reports", COUNTER, "Execution reports from the venue"),
+        "epoch": ("broker_epoch", GAUGE, "The newest epoch the broker gate has seen"),
+        "refused_stale": ("broker_refused_stale_epoch", COUNTER, "Commands refused for an older epoch"),
+        "refused_duplicate": ("broker_refused_duplicate", COUNTER, "Submits refused: client order id already sent"),
+        "malformed": ("broker_malformed", COUNTER, "Undecodable commands"),
+    },
+    "api": {
+        "forwarded": ("api_signals_forwarded", COUNTER, "POST /v1/signals forwarded to the intake"),
+        "intake_timeouts": ("api_intake_timeouts", COUNTER, "POST /v1/signals with no verdict in time (503)"),
+    },
+    "ledger": {
+        "running": ("ledger_running", GAUGE, "1 while the ledger drains the streams"),
+        **{
+            name: ("ledger_" + name, COUNTER, "Ledger: " + name.replace("_", " ") + " written or handled")
+            for name in ("signals", "events", "monitoring", "dead_letters", "entries", "batches", "claimed", "errors")
+        },
+    },
+}
+
+
+def _snake(text: str) -> str:
+    return "".join(c if c.isalnum() else "_" for c in text).strip("_").lower()
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return 1.0 if value else 0.0
+    if isinstance(value, (int, float)):
+        return float(value)
+    return None
+
+
+class _Families:
+    """Metric families of one scrape, by name; a sample joins the family of its name."""
+
+    def __init__(self) -> None:
+        self._by_name: dict[str, Metric] = {}
+
+    def add(self, name: str, kind: str, help_text: str, labels: dict[str, str], value: float) -> None:
+        family = self._by_name.get(name)
+        if family is None:
+            cls = CounterMetricFamily if kind == COUNTER else GaugeMetricFamily
+            family = cls(PREFIX + name, help_text, labels=list(labels))
+            self._by_name[name] = family
+        family.add_metric(list(labels.values()), value)
+
+    def __iter__(self) -> Iterator[Metric]:
+        return iter(self._by_name.values())
+
+
+def families(stats: Mapping[str, Any]) -> list[Metric]:
+    """The metric families of one `Supervisor.stats()` snapshot (pure: no I/O)."""
+    out = _Families()
+    for role in sorted(stats):
+        if role in _NOT_ACTORS:
+            continue
+        values = stats[role]
+        down = not isinstance(values, Mapping) or "down" in values
+        out.add("actor_up", GAUGE, "1 when the actor answered the scrape", {"actor": role}, 0.0 if down else 1.0)
+        if not down:
+            _actor(out, role, values)
+    sup = stats.get("supervisor")
+    if isinstance(sup, Mapping):
+        _supervisor(out, sup)
+    return list(out)
+
+
+def _actor(out: _Families, role: str, values: Mapping[str, Any]) -> None:
+    kind = role.split(":", 1)[0]
+    known = FIELDS.get(kind, {})
+    common = FIELDS["*"]
+    labels = {"actor": role}
+    if kind == "engine":
+        leader = 1.0 if values.get("role") == "leader" else 0.0
+        out.add("engine_leader", GAUGE, "1 for the engine that holds the epoch and submits", labels, leader)
+    for field in sorted(values):
+        value = values[field]
+        if field == "reasons" and isinstance(value, Mapping):
+            _reasons(out, role, value)
+            continue
+        number = _number(value)
+        if number is None:
+            continue
+        spec = known.get(field) or common.get(field)
+        if spec is not None:
+            out.add(spec[0], spec[1], spec[2], labels, number)
+            continue
+        for suffix, quantile in _QUANTILES:
+            if field.endswith(suffix):
+                base = _snake(kind + "_" + field[: -len(suffix)]) + "_latency_us"
+                out.add(base, GAUGE, "Recent latency percentiles, microseconds", {"actor": role, "quantile": quantile},
+                        number)
+                break
+        else:
+            out.add(_snake(kind + "_" + field), GAUGE, "The actor's stats field " + field, labels, number)
+
+
+def _reasons(out: _Families, role: str, counts: Mapping[str, Any]) -> None:
+    for key in sorted(counts):
+        number = _number(counts[key])
+        if number is None:
+            continue
+        event = _GATE_EVENTS.get(key)
+        if event is not None:
+            out.add(event[0], COUNTER, event[1], {"actor": role}, number)
+        else:
+            out.add("rejections", COUNTER, "Signals refused, by reason code (a signal may carry several)",
+                    {"actor": role, "reason": str(key)}, number)
+
+
+def _supervisor(out: _Families, sup: Mapping[str, Any]) -> None:
+    epoch = _number(sup.get("epoch"))
+    if epoch is not None:
+        out.add("epoch", GAUGE, "The epoch the supervisor last granted", {}, epoch)
+    leader = sup.get("leader")
+    if isinstance(leader, str):
+        out.add("leader_info", GAUGE, "The leading engine", {"engine": leader}, 1.0)
+    failovers = sup.get("failovers")
+    out.add("failovers", COUNTER, "Engine failovers and failbacks", {},
+            float(len(failovers)) if isinstance(failovers, list) else 0.0)
+    per_role = dict.fromkeys(_RESTART_ROLES, 0)
+    restarts = sup.get("restarts")
+    for event in restarts if isinstance(restarts, list) else ():
+        role = event.get("role", "") if isinstance(event, Mapping) else ""
+        per_role[str(role)] = per_role.get(str(role), 0) + 1
+    for role, count in sorted(per_role.items()):
+        out.add("restarts", COUNTER, "Actor restarts by the supervisor", {"role": role}, float(count))
+
+
+class NodeCollector(Collector):
+    """A prometheus_client collector over a stats source (normally `Supervisor.stats`). A source
+    that raises yields `nae_scrape_error 1` instead of failing the scrape."""
+
+    def __init__(self, source: StatsSource) -> None:
+        self._source = source
+
+    def collect(self) -> Iterator[Metric]:
+        try:
+            stats = self._source()
+        except Exception:  # noqa: BLE001 - a scrape reports the failure, it never raises
+            stats = None
+        error = GaugeMetricFamily(PREFIX + "scrape_error", "1 when the node's stats could not be read")
+        error.add_metric([], 0.0 if stats is not None else 1.0)
+        yield error
+        if stats is not None:
+            yield from families(stats)
+
+
+def make_registry(source: StatsSource) -> CollectorRegistry:
+    """A registry of its own (not the process-global one) holding one `NodeCollector`."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(NodeCollector(source))
+    return registry
+
+
+def exposition(registry: CollectorRegistry) -> bytes:
+    """Prometheus text for one scrape of `registry`."""
+    return generate_latest(registry)
+
+
+def render(stats: Mapping[str, Any]) -> bytes:
+    """Prometheus text of one stats snapshot (for tests and `execnode status --prometheus`-style use)."""
+    return exposition(make_registry(lambda: stats))
