@@ -122,19 +122,23 @@ class ZmqRoundTrip:
         self._sock.close()
 
 
+def _time_calls(call, n: int, warmup: int) -> np.ndarray:
+    """`n` timed calls of `call` (after `warmup` untimed ones), each in ns."""
+    for _ in range(warmup):
+        call()
+    out = np.empty(n, dtype=np.int64)
+    for k in range(n):
+        t0 = _perf_ns()
+        call()
+        out[k] = _perf_ns() - t0
+    return out
+
+
 def zmq_rtt_ns(endpoint: str, n: int, warmup: int = 500) -> np.ndarray:
     """`n` blocking round trips (after `warmup`), each in ns."""
     rt = ZmqRoundTrip(endpoint)
     try:
-        rtt = rt.rtt
-        for _ in range(warmup):
-            rtt()
-        out = np.empty(n, dtype=np.int64)
-        for k in range(n):
-            t0 = _perf_ns()
-            rtt()
-            out[k] = _perf_ns() - t0
-        return out
+        return _time_calls(rt.rtt, n, warmup)
     finally:
         rt.close()
 
@@ -187,15 +191,7 @@ def redis_xadd_rtt_ns(redis_url: str, n: int, warmup: int = 500) -> np.ndarray:
     """`n` XADD round trips (after `warmup`), each in ns."""
     x = RedisXadd(redis_url)
     try:
-        rtt = x.rtt
-        for _ in range(warmup):
-            rtt()
-        out = np.empty(n, dtype=np.int64)
-        for k in range(n):
-            t0 = _perf_ns()
-            rtt()
-            out[k] = _perf_ns() - t0
-        return out
+        return _time_calls(x.rtt, n, warmup)
     finally:
         x.close()
 
