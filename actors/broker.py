@@ -1,8 +1,10 @@
 """The broker adapter host: a ROUTER the engines talk to, the broker gate, and one venue.
 
-Commands (SubmitOrder, CancelOrder, QueryOrders) come from engines over DEALER sockets; every
-report about an order goes back to the engine identity that submitted it (or, when that engine is
-gone, to the last engine that spoke with the current epoch).
+Commands (SubmitOrder, CancelOrder, QueryOrders) come from engines over DEALER sockets, each
+carrying its engine group and that group's epoch (fenced per group, see `BrokerGate`). Every report
+about an order goes back to the engine identity that submitted it, or, once a new leader of the
+order's group has asked (QueryOrders), to that leader. A Heartbeat gets a Heartbeat back: that is
+how the supervisor knows the adapter lives.
 """
 
 from __future__ import annotations
@@ -45,9 +47,14 @@ class Venue(Protocol):
 
 class BrokerHost(LoopService):
     def __init__(
-        self, name: str, bind_host: str, venue: Venue, clock_ns: Callable[[], int] = time.time_ns, port: int = 0
+        self, name: str, bind_host: str, venue: Venue, clock_ns: Callable[[], int] = time.time_ns, port: int = 0,
+        groups: frozenset[str] | None = None,
     ) -> None:
         super().__init__()
+        #: the engine groups that may command it (None: any, as the paper exchange takes adapters);
+        #: a command from another group could dodge its group's fence, so it is refused
+        self._groups = groups
+        self.refused_group = 0
         self._port = port
         self.name = "broker:" + name
         self._bind_host = bind_host
@@ -55,11 +62,12 @@ class BrokerHost(LoopService):
         self.gate = BrokerGate()
         self._clock_ns = clock_ns
         self._owner: dict[str, bytes] = {}  # client_order_id -> engine identity
-        self._leader: bytes = b""
+        self._group_of: dict[str, str] = {}  # client_order_id -> engine group
+        self._leader: bytes = b""  # the last engine that sent or asked (reports of unknown orders)
         self.submitted = 0
         self.reports = 0
         self.malformed = 0
-        self.first_submit_ns: dict[int, int] = {}  # epoch -> wall time of its first order sent
+        self.first_submit_ns: dict[str, dict[int, int]] = {}  # group -> epoch -> wall time of its first order
         self._active_ns: dict[str, int] = {}  # client order id -> last submit or report (QueryOrders since)
 
     def _open(self, ctx: zmq.Context) -> dict[str, str]:
@@ -70,7 +78,8 @@ class BrokerHost(LoopService):
         if opener is not None:  # a venue in another process: poll its socket, learn what it has
             opener(ctx)
             self.poller.register(self.venue.socket, zmq.POLLIN)
-            self.gate.load_sent([s.client_order_id for s in self.venue.snapshot()])
+            sent_ids = getattr(self.venue, "sent_ids", None)  # a look that takes nothing over
+            self.gate.load_sent(sent_ids() if sent_ids else [s.client_order_id for s in self.venue.snapshot()])
         return {"orders": endpoint}
 
     def _close(self) -> None:
@@ -108,14 +117,21 @@ class BrokerHost(LoopService):
             self.malformed += 1
             return
         kind = type(cmd)
+        if self._groups is not None and kind is not Heartbeat and cmd.group not in self._groups:
+            self.refused_group += 1
+            if kind is SubmitOrder:
+                self._reply(ident, _refusal(cmd.intent, Reason.UNKNOWN_GROUP, now))
+            return
         if kind is SubmitOrder:
             coid = cmd.intent.client_order_id
-            verdict = self.gate.admit_submit(cmd.epoch, coid)
+            verdict = self.gate.admit_submit(cmd.epoch, coid, cmd.group)
             if verdict is Admit.SEND:
                 self._active_ns[coid] = now
-                if cmd.epoch not in self.first_submit_ns:
-                    self.first_submit_ns[cmd.epoch] = time.time_ns()
+                firsts = self.first_submit_ns.setdefault(cmd.group, {})
+                if cmd.epoch not in firsts:
+                    firsts[cmd.epoch] = time.time_ns()
                 self._owner[coid] = ident
+                self._group_of[coid] = cmd.group
                 self._leader = ident
                 self.submitted += 1
                 self.venue.submit(cmd.intent, now)
@@ -124,13 +140,16 @@ class BrokerHost(LoopService):
             else:
                 self._owner[coid] = ident  # the newest asker hears about it from now on
         elif kind is CancelOrder:
-            if self.gate.fence(cmd.epoch):
+            if self.gate.fence(cmd.epoch, cmd.group):
                 self.venue.cancel(cmd.client_order_id, now)
         elif kind is QueryOrders:
-            if self.gate.fence(cmd.epoch):
-                self._leader = ident
-                for coid in self._owner:
-                    self._owner[coid] = ident
+            if self.gate.fence(cmd.epoch, cmd.group):
+                if cmd.take_over:
+                    self._leader = ident
+                    group_of, group = self._group_of, cmd.group
+                    for coid in self._owner:  # the group's orders are the new leader's to hear about
+                        if group_of.get(coid, "") == group:
+                            self._owner[coid] = ident
                 self._reply(ident, self._orders_report(cmd.since_ns, cmd.client_order_ids))
         elif kind is Heartbeat:
             self._reply(ident, Heartbeat(self.name, self.gate.epoch, cmd.seq, now))
@@ -169,10 +188,12 @@ class BrokerHost(LoopService):
             "submitted": self.submitted,
             "reports": self.reports,
             "epoch": self.gate.epoch,
+            "epochs": dict(self.gate.epochs),
             "refused_stale": self.gate.refused_stale,
             "refused_duplicate": self.gate.refused_duplicate,
+            "refused_group": self.refused_group,
             "malformed": self.malformed,
-            "first_submit_ns": dict(self.first_submit_ns),
+            "first_submit_ns": {g: dict(e) for g, e in self.first_submit_ns.items()},
             "loop_errors": self.loop_errors,
         }
 

@@ -5,10 +5,17 @@ granted. Every report that changed an order is published as multipart [topic, ms
 ExecutionReport], topic `<kind>/<strategy_id>/` (see `node.messages.event_topic`), and appended to
 `execution.events`, one batch entry per wake-up (kept and retried while Redis is away).
 
-Roles: one engine is the leader (it holds the current epoch and alone submits); the others are hot
+Groups: the node may run several engine groups (node.router maps strategies and symbols to them).
+An engine keeps only the signals routed to its group, carries its group's epoch and checkpoint, and
+names its group on every broker command, so the broker fences each group on its own.
+
+Roles: one engine of each group is the leader (it holds the current epoch and alone submits); the others are hot
 standbys: they take the same signal batches and follow the leader's published reports, so their
 order books stay current, and they send a heartbeat every `heartbeat_interval_ms` like the leader.
-`promote(epoch)` makes a standby the leader (below); `demote()` the reverse.
+`promote(epoch)` makes a standby the leader (below); `demote()` the reverse. `switch_broker` points
+the engine at another broker adapter (the group's broker failed over): a leader then recovers
+against it as on a promotion; when the new broker keeps another account, the orders the lost one
+never answered are stranded first (UNKNOWN, BROKER_LOST: never sent twice).
 
 Recovery (on `promote`, and on a leader start with `recover=True`): before taking live signals the
 engine asks the broker for every order it has (QueryOrders), reads the `execution.signals`
@@ -27,7 +34,7 @@ import zmq
 from actors.wiring import EngineWiring
 from actors.service import Heartbeats, LoopService, bind_at, bind_random, tune
 from adapters.engines.native import NativeOrderManager
-from node.checkpoint import EntryCheckpoint
+from node.checkpoint import EntryCheckpoint, checkpoint_key
 from node.config import NodeConfig
 from node.errors import StoreError
 from node.messages import (
@@ -44,6 +51,7 @@ from node.messages import (
     report_decoder,
 )
 from node.reasons import Reason
+from node.router import Router
 from node.streams import EVENTS_FIELD, SIGNALS_FIELD, StreamLog, connect_redis, pack_batch, unpack_signals
 
 _MAX_PENDING_EVENTS = 1_000_000
@@ -70,10 +78,12 @@ class EngineHost(LoopService):
         self._events_endpoint_for_follow = wiring.follow_endpoint  # the relay's subscriber side
         self._hb: Heartbeats | None = None
         self._port = wiring.port
+        self.group = wiring.group
+        self._router = Router.from_config(cfg)
         self._clock_ns = clock_ns
         self.manager = NativeOrderManager()
         self.checkpoint = EntryCheckpoint()
-        self._checkpoint_key = cfg.node_id + ".engine.checkpoint"
+        self._checkpoint_key = checkpoint_key(cfg.node_id, wiring.group)
         self._pending_events: list[bytes] = []
         self.signals = 0
         self.published = 0
@@ -83,6 +93,8 @@ class EngineHost(LoopService):
         self.recovered_adopted = 0
         self.store_failures = 0
         self.events_dropped = 0
+        self.stranded = 0
+        self.broker_switches = 0
 
     # ---------------------------------------------------------------- sockets
 
@@ -191,9 +203,12 @@ class EngineHost(LoopService):
         send = self._dealer.send
         leader = self.role == "leader"
         on_signal = self.manager.on_signal
-        epoch, name = self.epoch, self._engine_name
+        epoch, name, group = self.epoch, self._engine_name, self.group
+        route = None if self._router.single else self._router.group_of
         waiting = []
         for acc in signals:
+            if route is not None and route(acc.signal.strategy_id, acc.signal.symbol) != group:
+                continue  # another group's signal
             intent = on_signal(acc, leader)
             self.signals += 1
             if intent is None or not leader:
@@ -205,7 +220,7 @@ class EngineHost(LoopService):
                     self._publish(recovered)
                 self.recovered_adopted += 1
                 continue
-            send(encode(SubmitOrder(epoch, name, intent)))
+            send(encode(SubmitOrder(epoch, name, intent, group)))
             waiting.append(intent.client_order_id)
             if known is not None:
                 self.recovered_submitted += 1
@@ -264,7 +279,7 @@ class EngineHost(LoopService):
     def _recover_in_flight(self) -> None:
         """Ask the broker, then replay the signal entries after the checkpoint (see module doc)."""
         held = [i.client_order_id for i in self.manager.pending()]
-        self._dealer.send(encode(QueryOrders(self.epoch, self._engine_name, self._query_since_ns(), held)))
+        self._dealer.send(encode(QueryOrders(self.epoch, self._engine_name, self._query_since_ns(), held, self.group)))
         known: dict = {}
         swept: list[ExecutionReport] = []
         early: list[ExecutionReport] = []
@@ -327,7 +342,7 @@ class EngineHost(LoopService):
                 self.recovered_adopted += 1
             else:
                 self.manager.mark_submitted(coid)
-                send(encode(SubmitOrder(self.epoch, self._engine_name, intent)))
+                send(encode(SubmitOrder(self.epoch, self._engine_name, intent, self.group)))
                 waiting.append(coid)
                 self.recovered_submitted += 1
         self.checkpoint.hold(waiting)
@@ -374,6 +389,38 @@ class EngineHost(LoopService):
 
         return self.call_on_loop(run, timeout_s=30)
 
+    def switch_broker(self, endpoint: str, epoch: int, same_account: bool) -> dict:
+        """The group's broker failed over to the adapter at `endpoint`, with `epoch`. A leader
+        recovers against it; across accounts it strands what the lost broker never answered."""
+
+        def run() -> dict:
+            self.poller.unregister(self._dealer)
+            self._dealer.close(0)
+            self._dealer = tune(self._ctx.socket(zmq.DEALER))
+            self._dealer.connect(endpoint)
+            self.poller.register(self._dealer, zmq.POLLIN)
+            self._broker_endpoint = endpoint
+            self.broker_switches += 1
+            if self.role != "leader":
+                return {"role": self.role}
+            t0 = time.perf_counter_ns()
+            self.epoch = epoch
+            stranded = 0
+            if not same_account:
+                for rep in self.manager.strand():
+                    self.checkpoint.answered(rep.client_order_id)  # never re-sent, so not waited for
+                    self._publish(rep)
+                    stranded += 1
+                self.stranded += stranded
+            before = self.recovered_submitted
+            self._recover_in_flight()
+            self._beat(self._clock_ns())
+            return {"role": self.role, "epoch": epoch, "stranded": stranded,
+                    "redriven": self.recovered_submitted - before,
+                    "took_us": (time.perf_counter_ns() - t0) // 1000}
+
+        return self.call_on_loop(run, timeout_s=90)
+
     def demote(self) -> None:
         """Stop submitting (a manual failover away from this engine); it follows the new leader."""
 
@@ -390,7 +437,11 @@ class EngineHost(LoopService):
         m = self.manager
         return {
             "role": self.role,
+            "group": self.group,
             "epoch": self.epoch,
+            "broker": self._broker_endpoint,
+            "broker_switches": self.broker_switches,
+            "stranded": self.stranded,
             "signals": self.signals,
             "published": self.published,
             "in_flight": len(m.in_flight()),

@@ -34,7 +34,8 @@ def build_venue(cfg: BrokerConfig):
 
 def build_broker(cfg: NodeConfig, broker: BrokerConfig | None = None, port: int = 0) -> BrokerHost:
     broker = broker or cfg.broker
-    return BrokerHost(broker.name, cfg.bind_host, build_venue(broker), port=port)
+    groups = frozenset(g.name for g in cfg.group_list())
+    return BrokerHost(broker.name, cfg.bind_host, build_venue(broker), port=port, groups=groups)
 
 
 def build_engine(cfg: NodeConfig, engine: EngineConfig, wiring: EngineWiring) -> LoopService:

@@ -23,7 +23,9 @@ from actors.service import Heartbeats, LoopService, bind_at, bind_random, tune
 from adapters.engines.nautilus.config import NautilusEngineConfig
 from adapters.engines.nautilus.host import NautilusEngineProcess
 from node.config import NodeConfig
+from node.checkpoint import checkpoint_key
 from node.errors import StoreError
+from node.router import Router
 from node.messages import batch_decoder, encode
 from node.streams import EVENTS_FIELD, SIGNALS_FIELD, StreamLog, connect_redis, pack_batch, unpack_signals
 
@@ -45,7 +47,9 @@ class NautilusEngineHost(LoopService):
         self._port = wiring.port
         self._recover = wiring.recover
         self._clock_ns = clock_ns
-        self._checkpoint_key = cfg.node_id + ".engine.checkpoint"
+        self.group = wiring.group
+        self._router = Router.from_config(cfg)
+        self._checkpoint_key = checkpoint_key(cfg.node_id, wiring.group)
         self._child: NautilusEngineProcess | None = None
         self._to_child: zmq.Socket | None = None
         self._from_child: zmq.Socket | None = None
@@ -90,6 +94,7 @@ class NautilusEngineHost(LoopService):
         ncfg = NautilusEngineConfig(
             engine_name=self._engine_name,
             epoch=self.epoch,
+            group=self.group,
             bind_host=self._cfg.bind_host,
             symbols=[s.symbol for s in paper.symbols],
             reference_prices={s.symbol: s.price for s in paper.symbols},
@@ -140,9 +145,16 @@ class NautilusEngineHost(LoopService):
             batch = batch_decoder.decode(frame)
             self.signals += len(batch.signals)
             if self.role == "leader" and self._to_child is not None:
-                for acc in batch.signals:
+                for acc in self._mine(batch.signals):
                     self._to_child.send(encode(acc))
                     self.relayed += 1
+
+    def _mine(self, signals: list) -> list:
+        """The signals routed to this engine's group (node.router)."""
+        if self._router.single:
+            return signals
+        route, group = self._router.group_of, self.group
+        return [acc for acc in signals if route(acc.signal.strategy_id, acc.signal.symbol) == group]
 
     def _take_reports(self) -> None:
         recv = self._from_child.recv_multipart
@@ -166,7 +178,7 @@ class NautilusEngineHost(LoopService):
             if not entries:
                 return
             for _, fields in entries:
-                for acc in unpack_signals(fields):
+                for acc in self._mine(unpack_signals(fields)):
                     self._to_child.send(encode(acc))
                     self.replayed += 1
             position = entries[-1][0]

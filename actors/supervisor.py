@@ -1,13 +1,17 @@
 """The supervisor: starts the actors, holds the endpoint registry, detects a dead engine by its
-heartbeats and fails over to a hot standby with a new epoch, restarts a dead validator or broker
-adapter on its old address, serves the operator HTTP API, stops everything cleanly.
+heartbeats and fails over to a hot standby with a new epoch, moves an engine group to its next
+broker when its broker adapter dies, restarts a dead validator or broker adapter on its old
+address, serves the operator HTTP API, stops everything cleanly.
 
 Contract:
 - `start()` is idempotent: a second call returns the registry it already has.
 - Start order: the events relay (in this process: one stable address for execution reports),
-  the heartbeat socket, the ledger (when a database is configured), the broker, the engines in
-  priority order (the first is the leader with epoch 1, the others hot standbys), the validator
-  (forwards every batch to every engine), the HTTP API. Stop runs in reverse.
+  the heartbeat socket, the ledger (when a database is configured), the brokers, each engine
+  group's engines in priority order (the first is the group's leader with epoch 1, the others hot
+  standbys), the validator (forwards every batch to every engine; each engine keeps its group's
+  signals, see node.router), the HTTP API. Stop runs in reverse.
+- Engine groups (`Lane`) fail over independently: each has its own leader, epoch (fenced per
+  group at the brokers) and active broker.
 - The registry maps role -> endpoint. `intake` and `events` never change while the supervisor
   lives (the intake keeps its port across validator restarts; the relay outlives engines; an
   engine restarted by Ray comes back on its old port as a standby).
@@ -17,9 +21,14 @@ Contract:
   `heartbeat_interval_ms`; a leader silent for `heartbeat_misses` intervals is failed over at once
   (epoch + 1, the freshest standby by priority is promoted: it asks the broker, re-drives in-flight
   orders with the same ids). Ray restarts the dead process in the background and it rejoins as a
-  standby. Ray's death notice is a second detector for the leader. The validator's and the broker
-  adapter's liveness is polled over Ray (control plane only); a restarted adapter is followed by
-  the leader's `resync` (ask the venue, re-drive what it lacks).
+  standby. Ray's death notice is a second detector for the leader. The validator's liveness is
+  polled over Ray (control plane only).
+- Broker adapters are pinged over ZeroMQ (Heartbeat -> Heartbeat) and polled over Ray; one silent
+  for `broker_dead_ms` is dead. Every group using it moves to its next live broker (epoch + 1; the
+  group's engines `switch_broker`: the leader asks the new broker and re-drives, stranding first what
+  the lost one never answered when the new one keeps another account), and the dead adapter is
+  restarted on its old address as a standby broker. A group with no other broker gets the adapter
+  back on the same address and its leader's `resync` (ask the venue, re-drive what it lacks).
 """
 
 from __future__ import annotations
@@ -37,14 +46,32 @@ from actors.events_relay import EventsRelay
 from actors.ray_actors import spawn, spawn_ledger
 from actors.service import bind_random
 from actors.wiring import EngineWiring
-from node.config import NodeConfig
-from node.messages import heartbeat_decoder
+from node.config import BrokerConfig, EngineGroupConfig, NodeConfig
+from node.messages import Heartbeat, encode, heartbeat_decoder
 
 
 def _free_port(host: str) -> int:
     with socket.socket() as s:
         s.bind((host, 0))
         return s.getsockname()[1]
+
+
+class Lane:
+    """One engine group's live state: its engines and brokers by priority, leader, epoch, broker."""
+
+    def __init__(self, group: EngineGroupConfig, brokers: list[BrokerConfig]) -> None:
+        self.name = group.name
+        self.engines = [e.name for e in group.engines]
+        self.brokers = [b.name for b in brokers]
+        self.accounts = {b.name: b.account_id for b in brokers}
+        self.epoch = 1
+        self.leader = self.engines[0]
+        self.broker = self.brokers[0]  # the active broker
+        self.leader_seen_ns = 0
+
+    def view(self) -> dict:
+        return {"epoch": self.epoch, "leader": self.leader, "broker": self.broker,
+                "engines": list(self.engines), "brokers": list(self.brokers)}
 
 
 class Supervisor:
@@ -59,8 +86,13 @@ class Supervisor:
         self._cfg = cfg
         self._redis_url = redis_url
         self._database_url = database_url
-        self._actors: dict[str, Any] = {}  # "broker", "validator", "engine:<name>"
+        self._actors: dict[str, Any] = {}  # "validator", "engine:<name>", "broker:<name>", "ledger"
         self._engine_ports: dict[str, int] = {}
+        self._broker_ports: dict[str, int] = {}
+        self._brokers = {b.name: b for b in cfg.broker_list()}
+        self.lanes = {g.name: Lane(g, cfg.group_brokers(g)) for g in cfg.group_list()}
+        self._lane_of = {e: lane for lane in self.lanes.values() for e in lane.engines}
+        self._first = next(iter(self.lanes.values()))
         self._registry: dict[str, str] = {}
         self._relay = EventsRelay(cfg.bind_host)
         self._lock = threading.RLock()
@@ -71,12 +103,22 @@ class Supervisor:
         self._hb_interval_ns = cfg.heartbeat_interval_ms * 1_000_000
         self._hb_dead_ns = cfg.heartbeat_misses * self._hb_interval_ns
         self._last_hb: dict[str, tuple[int, str, int]] = {}  # engine -> (seen ns, role, epoch)
-        self._leader_seen_ns = 0
-        self.epoch = 1
-        self.leader = cfg.engines[0].name
+        self._broker_seen: dict[str, int] = {}  # broker -> last heartbeat answer (ns)
+        self._broker_dead_ns = cfg.broker_dead_ms * 1_000_000
+        self._broker_handling: set[str] = set()
         self.restarts: list[dict] = []
         self.failovers: list[dict] = []
+        self.broker_failovers: list[dict] = []
         self._api: Any = None
+
+    @property
+    def epoch(self) -> int:
+        """The first group's epoch (the only one in a single-group node)."""
+        return self._first.epoch
+
+    @property
+    def leader(self) -> str:
+        return self._first.leader
 
     # ---------------------------------------------------------------- start / stop
 
@@ -95,10 +137,12 @@ class Supervisor:
                                       self._database_url)
                 self._actors["ledger"] = ledger
                 ray.get(ledger.start.remote(), timeout=120)
-            self._start_broker()
-            for i, engine in enumerate(cfg.engines):
-                self._start_engine(engine.name, role="leader" if i == 0 else "standby")
-            self._leader_seen_ns = time.time_ns()
+            for name in self._brokers:
+                self._start_broker(name)
+            for lane in self.lanes.values():
+                for engine in lane.engines:
+                    self._start_engine(engine, role="leader" if engine == lane.leader else "standby")
+                lane.leader_seen_ns = time.time_ns()
             self._start_validator()
             if cfg.api.enabled:
                 self._start_api()
@@ -113,7 +157,8 @@ class Supervisor:
             self._api.stop()
             self._api = None
         with self._lock:
-            roles = ["validator"] + ["engine:" + e.name for e in self._cfg.engines] + ["broker", "ledger"]
+            roles = (["validator"] + ["engine:" + e for e in self._lane_of]
+                     + ["broker:" + b for b in self._brokers] + ["ledger"])
             for role in roles:
                 actor = self._actors.pop(role, None)
                 if actor is None:
@@ -145,8 +190,10 @@ class Supervisor:
             except Exception as exc:  # noqa: BLE001 - a dead actor is reported, not raised
                 out[role] = {"down": type(exc).__name__}
         out["engine"] = out.get("engine:" + self.leader, {})
+        out["broker"] = out.get("broker:" + self._first.broker, {})
         out["supervisor"] = {"epoch": self.epoch, "leader": self.leader, "restarts": list(self.restarts),
-                             "failovers": list(self.failovers)}
+                             "failovers": list(self.failovers), "broker_failovers": list(self.broker_failovers),
+                             "groups": {name: lane.view() for name, lane in self.lanes.items()}}
         return out
 
     def call(self, role: str, method: str, *args: Any) -> Any:
@@ -156,22 +203,30 @@ class Supervisor:
         return ray.get(self._actor(role).pid.remote(), timeout=10)
 
     def _actor(self, role: str) -> Any:
+        """`engine` and `broker` name the first group's leader and active broker."""
         if role == "engine":
             role = "engine:" + self.leader
+        elif role == "broker":
+            role = "broker:" + self._first.broker
         return self._actors[role]
 
-    # ---------------------------------------------------------------- failover
+    # ---------------------------------------------------------------- engine failover
 
-    def failover(self, to: str | None = None, reason: str = "manual", detected_ns: int = 0) -> dict:
-        """Make `to` (default: the freshest standby by priority) the leader with a new epoch."""
+    def failover(self, to: str | None = None, reason: str = "manual", detected_ns: int = 0,
+                 group: str | None = None) -> dict:
+        """Make `to` (default: the freshest standby by priority) the leader of its group (default:
+        the first group) with a new epoch."""
         with self._lock:
             t0 = time.time_ns()
-            old = self.leader
-            target = to or self._best_standby(exclude=old)
+            if to is not None and to not in self._lane_of:
+                raise ValueError("unknown engine " + repr(to) + " (engines: " + ", ".join(self._lane_of) + ")")
+            lane = self._lane_of[to] if to is not None else self._lane(group)
+            old = lane.leader
+            target = to or self._best_standby(lane, exclude=old)
             if target is None:
-                raise RuntimeError("no live standby engine to fail over to")
+                raise RuntimeError("no live standby engine to fail over to in group " + lane.name)
             if target == old and to is not None:
-                return {"from": old, "to": old, "epoch": self.epoch, "changed": False}
+                return {"group": lane.name, "from": old, "to": old, "epoch": lane.epoch, "changed": False}
             if old != target:
                 # a live old leader steps down now (a slow one, wrongly thought dead, would step
                 # down anyway at its first fenced send); a dead one is fenced by the epoch
@@ -181,34 +236,48 @@ class Supervisor:
                         ray.get(ref, timeout=10)
                     except Exception:  # noqa: BLE001 - fenced by the epoch all the same
                         pass
-            self.epoch += 1
-            promoted = ray.get(self._actors["engine:" + target].call.remote("promote", self.epoch), timeout=120)
-            self.leader = target
-            self._leader_seen_ns = time.time_ns()
-            event = {"from": old, "to": target, "epoch": self.epoch, "reason": reason,
+            lane.epoch += 1
+            promoted = ray.get(self._actors["engine:" + target].call.remote("promote", lane.epoch), timeout=120)
+            lane.leader = target
+            lane.leader_seen_ns = time.time_ns()
+            if lane is self._first:
+                self._registry["engine"] = self._registry["engine:" + target]
+            event = {"group": lane.name, "from": old, "to": target, "epoch": lane.epoch, "reason": reason,
                      "detected_ns": detected_ns, "started_ns": t0, "promoted_ns": time.time_ns(),
                      "promote_us": promoted.get("took_us"), "redriven": promoted.get("redriven")}
             self.failovers.append(event)
             self._record("failover", event)
             return event
 
-    def failback(self) -> dict:
-        """Back to the engine of highest priority (the first configured)."""
-        return self.failover(to=self._cfg.engines[0].name, reason="manual")
+    def failback(self, group: str | None = None) -> dict:
+        """Back to the engine of highest priority (the first configured) of the group."""
+        lane = self._lane(group)
+        return self.failover(to=lane.engines[0], reason="manual")
 
-    def _best_standby(self, exclude: str) -> str | None:
+    def _lane(self, group: str | None) -> Lane:
+        if group is None:
+            return self._first
+        if group not in self.lanes:
+            raise ValueError("unknown group " + repr(group) + " (groups: " + ", ".join(self.lanes) + ")")
+        return self.lanes[group]
+
+    def _best_standby(self, lane: Lane, exclude: str) -> str | None:
         now = time.time_ns()
-        for engine in self._cfg.engines:
-            seen = self._last_hb.get(engine.name)
+        for engine in lane.engines:
+            seen = self._last_hb.get(engine)
             if seen is None or now - seen[0] > self._hb_dead_ns:
                 continue
-            if engine.name == exclude and seen[1] != "standby":
+            if engine == exclude and seen[1] != "standby":
                 continue  # the failed leader itself, unless Ray already brought it back as a standby
-            return engine.name
+            return engine
         return None
 
     def _heartbeat_loop(self, hb: zmq.Socket) -> None:
+        """Engines' beats in; the brokers pinged (a DEALER each) and their answers in."""
         poll_ms = max(1, self._cfg.heartbeat_interval_ms // 4)
+        pings = _BrokerPings(self._registry, list(self._brokers), self._cfg.heartbeat_interval_ms)
+        self._broker_seen = {name: time.time_ns() for name in self._brokers}
+        listening_since = time.time_ns()  # silence is judged only over time this loop was listening
         try:
             while not self._stopping.is_set():
                 if hb.poll(poll_ms):
@@ -219,19 +288,115 @@ class Supervisor:
                             break
                         now = time.time_ns()
                         self._last_hb[beat.sender] = (now, beat.role, beat.epoch)
-                        if beat.sender == self.leader and beat.role == "leader" and beat.epoch == self.epoch:
-                            self._leader_seen_ns = now
+                        lane = self._lane_of.get(beat.sender)
+                        if (lane is not None and beat.sender == lane.leader and beat.role == "leader"
+                                and beat.epoch == lane.epoch):
+                            lane.leader_seen_ns = now
                 now = time.time_ns()
-                if now - self._leader_seen_ns > self._hb_dead_ns and not self._stopping.is_set():
-                    self._fail_over_dead_leader(now)
+                for name in pings.exchange(now):
+                    self._broker_seen[name] = now
+                acted = False
+                for lane in self.lanes.values():
+                    if now - max(lane.leader_seen_ns, listening_since) > self._hb_dead_ns and not self._stopping.is_set():
+                        self._fail_over_dead_leader(lane, now)
+                        acted = True
+                for name, seen in list(self._broker_seen.items()):
+                    if now - max(seen, listening_since) > self._broker_dead_ns and not self._stopping.is_set():
+                        self._on_broker_silent(name)
+                if acted:  # a failover blocked this loop: beats meanwhile were not read yet
+                    listening_since = time.time_ns()
         finally:
+            pings.close()
             hb.close(0)
 
-    def _fail_over_dead_leader(self, detected_ns: int) -> None:
+    def _fail_over_dead_leader(self, lane: Lane, detected_ns: int) -> None:
         try:
-            self.failover(reason="heartbeat", detected_ns=detected_ns)
+            self.failover(reason="heartbeat", detected_ns=detected_ns, group=lane.name)
         except Exception:  # noqa: BLE001 - no standby yet: try again on the next beat
-            self._leader_seen_ns = detected_ns - self._hb_dead_ns + self._hb_interval_ns
+            lane.leader_seen_ns = detected_ns - self._hb_dead_ns + self._hb_interval_ns
+
+    # ---------------------------------------------------------------- broker failover
+
+    def broker_failover(self, group: str | None = None, to: str | None = None, reason: str = "manual") -> dict:
+        """Move a group to broker `to` (default: its next live broker by priority) with a new epoch."""
+        with self._lock:
+            lane = self._lane(group)
+            if to is not None and to not in lane.brokers:
+                raise ValueError("group " + lane.name + " has no broker " + repr(to) + " (" + ", ".join(lane.brokers) + ")")
+            target = to or self._next_broker(lane, exclude=lane.broker)
+            if target is None:
+                raise RuntimeError("no live broker to move group " + lane.name + " to")
+            return self._move_lane(lane, target, reason)
+
+    def _next_broker(self, lane: Lane, exclude: str) -> str | None:
+        now = time.time_ns()
+        for name in lane.brokers:
+            if name != exclude and now - self._broker_seen.get(name, 0) <= self._broker_dead_ns:
+                return name
+        return None
+
+    def _move_lane(self, lane: Lane, target: str, reason: str) -> dict:
+        """The group's engines onto broker `target` with a new epoch; the leader first (it recovers
+        against the new broker), then the standbys (they only reconnect)."""
+        t0 = time.time_ns()
+        old = lane.broker
+        same_account = lane.accounts[old] == lane.accounts[target]
+        endpoint = self._registry["broker:" + target]
+        lane.epoch += 1
+        lane.broker = target
+        moved = ray.get(self._actors["engine:" + lane.leader].call.remote(
+            "switch_broker", endpoint, lane.epoch, same_account), timeout=120)
+        lane.leader_seen_ns = time.time_ns()
+        for engine in lane.engines:
+            if engine != lane.leader and "engine:" + engine in self._actors:
+                self._actors["engine:" + engine].call.remote("switch_broker", endpoint, lane.epoch, same_account)
+        if lane is self._first:
+            self._registry["broker"] = endpoint
+        event = {"group": lane.name, "from": old, "to": target, "epoch": lane.epoch, "reason": reason,
+                 "same_account": same_account, "started_ns": t0, "moved_ns": time.time_ns(),
+                 "stranded": moved.get("stranded"), "redriven": moved.get("redriven"), "took_us": moved.get("took_us")}
+        self.broker_failovers.append(event)
+        self._record("broker_failover", event)
+        return event
+
+    def _on_broker_silent(self, name: str) -> None:
+        """Handle a silent broker on a thread of its own (a restart takes a second or two, and the
+        heartbeat loop must keep watching the engines meanwhile); once per death."""
+        if name in self._broker_handling:
+            return
+        self._broker_handling.add(name)
+        actor = self._actors.get("broker:" + name)
+
+        def run() -> None:
+            try:
+                self._broker_died(name, actor, "heartbeat")
+            finally:
+                self._broker_handling.discard(name)
+
+        threading.Thread(target=run, name="supervisor-broker-" + name, daemon=True).start()
+
+    def _broker_died(self, name: str, actor: Any, reason: str) -> None:
+        """Every group on broker `name` moves to its next live broker; then the adapter comes back
+        on its old address (a standby broker), or, for a group with nowhere to go, the leader
+        resyncs with it. Called from the heartbeat and the watch threads: acts once per death."""
+        with self._lock:
+            if self._stopping.is_set() or actor is None or self._actors.get("broker:" + name) is not actor:
+                return  # stopping, or already replaced
+            if reason == "heartbeat" and time.time_ns() - self._broker_seen.get(name, 0) <= self._broker_dead_ns:
+                return  # it answered meanwhile
+            stay = []
+            for lane in self.lanes.values():
+                if lane.broker != name:
+                    continue
+                target = self._next_broker(lane, exclude=name)
+                if target is None:
+                    stay.append(lane)
+                    continue
+                try:
+                    self._move_lane(lane, target, reason="broker " + name + " died (" + reason + ")")
+                except Exception as exc:  # noqa: BLE001 - the leader's next failover recovers
+                    self._record("broker_failover_error", {"group": lane.name, "error": str(exc)[:200]})
+            self.restart_broker(reason="died", name=name, resync_lanes=stay)
 
     # ---------------------------------------------------------------- validator restarts
 
@@ -245,19 +410,24 @@ class Supervisor:
             if old is not None:
                 ray.kill(old, no_restart=True)
             self._start_validator()
-            resync = self._resync_leader()
+            resync = self._resync_leaders()
             self.restarts.append({"role": role, "reason": reason, "resync": resync,
                                   "took_ms": round((time.perf_counter() - t0) * 1e3, 1)})
             self._record("restart", self.restarts[-1])
             return dict(self._registry)
 
-    def _resync_leader(self) -> dict:
-        """A validator that died may have logged and acknowledged batches it never forwarded: the
-        leader reads the signal log after its checkpoint and sends what the broker lacks."""
-        try:
-            return self.call("engine:" + self.leader, "resync")
-        except Exception as exc:  # noqa: BLE001 - recorded; the next failover replays anyway
-            return {"error": type(exc).__name__ + ": " + str(exc).splitlines()[0][:200]}
+    def _resync_leaders(self, lanes: list[Lane] | None = None) -> dict:
+        """A validator that died may have logged and acknowledged batches it never forwarded (and a
+        restarted broker adapter may lack orders): each leader reads the signal log after its
+        checkpoint, asks the broker and sends what it lacks. One group: its answer alone."""
+        lanes = list(self.lanes.values()) if lanes is None else lanes
+        out = {}
+        for lane in lanes:
+            try:
+                out[lane.name] = self.call("engine:" + lane.leader, "resync")
+            except Exception as exc:  # noqa: BLE001 - recorded; the next failover replays anyway
+                out[lane.name] = {"error": type(exc).__name__ + ": " + str(exc).splitlines()[0][:200]}
+        return out[lanes[0].name] if len(self.lanes) == 1 and lanes else out
 
     def stop_role(self, role: str) -> None:
         """Stop the validator and leave it down (the watch ignores it) until `start_role`."""
@@ -270,33 +440,37 @@ class Supervisor:
         with self._lock:
             if role not in self._actors and role == "validator":
                 self._start_validator()
-                self._resync_leader()
+                self._resync_leaders()
             return dict(self._registry)
 
     # ---------------------------------------------------------------- spawning
 
-    def _start_broker(self) -> None:
+    def _start_broker(self, name: str) -> None:
         cfg = self._cfg
-        self._broker_port = getattr(self, "_broker_port", 0) or _free_port(cfg.bind_host)
-        broker = spawn("broker", self._name("broker:" + cfg.broker.name + "@" + str(time.time_ns())),
-                       cfg.ray_namespace, cfg, None, self._broker_port)
-        self._actors["broker"] = broker
-        self._registry["broker"] = ray.get(broker.start.remote(), timeout=60)["orders"]
+        port = self._broker_ports.setdefault(name, _free_port(cfg.bind_host))
+        broker = spawn("broker", self._name("broker:" + name + "@" + str(time.time_ns())),
+                       cfg.ray_namespace, cfg, self._brokers[name], port)
+        self._actors["broker:" + name] = broker
+        self._registry["broker:" + name] = ray.get(broker.start.remote(), timeout=60)["orders"]
+        self._registry["broker"] = self._registry.get("broker:" + self._first.broker, "")
+        self._broker_seen[name] = time.time_ns()
 
-    def restart_broker(self, reason: str = "manual") -> dict:
+    def restart_broker(self, reason: str = "manual", name: str | None = None,
+                       resync_lanes: list[Lane] | None = None) -> dict:
         """A new broker adapter on the same address (engines reconnect by themselves); then the
-        leader asks it what the venue has and re-drives the rest."""
+        leaders of the groups still on it (default: every group whose active broker it is) ask it
+        what the venue has and re-drive the rest."""
         t0 = time.perf_counter()
         with self._lock:
-            old = self._actors.pop("broker", None)
+            name = name or self._first.broker
+            old = self._actors.pop("broker:" + name, None)
             if old is not None:
                 ray.kill(old, no_restart=True)
-            self._start_broker()
-            try:
-                resync = self.call("engine:" + self.leader, "resync")
-            except Exception as exc:  # noqa: BLE001 - recorded; the leader's next failover re-drives
-                resync = {"error": type(exc).__name__ + ": " + str(exc).splitlines()[0][:200]}
-            event = {"role": "broker", "reason": reason, "resync": resync,
+            self._start_broker(name)
+            if resync_lanes is None:
+                resync_lanes = [lane for lane in self.lanes.values() if lane.broker == name]
+            resync = self._resync_leaders(resync_lanes) if resync_lanes else {}
+            event = {"role": "broker", "broker": name, "reason": reason, "resync": resync,
                      "took_ms": round((time.perf_counter() - t0) * 1e3, 1)}
             self.restarts.append(event)
             self._record("restart", event)
@@ -304,7 +478,8 @@ class Supervisor:
 
     def _start_engine(self, name: str, role: str) -> None:
         cfg = self._cfg
-        engine = next(e for e in cfg.engines if e.name == name)
+        lane = self._lane_of[name]
+        engine = next(e for e in cfg.engine_list() if e.name == name)
         port = self._engine_ports.setdefault(name, _free_port(cfg.bind_host))
         actor = spawn(
             "engine",
@@ -314,24 +489,25 @@ class Supervisor:
             engine,
             wiring=EngineWiring(
                 redis_url=self._redis_url,
-                broker_endpoint=self._registry["broker"],
+                broker_endpoint=self._registry["broker:" + lane.broker],
                 publish_endpoint=self._registry["publish"],
-                epoch=self.epoch,
+                epoch=lane.epoch,
                 recover=role == "leader",
                 role=role,
                 heartbeat_endpoint=self._registry["heartbeat"],
                 follow_endpoint=self._registry["events"],
                 port=port,
+                group=lane.name,
             ),
         )
         self._actors["engine:" + name] = actor
         intake = ray.get(actor.start.remote(), timeout=60)["intake"]
         self._registry["engine:" + name] = intake
-        if role == "leader":
+        if role == "leader" and lane is self._first:
             self._registry["engine"] = intake
 
     def _engine_intakes(self) -> list[str]:
-        return [self._registry["engine:" + e.name] for e in self._cfg.engines]
+        return [self._registry["engine:" + e] for e in self._lane_of]
 
     def _start_validator(self) -> None:
         cfg = self._cfg
@@ -365,9 +541,11 @@ class Supervisor:
         if action == "reset-breaker":
             return self.call("validator", "reset_breaker", body["name"])
         if action == "failover":
-            return self.failover(body.get("to"), reason="manual")
+            return self.failover(body.get("to"), reason="manual", group=body.get("group"))
         if action == "failback":
-            return self.failback()
+            return self.failback(body.get("group"))
+        if action == "broker-failover":
+            return self.broker_failover(body.get("group"), body.get("to"))
         raise ValueError("unknown admin action " + repr(action))
 
     def _spawn_thread(self, target: Any, name: str, *args: Any) -> None:
@@ -391,41 +569,91 @@ class Supervisor:
         except Exception:  # noqa: BLE001 - monitoring must not stop the node
             pass
 
-    def _check_leader_with_ray(self) -> None:
+    def _check_leaders_with_ray(self) -> None:
         """Ray's death notice, the second detector: a leader whose actor Ray reports dead (or
         restarting) is failed over even if a stray heartbeat was still in flight."""
-        leader = self.leader
-        actor = self._actors.get("engine:" + leader)
-        if actor is None:
-            return
-        try:
-            ray.get(actor.alive.remote(), timeout=2)
-        except Exception:  # noqa: BLE001 - dead or restarting
-            if self.leader == leader and not self._stopping.is_set():
+        for lane in list(self.lanes.values()):
+            leader = lane.leader
+            actor = self._actors.get("engine:" + leader)
+            if actor is None or _answers(actor):
+                continue
+            if lane.leader == leader and not self._stopping.is_set():
                 try:
-                    self.failover(reason="ray", detected_ns=time.time_ns())
+                    self.failover(reason="ray", detected_ns=time.time_ns(), group=lane.name)
                 except Exception:  # noqa: BLE001 - no standby yet: the heartbeat path retries
                     pass
 
     def _watch_loop(self) -> None:
-        """The validator and the broker adapter: polled over Ray, restarted on the same address."""
-        restart = {"validator": lambda: self.restart("validator", reason="died"),
-                   "broker": lambda: self.restart_broker(reason="died")}
+        """The validator and the broker adapters: polled over Ray; a dead validator is restarted on
+        the same address, a dead broker handled as `_broker_died` says."""
         while not self._stopping.wait(self._watch_s):
-            self._check_leader_with_ray()
-            for role, again in restart.items():
-                actor = self._actors.get(role)
-                if actor is None:
-                    continue
+            self._check_leaders_with_ray()
+            validator = self._actors.get("validator")
+            if validator is not None and not _answers(validator) and not self._stopping.is_set():
                 try:
-                    ray.get(actor.alive.remote(), timeout=2)
-                except Exception:  # noqa: BLE001 - any failure to answer is a death to act on
-                    if self._stopping.is_set():
-                        return
+                    self.restart("validator", reason="died")
+                except Exception:  # noqa: BLE001 - try again next round
+                    pass
+            for name in self._brokers:
+                actor = self._actors.get("broker:" + name)
+                if actor is not None and not _answers(actor):
                     try:
-                        again()
+                        self._broker_died(name, actor, "ray")
                     except Exception:  # noqa: BLE001 - try again next round
                         pass
+
+
+class _BrokerPings:
+    """The supervisor's heartbeat to each broker adapter: a Heartbeat every interval on a DEALER of
+    its own; `exchange` sends when due and returns the brokers that answered since last time."""
+
+    def __init__(self, registry: dict[str, str], names: list[str], interval_ms: int) -> None:
+        self._interval_ns = interval_ms * 1_000_000
+        self._next_ns = 0
+        self._seq = 0
+        self._socks: dict[str, zmq.Socket] = {}
+        ctx = zmq.Context.instance()
+        for name in names:
+            sock = ctx.socket(zmq.DEALER)
+            sock.setsockopt(zmq.LINGER, 0)
+            sock.setsockopt(zmq.SNDHWM, 16)  # pings to a dead broker must not pile up
+            sock.connect(registry["broker:" + name])
+            self._socks[name] = sock
+
+    def exchange(self, now: int) -> list[str]:
+        answered = []
+        for name, sock in self._socks.items():
+            got = False
+            while True:
+                try:
+                    sock.recv(zmq.NOBLOCK)
+                    got = True
+                except zmq.Again:
+                    break
+            if got:
+                answered.append(name)
+        if now >= self._next_ns:
+            self._next_ns = now + self._interval_ns
+            self._seq += 1
+            ping = encode(Heartbeat("supervisor", 0, self._seq, now))
+            for sock in self._socks.values():
+                try:
+                    sock.send(ping, zmq.NOBLOCK)
+                except zmq.Again:
+                    pass
+        return answered
+
+    def close(self) -> None:
+        for sock in self._socks.values():
+            sock.close(0)
+
+
+def _answers(actor: Any) -> bool:
+    try:
+        ray.get(actor.alive.remote(), timeout=2)
+        return True
+    except Exception:  # noqa: BLE001 - any failure to answer is a death to act on
+        return False
 
 
 def _kill_and_wait(actor: Any, timeout_s: float = 10.0) -> None:

@@ -33,6 +33,7 @@ from node.messages import (
     topic_prefixes,
 )
 from node.reasons import Reason
+from node.router import Router
 from actors.fallback_intake import GROUP, FallbackReader
 from node.fallback import REPLY_FIELD
 from node.streams import SIGNALS_FIELD, StreamLog, connect_redis, pack_batch, unpack_signals
@@ -69,7 +70,8 @@ class Validator(LoopService):
             risk = PreTradeRisk(cfg.risk, list(prices), prices, cfg.equity_usd)
             risk.warm()  # compile now, never on the first live signal
         self.risk = risk
-        self.gate = SignalGate(cfg.signing, cfg.intake, risk)
+        router = Router.from_config(cfg)
+        self.gate = SignalGate(cfg.signing, cfg.intake, risk, route=router.group_of if cfg.reject_unrouted else None)
         self._redis_url = redis_url
         self._engine_intakes = [engine_intakes] if isinstance(engine_intakes, str) else list(engine_intakes)
         self._events_endpoint = events_endpoint

@@ -16,6 +16,7 @@ class EngineWiring(msgspec.Struct, frozen=True, kw_only=True):
     heartbeat_endpoint: str | None = None
     follow_endpoint: str | None = None  # the relay's XPUB side, for a standby following the leader
     port: int = 0  # the intake port (0: any); a restarted engine comes back on it
+    group: str = "default"  # the engine group it serves (node.router): its signals and its epoch
 
     def as_restarted(self) -> "EngineWiring":
         """What a process Ray brought back gets: whatever it was, it rejoins as a standby."""

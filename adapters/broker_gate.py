@@ -1,7 +1,8 @@
 """What every broker adapter enforces before an order reaches a venue (pure logic).
 
-- Fencing: a command carrying an epoch older than the newest one seen is refused (STALE_EPOCH),
-  so an engine that was failed over and wakes up cannot trade.
+- Fencing, per engine group: a command carrying an epoch older than the newest one seen from its
+  group is refused (STALE_EPOCH), so an engine that was failed over and wakes up cannot trade.
+  Groups fail over independently, so each has its own epoch floor at every broker.
 - Exactly-once: a client order id is sent to the venue at most once, whoever asks; a second
   submit of the same id is refused (DUPLICATE_CLIENT_ORDER_ID) and the order's current state is
   what the asker gets back.
@@ -20,22 +21,28 @@ class Admit(StrEnum):
 
 class BrokerGate:
     def __init__(self, epoch: int = 0) -> None:
-        self.epoch = epoch
+        self.epochs: dict[str, int] = {"": epoch} if epoch else {}
         self._sent: set[str] = set()
         self.refused_stale = 0
         self.refused_duplicate = 0
 
-    def fence(self, epoch: int) -> bool:
-        """True when `epoch` may act; raises the floor when it is newer."""
-        if epoch < self.epoch:
+    @property
+    def epoch(self) -> int:
+        """The newest epoch seen from any group (what a heartbeat reply reports)."""
+        return max(self.epochs.values(), default=0)
+
+    def fence(self, epoch: int, group: str = "") -> bool:
+        """True when `epoch` may act for `group`; raises the group's floor when it is newer."""
+        floor = self.epochs.get(group, 0)
+        if epoch < floor:
             self.refused_stale += 1
             return False
-        if epoch > self.epoch:
-            self.epoch = epoch
+        if epoch > floor:
+            self.epochs[group] = epoch
         return True
 
-    def admit_submit(self, epoch: int, client_order_id: str) -> Admit:
-        if not self.fence(epoch):
+    def admit_submit(self, epoch: int, client_order_id: str, group: str = "") -> Admit:
+        if not self.fence(epoch, group):
             return Admit.STALE_EPOCH
         if client_order_id in self._sent:
             self.refused_duplicate += 1

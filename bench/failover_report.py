@@ -21,7 +21,7 @@ import time
 import numpy as np
 
 from node.client import AsyncExecutionClient
-from node.config import EngineConfig, load_config
+from node.config import DEFAULT_GROUP, EngineConfig, load_config
 from node.messages import Signal
 
 
@@ -101,7 +101,7 @@ async def run_failovers(runtime, kills: int, rate: float, gap_s: float = 1.5, pr
         await asyncio.sleep(1.0)
 
     stats = await loop.run_in_executor(None, runtime.stats)
-    first = stats["broker"]["first_submit_ns"]
+    first = stats["broker"]["first_submit_ns"].get(DEFAULT_GROUP, {})
     failover_ms = []
     for t_kill, epoch in kill_times:
         nxt = min((e for e in first if int(e) > epoch), default=None, key=int)

@@ -11,6 +11,13 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
+from node.config import DEFAULT_GROUP
+
+
+def checkpoint_key(node_id: str, group: str) -> str:
+    """The Redis key of an engine group's checkpoint (one per group: groups move independently)."""
+    return node_id + (".engine.checkpoint" if group == DEFAULT_GROUP else ".engine." + group + ".checkpoint")
+
 
 class EntryCheckpoint:
     def __init__(self, position: str = "0") -> None:

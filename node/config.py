@@ -103,6 +103,38 @@ class BrokerConfig(msgspec.Struct, **_BASE):
     paper: PaperVenueConfig = PaperVenueConfig()
     exchange_endpoint: str = ""
     lean: LeanBridgeConfig = LeanBridgeConfig()
+    #: brokers with the same account see the same orders (two adapters in front of one account):
+    #: a failover between them asks the new one and re-drives; between different accounts, orders
+    #: left unanswered at the lost one are never sent again (they stay UNKNOWN, BROKER_LOST).
+    #: Default: the exchange endpoint for paper-remote, else the broker's own name.
+    account: str = ""
+
+    @property
+    def account_id(self) -> str:
+        if self.account:
+            return self.account
+        if self.kind == "paper-remote" and self.exchange_endpoint:
+            return "exchange@" + self.exchange_endpoint
+        return "broker:" + self.name
+
+
+class EngineGroupConfig(msgspec.Struct, **_BASE):
+    """One lane of execution: its engines in priority order (the first leads, the others are hot
+    standbys) and the brokers it may use in priority order (the first is active; the next takes
+    over when it dies). Each group has its own epoch, fenced per group at every broker."""
+
+    name: Annotated[str, msgspec.Meta(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")]
+    engines: list[EngineConfig]
+    brokers: list[str] = []  # names from `brokers`; empty: every broker, in their order
+
+
+class RouteConfig(msgspec.Struct, **_BASE):
+    """Signals of these strategies (exact ids, or a prefix ending in `*`) and/or these symbols go to
+    `group`. An empty list matches everything; the first route that matches wins."""
+
+    group: str
+    strategies: list[str] = []
+    symbols: list[str] = []
 
 
 class StorageConfig(msgspec.Struct, **_BASE):
@@ -143,10 +175,60 @@ class NodeConfig(msgspec.Struct, **_BASE):
     equity_usd: PositiveFloat = 1_000_000.0  # account equity the percentage limits refer to
     engines: list[EngineConfig] = msgspec.field(default_factory=lambda: [EngineConfig()])  # priority order
     broker: BrokerConfig = BrokerConfig()
+    #: several brokers (priority order); empty: just `broker`. See `broker_list()`.
+    brokers: list[BrokerConfig] = []
+    #: engine groups; empty: one group "default" of `engines` over every broker. See `group_list()`.
+    groups: list[EngineGroupConfig] = []
+    routes: list[RouteConfig] = []  # strategy / symbol -> group; no match: the first group
+    reject_unrouted: bool = False  # no route matches: REJECTED NO_ROUTE instead of the first group
     storage: StorageConfig = StorageConfig()
     api: ApiConfig = ApiConfig()
     heartbeat_interval_ms: PositiveInt = 20  # engines -> supervisor, over ZeroMQ
     heartbeat_misses: PositiveInt = 3  # silent this many intervals in a row = dead: fail over
+    #: a broker adapter silent this long (supervisor pings over ZeroMQ) = dead: its groups move to
+    #: their next broker. Longer than the engines' limit: a move between accounts strands orders.
+    broker_dead_ms: PositiveInt = 500
+
+    def __post_init__(self) -> None:
+        brokers = {b.name for b in self.broker_list()}
+        if len(brokers) != len(self.broker_list()):
+            raise ValueError("brokers: two brokers share a name")
+        groups = self.group_list()
+        names = [g.name for g in groups]
+        if len(set(names)) != len(names):
+            raise ValueError("groups: two groups share a name")
+        engines = [e.name for g in groups for e in g.engines]
+        if len(set(engines)) != len(engines):
+            raise ValueError("groups: an engine name is used twice")
+        for g in groups:
+            if not g.engines:
+                raise ValueError("groups." + g.name + ": no engines")
+            for b in g.brokers:
+                if b not in brokers:
+                    raise ValueError("groups." + g.name + ": unknown broker " + repr(b))
+        for r in self.routes:
+            if r.group not in names:
+                raise ValueError("routes: unknown group " + repr(r.group))
+
+    def broker_list(self) -> list[BrokerConfig]:
+        """Every broker adapter, in priority order."""
+        return list(self.brokers) if self.brokers else [self.broker]
+
+    def group_list(self) -> list[EngineGroupConfig]:
+        """Every engine group; the first takes unrouted signals."""
+        if self.groups:
+            return list(self.groups)
+        return [EngineGroupConfig(name=DEFAULT_GROUP, engines=list(self.engines))]
+
+    def group_brokers(self, group: EngineGroupConfig) -> list[BrokerConfig]:
+        by_name = {b.name: b for b in self.broker_list()}
+        return [by_name[n] for n in group.brokers] if group.brokers else self.broker_list()
+
+    def engine_list(self) -> list[EngineConfig]:
+        return [e for g in self.group_list() for e in g.engines]
+
+
+DEFAULT_GROUP = "default"
 
 
 def parse_keys(text: str) -> dict[str, str]:

@@ -114,11 +114,13 @@ class SignalGate:
         intake: IntakeConfig,
         risk: RiskCheck | None = None,
         clock_ns: Callable[[], int] | None = None,
+        route: Callable[[str, str], str | None] | None = None,
     ) -> None:
         self._verifier = Verifier(signing.keys, signing.timestamp_window_ms)
         self._memory: DedupeMemory[Reply] = DedupeMemory(signing.dedupe_window_secs, signing.dedupe_max_entries)
         self._max_frame = intake.max_frame_bytes
         self._risk = risk or NoRisk()
+        self._route = route  # (strategy_id, symbol) -> engine group, None: refused (NO_ROUTE)
         self.counts: dict[str, int] = {}
 
     @property
@@ -167,6 +169,9 @@ class SignalGate:
         rules = order_rule_violations(sig)
         if rules:
             return self._refuse(rid, rules)
+        if self._route is not None and self._route(sig.strategy_id, sig.symbol) is None:
+            return self._refuse(rid, [Reason.NO_ROUTE], "no route for strategy " + repr(sig.strategy_id)
+                                + " on " + repr(sig.symbol))
         digest = payload_digest(env.payload)
         known, previous = self._memory.lookup(rid, digest)
         if known:

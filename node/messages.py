@@ -197,12 +197,14 @@ class SubmitOrder(msgspec.Struct, frozen=True, array_like=True, gc=False, tag="s
     epoch: int
     engine: str
     intent: OrderIntent
+    group: str = ""  # the engine group: the broker fences epochs per group
 
 
 class CancelOrder(msgspec.Struct, frozen=True, array_like=True, gc=False, tag="cancel"):
     epoch: int
     engine: str
     client_order_id: str
+    group: str = ""
 
 
 class QueryOrders(msgspec.Struct, frozen=True, array_like=True, gc=False, tag="query"):
@@ -214,6 +216,10 @@ class QueryOrders(msgspec.Struct, frozen=True, array_like=True, gc=False, tag="q
     engine: str
     since_ns: int = 0
     client_order_ids: list[str] = []  # also these, whatever their age (what the asker holds open)
+    group: str = ""
+    #: the asker takes over the reports of the group's orders (a new leader); False: only look
+    #: (a broker adapter that starts as a standby in front of a shared venue)
+    take_over: bool = True
 
 
 class Heartbeat(msgspec.Struct, frozen=True, array_like=True, gc=False, tag="hb"):

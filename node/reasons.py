@@ -54,10 +54,15 @@ class Reason(StrEnum):
     OVERLOADED = "OVERLOADED"
     STORE_UNAVAILABLE = "STORE_UNAVAILABLE"  # cannot persist, so cannot accept
     NO_ENGINE = "NO_ENGINE"
+    NO_ROUTE = "NO_ROUTE"  # no route names a group for this strategy / symbol (reject_unrouted)
     INTERNAL = "INTERNAL"
     # broker side
     STALE_EPOCH = "STALE_EPOCH"
     DUPLICATE_CLIENT_ORDER_ID = "DUPLICATE_CLIENT_ORDER_ID"
+    UNKNOWN_GROUP = "UNKNOWN_GROUP"  # a command naming no configured engine group: never fenced, so refused
     VENUE_REJECT = "VENUE_REJECT"
     VENUE_UNAVAILABLE = "VENUE_UNAVAILABLE"
     TIMEOUT = "TIMEOUT"
+    #: sent to a broker that died before answering, the group moved to a broker of another account:
+    #: never sent again; UNKNOWN until that broker's word comes back
+    BROKER_LOST = "BROKER_LOST"

@@ -11,11 +11,14 @@ from collections import OrderedDict
 
 import msgspec
 
-from node.messages import ExecutionReport, OrderIntent, OrderSnapshot, SignalAccepted
+from node.messages import ExecKind, ExecutionReport, OrderIntent, OrderSnapshot, SignalAccepted
 from node.orders import DONE_STATES, STATE_OF_KIND, Applied, Order, OrderState, apply_report, client_order_id_for
+from node.reasons import Reason
 
 _replace = msgspec.structs.replace
 _UNANSWERED = frozenset({OrderState.PENDING, OrderState.SUBMITTED, OrderState.UNKNOWN})
+_SENT_UNANSWERED = frozenset({OrderState.SUBMITTED, OrderState.UNKNOWN})
+BROKER_LOST = Reason.BROKER_LOST.value
 
 
 def intent_for(acc: SignalAccepted) -> OrderIntent:
@@ -63,7 +66,24 @@ class NativeOrderManager:
     def pending(self) -> list[OrderIntent]:
         """Orders with no broker answer yet (never sent, sent unanswered, or UNKNOWN), oldest first:
         what a new leader must look up at the broker and re-drive if the broker does not have them."""
-        return [o.intent for o in self.orders.values() if o.state in _UNANSWERED]
+        return [o.intent for o in self.orders.values() if o.state in _UNANSWERED and o.reason != BROKER_LOST]
+
+    def strand(self) -> list[ExecutionReport]:
+        """The broker these orders went to is gone and its successor keeps another account: every
+        order sent and unanswered becomes UNKNOWN (BROKER_LOST) and is never sent again; the
+        reports to publish. Orders never sent (PENDING) stay re-drivable."""
+        out = []
+        for coid, order in self.orders.items():
+            if order.state in _SENT_UNANSWERED and order.reason != BROKER_LOST:
+                order.state = OrderState.UNKNOWN
+                order.reason = BROKER_LOST
+                intent = order.intent
+                out.append(ExecutionReport(
+                    kind=ExecKind.UNKNOWN, client_order_id=coid, symbol=intent.symbol, side=intent.side,
+                    cum_qty=order.cum_qty, reason=BROKER_LOST, strategy_id=intent.strategy_id,
+                    request_id=intent.request_id, signal_id=intent.signal_id,
+                ))
+        return out
 
     def unsubmit(self, client_order_id: str) -> None:
         """The send was refused before reaching the venue (fencing): known, not sent."""

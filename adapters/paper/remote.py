@@ -76,10 +76,15 @@ class RemoteVenue:
     def next_due_ns(self) -> int | None:
         return None
 
-    def snapshot(self) -> list[OrderSnapshot]:
+    def sent_ids(self) -> list[str]:
+        """The ids the exchange has, asked without taking over their reports (an adapter starting
+        beside another one in front of the same exchange must not steal the other's reports)."""
+        return [s.client_order_id for s in self.snapshot(take_over=False)]
+
+    def snapshot(self, take_over: bool = True) -> list[OrderSnapshot]:
         """Every order the venue has (a blocking round trip; reports that arrive meanwhile are
-        kept for the next `advance`)."""
-        self.socket.send(encode(QueryOrders(0, _ADAPTER)))
+        kept for the next `advance`). The exchange sends this adapter the reports from now on."""
+        self.socket.send(encode(QueryOrders(0, _ADAPTER, take_over=take_over)))
         deadline = time.monotonic() + self._timeout_s
         while time.monotonic() < deadline:
             if not self.socket.poll(100):

@@ -57,9 +57,16 @@ def test_a_fenced_engine_cannot_trade(node):
     dealer.connect(node.registry["broker"])
     intent = OrderIntent(client_order_id="NAE-zombie-0", signal_id="z", request_id="z", strategy_id="z",
                          symbol="AAPL", side=Side.BUY, order_type=OrderType.MARKET, quantity=1.0)
-    dealer.send(encode(SubmitOrder(1, "zombie", intent)))  # epoch 1: long fenced
+    dealer.send(encode(SubmitOrder(1, "zombie", intent, "default")))  # epoch 1: long fenced
+    assert dealer.poll(5000)
+    rep = broker_event_decoder.decode(dealer.recv())
+    assert rep.kind == "REJECTED" and rep.reason == "STALE_EPOCH"
+    # a command naming no configured group would dodge every group's fence: refused as well
+    stray = msgspec.structs.replace(intent, client_order_id="NAE-zombie-1")
+    dealer.send(encode(SubmitOrder(99, "zombie", stray)))
     assert dealer.poll(5000)
     rep = broker_event_decoder.decode(dealer.recv())
     dealer.close(0)
-    assert rep.kind == "REJECTED" and rep.reason == "STALE_EPOCH"
-    assert "NAE-zombie-0" not in {o.client_order_id for o in node.call("broker", "orders")}
+    assert rep.kind == "REJECTED" and rep.reason == "UNKNOWN_GROUP"
+    ids = {o.client_order_id for o in node.call("broker", "orders")}
+    assert "NAE-zombie-0" not in ids and "NAE-zombie-1" not in ids

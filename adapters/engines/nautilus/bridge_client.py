@@ -102,6 +102,7 @@ class BridgeExecClientConfig(LiveExecClientConfig, frozen=True, kw_only=True):
     broker_endpoint: str
     engine_name: str = "nautilus"
     epoch: int = 1
+    group: str = "default"
     venue: str = "NAE"
     symbols: list[str] = []
     price_precision: int = 2
@@ -152,6 +153,7 @@ class BridgeExecutionClient(LiveExecutionClient):
         self._cfg = config
         self._epoch = config.epoch
         self._engine = config.engine_name
+        self._group = config.group
         self._dealer: zmq.asyncio.Socket | None = None
         self._ctx: zmq.asyncio.Context | None = None
         self._seen_exec_ids: set[str] = set()
@@ -225,7 +227,7 @@ class BridgeExecutionClient(LiveExecutionClient):
         )
         now = self._clock.timestamp_ns()
         try:
-            self._dealer.send(encode(SubmitOrder(self._epoch, self._engine, intent)), zmq.NOBLOCK)
+            self._dealer.send(encode(SubmitOrder(self._epoch, self._engine, intent, self._group)), zmq.NOBLOCK)
         except (zmq.ZMQError, AttributeError) as exc:
             # nothing left the process: the broker cannot have it, so a rejection is the truth
             self.generate_order_rejected(
@@ -237,11 +239,11 @@ class BridgeExecutionClient(LiveExecutionClient):
 
     async def _cancel_order(self, command: NtCancelOrder) -> None:
         if self._dealer is not None:
-            self._dealer.send(encode(CancelOrder(self._epoch, self._engine, command.client_order_id.value)))
+            self._dealer.send(encode(CancelOrder(self._epoch, self._engine, command.client_order_id.value, self._group)))
 
     async def _cancel_all_orders(self, command) -> None:  # noqa: ANN001 - Nautilus command type
         for order in self._cache.orders_open(venue=self.venue):
-            self._dealer.send(encode(CancelOrder(self._epoch, self._engine, order.client_order_id.value)))
+            self._dealer.send(encode(CancelOrder(self._epoch, self._engine, order.client_order_id.value, self._group)))
 
     # ---------------------------------------------------------------- reports in
 
@@ -354,7 +356,7 @@ class BridgeExecutionClient(LiveExecutionClient):
         first = not self._query_waiters
         self._query_waiters.append(fut)
         if first:
-            self._dealer.send(encode(QueryOrders(self._epoch, self._engine)))
+            self._dealer.send(encode(QueryOrders(self._epoch, self._engine, group=self._group)))
         try:
             return await asyncio.wait_for(fut, self._cfg.query_timeout_ms / 1000.0)
         except asyncio.TimeoutError:

@@ -29,6 +29,7 @@ class NautilusEngineConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unk
 
     engine_name: str = "nautilus"
     epoch: NonNegInt = 1
+    group: str = "default"  # the node's engine group: the broker fences epochs per group
     bind_host: str = "127.0.0.1"
     trader_id: str = "NAE-001"
     #: the Nautilus venue the equities are listed on, and the exec client's name

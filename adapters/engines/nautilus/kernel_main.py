@@ -63,6 +63,7 @@ def _node_config(cfg: NautilusEngineConfig, broker_endpoint: str):  # noqa: ANN2
                 broker_endpoint=broker_endpoint,
                 engine_name=cfg.engine_name,
                 epoch=cfg.epoch,
+                group=cfg.group,
                 venue=cfg.venue,
                 symbols=list(cfg.symbols),
                 price_precision=cfg.price_precision,
