@@ -421,6 +421,50 @@ class EngineHost(LoopService):
 
         return self.call_on_loop(run, timeout_s=90)
 
+    def settle_stranded(self, endpoint: str) -> dict:
+        """The lost broker is back (a new adapter on its address, in front of the same account): ask
+        it about the orders stranded there, take its word for what it has, and re-drive to the
+        current broker what it never got (its old process, and what it held, are gone)."""
+
+        def run() -> dict:
+            ids = self.manager.stranded_ids()
+            if not ids or self.role != "leader":
+                return {"role": self.role, "stranded": len(ids)}
+            report = self._ask(endpoint, QueryOrders(self.epoch, self._engine_name, self._clock_ns(), ids,
+                                                     self.group, take_over=False))
+            wanted = set(ids)
+            found = {s.client_order_id: s for s in report.orders if s.client_order_id in wanted}
+            for coid in ids:
+                snap = found.get(coid)
+                if snap is None:
+                    self.manager.unstrand(coid)
+                else:
+                    recovered = self.manager.adopt(snap)
+                    if recovered is not None:
+                        self._publish(recovered)
+            self._sweep_fills([f for f in report.fills if f.client_order_id in wanted])
+            before = self.recovered_submitted
+            self._recover_in_flight()  # the current broker: what it lacks of the unstranded is sent
+            self.stranded -= len(ids)
+            return {"role": self.role, "found": len(found), "redriven": self.recovered_submitted - before}
+
+        return self.call_on_loop(run, timeout_s=60)
+
+    def _ask(self, endpoint: str, query: QueryOrders) -> OrdersReport:
+        sock = tune(self._ctx.socket(zmq.DEALER))
+        sock.connect(endpoint)
+        try:
+            sock.send(encode(query))
+            deadline = time.monotonic() + _QUERY_TIMEOUT_MS / 1000
+            while time.monotonic() < deadline:
+                if sock.poll(100):
+                    msg = broker_event_decoder.decode(sock.recv())
+                    if type(msg) is OrdersReport:
+                        return msg
+            raise TimeoutError(self.name + ": the broker at " + endpoint + " did not list its orders in time")
+        finally:
+            sock.close(0)
+
     def demote(self) -> None:
         """Stop submitting (a manual failover away from this engine); it follows the new leader."""
 

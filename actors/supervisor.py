@@ -106,6 +106,7 @@ class Supervisor:
         self._broker_seen: dict[str, int] = {}  # broker -> last heartbeat answer (ns)
         self._broker_dead_ns = cfg.broker_dead_ms * 1_000_000
         self._broker_handling: set[str] = set()
+        self._failing: set[str] = set()  # groups whose leader failover is under way
         self.restarts: list[dict] = []
         self.failovers: list[dict] = []
         self.broker_failovers: list[dict] = []
@@ -289,31 +290,44 @@ class Supervisor:
                         now = time.time_ns()
                         self._last_hb[beat.sender] = (now, beat.role, beat.epoch)
                         lane = self._lane_of.get(beat.sender)
-                        if (lane is not None and beat.sender == lane.leader and beat.role == "leader"
-                                and beat.epoch == lane.epoch):
+                        # the leader leading (its epoch may lag the lane's for the moment a
+                        # promotion or a broker move is on its way to it)
+                        if lane is not None and beat.sender == lane.leader and beat.role == "leader":
                             lane.leader_seen_ns = now
                 now = time.time_ns()
                 for name in pings.exchange(now):
                     self._broker_seen[name] = now
-                acted = False
                 for lane in self.lanes.values():
                     if now - max(lane.leader_seen_ns, listening_since) > self._hb_dead_ns and not self._stopping.is_set():
-                        self._fail_over_dead_leader(lane, now)
-                        acted = True
+                        self._on_leader_silent(lane, now)
                 for name, seen in list(self._broker_seen.items()):
                     if now - max(seen, listening_since) > self._broker_dead_ns and not self._stopping.is_set():
                         self._on_broker_silent(name)
-                if acted:  # a failover blocked this loop: beats meanwhile were not read yet
-                    listening_since = time.time_ns()
         finally:
             pings.close()
             hb.close(0)
 
-    def _fail_over_dead_leader(self, lane: Lane, detected_ns: int) -> None:
-        try:
-            self.failover(reason="heartbeat", detected_ns=detected_ns, group=lane.name)
-        except Exception:  # noqa: BLE001 - no standby yet: try again on the next beat
-            lane.leader_seen_ns = detected_ns - self._hb_dead_ns + self._hb_interval_ns
+    def _on_leader_silent(self, lane: Lane, detected_ns: int) -> None:
+        """Fail the group's silent leader over on a thread of its own, so this loop keeps reading
+        beats; the decision is checked again under the lock (another path may have acted, or the
+        leader spoken, meanwhile). Once at a time per group."""
+        if lane.name in self._failing:
+            return
+        self._failing.add(lane.name)
+        leader = lane.leader
+
+        def run() -> None:
+            try:
+                with self._lock:
+                    if lane.leader != leader or time.time_ns() - lane.leader_seen_ns <= self._hb_dead_ns:
+                        return
+                    self.failover(reason="heartbeat", detected_ns=detected_ns, group=lane.name)
+            except Exception:  # noqa: BLE001 - no standby yet: try again a beat later
+                lane.leader_seen_ns = time.time_ns() - self._hb_dead_ns + self._hb_interval_ns
+            finally:
+                self._failing.discard(lane.name)
+
+        threading.Thread(target=run, name="supervisor-failover-" + lane.name, daemon=True).start()
 
     # ---------------------------------------------------------------- broker failover
 
@@ -384,7 +398,7 @@ class Supervisor:
                 return  # stopping, or already replaced
             if reason == "heartbeat" and time.time_ns() - self._broker_seen.get(name, 0) <= self._broker_dead_ns:
                 return  # it answered meanwhile
-            stay = []
+            stay, moved = [], []
             for lane in self.lanes.values():
                 if lane.broker != name:
                     continue
@@ -393,10 +407,17 @@ class Supervisor:
                     stay.append(lane)
                     continue
                 try:
-                    self._move_lane(lane, target, reason="broker " + name + " died (" + reason + ")")
+                    moved.append(self._move_lane(lane, target, reason="broker " + name + " died (" + reason + ")"))
                 except Exception as exc:  # noqa: BLE001 - the leader's next failover recovers
                     self._record("broker_failover_error", {"group": lane.name, "error": str(exc)[:200]})
             self.restart_broker(reason="died", name=name, resync_lanes=stay)
+            for event in moved:  # across accounts: the adapter is back, ask it about the stranded
+                if not event["same_account"] and event["stranded"]:
+                    try:
+                        event["settled"] = self.call("engine:" + self.lanes[event["group"]].leader,
+                                                     "settle_stranded", self._registry["broker:" + name])
+                    except Exception as exc:  # noqa: BLE001 - they stay UNKNOWN, for the operator
+                        event["settled"] = {"error": type(exc).__name__ + ": " + str(exc).splitlines()[0][:200]}
 
     # ---------------------------------------------------------------- validator restarts
 
@@ -577,11 +598,12 @@ class Supervisor:
             actor = self._actors.get("engine:" + leader)
             if actor is None or _answers(actor):
                 continue
-            if lane.leader == leader and not self._stopping.is_set():
-                try:
-                    self.failover(reason="ray", detected_ns=time.time_ns(), group=lane.name)
-                except Exception:  # noqa: BLE001 - no standby yet: the heartbeat path retries
-                    pass
+            try:
+                with self._lock:  # still the leader once the lock is ours (a heartbeat failover may have won)
+                    if lane.leader == leader and not self._stopping.is_set():
+                        self.failover(reason="ray", detected_ns=time.time_ns(), group=lane.name)
+            except Exception:  # noqa: BLE001 - no standby yet: the heartbeat path retries
+                pass
 
     def _watch_loop(self) -> None:
         """The validator and the broker adapters: polled over Ray; a dead validator is restarted on

@@ -85,6 +85,16 @@ class NativeOrderManager:
                 ))
         return out
 
+    def stranded_ids(self) -> list[str]:
+        return [coid for coid, o in self.orders.items() if o.state is OrderState.UNKNOWN and o.reason == BROKER_LOST]
+
+    def unstrand(self, client_order_id: str) -> None:
+        """The lost broker, asked again, never had it: known, not sent (re-drivable)."""
+        order = self.orders.get(client_order_id)
+        if order is not None and order.state is OrderState.UNKNOWN and order.reason == BROKER_LOST:
+            order.state = OrderState.PENDING
+            order.reason = ""
+
     def unsubmit(self, client_order_id: str) -> None:
         """The send was refused before reaching the venue (fencing): known, not sent."""
         order = self.orders.get(client_order_id)
