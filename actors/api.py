@@ -14,7 +14,8 @@
   `X-Admin-Token` (403 when no token is configured or it does not match):
   `/admin/kill` and `/admin/unkill` (`{"strategy_id"?}`), `/admin/pause/{strategy_id}`,
   `/admin/resume/{strategy_id}`, `/admin/state` (`{"state", "strategy_id"?}`), `/admin/breaker/reset`
-  (`{"name"}`), `/admin/failover` (`{"to"?}`), `/admin/failback`; the older spellings
+  (`{"name"}`), `/admin/failover` (`{"to"?, "group"?}`), `/admin/failback` (`{"group"?}`),
+  `/admin/broker-failover` (`{"group"?, "to"?}`); the older spellings
   `/admin/{pause,resume,reset-breaker}` with a JSON body still work.
 
 Control-plane calls (stats, admin) block on Ray, so they run on a small thread pool, never on the

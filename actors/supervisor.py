@@ -396,8 +396,14 @@ class Supervisor:
         with self._lock:
             if self._stopping.is_set() or actor is None or self._actors.get("broker:" + name) is not actor:
                 return  # stopping, or already replaced
-            if reason == "heartbeat" and time.time_ns() - self._broker_seen.get(name, 0) <= self._broker_dead_ns:
-                return  # it answered meanwhile
+            if reason == "heartbeat":
+                silent_ns = time.time_ns() - self._broker_seen.get(name, 0)
+                if silent_ns <= self._broker_dead_ns:
+                    return  # it answered meanwhile
+                # silent: gone for certain when Ray says so; a process that still answers Ray is
+                # only slow (a loaded machine) or stuck, and gets four times as long
+                if _state(actor, timeout_s=0.5) != "dead" and silent_ns <= 4 * self._broker_dead_ns:
+                    return
             stay, moved = [], []
             for lane in self.lanes.values():
                 if lane.broker != name:
@@ -596,7 +602,7 @@ class Supervisor:
         for lane in list(self.lanes.values()):
             leader = lane.leader
             actor = self._actors.get("engine:" + leader)
-            if actor is None or _answers(actor):
+            if actor is None or _state(actor) != "dead":  # slow or stuck: the heartbeats' call
                 continue
             try:
                 with self._lock:  # still the leader once the lock is ours (a heartbeat failover may have won)
@@ -618,7 +624,7 @@ class Supervisor:
                     pass
             for name in self._brokers:
                 actor = self._actors.get("broker:" + name)
-                if actor is not None and not _answers(actor):
+                if actor is not None and _state(actor) == "dead":  # a slow one is the heartbeat's call
                     try:
                         self._broker_died(name, actor, "ray")
                     except Exception:  # noqa: BLE001 - try again next round
@@ -671,11 +677,17 @@ class _BrokerPings:
 
 
 def _answers(actor: Any) -> bool:
+    return _state(actor) == "up"
+
+
+def _state(actor: Any, timeout_s: float = 2.0) -> str:
+    """"up", "dead" (Ray says the actor died) or "slow" (no answer in time: maybe a loaded machine)."""
     try:
-        ray.get(actor.alive.remote(), timeout=2)
-        return True
-    except Exception:  # noqa: BLE001 - any failure to answer is a death to act on
-        return False
+        return "up" if ray.get(actor.alive.remote(), timeout=timeout_s) else "dead"
+    except ray.exceptions.GetTimeoutError:
+        return "slow"
+    except Exception:  # noqa: BLE001 - ActorDiedError, ActorUnavailableError, ...: gone
+        return "dead"
 
 
 def _kill_and_wait(actor: Any, timeout_s: float = 10.0) -> None:

@@ -212,7 +212,13 @@ def cmd_failover(args: argparse.Namespace) -> int:
 
     sup = _supervisor(load_config(args.config))
     try:
-        event = ray.get(sup.failover.remote(args.to) if args.command == "failover" else sup.failback.remote(), timeout=60)
+        if args.command == "failover":
+            ref = sup.failover.remote(args.to, "manual", 0, args.group)
+        elif args.command == "failback":
+            ref = sup.failback.remote(args.group)
+        else:
+            ref = sup.broker_failover.remote(args.group, args.to)
+        event = ray.get(ref, timeout=120)
     except ray.exceptions.RayTaskError as exc:
         return _die(args.command + " failed: " + str(exc.cause if hasattr(exc, "cause") else exc).splitlines()[0])
     print(json.dumps(event))
@@ -310,9 +316,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     fo = sub.add_parser("failover", help="make another engine the leader (new epoch)")
     fo.add_argument("--to", help="engine name (default: the freshest standby by priority)")
+    fo.add_argument("--group", help="engine group (default: the engine's, else the first)")
     fo.set_defaults(func=cmd_failover)
     fb = sub.add_parser("failback", help="back to the engine of highest priority")
+    fb.add_argument("--group", help="engine group (default: the first)")
     fb.set_defaults(func=cmd_failover)
+    bf = sub.add_parser("broker-failover", help="move an engine group to another broker (new epoch)")
+    bf.add_argument("--to", help="broker name (default: the group's next live broker by priority)")
+    bf.add_argument("--group", help="engine group (default: the first)")
+    bf.set_defaults(func=cmd_failover)
     st = sub.add_parser("status", help="every actor's counters, the epoch, the failover log")
     st.set_defaults(func=cmd_status)
     ad = sub.add_parser("admin", help="risk controls: kill switch, pause, trading state, breakers")

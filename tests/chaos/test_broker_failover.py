@@ -80,7 +80,7 @@ def run_with_kill(cfg, n: int, kill_at: int, settled: bool = False):
 
 def test_adapter_failover_on_one_account_executes_every_acked_signal_once(ray_session, make_config, exchanges):
     venue = exchanges[0]
-    cfg = make_config(engines=[EngineConfig(name="a"), EngineConfig(name="b")], brokers=[
+    cfg = make_config(heartbeat_misses=10, engines=[EngineConfig(name="a"), EngineConfig(name="b")], brokers=[
         BrokerConfig(name="pa", kind="paper-remote", exchange_endpoint=venue),
         BrokerConfig(name="pb", kind="paper-remote", exchange_endpoint=venue),
     ])
@@ -110,7 +110,7 @@ def stranded_reports(cfg) -> set[str]:
 
 def test_failover_to_another_account_never_sends_an_order_twice(ray_session, make_config, exchanges):
     first, second = exchanges
-    cfg = make_config(engines=[EngineConfig(name="a"), EngineConfig(name="b")], brokers=[
+    cfg = make_config(heartbeat_misses=10, engines=[EngineConfig(name="a"), EngineConfig(name="b")], brokers=[
         BrokerConfig(name="pa", kind="paper-remote", exchange_endpoint=first),
         BrokerConfig(name="pb", kind="paper-remote", exchange_endpoint=second),
     ])

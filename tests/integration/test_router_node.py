@@ -22,12 +22,13 @@ def node(ray_session, make_config):
     cfg = make_config(
         brokers=[BrokerConfig(name="pa"), BrokerConfig(name="pb")],
         groups=[
-            EngineGroupConfig(name="eq", engines=[EngineConfig(name="a"), EngineConfig(name="b")], brokers=["pa"]),
+            EngineGroupConfig(name="eq", engines=[EngineConfig(name="a"), EngineConfig(name="b")], brokers=["pa", "pb"]),
             EngineGroupConfig(name="etf", engines=[EngineConfig(name="c"), EngineConfig(name="d")], brokers=["pb"]),
         ],
         routes=[RouteConfig(group="etf", symbols=["SPY", "QQQ"]), RouteConfig(group="etf", strategies=["idx-*"]),
                 RouteConfig(group="eq", strategies=["eq-*"])],
         reject_unrouted=True,
+        heartbeat_misses=10,  # about routing, not detection speed: no false failover on a loaded machine
     )
     runtime = NodeRuntime(cfg, quiet)
     runtime.start()
@@ -78,10 +79,30 @@ def test_killing_one_groups_leader_fails_over_that_group_only(node):
     wait_for(lambda: node.stats()["supervisor"]["groups"]["etf"]["leader"] == "d")
     groups = node.stats()["supervisor"]["groups"]
     assert groups["etf"]["epoch"] == before["etf"]["epoch"] + 1
-    assert groups["eq"] == before["eq"], "the other group is untouched"
+    assert groups["eq"] == before["eq"], ("the other group is untouched", node.stats()["supervisor"]["failovers"])
     after = send(node, "idx-2", "QQQ", 10) + send(node, "eq-2", "NVDA", 10)
     assert all(r.status == "ACCEPTED" for r in after)
     ids = {client_order_id_for(signal_id_for(r.request_id)) for r in after}
     wait_for(lambda: ids <= orders_at(node, "pa") | orders_at(node, "pb"))
     epochs = node.stats()["broker:pb"]["epochs"]
     assert epochs == {"etf": groups["etf"]["epoch"]}, epochs
+
+
+def test_manual_broker_failover_moves_one_group_and_each_group_is_fenced_on_its_own(node):
+    stats = node.stats()
+    before = stats["supervisor"]["groups"]
+    assert not stats["supervisor"]["broker_failovers"], stats["supervisor"]["broker_failovers"]
+    event = node.call_supervisor("broker_failover", "eq")
+    assert (event["from"], event["to"], event["same_account"]) == ("pa", "pb", False), event
+    groups = node.stats()["supervisor"]["groups"]
+    assert groups["eq"]["broker"] == "pb" and groups["eq"]["epoch"] == before["eq"]["epoch"] + 1
+    assert groups["etf"] == before["etf"]
+    moved = send(node, "eq-3", "TSLA", 10)
+    assert all(r.status == "ACCEPTED" for r in moved)
+    ids = {client_order_id_for(signal_id_for(r.request_id)) for r in moved}
+    wait_for(lambda: ids <= orders_at(node, "pb"))
+    assert not ids & orders_at(node, "pa")
+    # pb now serves both groups, each fenced at its own epoch
+    assert node.stats()["broker:pb"]["epochs"] == {"eq": groups["eq"]["epoch"], "etf": groups["etf"]["epoch"]}
+    with pytest.raises(Exception, match="no broker"):
+        node.call_supervisor("broker_failover", "etf", "pa")
