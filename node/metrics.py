@@ -13,7 +13,8 @@ Names (all `nae_*`; every per-actor series carries `actor="validator" | "broker"
 - the validator's `reasons` -> `nae_rejections_total{reason=...}` (and `retry` -> `nae_signal_retries_total`);
 - any other number -> gauge `nae_<kind>_<field>`; booleans are 0/1; strings and nested values are skipped;
 - `nae_actor_up{actor}`, and from the supervisor: `nae_epoch`, `nae_leader_info{engine}`,
-  `nae_failovers_total`, `nae_restarts_total{role}`.
+  `nae_failovers_total`, `nae_broker_failovers_total`, `nae_restarts_total{role}`, and per engine
+  group `nae_group_epoch{group}`, `nae_group_leader_info{group,engine}`, `nae_group_broker_info{group,broker}`.
 """
 
 from __future__ import annotations
@@ -33,8 +34,9 @@ COUNTER = "counter"
 GAUGE = "gauge"
 PREFIX = "nae_"
 
-#: roles that are not actors (the supervisor's own entry, and the alias of the leading engine)
-_NOT_ACTORS = frozenset({"supervisor", "engine"})
+#: roles that are not actors (the supervisor's own entry, and the aliases of the first group's
+#: leading engine and active broker: they are reported under their own names)
+_NOT_ACTORS = frozenset({"supervisor", "engine", "broker"})
 _QUANTILES = (("_p50_us", "0.5"), ("_p99_us", "0.99"))
 _GATE_EVENTS = {"retry": ("signal_retries", "Retries of an answered request_id (answered again, no new order)")}
 _RESTART_ROLES = ("validator", "broker")
@@ -70,6 +72,8 @@ FIELDS: dict[str, dict[str, tuple[str, str, str]]] = {
         "events_dropped": ("engine_events_dropped", COUNTER, "Reports not published"),
         "relayed": ("engine_relayed", COUNTER, "Signals relayed to the engine's kernel process"),
         "replayed": ("engine_replayed", COUNTER, "Signals replayed from the log"),
+        "stranded": ("orders_stranded", GAUGE, "Orders UNKNOWN (BROKER_LOST) at a broker the group moved away from"),
+        "broker_switches": ("engine_broker_switches", COUNTER, "Broker failovers this engine followed"),
     },
     "broker": {
         "submitted": ("broker_orders_submitted", COUNTER, "Orders sent to the venue (each client order id once)"),
@@ -78,6 +82,7 @@ FIELDS: dict[str, dict[str, tuple[str, str, str]]] = {
         "refused_stale": ("broker_refused_stale_epoch", COUNTER, "Commands refused for an older epoch"),
         "refused_duplicate": ("broker_refused_duplicate", COUNTER, "Submits refused: client order id already sent"),
         "malformed": ("broker_malformed", COUNTER, "Undecodable commands"),
+        "refused_group": ("broker_refused_unknown_group", COUNTER, "Commands naming no configured engine group"),
     },
     "api": {
         "forwarded": ("api_signals_forwarded", COUNTER, "POST /v1/signals forwarded to the intake"),
@@ -193,6 +198,20 @@ def _supervisor(out: _Families, sup: Mapping[str, Any]) -> None:
     failovers = sup.get("failovers")
     out.add("failovers", COUNTER, "Engine failovers and failbacks", {},
             float(len(failovers)) if isinstance(failovers, list) else 0.0)
+    moves = sup.get("broker_failovers")
+    out.add("broker_failovers", COUNTER, "Engine groups moved to another broker", {},
+            float(len(moves)) if isinstance(moves, list) else 0.0)
+    groups = sup.get("groups")
+    for name, group in sorted(groups.items()) if isinstance(groups, Mapping) else ():
+        if not isinstance(group, Mapping):
+            continue
+        epoch = _number(group.get("epoch"))
+        if epoch is not None:
+            out.add("group_epoch", GAUGE, "The epoch of an engine group", {"group": name}, epoch)
+        out.add("group_leader_info", GAUGE, "The leading engine of a group",
+                {"group": name, "engine": str(group.get("leader", ""))}, 1.0)
+        out.add("group_broker_info", GAUGE, "The active broker of a group",
+                {"group": name, "broker": str(group.get("broker", ""))}, 1.0)
     per_role = dict.fromkeys(_RESTART_ROLES, 0)
     restarts = sup.get("restarts")
     for event in restarts if isinstance(restarts, list) else ():

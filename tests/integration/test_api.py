@@ -162,7 +162,7 @@ def test_metrics_carry_the_counters(http, node):
     assert accepted and float(accepted[0].split()[-1]) >= 1
     assert 'nae_rejections_total{actor="validator",reason="SIGNATURE_INVALID"}' in text
     assert 'nae_rejections_total{actor="api",reason="SIGNATURE_MISSING"}' in text
-    for name in ("nae_epoch ", 'nae_actor_up{actor="broker"} 1.0', 'nae_engine_leader{actor="engine:a"} 1.0',
+    for name in ("nae_epoch ", 'nae_actor_up{actor="broker:paper"} 1.0', 'nae_engine_leader{actor="engine:a"} 1.0',
                  "nae_orders_in_flight{", "nae_broker_orders_submitted_total{", "nae_restarts_total{",
                  "nae_api_signals_forwarded_total{", "nae_scrape_error 0.0"):
         assert name in text, name

@@ -12,10 +12,12 @@ STATS = {
                  "kind": "native", "new_counter": 5},
     "engine:b": {"down": "GetTimeoutError"},
     "engine": {"role": "leader", "epoch": 3},
+    "broker:paper": {"submitted": 7, "epoch": 3, "refused_stale": 1, "first_submit_ns": {"x": 1}},
     "broker": {"submitted": 7, "epoch": 3, "refused_stale": 1, "first_submit_ns": {"x": 1}},
     "ledger": {"running": True, "signals": 7, "commit_p50_us": 800.0, "last_error": ""},
     "supervisor": {"epoch": 3, "leader": "a", "restarts": [{"role": "validator"}, {"role": "validator"}],
-                   "failovers": [{"to": "b"}, {"to": "a"}]},
+                   "failovers": [{"to": "b"}, {"to": "a"}], "broker_failovers": [{"to": "paper"}],
+                   "groups": {"default": {"epoch": 3, "leader": "a", "broker": "paper"}}},
 }
 
 
@@ -49,12 +51,16 @@ def types(text: bytes) -> dict[str, str]:
         ("nae_engine_new_counter", {"actor": "engine:a"}, 5),
         ("nae_actor_up", {"actor": "engine:a"}, 1),
         ("nae_actor_up", {"actor": "engine:b"}, 0),
-        ("nae_broker_refused_stale_epoch_total", {"actor": "broker"}, 1),
+        ("nae_broker_refused_stale_epoch_total", {"actor": "broker:paper"}, 1),
         ("nae_ledger_running", {"actor": "ledger"}, 1),
         ("nae_ledger_commit_latency_us", {"actor": "ledger", "quantile": "0.5"}, 800.0),
         ("nae_epoch", {}, 3),
         ("nae_leader_info", {"engine": "a"}, 1),
         ("nae_failovers_total", {}, 2),
+        ("nae_broker_failovers_total", {}, 1),
+        ("nae_group_epoch", {"group": "default"}, 3),
+        ("nae_group_leader_info", {"group": "default", "engine": "a"}, 1),
+        ("nae_group_broker_info", {"group": "default", "broker": "paper"}, 1),
         ("nae_restarts_total", {"role": "validator"}, 2),
         ("nae_restarts_total", {"role": "broker"}, 0),
         ("nae_scrape_error", {}, 0),
@@ -73,6 +79,7 @@ def test_counters_and_gauges_are_typed():
 def test_the_alias_and_non_numbers_are_not_exported():
     text = render(STATS).decode()
     assert 'actor="engine"}' not in text  # the leader alias would double every engine series
+    assert 'actor="broker"}' not in text  # likewise the active broker's alias
     assert "checkpoint" not in text and "first_submit_ns" not in text and "last_error" not in text
 
 
