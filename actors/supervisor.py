@@ -427,12 +427,16 @@ class Supervisor:
 
     # ---------------------------------------------------------------- validator restarts
 
-    def restart(self, role: str = "validator", reason: str = "manual") -> dict[str, str]:
-        """Replace the validator with a fresh one on the same port; returns the registry."""
+    def restart(self, role: str = "validator", reason: str = "manual", dead: Any = None) -> dict[str, str]:
+        """Replace the validator with a fresh one on the same port; returns the registry. With
+        `dead` (the handle found dead), only if that one is still the current validator: it may
+        have been stopped or replaced while the death was being noticed."""
         if role != "validator":
             raise ValueError("engines fail over (failover/failback); only the validator restarts")
         t0 = time.perf_counter()
         with self._lock:
+            if dead is not None and self._actors.get("validator") is not dead:
+                return dict(self._registry)
             old = self._actors.pop("validator", None)
             if old is not None:
                 ray.kill(old, no_restart=True)
@@ -619,7 +623,7 @@ class Supervisor:
             validator = self._actors.get("validator")
             if validator is not None and not _answers(validator) and not self._stopping.is_set():
                 try:
-                    self.restart("validator", reason="died")
+                    self.restart("validator", reason="died", dead=validator)
                 except Exception:  # noqa: BLE001 - try again next round
                     pass
             for name in self._brokers:

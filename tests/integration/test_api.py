@@ -219,5 +219,6 @@ def test_intake_down_is_503_then_recovers(http, node):
         assert reply.status_code == 503 and reply.json()["reasons"] == ["TIMEOUT"]
     finally:
         node.call_supervisor("start_role", "validator")
-    assert http.get("/health").status_code == 200
+    health = http.get("/health")
+    assert health.status_code == 200, health.json()
     assert post_signal(http, node, signal_body()).status_code == 200
