@@ -15,11 +15,17 @@
 
 Instruments (equities, whole shares, USD) are added to the cache in `_connect`, then a MARGIN
 account state is emitted and awaited, as Nautilus's own adapters do.
+
+Standby (`role = "standby"`): the client sends nothing to the broker (no submit, cancel or query:
+a query would re-route the leader's reports here). It holds each submitted intent and follows the
+node's events feed instead (see `standby.py`); `promote(epoch)` asks the broker under the new
+epoch, adopts or sends the held orders and starts submitting; `demote()` goes back to holding.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from decimal import Decimal
 
 import zmq
@@ -63,6 +69,7 @@ from nautilus_trader.model.instruments import Equity
 from nautilus_trader.model.objects import AccountBalance, Money, Price, Quantity
 
 from adapters.engines.nautilus.bridge_strategy import BridgeBook
+from adapters.engines.nautilus.standby import ShadowBook, plan_promotion
 from node.messages import (
     CancelOrder,
     ExecKind,
@@ -75,6 +82,7 @@ from node.messages import (
     SubmitOrder,
     broker_event_decoder,
     encode,
+    report_decoder,
 )
 from node.messages import OrderType as OurOrderType
 
@@ -94,6 +102,8 @@ _STATUS = {
 }
 _MAX_SEEN_EXEC_IDS = 1_000_000
 _MAX_RAW = 100_000
+_STALE_EPOCH = "STALE_EPOCH"  # a fenced engine's refusal: says nothing about the order
+_QUERY_MARGIN_NS = 60_000_000_000  # a promotion asks for activity this far back (and all it holds)
 
 
 class BridgeExecClientConfig(LiveExecClientConfig, frozen=True, kw_only=True):
@@ -108,6 +118,8 @@ class BridgeExecClientConfig(LiveExecClientConfig, frozen=True, kw_only=True):
     price_precision: int = 2
     starting_cash_usd: float = 10_000_000.0
     query_timeout_ms: int = 2_000
+    role: str = "leader"
+    follow_endpoint: str = ""
 
 
 def make_equity(symbol: str, venue: str, price_precision: int) -> Equity:
@@ -160,6 +172,15 @@ class BridgeExecutionClient(LiveExecutionClient):
         self._accepted: set[str] = set()  # client order ids we generated an OrderAccepted for
         self._query_waiters: list[asyncio.Future] = []
         self.book: BridgeBook | None = None
+        self.standby = config.role == "standby"
+        self.shadow = ShadowBook()
+        self._follow: zmq.asyncio.Socket | None = None
+        self._follow_task: asyncio.Task | None = None
+        self.held_sends = 0  # submits a standby held back (never sent)
+        self.resent = 0  # held orders a promotion sent (the broker did not have them)
+        self.adopted = 0  # held orders a promotion found at the broker
+        self.swept = 0  # fills a promotion took from the broker's list
+        self.promotions = 0
         self.sent = 0
         self.reports = 0
         self.duplicate_fills = 0
@@ -169,8 +190,9 @@ class BridgeExecutionClient(LiveExecutionClient):
         self.last_orders: list[OrderSnapshot] = []
 
     def attach(self, book: BridgeBook) -> None:
-        """Share the strategy's book (raw reports, last prices, signal ids)."""
+        """Share the strategy's book (raw reports, last prices, signal ids); a standby's is muted."""
         self.book = book
+        book.muted = self.standby
 
     def set_epoch(self, epoch: int) -> None:
         self._epoch = epoch
@@ -188,6 +210,8 @@ class BridgeExecutionClient(LiveExecutionClient):
         dealer.connect(self._cfg.broker_endpoint)
         self._dealer = dealer
         self.create_task(self._recv_loop(), log_msg="bridge_recv_loop")
+        if self.standby:
+            self._open_follow()
         cash = Money(self._cfg.starting_cash_usd, USD)
         self.generate_account_state(
             balances=[AccountBalance(cash, Money(0, USD), cash)],
@@ -198,6 +222,7 @@ class BridgeExecutionClient(LiveExecutionClient):
         await self._await_account_registered()
 
     async def _disconnect(self) -> None:
+        self._close_follow()
         if self._dealer is not None:
             self._dealer.close(0)
             self._dealer = None
@@ -226,6 +251,12 @@ class BridgeExecutionClient(LiveExecutionClient):
             stop_price=float(order.trigger_price) if order.has_trigger_price else None,
         )
         now = self._clock.timestamp_ns()
+        if self.standby:  # held, not sent: the leader's reports (or a promotion) move it on
+            self.held_sends += 1
+            self.generate_order_submitted(order.strategy_id, order.instrument_id, order.client_order_id, now)
+            for rep in self.shadow.hold(intent):
+                self._apply_followed(rep)
+            return
         try:
             self._dealer.send(encode(SubmitOrder(self._epoch, self._engine, intent, self._group)), zmq.NOBLOCK)
         except (zmq.ZMQError, AttributeError) as exc:
@@ -238,10 +269,12 @@ class BridgeExecutionClient(LiveExecutionClient):
         self.generate_order_submitted(order.strategy_id, order.instrument_id, order.client_order_id, now)
 
     async def _cancel_order(self, command: NtCancelOrder) -> None:
-        if self._dealer is not None:
+        if self._dealer is not None and not self.standby:
             self._dealer.send(encode(CancelOrder(self._epoch, self._engine, command.client_order_id.value, self._group)))
 
     async def _cancel_all_orders(self, command) -> None:  # noqa: ANN001 - Nautilus command type
+        if self._dealer is None or self.standby:
+            return
         for order in self._cache.orders_open(venue=self.venue):
             self._dealer.send(encode(CancelOrder(self._epoch, self._engine, order.client_order_id.value, self._group)))
 
@@ -346,21 +379,137 @@ class BridgeExecutionClient(LiveExecutionClient):
         waiters, self._query_waiters = self._query_waiters, []
         for fut in waiters:
             if not fut.done():
-                fut.set_result(msg.orders)
+                fut.set_result(msg)
 
     async def query_broker(self) -> list[OrderSnapshot] | None:
-        """Ask the broker for every order it knows; None when it does not answer in time."""
+        """Ask the broker for every order it knows; None when it does not answer in time (and
+        always for a standby: a query would make the broker route the leader's reports here)."""
+        if self.standby:
+            return None
+        answer = await self._query(QueryOrders(self._epoch, self._engine, group=self._group), self._cfg.query_timeout_ms)
+        return answer.orders if answer is not None else None
+
+    async def _query(self, query: QueryOrders, timeout_ms: int) -> OrdersReport | None:
         if self._dealer is None:
             return None
         fut = self._loop.create_future()
         first = not self._query_waiters
         self._query_waiters.append(fut)
-        if first:
-            self._dealer.send(encode(QueryOrders(self._epoch, self._engine, group=self._group)))
+        if first or query.client_order_ids:
+            self._dealer.send(encode(query))
         try:
-            return await asyncio.wait_for(fut, self._cfg.query_timeout_ms / 1000.0)
+            return await asyncio.wait_for(fut, timeout_ms / 1000.0)
         except asyncio.TimeoutError:
             return None
+
+    # ---------------------------------------------------------------- standby: follow, promote, demote
+
+    def _open_follow(self) -> None:
+        if not self._cfg.follow_endpoint or self._follow is not None or self._ctx is None:
+            return
+        sock = self._ctx.socket(zmq.SUB)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.setsockopt(zmq.RCVHWM, 0)
+        sock.connect(self._cfg.follow_endpoint)
+        sock.setsockopt(zmq.SUBSCRIBE, b"")
+        self._follow = sock
+        self._follow_task = self.create_task(self._follow_loop(sock), log_msg="bridge_follow_loop")
+
+    def _close_follow(self) -> None:
+        if self._follow_task is not None:
+            self._follow_task.cancel()
+            self._follow_task = None
+        if self._follow is not None:
+            self._follow.close(0)
+            self._follow = None
+
+    async def _follow_loop(self, sock: zmq.asyncio.Socket) -> None:
+        recv = sock.recv_multipart
+        while True:
+            parts = await recv()
+            self._on_followed_frame(parts)
+
+    def _drain_follow(self) -> None:
+        """What the old leader published and this loop has not read yet (sync, no futures)."""
+        if self._follow is None:
+            return
+        recv = zmq.Socket.shadow(self._follow.underlying).recv_multipart
+        while True:
+            try:
+                parts = recv(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            self._on_followed_frame(parts)
+
+    def _on_followed_frame(self, parts: list[bytes]) -> None:
+        try:
+            self._apply_followed(report_decoder.decode(parts[-1]))
+        except Exception:  # noqa: BLE001 - a bad frame from a peer is counted, never fatal
+            self.bad_frames += 1
+
+    def _apply_followed(self, rep: ExecutionReport) -> None:
+        """One report the leader published, applied as if the broker had sent it here."""
+        if rep.reason == _STALE_EPOCH:
+            return
+        coid = rep.client_order_id
+        shadow = self.shadow
+        if not shadow.holds_order(coid):
+            order = self._cache.order(ClientOrderId(coid))
+            if order is None or order.status == OrderStatus.INITIALIZED:
+                shadow.keep_early(rep)  # its signal has not reached this client yet
+                return
+        shadow.answer(coid, rep.kind)
+        if (rep.kind is ExecKind.PARTIAL_FILL or rep.kind is ExecKind.FILL) and rep.last_qty <= 0.0:
+            return  # a recovered state, not a fill: the promotion's sweep brings the real fills
+        self._on_report(rep)
+
+    def _open_state(self, coid: str) -> bool | None:
+        order = self._cache.order(ClientOrderId(coid))
+        if order is None:
+            return None
+        return not order.is_closed
+
+    async def promote(self, epoch: int, timeout_ms: int) -> dict:
+        """Become the submitting engine under `epoch` (see `standby.py`); raises when the broker
+        does not answer, and stays a standby."""
+        t0 = time.perf_counter()
+        if not self.standby:
+            self._epoch = epoch
+            return {"epoch": epoch, "resent": 0, "adopted": 0, "swept": 0, "took_ms": 0.0}
+        self._drain_follow()
+        self._close_follow()
+        self._epoch = epoch
+        self.standby = False
+        self.book.muted = False  # from here the broker reports to this engine: publish them
+        ids = list(self.shadow.held)
+        ids.extend(o.client_order_id.value for o in self._cache.orders_open(venue=self.venue)
+                   if o.client_order_id.value not in self.shadow.held)
+        since = max(0, time.time_ns() - _QUERY_MARGIN_NS)
+        answer = await self._query(QueryOrders(epoch, self._engine, since, ids, group=self._group), timeout_ms)
+        if answer is None:
+            self.demote()
+            raise TimeoutError("the broker did not list its orders in time; staying standby")
+        plan = plan_promotion(self.shadow.unanswered(), answer, self._open_state)
+        for rep in plan.reports:
+            self._on_report(rep)
+        send = self._dealer.send
+        for intent in plan.send:
+            send(encode(SubmitOrder(epoch, self._engine, intent, self._group)))
+            self.sent += 1
+        self.shadow.clear()
+        self.resent += len(plan.send)
+        self.adopted += plan.adopted
+        self.swept += plan.swept
+        self.promotions += 1
+        return {"epoch": epoch, "resent": len(plan.send), "adopted": plan.adopted, "swept": plan.swept,
+                "took_ms": round((time.perf_counter() - t0) * 1e3, 3)}
+
+    def demote(self) -> None:
+        """Stop sending at once; hold from now on and follow the new leader's reports."""
+        self.standby = True
+        if self.book is not None:
+            self.book.muted = True
+        self._open_follow()
 
     # ---------------------------------------------------------------- reconciliation and in-flight checks
 

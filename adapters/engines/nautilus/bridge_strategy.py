@@ -71,6 +71,8 @@ class BridgeBook:
         self.last_px: dict[str, float] = {}
         #: orders Nautilus resolved locally (in-flight timeout): published UNKNOWN, broker reports pass through
         self.unknown: set[str] = set()
+        #: a standby's book publishes nothing (the leader's reports are the feed; see standby.py)
+        self.muted = False
         self.published = 0
         self.duplicates = 0
         self.rejected_local = 0
@@ -83,6 +85,8 @@ class BridgeBook:
 
     def publish(self, report: ExecutionReport) -> None:
         """Enrich with the signal's ids (when known) and send on the PUB socket."""
+        if self.muted:
+            return
         meta = self.meta.get(report.client_order_id)
         if meta is not None:
             report = _replace(

@@ -30,6 +30,13 @@ class NautilusEngineConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unk
     engine_name: str = "nautilus"
     epoch: NonNegInt = 1
     group: str = "default"  # the node's engine group: the broker fences epochs per group
+    #: "leader" submits; "standby" runs the same kernel warm and sends nothing to the broker (see
+    #: `standby.py`): its orders follow the leader's published reports until a promotion
+    role: str = "leader"
+    #: the node's events feed (the relay's XPUB side) a standby follows; "" = follow nothing
+    follow_endpoint: str = ""
+    #: how long a promotion waits for the broker's order list before it gives up (and stays standby)
+    promote_query_timeout_ms: PositiveInt = 10_000
     bind_host: str = "127.0.0.1"
     trader_id: str = "NAE-001"
     #: the Nautilus venue the equities are listed on, and the exec client's name
