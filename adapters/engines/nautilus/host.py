@@ -120,6 +120,19 @@ class NautilusEngineProcess:
         """Submit under `epoch` from now on (the supervisor's grant)."""
         self._request({"op": "epoch", "epoch": epoch}, timeout_ms)
 
+    def promote(self, epoch: int, expect: int) -> dict:
+        """A standby child starts submitting under `epoch` once it has processed the first `expect`
+        intake frames the host sent it; returns its counts (resent, adopted, swept, took_ms)."""
+        reply = self._request({"op": "promote", "epoch": epoch, "expect": expect},
+                              2 * self._cfg.promote_query_timeout_ms + 1_000)
+        if reply.get("op") != "promote":
+            raise EngineStartError("nautilus child did not promote: " + str(reply.get("error", reply))[:500])
+        return reply
+
+    def demote(self, timeout_ms: int = 2_000) -> None:
+        """The child stops submitting at once (it holds and follows the leader's reports again)."""
+        self._request({"op": "demote"}, timeout_ms)
+
     def stop(self) -> bool:
         """Clean stop (node.stop_async, kernel.dispose in the child); SIGKILL after stop_timeout_ms.
 

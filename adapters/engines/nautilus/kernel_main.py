@@ -7,7 +7,10 @@ client + bridge strategy), starts it, binds its PULL (intake) and PUB (events) s
 `{"op": "failed", "error"}` before it exits 2.
 
 Commands on the control socket (msgpack dicts): `{"op": "stop"}` (clean stop: `node.stop_async`,
-then `kernel.dispose`; answered `{"op": "stopped"}`), `{"op": "stats"}`, `{"op": "epoch", "epoch": N}`.
+then `kernel.dispose`; answered `{"op": "stopped"}`), `{"op": "stats"}`, `{"op": "epoch", "epoch": N}`,
+`{"op": "promote", "epoch": N, "expect": K}` (a standby starts submitting, once the first K intake
+frames and Nautilus's queues are processed; answered with the promotion's counts, or
+`{"op": "failed", "error"}`) and `{"op": "demote"}` (stop submitting, hold and follow again).
 The child also stops by itself when its parent process is gone, so a killed host leaves no orphan.
 """
 
@@ -69,6 +72,8 @@ def _node_config(cfg: NautilusEngineConfig, broker_endpoint: str):  # noqa: ANN2
                 price_precision=cfg.price_precision,
                 starting_cash_usd=cfg.starting_cash_usd,
                 query_timeout_ms=cfg.query_timeout_ms,
+                role=cfg.role,
+                follow_endpoint=cfg.follow_endpoint,
             )
         },
         timeout_connection=30.0,
@@ -96,6 +101,7 @@ class KernelChild:
         self._control.connect(control_endpoint)
         self._parent = os.getppid()
         self._stopping = False
+        self.intake_frames = 0
 
     async def run(self) -> int:
         try:
@@ -173,6 +179,7 @@ class KernelChild:
             frame: bytes | None = await pull.recv()
             n = 0
             while frame is not None:
+                self.intake_frames += 1
                 try:
                     on_accepted(decode(frame))
                 except Exception:  # noqa: BLE001 - loop boundary: count and carry on
@@ -202,6 +209,11 @@ class KernelChild:
                     return
                 if op == "stats":
                     await self._control.send(msgpack.packb({"op": "stats", **self.stats()}))
+                elif op == "promote":
+                    await self._control.send(msgpack.packb(await self._promote(int(cmd["epoch"]), int(cmd["expect"]))))
+                elif op == "demote":
+                    self.client.demote()
+                    await self._control.send(msgpack.packb({"op": "demote"}))
                 elif op == "epoch":
                     self.client.set_epoch(int(cmd["epoch"]))
                     await self._control.send(msgpack.packb({"op": "epoch", "epoch": int(cmd["epoch"])}))
@@ -209,6 +221,22 @@ class KernelChild:
                 await self._stop()
                 await self._close_sockets()
                 return
+
+    async def _promote(self, epoch: int, expect: int) -> dict:
+        """Wait until the host's first `expect` frames went through the strategy and Nautilus's
+        command and event queues are empty (the held orders are all in the client), then promote."""
+        deadline = time.monotonic() + self._cfg.promote_query_timeout_ms / 1000.0
+        kernel = self.node.kernel
+        risk, exe = kernel.risk_engine, kernel.exec_engine
+        while (
+            self.intake_frames < expect or risk.cmd_qsize() or exe.cmd_qsize() or exe.evt_qsize()
+        ) and time.monotonic() < deadline:
+            await asyncio.sleep(0.001)
+        try:
+            out = await self.client.promote(epoch, self._cfg.promote_query_timeout_ms)
+        except Exception as exc:  # noqa: BLE001 - reported to the host, which stays standby
+            return {"op": "failed", "error": repr(exc)}
+        return {"op": "promote", **out}
 
     def stats(self) -> dict:
         c, b, s = self.client, self.book, self.strategy
@@ -226,6 +254,18 @@ class KernelChild:
             "intake_errors": getattr(self, "intake_errors", 0),
             "orders_in_cache": len(self.node.cache.orders()),
             "trader_running": self.node.trader.is_running,
+            "standby": c.standby,
+            "epoch": c._epoch,
+            "intake_frames": self.intake_frames,
+            "held_sends": c.held_sends,
+            "held_open": len(c.shadow.held),
+            "followed": c.shadow.followed,
+            "early_applied": c.shadow.early_applied,
+            "early_waiting": len(c.shadow.early),
+            "promotions": c.promotions,
+            "resent": c.resent,
+            "adopted": c.adopted,
+            "swept": c.swept,
         }
 
     async def _stop(self) -> None:
