@@ -5,10 +5,14 @@ this host sits where every engine sits, so the supervisor treats it like any oth
 - it binds the engine intake and relays every accepted signal of each batch to the child;
 - it republishes the child's execution reports on the node's events relay and appends them to
   `execution.events` (one batch entry per wake-up), so subscribers, risk and the ledger see them;
-- it heartbeats for the child: only while the child process is alive and this loop turns;
-- leader only: a standby keeps no kernel running (a cold Nautilus child costs ~2.7 s to start and a
-  core to run); `promote(epoch)` starts it with the epoch and replays the signal log after the
-  checkpoint to it (the child and the broker gate drop what they already have).
+- it heartbeats for the child, whatever the role: only while the child process is alive and this
+  loop turns (a standby with a dead kernel is never chosen for a promotion);
+- hot standby: a standby runs its kernel child too (started at `_open`; a cold Nautilus child costs
+  ~2.7 s to start), takes the same signals and follows the leader's reports, but its exec client
+  holds every order instead of sending it (`adapters/engines/nautilus/standby.py`). `promote(epoch)`
+  replays the signal log after the checkpoint to the child (it drops what it has), then the child
+  asks the broker under the new epoch, adopts the held orders the broker has and sends the others.
+  `demote()` makes the child hold again at once. A standby whose child died starts a new one.
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ class NautilusEngineHost(LoopService):
         self.epoch = wiring.epoch
         self.role = wiring.role
         self._heartbeat_endpoint = wiring.heartbeat_endpoint
+        self._follow_endpoint = wiring.follow_endpoint or ""
         self._port = wiring.port
         self._recover = wiring.recover
         self._clock_ns = clock_ns
@@ -58,6 +63,12 @@ class NautilusEngineHost(LoopService):
         self.relayed = 0
         self.published = 0
         self.replayed = 0
+        self.to_child = 0  # frames sent to the current child (a promotion waits for all of them)
+        self.child_starts = 0
+        self.child_start_failures = 0
+        self.child_ready_ms = 0.0  # the last child's cold start, spawn to ready
+        self.last_promotion: dict = {}
+        self._next_child_check = 0.0
         self.store_failures = 0
 
     # ---------------------------------------------------------------- sockets and the child
@@ -80,14 +91,21 @@ class NautilusEngineHost(LoopService):
             self._log = StreamLog(client, st.events_stream, EVENTS_FIELD, st.stream_maxlen)
             self._signals = StreamLog(client, st.signals_stream, SIGNALS_FIELD, st.stream_maxlen)
         self.poller.register(self._pull, zmq.POLLIN)
-        if self.role == "leader":
+        if self.role == "leader" and self._recover:
+            # a recovering leader starts as a standby and promotes itself: it looks the log
+            # after the checkpoint up at the broker instead of re-sending it blind
+            self.role = "standby"
             self._start_child()
-            if self._recover:
-                self._replay()
-        if self._heartbeat_endpoint:  # only while the kernel child lives (a leader without one is dead)
-            child_alive = lambda: self.role != "leader" or (self._child is not None and self._child.alive())  # noqa: E731
-            Heartbeats(self, self._heartbeat_endpoint, self._cfg.heartbeat_interval_ms, child_alive).start()
+            self._promote_now(self.epoch)
+        else:
+            self._start_child()  # whatever the role: a standby's kernel is warm
+        if self._heartbeat_endpoint:  # only while the kernel child lives (an engine without one is dead)
+            Heartbeats(self, self._heartbeat_endpoint, self._cfg.heartbeat_interval_ms, self._child_alive).start()
         return {"intake": intake, "events": events}
+
+    def _child_alive(self) -> bool:
+        child = self._child
+        return child is not None and child.alive()
 
     def _start_child(self) -> None:
         paper = self._cfg.broker.paper
@@ -95,12 +113,18 @@ class NautilusEngineHost(LoopService):
             engine_name=self._engine_name,
             epoch=self.epoch,
             group=self.group,
+            role=self.role,
+            follow_endpoint=self._follow_endpoint,
             bind_host=self._cfg.bind_host,
             symbols=[s.symbol for s in paper.symbols],
             reference_prices={s.symbol: s.price for s in paper.symbols},
         )
+        self._drop_child()
         self._child = NautilusEngineProcess(ncfg, self._broker_endpoint)
+        self.child_starts += 1
         child = self._child.start()
+        self.child_ready_ms = round(self._child.ready_ms, 1)
+        self.to_child = 0
         self._to_child = tune(self._ctx_ref.socket(zmq.PUSH))
         self._to_child.connect(child["intake"])
         self._from_child = self._ctx_ref.socket(zmq.SUB)
@@ -110,6 +134,34 @@ class NautilusEngineHost(LoopService):
         self._from_child.setsockopt(zmq.SUBSCRIBE, b"")
         self.poller.register(self._from_child, zmq.POLLIN)
         time.sleep(0.1)  # let the subscription reach the child before its first report
+
+    def _drop_child(self) -> None:
+        """Close the sockets to the current child and reap it (a dead one, or before a new one)."""
+        if self._from_child is not None:
+            self.poller.unregister(self._from_child)
+            self._from_child.close(0)
+            self._from_child = None
+        if self._to_child is not None:
+            self._to_child.close(0)
+            self._to_child = None
+        if self._child is not None:
+            self._child.kill()
+            self._child = None
+
+    def _revive_child(self) -> None:
+        """A standby whose kernel died starts a new one (checked once a second; the loop blocks
+        for the cold start, and the heartbeats say dead until it is up)."""
+        now = time.monotonic()
+        if now < self._next_child_check:
+            return
+        self._next_child_check = now + 1.0
+        if self.role == "leader" or self._child_alive():
+            return  # a leader without a kernel stops beating: the supervisor fails it over
+        try:
+            self._start_child()
+        except Exception:  # noqa: BLE001 - counted; tried again later
+            self.child_start_failures += 1
+            self._next_child_check = now + 5.0
 
     def _close(self) -> None:
         for s in (self._pull, self._pub, self._to_child, self._from_child):
@@ -128,6 +180,7 @@ class NautilusEngineHost(LoopService):
             self._take_signals()
         if self._from_child is not None and self._from_child in events:
             self._take_reports()
+        self._revive_child()
         if self._pending_events and self._log is not None:
             try:
                 self._log.append_packed(pack_batch(self._pending_events))
@@ -144,10 +197,13 @@ class NautilusEngineHost(LoopService):
                 return
             batch = batch_decoder.decode(frame)
             self.signals += len(batch.signals)
-            if self.role == "leader" and self._to_child is not None:
-                for acc in self._mine(batch.signals):
-                    self._to_child.send(encode(acc))
-                    self.relayed += 1
+            if self._to_child is not None:  # a standby's child holds them (see module doc)
+                send = self._to_child.send
+                mine = self._mine(batch.signals)
+                for acc in mine:
+                    send(encode(acc))
+                self.relayed += len(mine)
+                self.to_child += len(mine)
 
     def _mine(self, signals: list) -> list:
         """The signals routed to this engine's group (node.router)."""
@@ -157,6 +213,8 @@ class NautilusEngineHost(LoopService):
         return [acc for acc in signals if route(acc.signal.strategy_id, acc.signal.symbol) == group]
 
     def _take_reports(self) -> None:
+        """The child's reports, whatever the role: a standby child publishes nothing, so all that
+        arrives was published by a submitting child (including the last ones before a demotion)."""
         recv = self._from_child.recv_multipart
         for _ in range(4096):
             try:
@@ -181,27 +239,42 @@ class NautilusEngineHost(LoopService):
                 for acc in self._mine(unpack_signals(fields)):
                     self._to_child.send(encode(acc))
                     self.replayed += 1
+                    self.to_child += 1
             position = entries[-1][0]
 
     # ---------------------------------------------------------------- control
 
     def promote(self, epoch: int) -> dict:
-        def run() -> dict:
-            t0 = time.perf_counter_ns()
-            self.epoch = epoch
-            if self._child is None:
-                self._start_child()
-            else:
-                self._child.set_epoch(epoch)
-            self.role = "leader"
-            self._replay()
-            return {"epoch": epoch, "took_us": (time.perf_counter_ns() - t0) // 1000, "redriven": self.replayed}
+        """Become the leader with `epoch`: the log after the checkpoint to the (warm) child, then the
+        child's own promotion. On failure the engine stays a standby (the supervisor tries again)."""
 
-        return self.call_on_loop(run, timeout_s=120)
+        return self.call_on_loop(lambda: self._promote_now(epoch), timeout_s=120)
+
+    def _promote_now(self, epoch: int) -> dict:
+        t0 = time.perf_counter_ns()
+        cold = not self._child_alive()
+        if cold:  # no warm kernel (it died and is not back yet): pay the cold start now
+            self._start_child()
+        replayed = self.replayed
+        self._replay()
+        out = self._child.promote(epoch, self.to_child)
+        self.epoch = epoch
+        self.role = "leader"
+        took_us = (time.perf_counter_ns() - t0) // 1000
+        self.last_promotion = {"epoch": epoch, "took_us": took_us, "cold": cold,
+                               "replayed": self.replayed - replayed, "resent": out.get("resent", 0),
+                               "adopted": out.get("adopted", 0), "swept": out.get("swept", 0),
+                               "child_ms": out.get("took_ms", 0.0)}
+        return {**self.last_promotion, "redriven": out.get("resent", 0)}
 
     def demote(self) -> None:
+        """Stop submitting: the child holds from now on (it answers before this returns)."""
+
         def run() -> None:
             self.role = "standby"
+            if self._child_alive():
+                self._child.demote()
+            self._take_reports()  # what it published before it stopped
 
         self.call_on_loop(run)
 
@@ -222,6 +295,10 @@ class NautilusEngineHost(LoopService):
             "signals": self.signals,
             "relayed": self.relayed,
             "replayed": self.replayed,
+            "child_starts": self.child_starts,
+            "child_start_failures": self.child_start_failures,
+            "child_ready_ms": self.child_ready_ms,
+            "last_promotion": dict(self.last_promotion),
             "published": self.published,
             "pending_events": len(self._pending_events),
             "store_failures": self.store_failures,
