@@ -4,8 +4,9 @@
   group is refused (STALE_EPOCH), so an engine that was failed over and wakes up cannot trade.
   Groups fail over independently, so each has its own epoch floor at every broker.
 - Exactly-once: a client order id is sent to the venue at most once, whoever asks; a second
-  submit of the same id is refused (DUPLICATE_CLIENT_ORDER_ID) and the order's current state is
-  what the asker gets back.
+  submit of the same id is not sent (counted as refused_duplicate), and the order's reports go to
+  the newest asker from then on. (A new leader asks with QueryOrders before it re-drives, so it
+  learns the state of what the broker has without submitting it again.)
 """
 
 from __future__ import annotations
