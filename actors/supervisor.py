@@ -481,8 +481,8 @@ class Supervisor:
         port = self._broker_ports.setdefault(name, _free_port(cfg.bind_host))
         broker = spawn("broker", self._name("broker:" + name + "@" + str(time.time_ns())),
                        cfg.ray_namespace, cfg, self._brokers[name], port)
+        self._registry["broker:" + name] = _started(broker)["orders"]
         self._actors["broker:" + name] = broker
-        self._registry["broker:" + name] = ray.get(broker.start.remote(), timeout=60)["orders"]
         self._registry["broker"] = self._registry.get("broker:" + self._first.broker, "")
         self._broker_seen[name] = time.time_ns()
 
@@ -531,8 +531,8 @@ class Supervisor:
                 group=lane.name,
             ),
         )
+        intake = _started(actor)["intake"]
         self._actors["engine:" + name] = actor
-        intake = ray.get(actor.start.remote(), timeout=60)["intake"]
         self._registry["engine:" + name] = intake
         if role == "leader" and lane is self._first:
             self._registry["engine"] = intake
@@ -549,8 +549,8 @@ class Supervisor:
             "validator", self._name("validator@" + str(time.time_ns())), cfg.ray_namespace, cfg,
             self._redis_url, self._engine_intakes(), self._registry["events"],
         )
+        self._registry["intake"] = _started(validator)["intake"]
         self._actors["validator"] = validator
-        self._registry["intake"] = ray.get(validator.start.remote(), timeout=60)["intake"]
 
     def _start_api(self) -> None:
         from actors.api import ApiServer, build_app
@@ -678,6 +678,16 @@ class _BrokerPings:
     def close(self) -> None:
         for sock in self._socks.values():
             sock.close(0)
+
+
+def _started(actor: Any) -> dict[str, str]:
+    """Start a spawned actor and return its endpoints. Only a started actor joins the table the
+    watch polls (`alive()` says no until its loop runs); one that fails to start is killed."""
+    try:
+        return ray.get(actor.start.remote(), timeout=60)
+    except Exception:
+        ray.kill(actor, no_restart=True)
+        raise
 
 
 def _answers(actor: Any) -> bool:
