@@ -145,3 +145,14 @@ def test_strand_marks_sent_unanswered_orders_unknown_and_never_redrives_them():
     # the lost broker's later word still moves it
     m.on_report(ExecutionReport(kind=ExecKind.FILL, client_order_id=sent.client_order_id, exec_id="x", cum_qty=1.0))
     assert m.orders[sent.client_order_id].state is OrderState.FILLED
+
+
+def test_the_shipped_groups_example_loads_and_routes():
+    from pathlib import Path
+
+    cfg = load_config(Path(__file__).parents[2] / "deploy" / "groups.toml", env={})
+    r = Router.from_config(cfg)
+    assert [g.name for g in cfg.group_list()] == ["equities", "etf"]
+    assert [b.name for b in cfg.group_brokers(cfg.group_list()[1])] == ["paper-b", "paper-a"]
+    assert r.group_of("optimus-1", "SPY") == "etf" and r.group_of("optimus-1", "AAPL") == "equities"
+    assert r.group_of("other", "AAPL") is None
