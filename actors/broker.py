@@ -32,7 +32,7 @@ from node.messages import (
 from node.reasons import Reason
 
 
-_OPEN_KINDS = frozenset({ExecKind.NEW, ExecKind.PARTIAL_FILL, ExecKind.UNKNOWN})
+_ORDER_SLACK_NS = 1_000_000_000  # report times (venue due times) may step back a little: scan this far past
 
 
 class Venue(Protocol):
@@ -68,7 +68,7 @@ class BrokerHost(LoopService):
         self.reports = 0
         self.malformed = 0
         self.first_submit_ns: dict[str, dict[int, int]] = {}  # group -> epoch -> wall time of its first order
-        self._active_ns: dict[str, int] = {}  # client order id -> last submit or report (QueryOrders since)
+        self._active_ns: dict[str, int] = {}  # client order id -> last submit or report, oldest first
 
     def _open(self, ctx: zmq.Context) -> dict[str, str]:
         self._router = tune(ctx.socket(zmq.ROUTER))
@@ -126,7 +126,7 @@ class BrokerHost(LoopService):
             coid = cmd.intent.client_order_id
             verdict = self.gate.admit_submit(cmd.epoch, coid, cmd.group)
             if verdict is Admit.SEND:
-                self._active_ns[coid] = now
+                self._touch(coid, now)
                 firsts = self.first_submit_ns.setdefault(cmd.group, {})
                 if cmd.epoch not in firsts:
                     firsts[cmd.epoch] = time.time_ns()
@@ -155,18 +155,36 @@ class BrokerHost(LoopService):
             self._reply(ident, Heartbeat(self.name, self.gate.epoch, cmd.seq, now))
 
     def _orders_report(self, since_ns: int, asked: list[str]) -> OrdersReport:
-        """Open orders, orders active since `since_ns`, and the `asked` ones; with their fills."""
-        orders, fills = self.venue.snapshot(), self.venue.fills()
+        """since_ns 0: every order and fill. Else the `asked` orders (any age) with their fills, and
+        the orders and fills with activity since `since_ns`, found from the newest activity back
+        (the work is proportional to the answer, not to the day); a venue without `snapshot_of` /
+        `fills_since` / `fills_of` is filtered from its full lists."""
+        venue = self.venue
         if since_ns <= 0:
-            return OrdersReport(orders, fills)
-        active, wanted = self._active_ns, set(asked)
-        keep = {
-            o.client_order_id
-            for o in orders
-            if o.kind in _OPEN_KINDS or o.client_order_id in wanted or active.get(o.client_order_id, since_ns) >= since_ns
-        }
-        return OrdersReport([o for o in orders if o.client_order_id in keep],
-                            [f for f in fills if f.client_order_id in keep])
+            return OrdersReport(venue.snapshot(), venue.fills())
+        keep = set(asked)
+        floor = since_ns - _ORDER_SLACK_NS  # activity is recorded in (nearly) time order
+        for coid, ts in reversed(self._active_ns.items()):
+            if ts < floor:
+                break
+            if ts >= since_ns:
+                keep.add(coid)
+        snapshot_of = getattr(venue, "snapshot_of", None)
+        orders = snapshot_of(keep) if snapshot_of is not None else [o for o in venue.snapshot() if o.client_order_id in keep]
+        fills_since, fills_of = getattr(venue, "fills_since", None), getattr(venue, "fills_of", None)
+        if fills_since is not None and fills_of is not None:
+            recent = fills_since(since_ns)
+            seen = {f.exec_id for f in recent}
+            fills = recent + [f for f in fills_of(asked) if f.exec_id not in seen]
+        else:
+            fills = [f for f in venue.fills() if f.client_order_id in keep]
+        return OrdersReport(orders, fills)
+
+    def _touch(self, coid: str, ts: int) -> None:
+        """Record activity, newest last (the dict's order is the order of last activity)."""
+        active = self._active_ns
+        active.pop(coid, None)
+        active[coid] = ts
 
     def _deliver(self, reports: list[ExecutionReport]) -> None:
         if not reports:
@@ -174,7 +192,9 @@ class BrokerHost(LoopService):
         send = self._router.send_multipart
         owner = self._owner
         active = self._active_ns
+        pop = active.pop
         for rep in reports:
+            pop(rep.client_order_id, None)  # keeps the dict in order of last activity
             active[rep.client_order_id] = rep.ts_ns or self._clock_ns()
             ident = owner.get(rep.client_order_id, self._leader)
             send((ident, encode(rep)))

@@ -18,15 +18,22 @@ against it as on a promotion; when the new broker keeps another account, the ord
 never answered are stranded first (UNKNOWN, BROKER_LOST: never sent twice).
 
 Recovery (on `promote`, and on a leader start with `recover=True`): before taking live signals the
-engine asks the broker for every order it has (QueryOrders), reads the `execution.signals`
-entries after its checkpoint, adopts the orders the broker already has and submits the others
-with the same client order ids. The checkpoint (see `node.checkpoint`) is written with the event
-batch, in the same round trip.
+engine asks the broker about exactly the orders whose fate it does not know (QueryOrders, which
+also fences the old epoch), sends at once, with the same client order ids, those the broker
+lacks, then adopts those it has. Then it reads the `execution.signals` entries after its
+checkpoint: the entries logged before the broker took the query, which may have reached the old
+leader, are all in that read, so the orders in it this engine did not know are asked about the
+same way. Anything logged later reached no engine before the fence: it is sent without asking.
+The checkpoint (see `node.checkpoint`) is written with the event batch, in the same round trip.
+
+A standby keeps a followed report that arrives before its signal (the two travel different
+paths) until the signal comes, so its book stays current and a promotion has little to ask.
 """
 
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 from typing import Callable
 
 import zmq
@@ -58,6 +65,8 @@ _MAX_PENDING_EVENTS = 1_000_000
 STALE_EPOCH = Reason.STALE_EPOCH.value
 _QUERY_TIMEOUT_MS = 15_000  # a loaded broker may take seconds to list a busy day
 _QUERY_MARGIN_MS = 60_000  # clocks of the Redis host and the broker may differ by this much
+_SWEEP_MARGIN_NS = 2_000_000_000  # broker report times are in (nearly) hand-out order: look back this far
+_EARLY_MAX = 100_000  # followed reports kept for signals not here yet
 
 
 class EngineHost(LoopService):
@@ -95,6 +104,8 @@ class EngineHost(LoopService):
         self.events_dropped = 0
         self.stranded = 0
         self.broker_switches = 0
+        self._seen_report_ns = 0  # the newest broker report time taken or followed (the broker's clock)
+        self._early: OrderedDict[str, list[ExecutionReport]] = OrderedDict()  # standby: reports before their signal
 
     # ---------------------------------------------------------------- sockets
 
@@ -180,15 +191,39 @@ class EngineHost(LoopService):
 
     def _take_followed(self) -> None:
         recv = self._follow.recv_multipart
-        on_report = self.manager.on_report
-        for _ in range(4096):
-            try:
-                _, payload = recv(zmq.NOBLOCK)
-            except zmq.Again:
-                return
-            rep = report_decoder.decode(payload)
-            if rep.reason != STALE_EPOCH:  # a fenced engine's refusal says nothing about the order
-                on_report(rep)
+        manager = self.manager
+        orders, on_report = manager.orders, manager.on_report
+        seen = self._seen_report_ns
+        try:
+            for _ in range(4096):
+                try:
+                    _, payload = recv(zmq.NOBLOCK)
+                except zmq.Again:
+                    return
+                rep = report_decoder.decode(payload)
+                if rep.reason == STALE_EPOCH:  # a fenced engine's refusal says nothing about the order
+                    continue
+                if rep.ts_ns > seen:
+                    seen = rep.ts_ns
+                if rep.client_order_id in orders:
+                    on_report(rep)
+                else:
+                    self._keep_early(rep)
+        finally:
+            self._seen_report_ns = seen
+
+    def _keep_early(self, rep: ExecutionReport) -> None:
+        """A followed report whose signal has not reached this engine yet (another group's are dropped)."""
+        if not self._router.single and self._router.group_of(rep.strategy_id, rep.symbol) != self.group:
+            return
+        early = self._early
+        held = early.get(rep.client_order_id)
+        if held is None:
+            early[rep.client_order_id] = [rep]
+            if len(early) > _EARLY_MAX:
+                early.popitem(last=False)
+        else:
+            held.append(rep)
 
     def _fenced(self, client_order_id: str) -> None:
         """The broker refused our epoch: another engine leads now. The refusal is no evidence about
@@ -199,31 +234,28 @@ class EngineHost(LoopService):
             self.role = "standby"
             self._follow_leader(self._ctx, self._events_endpoint_for_follow)
 
-    def _submit_batch(self, entry_id: str, signals: list[SignalAccepted], known: dict | None = None) -> None:
+    def _submit_batch(self, entry_id: str, signals: list[SignalAccepted]) -> None:
         send = self._dealer.send
         leader = self.role == "leader"
         on_signal = self.manager.on_signal
         epoch, name, group = self.epoch, self._engine_name, self.group
         route = None if self._router.single else self._router.group_of
+        early = self._early
         waiting = []
         for acc in signals:
             if route is not None and route(acc.signal.strategy_id, acc.signal.symbol) != group:
                 continue  # another group's signal
             intent = on_signal(acc, leader)
             self.signals += 1
-            if intent is None or not leader:
+            if intent is None:
                 continue
-            snap = known.get(intent.client_order_id) if known else None
-            if snap is not None:
-                recovered = self.manager.adopt(snap)
-                if recovered is not None:
-                    self._publish(recovered)
-                self.recovered_adopted += 1
+            if not leader:
+                if early:
+                    for rep in early.pop(intent.client_order_id, ()):
+                        self.manager.on_report(rep)
                 continue
             send(encode(SubmitOrder(epoch, name, intent, group)))
             waiting.append(intent.client_order_id)
-            if known is not None:
-                self.recovered_submitted += 1
         if leader:  # only the leader keeps (and writes) the checkpoint
             self.checkpoint.add_entry(entry_id, waiting)
 
@@ -236,6 +268,8 @@ class EngineHost(LoopService):
                 return
             msg = broker_event_decoder.decode(frame)
             if type(msg) is ExecutionReport:
+                if msg.ts_ns > self._seen_report_ns:
+                    self._seen_report_ns = msg.ts_ns
                 self._on_report(msg)
 
     def _on_report(self, msg: ExecutionReport) -> None:
@@ -277,11 +311,54 @@ class EngineHost(LoopService):
     # ---------------------------------------------------------------- recovery
 
     def _recover_in_flight(self) -> None:
-        """Ask the broker, then replay the signal entries after the checkpoint (see module doc)."""
-        held = [i.client_order_id for i in self.manager.pending()]
-        self._dealer.send(encode(QueryOrders(self.epoch, self._engine_name, self._query_since_ns(), held, self.group)))
-        known: dict = {}
-        swept: list[ExecutionReport] = []
+        """Ask the broker, send what it lacks, adopt the rest; then the log (see module doc)."""
+        asked = self.manager.pending()
+        known, swept, early = self._ask([i.client_order_id for i in asked])
+        self._redrive(asked, known)
+        # the broker took the query: what the old leader sent is there for good. This read holds
+        # every entry logged before that; the orders this engine did not know are asked about too.
+        entries, new = self._catch_up(self.checkpoint.position)
+        if new:
+            known, swept2, early2 = self._ask([i.client_order_id for i in new])
+            self._redrive(new, known)
+            swept += swept2
+            early += early2
+        for entry_id in entries:  # behind the hold: the checkpoint passes them once all is answered
+            self.checkpoint.add_entry(entry_id, [])
+        for msg in early:
+            self._on_report(msg)
+        self._sweep_fills(swept)
+
+    def _catch_up(self, position: str) -> tuple[list[str], list]:
+        """Read the signal log after `position` as a standby would: this group's orders this engine
+        did not know are recorded, not sent. Returns the entry ids read and the new intents."""
+        entries: list[str] = []
+        new = []
+        if self._signals is None:
+            return entries, new
+        on_signal = self.manager.on_signal
+        route = None if self._router.single else self._router.group_of
+        group = self.group
+        while True:
+            batch = self._signals.entries_after(position, 500)
+            if not batch:
+                return entries, new
+            for entry_id, fields in batch:
+                for acc in unpack_signals(fields):
+                    if route is not None and route(acc.signal.strategy_id, acc.signal.symbol) != group:
+                        continue
+                    self.signals += 1
+                    intent = on_signal(acc, False)
+                    if intent is not None:
+                        new.append(intent)
+                entries.append(entry_id.decode())
+            position = batch[-1][0]
+
+    def _ask(self, client_order_ids: list[str]) -> tuple[dict, list[ExecutionReport], list[ExecutionReport]]:
+        """QueryOrders with this engine's epoch; the broker's snapshots by id, its fills, and the
+        reports that came in meanwhile."""
+        self._dealer.send(encode(QueryOrders(self.epoch, self._engine_name, self._query_since_ns(),
+                                             client_order_ids, self.group)))
         early: list[ExecutionReport] = []
         deadline = time.monotonic() + _QUERY_TIMEOUT_MS / 1000
         while time.monotonic() < deadline:
@@ -289,26 +366,10 @@ class EngineHost(LoopService):
                 continue
             msg = broker_event_decoder.decode(self._dealer.recv())
             if type(msg) is OrdersReport:
-                known = {s.client_order_id: s for s in msg.orders}
-                swept = msg.fills
-                break
+                return {s.client_order_id: s for s in msg.orders}, list(msg.fills), early
             if type(msg) is ExecutionReport:
                 early.append(msg)
-        else:
-            raise TimeoutError(self.name + ": the broker did not list its orders in time; not trading blind")
-        self._redrive_pending(known)
-        if self._signals is not None:
-            position = self.checkpoint.position
-            while True:
-                entries = self._signals.entries_after(position, 500)
-                if not entries:
-                    break
-                for entry_id, fields in entries:
-                    self._submit_batch(entry_id.decode(), unpack_signals(fields), known)
-                position = entries[-1][0]
-        for msg in early:
-            self._on_report(msg)
-        self._sweep_fills(swept)
+        raise TimeoutError(self.name + ": the broker did not list its orders in time; not trading blind")
 
     def _sweep_fills(self, fills: list[ExecutionReport]) -> None:
         """Publish every broker fill of an order this engine knows that it has not seen (its
@@ -321,31 +382,40 @@ class EngineHost(LoopService):
                 self.swept_fills += 1
 
     def _query_since_ns(self) -> int:
-        """What the broker must tell: activity since the checkpoint entry's time, less a margin
-        (every order of an entry at or before the checkpoint was answered; open ones always come)."""
+        """The activity the broker must list besides the orders asked about: since the newest report
+        this engine took or followed, less a margin, by the broker's own clock (a report the old
+        leader took but never published is newer). None seen: since the checkpoint entry's time,
+        less a margin for the clocks of the Redis host and the broker."""
+        if self._seen_report_ns > _SWEEP_MARGIN_NS:
+            return self._seen_report_ns - _SWEEP_MARGIN_NS
         ms = self.checkpoint.position.split("-", 1)[0]
         if not ms.isdigit() or ms == "0":
             return 0
         return max(0, (int(ms) - _QUERY_MARGIN_MS) * 1_000_000)
 
-    def _redrive_pending(self, known: dict) -> None:
-        """Orders this engine knew as a standby: adopt what the broker has, send the rest (same ids)."""
+    def _redrive(self, intents: list, known: dict) -> None:
+        """Orders not answered here: send those the broker lacks at once (same ids), then adopt
+        the ones it has."""
         send = self._dealer.send
-        waiting = []
-        for intent in self.manager.pending():
+        mark_submitted = self.manager.mark_submitted
+        epoch, name, group = self.epoch, self._engine_name, self.group
+        waiting, adopt = [], []
+        for intent in intents:
             coid = intent.client_order_id
             snap = known.get(coid)
             if snap is not None:
-                recovered = self.manager.adopt(snap)
-                if recovered is not None:
-                    self._publish(recovered)
-                self.recovered_adopted += 1
-            else:
-                self.manager.mark_submitted(coid)
-                send(encode(SubmitOrder(self.epoch, self._engine_name, intent, self.group)))
-                waiting.append(coid)
-                self.recovered_submitted += 1
+                adopt.append(snap)
+                continue
+            mark_submitted(coid)
+            send(encode(SubmitOrder(epoch, name, intent, group)))
+            waiting.append(coid)
+        self.recovered_submitted += len(waiting)
         self.checkpoint.hold(waiting)
+        for snap in adopt:
+            recovered = self.manager.adopt(snap)
+            if recovered is not None:
+                self._publish(recovered)
+        self.recovered_adopted += len(adopt)
 
     def promote(self, epoch: int) -> dict:
         """Become the leader with `epoch`: stop following, ask the broker, re-drive in-flight orders."""
@@ -430,7 +500,7 @@ class EngineHost(LoopService):
             ids = self.manager.stranded_ids()
             if not ids or self.role != "leader":
                 return {"role": self.role, "stranded": len(ids)}
-            report = self._ask(endpoint, QueryOrders(self.epoch, self._engine_name, self._clock_ns(), ids,
+            report = self._ask_broker_at(endpoint, QueryOrders(self.epoch, self._engine_name, self._clock_ns(), ids,
                                                      self.group, take_over=False))
             wanted = set(ids)
             found = {s.client_order_id: s for s in report.orders if s.client_order_id in wanted}
@@ -450,7 +520,7 @@ class EngineHost(LoopService):
 
         return self.call_on_loop(run, timeout_s=60)
 
-    def _ask(self, endpoint: str, query: QueryOrders) -> OrdersReport:
+    def _ask_broker_at(self, endpoint: str, query: QueryOrders) -> OrdersReport:
         sock = tune(self._ctx.socket(zmq.DEALER))
         sock.connect(endpoint)
         try:

@@ -228,17 +228,18 @@ class Supervisor:
                 raise RuntimeError("no live standby engine to fail over to in group " + lane.name)
             if target == old and to is not None:
                 return {"group": lane.name, "from": old, "to": old, "epoch": lane.epoch, "changed": False}
-            if old != target:
-                # a live old leader steps down now (a slow one, wrongly thought dead, would step
-                # down anyway at its first fenced send); a dead one is fenced by the epoch
-                ref = self._actors["engine:" + old].call.remote("demote")
-                if reason == "manual":
-                    try:
-                        ray.get(ref, timeout=10)
-                    except Exception:  # noqa: BLE001 - fenced by the epoch all the same
-                        pass
+            if old != target and reason == "manual":
+                try:  # a live old leader steps down first
+                    ray.get(self._actors["engine:" + old].call.remote("demote"), timeout=10)
+                except Exception:  # noqa: BLE001 - fenced by the epoch all the same
+                    pass
             lane.epoch += 1
-            promoted = ray.get(self._actors["engine:" + target].call.remote("promote", lane.epoch), timeout=120)
+            promoting = self._actors["engine:" + target].call.remote("promote", lane.epoch)
+            if old != target and reason != "manual":
+                # a leader thought dead is told once the promotion is on its way (a slow one would
+                # step down anyway at its first fenced send; a dead one is fenced by the epoch)
+                self._actors["engine:" + old].call.remote("demote")
+            promoted = ray.get(promoting, timeout=120)
             lane.leader = target
             lane.leader_seen_ns = time.time_ns()
             if lane is self._first:

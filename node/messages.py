@@ -208,9 +208,11 @@ class CancelOrder(msgspec.Struct, frozen=True, array_like=True, gc=False, tag="c
 
 
 class QueryOrders(msgspec.Struct, frozen=True, array_like=True, gc=False, tag="query"):
-    """Ask the broker what it has before re-driving: every open order, and every order and fill
-    with activity at or after `since_ns` (0 = all history). A new leader passes the time of its
-    checkpoint (less a margin), so the answer stays small however long the node has run."""
+    """Ask the broker what it has before re-driving: the orders named in `client_order_ids` (any
+    age) with their fills, and every order and fill with activity at or after `since_ns` by the
+    broker's clock (0 = every order and fill it has). A new leader names the orders whose fate it
+    does not know and passes the time of the newest broker report it saw (less a margin), so the
+    answer, and the broker's work, stay small however long the node has run."""
 
     epoch: int
     engine: str

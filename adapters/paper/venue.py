@@ -126,6 +126,7 @@ class PaperVenue:
         self._n_orders = 0
         self._positions: dict[str, float] = {}
         self._fills: list[ExecutionReport] = []
+        self._fills_of: dict[str, list[ExecutionReport]] = {}  # client order id -> its fills
 
     # ---------------------------------------------------------------- the venue's API
 
@@ -172,6 +173,7 @@ class PaperVenue:
         pop = heapq.heappop
         positions = self._positions
         fills = self._fills
+        fills_of = self._fills_of
         while heap and heap[0][0] <= now_ns:
             _, _, order, rep = pop(heap)
             out.append(rep)
@@ -180,6 +182,7 @@ class PaperVenue:
             order.view_leaves = rep.leaves_qty
             if rep.last_qty:
                 fills.append(rep)
+                fills_of.setdefault(rep.client_order_id, []).append(rep)
                 positions[rep.symbol] = positions.get(rep.symbol, 0.0) + order.sign * rep.last_qty
         return out
 
@@ -194,6 +197,27 @@ class PaperVenue:
     def snapshot(self) -> list[OrderSnapshot]:
         """Every order the venue knows, as the reports handed out so far describe it."""
         return [OrderSnapshot(o.coid, o.view_kind, o.view_cum, o.view_leaves) for o in self._orders.values()]
+
+    def snapshot_of(self, client_order_ids) -> list[OrderSnapshot]:
+        """`snapshot()` of just these orders (the unknown ids are left out)."""
+        orders = self._orders
+        return [OrderSnapshot(o.coid, o.view_kind, o.view_cum, o.view_leaves)
+                for o in (orders.get(c) for c in client_order_ids) if o is not None]
+
+    def fills_since(self, since_ns: int) -> list[ExecutionReport]:
+        """The fills handed out at or after `since_ns`, in order, read from the newest back (and a
+        second past it: fill times follow the hand-out order only nearly)."""
+        fills = self._fills
+        floor = since_ns - 1_000_000_000
+        i = len(fills)
+        while i and fills[i - 1].ts_ns >= floor:
+            i -= 1
+        return [f for f in fills[i:] if f.ts_ns >= since_ns]
+
+    def fills_of(self, client_order_ids) -> list[ExecutionReport]:
+        """Every fill of these orders."""
+        fills_of = self._fills_of
+        return [f for c in client_order_ids for f in fills_of.get(c, ())]
 
     def last_price(self, symbol: str) -> float:
         """The mid of `symbol` at the last tick the venue stepped to (KeyError if unknown)."""

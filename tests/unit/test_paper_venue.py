@@ -409,3 +409,25 @@ def test_fills_never_exceed_the_order_and_cum_is_monotone(orders, seed, latency_
     for f in v.fills():
         signed[f.symbol] = signed.get(f.symbol, 0.0) + (f.last_qty if f.side is Side.BUY else -f.last_qty)
     assert v.positions() == {s: q for s, q in signed.items() if abs(q) > 1e-9}
+
+
+# ---------------------------------------------------------------- what a new leader's query reads
+
+
+def test_the_query_views_are_the_full_lists_cut_by_id_and_time():
+    v = venue(top=100.0)
+    t = T0
+    ids = []
+    for k in range(6):
+        order = intent(qty=250.0)  # three partial fills each
+        ids.append(order.client_order_id)
+        v.submit(order, t)
+        t += TICK * 10
+        v.advance(t)
+    every = v.fills()
+    assert len(every) == 18
+    assert [s.client_order_id for s in v.snapshot_of([ids[4], "nope", ids[1]])] == [ids[4], ids[1]]
+    assert v.fills_of([ids[2], "nope"]) == [f for f in every if f.client_order_id == ids[2]]
+    cut = every[9].ts_ns
+    assert v.fills_since(cut) == [f for f in every if f.ts_ns >= cut]
+    assert v.fills_since(0) == every and v.fills_since(every[-1].ts_ns + 1) == []
