@@ -61,8 +61,12 @@ class BrokerHost(LoopService):
         self.venue = venue
         self.gate = BrokerGate()
         self._clock_ns = clock_ns
-        self._owner: dict[str, bytes] = {}  # client_order_id -> engine identity
-        self._group_of: dict[str, str] = {}  # client_order_id -> engine group
+        # who hears an order's reports: its submitter, unless a leader of its group took the group's
+        # reports over (QueryOrders) after it was sent; resolved per report in O(1), so a take-over
+        # costs the same however many orders the day has seen
+        self._owner: dict[str, tuple[bytes, str, int]] = {}  # client_order_id -> (submitter, group, take-over no.)
+        self._takeover: dict[str, tuple[bytes, int]] = {}  # group -> (its newest leader's identity, take-over no.)
+        self._takeovers = 0
         self._leader: bytes = b""  # the last engine that sent or asked (reports of unknown orders)
         self.submitted = 0
         self.reports = 0
@@ -130,26 +134,25 @@ class BrokerHost(LoopService):
                 firsts = self.first_submit_ns.setdefault(cmd.group, {})
                 if cmd.epoch not in firsts:
                     firsts[cmd.epoch] = time.time_ns()
-                self._owner[coid] = ident
-                self._group_of[coid] = cmd.group
+                self._owner[coid] = (ident, cmd.group, self._takeovers)
                 self._leader = ident
                 self.submitted += 1
                 self.venue.submit(cmd.intent, now)
             elif verdict is Admit.STALE_EPOCH:
                 self._reply(ident, _refusal(cmd.intent, Reason.STALE_EPOCH, now))
             else:
-                self._owner[coid] = ident  # the newest asker hears about it from now on
+                self._owner[coid] = (ident, cmd.group, self._takeovers)  # the newest asker hears from now on
         elif kind is CancelOrder:
             if self.gate.fence(cmd.epoch, cmd.group):
                 self.venue.cancel(cmd.client_order_id, now)
         elif kind is QueryOrders:
-            if self.gate.fence(cmd.epoch, cmd.group):
+            # a look (take_over False: a standby catching up, a settle) changes nothing, so it is
+            # answered whatever its epoch; a new leader's query is fenced and raises the floor
+            if not cmd.take_over or self.gate.fence(cmd.epoch, cmd.group):
                 if cmd.take_over:
                     self._leader = ident
-                    group_of, group = self._group_of, cmd.group
-                    for coid in self._owner:  # the group's orders are the new leader's to hear about
-                        if group_of.get(coid, "") == group:
-                            self._owner[coid] = ident
+                    self._takeovers += 1  # the group's orders sent before now are the new leader's to hear about
+                    self._takeover[cmd.group] = (ident, self._takeovers)
                 self._reply(ident, self._orders_report(cmd.since_ns, cmd.client_order_ids))
         elif kind is Heartbeat:
             self._reply(ident, Heartbeat(self.name, self.gate.epoch, cmd.seq, now))
@@ -190,13 +193,20 @@ class BrokerHost(LoopService):
         if not reports:
             return
         send = self._router.send_multipart
-        owner = self._owner
+        owner, takeover = self._owner, self._takeover
         active = self._active_ns
         pop = active.pop
         for rep in reports:
             pop(rep.client_order_id, None)  # keeps the dict in order of last activity
             active[rep.client_order_id] = rep.ts_ns or self._clock_ns()
-            ident = owner.get(rep.client_order_id, self._leader)
+            entry = owner.get(rep.client_order_id)
+            if entry is None:
+                ident = self._leader
+            else:
+                ident, group, seen = entry
+                took = takeover.get(group)
+                if took is not None and took[1] > seen:
+                    ident = took[0]
             send((ident, encode(rep)))
         self.reports += len(reports)
 

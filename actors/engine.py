@@ -27,13 +27,16 @@ same way. Anything logged later reached no engine before the fence: it is sent w
 The checkpoint (see `node.checkpoint`) is written with the event batch, in the same round trip.
 
 A standby keeps a followed report that arrives before its signal (the two travel different
-paths) until the signal comes, so its book stays current and a promotion has little to ask.
+paths) until the signal comes, and asks the broker (a look: no fence, no take-over, on a socket of
+its own) about orders still without word after `_LOOK_AFTER_S` (a standby restarted by Ray gets
+the batches it missed, whose reports went out before it was back). So its book stays current and
+a promotion has little to ask.
 """
 
 from __future__ import annotations
 
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from typing import Callable
 
 import zmq
@@ -42,6 +45,7 @@ from actors.wiring import EngineWiring
 from actors.service import Heartbeats, LoopService, bind_at, bind_random, tune
 from adapters.engines.native import NativeOrderManager
 from node.checkpoint import EntryCheckpoint, checkpoint_key
+from node.orders import OrderState
 from node.config import NodeConfig
 from node.errors import StoreError
 from node.messages import (
@@ -67,6 +71,7 @@ _QUERY_TIMEOUT_MS = 15_000  # a loaded broker may take seconds to list a busy da
 _QUERY_MARGIN_MS = 60_000  # clocks of the Redis host and the broker may differ by this much
 _SWEEP_MARGIN_NS = 2_000_000_000  # broker report times are in (nearly) hand-out order: look back this far
 _EARLY_MAX = 100_000  # followed reports kept for signals not here yet
+_LOOK_AFTER_S = 0.5  # a standby asks the broker about an order still without word after this
 
 
 class EngineHost(LoopService):
@@ -105,7 +110,13 @@ class EngineHost(LoopService):
         self.stranded = 0
         self.broker_switches = 0
         self._seen_report_ns = 0  # the newest broker report time taken or followed (the broker's clock)
+        self._marks: list[tuple[str, int]] = []  # the last promotion's steps (ns since its start)
+        self.asked_last = 0  # orders the last recovery asked the broker about
         self._early: OrderedDict[str, list[ExecutionReport]] = OrderedDict()  # standby: reports before their signal
+        self._unconfirmed: deque[tuple[float, str]] = deque()  # standby: (when recorded, order) with no word yet
+        self._next_look = 0.0
+        self._look: zmq.Socket | None = None  # standby: its own socket for looks at the broker
+        self.looked_up = 0
 
     # ---------------------------------------------------------------- sockets
 
@@ -155,7 +166,7 @@ class EngineHost(LoopService):
         self.poller.register(self._follow, zmq.POLLIN)
 
     def _close(self) -> None:
-        for s in (self._pull, self._pub, self._dealer, self._follow):
+        for s in (self._pull, self._pub, self._dealer, self._follow, self._look):
             if s is not None:
                 s.close(0)
 
@@ -171,6 +182,10 @@ class EngineHost(LoopService):
             self._take_reports()
         if self._follow is not None and self._follow in events:
             self._take_followed()
+        if self._look is not None and self._look in events:
+            self._take_look()
+        if self._unconfirmed and self.role != "leader":
+            self._look_up_unconfirmed()
         if (self._pending_events or self.checkpoint.changed) and self._log is not None and self.role == "leader":
             self._flush_events()
 
@@ -211,6 +226,45 @@ class EngineHost(LoopService):
                     self._keep_early(rep)
         finally:
             self._seen_report_ns = seen
+
+    def _look_up_unconfirmed(self) -> None:
+        """Standby: ask the broker about the orders still PENDING `_LOOK_AFTER_S` after they came."""
+        now = time.monotonic()
+        if now < self._next_look:
+            return
+        self._next_look = now + _LOOK_AFTER_S
+        queue, cutoff, orders = self._unconfirmed, now - _LOOK_AFTER_S, self.manager.orders
+        ids = []
+        while queue and queue[0][0] <= cutoff:
+            coid = queue.popleft()[1]
+            order = orders.get(coid)
+            if order is not None and order.state is OrderState.PENDING:
+                ids.append(coid)
+        if not ids:
+            return
+        if self._look is None:
+            self._look = tune(self._ctx.socket(zmq.DEALER))
+            self._look.connect(self._broker_endpoint)
+            self.poller.register(self._look, zmq.POLLIN)
+        self._look.send(encode(QueryOrders(self.epoch, self._engine_name, self._clock_ns(), ids, self.group,
+                                           take_over=False)))
+
+    def _take_look(self) -> None:
+        for _ in range(64):
+            try:
+                msg = broker_event_decoder.decode(self._look.recv(zmq.NOBLOCK))
+            except zmq.Again:
+                return
+            if type(msg) is OrdersReport and self.role != "leader":
+                for snap in msg.orders:
+                    self.manager.adopt(snap)  # the broker's word; the leader published it already
+                self.looked_up += len(msg.orders)
+
+    def _close_look(self) -> None:
+        if self._look is not None:
+            self.poller.unregister(self._look)
+            self._look.close(0)
+            self._look = None
 
     def _keep_early(self, rep: ExecutionReport) -> None:
         """A followed report whose signal has not reached this engine yet (another group's are dropped)."""
@@ -253,6 +307,7 @@ class EngineHost(LoopService):
                 if early:
                     for rep in early.pop(intent.client_order_id, ()):
                         self.manager.on_report(rep)
+                self._unconfirmed.append((time.monotonic(), intent.client_order_id))
                 continue
             send(encode(SubmitOrder(epoch, name, intent, group)))
             waiting.append(intent.client_order_id)
@@ -310,24 +365,41 @@ class EngineHost(LoopService):
 
     # ---------------------------------------------------------------- recovery
 
-    def _recover_in_flight(self) -> None:
-        """Ask the broker, send what it lacks, adopt the rest; then the log (see module doc)."""
+    def _recover_in_flight(self, t0: int = 0) -> None:
+        """Ask the broker, send what it lacks, adopt the rest; then the log (see module doc).
+        With `t0`, the time of each step goes to `_marks` (a promotion reports where it spent)."""
+        mark = self._mark if t0 else (lambda name, t: None)
         asked = self.manager.pending()
-        known, swept, early = self._ask([i.client_order_id for i in asked])
+        self.asked_last = len(asked)
+        # first just these orders (a small answer: the first order goes out sooner) ...
+        known, swept, early = self._ask([i.client_order_id for i in asked], self._clock_ns())
+        mark("answered", t0)
         self._redrive(asked, known)
+        mark("redriven", t0)
         # the broker took the query: what the old leader sent is there for good. This read holds
-        # every entry logged before that; the orders this engine did not know are asked about too.
+        # every entry logged before that; the orders this engine did not know are asked about too
         entries, new = self._catch_up(self.checkpoint.position)
+        mark("log_read", t0)
         if new:
-            known, swept2, early2 = self._ask([i.client_order_id for i in new])
+            known, swept2, early2 = self._ask([i.client_order_id for i in new], self._clock_ns())
             self._redrive(new, known)
             swept += swept2
             early += early2
+            mark("log_orders_sent", t0)
+        # ... then the recent activity: the fills the old leader may have taken and never published
+        _, swept2, early2 = self._ask([], self._query_since_ns())
+        swept += swept2
+        early += early2
+        mark("recent_read", t0)
         for entry_id in entries:  # behind the hold: the checkpoint passes them once all is answered
             self.checkpoint.add_entry(entry_id, [])
         for msg in early:
             self._on_report(msg)
         self._sweep_fills(swept)
+        mark("swept", t0)
+
+    def _mark(self, name: str, t0: int) -> None:
+        self._marks.append((name, time.perf_counter_ns() - t0))
 
     def _catch_up(self, position: str) -> tuple[list[str], list]:
         """Read the signal log after `position` as a standby would: this group's orders this engine
@@ -354,11 +426,10 @@ class EngineHost(LoopService):
                 entries.append(entry_id.decode())
             position = batch[-1][0]
 
-    def _ask(self, client_order_ids: list[str]) -> tuple[dict, list[ExecutionReport], list[ExecutionReport]]:
-        """QueryOrders with this engine's epoch; the broker's snapshots by id, its fills, and the
-        reports that came in meanwhile."""
-        self._dealer.send(encode(QueryOrders(self.epoch, self._engine_name, self._query_since_ns(),
-                                             client_order_ids, self.group)))
+    def _ask(self, client_order_ids: list[str], since_ns: int) -> tuple[dict, list[ExecutionReport], list[ExecutionReport]]:
+        """QueryOrders with this engine's epoch (it takes the group's reports over); the broker's
+        snapshots by id, its fills, and the reports that came in meanwhile."""
+        self._dealer.send(encode(QueryOrders(self.epoch, self._engine_name, since_ns, client_order_ids, self.group)))
         early: list[ExecutionReport] = []
         deadline = time.monotonic() + _QUERY_TIMEOUT_MS / 1000
         while time.monotonic() < deadline:
@@ -420,10 +491,15 @@ class EngineHost(LoopService):
     def promote(self, epoch: int) -> dict:
         """Become the leader with `epoch`: stop following, ask the broker, re-drive in-flight orders."""
 
+        called, entered_ns = time.perf_counter_ns(), time.time_ns()
+
         def run() -> dict:
             t0 = time.perf_counter_ns()
+            self._marks = [("queued", t0 - called)]
             self.epoch = epoch
             self.role = "leader"
+            self._unconfirmed.clear()  # the recovery asks about every unanswered order
+            self._close_look()
             if self._follow is not None:
                 self._take_followed()  # what the old leader published before it died
                 self.poller.unregister(self._follow)
@@ -433,7 +509,8 @@ class EngineHost(LoopService):
                 saved = self._signals.get(self._checkpoint_key) if self._signals is not None else None
                 if saved:
                     self.checkpoint = EntryCheckpoint(saved.decode())
-                self._recover_in_flight()
+                self._mark("followed", t0)
+                self._recover_in_flight(t0)
             except Exception:
                 # a half-done recovery must not lead: step back, keep following, let the
                 # supervisor promote again (the next attempt redoes the whole recovery)
@@ -443,7 +520,9 @@ class EngineHost(LoopService):
                 raise
             self._beat(self._clock_ns())
             return {"epoch": epoch, "took_us": (time.perf_counter_ns() - t0) // 1000,
-                    "redriven": self.recovered_submitted, "adopted": self.recovered_adopted}
+                    "redriven": self.recovered_submitted, "adopted": self.recovered_adopted,
+                    "asked": self.asked_last, "entered_ns": entered_ns,
+                    "marks_us": {name: ns // 1000 for name, ns in self._marks}}
 
         return self.call_on_loop(run, timeout_s=90)
 
@@ -470,6 +549,7 @@ class EngineHost(LoopService):
             self._dealer.connect(endpoint)
             self.poller.register(self._dealer, zmq.POLLIN)
             self._broker_endpoint = endpoint
+            self._close_look()  # the next look goes to the new broker
             self.broker_switches += 1
             if self.role != "leader":
                 return {"role": self.role}
@@ -564,6 +644,8 @@ class EngineHost(LoopService):
             "recovered_adopted": self.recovered_adopted,
             "fenced": self.fenced,
             "swept_fills": self.swept_fills,
+            "looked_up": self.looked_up,
+            "unconfirmed": len(self._unconfirmed),
             "duplicate_signals": m.duplicate_signals,
             "duplicate_fills": m.duplicate_fills,
             "ignored_reports": m.ignored_reports,

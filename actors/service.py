@@ -7,6 +7,7 @@ queue a control request the loop picks up (see `call_on_loop`).
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from collections import deque
@@ -102,6 +103,10 @@ class LoopService:
         self._endpoints: dict[str, str] = {}
         self._error: BaseException | None = None
         self._calls: deque[tuple[Callable[[], Any], list]] = deque()
+        # a call wakes the loop at once (a promotion must not wait out a poll timeout)
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
         self.poller = zmq.Poller()
         self.loop_errors = 0
         self.loop_ticks = 0  # wake-ups so far: heartbeats stop when it stops moving
@@ -138,6 +143,10 @@ class LoopService:
         box: list = []
         done = threading.Event()
         self._calls.append((fn, [box, done]))
+        try:
+            self._wake_w.send(b"!")
+        except OSError:  # full: the loop is waking anyway
+            pass
         if not done.wait(timeout_s):
             raise TimeoutError(self.name + ": loop did not run the call in time")
         ok, value = box[0]
@@ -155,6 +164,8 @@ class LoopService:
             self._ready.set()
             return
         self._ready.set()
+        wake = self._wake_r.fileno()
+        self.poller.register(wake, zmq.POLLIN)
         poll = self.poller.poll
         try:
             while self._running.is_set():
@@ -166,6 +177,13 @@ class LoopService:
                         box.append((False, exc))
                     done.set()
                 events = dict(poll(self._poll_timeout_ms()))
+                if events.pop(wake, None) is not None:
+                    try:
+                        self._wake_r.recv(4096)
+                    except OSError:
+                        pass
+                    if self._calls:
+                        continue  # run the call first
                 self.loop_ticks += 1
                 try:
                     self._on_wake(events)

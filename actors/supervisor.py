@@ -246,7 +246,9 @@ class Supervisor:
                 self._registry["engine"] = self._registry["engine:" + target]
             event = {"group": lane.name, "from": old, "to": target, "epoch": lane.epoch, "reason": reason,
                      "detected_ns": detected_ns, "started_ns": t0, "promoted_ns": time.time_ns(),
-                     "promote_us": promoted.get("took_us"), "redriven": promoted.get("redriven")}
+                     "promote_us": promoted.get("took_us"), "redriven": promoted.get("redriven"),
+                     "asked": promoted.get("asked"), "marks_us": promoted.get("marks_us"),
+                     "call_us": (promoted.get("entered_ns", t0) - t0) // 1000}
             self.failovers.append(event)
             self._record("failover", event)
             return event

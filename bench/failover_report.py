@@ -103,10 +103,19 @@ async def run_failovers(runtime, kills: int, rate: float, gap_s: float = 1.5, pr
     stats = await loop.run_in_executor(None, runtime.stats)
     first = stats["broker"]["first_submit_ns"].get(DEFAULT_GROUP, {})
     failover_ms = []
+    phases: dict[str, list[float]] = {"detect": [], "decide": [], "promote": [], "first_order": []}
+    events = {e["epoch"]: e for e in stats["supervisor"]["failovers"]}
     for t_kill, epoch in kill_times:
         nxt = min((e for e in first if int(e) > epoch), default=None, key=int)
         if nxt is not None:
             failover_ms.append((first[nxt] - t_kill) / 1e6)
+        event = events.get(epoch + 1)
+        if event is not None and event.get("detected_ns") and nxt is not None:
+            # kill -> noticed -> the supervisor acts -> promote returns; first order: after the kill
+            phases["detect"].append((event["detected_ns"] - t_kill) / 1e6)
+            phases["decide"].append((event["started_ns"] - event["detected_ns"]) / 1e6)
+            phases["promote"].append((event["promoted_ns"] - event["started_ns"]) / 1e6)
+            phases["first_order"].append((first[nxt] - event["started_ns"]) / 1e6)
     orders = await loop.run_in_executor(None, runtime.call, "broker", "orders")
     accepted = [rid for rid, st in replies.items() if st == "ACCEPTED"]
     from node.orders import client_order_id_for, signal_id_for
@@ -131,6 +140,11 @@ async def run_failovers(runtime, kills: int, rate: float, gap_s: float = 1.5, pr
         "failover_samples": len(failover_ms),
         "ray_restart_p50_ms": pct(restart_ms, 50),
         "ray_restart_p99_ms": pct(restart_ms, 99),
+        # where the time goes (p50 / p99, ms): kill -> detected; detected -> the failover starts;
+        # start -> promote returned; start -> the new leader's first order at the broker
+        "phases_ms": {name: [pct(v, 50), pct(v, 99)] for name, v in phases.items()},
+        "promote_marks_us": [dict(e.get("marks_us") or {}, asked=e.get("asked"), call_us=e.get("call_us"))
+                             for e in stats["supervisor"]["failovers"]][-3:],
     }
 
 

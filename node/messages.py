@@ -219,8 +219,9 @@ class QueryOrders(msgspec.Struct, frozen=True, array_like=True, gc=False, tag="q
     since_ns: int = 0
     client_order_ids: list[str] = []  # also these, whatever their age (what the asker holds open)
     group: str = ""
-    #: the asker takes over the reports of the group's orders (a new leader); False: only look
-    #: (a broker adapter that starts as a standby in front of a shared venue)
+    #: the asker takes over the reports of the group's orders (a new leader: fenced by `epoch`);
+    #: False: only look, whatever the epoch (a standby catching up; an adapter that starts beside
+    #: another in front of a shared venue)
     take_over: bool = True
 
 
