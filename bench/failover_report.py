@@ -29,8 +29,15 @@ def pct(values: list[float], q: float) -> float:
     return round(float(np.percentile(np.asarray(values), q)), 1) if values else 0.0
 
 
-async def run_failovers(runtime, kills: int, rate: float, gap_s: float = 1.5, progress=None) -> dict:
-    """Drive `rate` signals/s while killing the leader `kills` times, `gap_s` apart."""
+async def run_failovers(runtime, kills: int, rate: float, gap_s: float = 1.5, progress=None,
+                        seed: int | None = None) -> dict:
+    """Drive `rate` signals/s while killing the leader `kills` times, `gap_s` apart. With `seed`:
+    random kills: each one hits the leader (4 in 5) or a standby, after a random gap of 0.5x to
+    1.5x `gap_s`; failover times are measured on the leader kills."""
+    import random
+
+    rng = random.Random(seed) if seed is not None else None
+    standby_kills = 0
     cfg = runtime.cfg
     key_id, secret = next(iter(cfg.signing.keys.items()))
     replies: dict[str, str] = {}
@@ -74,10 +81,19 @@ async def run_failovers(runtime, kills: int, rate: float, gap_s: float = 1.5, pr
             stats = await loop.run_in_executor(None, runtime.stats)
             epoch = stats["supervisor"]["epoch"]
             leader = stats["supervisor"]["leader"]
-            pid = await loop.run_in_executor(None, runtime.call_supervisor, "pid", "engine:" + leader)
+            victim = leader
+            if rng is not None and rng.random() < 0.2:
+                standbys = [r.split(":", 1)[1] for r, v in stats.items()
+                            if r.startswith("engine:") and isinstance(v, dict) and v.get("role") == "standby"]
+                if standbys:
+                    victim = rng.choice(standbys)
+                    standby_kills += 1
+            pid = await loop.run_in_executor(None, runtime.call_supervisor, "pid", "engine:" + victim)
             t_kill = time.time_ns()
             os.kill(pid, signal.SIGKILL)
-            kill_times.append((t_kill, epoch))
+            if victim == leader:
+                kill_times.append((t_kill, epoch))
+            leader = victim
             # Ray's own restart: until the killed engine answers again
             t_restart = None
             deadline = time.monotonic() + 30
@@ -94,7 +110,7 @@ async def run_failovers(runtime, kills: int, rate: float, gap_s: float = 1.5, pr
                 restart_ms.append((t_restart - t_kill) / 1e6)
             if progress:
                 progress("kill %d/%d: %s (epoch %d)" % (k + 1, kills, leader, epoch))
-            await asyncio.sleep(gap_s)
+            await asyncio.sleep(gap_s if rng is None else gap_s * rng.uniform(0.5, 1.5))
         await asyncio.sleep(1.0)
         stop.set()
         await streamer
@@ -124,6 +140,7 @@ async def run_failovers(runtime, kills: int, rate: float, gap_s: float = 1.5, pr
     lost = sum(1 for rid in accepted if client_order_id_for(signal_id_for(rid)) not in at_broker)
     return {
         "kills": kills,
+        "standby_kills": standby_kills,
         "rate_per_s": rate,
         "sent": sent,
         "replied": len(replies),
@@ -163,13 +180,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--kills", type=int, default=50)
     p.add_argument("--rate", type=float, default=1000.0)
     p.add_argument("--json", action="store_true")
+    p.add_argument("--random", type=int, metavar="SEED", help="random kills: leader or standby, random gaps")
     args = p.parse_args(argv)
     from node.runtime import NodeRuntime, stderr_progress
 
     runtime = NodeRuntime(failover_config(), stderr_progress)
     runtime.start()
     try:
-        out = asyncio.run(run_failovers(runtime, args.kills, args.rate, progress=stderr_progress))
+        out = asyncio.run(run_failovers(runtime, args.kills, args.rate, progress=stderr_progress, seed=args.random))
     finally:
         runtime.stop()
     print(json.dumps(out) if args.json else json.dumps(out, indent=2))
