@@ -42,7 +42,7 @@ from typing import Callable
 import zmq
 
 from actors.wiring import EngineWiring
-from actors.service import Heartbeats, LoopService, bind_at, bind_random, tune
+from actors.service import Heartbeats, LoopService, bind_at, bind_random, followed_reports, tune
 from adapters.engines.native import NativeOrderManager
 from node.checkpoint import EntryCheckpoint, checkpoint_key
 from node.orders import OrderState
@@ -59,7 +59,6 @@ from node.messages import (
     broker_event_decoder,
     encode,
     event_topic,
-    report_decoder,
 )
 from node.reasons import Reason
 from node.router import Router
@@ -205,17 +204,11 @@ class EngineHost(LoopService):
             self._hb.now.set()
 
     def _take_followed(self) -> None:
-        recv = self._follow.recv_multipart
         manager = self.manager
         orders, on_report = manager.orders, manager.on_report
         seen = self._seen_report_ns
         try:
-            for _ in range(4096):
-                try:
-                    _, payload = recv(zmq.NOBLOCK)
-                except zmq.Again:
-                    return
-                rep = report_decoder.decode(payload)
+            for rep in followed_reports(self._follow):
                 if rep.reason == STALE_EPOCH:  # a fenced engine's refusal says nothing about the order
                     continue
                 if rep.ts_ns > seen:

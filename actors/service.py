@@ -79,6 +79,20 @@ class Heartbeats:
             sock.close(0)
 
 
+def followed_reports(sock: zmq.Socket, limit: int = 4096):
+    """The execution reports waiting on a SUB socket of the events relay ([topic, payload] frames),
+    decoded, at most `limit` of them (a wake-up never starves the rest of the loop)."""
+    from node.messages import report_decoder
+
+    recv, decode = sock.recv_multipart, report_decoder.decode
+    for _ in range(limit):
+        try:
+            _, payload = recv(zmq.NOBLOCK)
+        except zmq.Again:
+            return
+        yield decode(payload)
+
+
 def tune(sock: zmq.Socket, hwm: int = 1_000_000) -> zmq.Socket:
     sock.setsockopt(zmq.LINGER, 0)
     sock.setsockopt(zmq.SNDHWM, hwm)

@@ -15,7 +15,7 @@ from typing import Callable
 
 import zmq
 
-from actors.service import LoopService, bind_at, tune
+from actors.service import LoopService, bind_at, followed_reports, tune
 from node.config import NodeConfig
 from node.errors import StoreError
 from node.intake import RiskCheck, SignalGate
@@ -29,7 +29,6 @@ from node.messages import (
     Status,
     encode,
     pack_signal_batch,
-    report_decoder,
     topic_prefixes,
 )
 from node.reasons import Reason
@@ -232,15 +231,9 @@ class Validator(LoopService):
     def _take_fills(self) -> None:
         """Execution reports update risk: positions and prices from fills, breakers from broker
         rejects, and a symbol with an order in UNKNOWN takes no new risk until the broker answers."""
-        recv = self._fills.recv_multipart
         risk = self.risk
         unknown = self._unknown
-        for _ in range(4096):
-            try:
-                _, payload = recv(zmq.NOBLOCK)
-            except zmq.Again:
-                return
-            rep = report_decoder.decode(payload)
+        for rep in followed_reports(self._fills):
             kind = rep.kind
             if kind is ExecKind.UNKNOWN:
                 unknown.setdefault(rep.symbol, set()).add(rep.client_order_id)

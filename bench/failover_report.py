@@ -3,6 +3,12 @@ kill -> first order submitted by the new leader (the broker records the first se
 beside Ray's own restart of the killed actor (kill -> its heartbeat back, as a standby).
 
     python -m bench.failover_report [--kills 50] [--rate 1000] [--json]
+        [--random SEED]                 # random kills: the leader (4 in 5) or a standby, random gaps
+        [--engines nautilus,nautilus]   # engine kinds in priority order
+        [--gap 1.5]                     # seconds after a killed engine is back before the next kill
+
+Also reports where the time goes (`phases_ms`: detection, decision, promotion, first order) and
+the last promotions' steps (`promote_marks_us`).
 
 Also checks what must hold at every kill: zero lost, zero duplicate broker orders, nothing sent
 under a fenced epoch.
@@ -165,14 +171,14 @@ async def run_failovers(runtime, kills: int, rate: float, gap_s: float = 1.5, pr
     }
 
 
-def failover_config(base=None):
+def failover_config(base=None, kinds: tuple[str, ...] = ("native", "native", "native")):
     from node.cli import demo_config
 
     cfg = demo_config(base or load_config(None))
     import msgspec
 
-    return msgspec.structs.replace(cfg, engines=[EngineConfig(name="native-a"), EngineConfig(name="native-b"),
-                                                 EngineConfig(name="native-c")])
+    engines = [EngineConfig(name=kind + "-" + "abcdefgh"[i], kind=kind) for i, kind in enumerate(kinds)]
+    return msgspec.structs.replace(cfg, engines=engines)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -181,13 +187,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rate", type=float, default=1000.0)
     p.add_argument("--json", action="store_true")
     p.add_argument("--random", type=int, metavar="SEED", help="random kills: leader or standby, random gaps")
+    p.add_argument("--gap", type=float, default=1.5, help="seconds between a killed engine's return and the next kill")
+    p.add_argument("--engines", default="native,native,native",
+                   help="engine kinds in priority order (e.g. nautilus,nautilus: Nautilus always leads)")
     args = p.parse_args(argv)
     from node.runtime import NodeRuntime, stderr_progress
 
-    runtime = NodeRuntime(failover_config(), stderr_progress)
+    runtime = NodeRuntime(failover_config(kinds=tuple(args.engines.split(","))), stderr_progress)
     runtime.start()
     try:
-        out = asyncio.run(run_failovers(runtime, args.kills, args.rate, progress=stderr_progress, seed=args.random))
+        out = asyncio.run(run_failovers(runtime, args.kills, args.rate, progress=stderr_progress, seed=args.random,
+                                        gap_s=args.gap))
     finally:
         runtime.stop()
     print(json.dumps(out) if args.json else json.dumps(out, indent=2))
