@@ -27,10 +27,14 @@ from actors.service import Heartbeats, LoopService, bind_at, bind_random, tune
 from adapters.engines.nautilus.config import NautilusEngineConfig
 from adapters.engines.nautilus.host import NautilusEngineProcess
 from node.config import NodeConfig
-from node.checkpoint import checkpoint_key
+from node.checkpoint import EntryCheckpoint, checkpoint_key
 from node.errors import StoreError
 from node.router import Router
-from node.messages import batch_decoder, encode
+from node.messages import batch_decoder, encode, report_decoder
+from node.orders import client_order_id_for
+from node.reasons import Reason
+
+STALE_EPOCH = Reason.STALE_EPOCH.value
 from node.streams import EVENTS_FIELD, SIGNALS_FIELD, StreamLog, connect_redis, pack_batch, unpack_signals
 
 
@@ -70,6 +74,10 @@ class NautilusEngineHost(LoopService):
         self.last_promotion: dict = {}
         self._next_child_check = 0.0
         self.store_failures = 0
+        #: leader: the newest log entry whose orders all had a broker answer, written with the
+        #: events (as the native engine does), so a promotion replays only what may be unanswered
+        self.checkpoint = EntryCheckpoint()
+        self._replayed: set[str] = set()  # entries the last promotion replayed (their batches may still come)
 
     # ---------------------------------------------------------------- sockets and the child
 
@@ -181,10 +189,16 @@ class NautilusEngineHost(LoopService):
         if self._from_child is not None and self._from_child in events:
             self._take_reports()
         self._revive_child()
-        if self._pending_events and self._log is not None:
+        if (self._pending_events or self.checkpoint.changed) and self._log is not None:
+            cp = self.checkpoint
+            also = (self._checkpoint_key, cp.position.encode()) if cp.changed and self.role == "leader" else None
             try:
-                self._log.append_packed(pack_batch(self._pending_events))
+                if self._pending_events:
+                    self._log.append_packed(pack_batch(self._pending_events), also)
+                elif also is not None:
+                    self._log.set(*also)
                 self._pending_events = []
+                cp.changed = False
             except StoreError:
                 self.store_failures += 1
 
@@ -197,13 +211,15 @@ class NautilusEngineHost(LoopService):
                 return
             batch = batch_decoder.decode(frame)
             self.signals += len(batch.signals)
+            mine = self._mine(batch.signals)
             if self._to_child is not None:  # a standby's child holds them (see module doc)
                 send = self._to_child.send
-                mine = self._mine(batch.signals)
                 for acc in mine:
                     send(encode(acc))
                 self.relayed += len(mine)
                 self.to_child += len(mine)
+            if self.role == "leader" and batch.entry_id not in self._replayed:
+                self.checkpoint.add_entry(batch.entry_id, [client_order_id_for(a.signal_id) for a in mine])
 
     def _mine(self, signals: list) -> list:
         """The signals routed to this engine's group (node.router)."""
@@ -224,6 +240,9 @@ class NautilusEngineHost(LoopService):
             self._pub.send_multipart((topic, payload))
             self._pending_events.append(payload)
             self.published += 1
+            rep = report_decoder.decode(payload)
+            if rep.reason != STALE_EPOCH:  # a refusal of a fenced epoch answers nothing
+                self.checkpoint.answered(rep.client_order_id)
 
     def _replay(self) -> None:
         """The signal log after the checkpoint, to the child: what the old leader may not have sent."""
@@ -231,15 +250,22 @@ class NautilusEngineHost(LoopService):
             return
         saved = self._signals.get(self._checkpoint_key)
         position = saved.decode() if saved else "0"
+        self.checkpoint = EntryCheckpoint(position)
+        self._replayed = set()
         while True:
             entries = self._signals.entries_after(position, 500)
             if not entries:
                 return
-            for _, fields in entries:
+            for entry_id, fields in entries:
                 for acc in self._mine(unpack_signals(fields)):
                     self._to_child.send(encode(acc))
                     self.replayed += 1
                     self.to_child += 1
+                # the child's promotion asks the broker about every order it holds and re-sends
+                # what the broker lacks, so a replayed entry counts as answered (a gap: a re-sent
+                # order's answer is not waited for; the next leader asks about what it holds)
+                self.checkpoint.add_entry(entry_id.decode(), [])
+                self._replayed.add(entry_id.decode())
             position = entries[-1][0]
 
     # ---------------------------------------------------------------- control
