@@ -42,9 +42,10 @@ from typing import Callable
 import zmq
 
 from actors.wiring import EngineWiring
-from actors.service import Heartbeats, LoopService, bind_at, bind_random, followed_reports, tune
+from actors.engine_base import EngineBase
+from actors.service import Heartbeats, bind_at, bind_random, followed_reports, tune
 from adapters.engines.native import NativeOrderManager
-from node.checkpoint import EntryCheckpoint, checkpoint_key
+from node.checkpoint import EntryCheckpoint
 from node.orders import OrderState
 from node.config import NodeConfig
 from node.errors import StoreError
@@ -61,8 +62,7 @@ from node.messages import (
     event_topic,
 )
 from node.reasons import Reason
-from node.router import Router
-from node.streams import EVENTS_FIELD, SIGNALS_FIELD, StreamLog, connect_redis, pack_batch, unpack_signals
+from node.streams import pack_batch, unpack_signals
 
 _MAX_PENDING_EVENTS = 1_000_000
 STALE_EPOCH = Reason.STALE_EPOCH.value
@@ -73,38 +73,18 @@ _EARLY_MAX = 100_000  # followed reports kept for signals not here yet
 _LOOK_AFTER_S = 0.5  # a standby asks the broker about an order still without word after this
 
 
-class EngineHost(LoopService):
+class EngineHost(EngineBase):
     def __init__(
         self, cfg: NodeConfig, engine_name: str, wiring: EngineWiring, clock_ns: Callable[[], int] = time.time_ns
     ) -> None:
-        super().__init__()
-        self.name = "engine:" + engine_name
-        self._engine_name = self.engine_name = engine_name
-        self._cfg = cfg
-        self._redis_url = wiring.redis_url
-        self._broker_endpoint = wiring.broker_endpoint
-        self._publish_endpoint = wiring.publish_endpoint
-        self.epoch = wiring.epoch
-        self._recover = wiring.recover
-        self.role = wiring.role
-        self._heartbeat_endpoint = wiring.heartbeat_endpoint
+        super().__init__(cfg, engine_name, wiring, clock_ns)
         self._events_endpoint_for_follow = wiring.follow_endpoint  # the relay's subscriber side
         self._hb: Heartbeats | None = None
-        self._port = wiring.port
-        self.group = wiring.group
-        self._router = Router.from_config(cfg)
-        self._clock_ns = clock_ns
         self.manager = NativeOrderManager()
-        self.checkpoint = EntryCheckpoint()
-        self._checkpoint_key = checkpoint_key(cfg.node_id, wiring.group)
-        self._pending_events: list[bytes] = []
-        self.signals = 0
-        self.published = 0
         self.recovered_submitted = 0
         self.fenced = 0
         self.swept_fills = 0
         self.recovered_adopted = 0
-        self.store_failures = 0
         self.events_dropped = 0
         self.stranded = 0
         self.broker_switches = 0
@@ -132,12 +112,8 @@ class EngineHost(LoopService):
             events = bind_random(self._pub, host)
         self._dealer = tune(ctx.socket(zmq.DEALER))
         self._dealer.connect(self._broker_endpoint)
-        self._log = self._signals = None
-        if self._redis_url:
-            client = connect_redis(self._redis_url)
-            st = self._cfg.storage
-            self._log = StreamLog(client, st.events_stream, EVENTS_FIELD, st.stream_maxlen)
-            self._signals = StreamLog(client, st.signals_stream, SIGNALS_FIELD, st.stream_maxlen)
+        client = self._open_streams()
+        if client is not None:
             saved = client.get(self._checkpoint_key)
             if saved:
                 self.checkpoint = EntryCheckpoint(saved.decode())
@@ -261,7 +237,7 @@ class EngineHost(LoopService):
 
     def _keep_early(self, rep: ExecutionReport) -> None:
         """A followed report whose signal has not reached this engine yet (another group's are dropped)."""
-        if not self._router.single and self._router.group_of(rep.strategy_id, rep.symbol) != self.group:
+        if not self._routed_here(rep.strategy_id, rep.symbol):
             return
         early = self._early
         held = early.get(rep.client_order_id)
@@ -286,12 +262,9 @@ class EngineHost(LoopService):
         leader = self.role == "leader"
         on_signal = self.manager.on_signal
         epoch, name, group = self.epoch, self._engine_name, self.group
-        route = None if self._router.single else self._router.group_of
         early = self._early
         waiting = []
-        for acc in signals:
-            if route is not None and route(acc.signal.strategy_id, acc.signal.symbol) != group:
-                continue  # another group's signal
+        for acc in self._mine(signals):
             intent = on_signal(acc, leader)
             self.signals += 1
             if intent is None:
@@ -402,16 +375,12 @@ class EngineHost(LoopService):
         if self._signals is None:
             return entries, new
         on_signal = self.manager.on_signal
-        route = None if self._router.single else self._router.group_of
-        group = self.group
         while True:
             batch = self._signals.entries_after(position, 500)
             if not batch:
                 return entries, new
             for entry_id, fields in batch:
-                for acc in unpack_signals(fields):
-                    if route is not None and route(acc.signal.strategy_id, acc.signal.symbol) != group:
-                        continue
+                for acc in self._mine(unpack_signals(fields)):
                     self.signals += 1
                     intent = on_signal(acc, False)
                     if intent is not None:

@@ -23,49 +23,31 @@ from typing import Callable
 import zmq
 
 from actors.wiring import EngineWiring
-from actors.service import Heartbeats, LoopService, bind_at, bind_random, tune
+from actors.engine_base import EngineBase
+from actors.service import Heartbeats, bind_at, bind_random, tune
 from adapters.engines.nautilus.config import NautilusEngineConfig
 from adapters.engines.nautilus.host import NautilusEngineProcess
 from node.config import NodeConfig
-from node.checkpoint import EntryCheckpoint, checkpoint_key
+from node.checkpoint import EntryCheckpoint
 from node.errors import StoreError
-from node.router import Router
 from node.messages import batch_decoder, encode, report_decoder
 from node.orders import client_order_id_for
 from node.reasons import Reason
+from node.streams import pack_batch, unpack_signals
 
 STALE_EPOCH = Reason.STALE_EPOCH.value
-from node.streams import EVENTS_FIELD, SIGNALS_FIELD, StreamLog, connect_redis, pack_batch, unpack_signals
 
 
-class NautilusEngineHost(LoopService):
+class NautilusEngineHost(EngineBase):
     def __init__(
         self, cfg: NodeConfig, engine_name: str, wiring: EngineWiring, clock_ns: Callable[[], int] = time.time_ns
     ) -> None:
-        super().__init__()
-        self.name = "engine:" + engine_name
-        self._engine_name = self.engine_name = engine_name
-        self._cfg = cfg
-        self._redis_url = wiring.redis_url
-        self._broker_endpoint = wiring.broker_endpoint
-        self._publish_endpoint = wiring.publish_endpoint
-        self.epoch = wiring.epoch
-        self.role = wiring.role
-        self._heartbeat_endpoint = wiring.heartbeat_endpoint
+        super().__init__(cfg, engine_name, wiring, clock_ns)
         self._follow_endpoint = wiring.follow_endpoint or ""
-        self._port = wiring.port
-        self._recover = wiring.recover
-        self._clock_ns = clock_ns
-        self.group = wiring.group
-        self._router = Router.from_config(cfg)
-        self._checkpoint_key = checkpoint_key(cfg.node_id, wiring.group)
         self._child: NautilusEngineProcess | None = None
         self._to_child: zmq.Socket | None = None
         self._from_child: zmq.Socket | None = None
-        self._pending_events: list[bytes] = []
-        self.signals = 0
         self.relayed = 0
-        self.published = 0
         self.replayed = 0
         self.to_child = 0  # frames sent to the current child (a promotion waits for all of them)
         self.child_starts = 0
@@ -73,10 +55,8 @@ class NautilusEngineHost(LoopService):
         self.child_ready_ms = 0.0  # the last child's cold start, spawn to ready
         self.last_promotion: dict = {}
         self._next_child_check = 0.0
-        self.store_failures = 0
-        #: leader: the newest log entry whose orders all had a broker answer, written with the
-        #: events (as the native engine does), so a promotion replays only what may be unanswered
-        self.checkpoint = EntryCheckpoint()
+        # the leader keeps `checkpoint` (the newest log entry whose orders all had a report), written
+        # with the events as the native engine does, so a promotion replays only what may be unanswered
         self._replayed: set[str] = set()  # entries the last promotion replayed (their batches may still come)
 
     # ---------------------------------------------------------------- sockets and the child
@@ -92,12 +72,7 @@ class NautilusEngineHost(LoopService):
             events = self._publish_endpoint
         else:
             events = bind_random(self._pub, host)
-        self._log = self._signals = None
-        if self._redis_url:
-            client = connect_redis(self._redis_url)
-            st = self._cfg.storage
-            self._log = StreamLog(client, st.events_stream, EVENTS_FIELD, st.stream_maxlen)
-            self._signals = StreamLog(client, st.signals_stream, SIGNALS_FIELD, st.stream_maxlen)
+        self._open_streams()
         self.poller.register(self._pull, zmq.POLLIN)
         if self.role == "leader" and self._recover:
             # a recovering leader starts as a standby and promotes itself: it looks the log
@@ -220,13 +195,6 @@ class NautilusEngineHost(LoopService):
                 self.to_child += len(mine)
             if self.role == "leader" and batch.entry_id not in self._replayed:
                 self.checkpoint.add_entry(batch.entry_id, [client_order_id_for(a.signal_id) for a in mine])
-
-    def _mine(self, signals: list) -> list:
-        """The signals routed to this engine's group (node.router)."""
-        if self._router.single:
-            return signals
-        route, group = self._router.group_of, self.group
-        return [acc for acc in signals if route(acc.signal.strategy_id, acc.signal.symbol) == group]
 
     def _take_reports(self) -> None:
         """The child's reports, whatever the role: a standby child publishes nothing, so all that

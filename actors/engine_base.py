@@ -1,0 +1,65 @@
+"""What every engine host shares, whatever runs the orders (the native manager, a Nautilus kernel):
+the wiring the supervisor hands it, its group's router and checkpoint key, and its streams."""
+
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+import redis
+
+from actors.service import LoopService
+from actors.wiring import EngineWiring
+from node.checkpoint import EntryCheckpoint, checkpoint_key
+from node.config import NodeConfig
+from node.router import Router
+from node.streams import EVENTS_FIELD, SIGNALS_FIELD, StreamLog, connect_redis
+
+
+class EngineBase(LoopService):
+    def __init__(
+        self, cfg: NodeConfig, engine_name: str, wiring: EngineWiring, clock_ns: Callable[[], int] = time.time_ns
+    ) -> None:
+        super().__init__()
+        self.name = "engine:" + engine_name
+        self._engine_name = self.engine_name = engine_name
+        self._cfg = cfg
+        self._redis_url = wiring.redis_url
+        self._broker_endpoint = wiring.broker_endpoint
+        self._publish_endpoint = wiring.publish_endpoint
+        self.epoch = wiring.epoch
+        self._recover = wiring.recover
+        self.role = wiring.role
+        self._heartbeat_endpoint = wiring.heartbeat_endpoint
+        self._port = wiring.port
+        self.group = wiring.group
+        self._router = Router.from_config(cfg)
+        self._clock_ns = clock_ns
+        self.checkpoint = EntryCheckpoint()
+        self._checkpoint_key = checkpoint_key(cfg.node_id, wiring.group)
+        self._pending_events: list[bytes] = []
+        self._log: StreamLog | None = None  # execution.events
+        self._signals: StreamLog | None = None  # execution.signals
+        self.signals = 0
+        self.published = 0
+        self.store_failures = 0
+
+    def _open_streams(self) -> redis.Redis | None:
+        """The events and signal streams (none without Redis); the client, for what else it reads."""
+        if not self._redis_url:
+            return None
+        client = connect_redis(self._redis_url)
+        st = self._cfg.storage
+        self._log = StreamLog(client, st.events_stream, EVENTS_FIELD, st.stream_maxlen)
+        self._signals = StreamLog(client, st.signals_stream, SIGNALS_FIELD, st.stream_maxlen)
+        return client
+
+    def _routed_here(self, strategy_id: str, symbol: str) -> bool:
+        return self._router.single or self._router.group_of(strategy_id, symbol) == self.group
+
+    def _mine(self, signals: list) -> list:
+        """The signals routed to this engine's group (node.router)."""
+        if self._router.single:
+            return signals
+        route, group = self._router.group_of, self.group
+        return [acc for acc in signals if route(acc.signal.strategy_id, acc.signal.symbol) == group]
