@@ -48,7 +48,6 @@ from adapters.engines.native import NativeOrderManager
 from node.checkpoint import EntryCheckpoint
 from node.orders import OrderState
 from node.config import NodeConfig
-from node.errors import StoreError
 from node.messages import (
     ExecKind,
     ExecutionReport,
@@ -62,7 +61,7 @@ from node.messages import (
     event_topic,
 )
 from node.reasons import Reason
-from node.streams import pack_batch, unpack_signals
+from node.streams import unpack_signals
 
 _MAX_PENDING_EVENTS = 1_000_000
 STALE_EPOCH = Reason.STALE_EPOCH.value
@@ -308,22 +307,8 @@ class EngineHost(EngineBase):
         self._pending_events.append(payload)
         self.published += 1
 
-    def _flush_events(self) -> None:
-        cp = self.checkpoint
-        also = (self._checkpoint_key, cp.position.encode()) if cp.changed else None
-        try:
-            if self._pending_events:
-                self._log.append_packed(pack_batch(self._pending_events), also)
-            elif also is not None:
-                self._log.set(*also)
-        except StoreError:
-            self._note_store_failure()
-            return
-        cp.changed = False
-        self._pending_events = []
-
     def _note_store_failure(self) -> None:
-        self.store_failures += 1
+        super()._note_store_failure()
         excess = len(self._pending_events) - _MAX_PENDING_EVENTS
         if excess > 0:
             self.events_dropped += excess

@@ -12,8 +12,9 @@ from actors.service import LoopService
 from actors.wiring import EngineWiring
 from node.checkpoint import EntryCheckpoint, checkpoint_key
 from node.config import NodeConfig
+from node.errors import StoreError
 from node.router import Router
-from node.streams import EVENTS_FIELD, SIGNALS_FIELD, StreamLog, connect_redis
+from node.streams import EVENTS_FIELD, SIGNALS_FIELD, StreamLog, connect_redis, pack_batch
 
 
 class EngineBase(LoopService):
@@ -53,6 +54,25 @@ class EngineBase(LoopService):
         self._log = StreamLog(client, st.events_stream, EVENTS_FIELD, st.stream_maxlen)
         self._signals = StreamLog(client, st.signals_stream, SIGNALS_FIELD, st.stream_maxlen)
         return client
+
+    def _flush_events(self) -> None:
+        """The reports published since the last flush, as one `execution.events` entry, and the
+        leader's checkpoint with them in the same round trip (kept and retried while Redis is away)."""
+        cp = self.checkpoint
+        also = (self._checkpoint_key, cp.position.encode()) if cp.changed and self.role == "leader" else None
+        try:
+            if self._pending_events:
+                self._log.append_packed(pack_batch(self._pending_events), also)
+            elif also is not None:
+                self._log.set(*also)
+        except StoreError:
+            self._note_store_failure()
+            return
+        cp.changed = False
+        self._pending_events = []
+
+    def _note_store_failure(self) -> None:
+        self.store_failures += 1
 
     def _routed_here(self, strategy_id: str, symbol: str) -> bool:
         return self._router.single or self._router.group_of(strategy_id, symbol) == self.group

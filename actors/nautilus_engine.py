@@ -29,11 +29,10 @@ from adapters.engines.nautilus.config import NautilusEngineConfig
 from adapters.engines.nautilus.host import NautilusEngineProcess
 from node.config import NodeConfig
 from node.checkpoint import EntryCheckpoint
-from node.errors import StoreError
 from node.messages import batch_decoder, encode, report_decoder
 from node.orders import client_order_id_for
 from node.reasons import Reason
-from node.streams import pack_batch, unpack_signals
+from node.streams import unpack_signals
 
 STALE_EPOCH = Reason.STALE_EPOCH.value
 
@@ -165,17 +164,7 @@ class NautilusEngineHost(EngineBase):
             self._take_reports()
         self._revive_child()
         if (self._pending_events or self.checkpoint.changed) and self._log is not None:
-            cp = self.checkpoint
-            also = (self._checkpoint_key, cp.position.encode()) if cp.changed and self.role == "leader" else None
-            try:
-                if self._pending_events:
-                    self._log.append_packed(pack_batch(self._pending_events), also)
-                elif also is not None:
-                    self._log.set(*also)
-                self._pending_events = []
-                cp.changed = False
-            except StoreError:
-                self.store_failures += 1
+            self._flush_events()  # whatever the role: a demoted child's last reports too
 
     def _take_signals(self) -> None:
         recv = self._pull.recv
