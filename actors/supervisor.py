@@ -611,6 +611,8 @@ class Supervisor:
             actor = self._actors.get("engine:" + leader)
             if actor is None or _state(actor) != "dead":  # slow or stuck: the heartbeats' call
                 continue
+            if self._best_standby(lane, exclude=leader) is None:
+                continue  # nothing to promote yet: the heartbeat path retries every beat
             try:
                 with self._lock:  # still the leader once the lock is ours (a heartbeat failover may have won)
                     if lane.leader == leader and not self._stopping.is_set():
