@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from typing import Callable, Protocol
 
+import msgspec
 import zmq
 
 from actors.service import LoopService, bind_at, tune
@@ -30,6 +31,7 @@ from node.messages import (
     encode,
 )
 from node.reasons import Reason
+from node.reconcile import BrokerBook, Order, fill_of_report
 
 
 _ORDER_SLACK_NS = 1_000_000_000  # report times (venue due times) may step back a little: scan this far past
@@ -235,6 +237,31 @@ class BrokerHost(LoopService):
 
     def fills(self) -> list[ExecutionReport]:
         return self.call_on_loop(self.venue.fills)
+
+    def book(self, account: str = "") -> BrokerBook:
+        """What the venue holds (orders, fills, positions, cash), for the reconciler."""
+        return self.call_on_loop(lambda: book_of_venue(self.venue, self.name, account, self._clock_ns(),
+                                                       self._active_ns))
+
+
+def book_of_venue(venue: Venue, broker: str, account: str, now_ns: int,
+                  activity: dict[str, int] | None = None) -> BrokerBook:
+    """A venue's book: its detailed orders when it gives them (`order_book`), else its snapshot, each
+    with its last activity seen here (`activity`: so the reconciler leaves an order in flight alone);
+    its fills with the strategy of their order where known; its cash when it gives one (`cash`)."""
+    order_book = getattr(venue, "order_book", None)
+    if order_book is not None:
+        orders = order_book()
+    else:
+        orders = [Order(s.client_order_id, s.kind, s.cum_qty, s.leaves_qty) for s in venue.snapshot()]
+    if activity:
+        orders = [msgspec.structs.replace(o, ts_ns=activity[o.client_order_id]) if o.client_order_id in activity
+                  else o for o in orders]
+    strategy_of = {o.client_order_id: o.strategy_id for o in orders if o.strategy_id}
+    fills = [fill_of_report(f, strategy_of.get(f.client_order_id, f.strategy_id)) for f in venue.fills()]
+    cash = getattr(venue, "cash", None)
+    return BrokerBook(broker=broker, account=account, fills=fills, orders=orders, positions=venue.positions(),
+                      cash=cash() if cash is not None else None, as_of_ns=now_ns)
 
 
 def _refusal(intent: OrderIntent, reason: Reason, now: int) -> ExecutionReport:

@@ -22,6 +22,7 @@ ACTOR_OPTIONS: dict[str, dict[str, Any]] = {
     "broker": {"num_cpus": 0, "max_concurrency": 4, "max_restarts": 0},
     "supervisor": {"num_cpus": 0, "max_concurrency": 8},
     "ledger": {"num_cpus": 0},
+    "reconciler": {"num_cpus": 0, "max_concurrency": 8},
 }
 
 
@@ -102,3 +103,58 @@ class LedgerActor:
 
 def spawn_ledger(name: str, namespace: str, *args: Any) -> "ray.actor.ActorHandle":
     return ray.remote(LedgerActor).options(name=name, namespace=namespace, **ACTOR_OPTIONS["ledger"]).remote(*args)
+
+
+class ReconcilerActor:
+    """Hosts the reconciler (an asyncio service, `actors.reconciler`) in an async Ray actor. It asks
+    the supervisor (found by name) for the brokers' books and applies trading states through the
+    supervisor's validator: both are control-plane calls, never on the per-signal path."""
+
+    def __init__(self, cfg: Any, redis_url: str, database_url: str, supervisor_name: str,
+                 publish_endpoint: str | None) -> None:
+        from actors.reconciler import Reconciler
+
+        self._sup_name = supervisor_name
+        self._namespace = cfg.ray_namespace
+        self._rec = Reconciler(cfg, redis_url, database_url, self._broker_books, self._control, publish_endpoint)
+        self._task: Any = None
+
+    def _supervisor(self) -> Any:
+        return ray.get_actor(self._sup_name, namespace=self._namespace)
+
+    async def _broker_books(self) -> list:
+        return await self._supervisor().broker_books.remote()
+
+    async def _control(self, state: str, strategy_id: str | None) -> None:
+        await self._supervisor().call.remote("validator", "set_state", state, strategy_id)
+
+    async def start(self) -> dict[str, str]:
+        import asyncio
+
+        await self._rec.start()
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._rec.run())
+        return {}
+
+    async def reconcile(self, trigger: str = "manual", act: bool = True) -> Any:
+        return await self._rec.reconcile(trigger, act)
+
+    async def stats(self) -> dict:
+        return self._rec.stats()
+
+    async def alive(self) -> bool:
+        return True
+
+    async def stop(self) -> None:
+        await self._rec.stop()
+        if self._task is not None:
+            await self._task
+            self._task = None
+
+    def pid(self) -> int:
+        return os.getpid()
+
+
+def spawn_reconciler(name: str, namespace: str, *args: Any) -> "ray.actor.ActorHandle":
+    return (ray.remote(ReconcilerActor).options(name=name, namespace=namespace, **ACTOR_OPTIONS["reconciler"])
+            .remote(*args))

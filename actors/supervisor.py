@@ -43,7 +43,7 @@ import ray
 import zmq
 
 from actors.events_relay import EventsRelay
-from actors.ray_actors import spawn, spawn_ledger
+from actors.ray_actors import spawn, spawn_ledger, spawn_reconciler
 from actors.service import bind_random
 from actors.wiring import EngineWiring
 from node.config import BrokerConfig, EngineGroupConfig, NodeConfig
@@ -144,7 +144,9 @@ class Supervisor:
                 for engine in lane.engines:
                     self._start_engine(engine, role="leader" if engine == lane.leader else "standby")
                 lane.leader_seen_ns = time.time_ns()
+            startup = self._start_reconciler()  # before the node trades: nothing is sent meanwhile
             self._start_validator()
+            self._apply_reconcile_actions(startup)
             if cfg.api.enabled:
                 self._start_api()
             self._spawn_thread(self._heartbeat_loop, "heartbeats", hb)
@@ -159,7 +161,7 @@ class Supervisor:
             self._api = None
         with self._lock:
             roles = (["validator"] + ["engine:" + e for e in self._lane_of]
-                     + ["broker:" + b for b in self._brokers] + ["ledger"])
+                     + ["broker:" + b for b in self._brokers] + ["reconciler", "ledger"])
             for role in roles:
                 actor = self._actors.pop(role, None)
                 if actor is None:
@@ -251,6 +253,7 @@ class Supervisor:
                      "call_us": (promoted.get("entered_ns", t0) - t0) // 1000}
             self.failovers.append(event)
             self._record("failover", event)
+            self._reconcile_later("failover")
             return event
 
     def failback(self, group: str | None = None) -> dict:
@@ -374,6 +377,7 @@ class Supervisor:
                  "stranded": moved.get("stranded"), "redriven": moved.get("redriven"), "took_us": moved.get("took_us")}
         self.broker_failovers.append(event)
         self._record("broker_failover", event)
+        self._reconcile_later("broker_failover")
         return event
 
     def _on_broker_silent(self, name: str) -> None:
@@ -508,6 +512,7 @@ class Supervisor:
                      "took_ms": round((time.perf_counter() - t0) * 1e3, 1)}
             self.restarts.append(event)
             self._record("restart", event)
+            self._reconcile_later("broker_restart")
             return event
 
     def _start_engine(self, name: str, role: str) -> None:
@@ -580,7 +585,52 @@ class Supervisor:
             return self.failback(body.get("group"))
         if action == "broker-failover":
             return self.broker_failover(body.get("group"), body.get("to"))
+        if action == "reconcile":
+            return self.reconcile("manual")
         raise ValueError("unknown admin action " + repr(action))
+
+    # ---------------------------------------------------------------- reconciliation (actors/reconciler.py)
+
+    def _start_reconciler(self) -> Any:
+        """Spawn the reconciler and run the start-up reconciliation (the validator is not up yet,
+        so its actions come back to be applied once it is). Returns that run, or None."""
+        cfg = self._cfg
+        if not (self._database_url and cfg.reconcile.enabled):
+            return None
+        actor = spawn_reconciler(self._name("reconciler"), cfg.ray_namespace, cfg, self._redis_url,
+                                 self._database_url, self._name("supervisor"), self._registry["publish"])
+        ray.get(actor.start.remote(), timeout=120)
+        self._actors["reconciler"] = actor
+        return ray.get(actor.reconcile.remote("startup", False), timeout=120)
+
+    def _apply_reconcile_actions(self, run: Any) -> None:
+        for a in (run.actions if run is not None else []):
+            self.call("validator", "set_state", a.state, a.strategy_id)
+
+    def broker_books(self) -> list:
+        """Every broker account's book (one adapter per account), for the reconciler."""
+        seen: set[str] = set()
+        refs = []
+        for name, broker in self._brokers.items():
+            actor = self._actors.get("broker:" + name)
+            if actor is None or broker.account_id in seen:
+                continue
+            seen.add(broker.account_id)
+            refs.append(actor.call.remote("book", broker.account_id))
+        return ray.get(refs, timeout=60)
+
+    def reconcile(self, trigger: str = "manual") -> dict:
+        """One reconciliation now (`execnode reconcile`, `POST /admin/reconcile`): its summary."""
+        actor = self._actors.get("reconciler")
+        if actor is None:
+            raise RuntimeError("no reconciler: it needs a database ([reconcile] enabled, DATABASE_URL)")
+        return msgspec.to_builtins(ray.get(actor.reconcile.remote(trigger), timeout=120))
+
+    def _reconcile_later(self, trigger: str) -> None:
+        """After a failover or a broker move: a run in the background (never holds up the move)."""
+        actor = self._actors.get("reconciler")
+        if actor is not None and not self._stopping.is_set():
+            actor.reconcile.remote(trigger)
 
     def _spawn_thread(self, target: Any, name: str, *args: Any) -> None:
         t = threading.Thread(target=target, name="supervisor-" + name, args=args, daemon=True)

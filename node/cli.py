@@ -261,6 +261,33 @@ def cmd_admin(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_reconcile(args: argparse.Namespace) -> int:
+    """One reconciliation now; exit 0 when the books match, 1 on a mismatch, 2 when it could not run."""
+    _join_ray_env()
+    import ray
+
+    sup = _supervisor(load_config(args.config))
+    try:
+        run = ray.get(sup.reconcile.remote("manual"), timeout=180)
+    except ray.exceptions.RayTaskError as exc:
+        return _die("reconcile failed: " + str(exc.cause if hasattr(exc, "cause") else exc).splitlines()[0])
+    if args.json:
+        print(json.dumps(run, default=str))
+    else:
+        print("reconciliation %s: %s in %.1f ms%s" % (
+            run["run_id"], "MATCHED" if run["matched"] else "MISMATCH", run["took_ms"],
+            (" (error: " + run["error"] + ")") if run.get("error") else ""))
+        for kind, n in sorted(run.get("counts", {}).items()):
+            print("  %-26s %d" % (kind, n))
+        for a in run.get("actions", []):
+            print("  action: %s %s" % (a["state"], a.get("strategy_id") or "node-wide"))
+        if run.get("booked"):
+            print("  booked from the broker: %d reports" % run["booked"])
+    if run.get("error"):
+        return 2
+    return 0 if run["matched"] else 1
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from bench import run as bench_run
 
@@ -334,6 +361,10 @@ def build_parser() -> argparse.ArgumentParser:
     ad.add_argument("--name", help="breaker: system, execution or strategy:<id>")
     ad.add_argument("--file", help='covariance: JSON {"symbols": [...], "matrix": [[...]]} (returns over the risk horizon)')
     ad.set_defaults(func=cmd_admin)
+
+    rc = sub.add_parser("reconcile", help="reconcile the ledger with every broker now (exit 1 on a mismatch)")
+    rc.add_argument("--json", action="store_true", help="the run's summary as one JSON object")
+    rc.set_defaults(func=cmd_reconcile)
 
     bench = sub.add_parser("bench", help="node vs seed-style baseline vs floor")
     bench.add_argument("--quick", action="store_true")

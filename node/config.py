@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Mapping
+from typing import Annotated, Literal, Mapping
 
 import msgspec
 
@@ -162,6 +162,29 @@ class ApiConfig(msgspec.Struct, **_BASE):
     stats_timeout_ms: PositiveInt = 2_000  # /health and /metrics: an actor silent this long is down
 
 
+class ReconcileConfig(msgspec.Struct, **_BASE):
+    """The reconciler (actors/reconciler.py): node + ledger vs every broker account, at start-up
+    (before the node trades), every `reconcile_every_secs` (0: never on a schedule), after every
+    failover and broker move, and on demand. A drift the broker's fills do not explain moves the
+    strategy (`drift_scope = "strategy"`; node-wide when no strategy can be named) or the node to
+    `on_drift`. Fees: the broker's, else this schedule."""
+
+    enabled: bool = True
+    reconcile_every_secs: NonNegInt = 60
+    on_drift: Literal["REDUCING", "HALTED"] = "HALTED"
+    drift_scope: Literal["strategy", "node"] = "strategy"
+    adopt: bool = True  # book the broker's orders and fills the node lacks (never re-sent)
+    settle_ms: NonNegInt = 2_000  # broker fills younger than this are in flight: judged next run
+    qty_tolerance: NonNegFloat = 1e-6
+    px_tolerance: NonNegFloat = 1e-6  # relative
+    cash_tolerance_usd: NonNegFloat = 0.01
+    external_strategy: Annotated[str, msgspec.Meta(min_length=1, max_length=128)] = "EXTERNAL"
+    fee_per_share_usd: NonNegFloat = 0.0
+    fee_bps: NonNegFloat = 0.0
+    fee_min_per_fill_usd: NonNegFloat = 0.0
+    reports_dir: str = ""  # Markdown reports also as files here ("" : in PostgreSQL only)
+
+
 class NodeConfig(msgspec.Struct, **_BASE):
     node_id: str = "nae-1"
     bind_host: str = "127.0.0.1"
@@ -183,6 +206,7 @@ class NodeConfig(msgspec.Struct, **_BASE):
     reject_unrouted: bool = False  # no route matches: REJECTED NO_ROUTE instead of the first group
     storage: StorageConfig = StorageConfig()
     api: ApiConfig = ApiConfig()
+    reconcile: ReconcileConfig = ReconcileConfig()
     heartbeat_interval_ms: PositiveInt = 20  # engines -> supervisor, over ZeroMQ
     heartbeat_misses: PositiveInt = 3  # silent this many intervals in a row = dead: fail over
     #: a broker adapter silent this long (supervisor pings over ZeroMQ) = dead: its groups move to

@@ -95,6 +95,13 @@ FIELDS: dict[str, dict[str, tuple[str, str, str]]] = {
             for name in ("signals", "events", "monitoring", "dead_letters", "entries", "batches", "claimed", "errors")
         },
     },
+    "reconciler": {
+        "runs": ("reconcile_runs", COUNTER, "Reconciliation runs (start-up, schedule, failover, on demand)"),
+        "mismatched_runs": ("reconcile_mismatched_runs", COUNTER, "Reconciliation runs that found a difference"),
+        "errors": ("reconcile_errors", COUNTER, "Reconciliation runs or records that failed"),
+        "booked": ("reconcile_booked_reports", COUNTER, "Reports booked from the broker (adopted orders, missed fills)"),
+        "last_matched": ("reconcile_last_matched", GAUGE, "1 when the last reconciliation found the books equal"),
+    },
 }
 
 
@@ -157,6 +164,11 @@ def _actor(out: _Families, role: str, values: Mapping[str, Any]) -> None:
         value = values[field]
         if field == "reasons" and isinstance(value, Mapping):
             _reasons(out, role, value)
+            continue
+        if field == "discrepancies" and kind == "reconciler" and isinstance(value, Mapping):
+            for k in sorted(value):
+                out.add("reconcile_discrepancies", COUNTER, "Discrepancies found, by kind (node.reconcile)",
+                        {"actor": role, "kind": str(k)}, float(value[k]))
             continue
         number = _number(value)
         if number is None:

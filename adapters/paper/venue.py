@@ -36,6 +36,7 @@ from adapters.paper.pricing import CHUNK, PricePath, symbol_streams
 from node.config import PaperVenueConfig
 from node.messages import ExecKind, ExecutionReport, OrderIntent, OrderSnapshot, OrderType, Side
 from node.reasons import Reason
+from node.reconcile import Order
 
 # ---------------------------------------------------------------- reason codes on venue reports
 
@@ -230,6 +231,17 @@ class PaperVenue:
     def fills(self) -> list[ExecutionReport]:
         """Every fill report handed out so far, in order."""
         return list(self._fills)
+
+    def order_book(self) -> list[Order]:
+        """Every order with whose it is, what and where (the reconciler's view of the account), as the
+        reports handed out so far describe it."""
+        return [Order(o.coid, o.view_kind, o.view_cum, o.view_leaves, o.intent.strategy_id, o.intent.symbol,
+                      o.intent.side, o.vid) for o in self._orders.values()]
+
+    def adjust_position(self, symbol: str, qty: float) -> None:
+        """A position change with no fill (a journal, a transfer, a hand edit at the venue): what the
+        reconciler must find as drift."""
+        self._positions[symbol] = self._positions.get(symbol, 0.0) + qty
 
     # ---------------------------------------------------------------- matching
 

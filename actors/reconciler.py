@@ -1,0 +1,337 @@
+"""The reconciler: the node's books (the PostgreSQL ledger) against every broker account's, on a
+schedule, at start-up, after failovers and reconnects, and on demand; it records, alerts, books what
+the broker has and the node lacks, and fails closed on a drift.
+
+Contract:
+- `reconcile(trigger, act=True)` runs once (one at a time: a second caller waits and gets its own
+  run): reads the ledger's fills and orders, asks every broker account for its book (one adapter
+  per account), diffs them (`node.reconcile.diff_books`), and then:
+  * books, once, what the broker has and the node lacks (`node.reconcile.to_book`): the reports go
+    to `execution.events` (the ledger writes them; its unique keys make a second write a no-op)
+    and to the events relay (the validator's positions, Optimus; they dedupe on exec_id). Nothing
+    is ever sent to a broker. An exec_id booked once is never booked again by this process.
+  * a drift the broker's fills do not explain (`node.reconcile.DRIFTS`) moves each strategy it
+    names (or the node, when it names none or `drift_scope = "node"`) to `on_drift` through the
+    validator's control path (`control(state, strategy_id)`); with `act=False` (start-up, before
+    the validator runs) the actions are returned for the caller to apply.
+  * writes `reconciliation_results` (one row per symbol and per strategy a discrepancy names) and
+    `reconciliation_runs` (the summary and the Markdown report), appends an event to the
+    monitoring stream (kind `reconciliation`, `alert: true` on a mismatch), counts per kind.
+- A broker or store error is the run's `error` (counted, logged once per run, never raised past
+  the loop boundary): a run that could not compare anything is not a match.
+- `run()` repeats every `reconcile_every_secs` until `stop()`; `stats()` never blocks.
+
+Plain asyncio; Ray is applied in actors/ray_actors.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import time
+from collections import Counter
+from typing import Any, Awaitable, Callable
+
+import asyncpg
+import msgspec
+import orjson
+import redis.asyncio as aioredis
+import zmq
+
+from node.config import NodeConfig
+from node.messages import ExecKind, ExecutionReport, Side, encode, event_topic
+from node.migrations import apply_migrations
+from node.pnl import FeeSchedule, pnl_by_strategy_symbol, totals_by_strategy
+from node.reconcile import (
+    BOOKABLE,
+    DRIFTS,
+    BrokerBook,
+    Diff,
+    DiffConfig,
+    Fill,
+    NodeBook,
+    Order,
+    diff_books,
+    to_book,
+)
+from node.reconcile_report import RESULT_COLUMNS, Action, RunSummary, count_kinds, markdown, result_rows
+from node.streams import EVENTS_FIELD, pack_batch
+
+log = logging.getLogger("nae.reconciler")
+
+BrokerBooks = Callable[[], Awaitable[list[BrokerBook]]]
+Control = Callable[[str, "str | None"], Awaitable[Any]]
+
+_FILLS_SQL = ("SELECT exec_id, client_order_id, strategy_id, symbol, side, qty, px, ts_ns, venue_order_id "
+              "FROM fills ORDER BY ts_ns, exec_id")
+_ORDERS_SQL = ("SELECT client_order_id, state, cum_qty, leaves_qty, strategy_id, symbol, side, venue_order_id, "
+               "avg_px FROM orders")
+_RUN_SQL = ("INSERT INTO reconciliation_runs (run_id, trigger, brokers, matched, counts, actions, booked, "
+            "in_flight, took_ms, error, report_md, started_at) VALUES "
+            "($1, $2, $3, $4, $5::jsonb, $6::jsonb, $7, $8, $9, $10, $11, to_timestamp($12))")
+_STATES = {k.value: k for k in ExecKind}
+
+
+class Reconciler:
+    """See the module docstring."""
+
+    def __init__(self, cfg: NodeConfig, redis_url: str, database_url: str, broker_books: BrokerBooks,
+                 control: Control | None = None, publish_endpoint: str | None = None,
+                 clock_ns: Callable[[], int] = time.time_ns) -> None:
+        self._cfg = cfg
+        self._rc = cfg.reconcile
+        self._redis_url = redis_url
+        self._database_url = database_url
+        self._broker_books = broker_books
+        self._control = control
+        self._publish_endpoint = publish_endpoint
+        self._clock_ns = clock_ns
+        self._diff_cfg = DiffConfig(qty_tolerance=self._rc.qty_tolerance, px_tolerance=self._rc.px_tolerance,
+                                    cash_tolerance=self._rc.cash_tolerance_usd, settle_ns=self._rc.settle_ms * 1_000_000)
+        self._fees = FeeSchedule(per_share_usd=self._rc.fee_per_share_usd, bps_of_notional=self._rc.fee_bps,
+                                 min_per_fill_usd=self._rc.fee_min_per_fill_usd)
+        self._lock = asyncio.Lock()
+        self._stopping = asyncio.Event()
+        self._redis: aioredis.Redis | None = None
+        self._pub: zmq.Socket | None = None
+        self._booked: set[str] = set()  # exec ids (and adopted order ids) this process booked
+        self.runs = 0
+        self.mismatched_runs = 0
+        self.errors = 0
+        self.booked = 0
+        self.discrepancies: Counter[str] = Counter()
+        self.last: RunSummary | None = None
+
+    # ---------------------------------------------------------------- lifecycle
+
+    async def start(self) -> None:
+        """Migrations, the Redis client, the PUB to the events relay. Idempotent."""
+        if self._redis is None:
+            await apply_migrations(self._database_url)
+            self._redis = aioredis.from_url(self._redis_url, socket_connect_timeout=2.0, socket_timeout=5.0)
+        if self._pub is None and self._publish_endpoint:
+            pub = zmq.Context.instance().socket(zmq.PUB)
+            pub.setsockopt(zmq.LINGER, 1000)
+            pub.setsockopt(zmq.SNDHWM, 0)
+            pub.connect(self._publish_endpoint)
+            self._pub = pub
+            await asyncio.sleep(0.2)  # the relay's subscriptions reach a new publisher after its handshake
+
+    async def run(self) -> None:
+        """Every `reconcile_every_secs` until `stop()` (0: never)."""
+        every = self._rc.reconcile_every_secs
+        if not every:
+            return
+        self._stopping.clear()
+        while not self._stopping.is_set():
+            try:
+                await asyncio.wait_for(self._stopping.wait(), every)
+                return
+            except asyncio.TimeoutError:
+                pass
+            await self.reconcile("schedule")
+
+    async def stop(self) -> None:
+        self._stopping.set()
+        if self._pub is not None:
+            self._pub.close()
+            self._pub = None
+        if self._redis is not None:
+            try:
+                await self._redis.aclose()
+            except Exception:  # noqa: BLE001 - closing
+                pass
+            self._redis = None
+
+    # ---------------------------------------------------------------- one run
+
+    async def reconcile(self, trigger: str = "manual", act: bool = True) -> RunSummary:
+        async with self._lock:
+            return await self._reconcile(trigger, act)
+
+    async def _reconcile(self, trigger: str, act: bool) -> RunSummary:
+        started = self._clock_ns()
+        t0 = time.perf_counter()
+        run_id = time.strftime("%Y%m%dT%H%M%S", time.gmtime(started / 1e9)) + "-" + secrets.token_hex(3)
+        summary = RunSummary(run_id=run_id, trigger=trigger, brokers=[], started_ns=started)
+        diff: Diff | None = None
+        pnl = None
+        try:
+            await self.start()
+            books = await self._broker_books()
+            summary.brokers = [b.broker for b in books]
+            node = await self._node_book()
+            broker = merge_books(books)
+            diff = diff_books(node, broker, self._diff_cfg)
+            if self._rc.adopt:
+                summary.booked = await self._book(diff, broker)
+            summary.actions = self._actions(diff, node)
+            if act and summary.actions:
+                await self._apply(summary.actions)
+            marks = {f.symbol: f.px for f in broker.fills}
+            pnl = pnl_by_strategy_symbol(node.fills, marks, self._fees)
+            summary.pnl = totals_by_strategy(pnl)
+            summary.discrepancies = diff.discrepancies
+            summary.counts = count_kinds(diff.discrepancies)
+            summary.in_flight = diff.in_flight
+            summary.matched = diff.matched
+        except Exception as exc:  # loop boundary: the run failed; say so, never raise to the schedule
+            self.errors += 1
+            summary.matched = False
+            summary.error = type(exc).__name__ + ": " + str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
+            log.warning("reconciliation %s (%s) failed: %s", run_id, trigger, summary.error)
+        summary.took_ms = round((time.perf_counter() - t0) * 1e3, 1)
+        report = markdown(summary, diff, pnl)
+        await self._record(summary, diff, report)
+        self.runs += 1
+        if not summary.matched:
+            self.mismatched_runs += 1
+            log.warning("reconciliation %s (%s): MISMATCH %s actions %s", run_id, trigger, summary.counts,
+                        [(a.state, a.strategy_id) for a in summary.actions])
+        self.discrepancies.update(summary.counts)
+        self.last = summary
+        return summary
+
+    async def _node_book(self) -> NodeBook:
+        conn = await asyncpg.connect(self._database_url, timeout=5.0)
+        try:
+            fill_rows = await conn.fetch(_FILLS_SQL)
+            order_rows = await conn.fetch(_ORDERS_SQL)
+        finally:
+            await conn.close()
+        fills = [Fill(r[0], r[1], r[2], r[3], Side(r[4]), r[5], r[6], r[7], 0.0, r[8]) for r in fill_rows]
+        orders = [Order(r[0], _STATES.get(r[1], ExecKind.UNKNOWN), r[2], r[3], r[4], r[5], Side(r[6]), r[7], r[8])
+                  for r in order_rows]
+        return NodeBook(fills=fills, orders=orders)
+
+    async def _book(self, diff: Diff, broker: BrokerBook) -> int:
+        """Book, once, what the broker has and the node lacks: to `execution.events` (the ledger)
+        first, then to the events relay (positions). Never to a broker."""
+        if not any(d.kind in BOOKABLE for d in diff.discrepancies):
+            return 0
+        reports = [r for r in to_book(diff, broker, self._rc.external_strategy, self._clock_ns())
+                   if _key(r) not in self._booked]
+        if not reports:
+            return 0
+        payloads = [encode(r) for r in reports]
+        assert self._redis is not None
+        await self._redis.xadd(self._cfg.storage.events_stream, {EVENTS_FIELD: pack_batch(payloads)},
+                               maxlen=self._cfg.storage.stream_maxlen, approximate=True)
+        if self._pub is not None:
+            for r, payload in zip(reports, payloads):
+                self._pub.send_multipart((event_topic(r.kind, r.strategy_id), payload))
+        self._booked.update(_key(r) for r in reports)
+        self.booked += len(reports)
+        return len(reports)
+
+    def _actions(self, diff: Diff, node: NodeBook) -> list[Action]:
+        """Who a drift stops: each strategy it names, or the node (no strategy named, or node scope)."""
+        drifts = [d for d in diff.discrepancies if d.kind in DRIFTS]
+        if not drifts:
+            return []
+        state = self._rc.on_drift
+        if self._rc.drift_scope == "node":
+            return [Action(state=state, reason=_reason(drifts))]
+        holders = _holders(node)
+        strategies: dict[str, list] = {}
+        node_wide = []
+        for d in drifts:
+            names = [d.strategy_id] if d.strategy_id else sorted(holders.get(d.symbol, ()))
+            if not names:
+                node_wide.append(d)
+            for name in names:
+                strategies.setdefault(name, []).append(d)
+        out = [Action(state=state, strategy_id=s, reason=_reason(ds)) for s, ds in sorted(strategies.items())]
+        if node_wide:
+            out.append(Action(state=state, reason=_reason(node_wide)))
+        return out
+
+    async def _apply(self, actions: list[Action]) -> None:
+        if self._control is None:
+            return
+        for a in actions:
+            await self._control(a.state, a.strategy_id)
+
+    async def _record(self, summary: RunSummary, diff: Diff | None, report: str) -> None:
+        """The rows, the run and its report, the monitoring event; a store error is logged, counted."""
+        if self._rc.reports_dir:
+            try:
+                os.makedirs(self._rc.reports_dir, exist_ok=True)
+                path = os.path.join(self._rc.reports_dir, summary.run_id + ".md")
+                with open(path, "w") as fh:
+                    fh.write(report)
+                summary.report_path = path
+            except OSError as exc:
+                log.warning("reconciliation report not written: %s", exc)
+        try:
+            conn = await asyncpg.connect(self._database_url, timeout=5.0)
+            try:
+                async with conn.transaction():
+                    if diff is not None:
+                        rows = result_rows(summary.run_id, ",".join(summary.brokers), "", diff, summary.actions)
+                        if rows:
+                            await conn.copy_records_to_table("reconciliation_results", records=rows,
+                                                             columns=RESULT_COLUMNS)
+                    await conn.execute(
+                        _RUN_SQL, summary.run_id, summary.trigger, ",".join(summary.brokers), summary.matched,
+                        orjson.dumps(summary.counts).decode(), msgspec.json.encode(summary.actions).decode(),
+                        summary.booked, summary.in_flight, summary.took_ms, summary.error, report,
+                        summary.started_ns / 1e9)
+            finally:
+                await conn.close()
+        except Exception as exc:  # noqa: BLE001 - the run's verdict still goes to the stream and the caller
+            self.errors += 1
+            log.warning("reconciliation %s not recorded in PostgreSQL: %s", summary.run_id, exc)
+        event = {"kind": "reconciliation", "alert": not summary.matched, "run_id": summary.run_id,
+                 "trigger": summary.trigger, "matched": summary.matched, "counts": summary.counts,
+                 "actions": msgspec.to_builtins(summary.actions), "booked": summary.booked, "error": summary.error}
+        try:
+            if self._redis is not None:
+                await self._redis.xadd(self._cfg.storage.monitoring_stream, {b"m": orjson.dumps(event)},
+                                       maxlen=100_000, approximate=True)
+        except Exception as exc:  # noqa: BLE001 - monitoring must not stop the reconciler
+            log.warning("reconciliation event not on the monitoring stream: %s", exc)
+
+    def stats(self) -> dict[str, Any]:
+        last = self.last
+        return {
+            "runs": self.runs, "mismatched_runs": self.mismatched_runs, "errors": self.errors, "booked": self.booked,
+            "discrepancies": dict(self.discrepancies),
+            "last_run_id": last.run_id if last else "", "last_matched": last.matched if last else None,
+            "last_took_ms": last.took_ms if last else 0.0, "last_trigger": last.trigger if last else "",
+            "last_error": last.error if last else "",
+        }  # fmt: skip
+
+
+def merge_books(books: list[BrokerBook]) -> BrokerBook:
+    """Several accounts as one book (positions and cash summed, fills and orders together)."""
+    if len(books) == 1:
+        return books[0]
+    positions: dict[str, float] = {}
+    for b in books:
+        for s, q in b.positions.items():
+            positions[s] = positions.get(s, 0.0) + q
+    cash = sum(b.cash for b in books if b.cash is not None) if books and all(b.cash is not None for b in books) else None
+    return BrokerBook(broker=",".join(b.broker for b in books), fills=[f for b in books for f in b.fills],
+                      orders=[o for b in books for o in b.orders], positions=positions, cash=cash,
+                      fills_since_ns=max((b.fills_since_ns for b in books), default=0),
+                      as_of_ns=min((b.as_of_ns for b in books), default=0))
+
+
+def _holders(node: NodeBook) -> dict[str, set[str]]:
+    """The strategies that traded each symbol (by the ledger): who a symbol's drift stops."""
+    out: dict[str, set[str]] = {}
+    for f in node.fills:
+        if f.strategy_id:
+            out.setdefault(f.symbol, set()).add(f.strategy_id)
+    return out
+
+
+def _reason(found: list) -> str:
+    return "RECONCILE_" + found[0].kind + (" (+%d)" % (len(found) - 1) if len(found) > 1 else "")
+
+
+def _key(r: ExecutionReport) -> str:
+    return r.exec_id or ("order:" + r.client_order_id)

@@ -1,0 +1,107 @@
+"""Profit and loss per strategy and symbol from the ledger's fills, with fees and commissions.
+
+Pure logic. Average-cost accounting (what brokers' account views show): a fill that adds to a
+position moves its average cost; a fill that reduces it realises (fill price - average cost) x the
+quantity closed; a fill that crosses zero closes the old position and opens the rest at its price.
+Fees (`Fill.fee`, or a `FeeSchedule` for a ledger that has none) always reduce realised PnL.
+Unrealised = position x (mark - average cost), at the mark given per symbol (the last fill price
+when none is given).
+"""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+import msgspec
+
+from node.reconcile import Fill
+
+_FLAT = 1e-9
+
+
+class FeeSchedule(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Fees of one fill when the broker reports none: per share + bps of the notional, at least
+    `min_per_fill_usd` (0 everywhere: no fees, the paper venue's default)."""
+
+    per_share_usd: float = 0.0
+    bps_of_notional: float = 0.0
+    min_per_fill_usd: float = 0.0
+
+    def fee(self, qty: float, px: float) -> float:
+        f = qty * self.per_share_usd + qty * px * self.bps_of_notional * 1e-4
+        return f if f >= self.min_per_fill_usd else self.min_per_fill_usd
+
+    @property
+    def free(self) -> bool:
+        return not (self.per_share_usd or self.bps_of_notional or self.min_per_fill_usd)
+
+
+class PnlLine(msgspec.Struct, kw_only=True):
+    """One (strategy, symbol): the open position, its average cost, realised PnL net of fees,
+    the fees paid, unrealised PnL at `mark`."""
+
+    strategy_id: str
+    symbol: str
+    position: float = 0.0
+    avg_cost: float = 0.0
+    realised: float = 0.0
+    fees: float = 0.0
+    unrealised: float = 0.0
+    mark: float = 0.0
+    fills: int = 0
+
+    @property
+    def total(self) -> float:
+        return self.realised + self.unrealised
+
+
+def pnl_by_strategy_symbol(
+    fills: Iterable[Fill], marks: dict[str, float] | None = None, fees: FeeSchedule | None = None
+) -> dict[tuple[str, str], PnlLine]:
+    """Average-cost PnL per (strategy_id, symbol), fills taken in the order given (ledger order:
+    by time). A fill's own `fee` counts; with none and a `fees` schedule, the schedule's."""
+    lines: dict[tuple[str, str], PnlLine] = {}
+    schedule = fees if fees is not None and not fees.free else None
+    for f in fills:
+        key = (f.strategy_id, f.symbol)
+        line = lines.get(key)
+        if line is None:
+            line = lines[key] = PnlLine(strategy_id=f.strategy_id, symbol=f.symbol)
+        q = f.signed_qty
+        fee = f.fee if f.fee or schedule is None else schedule.fee(f.qty, f.px)
+        pos = line.position
+        if pos * q >= 0.0:  # opening or adding
+            new = pos + q
+            line.avg_cost = (line.avg_cost * pos + f.px * q) / new if abs(new) > _FLAT else 0.0
+            line.position = new
+        else:
+            closed = min(abs(q), abs(pos))
+            sign = 1.0 if pos > 0.0 else -1.0
+            line.realised += (f.px - line.avg_cost) * closed * sign
+            new = pos + q
+            if abs(new) <= _FLAT:
+                line.position, line.avg_cost = 0.0, 0.0
+            elif new * pos < 0.0:  # crossed zero: the rest opens at the fill price
+                line.position, line.avg_cost = new, f.px
+            else:
+                line.position = new
+        line.realised -= fee
+        line.fees += fee
+        line.mark = f.px
+        line.fills += 1
+    for line in lines.values():
+        if marks and line.symbol in marks:
+            line.mark = marks[line.symbol]
+        line.unrealised = line.position * (line.mark - line.avg_cost) if abs(line.position) > _FLAT else 0.0
+    return lines
+
+
+def totals_by_strategy(lines: dict[tuple[str, str], PnlLine]) -> dict[str, dict[str, float]]:
+    """Realised, unrealised and fees summed per strategy."""
+    out: dict[str, dict[str, float]] = {}
+    for (strategy, _), line in lines.items():
+        t = out.setdefault(strategy, {"realised": 0.0, "unrealised": 0.0, "fees": 0.0})
+        t["realised"] += line.realised
+        t["unrealised"] += line.unrealised
+        t["fees"] += line.fees
+    return out
