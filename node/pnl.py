@@ -10,10 +10,12 @@ when none is given).
 
 from __future__ import annotations
 
+from collections import defaultdict
 from typing import Iterable
 
 import msgspec
 
+from node.messages import Side
 from node.reconcile import Fill
 
 _FLAT = 1e-9
@@ -60,39 +62,41 @@ def pnl_by_strategy_symbol(
 ) -> dict[tuple[str, str], PnlLine]:
     """Average-cost PnL per (strategy_id, symbol), fills taken in the order given (ledger order:
     by time). A fill's own `fee` counts; with none and a `fees` schedule, the schedule's."""
-    lines: dict[tuple[str, str], PnlLine] = {}
+    # per key: [position, avg cost, realised, fees, last px, fills] (plain lists: this loop is the cost)
+    acc: defaultdict[tuple[str, str], list] = defaultdict(lambda: [0.0, 0.0, 0.0, 0.0, 0.0, 0])
     schedule = fees if fees is not None and not fees.free else None
+    buy = Side.BUY
     for f in fills:
-        key = (f.strategy_id, f.symbol)
-        line = lines.get(key)
-        if line is None:
-            line = lines[key] = PnlLine(strategy_id=f.strategy_id, symbol=f.symbol)
-        q = f.signed_qty
-        fee = f.fee if f.fee or schedule is None else schedule.fee(f.qty, f.px)
-        pos = line.position
+        a = acc[(f.strategy_id, f.symbol)]
+        px = f.px
+        q = f.qty if f.side is buy else -f.qty
+        fee = f.fee if f.fee or schedule is None else schedule.fee(f.qty, px)
+        pos = a[0]
         if pos * q >= 0.0:  # opening or adding
             new = pos + q
-            line.avg_cost = (line.avg_cost * pos + f.px * q) / new if abs(new) > _FLAT else 0.0
-            line.position = new
+            a[1] = (a[1] * pos + px * q) / new if (new > _FLAT or new < -_FLAT) else 0.0
+            a[0] = new
         else:
-            closed = min(abs(q), abs(pos))
-            sign = 1.0 if pos > 0.0 else -1.0
-            line.realised += (f.px - line.avg_cost) * closed * sign
+            aq, ap = abs(q), abs(pos)
+            closed = aq if aq < ap else ap
+            a[2] += (px - a[1]) * closed * (1.0 if pos > 0.0 else -1.0)
             new = pos + q
             if abs(new) <= _FLAT:
-                line.position, line.avg_cost = 0.0, 0.0
+                a[0] = a[1] = 0.0
             elif new * pos < 0.0:  # crossed zero: the rest opens at the fill price
-                line.position, line.avg_cost = new, f.px
+                a[0], a[1] = new, px
             else:
-                line.position = new
-        line.realised -= fee
-        line.fees += fee
-        line.mark = f.px
-        line.fills += 1
-    for line in lines.values():
-        if marks and line.symbol in marks:
-            line.mark = marks[line.symbol]
-        line.unrealised = line.position * (line.mark - line.avg_cost) if abs(line.position) > _FLAT else 0.0
+                a[0] = new
+        a[2] -= fee
+        a[3] += fee
+        a[4] = px
+        a[5] += 1
+    lines: dict[tuple[str, str], PnlLine] = {}
+    for (strategy, symbol), (pos, avg, realised, paid, last, n) in acc.items():
+        mark = marks.get(symbol, last) if marks else last
+        unrealised = pos * (mark - avg) if abs(pos) > _FLAT else 0.0
+        lines[(strategy, symbol)] = PnlLine(strategy_id=strategy, symbol=symbol, position=pos, avg_cost=avg,
+                                            realised=realised, fees=paid, unrealised=unrealised, mark=mark, fills=n)
     return lines
 
 

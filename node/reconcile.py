@@ -26,6 +26,7 @@ compared fill by fill (a broker answers for a window), but always count in posit
 from __future__ import annotations
 
 import math
+from collections import defaultdict
 from enum import StrEnum
 from typing import Iterable
 
@@ -170,58 +171,65 @@ def diff_books(node: NodeBook, broker: BrokerBook, cfg: DiffConfig = DiffConfig(
     extra_cum: dict[str, float] = {}  # per order: broker cum expected over the node's, from fills
     in_flight = 0
     flying: set[str] = set()  # orders with a fill in flight
-    seen: set[str] = set()
     K = DiscrepancyKind
+    get = node_fills.get
+    matched = 0
     for bf in broker.fills:
         eid = bf.exec_id
-        seen.add(eid)
-        nf = node_fills.get(eid)
+        nf = get(eid)
+        if nf is not None:
+            matched += 1
+            if nf.qty == bf.qty and nf.px == bf.px and nf.side is bf.side and nf.symbol == bf.symbol:
+                if nf.fee != bf.fee:  # the fast path: the same fill on both sides
+                    explained_cash -= bf.fee - nf.fee
+                continue
+        bq = bf.signed_qty
         if nf is None:
             if settle_before is not None and bf.ts_ns > settle_before:
                 in_flight += 1
                 flying.add(bf.client_order_id)
-                explained[bf.symbol] = explained.get(bf.symbol, 0.0) + bf.signed_qty
-                explained_cash -= bf.signed_qty * bf.px + bf.fee
-                extra_cum[bf.client_order_id] = extra_cum.get(bf.client_order_id, 0.0) + bf.qty
-                continue
-            known = bf.client_order_id in node_orders
-            out.append(Discrepancy(
-                kind=K.MISSING_FILL if known else K.FILL_UNKNOWN_TO_LEDGER, symbol=bf.symbol,
-                strategy_id=node_orders[bf.client_order_id].strategy_id if known else bf.strategy_id,
-                client_order_id=bf.client_order_id, exec_id=eid, broker_qty=bf.signed_qty, broker_px=bf.px,
-            ))
-            explained[bf.symbol] = explained.get(bf.symbol, 0.0) + bf.signed_qty
-            explained_cash -= bf.signed_qty * bf.px + bf.fee
+            else:
+                known = bf.client_order_id in node_orders
+                out.append(Discrepancy(
+                    kind=K.MISSING_FILL if known else K.FILL_UNKNOWN_TO_LEDGER, symbol=bf.symbol,
+                    strategy_id=node_orders[bf.client_order_id].strategy_id if known else bf.strategy_id,
+                    client_order_id=bf.client_order_id, exec_id=eid, broker_qty=bq, broker_px=bf.px,
+                ))
+            explained[bf.symbol] = explained.get(bf.symbol, 0.0) + bq
+            explained_cash -= bq * bf.px + bf.fee
             extra_cum[bf.client_order_id] = extra_cum.get(bf.client_order_id, 0.0) + bf.qty
             continue
-        dq = bf.signed_qty - nf.signed_qty
-        if abs(dq) > tol or bf.symbol != nf.symbol:
+        nq = nf.signed_qty
+        if abs(bq - nq) > tol or bf.symbol != nf.symbol:
             out.append(Discrepancy(
                 kind=K.QUANTITY_MISMATCH, symbol=bf.symbol, strategy_id=nf.strategy_id,
-                client_order_id=bf.client_order_id, exec_id=eid, node_qty=nf.signed_qty, broker_qty=bf.signed_qty,
+                client_order_id=bf.client_order_id, exec_id=eid, node_qty=nq, broker_qty=bq,
                 node_px=nf.px, broker_px=bf.px,
             ))
-            explained[bf.symbol] = explained.get(bf.symbol, 0.0) + bf.signed_qty
-            explained[nf.symbol] = explained.get(nf.symbol, 0.0) - nf.signed_qty
+            explained[bf.symbol] = explained.get(bf.symbol, 0.0) + bq
+            explained[nf.symbol] = explained.get(nf.symbol, 0.0) - nq
             extra_cum[bf.client_order_id] = extra_cum.get(bf.client_order_id, 0.0) + bf.qty - nf.qty
         elif abs(bf.px - nf.px) > ptol * max(1.0, abs(nf.px)):
             out.append(Discrepancy(
                 kind=K.PRICE_MISMATCH, symbol=bf.symbol, strategy_id=nf.strategy_id,
-                client_order_id=bf.client_order_id, exec_id=eid, node_qty=nf.signed_qty, broker_qty=bf.signed_qty,
+                client_order_id=bf.client_order_id, exec_id=eid, node_qty=nq, broker_qty=bq,
                 node_px=nf.px, broker_px=bf.px,
             ))
-        explained_cash -= bf.signed_qty * bf.px + bf.fee - nf.signed_qty * nf.px - nf.fee
-    window = broker.fills_since_ns
-    for nf in node.fills:
-        if nf.exec_id in seen or nf.ts_ns < window:
-            continue
-        out.append(Discrepancy(
-            kind=K.FILL_UNKNOWN_TO_BROKER, symbol=nf.symbol, strategy_id=nf.strategy_id,
-            client_order_id=nf.client_order_id, exec_id=nf.exec_id, node_qty=nf.signed_qty, node_px=nf.px,
-        ))
-        explained[nf.symbol] = explained.get(nf.symbol, 0.0) - nf.signed_qty
-        explained_cash += nf.signed_qty * nf.px + nf.fee
-        extra_cum[nf.client_order_id] = extra_cum.get(nf.client_order_id, 0.0) - nf.qty
+        explained_cash -= bq * bf.px + bf.fee - nq * nf.px - nf.fee
+    if matched < len(node_fills):  # some ledger fills the broker did not name: which, in its window
+        seen = {f.exec_id for f in broker.fills}
+        window = broker.fills_since_ns
+        for nf in node.fills:
+            if nf.exec_id in seen or nf.ts_ns < window:
+                continue
+            nq = nf.signed_qty
+            out.append(Discrepancy(
+                kind=K.FILL_UNKNOWN_TO_BROKER, symbol=nf.symbol, strategy_id=nf.strategy_id,
+                client_order_id=nf.client_order_id, exec_id=nf.exec_id, node_qty=nq, node_px=nf.px,
+            ))
+            explained[nf.symbol] = explained.get(nf.symbol, 0.0) - nq
+            explained_cash += nq * nf.px + nf.fee
+            extra_cum[nf.client_order_id] = extra_cum.get(nf.client_order_id, 0.0) - nf.qty
     for coid, bo in broker_orders.items():
         if coid not in node_orders and settle_before is not None and bo.ts_ns > settle_before:
             flying.add(coid)
@@ -289,11 +297,14 @@ def _diff_orders(
 
 def positions_of(fills: Iterable[Fill], opening: dict[str, float] | None = None) -> dict[str, float]:
     """Net quantity per symbol (buys +, sells -) over `fills`, from the opening positions."""
-    pos = dict(opening) if opening else {}
-    get = pos.get
+    pos: defaultdict[str, float] = defaultdict(float, opening or {})
+    buy = Side.BUY
     for f in fills:
-        pos[f.symbol] = get(f.symbol, 0.0) + (f.qty if f.side is Side.BUY else -f.qty)
-    return pos
+        if f.side is buy:
+            pos[f.symbol] += f.qty
+        else:
+            pos[f.symbol] -= f.qty
+    return dict(pos)
 
 
 def to_book(diff: Diff, broker: BrokerBook, external_strategy: str = EXTERNAL_STRATEGY,
@@ -307,6 +318,8 @@ def to_book(diff: Diff, broker: BrokerBook, external_strategy: str = EXTERNAL_ST
     wanted_fills = {d.exec_id for d in diff.discrepancies if d.kind in (K.MISSING_FILL, K.FILL_UNKNOWN_TO_LEDGER)}
     strategy_of = {d.client_order_id: d.strategy_id for d in diff.discrepancies if d.strategy_id}
     out: list[ExecutionReport] = []
+    if not any(d.kind in BOOKABLE for d in diff.discrepancies):
+        return out
     for d in diff.discrepancies:
         if d.kind is not K.ORDER_UNKNOWN_TO_NODE:
             continue
@@ -317,8 +330,11 @@ def to_book(diff: Diff, broker: BrokerBook, external_strategy: str = EXTERNAL_ST
             ts_ns=now_ns, strategy_id=o.strategy_id or external_strategy,
         ))
     adopted = {r.client_order_id for r in out}
+    wanted_orders = {d.client_order_id for d in diff.discrepancies if d.exec_id in wanted_fills}
     cum: dict[str, float] = {}
     for f in broker.fills:  # the broker's order: cum_qty grows as the reports did
+        if f.client_order_id not in wanted_orders:
+            continue
         c = cum.get(f.client_order_id, 0.0) + f.qty
         cum[f.client_order_id] = c
         if f.exec_id not in wanted_fills:
