@@ -233,7 +233,7 @@ class Reconciler:
             return []
         state = self._rc.on_drift
         if self._rc.drift_scope == "node":
-            return [Action(state=state, reason=_reason(drifts))]
+            return [Action(state=state, reason=_reason(drifts), symbols=_symbols(drifts))]
         holders = _holders(node)
         strategies: dict[str, list] = {}
         node_wide = []
@@ -243,9 +243,10 @@ class Reconciler:
                 node_wide.append(d)
             for name in names:
                 strategies.setdefault(name, []).append(d)
-        out = [Action(state=state, strategy_id=s, reason=_reason(ds)) for s, ds in sorted(strategies.items())]
+        out = [Action(state=state, strategy_id=s, reason=_reason(ds), symbols=_symbols(ds))
+               for s, ds in sorted(strategies.items())]
         if node_wide:
-            out.append(Action(state=state, reason=_reason(node_wide)))
+            out.append(Action(state=state, reason=_reason(node_wide), symbols=_symbols(node_wide)))
         return out
 
     async def _apply(self, actions: list[Action]) -> None:
@@ -331,6 +332,10 @@ def _holders(node: NodeBook) -> dict[str, set[str]]:
 
 def _reason(found: list) -> str:
     return "RECONCILE_" + found[0].kind + (" (+%d)" % (len(found) - 1) if len(found) > 1 else "")
+
+
+def _symbols(found: list) -> list[str]:
+    return sorted({d.symbol for d in found if d.symbol})
 
 
 def _key(r: ExecutionReport) -> str:

@@ -28,6 +28,7 @@ class Action(msgspec.Struct, frozen=True, kw_only=True):
     state: str  # REDUCING or HALTED
     strategy_id: str | None = None  # None: node-wide
     reason: str = ""
+    symbols: list[str] = []  # the symbols whose drift caused it
 
 
 class RunSummary(msgspec.Struct, kw_only=True):
@@ -62,6 +63,7 @@ def result_rows(run_id: str, broker: str, account: str, diff: Diff, actions: lis
         by_row.setdefault(("" if account_level else d.strategy_id, d.symbol or "?"), []).append(d)
     node_action = next((a.state for a in actions if a.strategy_id is None), "")
     act_of = {a.strategy_id: a.state for a in actions if a.strategy_id is not None}
+    act_on = {sym: a.state for a in actions for sym in a.symbols}
     avg = avg_px or {}
     rows = []
     keys = {("", s) for s in diff.node_positions} | set(by_row)
@@ -74,7 +76,7 @@ def result_rows(run_id: str, broker: str, account: str, diff: Diff, actions: lis
             node_q = (cash.node_qty or 0.0) if cash else 0.0
             broker_q = (cash.broker_qty or 0.0) if cash else 0.0
         detail = {"discrepancies": [msgspec.to_builtins(d) for d in found]}
-        action = act_of.get(strategy, node_action) if found else ""
+        action = (act_of.get(strategy) or act_on.get(sym) or node_action) if found else ""
         rows.append((run_id, broker, account, strategy, sym, float(node_q), float(broker_q),
                      avg.get(sym), None, not found, action, msgspec.json.encode(detail).decode()))
     return rows
