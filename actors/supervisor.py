@@ -595,8 +595,8 @@ class Supervisor:
         """Spawn the reconciler and run the start-up reconciliation (the validator is not up yet,
         so its actions come back to be applied once it is). Returns that run, or None."""
         cfg = self._cfg
-        if not (self._database_url and cfg.reconcile.enabled):
-            return None
+        if not (self._database_url and cfg.storage.ledger and cfg.reconcile.enabled):
+            return None  # without the ledger PostgreSQL holds no book of this node's
         actor = spawn_reconciler(self._name("reconciler"), cfg.ray_namespace, cfg, self._redis_url,
                                  self._database_url, self._name("supervisor"), self._registry["publish"])
         ray.get(actor.start.remote(), timeout=120)

@@ -312,3 +312,20 @@ async def test_a_broker_that_does_not_answer_is_a_failed_run_never_a_match(node)
     assert node.reconciler.stats()["errors"] == 1
     rows = await node.fetch("SELECT matched, error FROM reconciliation_runs WHERE run_id = $1", run.run_id)
     assert rows[0]["matched"] is False and "broker silent" in rows[0]["error"]
+
+
+async def test_the_schedule_runs_every_reconcile_every_secs_until_stopped(database):
+    await _truncate(database)
+    n = Node(database, ReconcileConfig(settle_ms=0, reconcile_every_secs=1))
+    await n.start()
+    try:
+        task = asyncio.ensure_future(n.reconciler.run())
+        deadline = time.monotonic() + 30
+        while n.reconciler.stats()["runs"] < 2 and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        assert n.reconciler.stats()["runs"] >= 2 and n.reconciler.stats()["last_trigger"] == "schedule"
+        assert n.reconciler.stats()["last_matched"] is True
+        await n.reconciler.stop()
+        await asyncio.wait_for(task, 5)
+    finally:
+        await n.close()
