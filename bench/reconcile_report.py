@@ -12,7 +12,10 @@ Timed, each `--repeat` times (p50 / max reported):
 - `diff_pnl`: the same plus average-cost PnL per strategy and symbol (`node.pnl`): what a run computes;
 - `plain`: the same diff written plainly, as a seed-style script would: rows as dicts (a DB cursor's
   shape), a full scan per question, positions recomputed from every fill on each side;
-- `noop`: building the two dicts of fills by exec_id alone (the floor any diff pays).
+- `noop`: building the two dicts of fills by exec_id alone (the floor any diff pays);
+- `ledger_load` (with `--database-url`): reading the node's 100,000 fills and 25,000 orders back from
+  PostgreSQL as the reconciler does (a throwaway database, dropped afterwards), and `run_total`: that
+  load + diff + PnL, a whole run's computation.
 
 Every version must find the same discrepancies (checked), so the figures compare like with like.
 """
@@ -143,7 +146,8 @@ def _time(fn, repeat: int) -> tuple[list[float], object]:
     return out, result
 
 
-def measure(n_fills: int = N_FILLS, n_symbols: int = N_SYMBOLS, repeat: int = 5) -> dict:
+def measure(n_fills: int = N_FILLS, n_symbols: int = N_SYMBOLS, repeat: int = 5,
+            database_url: str | None = None) -> dict:
     node, broker = make_books(n_fills, n_symbols)
     rows = (*as_rows(node), *as_rows(broker), broker.positions)
     expected = {"MISSING_FILL": DROPPED, "FILL_UNKNOWN_TO_LEDGER": FILLS_PER_ORDER, "ORDER_UNKNOWN_TO_NODE": 1,
@@ -159,9 +163,60 @@ def measure(n_fills: int = N_FILLS, n_symbols: int = N_SYMBOLS, repeat: int = 5)
             entry["same_as_expected"] = dict(found) == expected
         result["versions"][name] = entry
     v = result["versions"]
+    if database_url:
+        load = measure_ledger_load(database_url, node, repeat)
+        v["ledger_load"] = {"p50_s": round(statistics.median(load), 4), "max_s": round(max(load), 4)}
+        v["run_total"] = {"p50_s": round(v["ledger_load"]["p50_s"] + v["diff_pnl"]["p50_s"], 4),
+                          "max_s": round(v["ledger_load"]["max_s"] + v["diff_pnl"]["max_s"], 4)}
     result["diff_pnl_under_target"] = v["diff_pnl"]["max_s"] < TARGET_S
     result["plain_over_diff"] = round(v["plain"]["p50_s"] / v["diff"]["p50_s"], 2)
     return result
+
+
+def measure_ledger_load(database_url: str, node: NodeBook, repeat: int) -> list[float]:
+    """Write the node's book to a throwaway database, then time the reconciler's read of it."""
+    import asyncio
+
+    from actors.reconciler import Reconciler
+    from node.config import NodeConfig
+    from node.migrations import apply_migrations, create_database, drop_database
+
+    async def go() -> list[float]:
+        import asyncpg
+
+        name, url = await create_database(database_url, "nae_bench_reconcile_")
+        try:
+            await apply_migrations(url)
+            conn = await asyncpg.connect(url)
+            try:
+                await conn.copy_records_to_table("fills", columns=(
+                    "exec_id", "client_order_id", "strategy_id", "symbol", "side", "qty", "px", "cum_qty", "ts_ns",
+                    "stream_id"), records=[(f.exec_id, f.client_order_id, f.strategy_id, f.symbol, str(f.side), f.qty,
+                                            f.px, f.qty, f.ts_ns, "0-0") for f in node.fills])
+                await conn.copy_records_to_table("orders", columns=(
+                    "client_order_id", "strategy_id", "symbol", "side", "state", "cum_qty", "leaves_qty", "avg_px",
+                    "last_event_ns", "stream_pos", "stream_id"), records=[
+                    (o.client_order_id, o.strategy_id, o.symbol, str(o.side), str(o.state), o.cum_qty, o.leaves_qty,
+                     o.avg_px, 0, 0, "0-0") for o in node.orders])
+            finally:
+                await conn.close()
+            rec = Reconciler(NodeConfig(), "redis://unused", url, _no_brokers)
+            await rec._node_book()  # warm-up
+            out = []
+            for _ in range(repeat):
+                t0 = time.perf_counter_ns()
+                book = await rec._node_book()
+                out.append((time.perf_counter_ns() - t0) / 1e9)
+            assert len(book.fills) == len(node.fills)
+            return out
+        finally:
+            await drop_database(database_url, name)
+
+    return asyncio.run(go())
+
+
+async def _no_brokers() -> list:
+    return []
 
 
 def table(r: dict) -> str:
@@ -182,8 +237,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--fills", type=int, default=N_FILLS)
     ap.add_argument("--symbols", type=int, default=N_SYMBOLS)
     ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--database-url", help="also time reading the ledger back from this PostgreSQL server")
     a = ap.parse_args(argv)
-    result = measure(a.fills, a.symbols, a.repeat)
+    result = measure(a.fills, a.symbols, a.repeat, a.database_url)
     sys.stdout.write((json.dumps(result) if a.json else table(result)) + "\n")
     return 0 if result["diff_pnl_under_target"] and all(
         e.get("same_as_expected", True) for e in result["versions"].values()) else 1
