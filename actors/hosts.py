@@ -48,8 +48,9 @@ def build_engine(cfg: NodeConfig, engine: EngineConfig, wiring: EngineWiring) ->
     return EngineHost(cfg, engine.name, wiring)
 
 
-def build_validator(cfg: NodeConfig, redis_url: str, engine_intake: str, events_endpoint: str) -> Validator:
-    return Validator(cfg, redis_url, engine_intake, events_endpoint)
+def build_validator(cfg: NodeConfig, redis_url: str, engine_intake: str, events_endpoint: str,
+                    initial_states: tuple = ()) -> Validator:
+    return Validator(cfg, redis_url, engine_intake, events_endpoint, initial_states=initial_states)
 
 
 BUILDERS = {"broker": build_broker, "engine": build_engine, "validator": build_validator}

@@ -145,8 +145,8 @@ class Supervisor:
                     self._start_engine(engine, role="leader" if engine == lane.leader else "standby")
                 lane.leader_seen_ns = time.time_ns()
             startup = self._start_reconciler()  # before the node trades: nothing is sent meanwhile
-            self._start_validator()
-            self._apply_reconcile_actions(startup)
+            self._start_validator(initial_states=tuple(
+                (a.state, a.strategy_id) for a in (startup.actions if startup is not None else [])))
             if cfg.api.enabled:
                 self._start_api()
             self._spawn_thread(self._heartbeat_loop, "heartbeats", hb)
@@ -548,14 +548,14 @@ class Supervisor:
     def _engine_intakes(self) -> list[str]:
         return [self._registry["engine:" + e] for e in self._lane_of]
 
-    def _start_validator(self) -> None:
+    def _start_validator(self, initial_states: tuple = ()) -> None:
         cfg = self._cfg
         if "intake" in self._registry and cfg.intake.port == 0:
             port = int(self._registry["intake"].rsplit(":", 1)[1])  # keep the address clients use
             cfg = msgspec.structs.replace(cfg, intake=msgspec.structs.replace(cfg.intake, port=port))
         validator = spawn(
             "validator", self._name("validator@" + str(time.time_ns())), cfg.ray_namespace, cfg,
-            self._redis_url, self._engine_intakes(), self._registry["events"],
+            self._redis_url, self._engine_intakes(), self._registry["events"], initial_states,
         )
         self._registry["intake"] = _started(validator)["intake"]
         self._actors["validator"] = validator
@@ -593,7 +593,7 @@ class Supervisor:
 
     def _start_reconciler(self) -> Any:
         """Spawn the reconciler and run the start-up reconciliation (the validator is not up yet,
-        so its actions come back to be applied once it is). Returns that run, or None."""
+        so its actions come back: the validator starts with them, before its intake opens)."""
         cfg = self._cfg
         if not (self._database_url and cfg.storage.ledger and cfg.reconcile.enabled):
             return None  # without the ledger PostgreSQL holds no book of this node's
@@ -602,10 +602,6 @@ class Supervisor:
         ray.get(actor.start.remote(), timeout=120)
         self._actors["reconciler"] = actor
         return ray.get(actor.reconcile.remote("startup", False), timeout=120)
-
-    def _apply_reconcile_actions(self, run: Any) -> None:
-        for a in (run.actions if run is not None else []):
-            self.call("validator", "set_state", a.state, a.strategy_id)
 
     def broker_books(self) -> list:
         """Every broker account's book (one adapter per account), for the reconciler."""

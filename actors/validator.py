@@ -61,6 +61,7 @@ class Validator(LoopService):
         events_endpoint: str,
         risk: RiskCheck | None = None,
         clock_ns: Callable[[], int] = time.time_ns,
+        initial_states: tuple = (),
     ) -> None:
         super().__init__()
         self._cfg = cfg
@@ -69,6 +70,8 @@ class Validator(LoopService):
             risk = PreTradeRisk(cfg.risk, list(prices), prices, cfg.equity_usd)
             risk.warm()  # compile now, never on the first live signal
         self.risk = risk
+        for state, strategy_id in initial_states:  # (state, strategy or None), in force before the intake opens
+            risk.set_state(state, strategy_id)
         router = Router.from_config(cfg)
         self.gate = SignalGate(cfg.signing, cfg.intake, risk, route=router.group_of if cfg.reject_unrouted else None)
         self._redis_url = redis_url

@@ -76,3 +76,41 @@ def test_start_up_run_then_a_burst_reconciles_equal_on_demand_and_after_failover
     node.call_supervisor("restart_broker")  # a reconnect: the adapter back on its address
     after = _wait_for_run(node, "broker_restart")
     assert after["error"] == ""
+
+
+def test_a_drift_found_at_start_up_halts_the_strategy_before_the_intake_opens(ray_session, make_config,
+                                                                               database_url):
+    """The ledger holds a fill the broker never made (a phantom position of strategy `ghost`): the
+    start-up run finds it, and the validator starts with `ghost` HALTED; other strategies trade."""
+    from node.client import ExecutionClient
+    from node.migrations import apply_migrations, create_database, drop_database
+    from node.runtime import NodeRuntime, quiet
+
+    async def prepare() -> tuple[str, str]:
+        name, url = await create_database(database_url, "nae_test_recstart_")
+        await apply_migrations(url)
+        conn = await asyncpg.connect(url)
+        try:
+            await conn.execute(
+                "INSERT INTO fills (exec_id, client_order_id, strategy_id, symbol, side, qty, px, cum_qty, ts_ns, "
+                "stream_id) VALUES ('E-ghost-1', 'NAE-ghost-0', 'ghost', 'AAPL', 'BUY', 10, 230, 10, $1, '0-0')",
+                time.time_ns())
+        finally:
+            await conn.close()
+        return name, url
+
+    name, url = asyncio.run(prepare())
+    runtime = NodeRuntime(make_config(database_url_override=url), quiet)
+    runtime.start()
+    try:
+        startup = _wait_for_run(runtime, "startup")
+        assert not startup["matched"]
+        key_id, secret = next(iter(runtime.cfg.signing.keys.items()))
+        with ExecutionClient(runtime.registry["intake"], key_id, secret, timeout_s=10) as client:
+            ghost = client.send_signal({"strategy_id": "ghost", "symbol": "AAPL", "action": "BUY", "quantity": 1})
+            other = client.send_signal({"strategy_id": "alive", "symbol": "AAPL", "action": "BUY", "quantity": 1})
+        assert ghost.status == "REJECTED" and "HALTED" in ghost.reasons, ghost
+        assert other.status == "ACCEPTED", other
+    finally:
+        runtime.stop()
+        asyncio.run(drop_database(database_url, name))
