@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
 import secrets
 import time
@@ -54,6 +55,7 @@ from node.reconcile import (
     NodeBook,
     Order,
     diff_books,
+    is_finite_book,
     to_book,
 )
 from node.reconcile_report import RESULT_COLUMNS, Action, RunSummary, count_kinds, markdown, result_rows
@@ -164,6 +166,8 @@ class Reconciler:
             summary.brokers = [b.broker for b in books]
             node = await self._node_book()
             broker = merge_books(books)
+            if not (is_finite_book(broker) and all(math.isfinite(q) for q in broker.positions.values())):
+                raise ValueError("BROKER_BOOK_INVALID: a quantity or price that is not a finite number")
             diff = diff_books(node, broker, self._diff_cfg)
             if self._rc.adopt:
                 summary.booked = await self._book(diff, broker)

@@ -329,3 +329,14 @@ async def test_the_schedule_runs_every_reconcile_every_secs_until_stopped(databa
         await asyncio.wait_for(task, 5)
     finally:
         await n.close()
+
+
+async def test_a_broker_book_with_a_non_finite_number_is_a_failed_run_not_a_drift(node):
+    async def garbled():
+        book = book_of_venue(node.venue, "paper", "paper-acct", time.time_ns())
+        return [msgspec.structs.replace(book, positions={"AAPL": float("nan")})]
+
+    node.reconciler._broker_books = garbled
+    run = await node.reconciler.reconcile("test")
+    assert not run.matched and run.error.startswith("ValueError: BROKER_BOOK_INVALID") and node.controls == []
+    assert run.booked == 0

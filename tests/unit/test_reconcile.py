@@ -215,3 +215,22 @@ def test_pnl_total_equals_the_cash_flows_plus_the_position_at_the_mark(world, ma
         position = sum(f.signed_qty for f in mine)
         assert line.position == pytest.approx(position, abs=1e-6)
         assert line.total == pytest.approx(flows + position * mark, rel=1e-9, abs=1e-4)
+
+
+_floats = st.floats(allow_nan=True, allow_infinity=True)
+_fills = st.builds(Fill, st.sampled_from(["E1", "E2", "E3"]), st.sampled_from(["O1", "O2"]), st.sampled_from(["", "s1"]),
+                   st.sampled_from(["", "AAPL", "MSFT"]), st.sampled_from(list(Side)), _floats, _floats,
+                   st.integers(-2**63, 2**63 - 1), _floats)
+_orders = st.builds(Order, st.sampled_from(["O1", "O2", "O3"]), st.sampled_from(list(ExecKind)), _floats, _floats)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_fills), st.lists(_orders), st.lists(_fills), st.lists(_orders),
+       st.dictionaries(st.sampled_from(["AAPL", "MSFT", ""]), _floats), st.none() | _floats, st.none() | _floats)
+def test_any_pair_of_books_is_diffed_without_raising(nf, no, bf, bo, pos, ncash, bcash):
+    """Whatever a broker answers (duplicates, empty ids, NaN, infinities), the diff answers with
+    discrepancies, and what it would book names a strategy; it never raises."""
+    node = NodeBook(fills=nf, orders=no, cash=ncash)
+    broker = BrokerBook(broker="x", fills=bf, orders=bo, positions=pos, cash=bcash, as_of_ns=10**18)
+    diff = diff_books(node, broker)
+    assert all(r.strategy_id for r in to_book(diff, broker))
