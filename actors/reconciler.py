@@ -4,8 +4,8 @@ the broker has and the node lacks, and fails closed on a drift.
 
 Contract:
 - `reconcile(trigger, act=True)` runs once (one at a time: a second caller waits and gets its own
-  run): reads the ledger's fills and orders, asks every broker account for its book (one adapter
-  per account), diffs them (`node.reconcile.diff_books`), and then:
+  run): reads the ledger's fills and orders, then asks every broker account for its book (one
+  adapter per account; in that order, so the broker's book is never older than the ledger), diffs them (`node.reconcile.diff_books`), and then:
   * books, once, what the broker has and the node lacks (`node.reconcile.to_book`): the reports go
     to `execution.events` (the ledger writes them; its unique keys make a second write a no-op)
     and to the events relay (the validator's positions, Optimus; they dedupe on exec_id). Nothing
@@ -162,9 +162,12 @@ class Reconciler:
         pnl = None
         try:
             await self.start()
+            # the ledger first, then the brokers: everything in the ledger came from a broker before,
+            # so a fill made meanwhile is one the broker has and the ledger lacks (in flight, or
+            # booked once), never a fill "unknown to the broker" that would halt a strategy
+            node = await self._node_book()
             books = await self._broker_books()
             summary.brokers = [b.broker for b in books]
-            node = await self._node_book()
             broker = merge_books(books)
             if not (is_finite_book(broker) and all(math.isfinite(q) for q in broker.positions.values())):
                 raise ValueError("BROKER_BOOK_INVALID: a quantity or price that is not a finite number")

@@ -18,8 +18,8 @@ the typed, classified discrepancies, each with both sides' values:
 
 A difference explained by another is not reported twice: a dropped fill is exactly one
 MISSING_FILL (its order's quantity and the symbol's position are expected to differ by that fill).
-Broker fills younger than `settle_ns` before the broker snapshot's time are in flight: not judged
-in this run. Ledger fills older than the broker's window (`BrokerBook.fills_since_ns`) are not
+Broker fills and orders younger than `settle_ns` before the broker snapshot's time are in flight:
+not judged in this run (their differences still explain positions). Ledger fills older than the broker's window (`BrokerBook.fills_since_ns`) are not
 compared fill by fill (a broker answers for a window), but always count in positions.
 """
 
@@ -230,9 +230,10 @@ def diff_books(node: NodeBook, broker: BrokerBook, cfg: DiffConfig = DiffConfig(
             explained[nf.symbol] = explained.get(nf.symbol, 0.0) - nq
             explained_cash += nq * nf.px + nf.fee
             extra_cum[nf.client_order_id] = extra_cum.get(nf.client_order_id, 0.0) - nf.qty
-    for coid, bo in broker_orders.items():
-        if coid not in node_orders and settle_before is not None and bo.ts_ns > settle_before:
-            flying.add(coid)
+    if settle_before is not None:  # an order the broker moved within the settle time: judged next run
+        for coid, bo in broker_orders.items():
+            if bo.ts_ns > settle_before:
+                flying.add(coid)
     out.extend(_diff_orders(node_orders, broker_orders, extra_cum, tol, flying))
     node_pos = positions_of(node.fills, node.opening_positions)
     symbols = set(node_pos) | set(broker.positions) | set(explained)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections import Counter
 
+import msgspec
+
 import pytest
 from hypothesis import given, settings, strategies as st
 
@@ -234,3 +236,13 @@ def test_any_pair_of_books_is_diffed_without_raising(nf, no, bf, bo, pos, ncash,
     broker = BrokerBook(broker="x", fills=bf, orders=bo, positions=pos, cash=bcash, as_of_ns=10**18)
     diff = diff_books(node, broker)
     assert all(r.strategy_id for r in to_book(diff, broker))
+
+
+def test_a_known_order_the_broker_moved_within_the_settle_time_is_judged_next_run():
+    node = NodeBook(fills=[], orders=[Order("O3", ExecKind.NEW, 0.0, 10.0, "s1", "AAPL")])
+    canceled = Order("O3", ExecKind.CANCELED, 0.0, 0.0, "s1", "AAPL", ts_ns=9_500_000_000)
+    now = BrokerBook(broker="paper", fills=[], orders=[canceled], positions={}, as_of_ns=10_000_000_000)
+    assert diff_books(node, now, DiffConfig(settle_ns=2_000_000_000)).discrepancies == []
+    later = msgspec.structs.replace(now, as_of_ns=20_000_000_000)
+    assert [d.kind for d in diff_books(node, later, DiffConfig(settle_ns=2_000_000_000)).discrepancies] == [
+        K.STATUS_MISMATCH]
