@@ -289,15 +289,19 @@ async def test_a_node_killed_between_a_fill_and_its_ledger_row_books_it_once(nod
     assert (await node.reconciler.reconcile("test")).matched
 
 
-async def test_drift_scope_node_halts_the_node_and_reducing_is_configurable(database):
+async def test_drift_scope_node_halts_the_node_and_reducing_is_configurable(database, tmp_path):
     await _truncate(database)
-    n = Node(database, ReconcileConfig(settle_ms=0, reconcile_every_secs=0, drift_scope="node", on_drift="REDUCING"))
+    n = Node(database, ReconcileConfig(settle_ms=0, reconcile_every_secs=0, drift_scope="node", on_drift="REDUCING",
+                                       reports_dir=str(tmp_path)))
     await n.start()
     try:
         n.venue.adjust_position("QQQ", -3.0)
         run = await n.reconciler.reconcile("test")
         assert run.counts == {"POSITION_DRIFT": 1}
         assert n.controls == [("REDUCING", None)]
+        report = (tmp_path / (run.run_id + ".md")).read_text()
+        assert run.report_path.endswith(run.run_id + ".md") and "**MISMATCH**" in report
+        assert "REDUCING node-wide" in report and "| POSITION_DRIFT | QQQ |" in report
     finally:
         await n.close()
 
