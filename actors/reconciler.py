@@ -18,7 +18,8 @@ Contract:
     `reconciliation_runs` (the summary and the Markdown report), appends an event to the
     monitoring stream (kind `reconciliation`, `alert: true` on a mismatch), counts per kind.
 - A broker or store error is the run's `error` (counted, logged once per run, never raised past
-  the loop boundary): a run that could not compare anything is not a match.
+  the loop boundary): a run that could not compare anything is not a match, and at start-up
+  (trigger `startup`) it halts the node: it never starts trading blind.
 - `run()` repeats every `reconcile_every_secs` until `stop()`; `stats()` never blocks.
 
 Plain asyncio; Ray is applied in actors/ray_actors.py.
@@ -62,6 +63,9 @@ from node.reconcile_report import RESULT_COLUMNS, Action, RunSummary, count_kind
 from node.streams import EVENTS_FIELD, pack_batch
 
 log = logging.getLogger("nae.reconciler")
+
+#: the trigger of the run before the node trades: if it cannot compare, the node starts HALTED
+STARTUP = "startup"
 
 BrokerBooks = Callable[[], Awaitable[list[BrokerBook]]]
 Control = Callable[[str, "str | None"], Awaitable[Any]]
@@ -189,6 +193,13 @@ class Reconciler:
             summary.matched = False
             summary.error = type(exc).__name__ + ": " + str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
             log.warning("reconciliation %s (%s) failed: %s", run_id, trigger, summary.error)
+            if trigger == STARTUP:  # a node that could not compare its books does not start trading blind
+                summary.actions = [Action(state="HALTED", reason="RECONCILE_FAILED")]
+                if act:
+                    try:
+                        await self._apply(summary.actions)
+                    except Exception as exc2:  # noqa: BLE001 - the caller sees the actions in the summary
+                        log.warning("reconciliation %s: HALTED not applied: %s", run_id, exc2)
         summary.took_ms = round((time.perf_counter() - t0) * 1e3, 1)
         report = markdown(summary, diff, pnl)
         await self._record(summary, diff, report)

@@ -316,6 +316,9 @@ async def test_a_broker_that_does_not_answer_is_a_failed_run_never_a_match(node)
     assert node.reconciler.stats()["errors"] == 1
     rows = await node.fetch("SELECT matched, error FROM reconciliation_runs WHERE run_id = $1", run.run_id)
     assert rows[0]["matched"] is False and "broker silent" in rows[0]["error"]
+    # before the node trades, a run that cannot compare halts the node: it never starts blind
+    startup = await node.reconciler.reconcile("startup", act=False)
+    assert [(a.state, a.strategy_id) for a in startup.actions] == [("HALTED", None)] and node.controls == []
 
 
 async def test_the_schedule_runs_every_reconcile_every_secs_until_stopped(database):
