@@ -95,7 +95,8 @@ class Reconciler:
         self._publish_endpoint = publish_endpoint
         self._clock_ns = clock_ns
         self._diff_cfg = DiffConfig(qty_tolerance=self._rc.qty_tolerance, px_tolerance=self._rc.px_tolerance,
-                                    cash_tolerance=self._rc.cash_tolerance_usd, settle_ns=self._rc.settle_ms * 1_000_000)
+                                    cash_tolerance=self._rc.cash_tolerance_usd,
+                                    settle_ns=self._rc.settle_ms * 1_000_000)
         self._fees = FeeSchedule(per_share_usd=self._rc.fee_per_share_usd, bps_of_notional=self._rc.fee_bps,
                                  min_per_fill_usd=self._rc.fee_min_per_fill_usd)
         self._lock = asyncio.Lock()
@@ -191,7 +192,8 @@ class Reconciler:
         except Exception as exc:  # loop boundary: the run failed; say so, never raise to the schedule
             self.errors += 1
             summary.matched = False
-            summary.error = type(exc).__name__ + ": " + str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
+            text = str(exc).splitlines()[0][:300] if str(exc) else ""
+            summary.error = type(exc).__name__ + (": " + text if text else "")
             log.warning("reconciliation %s (%s) failed: %s", run_id, trigger, summary.error)
             if trigger == STARTUP:  # a node that could not compare its books does not start trading blind
                 summary.actions = [Action(state="HALTED", reason="RECONCILE_FAILED")]
@@ -332,7 +334,8 @@ def merge_books(books: list[BrokerBook]) -> BrokerBook:
     for b in books:
         for s, q in b.positions.items():
             positions[s] = positions.get(s, 0.0) + q
-    cash = sum(b.cash for b in books if b.cash is not None) if books and all(b.cash is not None for b in books) else None
+    cashes = [b.cash for b in books]
+    cash = sum(c for c in cashes if c is not None) if all(c is not None for c in cashes) else None
     return BrokerBook(broker=",".join(b.broker for b in books), fills=[f for b in books for f in b.fills],
                       orders=[o for b in books for o in b.orders], positions=positions, cash=cash,
                       fills_since_ns=max((b.fills_since_ns for b in books), default=0),
