@@ -246,3 +246,20 @@ def test_a_known_order_the_broker_moved_within_the_settle_time_is_judged_next_ru
     later = msgspec.structs.replace(now, as_of_ns=20_000_000_000)
     assert [d.kind for d in diff_books(node, later, DiffConfig(settle_ns=2_000_000_000)).discrepancies] == [
         K.STATUS_MISMATCH]
+
+
+def test_several_accounts_are_one_book_positions_and_cash_summed():
+    from actors.reconciler import merge_books
+
+    a = Fill("E1", "O1", "s1", "AAPL", Side.BUY, 10.0, 100.0, 5)
+    b = Fill("E2", "O2", "s1", "AAPL", Side.SELL, 4.0, 100.0, 6)
+    one = BrokerBook(broker="a", fills=[a], orders=orders_from_fills([a]), positions={"AAPL": 10.0}, cash=-1_000.0,
+                     as_of_ns=20)
+    two = BrokerBook(broker="b", fills=[b], orders=orders_from_fills([b]), positions={"AAPL": -4.0}, cash=400.0,
+                     as_of_ns=10)
+    merged = merge_books([one, two])
+    assert merged.positions == {"AAPL": 6.0} and merged.cash == -600.0 and merged.as_of_ns == 10
+    node = NodeBook(fills=[a, b], orders=orders_from_fills([a, b]), cash=-600.0)
+    assert diff_books(node, merged).discrepancies == []
+    no_cash = merge_books([one, msgspec.structs.replace(two, cash=None)])
+    assert no_cash.cash is None
