@@ -2,7 +2,7 @@
 
 It hosts an order manager (the native one by default) and carries the epoch the supervisor
 granted. Every report that changed an order is published as multipart [topic, msgpack
-ExecutionReport], topic `<kind>/<strategy_id>/` (see `node.messages.event_topic`), and appended to
+ExecutionReport], topic `<kind>/<len>:<strategy_id>` (see `node.messages.event_topic`), and appended to
 `execution.events`, one batch entry per wake-up (kept and retried while Redis is away).
 
 Groups: the node may run several engine groups (node.router maps strategies and symbols to them).

@@ -8,6 +8,10 @@ Contract:
   (orders: upsert of the latest state by stream position). Entries are XACKed only after COMMIT.
 - A crash between COMMIT and XACK redelivers the entries; the unique keys make the second write a
   no-op (rows once). Entries that cannot be decoded go to `ledger_dead_letters` and are acked.
+- A batch PostgreSQL refuses for its data (SQLSTATE class 22 data exception, e.g. a NUL in text;
+  23 integrity; 54 program limit) is split in halves until the refused entries are alone; each is
+  set aside in `ledger_dead_letters` with PostgreSQL's error, counted (`refused_rows`) and logged,
+  and everything else is written: one bad row never stops the ledger.
 - Recovery: at start, and after any Redis or PostgreSQL error, it first re-reads its own pending
   entries (XREADGROUP id 0) before new ones; every `claim_every_ms` it XAUTOCLAIMs entries pending
   on other consumers for more than `claim_min_idle_ms` (a dead ledger) and finishes them.
@@ -21,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import signal
 import time
 from collections import deque
@@ -44,7 +49,22 @@ from node.ledger_rows import (
     Batch,
     build_batch,
 )
+from node.ledger_rows import field_value
 from node.migrations import apply_migrations
+
+_log = logging.getLogger("nae.ledger")
+#: SQLSTATE classes that say "this data", not "this connection": the rows are set aside, never retried
+_REFUSED_CLASSES = ("22", "23", "54")
+
+
+def row_refused(exc: BaseException) -> bool:
+    """PostgreSQL refused the data itself (retrying the same rows can never succeed)."""
+    state = getattr(exc, "sqlstate", None)
+    return isinstance(exc, asyncpg.PostgresError) and isinstance(state, str) and state[:2] in _REFUSED_CLASSES
+
+
+def _printable(text: str) -> str:
+    return text.replace("\x00", "\\0")[:500]
 
 
 class LedgerConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -183,8 +203,9 @@ class Ledger:
         self._latencies_ns: deque[int] = deque(maxlen=self.cfg.latency_window)
         self._counts = {
             "signals": 0, "events": 0, "monitoring": 0, "dead_letters": 0, "entries": 0, "batches": 0,
-            "claimed": 0, "errors": 0,
+            "claimed": 0, "errors": 0, "refused_rows": 0,
         }  # fmt: skip
+        self._next_refusal_log = 0.0
         self._last_error = ""
         self._running = False
         self._prefetch: asyncio.Future[Batch | None] | None = None
@@ -276,8 +297,7 @@ class Ledger:
             return settled
         if not self._backlog and not self._stopping.is_set():
             self._prefetch = asyncio.ensure_future(self._read_batch())
-        await self.write(batch)
-        await self.ack(batch)
+        await self._commit(batch)
         return settled + batch.entry_count
 
     async def _read_batch(self) -> Batch | None:
@@ -297,8 +317,7 @@ class Ledger:
         batch = await task
         if batch is None:
             return 0
-        await self.write(batch)
-        await self.ack(batch)
+        await self._commit(batch)
         return batch.entry_count
 
     async def _cancel_prefetch(self) -> None:
@@ -345,6 +364,66 @@ class Ledger:
         c["monitoring"] += len(batch.monitoring)
         c["dead_letters"] += len(batch.dead)
         c["batches"] += 1
+
+    async def _commit(self, batch: Batch) -> None:
+        """Write and ack one batch; rows PostgreSQL refuses are isolated and set aside first."""
+        try:
+            await self.write(batch)
+        except Exception as exc:
+            if not row_refused(exc):
+                raise
+            await self._isolate(batch)
+        await self.ack(batch)
+
+    async def _isolate(self, batch: Batch) -> None:
+        """Re-read the batch's entries (XRANGE: they are still pending) and write them in halves,
+        down to single entries; a single entry still refused becomes a dead letter."""
+        assert self._redis is not None
+        entries: list[tuple[str, bytes, Any]] = []
+        for stream, ids in batch.acks.items():
+            for entry_id in ids:
+                got = await self._redis.xrange(stream, entry_id, entry_id)
+                if got:
+                    entries.append((stream, entry_id, got[0][1]))
+        await self._write_halves(entries)
+
+    async def _write_halves(self, entries: list[tuple[str, bytes, Any]]) -> None:
+        if not entries:
+            return
+        reply: list[tuple[str, list]] = []
+        for stream, entry_id, fields in entries:
+            if not reply or reply[-1][0] != stream:
+                reply.append((stream, []))
+            reply[-1][1].append((entry_id, fields))
+        part = build_batch(reply, self.storage.signals_stream, self.storage.events_stream, self.storage.monitoring_stream)
+        try:
+            await self.write(part)
+            return
+        except Exception as exc:
+            if not row_refused(exc):
+                raise
+            if len(entries) == 1:
+                await self._dead_letter(entries[0], exc)
+                return
+        mid = len(entries) // 2
+        await self._write_halves(entries[:mid])
+        await self._write_halves(entries[mid:])
+
+    async def _dead_letter(self, entry: tuple[str, bytes, Any], exc: BaseException) -> None:
+        stream, entry_id, fields = entry
+        raw = _entry_bytes(fields)
+        error = _printable("refused by PostgreSQL: " + type(exc).__name__ + " (" + str(getattr(exc, "sqlstate", ""))
+                           + "): " + str(exc))
+        dead = Batch()
+        dead.dead.append((stream, entry_id.decode(), raw, error))
+        await self.write(dead)
+        self._counts["refused_rows"] += 1
+        self._last_error = error[:300]
+        now = time.monotonic()
+        if now >= self._next_refusal_log:  # at most one line a second, never the row's content
+            self._next_refusal_log = now + 1.0
+            _log.error("ledger: entry %s of %s set aside in ledger_dead_letters: %s", entry_id.decode(), stream,
+                       type(exc).__name__)
 
     async def ack(self, batch: Batch) -> None:
         """XACK every entry of a committed batch (one pipeline)."""
@@ -411,6 +490,18 @@ class Ledger:
                 await client.aclose()
             except (RedisError, OSError):
                 pass
+
+
+def _entry_bytes(fields: Any) -> bytes | None:
+    """The stored bytes of a stream entry (its first known field, else all of it as msgpack)."""
+    for name in (b"A", b"a", b"E", b"e", b"m"):
+        value = field_value(fields, name)
+        if value is not None:
+            return bytes(value)
+    try:
+        return msgspec.msgpack.encode(fields)
+    except TypeError:
+        return None
 
 
 def _raw_reply(response: Any, **_options: Any) -> Any:

@@ -34,6 +34,10 @@ class SigningConfig(msgspec.Struct, **_BASE):
     #: how long a request_id is remembered; older signals are refused as stale
     dedupe_window_secs: PositiveInt = 600
     dedupe_max_entries: PositiveInt = 2_000_000
+    #: key id -> the strategies it may trade (exact ids, or a prefix ending in `*`); a signal of
+    #: another strategy is REJECTED KEY_NOT_ALLOWED. Empty: no binding (every key, every strategy);
+    #: once set, a key missing here may trade nothing.
+    key_strategies: dict[str, list[str]] = {}
 
 
 class IntakeConfig(msgspec.Struct, **_BASE):
@@ -41,6 +45,13 @@ class IntakeConfig(msgspec.Struct, **_BASE):
     max_frame_bytes: PositiveInt = 64 * 1024  # larger frames get REJECTED FRAME_TOO_LARGE
     transport_max_bytes: PositiveInt = 32 * 1024 * 1024  # beyond this ZeroMQ drops the peer
     batch_max: PositiveInt = 1_024  # signals handled per wake-up (one durable append)
+    #: strategies the gate admits (exact ids, or a prefix ending in `*`); empty: any, up to `max_strategies`
+    strategies: list[str] = []
+    max_strategies: PositiveInt = 256  # distinct strategies that reach risk; beyond: UNKNOWN_STRATEGY
+    max_symbols: PositiveInt = 1_024  # distinct symbols that reach risk (no allow-list); beyond: UNKNOWN_SYMBOL
+    min_order_quantity: PositiveFloat = 1e-4  # smaller (notional at the last price too): ZERO_QUANTITY
+    key_rate_per_sec: PositiveFloat = 2_000.0  # signals one key may send (token bucket); beyond: RATE_LIMITED
+    key_burst: PositiveFloat = 4_000.0
 
 
 class PaperSymbol(msgspec.Struct, **_BASE):

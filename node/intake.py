@@ -10,6 +10,8 @@ the answer it got the first time and never a second order.
 
 from __future__ import annotations
 
+import math
+import re
 from typing import Callable, Protocol
 
 import msgspec
@@ -30,6 +32,11 @@ from node.orders import signal_id_for
 from node.reasons import Reason
 from node.signing import UNKNOWN_DIGEST, DedupeMemory, Verifier, payload_digest
 
+#: NUL and every other C0 / C1 control character (PostgreSQL refuses NUL in text; none belongs in an id)
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_ID_FIELDS = ("request_id", "strategy_id", "model_id", "correlation_group")
+_SIGNAL_ENCODE = msgspec.msgpack.Encoder().encode
+
 _NEEDS_LIMIT = frozenset({OrderType.LIMIT, OrderType.STOP_LIMIT})
 _NEEDS_STOP = frozenset({OrderType.STOP, OrderType.STOP_LIMIT})
 
@@ -40,6 +47,7 @@ class RiskCheck(Protocol):
     def check(self, signal: Signal, now_ns: int) -> list[Reason]: ...
     def commit(self, signal: Signal, now_ns: int) -> None: ...
     def release(self, signal: Signal, now_ns: int) -> None: ...
+    def last_price(self, symbol: str) -> float: ...
 
 
 class NoRisk:
@@ -51,6 +59,9 @@ class NoRisk:
 
     def release(self, signal: Signal, now_ns: int) -> None:
         pass
+
+    def last_price(self, symbol: str) -> float:
+        return 0.0
 
 
 def _reject(request_id: str, reasons: list[Reason], detail: str = "", signal_id: str = "") -> Reply:
@@ -70,10 +81,32 @@ def _request_id_of(payload: bytes, fmt: str = "msgpack") -> str:
     """Best effort: the request_id of a payload that failed the schema, to echo it back."""
     try:
         raw = msgspec.json.decode(payload) if fmt == "json" else msgspec.msgpack.decode(payload)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError, ValueError, MemoryError):
         return ""
     rid = raw.get("request_id") if isinstance(raw, dict) else None
-    return rid[:128] if isinstance(rid, str) else ""
+    return rid[:128] if isinstance(rid, str) and not _CONTROL.search(rid) else ""
+
+
+def id_violations(sig: Signal) -> list[str]:
+    """The id and text fields that hold a control character (NUL included)."""
+    bad = [name for name in _ID_FIELDS if (v := getattr(sig, name)) is not None and _CONTROL.search(v)]
+    return bad
+
+
+def timestamp_of(sig: Signal) -> float:
+    """The signal's own time in seconds since the epoch; NaN when it is no representable instant
+    (a naive datetime is read as UTC, never as the node's local time)."""
+    try:
+        return sig.timestamp_s()
+    except (ValueError, OverflowError, OSError):
+        return math.nan
+
+
+def content_digest(sig: Signal) -> bytes:
+    """What makes two attempts of one request_id the same request: every field but `timestamp`,
+    in one canonical encoding (a JSON retry of a msgpack signal, or a client that stamps each
+    attempt anew, is a retry, never a REPLAY)."""
+    return payload_digest(_SIGNAL_ENCODE(msgspec.structs.replace(sig, timestamp=0.0)))
 
 
 def order_rule_violations(sig: Signal) -> list[Reason]:
@@ -105,8 +138,46 @@ class Verdict:
 _DISCOVER = Verdict(None, None, True)
 
 
+def _patterns(items: list[str]) -> tuple[frozenset[str], tuple[str, ...]]:
+    """(exact ids, prefixes) of a list of strategy ids where `prefix*` matches a prefix."""
+    return (frozenset(i for i in items if not i.endswith("*")), tuple(i[:-1] for i in items if i.endswith("*")))
+
+
+def _matches(patterns: tuple[frozenset[str], tuple[str, ...]], strategy_id: str) -> bool:
+    return strategy_id in patterns[0] or strategy_id.startswith(patterns[1])
+
+
+class TokenBuckets:
+    """One token bucket per name (a key id): `rate_per_sec` refill, `burst` deep. Bounded by the
+    names it is asked about (key ids that passed the signature check: the configured keys)."""
+
+    __slots__ = ("_rate", "_burst", "_state")
+
+    def __init__(self, rate_per_sec: float, burst: float) -> None:
+        self._rate = rate_per_sec / 1e9
+        self._burst = burst
+        self._state: dict[str, list[float]] = {}
+
+    def take(self, name: str, now_ns: int) -> bool:
+        st = self._state.get(name)
+        if st is None:
+            st = self._state[name] = [self._burst, float(now_ns)]
+        tokens = min(self._burst, st[0] + (now_ns - st[1]) * self._rate)
+        st[1] = float(now_ns) if now_ns > st[1] else st[1]
+        if tokens < 1.0:
+            st[0] = tokens
+            return False
+        st[0] = tokens - 1.0
+        return True
+
+
 class SignalGate:
-    """Authenticates, decodes and checks signals; remembers verdicts for idempotent retries."""
+    """Authenticates, decodes and checks signals; remembers verdicts for idempotent retries.
+
+    `admit` is total: whatever the frame, it returns a verdict with a reason code (a frame nested
+    too deep is MALFORMED_FRAME, anything unforeseen INTERNAL, counted under "internal_errors"),
+    and a refused or failed judgement leaves nothing reserved and nothing remembered.
+    """
 
     def __init__(
         self,
@@ -118,9 +189,18 @@ class SignalGate:
     ) -> None:
         self._verifier = Verifier(signing.keys, signing.timestamp_window_ms)
         self._memory: DedupeMemory[Reply] = DedupeMemory(signing.dedupe_window_secs, signing.dedupe_max_entries)
+        self._future_s = signing.timestamp_window_ms / 1000.0
         self._max_frame = intake.max_frame_bytes
         self._risk = risk or NoRisk()
         self._route = route  # (strategy_id, symbol) -> engine group, None: refused (NO_ROUTE)
+        self._key_strategies = {k: _patterns(v) for k, v in signing.key_strategies.items()}
+        self._strategy_allow = _patterns(intake.strategies) if intake.strategies else None
+        self._max_strategies = intake.max_strategies
+        self._max_symbols = intake.max_symbols
+        self._strategies: set[str] = set()  # strategies let through to risk (bounded)
+        self._symbols: set[str] = set()  # symbols let through to risk (bounded)
+        self._min_qty = intake.min_order_quantity
+        self._key_buckets = TokenBuckets(intake.key_rate_per_sec, intake.key_burst)
         self.counts: dict[str, int] = {}
 
     @property
@@ -136,17 +216,23 @@ class SignalGate:
         return Verdict(_reject(request_id, reasons, detail, signal_id))
 
     def admit(self, frame: bytes, now_ns: int) -> Verdict:
-        if len(frame) > self._max_frame:
-            return self._refuse("", [Reason.FRAME_TOO_LARGE], "frame of " + str(len(frame)) + " bytes")
         try:
-            req = intake_request_decoder.decode(frame)
-        except msgspec.ValidationError as exc:
-            return self._refuse("", [Reason.MALFORMED_FRAME], "envelope: " + str(exc))
-        except msgspec.DecodeError:
-            return self._refuse("", [Reason.MALFORMED_FRAME], "not a msgpack envelope")
-        if type(req) is Discover:
-            return _DISCOVER
-        return self.admit_envelope(req, now_ns)
+            if len(frame) > self._max_frame:
+                return self._refuse("", [Reason.FRAME_TOO_LARGE], "frame of " + str(len(frame)) + " bytes")
+            try:
+                req = intake_request_decoder.decode(frame)
+            except msgspec.ValidationError as exc:
+                return self._refuse("", [Reason.MALFORMED_FRAME], "envelope: " + str(exc)[:200])
+            except msgspec.DecodeError:
+                return self._refuse("", [Reason.MALFORMED_FRAME], "not a msgpack envelope")
+            if type(req) is Discover:
+                return _DISCOVER
+            return self.admit_envelope(req, now_ns)
+        except RecursionError:
+            return self._refuse("", [Reason.MALFORMED_FRAME], "nested too deep")
+        except Exception as exc:  # noqa: BLE001 - the gate is total: a reply, never a stopped wake-up
+            self.count("internal_errors")
+            return self._refuse("", [Reason.INTERNAL], "the gate could not judge this frame: " + type(exc).__name__)
 
     def admit_envelope(self, env: SignedSignal, now_ns: int) -> Verdict:
         verdict = self._judge(env, now_ns)
@@ -159,20 +245,30 @@ class SignalGate:
         bad = self._verifier.verify(env, now_ns)
         if bad is not None:
             return self._refuse(_request_id_of(env.payload, env.fmt), [bad])
+        if not self._key_buckets.take(env.key_id, now_ns):
+            return self._refuse(_request_id_of(env.payload, env.fmt), [Reason.RATE_LIMITED],
+                                "this key is over its rate (intake.key_rate_per_sec); retry later")
         try:  # the signature was over these exact bytes, whichever their format
             sig = (signal_json_decoder if env.fmt == "json" else signal_decoder).decode(env.payload)
         except msgspec.ValidationError as exc:
-            return self._refuse(_request_id_of(env.payload, env.fmt), [schema_reason(exc)], str(exc))
+            return self._refuse(_request_id_of(env.payload, env.fmt), [schema_reason(exc)], str(exc)[:300])
         except msgspec.DecodeError:
             return self._refuse("", [Reason.MALFORMED_FRAME], "payload is not " + env.fmt)
+        bad_ids = id_violations(sig)
+        if bad_ids:
+            rid = "" if "request_id" in bad_ids else sig.request_id
+            return self._refuse(rid, [Reason.INVALID_ID], "control character in " + ", ".join(bad_ids))
         rid = sig.request_id
         rules = order_rule_violations(sig)
         if rules:
             return self._refuse(rid, rules)
+        refused = self._universe(env.key_id, sig)
+        if refused is not None:
+            return refused
         if self._route is not None and self._route(sig.strategy_id, sig.symbol) is None:
             return self._refuse(rid, [Reason.NO_ROUTE], "no route for strategy " + repr(sig.strategy_id)
                                 + " on " + repr(sig.symbol))
-        digest = payload_digest(env.payload)
+        digest = content_digest(sig)
         known, previous = self._memory.lookup(rid, digest)
         if known:
             if previous is None:
@@ -180,9 +276,16 @@ class SignalGate:
             self.count("retry")
             return Verdict(msgspec.structs.replace(previous, duplicate=True))
         now_s = now_ns / 1e9
-        ts = sig.timestamp_s()
+        ts = timestamp_of(sig)
+        if not math.isfinite(ts):
+            return self._refuse(rid, [Reason.TIMESTAMP_INVALID], "timestamp is not a representable instant")
+        if ts > now_s + self._future_s:
+            return self._refuse(rid, [Reason.FUTURE_TIMESTAMP], "timestamp ahead of the node's clock by more than "
+                                "signing.timestamp_window_ms")
         if self._memory.stale(ts, now_s):
             return self._refuse(rid, [Reason.STALE_TIMESTAMP], "signal timestamp outside the dedupe window")
+        if self._rounds_to_zero(sig):
+            return self._refuse(rid, [Reason.ZERO_QUANTITY], "the order is below intake.min_order_quantity shares")
         signal_id = signal_id_for(rid)
         failed = self._risk.check(sig, now_ns)
         if failed:
@@ -191,9 +294,44 @@ class SignalGate:
             return verdict
         # reserve at once, so the next signal of the same batch sees this one (throttles, exposure)
         self._risk.commit(sig, now_ns)
-        reply = Reply(status=Status.ACCEPTED, request_id=rid, signal_id=signal_id)
-        self._memory.remember(rid, digest, ts, reply)
+        try:
+            reply = Reply(status=Status.ACCEPTED, request_id=rid, signal_id=signal_id)
+            self._memory.remember(rid, digest, ts, reply)
+        except BaseException:
+            self._memory.forget(rid)
+            self._risk.release(sig, now_ns)
+            raise
         return Verdict(reply, sig)
+
+    def _universe(self, key_id: str, sig: Signal) -> Verdict | None:
+        """Key -> strategy binding, the strategy allow-list, and the bounds on new strategies and
+        symbols (each one that reaches risk takes a slot there, so their number is capped)."""
+        strategy = sig.strategy_id
+        if self._key_strategies:
+            allowed = self._key_strategies.get(key_id)
+            if allowed is None or not _matches(allowed, strategy):
+                return self._refuse(sig.request_id, [Reason.KEY_NOT_ALLOWED],
+                                    "key " + repr(key_id) + " may not trade strategy " + repr(strategy))
+        if strategy not in self._strategies:
+            if self._strategy_allow is not None and not _matches(self._strategy_allow, strategy):
+                return self._refuse(sig.request_id, [Reason.UNKNOWN_STRATEGY], "strategy not in intake.strategies")
+            if len(self._strategies) >= self._max_strategies:
+                return self._refuse(sig.request_id, [Reason.UNKNOWN_STRATEGY], "intake.max_strategies reached")
+            self._strategies.add(strategy)
+        if sig.symbol not in self._symbols:
+            if len(self._symbols) >= self._max_symbols:
+                return self._refuse(sig.request_id, [Reason.UNKNOWN_SYMBOL], "intake.max_symbols reached")
+            self._symbols.add(sig.symbol)
+        return None
+
+    def _rounds_to_zero(self, sig: Signal) -> bool:
+        qty = sig.quantity
+        if qty is None:
+            px = sig.limit_price or sig.stop_price or self._risk.last_price(sig.symbol)
+            if not px or not px > 0.0:
+                return False  # no price to size it at: risk answers NO_PRICE
+            qty = sig.notional / px
+        return qty < self._min_qty
 
     def remember_accepted(self, request_id: str, signal_id: str, signal_ts_s: float) -> None:
         """Rebuild memory from the signal log after a restart (the payload digest is unknown)."""

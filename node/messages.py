@@ -103,8 +103,12 @@ class Signal(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
         return Side.BUY if self.action in BUY_ACTIONS else Side.SELL
 
     def timestamp_s(self) -> float:
+        """Seconds since the epoch; a naive datetime is UTC. May raise ValueError / OverflowError
+        for an instant no float or platform represents (the gate refuses those: TIMESTAMP_INVALID)."""
         ts = self.timestamp
-        return ts.timestamp() if isinstance(ts, dt.datetime) else float(ts)
+        if isinstance(ts, dt.datetime):
+            return (ts.replace(tzinfo=dt.timezone.utc) if ts.tzinfo is None else ts).timestamp()
+        return float(ts)
 
 
 # ---------------------------------------------------------------- intake: client <-> validator
@@ -281,13 +285,17 @@ BrokerEvent = ExecutionReport | OrdersReport | Heartbeat
 
 
 def event_topic(kind: ExecKind, strategy_id: str) -> bytes:
-    """The events feed's topic: `<kind>/<strategy_id>/` (subscribe to a prefix of it)."""
-    return (kind + "/" + strategy_id + "/").encode()
+    """The events feed's topic: `<kind>/<len(strategy_id)>:<strategy_id>`.
+
+    The length makes a strategy's prefix exact: ZeroMQ matches topics by prefix, and without it a
+    subscriber of `s` would also get `s/evil`'s reports. `<kind>/` alone still matches every
+    strategy of one kind."""
+    return (kind + "/" + str(len(strategy_id)) + ":" + strategy_id).encode()
 
 
 def topic_prefixes(strategy_id: str = "", kinds: "Iterable[ExecKind] | None" = None) -> list[bytes]:
-    """Subscription prefixes for some kinds (default all) of one strategy ("" = every strategy)."""
-    tail = strategy_id + "/" if strategy_id else ""
+    """Subscription prefixes for some kinds (default all) of exactly one strategy ("" = every strategy)."""
+    tail = str(len(strategy_id)) + ":" + strategy_id if strategy_id else ""
     return [(k + "/" + tail).encode() for k in (kinds or ExecKind)]
 
 

@@ -22,6 +22,13 @@ class Reason(StrEnum):
     UNKNOWN_KEY = "UNKNOWN_KEY"
     STALE_TIMESTAMP = "STALE_TIMESTAMP"
     REPLAY = "REPLAY"  # a request_id seen before with different content
+    FUTURE_TIMESTAMP = "FUTURE_TIMESTAMP"  # the signal's timestamp is ahead of the node's clock
+    TIMESTAMP_INVALID = "TIMESTAMP_INVALID"  # not finite, or not a representable instant
+    INVALID_ID = "INVALID_ID"  # an id or text field holds a NUL or another control character
+    KEY_NOT_ALLOWED = "KEY_NOT_ALLOWED"  # this key id may not trade this strategy (signing.key_strategies)
+    UNKNOWN_STRATEGY = "UNKNOWN_STRATEGY"  # not in the allow-list, or the gate's bound on strategies is reached
+    ZERO_QUANTITY = "ZERO_QUANTITY"  # the order rounds to zero shares at the last price
+    RATE_LIMITED = "RATE_LIMITED"  # this key or peer sent more than its share
     # pre-trade risk
     UNKNOWN_SYMBOL = "UNKNOWN_SYMBOL"
     MAX_QUANTITY = "MAX_QUANTITY"

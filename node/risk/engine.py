@@ -239,7 +239,10 @@ class PreTradeRisk:
         """A broker refused an order: a failure for the strategy's and the execution breaker."""
         c = self.book.add_strategy(strategy_id)
         self._breakers.failure(self.book.ti, c, now_ns)
-        self._breakers.failure(self.book.ti, COL_EXEC, now_ns)
+        # the strategy's own breaker first: once it is open, its rejects no longer count node-wide,
+        # so one strategy cannot open the execution breaker of every strategy (issue 10 item 4)
+        if self._breakers.state(self.book.ti, c, now_ns) is BreakerState.CLOSED:
+            self._breakers.failure(self.book.ti, COL_EXEC, now_ns)
 
     def on_engine_error(self, now_ns: int) -> None:
         """An execution engine failed: a failure for the system breaker."""
@@ -263,6 +266,11 @@ class PreTradeRisk:
 
     def resume(self, strategy_id: str) -> None:
         self.book.ti[I_PAUSED, self.book.add_strategy(strategy_id)] = 0
+
+    def last_price(self, symbol: str) -> float:
+        """The symbol's last price (0.0: none, or an unknown symbol); never adds a slot."""
+        i = self.book.sym_ids.get(symbol)
+        return 0.0 if i is None else float(self.book.sf[PX, i])
 
     def set_symbol_unknown(self, symbol: str, unknown: bool) -> None:
         """An order on `symbol` is UNKNOWN at the broker: refuse every new order on it until cleared."""
