@@ -307,3 +307,34 @@ async def test_program_drains_until_sigterm_and_names_a_bad_url(db: str, storage
             proc.wait(5)
     assert proc.returncode == 0, out
     assert await pending(storage) == 0
+
+
+async def test_a_row_postgresql_refuses_is_set_aside_and_the_rest_is_written(db: str, storage: StorageConfig) -> None:
+    """Issue 10 item 2: a NUL in a text field (from a client, or an adapter) used to stop the ledger
+    for ever: the same pending batch was re-read and refused again, nothing after it written."""
+    for field in ("strategy_id", "request_id", "model_id"):
+        sig = Signal(**{"request_id": "r-nul-" + field, "strategy_id": "s1", "timestamp": 1_700_000_000.0,
+                        "symbol": "NVDA", "action": "BUY", "quantity": 1.0, field: "bad\x00" + field})
+        await append(storage.signals_stream, b"a", [encode(SignalAccepted("g-nul-" + field, 1, sig))])
+    n = await fill_orders(storage, 0, 10)
+    bad_report = ExecutionReport(kind=ExecKind.NEW, client_order_id="c-nul", strategy_id="evil\x00", ts_ns=1)
+    await append(storage.events_stream, b"e", [encode(bad_report)])
+    n += await fill_orders(storage, 10, 10)
+    led = ledger(storage, db)
+    await led.start()
+    try:
+        await led.drain()
+        stats = led.stats()
+    finally:
+        await led.close()
+    got = await counts(db)
+    assert got["signals"] == 20 and got["orders"] == 20 and got["fills"] == 40
+    assert got["ledger_dead_letters"] == 4
+    assert stats["refused_rows"] == 4 and stats["entries"] == n + 4
+    assert await pending(storage) == 0
+    conn = await asyncpg.connect(db)
+    try:
+        rows = await conn.fetch("SELECT stream, raw, error FROM ledger_dead_letters ORDER BY stream_id")
+    finally:
+        await conn.close()
+    assert all(r["raw"] and "refused by PostgreSQL" in r["error"] for r in rows)
