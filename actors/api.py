@@ -20,6 +20,12 @@
 
 Control-plane calls (stats, admin) block on Ray, so they run on a small thread pool, never on the
 event loop.
+
+Hostile clients (issue 10): every request first spends a token of its client address's bucket
+(`peer_rate_per_sec` / `peer_burst`; 429 RATE_LIMITED before any other work); a connection whose
+request line and headers (`header_timeout_ms`) or body (`body_timeout_ms`) do not arrive in time is
+closed (slowloris); at most `max_connections` connections and requests at once (503 beyond); and
+`/metrics` requests that arrive while a scrape runs share it.
 """
 
 from __future__ import annotations
@@ -33,15 +39,19 @@ from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, AsyncIterator, Callable, Mapping
 
+import h11
 import msgspec
 import zmq
 import zmq.asyncio
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
+from starlette.requests import ClientDisconnect
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from node.config import ApiConfig
 from node.messages import Reply, SignedSignal, Status, encode, intake_response_decoder, to_builtins
 from node.metrics import CONTENT_TYPE, exposition, make_registry
+from node.ratelimit import TokenBuckets
 from node.reasons import Reason
 
 #: stats(timeout_s) -> {role: stats dict}, as `Supervisor.stats`
@@ -156,10 +166,13 @@ async def _read_body(request: Request, limit: int) -> bytes | None:
     if declared.isdigit() and int(declared) > limit:
         return None
     body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            return None
+    try:
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > limit:
+                return None
+    except ClientDisconnect:  # closed by the body timeout, or by the client: nobody to answer
+        return b""
     return bytes(body)
 
 
@@ -213,6 +226,8 @@ def build_app(
         return out
 
     registry = make_registry(snapshot)
+    peers = TokenBuckets(cfg.peer_rate_per_sec, cfg.peer_burst)
+    scraping: list[asyncio.Future | None] = [None]  # the /metrics scrape in progress
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -226,6 +241,13 @@ def build_app(
     async def blocking(fn: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(pool, fn, *args)
 
+    @app.middleware("http")
+    async def per_peer_limit(request: Request, call_next: Callable[[Request], Any]) -> Response:
+        peer = request.client.host if request.client else ""
+        if not peers.take(peer, time.monotonic_ns()):
+            return _refusal(429, Reason.RATE_LIMITED, "too many requests from this address; retry later", counts)
+        return await call_next(request)
+
     @app.get("/health")
     async def health() -> Response:
         try:
@@ -237,7 +259,11 @@ def build_app(
 
     @app.get("/metrics")
     async def metrics() -> Response:
-        return Response(await blocking(exposition, registry), media_type=CONTENT_TYPE)
+        scrape = scraping[0]
+        if scrape is None:  # requests that come while a scrape runs share it: a flood costs one at a time
+            scrape = scraping[0] = asyncio.ensure_future(blocking(exposition, registry))
+            scrape.add_done_callback(lambda _: scraping.__setitem__(0, None))
+        return Response(await asyncio.shield(scrape), media_type=CONTENT_TYPE)
 
     @app.post("/v1/signals")
     async def post_signal(request: Request) -> Response:
@@ -334,12 +360,13 @@ def _plain(value: Any) -> Any:
 class ApiServer:
     """uvicorn on a daemon thread with its own event loop; `start()` returns the bound address."""
 
-    def __init__(self, app: FastAPI, host: str, port: int) -> None:
+    def __init__(self, app: FastAPI, host: str, port: int, cfg: ApiConfig | None = None) -> None:
         import uvicorn
 
+        cfg = cfg or ApiConfig()
         self._where = host + ":" + str(port)
         self._config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False,
-                                      lifespan="on")
+                                      lifespan="on", http=guarded_protocol(cfg), limit_concurrency=cfg.max_connections)
         self._server = uvicorn.Server(self._config)
         self._thread: threading.Thread | None = None
 
@@ -367,3 +394,63 @@ class ApiServer:
         if self._thread is not None:
             self._thread.join(5)
             self._thread = None
+
+
+def guarded_protocol(cfg: ApiConfig) -> type[H11Protocol]:
+    """uvicorn's h11 protocol with a deadline on each request's headers and on its body: a
+    connection that sends (or holds) them slower is closed (slowloris never holds a slot)."""
+    header_s = cfg.header_timeout_ms / 1000
+    body_s = cfg.body_timeout_ms / 1000
+
+    class GuardedH11Protocol(H11Protocol):
+        closed_slow = 0  # connections closed by a deadline (all servers of this config)
+        _deadline: asyncio.TimerHandle | None = None
+        _phase: object = None
+
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            self._arm(h11.IDLE, header_s)
+
+        def data_received(self, data: bytes) -> None:
+            super().data_received(data)
+            self._follow()
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            self._follow()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._disarm()
+            super().connection_lost(exc)
+
+        def _follow(self) -> None:
+            """Arm the deadline of the phase the peer is in (headers, body); none once the request is in."""
+            state = self.conn.their_state
+            if state is h11.IDLE:
+                # between requests uvicorn's keep-alive timer runs; a request begun must finish its headers
+                if self._phase is not h11.IDLE and (self.conn.trailing_data[0] or self.timeout_keep_alive_task is None):
+                    self._arm(h11.IDLE, header_s)
+            elif state is h11.SEND_BODY:
+                if self._phase is not h11.SEND_BODY:
+                    self._arm(h11.SEND_BODY, body_s)
+            else:
+                self._disarm()
+
+        def _arm(self, phase: object, delay_s: float) -> None:
+            self._disarm()
+            self._phase = phase
+            self._deadline = self.loop.call_later(delay_s, self._too_slow)
+
+        def _disarm(self) -> None:
+            if self._deadline is not None:
+                self._deadline.cancel()
+                self._deadline = None
+            self._phase = None
+
+        def _too_slow(self) -> None:
+            self._deadline = None
+            if not self.transport.is_closing():
+                type(self).closed_slow += 1
+                self.transport.close()
+
+    return GuardedH11Protocol

@@ -565,7 +565,7 @@ class Supervisor:
 
         cfg = self._cfg
         app = build_app(cfg.api, self.stats, self._admin, self._registry["intake"], cfg.intake.max_frame_bytes)
-        self._api = ApiServer(app, cfg.api.host, cfg.api.port)
+        self._api = ApiServer(app, cfg.api.host, cfg.api.port, cfg.api)
         self._registry["api"] = self._api.start()
 
     def _admin(self, action: str, body: dict) -> Any:

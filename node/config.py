@@ -171,6 +171,12 @@ class ApiConfig(msgspec.Struct, **_BASE):
     max_body_bytes: PositiveInt = 65_536  # POST /v1/signals: a larger body is refused (413)
     intake_timeout_ms: PositiveInt = 2_000  # POST /v1/signals: no verdict by then -> 503
     stats_timeout_ms: PositiveInt = 2_000  # /health and /metrics: an actor silent this long is down
+    #: per client address, every endpoint (token bucket); beyond: 429 RATE_LIMITED, before any work
+    peer_rate_per_sec: PositiveFloat = 500.0
+    peer_burst: PositiveFloat = 1_000.0
+    header_timeout_ms: PositiveInt = 5_000  # a request's line and headers not in by then: connection closed
+    body_timeout_ms: PositiveInt = 5_000  # its body not in by then: connection closed
+    max_connections: PositiveInt = 512  # open connections + requests in progress; beyond: 503
 
 
 class ReconcileConfig(msgspec.Struct, **_BASE):

@@ -29,6 +29,7 @@ from node.messages import (
     signal_json_decoder,
 )
 from node.orders import signal_id_for
+from node.ratelimit import TokenBuckets
 from node.reasons import Reason
 from node.signing import UNKNOWN_DIGEST, DedupeMemory, Verifier, payload_digest
 
@@ -147,30 +148,6 @@ def _matches(patterns: tuple[frozenset[str], tuple[str, ...]], strategy_id: str)
     return strategy_id in patterns[0] or strategy_id.startswith(patterns[1])
 
 
-class TokenBuckets:
-    """One token bucket per name (a key id): `rate_per_sec` refill, `burst` deep. Bounded by the
-    names it is asked about (key ids that passed the signature check: the configured keys)."""
-
-    __slots__ = ("_rate", "_burst", "_state")
-
-    def __init__(self, rate_per_sec: float, burst: float) -> None:
-        self._rate = rate_per_sec / 1e9
-        self._burst = burst
-        self._state: dict[str, list[float]] = {}
-
-    def take(self, name: str, now_ns: int) -> bool:
-        st = self._state.get(name)
-        if st is None:
-            st = self._state[name] = [self._burst, float(now_ns)]
-        tokens = min(self._burst, st[0] + (now_ns - st[1]) * self._rate)
-        st[1] = float(now_ns) if now_ns > st[1] else st[1]
-        if tokens < 1.0:
-            st[0] = tokens
-            return False
-        st[0] = tokens - 1.0
-        return True
-
-
 class SignalGate:
     """Authenticates, decodes and checks signals; remembers verdicts for idempotent retries.
 
@@ -200,7 +177,7 @@ class SignalGate:
         self._strategies: set[str] = set()  # strategies let through to risk (bounded)
         self._symbols: set[str] = set()  # symbols let through to risk (bounded)
         self._min_qty = intake.min_order_quantity
-        self._key_buckets = TokenBuckets(intake.key_rate_per_sec, intake.key_burst)
+        self._key_buckets = TokenBuckets(intake.key_rate_per_sec, intake.key_burst, max(16, len(signing.keys)))
         self.counts: dict[str, int] = {}
 
     @property
