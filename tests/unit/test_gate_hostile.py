@@ -256,3 +256,20 @@ def test_the_same_signed_bytes_twice_get_the_first_answer():
 def test_the_envelope_type_round_trips():  # guards the helper above: fmt must reach the gate
     env = msgspec.msgpack.decode(frame(good(), fmt="json"), type=SignedSignal)
     assert env.fmt == "json"
+
+
+def test_the_clients_dict_api_resending_a_signal_it_stamped_gets_the_first_answer():
+    from node.client import prepare
+
+    g = gate()
+    signal = {"request_id": "dict-1", "strategy_id": "optimus.momentum", "symbol": "AAPL", "action": "BUY",
+              "quantity": 10.0}
+    replies = []
+    for _ in range(2):  # each attempt is stamped anew by the client
+        _, payload = prepare(signal)
+        now = time.time()
+        replies.append(g.admit(frame(payload, ts_ns=int(now * 1e9)), int(now * 1e9)).reply)
+        time.sleep(0.002)
+    assert replies[0].status is Status.ACCEPTED
+    assert replies[1].status is Status.ACCEPTED and replies[1].duplicate
+    assert replies[1].signal_id == replies[0].signal_id
