@@ -88,6 +88,24 @@ def test_a_signed_json_signal_is_accepted_and_filled(http, node):
     assert sum(answer["signal_id"] in o.client_order_id for o in node.call("broker", "orders")) == 1
 
 
+def test_a_retry_restamped_or_sent_over_zeromq_gets_the_first_answer(http, node):
+    """Issue 10 item 8: the same request, stamped and signed anew, over HTTP and over the ZeroMQ
+    client, is answered with the first answer (never REPLAY, never a second order)."""
+    from node.client import ExecutionClient
+
+    signal = json.loads(signal_body(strategy="http-retry"))
+    first = post_signal(http, node, json.dumps(signal).encode())
+    assert first.status_code == 200, first.text
+    restamped = json.dumps(dict(signal, timestamp=time.time()), indent=1).encode()
+    again = post_signal(http, node, restamped)
+    assert again.status_code == 200, again.text
+    assert again.json()["duplicate"] is True and again.json()["signal_id"] == first.json()["signal_id"]
+    key_id, key = next(iter(node.cfg.signing.keys.items()))
+    with ExecutionClient(node.registry["intake"], key_id, key, timeout_s=10.0) as client:
+        by_zmq = client.send_signal({k: v for k, v in signal.items() if k != "timestamp"})
+    assert by_zmq.status == "ACCEPTED" and by_zmq.duplicate and by_zmq.signal_id == first.json()["signal_id"]
+
+
 @pytest.mark.parametrize(
     ("tamper", "reason"),
     [
