@@ -49,6 +49,7 @@ class IntakeConfig(msgspec.Struct, **_BASE):
     strategies: list[str] = []
     max_strategies: PositiveInt = 256  # distinct strategies that reach risk; beyond: UNKNOWN_STRATEGY
     max_symbols: PositiveInt = 1_024  # distinct symbols that reach risk (no allow-list); beyond: UNKNOWN_SYMBOL
+    max_correlation_groups: PositiveInt = 256  # distinct correlation groups that reach risk; beyond: SCHEMA_INVALID
     min_order_quantity: PositiveFloat = 1e-4  # smaller (notional at the last price too): ZERO_QUANTITY
     key_rate_per_sec: PositiveFloat = 20_000.0  # signals one key may send (token bucket); beyond: RATE_LIMITED
     key_burst: PositiveFloat = 40_000.0

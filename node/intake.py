@@ -176,6 +176,8 @@ class SignalGate:
         self._max_symbols = intake.max_symbols
         self._strategies: set[str] = set()  # strategies let through to risk (bounded)
         self._symbols: set[str] = set()  # symbols let through to risk (bounded)
+        self._groups: set[str] = set()  # correlation groups let through to risk (bounded)
+        self._max_groups = intake.max_correlation_groups
         self._min_qty = intake.min_order_quantity
         self._key_buckets = TokenBuckets(intake.key_rate_per_sec, intake.key_burst, max(16, len(signing.keys)))
         self.counts: dict[str, int] = {}
@@ -299,6 +301,11 @@ class SignalGate:
             if len(self._symbols) >= self._max_symbols:
                 return self._refuse(sig.request_id, [Reason.UNKNOWN_SYMBOL], "intake.max_symbols reached")
             self._symbols.add(sig.symbol)
+        group = sig.correlation_group
+        if group is not None and group not in self._groups:
+            if len(self._groups) >= self._max_groups:
+                return self._refuse(sig.request_id, [Reason.SCHEMA_INVALID], "intake.max_correlation_groups reached")
+            self._groups.add(group)
         return None
 
     def _rounds_to_zero(self, sig: Signal) -> bool:

@@ -170,7 +170,7 @@ def test_a_key_trades_only_its_strategies():
 
 
 def test_new_strategies_and_symbols_are_bounded_and_refused_ones_take_no_slot():
-    g = gate(intake={"max_strategies": 3, "max_symbols": 2})
+    g = gate(intake={"max_strategies": 3, "max_symbols": 2, "max_correlation_groups": 2})
     for name in ("s0", "s1", "optimus.momentum"):
         assert admit(g, frame(good(strategy_id=name))).reply.status is Status.ACCEPTED
     book = g.risk.book
@@ -181,7 +181,10 @@ def test_new_strategies_and_symbols_are_bounded_and_refused_ones_take_no_slot():
     assert admit(g, frame(good(symbol="MSFT"))).reply.status is Status.ACCEPTED
     for k in range(100):
         assert admit(g, frame(good(symbol="Z" + str(k)))).reply.reasons == [Reason.UNKNOWN_SYMBOL]
-    assert (book.n_cols, book.n_symbols) == before
+    for k in range(100):
+        v = admit(g, frame(good(correlation_group="g" + str(k))))
+        assert v.reply.status is (Status.ACCEPTED if k < 2 else Status.REJECTED)
+    assert (book.n_cols, book.n_symbols) == before and len(book.group_ids) == 2
     assert_next_valid_accepted(g)
 
 
