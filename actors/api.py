@@ -166,13 +166,10 @@ async def _read_body(request: Request, limit: int) -> bytes | None:
     if declared.isdigit() and int(declared) > limit:
         return None
     body = bytearray()
-    try:
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > limit:
-                return None
-    except ClientDisconnect:  # closed by the body timeout, or by the client: nobody to answer
-        return b""
+    async for chunk in request.stream():  # ClientDisconnect: the body timeout closed it
+        body += chunk
+        if len(body) > limit:
+            return None
     return bytes(body)
 
 
@@ -281,7 +278,10 @@ def build_app(
             return _refusal(400, Reason.SIGNATURE_INVALID, "X-Signature must be hex", counts)
         if not 0 <= ts_ns < 1 << 64:
             return _refusal(400, Reason.STALE_TIMESTAMP, "X-Timestamp out of range", counts)
-        body = await _read_body(request, cfg.max_body_bytes)
+        try:
+            body = await _read_body(request, cfg.max_body_bytes)
+        except ClientDisconnect:  # nobody left to answer; nothing forwarded
+            return _refusal(408, Reason.MALFORMED_FRAME, "the body did not arrive in time", counts)
         if body is None:
             return _refusal(413, Reason.FRAME_TOO_LARGE, "body over " + str(cfg.max_body_bytes) + " bytes", counts)
         frame = encode(SignedSignal(key_id=headers["x-key-id"], ts_ns=ts_ns, payload=body, sig=sig, fmt="json"))
