@@ -92,7 +92,7 @@ FIELDS: dict[str, dict[str, tuple[str, str, str]]] = {
         "running": ("ledger_running", GAUGE, "1 while the ledger drains the streams"),
         **{
             name: ("ledger_" + name, COUNTER, "Ledger: " + name.replace("_", " ") + " written or handled")
-            for name in ("signals", "events", "monitoring", "dead_letters", "entries", "batches", "claimed", "errors")
+            for name in ("signals", "events", "monitoring", "dead_letters", "entries", "batches", "claimed", "errors", "refused_rows")
         },
     },
     "reconciler": {
