@@ -209,9 +209,8 @@ def add_signals(batch: Batch, stream: str, entries: Sequence[Entry]) -> None:
         packed = field_value(fields, SIGNAL_BATCH_FIELD)
         if packed is not None:
             try:
-                for acc in _accepted_batch.decode(packed):
-                    rows.append(signal_row(entry_id, _encode(acc), acc))
-            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+                rows.extend([signal_row(entry_id, _encode(acc), acc) for acc in _accepted_batch.decode(packed)])
+            except (msgspec.DecodeError, msgspec.ValidationError, ValueError, OverflowError) as exc:
                 batch.dead.append((stream, entry_id.decode(), packed, "decode: " + str(exc)[:200]))
             continue
         raw = field_value(fields, SIGNAL_FIELD)
@@ -220,7 +219,7 @@ def add_signals(batch: Batch, stream: str, entries: Sequence[Entry]) -> None:
             continue
         try:
             rows.append(signal_row(entry_id, raw, decode(raw)))
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        except (msgspec.DecodeError, msgspec.ValidationError, ValueError, OverflowError) as exc:
             batch.dead.append((stream, entry_id.decode(), raw, "decode: " + str(exc)[:200]))
 
 
