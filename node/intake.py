@@ -272,8 +272,8 @@ class SignalGate:
             self._memory.remember(rid, digest, ts, verdict.reply)  # a retry gets the same refusal
             return verdict
         # reserve at once, so the next signal of the same batch sees this one (throttles, exposure)
-        self._risk.commit(sig, now_ns)
         try:
+            self._risk.commit(sig, now_ns)
             reply = Reply(status=Status.ACCEPTED, request_id=rid, signal_id=signal_id)
             self._memory.remember(rid, digest, ts, reply)
         except BaseException:
