@@ -22,7 +22,8 @@ Control-plane calls (stats, admin) block on Ray, so they run on a small thread p
 event loop.
 
 Hostile clients (issue 10): every request first spends a token of its client address's bucket
-(`peer_rate_per_sec` / `peer_burst`; 429 RATE_LIMITED before any other work); a connection whose
+(`peer_rate_per_sec` / `peer_burst`, one bucket for `/v1/signals` and one for the rest, so an intake
+flood never locks the operator out; 429 RATE_LIMITED before any other work); a connection whose
 request line and headers (`header_timeout_ms`) or body (`body_timeout_ms`) do not arrive in time is
 closed (slowloris); at most `max_connections` connections and requests at once (503 beyond); and
 `/metrics` requests that arrive while a scrape runs share it.
@@ -241,7 +242,10 @@ def build_app(
     @app.middleware("http")
     async def per_peer_limit(request: Request, call_next: Callable[[Request], Any]) -> Response:
         peer = request.client.host if request.client else ""
-        if not peers.take(peer, time.monotonic_ns()):
+        # one bucket for the intake and one for the rest (health, metrics, admin) per address, so a
+        # flood of one never starves the other
+        lane = "|i" if request.url.path == "/v1/signals" else "|o"
+        if not peers.take(peer + lane, time.monotonic_ns()):
             return _refusal(429, Reason.RATE_LIMITED, "too many requests from this address; retry later", counts)
         return await call_next(request)
 

@@ -76,5 +76,8 @@ def test_a_flooding_address_gets_429_rate_limited(server):
         codes = [c.post(server + "/v1/signals", content=b"{}").status_code for _ in range(20)]
         assert codes[:5] == [400] * 5  # no headers: refused by the endpoint
         assert set(codes[5:]) == {429}
+        assert c.get(server + "/health").status_code == 200  # the intake's flood leaves the rest alone
+        codes = [c.get(server + "/metrics").status_code for _ in range(20)]
+        assert set(codes[5:]) == {429} and 200 in codes
         r = c.get(server + "/metrics")
         assert r.status_code == 429 and r.json()["reasons"] == ["RATE_LIMITED"]
