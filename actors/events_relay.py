@@ -12,12 +12,13 @@ import threading
 
 import zmq
 
-from actors.service import bind_random
+from actors.service import bind_at, bind_random
 
 
 class EventsRelay:
-    def __init__(self, bind_host: str) -> None:
+    def __init__(self, bind_host: str, events_port: int = 0) -> None:
         self._host = bind_host
+        self._events_port = events_port  # the subscribers' side; 0 = any free port
         self._ctx = zmq.Context.instance()
         self._thread: threading.Thread | None = None
         self._control_endpoint = "inproc://events-relay-" + str(id(self))
@@ -32,7 +33,8 @@ class EventsRelay:
             s.setsockopt(zmq.LINGER, 0)
             s.setsockopt(zmq.SNDHWM, 1_000_000)
             s.setsockopt(zmq.RCVHWM, 1_000_000)
-        self.endpoints = {"publish": bind_random(xsub, self._host), "events": bind_random(xpub, self._host)}
+        self.endpoints = {"publish": bind_random(xsub, self._host),
+                          "events": bind_at(xpub, self._host, self._events_port)}
         control = self._ctx.socket(zmq.PAIR)
         control.bind(self._control_endpoint)
         self._control = self._ctx.socket(zmq.PAIR)

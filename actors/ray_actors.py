@@ -12,6 +12,7 @@ from typing import Any
 import ray
 
 from actors.hosts import build
+from node.config import NodeConfig
 
 #: name prefix -> Ray actor options. num_cpus=0: the data plane is I/O bound and must all fit on
 #: one small machine; max_concurrency lets control calls run while the service loop thread works.
@@ -58,8 +59,26 @@ class ServiceActor:
         return self._svc.alive()
 
 
+#: how much of a machine's placement resource one actor takes (`ray start --resources='{"nae-a": 1}'`
+#: offers room for a thousand): placement pins actors to machines, it does not count them
+PLACEMENT_SHARE = 0.001
+
+
+def placement(cfg: Any, role: str) -> dict[str, Any]:
+    """Ray options that put `role` on the machine `cfg.placement` names ({} = anywhere)."""
+    resource = cfg.placement_of(role) if isinstance(cfg, NodeConfig) else ""
+    return {"resources": {resource: PLACEMENT_SHARE}} if resource else {}
+
+
+def _role(kind: str, args: tuple) -> str:
+    """validator, or engine:<name> / broker:<name> from the builder's (cfg, EngineConfig | BrokerConfig, ...)."""
+    named = args[1] if len(args) > 1 else None
+    return kind + ":" + named.name if kind in ("engine", "broker") and hasattr(named, "name") else kind
+
+
 def spawn(kind: str, name: str, namespace: str, *args: Any, **kwargs: Any) -> "ray.actor.ActorHandle":
     opts = dict(ACTOR_OPTIONS[kind])
+    opts.update(placement(args[0] if args else None, _role(kind, args)))
     return (
         ray.remote(ServiceActor)
         .options(name=name, namespace=namespace, lifetime=None, **opts)

@@ -7,6 +7,7 @@ queue a control request the loop picks up (see `call_on_loop`).
 
 from __future__ import annotations
 
+import os
 import socket
 import threading
 import time
@@ -18,20 +19,47 @@ import zmq
 POLL_MS = 50
 
 
+#: the environment variable that names the address to advertise for wildcard binds (one machine
+#: behind NAT or in a container); `NodeRuntime` sets it for every worker from `advertise_host`
+ADVERTISE_ENV = "NAE_ADVERTISE_HOST"
+_WILDCARDS = frozenset({"0.0.0.0", "*", "::", "[::]"})
+
+
+def advertised(host: str) -> str:
+    """The address peers reach a socket bound on `host` at: `host` itself; for a wildcard bind, the
+    advertise setting, else the address of the Ray node this process runs on (so each machine of a
+    cluster advertises its own), never 0.0.0.0."""
+    if host not in _WILDCARDS:
+        return host
+    override = os.environ.get(ADVERTISE_ENV, "")
+    if override:
+        return override
+    try:
+        import ray
+
+        if ray.is_initialized():
+            return ray.util.get_node_ip_address()
+    except Exception:  # noqa: BLE001 - no Ray here: fall back to the host's own name
+        pass
+    try:
+        return socket.gethostbyname(socket.gethostname())
+    except OSError:
+        return "127.0.0.1"
+
+
 def bind_random(sock: zmq.Socket, host: str) -> str:
     """Bind to host on a free port; returns the concrete endpoint peers connect to."""
     port = sock.bind_to_random_port("tcp://" + host)
-    return "tcp://" + host + ":" + str(port)
+    return "tcp://" + advertised(host) + ":" + str(port)
 
 
 def bind_at(sock: zmq.Socket, host: str, port: int) -> str:
     """Bind to `port` (a restarted actor comes back on its old address, so peers reconnect by
-    themselves), or to any free port when it is 0; returns the endpoint."""
+    themselves), or to any free port when it is 0; returns the endpoint peers connect to."""
     if not port:
         return bind_random(sock, host)
-    endpoint = "tcp://" + host + ":" + str(port)
-    sock.bind(endpoint)
-    return endpoint
+    sock.bind("tcp://" + host + ":" + str(port))
+    return "tcp://" + advertised(host) + ":" + str(port)
 
 
 class Heartbeats:

@@ -94,7 +94,7 @@ class Supervisor:
         self._lane_of = {e: lane for lane in self.lanes.values() for e in lane.engines}
         self._first = next(iter(self.lanes.values()))
         self._registry: dict[str, str] = {}
-        self._relay = EventsRelay(cfg.bind_host)
+        self._relay = EventsRelay(cfg.bind_host, cfg.events_port)
         self._lock = threading.RLock()
         self._watch = watch
         self._watch_s = watch_interval_ms / 1000

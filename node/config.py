@@ -2,7 +2,8 @@
 
 Nothing here reads the environment at import time. `load_config` reads an optional TOML file and
 then the few documented environment overrides (REDIS_URL, DATABASE_URL, RAY_ADDRESS,
-NAE_SIGNING_KEYS), and validates the result; a bad value raises `ConfigError` naming the setting.
+NAE_SIGNING_KEYS, NAE_ADMIN_TOKEN, NAE_ADVERTISE_HOST; the secret ones also from `<NAME>_FILE` or
+Vault, see `node.secrets`), and validates the result; a bad value raises `ConfigError` naming the setting.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Annotated, Literal, Mapping
 
 import msgspec
 
+from node import secrets
 from node.errors import ConfigError
 from node.risk.config import RiskLimits
 
@@ -225,6 +227,14 @@ class NodeConfig(msgspec.Struct, **_BASE):
     storage: StorageConfig = StorageConfig()
     api: ApiConfig = ApiConfig()
     reconcile: ReconcileConfig = ReconcileConfig()
+    #: the address written into the endpoints actors register (what peers and clients connect to).
+    #: "": `bind_host`, or, when that is a wildcard (0.0.0.0), the address of the Ray node the actor
+    #: runs on (each machine of a cluster advertises its own). Set it on one machine behind NAT.
+    advertise_host: str = ""
+    events_port: Port = 0  # the execution-reports feed (XPUB); 0 = any free port, a deployment fixes it
+    #: role ("supervisor", "validator", "engine:<name>", "broker:<name>", or "engine" / "broker" for all
+    #: of a kind) -> a Ray custom resource the machine that runs it offers (`ray start --resources`)
+    placement: dict[str, str] = {}
     heartbeat_interval_ms: PositiveInt = 20  # engines -> supervisor, over ZeroMQ
     heartbeat_misses: PositiveInt = 3  # silent this many intervals in a row = dead: fail over
     #: a broker adapter silent this long (supervisor pings over ZeroMQ) = dead: its groups move to
@@ -251,6 +261,17 @@ class NodeConfig(msgspec.Struct, **_BASE):
         for r in self.routes:
             if r.group not in names:
                 raise ValueError("routes: unknown group " + repr(r.group))
+        roles = {"supervisor", "validator", "engine", "broker"} | {"engine:" + e for e in engines} | {
+            "broker:" + b for b in brokers}
+        for role, resource in self.placement.items():
+            if role not in roles:
+                raise ValueError("placement: unknown role " + repr(role) + " (known: " + ", ".join(sorted(roles)) + ")")
+            if not resource:
+                raise ValueError("placement." + role + ": empty resource name")
+
+    def placement_of(self, role: str) -> str:
+        """The Ray resource `role` must run on ("" = anywhere): its own entry, else its kind's."""
+        return self.placement.get(role) or self.placement.get(role.split(":", 1)[0], "")
 
     def broker_list(self) -> list[BrokerConfig]:
         """Every broker adapter, in priority order."""
@@ -286,7 +307,7 @@ def parse_keys(text: str) -> dict[str, str]:
 
 def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> NodeConfig:
     """Read TOML (optional), apply the environment overrides, validate. Raises `ConfigError`."""
-    env = os.environ if env is None else env
+    env = secrets.resolve(os.environ if env is None else env)  # `<NAME>_FILE` and Vault
     raw: dict = {}
     if path is not None:
         try:
@@ -304,6 +325,10 @@ def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = 
         raw["ray_address"] = env["RAY_ADDRESS"]
     if env.get("NAE_SIGNING_KEYS"):
         raw.setdefault("signing", {})["keys"] = parse_keys(env["NAE_SIGNING_KEYS"])
+    if env.get("NAE_ADMIN_TOKEN"):
+        raw.setdefault("api", {})["admin_token"] = env["NAE_ADMIN_TOKEN"]
+    if env.get("NAE_ADVERTISE_HOST"):
+        raw["advertise_host"] = env["NAE_ADVERTISE_HOST"]
     try:
         return msgspec.convert(raw, NodeConfig)
     except msgspec.ValidationError as exc:

@@ -46,7 +46,7 @@ class NodeRuntime:
         self._check_storage()
         import ray
 
-        from actors.ray_actors import ACTOR_OPTIONS
+        from actors.ray_actors import ACTOR_OPTIONS, placement
         from actors.supervisor import Supervisor
 
         if not ray.is_initialized():
@@ -57,12 +57,14 @@ class NodeRuntime:
                 include_dashboard=cfg.dashboard,
                 log_to_driver=False,
                 configure_logging=False,
+                runtime_env=_worker_env(cfg),
             )
             self._started_ray = True
         self._progress("starting actors: broker, engine, validator")
         self.supervisor = (
             ray.remote(Supervisor)
-            .options(name=cfg.node_id + ".supervisor", namespace=cfg.ray_namespace, **ACTOR_OPTIONS["supervisor"])
+            .options(name=cfg.node_id + ".supervisor", namespace=cfg.ray_namespace,
+                     **{**ACTOR_OPTIONS["supervisor"], **placement(cfg, "supervisor")})
             .remote(cfg, self.redis_url, self.database_url)
         )
         self.registry = ray.get(self.supervisor.start.remote(), timeout=120)
@@ -127,6 +129,15 @@ class NodeRuntime:
             asyncio.run(preflight.check_stores(self.redis_url, self.database_url))
         else:
             asyncio.run(preflight.check_redis(self.redis_url))
+
+
+def _worker_env(cfg: NodeConfig) -> dict[str, Any] | None:
+    """What every Ray worker of the node gets, on any machine: the address to advertise for wildcard
+    binds when one is configured (one machine behind NAT; a cluster leaves it empty, and each machine
+    advertises its own address)."""
+    if not cfg.advertise_host:
+        return None
+    return {"env_vars": {"NAE_ADVERTISE_HOST": cfg.advertise_host}}
 
 
 def run_until_interrupted(runtime: NodeRuntime) -> None:
