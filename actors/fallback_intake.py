@@ -5,7 +5,7 @@ A reader thread (its own Redis connection) reads the stream through the consumer
 `validator`: first the entries this consumer had read but not acknowledged (a previous life of
 this validator died holding them), then entries idle on any other consumer (XAUTOCLAIM), then new
 ones. It hands each to the validator's loop over an inproc socket as
-[entry_id, reply_stream, frame]; the loop judges it with the same gate (the freshness window is
+[entry_id, reply_stream, frame, max_age_ms]; the loop judges it with the same gate (the freshness window is
 measured at the entry's append time), replies on the client's reply stream and acknowledges the
 entry. `request_id` makes the two paths idempotent: a signal that arrives both ways executes once.
 """
@@ -17,7 +17,7 @@ import threading
 import redis
 import zmq
 
-from node.fallback import FRAME_FIELD, REPLY_FIELD
+from node.fallback import FRAME_FIELD, MAX_AGE_FIELD, REPLY_FIELD
 
 GROUP = "validator"
 CLAIM_IDLE_MS = 5_000
@@ -76,7 +76,7 @@ class FallbackReader:
                     frame = fields.get(FRAME_FIELD)
                     if frame is None:
                         continue
-                    push.send_multipart((entry_id, fields.get(REPLY_FIELD, b""), frame))
+                    push.send_multipart((entry_id, fields.get(REPLY_FIELD, b""), frame, fields.get(MAX_AGE_FIELD, b"")))
                     self.read += 1
         finally:
             push.close(0)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import time
 from collections import deque
-from typing import Callable
+from typing import Any, Callable
 
 import zmq
 
@@ -259,11 +259,13 @@ class Validator(LoopService):
         admit = self.gate.admit
         for _ in range(self._batch_max):
             try:
-                entry_id, reply_to, frame = recv(zmq.NOBLOCK)
+                entry_id, reply_to, frame, *max_age = recv(zmq.NOBLOCK)
             except zmq.Again:
                 return
             appended_ns = int(entry_id.split(b"-", 1)[0]) * 1_000_000
             verdict = admit(frame, appended_ns)
+            if verdict.signal is not None and max_age and max_age[0]:
+                self._expire_fallback(verdict, appended_ns, max_age[0])
             target = (entry_id, reply_to)
             if verdict.discover:
                 replies.append((target, self._hello))
@@ -273,6 +275,25 @@ class Validator(LoopService):
                 accepted.append((len(replies), encode(SignalAccepted(reply.signal_id, appended_ns, verdict.signal)), verdict.signal))
             replies.append((target, reply))
             self.fallback_frames += 1
+
+    def _expire_fallback(self, verdict: Any, appended_ns: int, max_age: bytes) -> None:
+        """A fallback entry taken later than the maximum age its client gave is refused, not executed
+        late (a retry of an answered request_id still gets its first answer: only new acceptances
+        are undone)."""
+        try:
+            limit_ns = int(max_age) * 1_000_000
+        except ValueError:
+            limit_ns = 0
+        now = self._clock_ns()
+        if limit_ns <= 0 or now - appended_ns <= limit_ns:
+            return
+        self.gate.forget(verdict.signal, now)
+        self.gate.count(Reason.STALE_TIMESTAMP)
+        verdict.reply = Reply(status=Status.REJECTED, request_id=verdict.reply.request_id,
+                              reasons=[Reason.STALE_TIMESTAMP], ts_ns=verdict.reply.ts_ns,
+                              detail="fallback entry taken " + str((now - appended_ns) // 1_000_000)
+                              + " ms after its append, past its max age of " + str(limit_ns // 1_000_000) + " ms")
+        verdict.signal = None
 
     def _answer_fallback(self, replies: list) -> None:
         pipe = self._fallback_redis.pipeline(transaction=False)

@@ -67,6 +67,8 @@ def cmd_up(args: argparse.Namespace) -> int:
     cfg = ensure_keys(load_config(args.config))
     if args.dashboard is not None:
         cfg = msgspec.structs.replace(cfg, dashboard=args.dashboard)
+    if args.address:  # join an existing Ray cluster (like RAY_ADDRESS); actors go where `placement` says
+        cfg = msgspec.structs.replace(cfg, ray_address=args.address)
     runtime = NodeRuntime(cfg)
     try:
         registry = runtime.start()
@@ -312,6 +314,7 @@ def build_parser() -> argparse.ArgumentParser:
     up = sub.add_parser("up", help="run the node until Ctrl-C")
     up.add_argument("--dashboard", dest="dashboard", action="store_true", default=True, help="Ray dashboard on (default)")
     up.add_argument("--no-dashboard", dest="dashboard", action="store_false")
+    up.add_argument("--address", help="an existing Ray cluster to join (host:port; default: RAY_ADDRESS, else a local Ray)")
     up.set_defaults(func=cmd_up)
 
     send = sub.add_parser("send", help="send one signed signal and print the reply")

@@ -39,7 +39,7 @@ from node.messages import (
     report_decoder,
     topic_prefixes,
 )
-from node.fallback import FallbackChannel
+from node.fallback import DEFAULT_MAX_AGE_MS, FallbackChannel
 from node.signing import make_envelope
 
 SignalLike = Signal | dict[str, Any]
@@ -73,12 +73,14 @@ class _Base:
         events_endpoint: str | None = None,
         fallback_redis_url: str | None = None,
         fallback_stream: str = "execution.intake",
+        fallback_max_age_ms: int = DEFAULT_MAX_AGE_MS,
     ) -> None:
         self.endpoint = endpoint
         self.key_id = key_id
         self._secret = _secret(secret)
         self.timeout_s = timeout_s
         self.fallback = FallbackChannel(fallback_redis_url, fallback_stream, key_id) if fallback_redis_url else None
+        self.fallback_max_age_ms = fallback_max_age_ms  # a queued signal not taken by then is refused
         self._events_endpoint = events_endpoint
         self._ctx = zmq.Context.instance()
         self._sock = self._ctx.socket(zmq.DEALER)
@@ -121,7 +123,7 @@ class ExecutionClient(_Base):
         except TransportError:
             if self.fallback is None:
                 raise
-            self.fallback.submit(self.frame(payload))
+            self.fallback.submit(self.frame(payload), self.fallback_max_age_ms)
             return self.fallback.await_reply(rid, self.timeout_s)
 
     def send_frame(self, frame: bytes, request_id: str | None = None, ts_ns: int = 0) -> Reply:
@@ -290,7 +292,7 @@ class AsyncExecutionClient(_Base):
         except TransportError:
             if self.fallback is None:
                 raise
-            await asyncio.to_thread(self.fallback.submit, self.frame(payload))
+            await asyncio.to_thread(self.fallback.submit, self.frame(payload), self.fallback_max_age_ms)
             return await asyncio.to_thread(self.fallback.await_reply, request_id, self.timeout_s)
 
     async def endpoints(self) -> Endpoints:

@@ -19,6 +19,8 @@ from node.streams import mask_url
 
 FRAME_FIELD = b"f"
 REPLY_FIELD = b"r"
+MAX_AGE_FIELD = b"x"  # ms: the validator refuses the entry (STALE_TIMESTAMP) once it is older than this
+DEFAULT_MAX_AGE_MS = 30_000
 REPLY_TTL_S = 24 * 3600
 
 
@@ -35,10 +37,13 @@ class FallbackChannel:
         self._verdicts: dict[str, Reply] = {}
         self.queued = 0
 
-    def submit(self, frame: bytes) -> None:
+    def submit(self, frame: bytes, max_age_ms: int = DEFAULT_MAX_AGE_MS) -> None:
+        """Queue a signed frame; the node executes it only if it takes it within `max_age_ms` of
+        this append (a validator down for longer answers REJECTED STALE_TIMESTAMP instead)."""
         try:
             pipe = self._redis.pipeline(transaction=False)
-            pipe.xadd(self._stream, {FRAME_FIELD: frame, REPLY_FIELD: self.reply_stream.encode()})
+            pipe.xadd(self._stream, {FRAME_FIELD: frame, REPLY_FIELD: self.reply_stream.encode(),
+                                     MAX_AGE_FIELD: str(int(max_age_ms)).encode()})
             pipe.expire(self.reply_stream, REPLY_TTL_S)
             pipe.execute()
         except redis.RedisError as exc:
