@@ -208,6 +208,14 @@ class ReconcileConfig(msgspec.Struct, **_BASE):
 class NodeConfig(msgspec.Struct, **_BASE):
     node_id: str = "nae-1"
     bind_host: str = "127.0.0.1"
+    #: the address written into the endpoints actors register (what peers and clients connect to).
+    #: "": `bind_host`, or, when that is a wildcard (0.0.0.0), the address of the Ray node the actor
+    #: runs on (each machine of a cluster advertises its own). Set it on one machine behind NAT.
+    advertise_host: str = ""
+    events_port: Port = 0  # the execution-reports feed (XPUB); 0 = any free port, a deployment fixes it
+    #: role ("supervisor", "validator", "engine:<name>", "broker:<name>", or "engine" / "broker" for all
+    #: of a kind) -> a Ray custom resource the machine that runs it offers (`ray start --resources`)
+    placement: dict[str, str] = {}
     data_dir: str = ".data"
     ray_address: str | None = None
     ray_namespace: str = "nae"
@@ -227,14 +235,6 @@ class NodeConfig(msgspec.Struct, **_BASE):
     storage: StorageConfig = StorageConfig()
     api: ApiConfig = ApiConfig()
     reconcile: ReconcileConfig = ReconcileConfig()
-    #: the address written into the endpoints actors register (what peers and clients connect to).
-    #: "": `bind_host`, or, when that is a wildcard (0.0.0.0), the address of the Ray node the actor
-    #: runs on (each machine of a cluster advertises its own). Set it on one machine behind NAT.
-    advertise_host: str = ""
-    events_port: Port = 0  # the execution-reports feed (XPUB); 0 = any free port, a deployment fixes it
-    #: role ("supervisor", "validator", "engine:<name>", "broker:<name>", or "engine" / "broker" for all
-    #: of a kind) -> a Ray custom resource the machine that runs it offers (`ray start --resources`)
-    placement: dict[str, str] = {}
     heartbeat_interval_ms: PositiveInt = 20  # engines -> supervisor, over ZeroMQ
     heartbeat_misses: PositiveInt = 3  # silent this many intervals in a row = dead: fail over
     #: a broker adapter silent this long (supervisor pings over ZeroMQ) = dead: its groups move to
