@@ -14,7 +14,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "client"))
 
-from nae_client import AsyncExecutionClient, ExecutionClient, ReportLog, report_key, since_ms  # noqa: E402
+from nae_client import AsyncExecutionClient, ExecutionClient, HttpExecutionClient, ReportLog, report_key, since_ms  # noqa: E402
+from nae_client.errors import TransportError  # noqa: E402
 from node.runtime import NodeRuntime, quiet  # noqa: E402
 
 
@@ -57,6 +58,21 @@ def test_send_execution_signal_is_a_dict_in_and_out(node):
         assert again["status"] == "ACCEPTED" and again["duplicate"] is True
         bad = client.send_execution_signal(dict(_signal("nc-dict"), quantity=-5))
         assert bad["status"] == "REJECTED" and bad["reasons"] == ["INVALID_NUMBER"]
+
+
+def test_the_seed_http_transport_gives_the_same_verdicts(node):
+    key_id, secret = next(iter(node.cfg.signing.keys.items()))
+    client = HttpExecutionClient(node.registry["api"], key_id, secret, timeout_s=10.0)
+    signal = {"strategy_id": "nc-http", "symbol": "AAPL", "action": "BUY", "quantity": 1.0}
+    first = client.send_execution_signal(signal)
+    assert first["status"] == "ACCEPTED" and first["request_id"] == signal["request_id"]
+    assert client.send_execution_signal(signal)["duplicate"] is True
+    bad = client.send_execution_signal({"strategy_id": "nc-http", "symbol": "AAPL", "action": "BUY", "quantity": 0})
+    assert bad["status"] == "REJECTED" and bad["reasons"]
+    wrong_key = HttpExecutionClient(node.registry["api"], key_id, "not-the-secret", timeout_s=10.0)
+    assert wrong_key.send_execution_signal(dict(signal, request_id="x" + uuid.uuid4().hex))["reasons"] == ["SIGNATURE_INVALID"]
+    with pytest.raises(TransportError):
+        HttpExecutionClient("http://127.0.0.1:9", key_id, secret, timeout_s=1.0).send_execution_signal(dict(signal))
 
 
 def test_the_async_client_keeps_many_in_flight(node):
