@@ -163,6 +163,8 @@ def test_the_lock_is_closed_under_dependencies():
             continue
         seen.add((_norm(name), extras))
         try:
+            if importlib.metadata.version(name) != pins.get(_norm(name)):
+                continue  # another version here: its metadata does not describe the locked one
             requires = importlib.metadata.requires(name) or []
         except importlib.metadata.PackageNotFoundError:
             continue  # not installed here: pinned (checked above), its own needs unknown

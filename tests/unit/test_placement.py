@@ -44,3 +44,11 @@ def test_a_wildcard_bind_never_advertises_the_wildcard(monkeypatch):
     monkeypatch.setenv(ADVERTISE_ENV, "node.example")
     assert advertised("0.0.0.0") == "node.example"
     assert advertised("10.0.0.5") == "10.0.0.5"  # an explicit address is what peers use
+
+
+def test_up_takes_an_existing_cluster_address():
+    from node.cli import build_parser
+
+    args = build_parser().parse_args(["up", "--address", "10.0.0.1:6379"])
+    assert args.address == "10.0.0.1:6379"
+    assert build_parser().parse_args(["up"]).address is None
