@@ -1,10 +1,13 @@
 #!/usr/bin/env sh
-# Writes the secret files docker-compose.yml reads (deploy/secrets/, mode 0600, git-ignored).
+# Writes the secret files docker-compose.yml reads (deploy/secrets/, git-ignored). The folder is 0700
+# (only its owner reaches the files on the host); the files are 0644 because compose mounts them into
+# the containers as they are, where the services run as their own users (nae, redis, postgres, grafana).
 # Existing files are kept: run it again after deleting one to rotate it.
 set -eu
 cd "$(dirname "$0")"
-umask 077
 mkdir -p secrets
+chmod 700 secrets
+umask 022
 rand() { od -An -N24 -tx1 /dev/urandom | tr -d ' \n'; }
 keep() { [ -s "secrets/$1" ] || printf '%s' "$2" > "secrets/$1"; }
 keep redis_password "$(rand)"
