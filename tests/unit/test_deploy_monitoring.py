@@ -35,7 +35,6 @@ NOT_EXPORTED_YET = {
     "nae_kill_switch": "issue 11: durable controls",
     "nae_position_quantity": "issue 14: positions and PnL",
     "nae_orders_unknown": "issue 9 / 13: UNKNOWN orders per engine",
-    "nae_reconciliation_discrepancies": "issue 14: the reconciler",
     "nae_broker_token_expiry_timestamp_seconds": "issue 13: broker OAuth sessions",
 }
 _HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
@@ -136,12 +135,14 @@ def test_dashboard_shows_what_an_operator_needs():
 
 def _exported() -> set[str]:
     """Every metric name node/metrics.py produces from a snapshot that sets each known field."""
-    actors = {"validator": "validator", "engine": "engine:a", "broker": "broker:paper", "api": "api", "ledger": "ledger"}
+    actors = {"validator": "validator", "engine": "engine:a", "broker": "broker:paper", "api": "api", "ledger": "ledger",
+              "reconciler": "reconciler"}
     stats: dict = {}
     for kind, role in actors.items():
         fields = {**FIELDS["*"], **FIELDS.get(kind, {})}
         stats[role] = {name: 1 for name in fields}
     stats["validator"]["reasons"] = {"SCHEMA_INVALID": 1, "retry": 1}
+    stats["reconciler"]["discrepancies"] = {"QUANTITY_MISMATCH": 1}
     stats["supervisor"] = {"epoch": 1, "leader": "a", "failovers": [], "broker_failovers": [], "restarts": [],
                            "groups": {"default": {"epoch": 1, "leader": "a", "broker": "paper"}}}
     names = set()
