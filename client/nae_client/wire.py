@@ -87,8 +87,9 @@ class ExecutionReport(msgspec.Struct, frozen=True, kw_only=True, array_like=True
 
 
 def topic_prefixes(strategy_id: str = "", kinds: Iterable[ExecKind] | None = None) -> list[bytes]:
-    """Subscription prefixes of the events feed (`<kind>/<strategy_id>/`); "" = every strategy."""
-    tail = strategy_id + "/" if strategy_id else ""
+    """Subscription prefixes of the events feed, whose topics are `<kind>/<len(strategy_id)>:<strategy_id>`
+    (the length makes a strategy's prefix exact: `s` never matches `s/evil`); "" = every strategy."""
+    tail = str(len(strategy_id)) + ":" + strategy_id if strategy_id else ""
     return [(k + "/" + tail).encode() for k in (kinds or ExecKind)]
 
 

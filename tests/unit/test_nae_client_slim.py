@@ -96,6 +96,12 @@ def test_a_signal_dict_becomes_the_same_payload():
     assert client_prepare(fresh) == (rid, payload), "the same dict again is the same signal (a retry)"
 
 
+@given(strategy=st.text(max_size=20), kinds=st.none() | st.lists(st.sampled_from(list(cw.ExecKind)), max_size=3))
+def test_subscription_prefixes_are_the_nodes(strategy, kinds):
+    node_kinds = None if kinds is None else [nm.ExecKind(k) for k in kinds]
+    assert cw.topic_prefixes(strategy, kinds) == nm.topic_prefixes(strategy, node_kinds)
+
+
 def test_report_payloads_decode_both_ways():
     report = nm.ExecutionReport(kind=nm.ExecKind.FILL, client_order_id="NAE-x-0", exec_id="e1", last_qty=2.0)
     assert msgspec.structs.asdict(cw.report_decoder.decode(nm.encode(report))) == msgspec.structs.asdict(report)
