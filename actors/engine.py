@@ -26,6 +26,12 @@ leader, are all in that read, so the orders in it this engine did not know are a
 same way. Anything logged later reached no engine before the fence: it is sent without asking.
 The checkpoint (see `node.checkpoint`) is written with the event batch, in the same round trip.
 
+Open orders (`node.open_orders`): the checkpoint passes an order once the broker answered it, so
+orders left resting (limits) are behind it. The leader keeps its group's open orders in a Redis
+hash, written with the checkpoint; a recovery adopts every one it does not know, asks the broker
+about them (fenced, like the rest) and books the fills it has not booked. A report for an order this
+engine still does not know is booked all the same (`NativeOrderManager`), never dropped.
+
 A standby keeps a followed report that arrives before its signal (the two travel different
 paths) until the signal comes, and asks the broker (a look: no fence, no take-over, on a socket of
 its own) about orders still without word after `_LOOK_AFTER_S` (a standby restarted by Ray gets
@@ -46,7 +52,9 @@ from actors.engine_base import EngineBase
 from actors.service import Heartbeats, bind_at, bind_random, followed_reports, tune
 from adapters.engines.native import NativeOrderManager
 from node.checkpoint import EntryCheckpoint
-from node.orders import OrderState
+from node.open_orders import OpenOrderIndex, decode_open_orders, open_orders_key
+from node.errors import StoreError
+from node.orders import STATE_OF_KIND, OrderState
 from node.config import NodeConfig
 from node.messages import (
     ExecKind,
@@ -80,6 +88,9 @@ class EngineHost(EngineBase):
         self._events_endpoint_for_follow = wiring.follow_endpoint  # the relay's subscriber side
         self._hb: Heartbeats | None = None
         self.manager = NativeOrderManager()
+        self.open_index = OpenOrderIndex()
+        self._open_key = open_orders_key(cfg.node_id, wiring.group)
+        self.adopted_open = 0  # open orders of the group adopted from the index by recoveries
         self.recovered_submitted = 0
         self.fenced = 0
         self.swept_fills = 0
@@ -302,10 +313,20 @@ class EngineHost(EngineBase):
             self._publish(out)
 
     def _publish(self, out: ExecutionReport) -> None:
+        order = self.manager.orders.get(out.client_order_id)
+        if order is not None:
+            self.open_index.touch(order)
         payload = encode(out)
         self._pub.send_multipart((event_topic(out.kind, out.strategy_id), payload))
         self._pending_events.append(payload)
         self.published += 1
+
+    def _open_order_changes(self) -> tuple[str, dict[str, bytes], list[str]] | None:
+        changes = self.open_index.changes()
+        return None if changes is None else (self._open_key, changes[0], changes[1])
+
+    def _open_orders_flushed(self) -> None:
+        self.open_index.flushed()
 
     def _note_store_failure(self) -> None:
         super()._note_store_failure()
@@ -327,6 +348,14 @@ class EngineHost(EngineBase):
         mark("answered", t0)
         self._redrive(asked, known)
         mark("redriven", t0)
+        # the group's open orders (resting at the venue, behind the checkpoint) this engine did not know
+        opened = self._adopt_open_orders()
+        if opened:
+            known, swept2, early2 = self._ask(opened, self._clock_ns())
+            self._refresh(opened, known)
+            swept += swept2
+            early += early2
+            mark("open_adopted", t0)
         # the broker took the query: what the old leader sent is there for good. This read holds
         # every entry logged before that; the orders this engine did not know are asked about too
         entries, new = self._catch_up(self.checkpoint.position)
@@ -348,6 +377,42 @@ class EngineHost(EngineBase):
             self._on_report(msg)
         self._sweep_fills(swept)
         mark("swept", t0)
+
+    def _adopt_open_orders(self) -> list[str]:
+        """Read the group's open-order index; adopt the orders not known here (the reports a standby
+        followed for them before it knew them are applied: they were published already). Returns
+        the ids adopted."""
+        if self._signals is None:
+            return []
+        try:
+            raw = self._signals.hgetall(self._open_key)
+        except StoreError:
+            raise TimeoutError(self.name + ": the open-order index is unreadable; not trading blind") from None
+        entries = decode_open_orders(raw)
+        self.open_index.load([e.intent.client_order_id for e in entries])
+        adopted = []
+        early = self._early
+        for entry in entries:
+            if self.manager.restore(entry):
+                coid = entry.intent.client_order_id
+                for rep in early.pop(coid, ()):
+                    self.manager.on_report(rep)
+                adopted.append(coid)
+        self.adopted_open += len(adopted)
+        return adopted
+
+    def _refresh(self, client_order_ids: list[str], known: dict) -> None:
+        """The broker's word on adopted open orders: publish a state that moved while nobody led
+        (canceled, expired); an order the broker does not list stays as it was (no made-up state)."""
+        orders = self.manager.orders
+        for coid in client_order_ids:
+            snap, order = known.get(coid), orders.get(coid)
+            if snap is None or order is None:
+                continue
+            if STATE_OF_KIND[snap.kind] is not order.state and snap.kind not in (ExecKind.PARTIAL_FILL, ExecKind.FILL):
+                recovered = self.manager.adopt(snap)  # fills come with their own reports (the sweep)
+                if recovered is not None:
+                    self._publish(recovered)
 
     def _mark(self, name: str, t0: int) -> None:
         self._marks.append((name, time.perf_counter_ns() - t0))
@@ -597,6 +662,8 @@ class EngineHost(EngineBase):
             "duplicate_fills": m.duplicate_fills,
             "ignored_reports": m.ignored_reports,
             "orphan_reports": m.orphan_reports,
+            "adopted_open": self.adopted_open,
+            "open_orders": len(self.open_index),
             "pending_events": len(self._pending_events),
             "store_failures": self.store_failures,
             "events_dropped": self.events_dropped,

@@ -60,16 +60,27 @@ class EngineBase(LoopService):
         leader's checkpoint with them in the same round trip (kept and retried while Redis is away)."""
         cp = self.checkpoint
         also = (self._checkpoint_key, cp.position.encode()) if cp.changed and self.role == "leader" else None
+        index = self._open_order_changes() if self.role == "leader" else None
         try:
-            if self._pending_events:
-                self._log.append_packed(pack_batch(self._pending_events), also)
+            if self._pending_events or index is not None:
+                packed = pack_batch(self._pending_events) if self._pending_events else None
+                self._log.append_packed(packed, also, index)
             elif also is not None:
                 self._log.set(*also)
         except StoreError:
             self._note_store_failure()
             return
+        if index is not None:
+            self._open_orders_flushed()
         cp.changed = False
         self._pending_events = []
+
+    def _open_order_changes(self) -> tuple[str, dict[str, bytes], list[str]] | None:
+        """(hash key, open orders to set, to delete) for this flush (`node.open_orders`); None: none."""
+        return None
+
+    def _open_orders_flushed(self) -> None:
+        pass
 
     def _note_store_failure(self) -> None:
         self.store_failures += 1

@@ -260,6 +260,11 @@ class Ledger:
             self._running = False
             await self._drop_connections()
 
+    def note_start_failure(self, exc: BaseException) -> None:
+        """`start()` failed before `run()` (PostgreSQL down at start): counted, shown in stats."""
+        self._counts["errors"] += 1
+        self._last_error = type(exc).__name__ + ": " + str(exc)[:300]
+
     async def stop(self) -> None:
         """Ask `run()` to finish after the batch in hand (committed and acked, or left pending)."""
         self._stopping.set()
@@ -475,6 +480,8 @@ class Ledger:
         out: dict[str, Any] = dict(self._counts)
         out["running"] = self._running
         out["last_error"] = self._last_error
+        if self._writer is None and self._last_error:  # not connected to PostgreSQL (yet): degraded
+            out["degraded"] = "ledger not writing: " + self._last_error
         out["commit_p50_us"] = lat[len(lat) // 2] / 1000.0 if lat else 0.0
         out["commit_p99_us"] = lat[min(len(lat) - 1, (len(lat) * 99) // 100)] / 1000.0 if lat else 0.0
         return out

@@ -100,7 +100,10 @@ class LedgerActor:
         import asyncio
 
         if self._task is None:
-            await self._ledger.start()  # migrations, consumer groups: errors surface to the caller
+            try:
+                await self._ledger.start()  # migrations, consumer groups
+            except Exception as exc:  # noqa: BLE001 - PostgreSQL down: run() retries start() with backoff
+                self._ledger.note_start_failure(exc)  # (the node runs degraded; stats say why)
             self._task = asyncio.get_running_loop().create_task(self._ledger.run())
         return {}
 

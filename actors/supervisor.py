@@ -197,6 +197,8 @@ class Supervisor:
         out["supervisor"] = {"epoch": self.epoch, "leader": self.leader, "restarts": list(self.restarts),
                              "failovers": list(self.failovers), "broker_failovers": list(self.broker_failovers),
                              "groups": {name: lane.view() for name, lane in self.lanes.items()}}
+        degraded = [role + ": " + str(s["degraded"]) for role, s in out.items() if isinstance(s, dict) and s.get("degraded")]
+        out["supervisor"]["degraded"] = degraded  # the node trades, but something is behind (PostgreSQL down)
         return out
 
     def call(self, role: str, method: str, *args: Any) -> Any:

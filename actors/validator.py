@@ -2,8 +2,16 @@
 
 Per wake-up: drain up to `batch_max` frames, run each through the gate, append every accepted
 signal to `execution.signals` as one batch entry (one round trip), forward that batch with its
-entry id to the active engine, and send every reply. A signal is ACKed only after its append returned; if the append fails the
-whole batch's acceptances become REJECTED STORE_UNAVAILABLE and are forgotten, so a retry works.
+entry id to the active engine, and send every reply. A signal is ACKed only after its append returned.
+
+The append's outcome (`node.fenced_log`): Redis refused it -> the batch's acceptances become REJECTED
+STORE_UNAVAILABLE and are forgotten, so a retry works. No answer (a stalled Redis may still apply it)
+-> ERROR STORE_OUTCOME_UNKNOWN, the batch is *in doubt*: its ids answer retries the same way, its risk
+stays reserved, and no new batch is appended (new signals: REJECTED STORE_UNAVAILABLE, nothing sent)
+until Redis answers a `settle`, which fences the stalled append off and finds the batch in the log
+(then ACCEPTED and forwarded) or not (forgotten: a retry is admitted afresh). A signal answered
+REJECTED is never in the log. A wake-up that fails half-way undoes its acceptances, so no signal is
+left remembered as ACCEPTED but never logged, forwarded or answered.
 """
 
 from __future__ import annotations
@@ -18,6 +26,7 @@ import zmq
 from actors.service import LoopService, bind_at, followed_reports, tune
 from node.config import NodeConfig
 from node.errors import StoreError
+from node.fenced_log import AppendOutcomeUnknown, FencedLog, connect_writer
 from node.intake import RiskCheck, SignalGate
 from node.risk import PreTradeRisk
 from node.messages import (
@@ -41,6 +50,7 @@ from node.streams import SIGNALS_FIELD, StreamLog, connect_redis, pack_batch, un
 _WARM_MAX_ENTRIES = 20_000  # stream entries (batches) read back at start
 _RISK_KINDS = (ExecKind.PARTIAL_FILL, ExecKind.FILL, ExecKind.CANCELED, ExecKind.REJECTED, ExecKind.UNKNOWN)
 _NOT_BROKER_FAULTS = frozenset({"STALE_EPOCH"})  # refusals by our own fencing do not trip breakers
+_SETTLE_EVERY_NS = 200_000_000  # while an append is in doubt, ask Redis at most this often
 
 
 def _pct_us(samples: deque[int], q: float) -> float:
@@ -86,6 +96,10 @@ class Validator(LoopService):
         self.accepted = 0
         self.rejected = 0
         self.store_failures = 0
+        self.in_doubt_logged = 0  # signals whose unanswered append turned out to be in the log
+        self.in_doubt_voided = 0  # ... and those it turned out not to be (fenced off for good)
+        self._in_doubt: list[tuple[bytes, list[tuple[Signal, str]]]] = []  # (packed batch, [(signal, id)])
+        self._next_settle_ns = 0
         self.warmed = 0
         self.fallback_frames = 0
         self.wake_ns: deque[int] = deque(maxlen=4096)  # intake wake-ups: recv .. last reply sent
@@ -97,6 +111,9 @@ class Validator(LoopService):
         self._log = StreamLog(
             connect_redis(self._redis_url), self._cfg.storage.signals_stream, SIGNALS_FIELD, self._cfg.storage.stream_maxlen
         )
+        self._fenced = FencedLog(connect_writer(self._redis_url), self._cfg.storage.signals_stream, SIGNALS_FIELD,
+                                 self._cfg.storage.stream_maxlen, self._cfg.node_id + ".signals.fence")
+        self._fenced.open()  # before reading the log back: an append of a previous validator lands before, or never
         self._warm_memory()
         self._breaker_key = self._cfg.node_id + ".risk.breakers"
         self._restore_breakers()
@@ -156,16 +173,52 @@ class Validator(LoopService):
         self._flush_unsent()
         if self._fills in events:
             self._take_fills()
+        if self._in_doubt:
+            self._settle()  # before admitting: a retry of an in-doubt signal then gets the true answer
         if not events:
             self._housekeeping()
             return
         t0 = time.perf_counter_ns()
-        router = self._router
-        recv = router.recv_multipart
-        admit = self.gate.admit
         now = self._clock_ns()
         replies: list[tuple[bytes, Reply | bytes]] = []
         accepted: list[tuple[int, bytes, Signal]] = []  # (index in replies, SignalAccepted bytes, signal)
+        batch = None
+        try:
+            self._admit_frames(events, replies, accepted, now)
+            if accepted:
+                batch = self._append(replies, accepted, now)
+        except BaseException:
+            # nothing of this wake-up was logged: undo every acceptance (memory, risk), so none is left
+            # remembered as ACCEPTED and never logged; their senders get no reply and retry
+            for _, _, signal in accepted:
+                self.gate.forget(signal, now)
+            raise
+        send = self._router.send_multipart
+        redis_replies = []
+        try:
+            for ident, reply in replies:
+                if type(reply) is not bytes:
+                    if reply.status is not Status.ACCEPTED:
+                        self.rejected += 1
+                    reply = encode(reply)
+                if type(ident) is tuple:
+                    redis_replies.append((ident, reply))
+                else:
+                    send((ident, reply))
+        finally:  # a logged batch reaches the engines whatever happened to the replies
+            if batch is not None:  # after the replies: on 2 cores a woken engine would delay them
+                self._forward(batch)
+            if redis_replies:
+                self._answer_fallback(redis_replies)
+        if replies:
+            self.wake_ns.append(time.perf_counter_ns() - t0)
+        if now >= self._next_expire_ns:
+            self._housekeeping()
+
+    def _admit_frames(self, events: dict, replies: list, accepted: list, now: int) -> None:
+        router = self._router
+        recv = router.recv_multipart
+        admit = self.gate.admit
         for _ in range(self._batch_max):
             try:
                 parts = recv(zmq.NOBLOCK)
@@ -187,38 +240,76 @@ class Validator(LoopService):
             replies.append((ident, reply))
         if self._fallback in events:
             self._take_fallback(replies, accepted)
-        if accepted:
-            packed = pack_batch([a for _, a, _ in accepted])
-            try:
-                tx = time.perf_counter_ns()
-                entry_id = self._log.append_packed(packed)
-                self.xadd_ns.append(time.perf_counter_ns() - tx)
-            except StoreError:
-                self.store_failures += 1
-                self._refuse_batch(replies, accepted, now)
-                accepted = []
-            else:
-                batch = pack_signal_batch(entry_id.decode(), packed)
+
+    def _append(self, replies: list, accepted: list, now: int) -> bytes | None:
+        """Log the batch; the batch to forward, or None (refused, or in doubt: see the module doc)."""
+        if self._in_doubt:  # Redis has not answered since an append went unanswered: send nothing
+            self._refuse_batch(replies, accepted, now)
+            return None
+        packed = pack_batch([a for _, a, _ in accepted])
+        tx = time.perf_counter_ns()
+        try:
+            entry_id = self._fenced.append(packed)
+        except AppendOutcomeUnknown:
+            self.store_failures += 1
+            self._hold_in_doubt(replies, accepted, packed, now)
+            return None
+        except StoreError:  # Redis answered with an error: nothing was appended
+            self.store_failures += 1
+            self._refuse_batch(replies, accepted, now)
+            return None
+        except Exception:  # noqa: BLE001 - not Redis's word: the append may have gone out
+            self.store_failures += 1
+            self._hold_in_doubt(replies, accepted, packed, now)
+            return None
+        self.xadd_ns.append(time.perf_counter_ns() - tx)
         self.accepted += len(accepted)
-        send = router.send_multipart
-        redis_replies = []
-        for ident, reply in replies:
-            if type(reply) is not bytes:
-                if reply.status is not Status.ACCEPTED:
-                    self.rejected += 1
-                reply = encode(reply)
-            if type(ident) is tuple:
-                redis_replies.append((ident, reply))
-            else:
-                send((ident, reply))
-        if accepted:  # after the replies: on 2 cores a woken engine would delay them
-            self._forward(batch)
-        if redis_replies:
-            self._answer_fallback(redis_replies)
-        if replies:
-            self.wake_ns.append(time.perf_counter_ns() - t0)
-        if now >= self._next_expire_ns:
-            self._housekeeping()
+        return pack_signal_batch(entry_id.decode(), packed)
+
+    def _hold_in_doubt(self, replies: list, accepted: list, packed: bytes, now: int) -> None:
+        """The append went out unanswered: ERROR STORE_OUTCOME_UNKNOWN now and for retries, the
+        risk stays reserved, and `_settle` finds out which it was."""
+        signals = [(signal, replies[i][1].signal_id) for i, _, signal in accepted]
+        doubtful = {signal.request_id for signal, _ in signals}
+        for i, (ident, reply) in enumerate(replies):
+            if type(reply) is Reply and reply.status is Status.ACCEPTED and reply.request_id in doubtful:
+                unknown = Reply(
+                    status=Status.ERROR, request_id=reply.request_id, signal_id=reply.signal_id,
+                    reasons=[Reason.STORE_OUTCOME_UNKNOWN], ts_ns=reply.ts_ns,
+                    detail="the signal log did not answer; the signal may yet be logged: retry with the same "
+                           "request_id for the true answer (never a new request_id)",
+                )
+                replies[i] = (ident, unknown)
+                self.gate.reanswer(reply.request_id, unknown)
+                self.gate.count(Reason.STORE_OUTCOME_UNKNOWN)
+        self._in_doubt.append((packed, signals))
+        self._next_settle_ns = now + _SETTLE_EVERY_NS
+
+    def _settle(self) -> None:
+        """Ask Redis (at most every `_SETTLE_EVERY_NS`) which in-doubt batches are in the log."""
+        now = self._clock_ns()
+        if now < self._next_settle_ns:
+            return
+        self._next_settle_ns = now + _SETTLE_EVERY_NS
+        try:
+            found = self._fenced.settle([packed for packed, _ in self._in_doubt])
+        except StoreError:
+            self.store_failures += 1
+            self._next_settle_ns = self._clock_ns() + _SETTLE_EVERY_NS  # the attempt itself may have waited
+            return
+        doubt, self._in_doubt = self._in_doubt, []
+        for (packed, signals), entry_id in zip(doubt, found):
+            if entry_id is None:  # not in the log, and never will be: a retry is admitted afresh
+                for signal, _ in signals:
+                    self.gate.forget(signal, now)
+                self.in_doubt_voided += len(signals)
+                continue
+            for signal, signal_id in signals:
+                self.gate.reanswer(signal.request_id, Reply(status=Status.ACCEPTED, request_id=signal.request_id,
+                                                            signal_id=signal_id))
+            self.accepted += len(signals)
+            self.in_doubt_logged += len(signals)
+            self._forward(pack_signal_batch(entry_id.decode(), packed))
 
     def _forward(self, batch: bytes) -> None:
         """The durable batch to every engine (leader and standbys), in order per engine."""
@@ -307,7 +398,7 @@ class Validator(LoopService):
             self.store_failures += 1
 
     def _refuse_batch(self, replies: list, accepted: list, now: int) -> None:
-        """The append failed: what this batch accepted (and retries of it) becomes STORE_UNAVAILABLE,
+        """Nothing was appended: what this batch accepted (and retries of it) becomes STORE_UNAVAILABLE,
         its risk reservations are released and its ids forgotten, so a retry can succeed."""
         failed = set()
         for _, _, signal in accepted:
@@ -427,6 +518,9 @@ class Validator(LoopService):
             "accepted": self.accepted,
             "rejected": self.rejected,
             "store_failures": self.store_failures,
+            "in_doubt": sum(len(s) for _, s in self._in_doubt),
+            "in_doubt_logged": self.in_doubt_logged,
+            "in_doubt_voided": self.in_doubt_voided,
             "unsent": sum(len(u) for _, u in self._pushes.values()),
             "warmed": self.warmed,
             "fallback_frames": self.fallback_frames,

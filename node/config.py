@@ -162,6 +162,11 @@ class StorageConfig(msgspec.Struct, **_BASE):
     intake_stream: str = "execution.intake"  # the fallback intake (see node.fallback)
     ledger: bool = True  # drain the streams into PostgreSQL (the ledger actor)
     stream_maxlen: PositiveInt = 10_000_000
+    #: accept a Redis with `appendonly no` (ACKed signals then live in memory only); refused by default
+    allow_volatile_redis: bool = False
+    #: the embedded Redis's AOF fsync: "everysec" (a host crash may lose up to ~1 s of ACKed signals)
+    #: or "always" (fsync before each append returns; see README "Never lose" for its measured cost)
+    embedded_redis_appendfsync: Literal["everysec", "always"] = "everysec"
 
 
 class ApiConfig(msgspec.Struct, **_BASE):

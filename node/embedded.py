@@ -45,8 +45,12 @@ class EmbeddedServices:
     embedded server's. `stop()` stops only what `start()` started or adopted. Both are idempotent.
     """
 
-    def __init__(self, data_dir: str | Path, redis_url: str | None = None, database_url: str | None = None) -> None:
+    def __init__(
+        self, data_dir: str | Path, redis_url: str | None = None, database_url: str | None = None,
+        redis_appendfsync: str = "everysec",
+    ) -> None:
         self.data_dir = Path(data_dir).expanduser().resolve()
+        self._appendfsync = redis_appendfsync
         self._redis_url = redis_url
         self._database_url = database_url
         self._redis: _EmbeddedRedis | None = None
@@ -58,7 +62,7 @@ class EmbeddedServices:
         redis_url = self._redis_url
         if redis_url is None:
             if self._redis is None:
-                self._redis = _EmbeddedRedis(self.data_dir / "redis")
+                self._redis = _EmbeddedRedis(self.data_dir / "redis", self._appendfsync)
             redis_url = self._redis.start()
         database_url = self._database_url
         if database_url is None:
@@ -162,10 +166,11 @@ def _runs(pid: int | None, exe_name: str) -> bool:
 
 
 class _EmbeddedRedis:
-    """redis-server with AOF (appendfsync everysec) and a unix socket, files under `folder`."""
+    """redis-server with AOF (appendfsync everysec, or always) and a unix socket, files under `folder`."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, appendfsync: str = "everysec") -> None:
         self.folder = folder
+        self.appendfsync = appendfsync
         self.conf = folder / "redis.conf"
         self.pidfile = folder / "redis.pid"
         self.sock = _socket_dir(folder, "redis.sock") / "redis.sock"
@@ -182,9 +187,10 @@ class _EmbeddedRedis:
     def start(self) -> str:
         self.folder.mkdir(parents=True, exist_ok=True)
         if self.pid() is not None and self._ping():
+            self._command(b"CONFIG SET appendfsync " + self.appendfsync.encode())  # adopted: this node's policy
             return self.url  # adopted: a previous node left it running
         exe = _redis_executable()
-        self.conf.write_text(_redis_conf(self.folder, self.sock, self.pidfile))
+        self.conf.write_text(_redis_conf(self.folder, self.sock, self.pidfile, self.appendfsync))
         self.sock.unlink(missing_ok=True)
         self._proc = subprocess.Popen(
             [exe, str(self.conf)],
@@ -217,14 +223,18 @@ class _EmbeddedRedis:
             self._proc = None
 
     def _ping(self) -> bool:
+        return self._command(b"PING").startswith(b"+PONG")
+
+    def _command(self, inline: bytes) -> bytes:
+        """One inline command on the unix socket; its first reply bytes (b"" when unreachable)."""
         try:
             with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
                 s.settimeout(0.5)
                 s.connect(str(self.sock))
-                s.sendall(b"PING\r\n")
-                return s.recv(16).startswith(b"+PONG")
+                s.sendall(inline + b"\r\n")
+                return s.recv(64)
         except OSError:
-            return False
+            return b""
 
 
 def _redis_executable() -> str:
@@ -238,7 +248,7 @@ def _redis_executable() -> str:
     return exe
 
 
-def _redis_conf(folder: Path, sock: Path, pidfile: Path) -> str:
+def _redis_conf(folder: Path, sock: Path, pidfile: Path, appendfsync: str = "everysec") -> str:
     lines = [
         "port 0",
         "bind 127.0.0.1",
@@ -250,7 +260,7 @@ def _redis_conf(folder: Path, sock: Path, pidfile: Path) -> str:
         "logfile " + str(folder / "redis.log"),
         "appendonly yes",
         "appendfilename appendonly.aof",
-        "appendfsync everysec",
+        "appendfsync " + appendfsync,
         "aof-load-truncated yes",
         'save ""',
         "dbfilename dump.rdb",

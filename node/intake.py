@@ -331,5 +331,9 @@ class SignalGate:
         self._memory.forget(signal.request_id)
         self._risk.release(signal, now_ns)
 
+    def reanswer(self, request_id: str, reply: Reply) -> None:
+        """A retry of `request_id` gets `reply` from now on (an append in doubt, then settled)."""
+        self._memory.replace_outcome(request_id, reply)
+
     def expire(self, now_ns: int) -> int:
         return self._memory.expire(now_ns / 1e9)

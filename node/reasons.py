@@ -60,6 +60,9 @@ class Reason(StrEnum):
     # node state
     OVERLOADED = "OVERLOADED"
     STORE_UNAVAILABLE = "STORE_UNAVAILABLE"  # cannot persist, so cannot accept
+    #: the append was sent and not answered (Redis stalled): status ERROR, the signal may yet be
+    #: logged; a retry with the same request_id gets the true answer once Redis answers again
+    STORE_OUTCOME_UNKNOWN = "STORE_OUTCOME_UNKNOWN"
     NO_ENGINE = "NO_ENGINE"
     NO_ROUTE = "NO_ROUTE"  # no route names a group for this strategy / symbol (reject_unrouted)
     INTERNAL = "INTERNAL"

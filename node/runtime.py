@@ -38,6 +38,8 @@ class NodeRuntime:
         self.registry: dict[str, str] = {}
         self.redis_url: str | None = None
         self.database_url: str | None = None
+        self.redis_persistence: Any = None  # node.preflight.RedisPersistence, read at start
+        self.degraded: list[str] = []  # why the node runs degraded (PostgreSQL down at start)
 
     def start(self) -> dict[str, str]:
         cfg = self.cfg
@@ -117,18 +119,31 @@ class NodeRuntime:
         self._progress("starting embedded " + " and ".join(
             n for n, u in (("Redis", redis_url), ("PostgreSQL", database_url)) if not u
         ) + " under " + data_dir)
-        self._embedded = EmbeddedServices(data_dir, redis_url=redis_url, database_url=database_url)
+        self._embedded = EmbeddedServices(data_dir, redis_url=redis_url, database_url=database_url,
+                                          redis_appendfsync=st.embedded_redis_appendfsync)
         return self._embedded.start()
 
     def _check_storage(self) -> None:
+        """Redis must answer and persist (the signal path needs it: a refusal is one line, exit 2).
+        PostgreSQL may be down: the signal path does not need it, so the node starts degraded and
+        its ledger catches up when PostgreSQL returns (`degraded`, and the ledger's stats)."""
         import asyncio
 
         from node import preflight
 
+        asyncio.run(preflight.check_redis(self.redis_url))
+        self.redis_persistence = asyncio.run(preflight.redis_persistence(self.redis_url))
+        preflight.require_persistent_redis(
+            self.redis_url, self.redis_persistence, self.cfg.storage.allow_volatile_redis
+        )
+        self._progress("Redis " + preflight.mask_url(self.redis_url) + ": " + self.redis_persistence.describe())
         if self.database_url:
-            asyncio.run(preflight.check_stores(self.redis_url, self.database_url))
-        else:
-            asyncio.run(preflight.check_redis(self.redis_url))
+            try:
+                asyncio.run(preflight.check_postgres(self.database_url))
+            except NodeError as exc:
+                self.degraded.append(str(exc))
+                self._progress(str(exc) + "; starting degraded: signals are taken and logged in Redis, "
+                               "the ledger catches up when PostgreSQL returns")
 
 
 def _worker_env(cfg: NodeConfig) -> dict[str, Any] | None:

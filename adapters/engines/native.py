@@ -3,6 +3,11 @@
 One accepted signal becomes one order with a deterministic client order id. Reports from the
 broker move the order through `node.orders.apply_report`; every report that changed something is
 returned enriched with the strategy, request and signal ids so subscribers can match it.
+
+A report for an order the manager does not know (placed by an engine before it, and not adopted) is
+booked, never dropped: the order is recorded from the report (`booked`) and the report published,
+so the ledger, risk and subscribers get the fill. Such an order is never re-driven (its intent is
+only what the report says).
 """
 
 from __future__ import annotations
@@ -11,7 +16,8 @@ from collections import OrderedDict
 
 import msgspec
 
-from node.messages import ExecKind, ExecutionReport, OrderIntent, OrderSnapshot, SignalAccepted
+from node.messages import ExecKind, ExecutionReport, OrderIntent, OrderSnapshot, OrderType, SignalAccepted
+from node.open_orders import OpenOrder, order_of
 from node.orders import DONE_STATES, STATE_OF_KIND, Applied, Order, OrderState, apply_report, client_order_id_for
 from node.reasons import Reason
 
@@ -50,7 +56,9 @@ class NativeOrderManager:
         self.duplicate_signals = 0
         self.duplicate_fills = 0
         self.ignored_reports = 0
-        self.orphan_reports = 0
+        self.orphan_reports = 0  # reports for orders not known here: booked (see the module doc)
+        self.booked: set[str] = set()  # orders known only from a broker report: never re-driven
+        self.restored = 0  # open orders adopted from the group's index (node.open_orders)
 
     def on_signal(self, acc: SignalAccepted, submit: bool = True) -> OrderIntent | None:
         """The intent to submit, or None when this signal already has an order. A standby
@@ -66,7 +74,9 @@ class NativeOrderManager:
     def pending(self) -> list[OrderIntent]:
         """Orders with no broker answer yet (never sent, sent unanswered, or UNKNOWN), oldest first:
         what a new leader must look up at the broker and re-drive if the broker does not have them."""
-        return [o.intent for o in self.orders.values() if o.state in _UNANSWERED and o.reason != BROKER_LOST]
+        booked = self.booked
+        return [o.intent for coid, o in self.orders.items()
+                if o.state in _UNANSWERED and o.reason != BROKER_LOST and coid not in booked]
 
     def strand(self) -> list[ExecutionReport]:
         """The broker these orders went to is gone and its successor keeps another account: every
@@ -106,6 +116,15 @@ class NativeOrderManager:
         if order is not None and order.state is OrderState.PENDING:
             order.state = OrderState.SUBMITTED
 
+    def restore(self, entry: OpenOrder) -> bool:
+        """Adopt an open order of the group from its index (a new leader); False if already known."""
+        coid = entry.intent.client_order_id
+        if coid in self.orders:
+            return False
+        self.orders[coid] = order_of(entry)
+        self.restored += 1
+        return True
+
     def adopt(self, snap: OrderSnapshot) -> ExecutionReport | None:
         """Take the broker's word for an order it already has (recovery, failover); returns the
         state report to publish (reason RECOVERED: subscribers may have missed the original)."""
@@ -134,8 +153,7 @@ class NativeOrderManager:
         """Apply a broker report; the enriched report to publish, or None if it changed nothing."""
         order = self.orders.get(report.client_order_id)
         if order is None:
-            self.orphan_reports += 1
-            return None
+            order = self._book(report)
         outcome = apply_report(order, report)
         if outcome is not Applied.APPLIED:
             if outcome is Applied.DUPLICATE:
@@ -150,6 +168,20 @@ class NativeOrderManager:
             report, strategy_id=intent.strategy_id, request_id=intent.request_id, signal_id=intent.signal_id
         )
 
+    def _book(self, report: ExecutionReport) -> Order:
+        """An order known only from this report: recorded, so it is tracked (and deduped) from now on."""
+        self.orphan_reports += 1
+        coid = report.client_order_id
+        signal_id = report.signal_id or _signal_id_of(coid)
+        intent = OrderIntent(
+            client_order_id=coid, signal_id=signal_id, request_id=report.request_id,
+            strategy_id=report.strategy_id, symbol=report.symbol, side=report.side, order_type=OrderType.MARKET,
+        )
+        order = Order(intent=intent, state=OrderState.SUBMITTED)
+        self.orders[coid] = order
+        self.booked.add(coid)
+        return order
+
     def in_flight(self) -> list[Order]:
         return [o for o in self.orders.values() if o.state not in DONE_STATES]
 
@@ -158,3 +190,9 @@ class NativeOrderManager:
         while len(self._done) > self._keep_done:
             old, _ = self._done.popitem(last=False)
             self.orders.pop(old, None)
+
+
+def _signal_id_of(client_order_id: str) -> str:
+    """'NAE-<signal_id>-<leg>' -> signal_id ("" for an id of another shape)."""
+    parts = client_order_id.split("-")
+    return parts[1] if len(parts) == 3 and parts[0] == "NAE" else ""
