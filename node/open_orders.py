@@ -16,7 +16,7 @@ from __future__ import annotations
 import msgspec
 
 from node.config import DEFAULT_GROUP
-from node.messages import OrderIntent
+from node.messages import ExecutionReport, OrderIntent
 from node.orders import DONE_STATES, Order, OrderState
 
 #: states in which the venue holds the order: what a new leader must adopt
@@ -101,3 +101,21 @@ class OpenOrderIndex:
         self._written.difference_update(self._gone)
         self._dirty.clear()
         self._gone.clear()
+
+
+class BookedOrphans:
+    """Reports of orders an engine does not know (no order book to dedupe them, as in a Nautilus
+    kernel's cache): each fill (exec_id) and each status (order, kind) is booked once."""
+
+    def __init__(self, keep: int = 1_000_000) -> None:
+        self._seen: dict[tuple[str, str], None] = {}
+        self._keep = keep
+
+    def first_time(self, report: ExecutionReport) -> bool:
+        key = (report.exec_id, "") if report.exec_id else (report.client_order_id, report.kind.value)
+        if key in self._seen:
+            return False
+        self._seen[key] = None
+        if len(self._seen) > self._keep:
+            del self._seen[next(iter(self._seen))]
+        return True

@@ -108,3 +108,14 @@ def test_open_order_round_trip():
     import msgspec
 
     assert msgspec.msgpack.decode(msgspec.msgpack.encode(entry), type=OpenOrder) == entry
+
+
+def test_orphan_reports_are_booked_once_each():
+    from node.open_orders import BookedOrphans
+
+    booked = BookedOrphans(keep=3)
+    fill = report("NAE-a-0", ExecKind.PARTIAL_FILL, "e1", 4, 4)
+    assert booked.first_time(fill) and not booked.first_time(fill)
+    assert booked.first_time(report("NAE-a-0", ExecKind.FILL, "e2", 10, 6))
+    status = report("NAE-a-0", ExecKind.CANCELED)
+    assert booked.first_time(status) and not booked.first_time(status)

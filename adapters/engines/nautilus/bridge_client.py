@@ -70,6 +70,7 @@ from nautilus_trader.model.objects import AccountBalance, Money, Price, Quantity
 
 from adapters.engines.nautilus.bridge_strategy import BridgeBook
 from adapters.engines.nautilus.standby import ShadowBook, plan_promotion
+from node.open_orders import BookedOrphans
 from node.messages import (
     CancelOrder,
     ExecKind,
@@ -184,7 +185,8 @@ class BridgeExecutionClient(LiveExecutionClient):
         self.sent = 0
         self.reports = 0
         self.duplicate_fills = 0
-        self.orphan_reports = 0
+        self.orphan_reports = 0  # reports of orders not in the cache: booked once each (BookedOrphans)
+        self._orphans = BookedOrphans()
         self.passthrough_reports = 0
         self.bad_frames = 0
         self.last_orders: list[OrderSnapshot] = []
@@ -308,7 +310,11 @@ class BridgeExecutionClient(LiveExecutionClient):
         book = self.book
         kind = rep.kind
         if order is None:
+            # an order this kernel never placed nor adopted (placed by an engine before it): booked
+            # as the broker says, once, never dropped (the ledger, risk and subscribers need the fill)
             self.orphan_reports += 1
+            if book is not None and not self.standby and self._orphans.first_time(rep):
+                book.publish(rep)
             return
         if book is not None and (kind is ExecKind.UNKNOWN or coid_s in book.unknown):
             # no Nautilus state for UNKNOWN, and Nautilus already closed an order it resolved by
