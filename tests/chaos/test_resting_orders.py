@@ -82,6 +82,19 @@ def resting_signals(n: int) -> list[dict]:
     return out
 
 
+def _risk_toml() -> str:
+    """The throughput limits as a [risk] table (the node under test runs from a TOML file)."""
+    from node.risk.config import RiskLimits, throughput_limits
+
+    loose, default = throughput_limits(), RiskLimits()
+    lines = ["[risk]"]
+    for name in loose.__struct_fields__:
+        value = getattr(loose, name)
+        if value != getattr(default, name) and isinstance(value, (int, float)):
+            lines.append("%s = %r" % (name, float(value) if isinstance(value, float) else value))
+    return "\n".join(lines) + "\n"
+
+
 class Subscriber:
     """Every execution report the node publishes, collected on a thread of its own."""
 
@@ -164,4 +177,87 @@ def test_fills_of_resting_orders_survive_two_leader_kills(ray_session, make_conf
         subscriber.close()
         client.close()
         runtime.stop()
+        asyncio.run(drop_database(database_url, name))
+
+
+def test_fills_of_resting_orders_survive_a_whole_node_restart(tmp_path, redis_url, database_url, lively_exchange):
+    """kill -9 of the whole node (driver, Ray, every actor) with orders resting at the exchange, then
+    `execnode up` again: the new leader adopts them from the open-order index, and every venue fill
+    (those taken while the node was down included) reaches the ledger exactly once; the fills after
+    the subscriber is back reach it exactly once."""
+    from pathlib import Path
+
+    from actors.ledger import ledger_fills
+    from node.migrations import create_database, drop_database
+
+    execnode = str(Path(sys.executable).parent / "execnode")
+    name, url = asyncio.run(create_database(database_url, "nae_test_"))
+    run = os.urandom(4).hex()
+    port = _free_port()
+    (tmp_path / "node.toml").write_text(
+        'node_id = "rest-%s"\nray_namespace = "rest-%s"\nequity_usd = 1e10\n[api]\nport = 0\n[intake]\nport = %d\n'
+        '[signing]\nkeys = { optimus = "s3cret-%s" }\n'
+        '[storage]\nsignals_stream = "rest.%s.signals"\nevents_stream = "rest.%s.events"\n'
+        'intake_stream = "rest.%s.intake"\nmonitoring_stream = "rest.%s.monitoring"\nallow_volatile_redis = true\n'
+        '[broker]\nkind = "paper-remote"\nexchange_endpoint = "%s"\n'
+        % (run, run, port, run, run, run, run, run, lively_exchange)
+        + "".join('[[broker.paper.symbols]]\nsymbol = "%s"\nprice = %r\n' % (s, p) for s, p in _PRICES.items())
+        + _risk_toml()
+    )
+    env = dict(os.environ, REDIS_URL=redis_url, DATABASE_URL=url)
+
+    def up() -> subprocess.Popen:
+        proc = subprocess.Popen([execnode, "--config", "node.toml", "up", "--no-dashboard"], cwd=tmp_path, env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, start_new_session=True)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if "Ctrl-C stops it" in line:
+                return proc
+            assert proc.poll() is None, "execnode up died"
+        raise AssertionError("node did not come up")
+
+    intake = "tcp://127.0.0.1:%d" % port
+    nodes = [up()]
+    subscribers = [Subscriber(intake, "optimus", "s3cret-" + run)]
+    try:
+        time.sleep(0.5)
+        with ExecutionClient(intake, "optimus", "s3cret-" + run, timeout_s=5.0) as client:
+            replies = [client.send_signal(s) for s in resting_signals(300)]
+        assert sum(r.status == "ACCEPTED" for r in replies) >= 150, Counter(tuple(r.reasons) for r in replies)
+        time.sleep(2.0)
+        os.killpg(nodes[0].pid, signal.SIGKILL)  # the driver, Ray and every actor of this node
+        killed_ns = time.time_ns()
+        subscribers[0].close()
+        time.sleep(3.0)  # the venue fills some while no node runs
+        nodes.append(up())
+        subscribers.append(Subscriber(intake, "optimus", "s3cret-" + run))
+        back_ns = time.time_ns() + 1_000_000_000  # the subscription needs a moment to reach the relay
+        time.sleep(20.0)
+        venue = {f.exec_id: f for f in venue_fills(lively_exchange)}
+        late = [f for f in venue.values() if f.ts_ns > killed_ns]
+        assert len(late) >= 5, "too few fills after the kill to tell anything (%d)" % len(late)
+        heard_after = {e for e, f in venue.items() if f.ts_ns > back_ns}
+        deadline = time.monotonic() + 60
+        while True:
+            ledger = Counter(r["exec_id"] for r in asyncio.run(ledger_fills(url)))
+            heard = subscribers[-1].fills()
+            if (set(venue) <= set(ledger) and heard_after <= set(heard)) or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        missing = set(venue) - set(ledger)
+        assert not missing, "%d of %d venue fills not in the ledger" % (len(missing), len(venue))
+        assert all(n == 1 for n in ledger.values())
+        assert heard_after <= set(heard), "%d fills never published" % len(heard_after - set(heard))
+        assert not {e for e in heard_after if heard[e] > 1}, "fills published twice"
+    finally:
+        for sub in subscribers:
+            sub.close()
+        for proc in nodes:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGINT)
+                try:
+                    proc.wait(60)
+                except subprocess.TimeoutExpired:
+                    os.killpg(proc.pid, signal.SIGKILL)
         asyncio.run(drop_database(database_url, name))
