@@ -208,13 +208,13 @@ def test_fills_of_resting_orders_survive_a_whole_node_restart(tmp_path, redis_ur
 
     def up() -> subprocess.Popen:
         proc = subprocess.Popen([execnode, "--config", "node.toml", "up", "--no-dashboard"], cwd=tmp_path, env=env,
-                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, start_new_session=True)
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
-            line = proc.stdout.readline()
+            line = proc.stderr.readline()
             if "Ctrl-C stops it" in line:
                 return proc
-            assert proc.poll() is None, "execnode up died"
+            assert proc.poll() is None, "execnode up died: " + line + proc.stderr.read()[-2000:]
         raise AssertionError("node did not come up")
 
     intake = "tcp://127.0.0.1:%d" % port
