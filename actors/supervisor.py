@@ -599,11 +599,42 @@ class Supervisor:
         cfg = self._cfg
         if not (self._database_url and cfg.storage.ledger and cfg.reconcile.enabled):
             return None  # without the ledger PostgreSQL holds no book of this node's
+        if self._ledger_degraded():
+            # PostgreSQL is down: the node starts degraded and trades (the signal path does not need
+            # it); the start-up run waits for PostgreSQL and then acts like any other run
+            self._spawn_thread(self._reconcile_when_ledger_back, "reconcile-deferred")
+            return None
+        actor = self._spawn_reconciler()
+        return ray.get(actor.reconcile.remote("startup", False), timeout=120)
+
+    def _spawn_reconciler(self) -> Any:
+        cfg = self._cfg
         actor = spawn_reconciler(self._name("reconciler"), cfg.ray_namespace, cfg, self._redis_url,
                                  self._database_url, self._name("supervisor"), self._registry["publish"])
         ray.get(actor.start.remote(), timeout=120)
         self._actors["reconciler"] = actor
-        return ray.get(actor.reconcile.remote("startup", False), timeout=120)
+        return actor
+
+    def _ledger_degraded(self) -> bool:
+        ledger = self._actors.get("ledger")
+        if ledger is None:
+            return False
+        try:
+            return bool(ray.get(ledger.stats.remote(), timeout=10).get("degraded"))
+        except Exception:  # noqa: BLE001 - a ledger that does not answer is not writing
+            return True
+
+    def _reconcile_when_ledger_back(self) -> None:
+        """The deferred start-up reconciliation: once the ledger writes to PostgreSQL again."""
+        while not self._stopping.wait(1.0):
+            if self._ledger_degraded():
+                continue
+            try:
+                self._spawn_reconciler()
+            except Exception:  # noqa: BLE001 - PostgreSQL went away again: wait for it once more
+                continue
+            self._reconcile_later("startup_deferred")
+            return
 
     def broker_books(self) -> list:
         """Every broker account's book (one adapter per account), for the reconciler."""

@@ -112,8 +112,9 @@ def test_a_node_starts_with_postgres_down_and_its_ledger_catches_up(ray_session,
     runtime = NodeRuntime(make_config(database_url_override=down_url), quiet)
     proxy = _Proxy(port, (real.hostname, real.port or 5432))
     try:
-        runtime.start()  # PostgreSQL is down: the node starts anyway
+        runtime.start()  # PostgreSQL is down: the node starts anyway (and not HALTED: signals are ACCEPTED)
         assert runtime.degraded and "PostgreSQL" in runtime.degraded[0]
+        assert "reconciler" not in runtime.stats()  # its start-up run waits for PostgreSQL
         assert runtime.stats()["supervisor"]["degraded"]  # visible in stats (and so in `execnode status`)
         key_id, secret = next(iter(runtime.cfg.signing.keys.items()))
         with ExecutionClient(runtime.registry["intake"], key_id, secret, timeout_s=5.0) as client:
@@ -133,6 +134,10 @@ def test_a_node_starts_with_postgres_down_and_its_ledger_catches_up(ray_session,
             time.sleep(0.5)
         assert venue and venue <= booked, "%d of %d fills in the ledger" % (len(venue & booked), len(venue))
         assert not runtime.stats()["supervisor"]["degraded"]
+        deadline = time.monotonic() + 30  # the start-up reconciliation, deferred, runs once PostgreSQL is back
+        while "reconciler" not in runtime.stats() and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert "reconciler" in runtime.stats()
     finally:
         runtime.stop()
         proxy.close()
