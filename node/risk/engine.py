@@ -22,10 +22,11 @@ from node.reasons import Reason
 from node.risk.book import (
     COL_EXEC, COL_FIRST_STRATEGY, COL_NODE, DUP_K, G_EQUITY, G_GROSS, G_NET, G_VAR, I_BR_PROBES, I_BR_STATE,
     I_KILLED, I_PAUSED, I_STATE, L_N_BURST, L_S_BURST, OT_LIMIT, OT_MARKET, OT_STOP, OT_STOP_LIMIT, PX, SA_DUP,
-    T_CASH, T_DAY0, T_MV, T_PEAK, T_TOK, UNK, RiskBook,
+    T_CASH, T_DAY0, T_MV, T_PEAK, T_TOK, UNK, RiskBook, limits_vector,
 )
 from node.risk.breakers import EXECUTION, STRATEGY_PREFIX, SYSTEM, Breakers
 from node.risk.config import BreakerState, RiskLimits, TradingState
+from node.risk.controls import checked_limits
 from node.risk.kernels import (
     BR_HALF_OPEN, apply_fill, apply_price, check_order, commit_order, ewma_step, mask_to_reasons, recompute_cw,
     release_pending, symmetrize,
@@ -251,21 +252,26 @@ class PreTradeRisk:
     # ------------------------------------------------------------ controls
     def kill(self, strategy_id: str | None = None) -> None:
         """Kill switch: node-wide (None) or one strategy. Refuses every order until `unkill`."""
-        self.book.ti[I_KILLED, self._col(strategy_id)] = 1
+        c = self._col(strategy_id)  # first: a new column may grow (replace) the arrays
+        self.book.ti[I_KILLED, c] = 1
 
     def unkill(self, strategy_id: str | None = None) -> None:
-        self.book.ti[I_KILLED, self._col(strategy_id)] = 0
+        c = self._col(strategy_id)
+        self.book.ti[I_KILLED, c] = 0
 
     def set_state(self, state: TradingState | str, strategy_id: str | None = None) -> None:
         """ACTIVE / REDUCING (only position-reducing orders) / HALTED, node-wide or per strategy."""
         st = state if isinstance(state, TradingState) else TradingState[str(state)]
-        self.book.ti[I_STATE, self._col(strategy_id)] = int(st)
+        c = self._col(strategy_id)
+        self.book.ti[I_STATE, c] = int(st)
 
     def pause(self, strategy_id: str) -> None:
-        self.book.ti[I_PAUSED, self.book.add_strategy(strategy_id)] = 1
+        c = self.book.add_strategy(strategy_id)
+        self.book.ti[I_PAUSED, c] = 1
 
     def resume(self, strategy_id: str) -> None:
-        self.book.ti[I_PAUSED, self.book.add_strategy(strategy_id)] = 0
+        c = self.book.add_strategy(strategy_id)
+        self.book.ti[I_PAUSED, c] = 0
 
     def last_price(self, symbol: str) -> float:
         """The symbol's last price (0.0: none, or an unknown symbol); never adds a slot."""
@@ -274,21 +280,33 @@ class PreTradeRisk:
 
     def set_symbol_unknown(self, symbol: str, unknown: bool) -> None:
         """An order on `symbol` is UNKNOWN at the broker: refuse every new order on it until cleared."""
-        self.book.sf[UNK, self.book.add_symbol(symbol)] = 1.0 if unknown else 0.0
+        i = self.book.add_symbol(symbol)
+        self.book.sf[UNK, i] = 1.0 if unknown else 0.0
         self.book.ensure_headroom()
+
+    def set_limits(self, changes: dict[str, float]) -> None:
+        """Change limits at run time (`node.risk.controls.RUNTIME_LIMITS`), validated as a whole
+        (raises `ControlError`); the kernels read them from the limits vector on the next signal."""
+        cfg = checked_limits(self.cfg, changes)
+        self.cfg = cfg
+        self.book.cfg = cfg
+        limits_vector(cfg, self.book.g)
 
     def set_equity(self, equity: float) -> None:
         self.book.g[G_EQUITY] = equity
 
     def reset_breaker(self, name: str) -> None:
         """Manual reset: `system`, `execution` or `strategy:<id>` goes CLOSED."""
-        Breakers.reset(self.book.ti, self._breaker_col(name))
+        col = self._breaker_col(name)  # first: a new strategy column may grow (replace) `ti`
+        Breakers.reset(self.book.ti, col)
 
     def trip_breaker(self, name: str, now_ns: int) -> None:
-        self._breakers.trip(self.book.ti, self._breaker_col(name), now_ns)
+        col = self._breaker_col(name)
+        self._breakers.trip(self.book.ti, col, now_ns)
 
     def breaker_state(self, name: str, now_ns: int) -> BreakerState:
-        return Breakers.state(self.book.ti, self._breaker_col(name), now_ns)
+        col = self._breaker_col(name)
+        return Breakers.state(self.book.ti, col, now_ns)
 
     def breaker_states(self) -> dict[str, dict]:
         """Every breaker as plain dicts, for the `circuit_breaker_state` table."""
@@ -300,7 +318,9 @@ class PreTradeRisk:
 
     def restore_breakers(self, states: dict[str, dict]) -> None:
         for name, data in states.items():
-            Breakers.load(self.book.ti, self._breaker_col(name), data)
+            col = self._breaker_col(name)  # first: it may grow `ti`, which must be read after
+            Breakers.load(self.book.ti, col, data)
+        self.book.ensure_headroom()
 
     def load_covariance(self, symbols: list[str], matrix: np.ndarray) -> None:
         """Replace the covariance block of `symbols` (returns over the risk horizon); C.w is rebuilt, O(n^2)."""
