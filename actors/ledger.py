@@ -39,7 +39,9 @@ from redis.exceptions import RedisError, ResponseError
 from node.config import PositiveInt, StorageConfig, load_config
 from node.errors import ConfigError, StoreError
 from node.ledger_rows import (
+    CONTROL_COLUMNS,
     DEAD_LETTER_COLUMNS,
+    STRATEGY_STATE_COLUMNS,
     EVENT_COLUMNS,
     FAILOVER_COLUMNS,
     FILL_COLUMNS,
@@ -92,6 +94,7 @@ _APPEND_TABLES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("monitoring", "monitoring_events", MONITORING_COLUMNS),
     ("failovers", "failover_events", FAILOVER_COLUMNS),
     ("dead", "ledger_dead_letters", DEAD_LETTER_COLUMNS),
+    ("controls", "control_events", CONTROL_COLUMNS),
 )
 
 _ORDER_UPSERT = (
@@ -121,6 +124,15 @@ _BREAKER_UPSERT = (
     "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (name) DO UPDATE SET state = EXCLUDED.state, "
     "failures = EXCLUDED.failures, opened_at = COALESCE(EXCLUDED.opened_at, CASE WHEN EXCLUDED.state = 'CLOSED' "
     "THEN NULL ELSE b.opened_at END), updated_at = EXCLUDED.updated_at WHERE b.updated_at <= EXCLUDED.updated_at"
+)
+
+
+_STRATEGY_STATE_UPSERT = (
+    "INSERT INTO strategy_state AS s (" + ", ".join(STRATEGY_STATE_COLUMNS) + ") "
+    "VALUES (" + ", ".join("$" + str(k + 1) for k in range(len(STRATEGY_STATE_COLUMNS))) + ") "
+    "ON CONFLICT (strategy_id) DO UPDATE SET paused = EXCLUDED.paused, killed = EXCLUDED.killed, "
+    "mode = EXCLUDED.mode, reason = EXCLUDED.reason, updated_at = EXCLUDED.updated_at, "
+    "stream_pos = EXCLUDED.stream_pos, stream_id = EXCLUDED.stream_id WHERE s.stream_pos < EXCLUDED.stream_pos"
 )
 
 
@@ -173,6 +185,8 @@ class LedgerWriter:
                 await conn.execute(_ORDER_UPSERT)
             if batch.breakers:
                 await conn.executemany(_BREAKER_UPSERT, list(batch.breakers.values()))
+            if batch.strategy_states:
+                await conn.executemany(_STRATEGY_STATE_UPSERT, list(batch.strategy_states.values()))
 
     async def close(self) -> None:
         try:
@@ -191,7 +205,7 @@ class Ledger:
         self.redis_url = redis_url
         self.database_url = database_url
         self.cfg = cfg if cfg is not None else LedgerConfig()
-        streams = [storage_cfg.signals_stream, storage_cfg.events_stream]
+        streams = [storage_cfg.signals_stream, storage_cfg.events_stream, storage_cfg.controls_stream]
         if self.cfg.drain_monitoring:
             streams.append(storage_cfg.monitoring_stream)
         self.streams: tuple[str, ...] = tuple(streams)
@@ -310,7 +324,8 @@ class Ledger:
         if not reply:
             return None
         return build_batch(
-            reply, self.storage.signals_stream, self.storage.events_stream, self.storage.monitoring_stream
+            reply, self.storage.signals_stream, self.storage.events_stream, self.storage.monitoring_stream,
+            self.storage.controls_stream,
         )
 
     async def _settle_prefetch(self) -> int:

@@ -17,10 +17,12 @@ left remembered as ACCEPTED but never logged, forwarded or answered.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections import deque
 from typing import Any, Callable
 
+import msgspec
 import zmq
 
 from actors.service import LoopService, bind_at, followed_reports, tune
@@ -28,10 +30,11 @@ from node.config import NodeConfig
 from node.errors import StoreError
 from node.fenced_log import AppendOutcomeUnknown, FencedLog, connect_writer
 from node.intake import RiskCheck, SignalGate
-from node.risk import PreTradeRisk
+from node.risk import PreTradeRisk, TradingState
 from node.messages import (
     Endpoints,
     ExecKind,
+    ExecutionReport,
     Reply,
     Signal,
     SignalAccepted,
@@ -43,14 +46,24 @@ from node.messages import (
 from node.reasons import Reason
 from node.router import Router
 from actors.fallback_intake import GROUP, FallbackReader
+from actors.risk_state import RiskStateStore
+from node.risk import controls as ctl
+from node.risk import snapshot as risk_snapshot
 from node.fallback import REPLY_FIELD
-from node.streams import SIGNALS_FIELD, StreamLog, connect_redis, pack_batch, unpack_signals
+from node.streams import (
+    EVENTS_FIELD, SIGNALS_FIELD, StreamLog, connect_redis, pack_batch, unpack_reports, unpack_signals,
+)
 
 
 _WARM_MAX_ENTRIES = 20_000  # stream entries (batches) read back at start
 _RISK_KINDS = (ExecKind.PARTIAL_FILL, ExecKind.FILL, ExecKind.CANCELED, ExecKind.REJECTED, ExecKind.UNKNOWN)
 _NOT_BROKER_FAULTS = frozenset({"STALE_EPOCH"})  # refusals by our own fencing do not trip breakers
 _SETTLE_EVERY_NS = 200_000_000  # while an append is in doubt, ask Redis at most this often
+_FILL_KINDS = frozenset({ExecKind.PARTIAL_FILL, ExecKind.FILL})
+_SNAPSHOT_OVERLAP_NS = 5_000_000_000  # exec ids booked this long before a snapshot's events mark
+
+
+_log = logging.getLogger("nae.validator")
 
 
 def _pct_us(samples: deque[int], q: float) -> float:
@@ -104,6 +117,15 @@ class Validator(LoopService):
         self.fallback_frames = 0
         self.wake_ns: deque[int] = deque(maxlen=4096)  # intake wake-ups: recv .. last reply sent
         self.xadd_ns: deque[int] = deque(maxlen=4096)  # the durable append of a wake-up
+        # durable risk state (actors/risk_state.py): what a restart rebuilds before the intake opens
+        self._unknown: dict[str, set[str]] = {}  # symbol -> orders in UNKNOWN
+        self._booked: deque[tuple[int, str]] = deque(maxlen=200_000)  # (when, exec id) of fills taken
+        self._risk_dirty = False
+        self._signals_tip = "0"  # the last signals entry this validator appended (or found at start)
+        self._events_mark = "0"  # the events tip read at the previous snapshot
+        self._mark_ns = 0
+        self._unsaved_controls: deque[ctl.ControlEvent] = deque()
+        self.restored: dict = {}
 
     # ---------------------------------------------------------------- loop
 
@@ -117,6 +139,7 @@ class Validator(LoopService):
         self._warm_memory()
         self._breaker_key = self._cfg.node_id + ".risk.breakers"
         self._restore_breakers()
+        self._restore_risk_state()  # controls, positions, PnL, UNKNOWN symbols: before the intake opens
         self._router = tune(ctx.socket(zmq.ROUTER))
         self._router.setsockopt(zmq.MAXMSGSIZE, self._cfg.intake.transport_max_bytes)
         self._router.setsockopt(zmq.ROUTER_MANDATORY, 0)
@@ -133,7 +156,6 @@ class Validator(LoopService):
         for prefix in topic_prefixes("", _RISK_KINDS):
             self._fills.setsockopt(zmq.SUBSCRIBE, prefix)
         self.poller.register(self._fills, zmq.POLLIN)
-        self._unknown: dict[str, set[str]] = {}  # symbol -> orders in UNKNOWN
         self._fallback = ctx.socket(zmq.PULL)
         fallback_endpoint = "inproc://fallback-" + str(id(self))
         self._fallback.bind(fallback_endpoint)
@@ -264,6 +286,8 @@ class Validator(LoopService):
             return None
         self.xadd_ns.append(time.perf_counter_ns() - tx)
         self.accepted += len(accepted)
+        self._signals_tip = entry_id.decode()
+        self._risk_dirty = True
         return pack_signal_batch(entry_id.decode(), packed)
 
     def _hold_in_doubt(self, replies: list, accepted: list, packed: bytes, now: int) -> None:
@@ -309,6 +333,8 @@ class Validator(LoopService):
                                                             signal_id=signal_id))
             self.accepted += len(signals)
             self.in_doubt_logged += len(signals)
+            self._signals_tip = entry_id.decode()  # nothing is appended while a batch is in doubt
+            self._risk_dirty = True
             self._forward(pack_signal_batch(entry_id.decode(), packed))
 
     def _forward(self, batch: bytes) -> None:
@@ -325,24 +351,33 @@ class Validator(LoopService):
     def _take_fills(self) -> None:
         """Execution reports update risk: positions and prices from fills, breakers from broker
         rejects, and a symbol with an order in UNKNOWN takes no new risk until the broker answers."""
+        take = self._take_report
+        for rep in followed_reports(self._fills):
+            take(rep)
+        self._risk_dirty = True
+
+    def _take_report(self, rep: ExecutionReport, replay: bool = False) -> None:
+        """One report into risk (live, or replayed from the log at start: then a broker reject
+        does not count toward a breaker again, the breakers having their own saved state)."""
         risk = self.risk
         unknown = self._unknown
-        for rep in followed_reports(self._fills):
-            kind = rep.kind
-            if kind is ExecKind.UNKNOWN:
-                unknown.setdefault(rep.symbol, set()).add(rep.client_order_id)
-                risk.set_symbol_unknown(rep.symbol, True)
-                continue
-            waiting = unknown.get(rep.symbol)
-            if waiting and rep.client_order_id in waiting:
-                waiting.discard(rep.client_order_id)
-                if not waiting:
-                    risk.set_symbol_unknown(rep.symbol, False)
-            risk.on_fill(rep, rep.strategy_id)
-            if rep.last_px > 0.0:
-                risk.on_price(rep.symbol, rep.last_px, rep.ts_ns or self._clock_ns())
-            elif kind is ExecKind.REJECTED and rep.reason not in _NOT_BROKER_FAULTS:
-                risk.on_broker_reject(rep.strategy_id, self._clock_ns())
+        kind = rep.kind
+        if kind is ExecKind.UNKNOWN:
+            unknown.setdefault(rep.symbol, set()).add(rep.client_order_id)
+            risk.set_symbol_unknown(rep.symbol, True)
+            return
+        waiting = unknown.get(rep.symbol)
+        if waiting and rep.client_order_id in waiting:
+            waiting.discard(rep.client_order_id)
+            if not waiting:
+                risk.set_symbol_unknown(rep.symbol, False)
+        if rep.exec_id and kind in _FILL_KINDS:
+            self._booked.append((self._clock_ns(), rep.exec_id))
+        risk.on_fill(rep, rep.strategy_id)
+        if rep.last_px > 0.0:
+            risk.on_price(rep.symbol, rep.last_px, rep.ts_ns or self._clock_ns())
+        elif kind is ExecKind.REJECTED and rep.reason not in _NOT_BROKER_FAULTS and not replay:
+            risk.on_broker_reject(rep.strategy_id, self._clock_ns())
 
     def _take_fallback(self, replies: list, accepted: list) -> None:
         """Frames from `execution.intake`: judged as of their append time, answered on Redis."""
@@ -440,6 +475,7 @@ class Validator(LoopService):
         if now >= self._next_expire_ns:
             self.gate.expire(now)
             self._save_breakers()
+            self._save_risk_state(now)
             self._next_expire_ns = now + 1_000_000_000
 
     def _restore_breakers(self) -> None:
@@ -462,6 +498,118 @@ class Validator(LoopService):
                 return
             self._saved_breakers = states
 
+    # ---------------------------------------------------------------- durable risk state
+
+    def _restore_risk_state(self) -> None:
+        """Rebuild what a trader set and what risk learned, before the intake opens: the controls
+        (fold of the control stream), then positions, cash, marks, pending and UNKNOWN symbols (the
+        risk snapshot), then the signals and events logged after the snapshot's marks. A store
+        failure here fails the start (the supervisor retries): never trade on forgotten controls."""
+        t0 = time.perf_counter_ns()
+        st = self._cfg.storage
+        self._state = RiskStateStore(connect_redis(self._redis_url), self._cfg.node_id, st.controls_stream)
+        self._control_fold = self._state.load_controls()
+        self._control_fold.state.apply_to(self.risk)
+        saved = self._state.load_snapshot()
+        signals_mark = events_mark = "0"
+        if saved is not None:
+            self._unknown = risk_snapshot.restore(self.risk, saved)
+            signals_mark, events_mark = saved.signals_mark, saved.events_mark
+        signals = events = 0
+        for entry_id, fields in self._state.entries_after(st.signals_stream, signals_mark):
+            self._signals_tip = entry_id.decode()
+            if SIGNALS_FIELD not in fields:
+                continue
+            try:
+                batch = unpack_signals(fields)
+            except (msgspec.DecodeError, msgspec.ValidationError):
+                continue  # the ledger dead-letters it
+            for acc in batch:
+                if acc.signal.request_id in self.risk._pending:
+                    continue  # already reserved in the snapshot (an append that was in doubt then)
+                self.risk.check(acc.signal, acc.received_ns)  # gives a first-seen symbol its slot
+                self.risk.commit(acc.signal, acc.received_ns)
+                signals += 1
+        for entry_id, fields in self._state.entries_after(st.events_stream, events_mark):
+            if EVENTS_FIELD not in fields:
+                continue
+            try:
+                reports = unpack_reports(fields)
+            except (msgspec.DecodeError, msgspec.ValidationError):
+                continue
+            for rep in reports:
+                self._take_report(rep, replay=True)
+                events += 1
+        self._events_mark = self._state.tip(st.events_stream)
+        self._mark_ns = self._clock_ns()
+        self._risk_dirty = True
+        self.restored = {
+            "controls": msgspec.to_builtins(self._control_fold.state), "snapshot": saved is not None,
+            "signals_replayed": signals, "reports_replayed": events,
+            "unknown_symbols": sorted(s for s, ids in self._unknown.items() if ids),
+            "restore_ms": round((time.perf_counter_ns() - t0) / 1e6, 1),
+        }  # fmt: skip
+        _log.info("risk state restored: %s", {k: v for k, v in self.restored.items() if k != "controls"})
+
+    def _save_risk_state(self, now: int) -> None:
+        """About once a second while risk changes: the snapshot, its events mark being the events
+        tip read at the previous snapshot (every report logged before it has reached this loop),
+        with the exec ids booked since shortly before that mark (so the replay skips them)."""
+        while self._unsaved_controls:
+            event = self._unsaved_controls[0]
+            try:
+                self._state.record_control(event, self._control_fold)
+            except StoreError:
+                return
+            self._unsaved_controls.popleft()
+        if not self._risk_dirty:
+            return
+        since = self._mark_ns - _SNAPSHOT_OVERLAP_NS
+        recent = [eid for ts, eid in self._booked if ts >= since]
+        snap = risk_snapshot.take(self.risk, self._unknown, recent)
+        snap.taken_ns = now
+        snap.events_mark = self._events_mark
+        snap.signals_mark = self._signals_tip
+        try:
+            tip = self._state.tip(self._cfg.storage.events_stream)
+            self._state.save_snapshot(snap)
+        except StoreError:
+            return
+        self._events_mark, self._mark_ns = tip, now
+        self._risk_dirty = False
+
+    def _control(self, control: ctl.Control) -> dict:
+        """Check, apply, then record one control (on the loop thread). It is applied even when the
+        store is away (a kill switch must work then most of all) and recorded when it returns;
+        the answer says which: {"applied": True, "durable": bool}."""
+        ctl.checked_control(control, self.risk.cfg)
+        risk = self.risk
+        if isinstance(control, ctl.Kill):
+            risk.kill(control.strategy_id)
+        elif isinstance(control, ctl.Unkill):
+            risk.unkill(control.strategy_id)
+        elif isinstance(control, ctl.Pause):
+            risk.pause(control.strategy_id)
+        elif isinstance(control, ctl.Resume):
+            risk.resume(control.strategy_id)
+        elif isinstance(control, ctl.SetState):
+            risk.set_state(control.state, control.strategy_id)
+        elif isinstance(control, ctl.SetLimits):
+            risk.set_limits(control.changes)
+        else:
+            risk.load_covariance(control.symbols, control.matrix)
+        after = self._control_fold.state.fold(control)
+        event = ctl.ControlEvent(control=control, ts_ns=self._clock_ns(), target=ctl.target_of(control), after=after)
+        if self._unsaved_controls:  # keep the order: behind the ones still waiting
+            self._unsaved_controls.append(event)
+            return {"applied": True, "durable": False, "detail": "the control stream is unavailable; retried"}
+        try:
+            self._state.record_control(event, self._control_fold)
+        except StoreError:
+            self._unsaved_controls.append(event)
+            return {"applied": True, "durable": False, "detail": "the control stream is unavailable; retried"}
+        return {"applied": True, "durable": True}
+
     # ---------------------------------------------------------------- control (any thread)
 
     def set_engines(self, engine_intakes: list[str]) -> None:
@@ -479,20 +627,31 @@ class Validator(LoopService):
         self.call_on_loop(swap)
 
     # the risk controls: run on the loop thread, which alone touches risk state
-    def kill(self, strategy_id: str | None = None) -> None:
-        self.call_on_loop(lambda: self.risk.kill(strategy_id))
+    # (every one is recorded on the control stream: see `_control`)
+    def kill(self, strategy_id: str | None = None) -> dict:
+        return self.call_on_loop(lambda: self._control(ctl.Kill(strategy_id)))
 
-    def unkill(self, strategy_id: str | None = None) -> None:
-        self.call_on_loop(lambda: self.risk.unkill(strategy_id))
+    def unkill(self, strategy_id: str | None = None) -> dict:
+        return self.call_on_loop(lambda: self._control(ctl.Unkill(strategy_id)))
 
-    def pause(self, strategy_id: str) -> None:
-        self.call_on_loop(lambda: self.risk.pause(strategy_id))
+    def pause(self, strategy_id: str) -> dict:
+        return self.call_on_loop(lambda: self._control(ctl.Pause(strategy_id)))
 
-    def resume(self, strategy_id: str) -> None:
-        self.call_on_loop(lambda: self.risk.resume(strategy_id))
+    def resume(self, strategy_id: str) -> dict:
+        return self.call_on_loop(lambda: self._control(ctl.Resume(strategy_id)))
 
-    def set_state(self, state: str, strategy_id: str | None = None) -> None:
-        self.call_on_loop(lambda: self.risk.set_state(state, strategy_id))
+    def set_state(self, state: str, strategy_id: str | None = None) -> dict:
+        if state not in TradingState.__members__:
+            raise ctl.ControlError("BAD_STATE", "state must be one of " + ", ".join(TradingState.__members__))
+        return self.call_on_loop(lambda: self._control(ctl.SetState(TradingState[state], strategy_id)))
+
+    def set_limits(self, changes: dict[str, float]) -> dict:
+        """Change run-time limits (node.risk.controls.RUNTIME_LIMITS), recorded like every control."""
+        return self.call_on_loop(lambda: self._control(ctl.SetLimits(dict(changes))))
+
+    def controls(self) -> dict:
+        """The controls in force (the fold of the control stream), as plain data."""
+        return self.call_on_loop(lambda: msgspec.to_builtins(self._control_fold.state))
 
     def reset_breaker(self, name: str) -> None:
         self.call_on_loop(lambda: self.risk.reset_breaker(name))
@@ -503,9 +662,10 @@ class Validator(LoopService):
     def save_breakers(self) -> None:
         self.call_on_loop(self._save_breakers)
 
-    def load_covariance(self, symbols: list[str], matrix: list[list[float]]) -> None:
+    def load_covariance(self, symbols: list[str], matrix: list[list[float]]) -> dict:
         """Reload the covariance (returns over the risk horizon) without a restart."""
-        self.call_on_loop(lambda: self.risk.load_covariance(symbols, matrix))
+        cov = ctl.LoadCovariance(list(symbols), [[float(x) for x in row] for row in matrix])
+        return self.call_on_loop(lambda: self._control(cov))
 
     def breaker_states(self) -> dict[str, dict]:
         return self.call_on_loop(self.risk.breaker_states)
@@ -530,5 +690,7 @@ class Validator(LoopService):
             "append_p50_us": _pct_us(self.xadd_ns, 50),
             "append_p99_us": _pct_us(self.xadd_ns, 99),
             "loop_errors": self.loop_errors,
+            "restored": {k: v for k, v in self.restored.items() if k != "controls"},
+            "unsaved_controls": len(self._unsaved_controls),
             "reasons": dict(self.gate.counts),
         }

@@ -160,6 +160,7 @@ class StorageConfig(msgspec.Struct, **_BASE):
     events_stream: str = "execution.events"
     monitoring_stream: str = "monitoring.events"
     intake_stream: str = "execution.intake"  # the fallback intake (see node.fallback)
+    controls_stream: str = "execution.controls"  # operator controls (node.risk.controls), never trimmed
     ledger: bool = True  # drain the streams into PostgreSQL (the ledger actor)
     stream_maxlen: PositiveInt = 10_000_000
     #: accept a Redis with `appendonly no` (ACKed signals then live in memory only); refused by default

@@ -27,6 +27,8 @@ import msgspec
 import orjson
 
 from node.messages import ExecKind, ExecutionReport, SignalAccepted, accepted_decoder, report_decoder
+from node.risk.controls import CONTROLS_FIELD
+from node.risk.controls import decode_event as decode_control
 
 SIGNAL_FIELD = b"a"  # one SignalAccepted per entry (tests, tools)
 EVENT_FIELD = b"e"  # one ExecutionReport per entry (tests, tools)
@@ -55,6 +57,8 @@ EVENT_COLUMNS = (
     "cum_qty", "leaves_qty", "avg_px", "reason", "ts_ns", "stream_id",
 )  # fmt: skip
 MONITORING_COLUMNS = ("stream_id", "kind", "payload", "ts")
+CONTROL_COLUMNS = ("stream_id", "kind", "target", "payload", "ts")
+STRATEGY_STATE_COLUMNS = ("strategy_id", "paused", "killed", "mode", "reason", "updated_at", "stream_pos", "stream_id")
 FAILOVER_COLUMNS = ("role", "epoch", "from_name", "to_name", "reason", "manual", "ts", "stream_id")
 DEAD_LETTER_COLUMNS = ("stream", "stream_id", "raw", "error")
 
@@ -88,7 +92,8 @@ def field_value(fields: "dict[bytes, bytes] | list[bytes] | None", name: bytes) 
 class Batch:
     """The rows of one XREADGROUP reply, per table, and the ids to XACK per stream after commit."""
 
-    __slots__ = ("signals", "orders", "fills", "events", "monitoring", "failovers", "breakers", "dead", "acks")
+    __slots__ = ("signals", "orders", "fills", "events", "monitoring", "failovers", "breakers", "dead", "acks",
+                 "controls", "strategy_states")
 
     def __init__(self) -> None:
         self.signals: list[tuple] = []
@@ -100,6 +105,8 @@ class Batch:
         self.breakers: dict[str, tuple] = {}  # name -> the newest circuit_breaker_state row
         self.dead: list[tuple] = []
         self.acks: dict[str, list[bytes]] = {}
+        self.controls: list[tuple] = []  # control_events rows
+        self.strategy_states: dict[str, tuple] = {}  # target -> the newest strategy_state row
 
     @property
     def entry_count(self) -> int:
@@ -334,8 +341,42 @@ def _payload_time(payload: dict, entry_id: bytes) -> dt.datetime:
     return entry_time(entry_id)
 
 
+def add_controls(batch: Batch, stream: str, entries: Sequence[Entry]) -> None:
+    """Decode `execution.controls` entries (msgpack `ControlEvent`, field b"c") into `control_events`
+    rows and, for switches, the newest `strategy_state` row per target."""
+    ids = batch.acks.setdefault(stream, [])
+    for entry_id, fields in entries:
+        ids.append(entry_id)
+        raw = field_value(fields, CONTROLS_FIELD)
+        sid = entry_id.decode()
+        if raw is None:
+            batch.dead.append((stream, sid, None, "missing field c"))
+            continue
+        try:
+            event = decode_control(raw)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            batch.dead.append((stream, sid, raw, "decode: " + str(exc)[:200]))
+            continue
+        ts = dt.datetime.fromtimestamp(event.ts_ns / 1e9, tz=dt.UTC) if event.ts_ns > 0 else entry_time(entry_id)
+        payload = msgspec.to_builtins(event.control)
+        batch.controls.append((sid, payload.pop("type"), event.target, orjson.dumps(payload).decode(), ts))
+        sw = event.after
+        if sw is not None:
+            pos = stream_pos(entry_id)
+            prev = batch.strategy_states.get(event.target)
+            if prev is None or prev[6] < pos:
+                batch.strategy_states[event.target] = (
+                    event.target, sw.paused, sw.killed, sw.state.name, payload_reason(payload), ts, pos, sid,
+                )
+
+
+def payload_reason(payload: dict) -> str:
+    return str(payload.get("reason", "")) if isinstance(payload, dict) else ""
+
+
 def build_batch(
-    reply: "Iterable[Sequence] | dict", signals_stream: str, events_stream: str, monitoring_stream: str
+    reply: "Iterable[Sequence] | dict", signals_stream: str, events_stream: str, monitoring_stream: str,
+    controls_stream: str = "execution.controls",
 ) -> Batch:
     """One XREADGROUP result ([[stream, entries], ...] or {stream: entries}; names bytes or str)
     -> a `Batch`. Entries of a stream not named here are dead letters (acknowledged)."""
@@ -351,6 +392,8 @@ def build_batch(
             add_signals(batch, stream, entries)
         elif stream == monitoring_stream:
             add_monitoring(batch, stream, entries)
+        elif stream == controls_stream:
+            add_controls(batch, stream, entries)
         else:
             ids = batch.acks.setdefault(stream, [])
             for entry_id, _ in entries:
