@@ -581,6 +581,10 @@ class Supervisor:
             return self.call("validator", "set_state", body["state"], strategy)
         if action == "reset-breaker":
             return self.call("validator", "reset_breaker", body["name"])
+        if action == "limits":  # {"changes": {"max_quantity": 500, ...}}: node.risk.controls.RUNTIME_LIMITS
+            return self.call("validator", "set_limits", dict(body["changes"]))
+        if action == "controls":
+            return self.call("validator", "controls")
         if action == "failover":
             return self.failover(body.get("to"), reason="manual", group=body.get("group"))
         if action == "failback":

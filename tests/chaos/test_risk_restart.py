@@ -65,6 +65,7 @@ PROBES = [
     ("paused", "MSFT", "BUY", 1.0),
     ("reducer", "NVDA", "BUY", 1.0),  # REDUCING with a long position: buying more is refused
     ("pos", "AAPL", "BUY", 100.0),  # 150 AAPL held (~34.5k USD) + 100 more > 50k per-symbol long limit
+    ("big", "MSFT", "SELL", 600.0),  # over max_quantity once it is lowered to 500 at run time
 ]
 
 
@@ -92,9 +93,11 @@ def test_kill_minus_nine_of_the_validator_forgets_no_control_and_no_position(ray
             assert node.call("validator", "kill", "killed")["durable"] is True
             node.call("validator", "pause", "paused")
             node.call("validator", "set_state", "REDUCING", "reducer")
+            node.call("validator", "set_limits", {"max_quantity": 500.0})
             refused = _probe(client)
             assert {k: v for k, v in refused.items() if k != "pos"} == {
                 "killed": [Reason.STRATEGY_KILLED], "paused": [Reason.STRATEGY_PAUSED], "reducer": [Reason.REDUCE_ONLY],
+                "big": [Reason.MAX_QUANTITY],
             }, refused  # fmt: skip
             assert Reason.MAX_POSITION in refused["pos"], refused  # the per-symbol long limit sees the position
             node.call("validator", "kill")  # and the node-wide kill switch
