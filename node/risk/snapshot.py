@@ -67,15 +67,18 @@ def take(risk: "PreTradeRisk", unknown: dict[str, set[str]], recent_exec_ids: li
     """The state of `risk` worth keeping across a restart (marks are set by the caller)."""
     b = risk.book
     sym, strat = b.sym_names, b.strat_names
-    prices = {s: float(b.sf[PX, i]) for i, s in enumerate(sym) if b.sf[PX, i] > 0.0}
-    groups = {s: b.group_names[int(b.sf[GRP, i])] for i, s in enumerate(sym) if b.sf[GRP, i] >= 0}
-    positions, marks = [], []
-    for k, sid in enumerate(strat):
-        c = COL_FIRST_STRATEGY + k
-        row = b.sa[c, : len(sym), SA_FILL]
-        for i in row.nonzero()[0]:
-            positions.append(Position(sid, sym[i], float(row[i])))
-        marks.append(StrategyMarks(sid, float(b.tf[T_CASH, c]), float(b.tf[T_PEAK, c]), float(b.tf[T_DAY0, c])))
+    n, ncols = len(sym), b.n_cols
+    px = b.sf[PX, :n]
+    priced = (px > 0.0).nonzero()[0].tolist()
+    prices = dict(zip([sym[i] for i in priced], px[priced].tolist()))
+    grp = b.sf[GRP, :n]
+    groups = {sym[i]: b.group_names[int(grp[i])] for i in (grp >= 0).nonzero()[0].tolist()}
+    held = b.sa[COL_FIRST_STRATEGY:ncols, :n, SA_FILL]  # one vectorised scan, not one per strategy
+    cols, slots = held.nonzero()
+    positions = [Position(strat[c], sym[i], q) for c, i, q in zip(cols.tolist(), slots.tolist(), held[cols, slots].tolist())]
+    tf = b.tf[:, COL_FIRST_STRATEGY:ncols]
+    marks = [StrategyMarks(sid, c, p, d) for sid, c, p, d in
+             zip(strat, tf[T_CASH].tolist(), tf[T_PEAK].tolist(), tf[T_DAY0].tolist())]
     pending = [
         Pending(rid, strat[c - COL_FIRST_STRATEGY], sym[i] if i >= 0 else "", float(dq), int(t))
         for rid, (c, i, dq, t) in risk._pending.items()
