@@ -32,6 +32,7 @@ class RiskStateStore:
     def __init__(self, client: redis.Redis, node_id: str, controls_stream: str) -> None:
         self._client = client
         self._controls = StreamLog(client, controls_stream, ctl.CONTROLS_FIELD, 1 << 62)
+        self._node_id = node_id
         self._controls_key = node_id + ".risk.controls"
         self._snapshot_key = node_id + ".risk.snapshot"
 
@@ -56,7 +57,8 @@ class RiskStateStore:
                 event = ctl.decode_event(value)
             except (msgspec.DecodeError, msgspec.ValidationError):
                 continue
-            state.state.fold(event.control)
+            if event.node_id == self._node_id:
+                state.state.fold(event.control)
         return state
 
     def record_control(self, event: ctl.ControlEvent, fold: ctl.ControlSnapshot) -> str:

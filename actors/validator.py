@@ -66,6 +66,18 @@ _SNAPSHOT_OVERLAP_NS = 5_000_000_000  # exec ids booked this long before a snaps
 _log = logging.getLogger("nae.validator")
 
 
+def _plain_controls(state: ctl.ControlState) -> dict:
+    """The fold as plain data, trading states by name."""
+    return msgspec.to_builtins(state) | {
+        "node": _plain_switches(state.node),
+        "strategies": {sid: _plain_switches(sw) for sid, sw in state.strategies.items()},
+    }
+
+
+def _plain_switches(sw: ctl.Switches) -> dict:
+    return {"killed": sw.killed, "paused": sw.paused, "state": sw.state.name}
+
+
 def _pct_us(samples: deque[int], q: float) -> float:
     if not samples:
         return 0.0
@@ -544,7 +556,7 @@ class Validator(LoopService):
         self._mark_ns = self._clock_ns()
         self._risk_dirty = True
         self.restored = {
-            "controls": msgspec.to_builtins(self._control_fold.state), "snapshot": saved is not None,
+            "controls": _plain_controls(self._control_fold.state), "snapshot": saved is not None,
             "signals_replayed": signals, "reports_replayed": events,
             "unknown_symbols": sorted(s for s, ids in self._unknown.items() if ids),
             "restore_ms": round((time.perf_counter_ns() - t0) / 1e6, 1),
@@ -599,7 +611,8 @@ class Validator(LoopService):
         else:
             risk.load_covariance(control.symbols, control.matrix)
         after = self._control_fold.state.fold(control)
-        event = ctl.ControlEvent(control=control, ts_ns=self._clock_ns(), target=ctl.target_of(control), after=after)
+        event = ctl.ControlEvent(control=control, ts_ns=self._clock_ns(), target=ctl.target_of(control), after=after,
+                                 node_id=self._cfg.node_id)
         if self._unsaved_controls:  # keep the order: behind the ones still waiting
             self._unsaved_controls.append(event)
             return {"applied": True, "durable": False, "detail": "the control stream is unavailable; retried"}
@@ -651,7 +664,7 @@ class Validator(LoopService):
 
     def controls(self) -> dict:
         """The controls in force (the fold of the control stream), as plain data."""
-        return self.call_on_loop(lambda: msgspec.to_builtins(self._control_fold.state))
+        return self.call_on_loop(lambda: _plain_controls(self._control_fold.state))
 
     def reset_breaker(self, name: str) -> None:
         self.call_on_loop(lambda: self.risk.reset_breaker(name))

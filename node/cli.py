@@ -241,12 +241,18 @@ def cmd_admin(args: argparse.Namespace) -> int:
     import ray
 
     need = {"pause": "strategy", "resume": "strategy", "state": "state", "reset-breaker": "name",
-            "covariance": "file"}.get(args.action)
+            "covariance": "file", "limits": "limit"}.get(args.action)
     if need and not getattr(args, need):
         return _die("admin " + args.action + " needs --" + need)
     sup = _supervisor(load_config(args.config))
     params = {"kill": [args.strategy], "unkill": [args.strategy], "pause": [args.strategy],
-              "resume": [args.strategy], "reset-breaker": [args.name], "state": [args.state, args.strategy]}
+              "resume": [args.strategy], "reset-breaker": [args.name], "state": [args.state, args.strategy],
+              "controls": []}
+    if args.action == "limits":
+        try:
+            params["limits"] = [{k: float(v) for k, v in (item.split("=", 1) for item in args.limit)}]
+        except ValueError:
+            return _die("admin limits: --limit NAME=VALUE, VALUE a number (e.g. --limit max_quantity=500)")
     if args.action == "covariance":
         try:
             doc = json.loads(Path(args.file).read_text())
@@ -254,12 +260,13 @@ def cmd_admin(args: argparse.Namespace) -> int:
         except (OSError, ValueError, KeyError, TypeError) as exc:
             return _die("admin covariance: " + args.file + ': expected {"symbols": [...], "matrix": [[...]]}: '
                         + type(exc).__name__ + ": " + str(exc))
-    method = {"state": "set_state", "covariance": "load_covariance"}.get(args.action, args.action.replace("-", "_"))
+    method = {"state": "set_state", "covariance": "load_covariance", "limits": "set_limits"}.get(
+        args.action, args.action.replace("-", "_"))
     try:
-        ray.get(sup.call.remote("validator", method, *params[args.action]), timeout=30)
+        result = ray.get(sup.call.remote("validator", method, *params[args.action]), timeout=30)
     except ray.exceptions.RayTaskError as exc:
         return _die("admin " + args.action + " failed: " + str(exc.cause if hasattr(exc, "cause") else exc).splitlines()[0])
-    print(json.dumps({"ok": True, "action": args.action}))
+    print(json.dumps({"ok": True, "action": args.action, "result": result}, default=str))
     return 0
 
 
@@ -358,11 +365,13 @@ def build_parser() -> argparse.ArgumentParser:
     st = sub.add_parser("status", help="every actor's counters, the epoch, the failover log")
     st.set_defaults(func=cmd_status)
     ad = sub.add_parser("admin", help="risk controls: kill switch, pause, trading state, breakers")
-    ad.add_argument("action", choices=["kill", "unkill", "pause", "resume", "state", "reset-breaker", "covariance"])
+    ad.add_argument("action", choices=["kill", "unkill", "pause", "resume", "state", "reset-breaker", "covariance",
+                                       "limits", "controls"])
     ad.add_argument("--strategy", help="one strategy (kill/unkill/state: default node-wide)")
     ad.add_argument("--state", choices=["ACTIVE", "REDUCING", "HALTED"])
     ad.add_argument("--name", help="breaker: system, execution or strategy:<id>")
     ad.add_argument("--file", help='covariance: JSON {"symbols": [...], "matrix": [[...]]} (returns over the risk horizon)')
+    ad.add_argument("--limit", action="append", metavar="NAME=VALUE", help="limits: a run-time limit (repeatable)")
     ad.set_defaults(func=cmd_admin)
 
     rc = sub.add_parser("reconcile", help="reconcile the ledger with every broker now (exit 1 on a mismatch)")

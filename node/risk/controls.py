@@ -45,6 +45,9 @@ class ControlError(ValueError):
         self.reason = reason
         self.detail = detail
 
+    def __reduce__(self) -> tuple:  # crosses Ray (pickle) intact
+        return (ControlError, (self.reason, self.detail))
+
 
 # ---------------------------------------------------------------- the controls (commands)
 
@@ -97,6 +100,7 @@ class ControlEvent(msgspec.Struct, frozen=True, kw_only=True):
     ts_ns: int
     target: str = NODE  # strategy id or NODE
     after: Switches | None = None  # None for limits / covariance (node-wide, not switches)
+    node_id: str = ""  # the node that recorded it (nodes sharing a Redis never fold each other's)
 
 
 class ControlState(msgspec.Struct, kw_only=True):

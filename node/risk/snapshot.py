@@ -75,7 +75,8 @@ def take(risk: "PreTradeRisk", unknown: dict[str, set[str]], recent_exec_ids: li
     groups = {sym[i]: b.group_names[int(grp[i])] for i in (grp >= 0).nonzero()[0].tolist()}
     held = b.sa[COL_FIRST_STRATEGY:ncols, :n, SA_FILL]  # one vectorised scan, not one per strategy
     cols, slots = held.nonzero()
-    positions = [Position(strat[c], sym[i], q) for c, i, q in zip(cols.tolist(), slots.tolist(), held[cols, slots].tolist())]
+    qtys = held[cols, slots].tolist()
+    positions = [Position(strat[c], sym[i], q) for c, i, q in zip(cols.tolist(), slots.tolist(), qtys)]
     tf = b.tf[:, COL_FIRST_STRATEGY:ncols]
     marks = [StrategyMarks(sid, c, p, d) for sid, c, p, d in
              zip(strat, tf[T_CASH].tolist(), tf[T_PEAK].tolist(), tf[T_DAY0].tolist())]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -18,10 +19,12 @@ def run(*args: str, cwd: str, timeout: float = 120) -> subprocess.CompletedProce
 
 
 def test_up_then_operate_it(tmp_path, redis_url, database_url):
+    run_id = secrets.token_hex(3)  # controls and risk state now survive a restart: a fresh node per run
     (tmp_path / "node.toml").write_text(
-        'node_id = "cli-op"\nray_namespace = "cli-op"\n[api]\nport = 0\n[intake]\nport = 0\n'
-        '[storage]\nsignals_stream = "cliop.signals"\nevents_stream = "cliop.events"\n'
-        'intake_stream = "cliop.intake"\nledger = false\n'
+        ('node_id = "cli-op-RUN"\nray_namespace = "cli-op"\n[api]\nport = 0\n[intake]\nport = 0\n'
+         '[storage]\nsignals_stream = "cliopRUN.signals"\nevents_stream = "cliopRUN.events"\n'
+         'intake_stream = "cliopRUN.intake"\ncontrols_stream = "cliopRUN.controls"\nledger = false\n'
+         ).replace("RUN", run_id) +
         '[[engines]]\nname = "alpha"\n[[engines]]\nname = "beta"\n'
     )
     env = dict(os.environ, REDIS_URL=redis_url, DATABASE_URL=database_url)
@@ -42,6 +45,15 @@ def test_up_then_operate_it(tmp_path, redis_url, database_url):
         killed = run(*cfg, "send", "--symbol", "AAPL", "--action", "BUY", "--quantity", "5", cwd=tmp_path)
         assert json.loads(killed.stdout)["reasons"] == ["KILL_SWITCH"]
         assert run(*cfg, "admin", "unkill", cwd=tmp_path).returncode == 0
+        limited = run(*cfg, "admin", "limits", "--limit", "max_quantity=4", cwd=tmp_path)
+        assert json.loads(limited.stdout)["result"] == {"applied": True, "durable": True}, limited.stderr
+        too_big = run(*cfg, "send", "--symbol", "AAPL", "--action", "BUY", "--quantity", "5", cwd=tmp_path)
+        assert json.loads(too_big.stdout)["reasons"] == ["MAX_QUANTITY"]
+        shown = json.loads(run(*cfg, "admin", "controls", cwd=tmp_path).stdout)["result"]
+        assert shown["limits"] == {"max_quantity": 4.0}
+        assert run(*cfg, "admin", "limits", "--limit", "max_quantity=100000", cwd=tmp_path).returncode == 0
+        bad = run(*cfg, "admin", "limits", "--limit", "max_symbols=3", cwd=tmp_path)
+        assert bad.returncode != 0 and "UNKNOWN_LIMIT" in bad.stderr, bad.stderr
         missing = run(*cfg, "admin", "pause", cwd=tmp_path)
         assert missing.returncode == 2 and "needs --strategy" in missing.stderr
         moved = json.loads(run(*cfg, "failover", "--to", "beta", cwd=tmp_path).stdout)

@@ -63,8 +63,9 @@ def test_a_control_set_while_redis_is_down_applies_at_once_and_survives_a_restar
         assert _reasons(second, "p1") == [Reason.STRATEGY_PAUSED]
         assert _reasons(second, "free") == []
         assert second.controls()["strategies"] == {
-            "k1": {"killed": True, "paused": False, "state": 0}, "p1": {"killed": False, "paused": True, "state": 0},
-        }  # fmt: skip
+            "k1": {"killed": True, "paused": False, "state": "ACTIVE"},
+            "p1": {"killed": False, "paused": True, "state": "ACTIVE"},
+        }
     finally:
         for v in (first, second):
             if v is not None:
@@ -88,8 +89,10 @@ def test_a_control_that_cannot_apply_is_refused_with_a_reason_and_not_recorded(m
         with pytest.raises(ctl.ControlError) as refused:
             call(v)
         assert refused.value.reason == reason
-        assert v.controls() == {"node": {"killed": False, "paused": False, "state": 0}, "strategies": {},
-                                "limits": {}, "covariance": []}
+        assert v.controls() == {
+            "node": {"killed": False, "paused": False, "state": "ACTIVE"}, "strategies": {}, "limits": {},
+            "covariance": [],
+        }
         assert _reasons(v, "any") == []
     finally:
         v.stop()

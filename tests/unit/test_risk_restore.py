@@ -5,6 +5,7 @@ snapshot (positions, cash, marks, pending, UNKNOWN symbols), and saved breakers 
 from __future__ import annotations
 
 import json
+import pickle
 
 import msgspec
 import pytest
@@ -138,6 +139,8 @@ def test_limits_that_cannot_change_at_run_time_or_are_out_of_range_are_refused()
     with pytest.raises(ctl.ControlError) as bad:
         ctl.checked_control(ctl.SetLimits({"max_quantity": -1.0}), CFG)
     assert bad.value.reason == "BAD_LIMIT"
+    again = pickle.loads(pickle.dumps(bad.value))  # what Ray does to it on the way to the operator
+    assert (type(again), again.reason, str(again)) == (ctl.ControlError, "BAD_LIMIT", str(bad.value))
     with pytest.raises(ctl.ControlError):
         ctl.checked_control(ctl.LoadCovariance(["A", "B"], [[1.0]]), CFG)
     risk = make()
