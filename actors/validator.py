@@ -151,7 +151,18 @@ class Validator(LoopService):
         self._warm_memory()
         self._breaker_key = self._cfg.node_id + ".risk.breakers"
         self._restore_breakers()
-        self._restore_risk_state()  # controls, positions, PnL, UNKNOWN symbols: before the intake opens
+        # subscribed before the restore reads the logs: a report published meanwhile waits here
+        self._fills = ctx.socket(zmq.SUB)
+        self._fills.setsockopt(zmq.LINGER, 0)
+        self._fills.setsockopt(zmq.RCVHWM, 0)
+        self._fills.connect(self._events_endpoint)
+        for prefix in topic_prefixes("", _RISK_KINDS):
+            self._fills.setsockopt(zmq.SUBSCRIBE, prefix)
+        try:
+            self._restore_risk_state()  # controls, positions, PnL, UNKNOWN symbols: before the intake opens
+        except BaseException:
+            self._fills.close(0)
+            raise
         self._router = tune(ctx.socket(zmq.ROUTER))
         self._router.setsockopt(zmq.MAXMSGSIZE, self._cfg.intake.transport_max_bytes)
         self._router.setsockopt(zmq.ROUTER_MANDATORY, 0)
@@ -161,12 +172,6 @@ class Validator(LoopService):
         for endpoint in self._engine_intakes:
             self._connect_engine(endpoint)
         self.poller.register(self._router, zmq.POLLIN)
-        self._fills = ctx.socket(zmq.SUB)
-        self._fills.setsockopt(zmq.LINGER, 0)
-        self._fills.setsockopt(zmq.RCVHWM, 0)
-        self._fills.connect(self._events_endpoint)
-        for prefix in topic_prefixes("", _RISK_KINDS):
-            self._fills.setsockopt(zmq.SUBSCRIBE, prefix)
         self.poller.register(self._fills, zmq.POLLIN)
         self._fallback = ctx.socket(zmq.PULL)
         fallback_endpoint = "inproc://fallback-" + str(id(self))

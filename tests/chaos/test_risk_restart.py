@@ -146,15 +146,17 @@ def test_a_whole_node_restart_after_thirty_strategies_keeps_a_killed_strategy_ki
             assert _send(client, "s9", "MSFT", "BUY", 1.0).status == "ACCEPTED"
         assert len(again.call("validator", "breaker_states")) >= 32
 
-        async def rows() -> dict:
+        async def rows(sql: str) -> list:
             conn = await asyncpg.connect(database)
             try:
-                got = await conn.fetch("SELECT strategy_id, killed, paused, mode FROM strategy_state")
+                return [tuple(r) for r in await conn.fetch(sql)]
             finally:
                 await conn.close()
-            return {r["strategy_id"]: (r["killed"], r["paused"], r["mode"]) for r in got}
 
-        _wait(lambda: len(asyncio.run(rows())) >= 2, "the ledger's strategy_state rows")
-        assert asyncio.run(rows()) == {"s7": (True, False, "ACTIVE"), "s8": (False, True, "ACTIVE")}
+        states = "SELECT strategy_id, killed, paused, mode FROM strategy_state ORDER BY strategy_id"
+        _wait(lambda: len(asyncio.run(rows(states))) >= 2, "the ledger's strategy_state rows")
+        assert asyncio.run(rows(states)) == [("s7", True, False, "ACTIVE"), ("s8", False, True, "ACTIVE")]
+        audit = asyncio.run(rows("SELECT kind, target FROM control_events ORDER BY stream_id"))
+        assert audit == [("kill", "s7"), ("pause", "s8")]
     finally:
         again.stop()
