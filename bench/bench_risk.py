@@ -9,7 +9,7 @@ import pytest
 
 from bench.risk_report import T0, build_book, kernel_args, make_signals
 from node.messages import ExecKind, ExecutionReport, Side
-from node.risk import reference
+from node.risk import PreTradeRisk, reference, snapshot
 from node.risk.kernels import check_order
 
 NOW = T0 + 1_000
@@ -66,3 +66,26 @@ def test_fill_update(benchmark, book) -> None:
                for k in range(1_200)]
     nxt = _cycle(reports)
     benchmark.pedantic(lambda: risk.on_fill(nxt(), "strat1"), rounds=1_000, iterations=1, warmup_rounds=100)
+
+
+def test_snapshot_take(benchmark, book) -> None:
+    """What the validator pays once a second while risk changes (10,000 positions)."""
+    risk, _, _ = book
+    raw = benchmark.pedantic(lambda: snapshot.encode(snapshot.take(risk, {}, [])), rounds=20, iterations=1,
+                             warmup_rounds=2)
+    assert len(snapshot.decode(raw).positions()) == risk.book.n_symbols
+
+
+def test_snapshot_restore(benchmark, book) -> None:
+    """What a restarted validator pays before its intake opens (10,000 positions, covariance loaded)."""
+    risk, syms, _ = book
+    raw = snapshot.encode(snapshot.take(risk, {}, []))
+    cov = risk.book.cov[: len(syms), : len(syms)].copy()
+
+    def fresh():
+        target = PreTradeRisk(risk.cfg, syms, {}, 10_000_000_000.0)
+        target.load_covariance(syms, cov)
+        return (target,), {}
+
+    benchmark.pedantic(lambda target: snapshot.restore(target, snapshot.decode(raw)), setup=fresh, rounds=3,
+                       iterations=1)

@@ -2,7 +2,7 @@
 
 The risk book is rebuilt from fills (positions, cash, last prices, peaks, the day's baseline), the
 reservations of accepted orders not yet done (pending), and the symbols blocked by an UNKNOWN order.
-A `RiskSnapshot` holds exactly those, sparse (one row per non-zero position), not the numpy arrays;
+A `RiskSnapshot` holds exactly those, sparse (the non-zero positions as index and quantity arrays);
 `take` reads it from a `PreTradeRisk`, `restore` writes it into a fresh one (after the controls and the
 covariance, so C.w and w'Cw are rebuilt under the covariance in force). Pure: no I/O, no clock.
 
@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import msgspec
+import numpy as np
 
 from node.risk.book import COL_FIRST_STRATEGY, GRP, PX, SA_FILL, T_CASH, T_DAY0, T_PEAK, UNK
 from node.risk.kernels import apply_fill, release_pending
@@ -24,12 +25,8 @@ if TYPE_CHECKING:
     from node.risk.engine import PreTradeRisk
 
 SNAPSHOT_VERSION = 1
-
-
-class Position(msgspec.Struct, frozen=True, array_like=True):
-    strategy_id: str
-    symbol: str
-    qty: float
+_F8 = np.dtype("<f8")
+_I4 = np.dtype("<i4")
 
 
 class Pending(msgspec.Struct, frozen=True, array_like=True):
@@ -40,27 +37,37 @@ class Pending(msgspec.Struct, frozen=True, array_like=True):
     commit_ns: int
 
 
-class StrategyMarks(msgspec.Struct, frozen=True, array_like=True):
-    strategy_id: str
-    cash: float
-    peak: float
-    day0: float
-
-
 class RiskSnapshot(msgspec.Struct, kw_only=True):
+    """Arrays travel as raw little-endian bytes (float64 / int32): a 10,000-position book encodes
+    without a Python object per position."""
+
     version: int = SNAPSHOT_VERSION
     taken_ns: int = 0
     events_mark: str = "0"
     signals_mark: str = "0"
     day_end_ns: int = 0
-    prices: dict[str, float] = {}
-    groups: dict[str, str] = {}  # symbol -> correlation group learned from signals
-    positions: list[Position] = []
-    marks: list[StrategyMarks] = []
+    symbols: list[str] = []  # slot order
+    strategies: list[str] = []  # column order (from COL_FIRST_STRATEGY)
+    groups: list[str] = []
+    prices: bytes = b""  # float64 per symbol (0 = none)
+    group_of: bytes = b""  # int32 per symbol: index in `groups`, -1 none
+    pos_strategy: bytes = b""  # int32 per position: index in `strategies`
+    pos_symbol: bytes = b""  # int32 per position: index in `symbols`
+    pos_qty: bytes = b""  # float64 per position (signed, filled)
+    cash: bytes = b""  # float64 per strategy
+    peak: bytes = b""
+    day0: bytes = b""
     pending: list[Pending] = []
     unknown: dict[str, list[str]] = {}  # symbol -> client order ids in UNKNOWN
     loss_tripped: list[str] = []
     recent_exec_ids: list[str] = []
+
+    def positions(self) -> list[tuple[str, str, float]]:
+        """(strategy, symbol, qty) of every position (for people and tests)."""
+        cols = np.frombuffer(self.pos_strategy, dtype=_I4).tolist()
+        slots = np.frombuffer(self.pos_symbol, dtype=_I4).tolist()
+        qtys = np.frombuffer(self.pos_qty, dtype=_F8).tolist()
+        return [(self.strategies[c], self.symbols[i], q) for c, i, q in zip(cols, slots, qtys)]
 
 
 def take(risk: "PreTradeRisk", unknown: dict[str, set[str]], recent_exec_ids: list[str]) -> RiskSnapshot:
@@ -68,28 +75,26 @@ def take(risk: "PreTradeRisk", unknown: dict[str, set[str]], recent_exec_ids: li
     b = risk.book
     sym, strat = b.sym_names, b.strat_names
     n, ncols = len(sym), b.n_cols
-    px = b.sf[PX, :n]
-    priced = (px > 0.0).nonzero()[0].tolist()
-    prices = dict(zip([sym[i] for i in priced], px[priced].tolist()))
-    grp = b.sf[GRP, :n]
-    groups = {sym[i]: b.group_names[int(grp[i])] for i in (grp >= 0).nonzero()[0].tolist()}
     held = b.sa[COL_FIRST_STRATEGY:ncols, :n, SA_FILL]  # one vectorised scan, not one per strategy
     cols, slots = held.nonzero()
-    qtys = held[cols, slots].tolist()
-    positions = [Position(strat[c], sym[i], q) for c, i, q in zip(cols.tolist(), slots.tolist(), qtys)]
     tf = b.tf[:, COL_FIRST_STRATEGY:ncols]
-    marks = [StrategyMarks(sid, c, p, d) for sid, c, p, d in
-             zip(strat, tf[T_CASH].tolist(), tf[T_PEAK].tolist(), tf[T_DAY0].tolist())]
     pending = [
         Pending(rid, strat[c - COL_FIRST_STRATEGY], sym[i] if i >= 0 else "", float(dq), int(t))
         for rid, (c, i, dq, t) in risk._pending.items()
     ]
     return RiskSnapshot(
         day_end_ns=risk._day_end_ns,
-        prices=prices,
-        groups=groups,
-        positions=positions,
-        marks=marks,
+        symbols=list(sym),
+        strategies=list(strat),
+        groups=list(b.group_names),
+        prices=_f8(b.sf[PX, :n]),
+        group_of=b.sf[GRP, :n].astype(_I4).tobytes(),
+        pos_strategy=cols.astype(_I4).tobytes(),
+        pos_symbol=slots.astype(_I4).tobytes(),
+        pos_qty=_f8(held[cols, slots]),
+        cash=_f8(tf[T_CASH]),
+        peak=_f8(tf[T_PEAK]),
+        day0=_f8(tf[T_DAY0]),
         pending=pending,
         unknown={s: sorted(ids) for s, ids in unknown.items() if ids},
         loss_tripped=[strat[c - COL_FIRST_STRATEGY] for c in sorted(risk._loss_tripped)],
@@ -99,27 +104,34 @@ def take(risk: "PreTradeRisk", unknown: dict[str, set[str]], recent_exec_ids: li
 
 def restore(risk: "PreTradeRisk", snap: RiskSnapshot) -> dict[str, set[str]]:
     """Rebuild positions, cash, marks, pending and UNKNOWN symbols of a fresh `risk` from `snap`;
-    returns the UNKNOWN map (symbol -> client order ids) for the caller to keep following."""
+    returns the UNKNOWN map (symbol -> client order ids) for the caller to keep following. Raises
+    ValueError on a snapshot whose arrays do not match its names."""
     b = risk.book
-    for symbol, group in snap.groups.items():
-        i = b.add_symbol(symbol)
-        b.sf[GRP, i] = b.add_group(group)
-    for symbol, px in snap.prices.items():
-        i = b.add_symbol(symbol)
-        b.ensure_headroom()
+    prices = np.frombuffer(snap.prices, dtype=_F8)
+    group_of = np.frombuffer(snap.group_of, dtype=_I4)
+    if len(prices) != len(snap.symbols) or len(group_of) != len(snap.symbols):
+        raise ValueError("risk snapshot: per-symbol arrays do not match its symbols")
+    slot = [b.add_symbol(symbol) for symbol in snap.symbols]
+    b.ensure_headroom()
+    for k, g in enumerate(group_of.tolist()):
+        if 0 <= g < len(snap.groups):
+            b.sf[GRP, slot[k]] = b.add_group(snap.groups[g])
+    for k, px in enumerate(prices.tolist()):
         if px > 0.0:
-            risk._set_price(i, px)
-    for pos in snap.positions:
-        c = b.add_strategy(pos.strategy_id)
-        i = b.add_symbol(pos.symbol)
-        b.ensure_headroom()
-        apply_fill(b.sf, b.tf, b.sa, b.g, b.cov, b.n_symbols, c, i, pos.qty, 0.0, b.sf[PX, i])
-    for m in snap.marks:  # cash as it was (the fills above booked them at the last price)
-        c = b.add_strategy(m.strategy_id)
-        b.ensure_headroom()
-        b.tf[T_CASH, c] = m.cash
-        b.tf[T_PEAK, c] = m.peak
-        b.tf[T_DAY0, c] = m.day0
+            risk._set_price(slot[k], px)
+    col = [b.add_strategy(sid) for sid in snap.strategies]
+    b.ensure_headroom()
+    for c, i, q in zip(
+        np.frombuffer(snap.pos_strategy, dtype=_I4).tolist(), np.frombuffer(snap.pos_symbol, dtype=_I4).tolist(),
+        np.frombuffer(snap.pos_qty, dtype=_F8).tolist(),
+    ):
+        i = slot[i]
+        apply_fill(b.sf, b.tf, b.sa, b.g, b.cov, b.n_symbols, col[c], i, q, 0.0, b.sf[PX, i])
+    cols = np.array(col, dtype=np.int64)
+    if len(cols):  # cash as it was (the fills above booked them at the last price), marks as they were
+        b.tf[T_CASH, cols] = np.frombuffer(snap.cash, dtype=_F8)
+        b.tf[T_PEAK, cols] = np.frombuffer(snap.peak, dtype=_F8)
+        b.tf[T_DAY0, cols] = np.frombuffer(snap.day0, dtype=_F8)
     for p in snap.pending:
         c = b.add_strategy(p.strategy_id)
         i = b.add_symbol(p.symbol) if p.symbol else -1
@@ -140,6 +152,10 @@ def restore(risk: "PreTradeRisk", snap: RiskSnapshot) -> dict[str, set[str]]:
         risk._seen_fills[exec_id] = None
     b.ensure_headroom()
     return unknown
+
+
+def _f8(a: np.ndarray) -> bytes:
+    return np.ascontiguousarray(a, dtype=_F8).tobytes()
 
 
 _encoder = msgspec.msgpack.Encoder()
