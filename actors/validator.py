@@ -530,8 +530,12 @@ class Validator(LoopService):
         saved = self._state.load_snapshot()
         signals_mark = events_mark = "0"
         if saved is not None:
-            self._unknown = risk_snapshot.restore(self.risk, saved)
-            signals_mark, events_mark = saved.signals_mark, saved.events_mark
+            try:
+                self._unknown = risk_snapshot.restore(self.risk, saved)
+                signals_mark, events_mark = saved.signals_mark, saved.events_mark
+            except ValueError as exc:  # checked before anything changed: rebuild from the whole logs
+                _log.warning("risk snapshot unusable, replaying the logs from the start: %s", exc)
+                saved = None
         signals = events = 0
         for entry_id, fields in self._state.entries_after(st.signals_stream, signals_mark):
             self._signals_tip = entry_id.decode()

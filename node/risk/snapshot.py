@@ -106,11 +106,10 @@ def restore(risk: "PreTradeRisk", snap: RiskSnapshot) -> dict[str, set[str]]:
     """Rebuild positions, cash, marks, pending and UNKNOWN symbols of a fresh `risk` from `snap`;
     returns the UNKNOWN map (symbol -> client order ids) for the caller to keep following. Raises
     ValueError on a snapshot whose arrays do not match its names."""
+    check(snap)  # before anything changes: a bad snapshot leaves `risk` as it was
     b = risk.book
     prices = np.frombuffer(snap.prices, dtype=_F8)
     group_of = np.frombuffer(snap.group_of, dtype=_I4)
-    if len(prices) != len(snap.symbols) or len(group_of) != len(snap.symbols):
-        raise ValueError("risk snapshot: per-symbol arrays do not match its symbols")
     slot = [b.add_symbol(symbol) for symbol in snap.symbols]
     b.ensure_headroom()
     for k, g in enumerate(group_of.tolist()):
@@ -152,6 +151,28 @@ def restore(risk: "PreTradeRisk", snap: RiskSnapshot) -> dict[str, set[str]]:
         risk._seen_fills[exec_id] = None
     b.ensure_headroom()
     return unknown
+
+
+def check(snap: RiskSnapshot) -> None:
+    """Raise ValueError unless every array of `snap` matches its names (version, lengths, indices)."""
+    if snap.version != SNAPSHOT_VERSION:
+        raise ValueError("risk snapshot: version " + str(snap.version) + ", expected " + str(SNAPSHOT_VERSION))
+    n, m = len(snap.symbols), len(snap.strategies)
+    try:
+        arrays = [np.frombuffer(raw, dtype=dt) for raw, dt in (
+            (snap.prices, _F8), (snap.group_of, _I4), (snap.pos_strategy, _I4), (snap.pos_symbol, _I4),
+            (snap.pos_qty, _F8), (snap.cash, _F8), (snap.peak, _F8), (snap.day0, _F8))]  # fmt: skip
+    except ValueError as exc:
+        raise ValueError("risk snapshot: an array is not whole: " + str(exc)) from exc
+    prices, group_of, pos_c, pos_i, pos_q, cash, peak, day0 = arrays
+    if len(prices) != n or len(group_of) != n or not len(cash) == len(peak) == len(day0) == m:
+        raise ValueError("risk snapshot: per-symbol or per-strategy arrays do not match the names")
+    if not len(pos_c) == len(pos_i) == len(pos_q):
+        raise ValueError("risk snapshot: position arrays of different lengths")
+    if len(pos_c) and (pos_c.min() < 0 or pos_c.max() >= m or pos_i.min() < 0 or pos_i.max() >= n):
+        raise ValueError("risk snapshot: a position names no strategy or symbol")
+    if not all(np.isfinite(a).all() for a in (prices, pos_q, cash, peak, day0)):
+        raise ValueError("risk snapshot: a number is not finite")
 
 
 def _f8(a: np.ndarray) -> bytes:

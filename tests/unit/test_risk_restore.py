@@ -209,3 +209,21 @@ def test_control_events_become_audit_rows_and_the_newest_switches_per_strategy()
     assert batch.strategy_states[ctl.NODE][2] is True
     assert len(batch.dead) == 1 and batch.entry_count == 5
     assert msgspec.json.decode(batch.controls[3][3]) == {"changes": {"max_quantity": 9.0}}
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    field=st.sampled_from(["prices", "group_of", "pos_strategy", "pos_symbol", "pos_qty", "cash", "peak", "day0"]),
+    junk=st.binary(max_size=40),
+)
+def test_a_damaged_snapshot_is_refused_before_it_changes_anything(field: str, junk: bytes) -> None:
+    taken = snap.take(_book(make()), {}, [])
+    damaged = msgspec.structs.replace(taken, **{field: junk})
+    target = make()
+    before = (target.exposures(), target.book.n_cols, target.book.n_symbols)
+    try:
+        snap.restore(target, damaged)
+    except ValueError:
+        assert (target.exposures(), target.book.n_cols, target.book.n_symbols) == before
+    else:  # the junk happened to be a valid array of the right length
+        snap.check(damaged)
