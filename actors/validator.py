@@ -107,6 +107,7 @@ class Validator(LoopService):
         self.risk = risk
         for state, strategy_id in initial_states:  # (state, strategy or None), in force before the intake opens
             risk.set_state(state, strategy_id)
+        self._initial_states = tuple(initial_states)  # recorded as controls once the store is open (_open)
         router = Router.from_config(cfg)
         self.gate = SignalGate(cfg.signing, cfg.intake, risk, route=router.group_of if cfg.reject_unrouted else None)
         self._redis_url = redis_url
@@ -163,6 +164,9 @@ class Validator(LoopService):
         except BaseException:
             self._fills.close(0)
             raise
+        for state, strategy_id in self._initial_states:  # e.g. the start-up reconciliation's REDUCING: kept
+            st = state if isinstance(state, TradingState) else TradingState[str(state)]
+            self._control(ctl.SetState(st, strategy_id))
         self._router = tune(ctx.socket(zmq.ROUTER))
         self._router.setsockopt(zmq.MAXMSGSIZE, self._cfg.intake.transport_max_bytes)
         self._router.setsockopt(zmq.ROUTER_MANDATORY, 0)

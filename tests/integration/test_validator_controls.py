@@ -24,8 +24,9 @@ def _reasons(v: Validator, strategy: str, qty: float = 1.0) -> list:
     return v.call_on_loop(lambda: v.risk.check(_signal(strategy, qty), time.time_ns()))
 
 
-def _validator(cfg, url: str) -> Validator:
-    v = Validator(cfg, url, ["tcp://127.0.0.1:" + str(free_port())], "tcp://127.0.0.1:" + str(free_port()))
+def _validator(cfg, url: str, initial_states: tuple = ()) -> Validator:
+    v = Validator(cfg, url, ["tcp://127.0.0.1:" + str(free_port())], "tcp://127.0.0.1:" + str(free_port()),
+                  initial_states=initial_states)
     v.start(timeout_s=60)
     return v
 
@@ -96,3 +97,19 @@ def test_a_control_that_cannot_apply_is_refused_with_a_reason_and_not_recorded(m
         assert _reasons(v, "any") == []
     finally:
         v.stop()
+
+
+def test_a_start_up_state_from_reconciliation_is_recorded_and_kept_by_the_next_start(make_config, redis_url):
+    cfg = make_config()
+    first = _validator(cfg, redis_url, initial_states=(("REDUCING", "recon"), ("HALTED", None)))
+    try:
+        assert first.controls()["strategies"]["recon"]["state"] == "REDUCING"
+    finally:
+        first.stop()
+    second = _validator(cfg, redis_url)  # a restart: nothing passed in this time
+    try:
+        assert second.controls()["node"]["state"] == "HALTED"
+        assert second.controls()["strategies"]["recon"]["state"] == "REDUCING"
+        assert _reasons(second, "other") == [Reason.HALTED]
+    finally:
+        second.stop()
