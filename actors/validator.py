@@ -550,7 +550,7 @@ class Validator(LoopService):
             except (msgspec.DecodeError, msgspec.ValidationError):
                 continue  # the ledger dead-letters it
             for acc in batch:
-                if acc.signal.request_id in self.risk._pending:
+                if acc.signal.request_id in getattr(self.risk, "_pending", ()):
                     continue  # already reserved in the snapshot (an append that was in doubt then)
                 self.risk.check(acc.signal, acc.received_ns)  # gives a first-seen symbol its slot
                 self.risk.commit(acc.signal, acc.received_ns)
