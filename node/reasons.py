@@ -76,3 +76,12 @@ class Reason(StrEnum):
     #: sent to a broker that died before answering, the group moved to a broker of another account:
     #: never sent again; UNKNOWN until that broker's word comes back
     BROKER_LOST = "BROKER_LOST"
+    # the order's life at a real broker (node/venue.py, adapters/brokers/)
+    REPLACED = "REPLACED"  # canceled because a replacement took its place
+    EXPIRED = "EXPIRED"  # its time in force ran out
+    RATE_LIMITED = "RATE_LIMITED"  # over the account's order budget: never sent
+    LOGIN_EXPIRED = "LOGIN_EXPIRED"  # the broker login (OAuth refresh token) lapsed: never sent
+    BROKER_MAINTENANCE = "BROKER_MAINTENANCE"  # the broker's nightly reset / restart window: never sent
+    NO_CONNECTION = "NO_CONNECTION"  # not connected to the broker: never sent
+    UNKNOWN_ORDER = "UNKNOWN_ORDER"  # a cancel / replace of an order the venue does not know
+    NOT_AT_BROKER = "NOT_AT_BROKER"  # an UNKNOWN submit the broker's order list never showed: never placed

@@ -1,0 +1,213 @@
+"""Schwab Trader API <-> node mapping (pure: no I/O, no clock).
+
+- `order_spec(intent)`: the JSON body of `POST /trader/v1/accounts/{hash}/orders` for one node
+  order (equities; options when the symbol is an OCC symbol), or a reason code it cannot be sent.
+- `order_id_from_location(url)`: Schwab answers a placed order with 201 and no body; the new
+  order's id is the last path segment of its `Location` header.
+- `read_order(obj)`: one order of `GET .../orders` as the node sees it: its kind (the status
+  mapped), quantities, and its executions as fills with broker-stable exec ids
+  (`<orderId>-<activityId>-<leg no.>`), so a fill seen on two sweeps is one fill.
+- `matches(intent, obj)`: whether an order the node does not know by id is the one an UNKNOWN
+  submit sent (Schwab keeps no client order id): same symbol, instruction, quantity and type.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any
+
+import msgspec
+
+from node.messages import ExecKind, OrderIntent, OrderType, Side
+from node.reasons import Reason
+
+#: OCC option symbol as Schwab spells it: root padded to 6, yymmdd, C/P, strike * 1000 in 8 digits
+OCC_SYMBOL = re.compile(r"^([A-Z0-9.]{1,6}) *(\d{6})([CP])(\d{8})$")
+#: contracts -> shares of the underlying (notional of an option order)
+OPTION_MULTIPLIER = 100
+
+_ORDER_TYPE = {
+    OrderType.MARKET: "MARKET",
+    OrderType.LIMIT: "LIMIT",
+    OrderType.STOP: "STOP",
+    OrderType.STOP_LIMIT: "STOP_LIMIT",
+}
+_DURATION = {"DAY": "DAY", "GTC": "GOOD_TILL_CANCEL", "IOC": "IMMEDIATE_OR_CANCEL", "FOK": "FILL_OR_KILL"}
+
+#: Schwab order status -> the node's report kind (None: still live, its fills say the rest)
+_LIVE = frozenset({
+    "AWAITING_PARENT_ORDER", "AWAITING_CONDITION", "AWAITING_STOP_CONDITION", "AWAITING_MANUAL_REVIEW",
+    "ACCEPTED", "AWAITING_UR_OUT", "PENDING_ACTIVATION", "QUEUED", "WORKING", "PENDING_CANCEL",
+    "PENDING_REPLACE", "NEW", "AWAITING_RELEASE_TIME", "PENDING_ACKNOWLEDGEMENT", "PENDING_RECALL",
+})  # fmt: skip
+_ENDED = {
+    "FILLED": (ExecKind.FILL, ""),
+    "CANCELED": (ExecKind.CANCELED, "CANCELED"),
+    "REPLACED": (ExecKind.CANCELED, Reason.REPLACED.value),
+    "EXPIRED": (ExecKind.CANCELED, Reason.EXPIRED.value),
+    "REJECTED": (ExecKind.REJECTED, Reason.VENUE_REJECT.value),
+}
+
+
+class SchwabFill(msgspec.Struct, frozen=True, kw_only=True):
+    exec_id: str
+    qty: float
+    price: float
+    time: str = ""
+
+
+class SchwabOrder(msgspec.Struct, frozen=True, kw_only=True):
+    """One order as Schwab lists it, in node terms."""
+
+    order_id: str
+    status: str
+    kind: ExecKind | None  # None: live (NEW once acknowledged, fills tell the rest)
+    reason: str
+    symbol: str
+    side: Side
+    quantity: float
+    filled: float
+    remaining: float
+    order_type: str
+    entered_time: str
+    fills: list[SchwabFill]
+
+
+def is_option(symbol: str) -> bool:
+    return OCC_SYMBOL.match(symbol) is not None
+
+
+def order_spec(intent: OrderIntent, time_in_force: str = "DAY") -> tuple[dict[str, Any] | None, str]:
+    """(the order body, "") or (None, reason code)."""
+    kind = intent.order_type
+    if kind in (OrderType.LIMIT, OrderType.STOP_LIMIT) and not (intent.limit_price or 0.0) > 0.0:
+        return None, Reason.PRICE_REQUIRED.value
+    if kind in (OrderType.STOP, OrderType.STOP_LIMIT) and not (intent.stop_price or 0.0) > 0.0:
+        return None, Reason.PRICE_REQUIRED.value
+    option = is_option(intent.symbol)
+    qty = intent.quantity
+    if qty is None:
+        # Schwab takes whole shares or contracts; a notional needs a price to size it
+        px = intent.limit_price or intent.stop_price
+        notional = intent.notional or 0.0
+        if not px or not notional > 0.0:
+            return None, Reason.SIZE_SPEC.value
+        qty = math.floor(notional / (px * (OPTION_MULTIPLIER if option else 1)))
+    if not qty > 0.0 or qty != math.floor(qty) or math.isinf(qty):
+        return None, Reason.SIZE_SPEC.value
+    duration = _DURATION.get(time_in_force)
+    if duration is None:
+        return None, Reason.SCHEMA_INVALID.value
+    buy = intent.side is Side.BUY
+    if option:
+        instruction = "BUY_TO_OPEN" if buy else "SELL_TO_CLOSE"
+    else:
+        instruction = "BUY" if buy else "SELL"
+    spec: dict[str, Any] = {
+        "orderType": _ORDER_TYPE[kind],
+        "session": "NORMAL",
+        "duration": duration,
+        "orderStrategyType": "SINGLE",
+        "orderLegCollection": [{
+            "instruction": instruction,
+            "quantity": int(qty),
+            "instrument": {"symbol": intent.symbol, "assetType": "OPTION" if option else "EQUITY"},
+        }],
+    }  # fmt: skip
+    if kind in (OrderType.LIMIT, OrderType.STOP_LIMIT):
+        spec["price"] = _price(intent.limit_price)
+    if kind in (OrderType.STOP, OrderType.STOP_LIMIT):
+        spec["stopPrice"] = _price(intent.stop_price)
+    return spec, ""
+
+
+def order_id_from_location(location: str | None) -> str:
+    """'.../accounts/HASH/orders/1234' -> '1234'; '' when there is no usable id."""
+    if not location:
+        return ""
+    tail = location.rstrip("/").rsplit("/", 1)[-1]
+    return tail if tail.isdigit() else ""
+
+
+def read_order(obj: Any) -> SchwabOrder | None:
+    """One order object of Schwab's answer, or None when it is not one we can read (counted by the caller)."""
+    try:
+        legs = obj["orderLegCollection"]
+        leg = legs[0]
+        status = str(obj["status"])
+        instruction = str(leg.get("instruction", ""))
+        fills = []
+        for act in obj.get("orderActivityCollection") or ():
+            if act.get("activityType") != "EXECUTION":
+                continue
+            for n, ex in enumerate(act.get("executionLegs") or ()):
+                qty = float(ex["quantity"])
+                if qty > 0.0:
+                    exec_id = str(obj["orderId"]) + "-" + str(act.get("activityId", "")) + "-" + str(n)
+                    fills.append(SchwabFill(exec_id=exec_id, qty=qty, price=float(ex["price"]), time=str(ex.get("time", ""))))
+        ended = _ENDED.get(status)
+        if ended is None and status not in _LIVE:
+            ended = (ExecKind.REJECTED, Reason.VENUE_REJECT.value)  # a status we do not know is no live order
+        return SchwabOrder(
+            order_id=str(obj["orderId"]),
+            status=status,
+            kind=None if ended is None else ended[0],
+            reason="" if ended is None else ended[1],
+            symbol=str(leg["instrument"]["symbol"]),
+            side=Side.BUY if instruction.startswith("BUY") else Side.SELL,
+            quantity=float(obj.get("quantity", leg.get("quantity", 0.0))),
+            filled=float(obj.get("filledQuantity", 0.0)),
+            remaining=float(obj.get("remainingQuantity", 0.0)),
+            order_type=str(obj.get("orderType", "")),
+            entered_time=str(obj.get("enteredTime", "")),
+            fills=fills,
+        )
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError):
+        return None
+
+
+def matches(intent: OrderIntent, order: SchwabOrder) -> bool:
+    """Whether `order` (not known by id) can be the one an unanswered submit of `intent` placed."""
+    spec, _ = order_spec(intent)
+    if spec is None:
+        return False
+    leg = spec["orderLegCollection"][0]
+    return (
+        order.symbol == intent.symbol
+        and order.side is intent.side
+        and order.quantity == float(leg["quantity"])
+        and order.order_type == spec["orderType"]
+    )
+
+
+def positions_of(account: Any) -> dict[str, float]:
+    """`GET /trader/v1/accounts/{hash}?fields=positions` -> net quantity per symbol."""
+    out: dict[str, float] = {}
+    try:
+        for p in account["securitiesAccount"].get("positions") or ():
+            qty = float(p.get("longQuantity", 0.0)) - float(p.get("shortQuantity", 0.0))
+            if qty:
+                out[str(p["instrument"]["symbol"])] = qty
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return {}
+    return out
+
+
+def balances_of(account: Any) -> tuple[float, float, float]:
+    """(cash, buying power, equity) from an account answer; zeros when absent."""
+    try:
+        cur = account["securitiesAccount"]["currentBalances"]
+        return (
+            float(cur.get("cashBalance", 0.0)),
+            float(cur.get("buyingPower", 0.0)),
+            float(cur.get("liquidationValue", 0.0)),
+        )
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return 0.0, 0.0, 0.0
+
+
+def _price(px: float | None) -> str:
+    """Schwab takes prices as decimal strings: 2 places at or above $1, 4 below."""
+    p = float(px or 0.0)
+    return ("%.2f" if p >= 1.0 else "%.4f") % p

@@ -1,0 +1,344 @@
+"""A local HTTP server speaking Schwab's Trader API and OAuth token endpoint, for tests (no network here).
+
+What it serves (paths and JSON shapes as Schwab documents them, what schwab-py sends):
+
+- `POST /v1/oauth/token` (grant_type=refresh_token, HTTP Basic app key/secret): a new access token
+  (`expires_in` = `access_ttl_s`), the refresh token kept; `invalid_grant` once `revoke_login()`.
+- Every `/trader/v1/...` call needs `Authorization: Bearer <a live access token>`: else 401.
+- `POST .../accounts/{hash}/orders`: 201, empty body, `Location: .../orders/{orderId}`; a MARKET
+  order fills at once at `price_of(symbol)` (in `fill_legs` executions: partial fills); LIMIT / STOP
+  orders rest (WORKING) until `fill(order_id, qty, px)`; quantity > `max_quantity` or symbol in
+  `reject_symbols` -> 400 with a message (Schwab's refusal, nothing placed).
+- `GET .../orders` (fromEnteredTime / toEnteredTime), `GET .../orders/{id}`, `DELETE .../orders/{id}`
+  (WORKING -> CANCELED), `PUT .../orders/{id}` (replace: the old order REPLACED, a new one made,
+  201 + Location), `GET .../accounts/{hash}?fields=positions` (positions and balances).
+
+Faults, queued per request kind with `fail_next(kind, fault)`, kind in "place", "cancel",
+"replace", "orders", "order", "account", "token": "401" (this token no longer valid), "429",
+"500" (nothing done), "lose" (the request IS carried out, then the connection is closed with no
+answer: an order accepted whose response was lost), "hang" (carried out, answered after
+`hang_s`: longer than the client waits).
+
+`placed` records every order the fake made, in order: the broker's own record a ledger is compared with.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import json
+import re
+import secrets
+import threading
+import time
+from collections import defaultdict, deque
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+_ORDERS = re.compile(r"^/trader/v1/accounts/([^/]+)/orders$")
+_ORDER = re.compile(r"^/trader/v1/accounts/([^/]+)/orders/(\d+)$")
+_ACCOUNT = re.compile(r"^/trader/v1/accounts/([^/]+)$")
+
+
+def _iso(ts: float) -> str:
+    return dt.datetime.fromtimestamp(ts, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S+0000")
+
+
+class SchwabFake:
+    def __init__(self, account_hash: str = "HASH1", api_key: str = "app-key", app_secret: str = "app-secret",
+                 access_ttl_s: int = 1800) -> None:
+        self.account_hash = account_hash
+        self.api_key = api_key
+        self.app_secret = app_secret
+        self.access_ttl_s = access_ttl_s
+        self.refresh_token = "refresh-" + secrets.token_hex(8)
+        self._access: dict[str, float] = {}  # access token -> expiry (epoch s)
+        self._lock = threading.RLock()
+        self._ids = itertools.count(1001)
+        self._activity = itertools.count(5001)
+        self.orders: dict[int, dict[str, Any]] = {}
+        self.placed: list[dict[str, Any]] = []
+        self.requests: dict[str, int] = defaultdict(int)
+        self._faults: dict[str, deque[str]] = defaultdict(deque)
+        self.login_revoked = False
+        self.max_quantity = 1_000_000
+        self.reject_symbols: set[str] = set()
+        self.fill_legs = 1
+        self.prices: dict[str, float] = {}
+        self.hang_s = 3.0
+        self.cash = 1_000_000.0
+        self._server: ThreadingHTTPServer | None = None
+        self.base_url = ""
+
+    # ---------------------------------------------------------------- test controls
+
+    def start(self) -> "SchwabFake":
+        fake = self
+
+        class Handler(_Handler):
+            owner = fake
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self.base_url = "http://127.0.0.1:" + str(self._server.server_address[1])
+        threading.Thread(target=self._server.serve_forever, daemon=True, name="schwab-fake").start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+
+    def issue_token(self, created_s: float | None = None, expires_in: int | None = None) -> dict:
+        """A token as schwab-py stores it ({creation_timestamp, token}); its access token is live here."""
+        access = "access-" + secrets.token_hex(8)
+        ttl = self.access_ttl_s if expires_in is None else expires_in
+        with self._lock:
+            self._access[access] = time.time() + ttl
+        now = time.time()
+        return {
+            "creation_timestamp": int(now if created_s is None else created_s),
+            "token": {"access_token": access, "refresh_token": self.refresh_token, "token_type": "Bearer",
+                      "expires_in": ttl, "expires_at": int(now + ttl), "scope": "api"},
+        }  # fmt: skip
+
+    def expire_access_tokens(self) -> None:
+        """Every access token handed out is no longer valid (the next call gets 401)."""
+        with self._lock:
+            self._access.clear()
+
+    def revoke_login(self) -> None:
+        self.login_revoked = True
+
+    def fail_next(self, kind: str, fault: str, times: int = 1) -> None:
+        with self._lock:
+            self._faults[kind].extend([fault] * times)
+
+    def fill(self, order_id: int, qty: float, price: float) -> None:
+        with self._lock:
+            self._fill(self.orders[order_id], qty, price)
+
+    def price_of(self, symbol: str) -> float:
+        return self.prices.get(symbol, 100.0)
+
+    def positions(self) -> dict[str, float]:
+        out: dict[str, float] = defaultdict(float)
+        with self._lock:
+            for o in self.orders.values():
+                sign = 1.0 if o["orderLegCollection"][0]["instruction"].startswith("BUY") else -1.0
+                out[o["orderLegCollection"][0]["instrument"]["symbol"]] += sign * o["filledQuantity"]
+        return {k: v for k, v in out.items() if v}
+
+    # ---------------------------------------------------------------- the broker's behaviour (under the lock)
+
+    def _fault(self, kind: str) -> str:
+        q = self._faults.get(kind)
+        return q.popleft() if q else ""
+
+    def _authorized(self, header: str) -> bool:
+        token = header[7:] if header.startswith("Bearer ") else ""
+        exp = self._access.get(token)
+        return exp is not None and exp > time.time()
+
+    def _new_order(self, spec: dict) -> dict:
+        leg = spec["orderLegCollection"][0]
+        oid = next(self._ids)
+        qty = float(leg["quantity"])
+        order = {
+            "session": spec.get("session", "NORMAL"), "duration": spec.get("duration", "DAY"),
+            "orderType": spec["orderType"], "complexOrderStrategyType": "NONE", "quantity": qty,
+            "filledQuantity": 0.0, "remainingQuantity": qty, "requestedDestination": "AUTO",
+            "orderStrategyType": "SINGLE", "orderId": oid, "cancelable": True, "editable": True,
+            "status": "WORKING", "enteredTime": _iso(time.time()), "accountNumber": 12345678,
+            "orderLegCollection": [{
+                "orderLegType": leg["instrument"].get("assetType", "EQUITY"), "legId": 1,
+                "instrument": dict(leg["instrument"]), "instruction": leg["instruction"],
+                "positionEffect": "OPENING", "quantity": qty,
+            }],
+            "orderActivityCollection": [],
+        }  # fmt: skip
+        if "price" in spec:
+            order["price"] = float(spec["price"])
+        if "stopPrice" in spec:
+            order["stopPrice"] = float(spec["stopPrice"])
+        self.orders[oid] = order
+        self.placed.append(order)
+        if spec["orderType"] == "MARKET":
+            px = self.price_of(leg["instrument"]["symbol"])
+            legs = max(1, self.fill_legs)
+            each = qty // legs if qty >= legs else qty
+            left = qty
+            while left > 0:
+                q = each if left - each >= each else left
+                self._fill(order, q, px)
+                left -= q
+        return order
+
+    def _fill(self, order: dict, qty: float, price: float) -> None:
+        if order["status"] not in ("WORKING", "QUEUED", "ACCEPTED"):
+            return
+        qty = min(qty, order["remainingQuantity"])
+        order["filledQuantity"] += qty
+        order["remainingQuantity"] -= qty
+        order["orderActivityCollection"].append({
+            "activityType": "EXECUTION", "activityId": next(self._activity), "executionType": "FILL",
+            "quantity": qty, "orderRemainingQuantity": order["remainingQuantity"],
+            "executionLegs": [{"legId": 1, "quantity": qty, "mismarkedQuantity": 0.0, "price": price,
+                               "time": _iso(time.time())}],
+        })  # fmt: skip
+        if order["remainingQuantity"] <= 0:
+            order["status"] = "FILLED"
+            order["cancelable"] = order["editable"] = False
+
+    def _refusal(self, spec: dict) -> str:
+        try:
+            leg = spec["orderLegCollection"][0]
+            qty = float(leg["quantity"])
+            sym = leg["instrument"]["symbol"]
+        except (KeyError, IndexError, TypeError, ValueError):
+            return "malformed order"
+        if sym in self.reject_symbols:
+            return "symbol " + sym + " is not tradable"
+        if qty > self.max_quantity:
+            return "quantity exceeds the account's limit"
+        return ""
+
+
+class _Handler(BaseHTTPRequestHandler):
+    owner: SchwabFake
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args: Any) -> None:  # quiet
+        pass
+
+    def do_POST(self) -> None:
+        self._route("POST")
+
+    def do_GET(self) -> None:
+        self._route("GET")
+
+    def do_PUT(self) -> None:
+        self._route("PUT")
+
+    def do_DELETE(self) -> None:
+        self._route("DELETE")
+
+    def _route(self, method: str) -> None:
+        fake = self.owner
+        url = urlsplit(self.path)
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        if url.path == "/v1/oauth/token" and method == "POST":
+            return self._token(raw)
+        kind = _kind(method, url.path)
+        with fake._lock:
+            fake.requests[kind] += 1
+            fault = fake._fault(kind)
+            if fault == "401" or not fake._authorized(self.headers.get("Authorization", "")):
+                return self._send(401, {"message": "access token invalid or expired"})
+            if fault == "429":
+                return self._send(429, {"message": "too many requests"})
+            if fault == "500":
+                return self._send(500, {"message": "internal error"})
+            status, body, headers = self._do(kind, method, url, raw)
+        if fault == "lose":
+            self.close_connection = True
+            self.connection.shutdown(2)  # the order is in; its answer never arrives
+            return
+        if fault == "hang":
+            time.sleep(fake.hang_s)
+        self._send(status, body, headers)
+
+    def _do(self, kind: str, method: str, url: Any, raw: bytes) -> tuple[int, Any, dict]:
+        fake = self.owner
+        m = _ORDERS.match(url.path) or _ORDER.match(url.path) or _ACCOUNT.match(url.path)
+        if m is None or m.group(1) != fake.account_hash:
+            return 404, {"message": "no such account"}, {}
+        base = "/trader/v1/accounts/" + fake.account_hash + "/orders/"
+        if kind == "place":
+            spec = json.loads(raw or b"{}")
+            why = fake._refusal(spec)
+            if why:
+                return 400, {"message": why}, {}
+            order = fake._new_order(spec)
+            return 201, None, {"Location": "https://api.schwabapi.com" + base + str(order["orderId"])}
+        if kind == "orders":
+            q = parse_qs(url.query)
+            since = _parse(q.get("fromEnteredTime", [""])[0])
+            out = [o for o in fake.orders.values() if since is None or _parse(o["enteredTime"]) >= since]
+            return 200, out, {}
+        if kind == "account":
+            bp = fake.cash
+            positions = [{"instrument": {"symbol": s, "assetType": "EQUITY"}, "longQuantity": max(q, 0.0),
+                          "shortQuantity": max(-q, 0.0)} for s, q in fake.positions().items()]
+            return 200, {"securitiesAccount": {"accountNumber": "12345678", "positions": positions,
+                                               "currentBalances": {"cashBalance": fake.cash, "buyingPower": bp,
+                                                                   "liquidationValue": fake.cash}}}, {}
+        order = fake.orders.get(int(m.group(2)))
+        if order is None:
+            return 404, {"message": "order not found"}, {}
+        if kind == "order":
+            return 200, order, {}
+        if order["status"] != "WORKING":
+            return 400, {"message": "order is not cancelable"}, {}
+        if kind == "cancel":
+            order["status"] = "CANCELED"
+            return 200, None, {}
+        spec = json.loads(raw or b"{}")
+        why = fake._refusal(spec)
+        if why:
+            return 400, {"message": why}, {}
+        order["status"] = "REPLACED"
+        new = fake._new_order(spec)
+        return 201, None, {"Location": "https://api.schwabapi.com" + base + str(new["orderId"])}
+
+    def _token(self, raw: bytes) -> None:
+        fake = self.owner
+        form = parse_qs(raw.decode())
+        with fake._lock:
+            fake.requests["token"] += 1
+            fault = fake._fault("token")
+            if fault == "500":
+                return self._send(500, {"error": "server_error"})
+            if (fake.login_revoked or form.get("grant_type") != ["refresh_token"]
+                    or form.get("refresh_token") != [fake.refresh_token]):
+                return self._send(400, {"error": "invalid_grant", "error_description": "refresh token invalid"})
+            access = "access-" + secrets.token_hex(8)
+            fake._access[access] = time.time() + fake.access_ttl_s
+        self._send(200, {"access_token": access, "refresh_token": fake.refresh_token, "token_type": "Bearer",
+                         "expires_in": fake.access_ttl_s, "scope": "api", "id_token": "id"})
+
+    def _send(self, status: int, body: Any, headers: dict | None = None) -> None:
+        data = b"" if body is None else json.dumps(body).encode()
+        self.send_response(status)
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        if data:
+            self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        if data:
+            self.wfile.write(data)
+
+
+def _kind(method: str, path: str) -> str:
+    if _ORDERS.match(path):
+        return "place" if method == "POST" else "orders"
+    if _ORDER.match(path):
+        return {"GET": "order", "DELETE": "cancel", "PUT": "replace"}.get(method, "other")
+    if _ACCOUNT.match(path):
+        return "account"
+    return "other"
+
+
+def _parse(text: str) -> dt.datetime | None:
+    if not text:
+        return None
+    text = text.replace("Z", "+00:00")
+    if text.endswith("+0000"):
+        text = text[:-5] + "+00:00"
+    try:
+        return dt.datetime.fromisoformat(text)
+    except ValueError:
+        return None
