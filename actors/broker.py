@@ -10,7 +10,7 @@ how the supervisor knows the adapter lives.
 from __future__ import annotations
 
 import time
-from typing import Callable, Protocol
+from typing import Callable
 
 import msgspec
 import zmq
@@ -32,19 +32,10 @@ from node.messages import (
 )
 from node.reasons import Reason
 from node.reconcile import BrokerBook, Order, fill_of_report
+from node.venue import Venue
 
 
 _ORDER_SLACK_NS = 1_000_000_000  # report times (venue due times) may step back a little: scan this far past
-
-
-class Venue(Protocol):
-    def submit(self, intent: OrderIntent, now_ns: int) -> None: ...
-    def cancel(self, client_order_id: str, now_ns: int) -> None: ...
-    def advance(self, now_ns: int) -> list[ExecutionReport]: ...
-    def next_due_ns(self) -> int | None: ...
-    def snapshot(self) -> list[OrderSnapshot]: ...
-    def positions(self) -> dict[str, float]: ...
-    def fills(self) -> list[ExecutionReport]: ...
 
 
 class BrokerHost(LoopService):

@@ -10,11 +10,11 @@ from actors.engine import EngineHost
 from actors.service import LoopService
 from actors.validator import Validator
 from actors.wiring import EngineWiring
-from node.config import BrokerConfig, EngineConfig, NodeConfig
+from node.config import BrokerConfig, EngineConfig, NodeConfig, StorageConfig
 from node.errors import ConfigError
 
 
-def build_venue(cfg: BrokerConfig):
+def build_venue(cfg: BrokerConfig, storage: StorageConfig | None = None):
     if cfg.kind == "paper":
         from adapters.paper.venue import PaperVenue
 
@@ -29,13 +29,25 @@ def build_venue(cfg: BrokerConfig):
         from adapters.engines.lean.bridge import LeanBridge
 
         return LeanBridge(cfg.lean)
-    raise ConfigError("broker.kind: unknown broker kind " + repr(cfg.kind) + " (known: paper, paper-remote, lean)")
+    if cfg.kind == "schwab":
+        import msgspec
+
+        from adapters.brokers.schwab.venue import SchwabVenue
+
+        sc = cfg.schwab
+        if storage is not None:  # the node's own Redis and PostgreSQL unless the broker names others
+            sc = msgspec.structs.replace(
+                sc, redis_url=sc.redis_url or storage.redis_url or "", database_url=sc.database_url or storage.database_url or "")
+        if not (sc.account_hash and sc.redis_url and sc.database_url):
+            raise ConfigError("broker.schwab: account_hash, redis_url and database_url are required for kind schwab")
+        return SchwabVenue(sc)
+    raise ConfigError("broker.kind: unknown broker kind " + repr(cfg.kind) + " (known: paper, paper-remote, lean, schwab)")
 
 
 def build_broker(cfg: NodeConfig, broker: BrokerConfig | None = None, port: int = 0) -> BrokerHost:
     broker = broker or cfg.broker
     groups = frozenset(g.name for g in cfg.group_list())
-    return BrokerHost(broker.name, cfg.bind_host, build_venue(broker), port=port, groups=groups)
+    return BrokerHost(broker.name, cfg.bind_host, build_venue(broker, cfg.storage), port=port, groups=groups)
 
 
 def build_engine(cfg: NodeConfig, engine: EngineConfig, wiring: EngineWiring) -> LoopService:

@@ -107,6 +107,50 @@ class LeanBridgeConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown
     peer_silence_ms: PositiveInt = 5_000  # no heartbeat for this long: the peer counts as gone
 
 
+#: Schwab's refresh token lives 7 days from the login that made it
+REFRESH_TOKEN_LIFETIME_S = 7 * 24 * 3600
+
+
+class SchwabConfig(msgspec.Struct, **_BASE):
+    """One Schwab account behind a broker adapter (kind "schwab", `adapters/brokers/schwab/`)."""
+
+    #: the app key and secret of the Schwab developer app (from a secret file, never in the repo)
+    api_key: str = ""
+    app_secret: str = ""
+    #: the account's hash (`GET /trader/v1/accounts/accountNumbers`), what every order path names
+    account_hash: str = ""
+    #: Schwab's API; a test points it at the fake, an operator may at a proxy
+    base_url: str = "https://api.schwabapi.com"
+    #: where the OAuth tokens live: PostgreSQL `oauth_tokens` (sealed by `node/token_vault.py`)
+    database_url: str = ""
+    #: the vault's keys: key id -> 64 hex chars (32 bytes); the current one seals
+    vault_keys_hex: dict[str, str] = {}
+    vault_key_id: str = ""
+    #: where the order budget and the client-order-id map live (shared by every adapter of the account)
+    redis_url: str = ""
+    #: refresh the access token this long before it expires
+    refresh_before_expiry_s: PositiveInt = 300
+    #: the refresh token's life from its login, and how long ahead its end is surfaced
+    refresh_token_lifetime_s: PositiveInt = REFRESH_TOKEN_LIFETIME_S
+    login_warn_before_s: PositiveInt = 24 * 3600
+    #: Schwab's per-account limits on order requests (place, replace, cancel)
+    order_requests_per_min: PositiveInt = 120
+    order_requests_per_day: PositiveInt = 4_000
+    #: a request over the minute's budget waits at most this long for the next minute, else is refused
+    budget_wait_ms: NonNegInt = 0
+    #: a request with no answer within this is UNKNOWN (submit) or unconfirmed (cancel, replace)
+    request_timeout_ms: PositiveInt = 5_000
+    #: how often the order list is swept for status and fills (the backstop of every answer)
+    sweep_interval_ms: PositiveInt = 1_000
+    #: an UNKNOWN submit no sweep has found after this long was never placed (REJECTED, NOT_AT_BROKER)
+    unknown_settle_ms: PositiveInt = 30_000
+    #: time in force of the orders it places: DAY, GTC, IOC, FOK
+    time_in_force: Literal["DAY", "GTC", "IOC", "FOK"] = "DAY"
+
+    def vault_keys(self) -> dict[str, bytes]:
+        return {k: bytes.fromhex(v) for k, v in self.vault_keys_hex.items()}
+
+
 class BrokerConfig(msgspec.Struct, **_BASE):
     """kind "paper": the simulated venue inside the adapter; "paper-remote": the paper exchange in
     its own process (`python -m actors.exchange`), at `exchange_endpoint`; "lean": a self-hosted
@@ -117,6 +161,7 @@ class BrokerConfig(msgspec.Struct, **_BASE):
     paper: PaperVenueConfig = PaperVenueConfig()
     exchange_endpoint: str = ""
     lean: LeanBridgeConfig = LeanBridgeConfig()
+    schwab: SchwabConfig = SchwabConfig()
     #: brokers with the same account see the same orders (two adapters in front of one account):
     #: a failover between them asks the new one and re-drives; between different accounts, orders
     #: left unanswered at the lost one are never sent again (they stay UNKNOWN, BROKER_LOST).

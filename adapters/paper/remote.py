@@ -26,11 +26,12 @@ from node.messages import (
     encode,
 )
 from node.reasons import Reason
+from node.venue import VenueBase, VenueHealth
 
 _ADAPTER = "adapter"
 
 
-class RemoteVenue:
+class RemoteVenue(VenueBase):
     def __init__(self, endpoint: str, query_timeout_s: float = 5.0) -> None:
         self.endpoint = endpoint
         self._timeout_s = query_timeout_s
@@ -106,3 +107,8 @@ class RemoteVenue:
     def fills(self) -> list[ExecutionReport]:
         """The venue's fills as of the last `snapshot()` (what a sweep needs), else what passed here."""
         return list(self._venue_fills if self._venue_fills is not None else self._fills)
+
+    def health(self, now_ns: int) -> VenueHealth:
+        if self.socket is None:
+            return VenueHealth(ok=False, reason=Reason.NO_CONNECTION.value, detail="not opened")
+        return VenueHealth(ok=True)

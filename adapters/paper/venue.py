@@ -37,6 +37,7 @@ from node.config import PaperVenueConfig
 from node.messages import ExecKind, ExecutionReport, OrderIntent, OrderSnapshot, OrderType, Side
 from node.reasons import Reason
 from node.reconcile import Order
+from node.venue import VenueBase
 
 # ---------------------------------------------------------------- reason codes on venue reports
 
@@ -47,6 +48,7 @@ PRICE_REQUIRED = Reason.PRICE_REQUIRED.value  # a LIMIT / STOP without its price
 SLIPPAGE = "SLIPPAGE"  # a market order stopped walking at max_slippage
 NO_LIQUIDITY = "NO_LIQUIDITY"  # a market order deeper than the book
 CANCELED = "CANCELED"  # canceled on request
+REPLACED = Reason.REPLACED.value  # canceled because its replacement took its place
 
 #: levels of liquidity on each side of the mid
 DEPTH_LEVELS = 1_000
@@ -101,8 +103,8 @@ class _Order:
         self.view_leaves = qty
 
 
-class PaperVenue:
-    """The simulated venue behind the paper broker (see the module docstring)."""
+class PaperVenue(VenueBase):
+    """The simulated venue behind the paper broker (see the module docstring); a `node.venue.Venue`."""
 
     def __init__(self, cfg: PaperVenueConfig) -> None:
         self._cfg = cfg
@@ -153,7 +155,7 @@ class PaperVenue:
         self._schedule(order, due, self._status(order, ExecKind.NEW, due, ""))
         self._work(order, book, book.path.mid, now_ns)
 
-    def cancel(self, client_order_id: str, now_ns: int) -> None:
+    def cancel(self, client_order_id: str, now_ns: int, reason: str = CANCELED) -> None:
         """Cancel a live order (CANCELED report); an unknown or finished order is a no-op."""
         order = self._orders.get(client_order_id)
         if order is None or order.state in _DONE:
@@ -162,7 +164,24 @@ class PaperVenue:
         if order.state in _DONE:
             return
         self._unrest(order)
-        self._finish(order, ExecKind.CANCELED, CANCELED, max(now_ns + self._latency_ns, order.last_due))
+        self._finish(order, ExecKind.CANCELED, reason, max(now_ns + self._latency_ns, order.last_due))
+
+    def replace(self, client_order_id: str, intent: OrderIntent, now_ns: int) -> None:
+        """Cancel a live order (reason REPLACED) and take `intent` in its place; a finished or unknown
+        order is not replaced (its replacement is REJECTED UNKNOWN_ORDER)."""
+        order = self._orders.get(client_order_id)
+        if order is None or order.state in _DONE or intent.client_order_id in self._orders:
+            if intent.client_order_id not in self._orders:
+                self._step(now_ns)
+                self._n_orders += 1
+                new = _Order(intent, "P-%06d" % self._n_orders, 0.0)
+                self._orders[intent.client_order_id] = new
+                new.view_kind = ExecKind.REJECTED
+                new.view_leaves = 0.0
+                self._finish(new, ExecKind.REJECTED, Reason.UNKNOWN_ORDER.value, now_ns + self._latency_ns)
+            return
+        self.cancel(client_order_id, now_ns, REPLACED)
+        self.submit(intent, now_ns)
 
     def advance(self, now_ns: int) -> list[ExecutionReport]:
         """Step the price to `now_ns` and hand out every report due by then, in due order."""
@@ -242,6 +261,13 @@ class PaperVenue:
         """A position change with no fill (a journal, a transfer, a hand edit at the venue): what the
         reconciler must find as drift."""
         self._positions[symbol] = self._positions.get(symbol, 0.0) + qty
+
+    def status(self, client_order_id: str) -> OrderSnapshot | None:
+        o = self._orders.get(client_order_id)
+        return None if o is None else OrderSnapshot(o.coid, o.view_kind, o.view_cum, o.view_leaves)
+
+    def sent_ids(self) -> list[str]:
+        return list(self._orders)
 
     # ---------------------------------------------------------------- matching
 

@@ -30,12 +30,13 @@ from adapters.engines.lean.parsing import DONE_STATUSES, place_command, snapshot
 from node.errors import BrokerError
 from node.messages import ExecutionReport, OrderIntent, OrderSnapshot, Side
 from node.reasons import Reason
+from node.venue import VenueBase, VenueHealth
 
 _MS = 1_000_000
 _ZMQ_HEARTBEAT_MS = 1_000
 
 
-class LeanBridge:
+class LeanBridge(VenueBase):
     def __init__(self, cfg: LeanBridgeConfig, clock_ns: Callable[[], int] = time.time_ns) -> None:
         self.cfg = cfg
         self._clock_ns = clock_ns
@@ -153,6 +154,11 @@ class LeanBridge:
         return list(self.book.fills)
 
     # ---------------------------------------------------------------- health
+
+    def health(self, now_ns: int) -> VenueHealth:
+        if self.peer_alive(now_ns):
+            return VenueHealth(ok=True)
+        return VenueHealth(ok=False, reason=Reason.NO_CONNECTION.value, detail="no LEAN algorithm heard from")
 
     def peer_alive(self, now_ns: int | None = None) -> bool:
         now = self._clock_ns() if now_ns is None else now_ns
