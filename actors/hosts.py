@@ -41,7 +41,12 @@ def build_venue(cfg: BrokerConfig, storage: StorageConfig | None = None):
         if not (sc.account_hash and sc.redis_url and sc.database_url):
             raise ConfigError("broker.schwab: account_hash, redis_url and database_url are required for kind schwab")
         return SchwabVenue(sc)
-    raise ConfigError("broker.kind: unknown broker kind " + repr(cfg.kind) + " (known: paper, paper-remote, lean, schwab)")
+    if cfg.kind == "ibkr":
+        from adapters.brokers.ibkr.venue import IbkrVenue
+
+        return IbkrVenue(cfg.ibkr)
+    raise ConfigError(
+        "broker.kind: unknown broker kind " + repr(cfg.kind) + " (known: paper, paper-remote, lean, schwab, ibkr)")
 
 
 def build_broker(cfg: NodeConfig, broker: BrokerConfig | None = None, port: int = 0) -> BrokerHost:

@@ -151,6 +151,36 @@ class SchwabConfig(msgspec.Struct, **_BASE):
         return {k: bytes.fromhex(v) for k, v in self.vault_keys_hex.items()}
 
 
+class MaintenanceWindow(msgspec.Struct, **_BASE):
+    """A daily window the broker is away (IBKR's nightly reset, IB Gateway's daily restart), in `tz`."""
+
+    start_hhmm: Annotated[str, msgspec.Meta(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")]
+    duration_min: PositiveInt
+    tz: str = "America/New_York"
+
+
+class IbkrConfig(msgspec.Struct, **_BASE):
+    """One IBKR account through TWS / IB Gateway (kind "ibkr", `adapters/brokers/ibkr/`)."""
+
+    host: str = "127.0.0.1"
+    port: Port = 4001
+    client_id: NonNegInt = 17
+    account: str = ""  # "" = the one account the gateway manages
+    connect_timeout_ms: PositiveInt = 4_000
+    #: after a drop, try again this often (each reconnect sweeps executions)
+    reconnect_interval_ms: PositiveInt = 2_000
+    #: a placed order with no status from TWS by then is UNKNOWN
+    ack_timeout_ms: PositiveInt = 5_000
+    #: ib_async's own throttle of messages to TWS (IBKR allows 50 a second)
+    max_messages_per_s: PositiveInt = 45
+    time_in_force: Literal["DAY", "GTC", "IOC", "FOK"] = "DAY"
+    #: the nightly reset and the gateway's restart, known in advance: new orders in them are refused
+    #: (BROKER_MAINTENANCE) or, with `hold_in_window`, held and sent when the window ends
+    windows: list[MaintenanceWindow] = msgspec.field(
+        default_factory=lambda: [MaintenanceWindow(start_hhmm="23:45", duration_min=60)])
+    hold_in_window: bool = False
+
+
 class BrokerConfig(msgspec.Struct, **_BASE):
     """kind "paper": the simulated venue inside the adapter; "paper-remote": the paper exchange in
     its own process (`python -m actors.exchange`), at `exchange_endpoint`; "lean": a self-hosted
@@ -162,6 +192,7 @@ class BrokerConfig(msgspec.Struct, **_BASE):
     exchange_endpoint: str = ""
     lean: LeanBridgeConfig = LeanBridgeConfig()
     schwab: SchwabConfig = SchwabConfig()
+    ibkr: IbkrConfig = IbkrConfig()
     #: brokers with the same account see the same orders (two adapters in front of one account):
     #: a failover between them asks the new one and re-drives; between different accounts, orders
     #: left unanswered at the lost one are never sent again (they stay UNKNOWN, BROKER_LOST).

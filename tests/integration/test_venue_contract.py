@@ -24,7 +24,7 @@ from adapters.engines.lean.bridge import LeanBridge
 from adapters.engines.lean.fake_lean import FakeLean
 from adapters.paper.remote import RemoteVenue
 from adapters.paper.venue import PaperVenue
-from node.config import LeanBridgeConfig, PaperVenueConfig, SchwabConfig
+from node.config import IbkrConfig, LeanBridgeConfig, PaperVenueConfig, SchwabConfig
 from node.messages import ExecKind, ExecutionReport, OrderIntent, OrderType, Side
 from node.migrations import apply_migrations, create_database, drop_database
 from node.reasons import Reason
@@ -32,7 +32,7 @@ from node.venue import Balances, Venue, VenueHealth
 
 WAIT_S = 20.0
 FINAL = frozenset({ExecKind.FILL, ExecKind.CANCELED, ExecKind.REJECTED})
-KINDS = ["paper", "paper-remote", "lean", "schwab"]
+KINDS = ["paper", "paper-remote", "lean", "schwab", "ibkr"]
 
 
 def free_port() -> int:
@@ -118,7 +118,16 @@ def schwab_rig(env) -> Rig:
     return Rig(SchwabVenue(cfg), [fake.stop])
 
 
-RIGS = {"paper": paper_rig, "paper-remote": remote_rig, "lean": lean_rig, "schwab": schwab_rig}
+def ibkr_rig(_) -> Rig:
+    from adapters.brokers.ibkr.venue import IbkrVenue
+    from tests.fakes.tws_fake import TwsFake
+
+    tws = TwsFake().start()
+    venue = IbkrVenue(IbkrConfig(port=tws.port, client_id=9, windows=[], reconnect_interval_ms=200))
+    return Rig(venue, [tws.stop])
+
+
+RIGS = {"paper": paper_rig, "paper-remote": remote_rig, "lean": lean_rig, "schwab": schwab_rig, "ibkr": ibkr_rig}
 
 
 @pytest.fixture(scope="module")
@@ -152,6 +161,7 @@ def test_implements_the_whole_contract(rig):
 
 def test_market_order_fills_once_with_stable_exec_ids(rig):
     it = intent("mkt")
+    rig.wait_for(lambda: rig.venue.health(time.time_ns()).ok, 10)
     rig.venue.submit(it, time.time_ns())
     rig.venue.submit(it, time.time_ns())  # the same client order id again: never a second order
     rig.wait_for(lambda: ExecKind.FILL in rig.kinds(it.client_order_id))
@@ -170,6 +180,7 @@ def test_market_order_fills_once_with_stable_exec_ids(rig):
 
 def test_resting_limit_cancels(rig):
     it = intent("lmt", OrderType.LIMIT, limit=1.0)
+    rig.wait_for(lambda: rig.venue.health(time.time_ns()).ok, 10)
     rig.venue.submit(it, time.time_ns())
     rig.wait_for(lambda: ExecKind.NEW in rig.kinds(it.client_order_id))
     rig.venue.cancel(it.client_order_id, time.time_ns())
@@ -180,6 +191,7 @@ def test_resting_limit_cancels(rig):
 
 def test_replace_cancels_the_old_and_the_new_lives(rig):
     it = intent("old", OrderType.LIMIT, limit=1.0)
+    rig.wait_for(lambda: rig.venue.health(time.time_ns()).ok, 10)
     rig.venue.submit(it, time.time_ns())
     rig.wait_for(lambda: ExecKind.NEW in rig.kinds(it.client_order_id))
     new = msgspec.structs.replace(it, client_order_id=it.client_order_id + "r", limit_price=2.0)
@@ -193,6 +205,7 @@ def test_replace_of_an_unknown_order_is_refused(rig):
     new = intent("orphan", OrderType.LIMIT, limit=1.0)
     rig.venue.replace("NAE-never-sent", new, time.time_ns())
     rig.wait_for(lambda: rig.ended(new.client_order_id) or ExecKind.NEW in rig.kinds(new.client_order_id), 10)
+    rig.wait_for(lambda: rig.venue.health(time.time_ns()).ok, 10)
     if rig.venue.__class__.__name__ in ("LeanBridge", "RemoteVenue"):
         return  # no native replace: cancel (a no-op) then submit, so the new order lives
     last = [r for r in rig.reports if r.client_order_id == new.client_order_id][-1]

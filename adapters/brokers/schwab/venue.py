@@ -28,8 +28,7 @@ import logging
 import queue
 import threading
 import time
-import uuid
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import msgspec
 import redis
@@ -39,9 +38,10 @@ from adapters.brokers.budget import RequestBudget
 from adapters.brokers.schwab import parsing
 from adapters.brokers.schwab.client import Outcome, SchwabClient, Sent, TokenStore
 from adapters.brokers.schwab.config import SchwabConfig
-from node.messages import ExecKind, ExecutionReport, OrderIntent, OrderSnapshot, encode, report_decoder
+from adapters.brokers.worker_venue import WorkerVenue
+from node.messages import ExecKind, ExecutionReport, OrderIntent, OrderSnapshot, encode
 from node.reasons import Reason
-from node.venue import DONE_KINDS, Balances, VenueBase, VenueHealth, refused, unknown
+from node.venue import Balances, VenueHealth, refused, unknown
 
 log = logging.getLogger("nae.broker.schwab")
 
@@ -77,21 +77,13 @@ class _Saved(msgspec.Struct, array_like=True):
 _saved_decoder = msgspec.msgpack.Decoder(_Saved)
 
 
-class SchwabVenue(VenueBase):
-    def __init__(
-        self, cfg: SchwabConfig, clock_ns: Callable[[], int] = time.time_ns,
-        redis_prefix: str = "",
-    ) -> None:
+class SchwabVenue(WorkerVenue):
+    def __init__(self, cfg: SchwabConfig, redis_prefix: str = "") -> None:
+        super().__init__("schwab")
         self.cfg = cfg
-        self._clock_ns = clock_ns
         self._prefix = redis_prefix or "nae:broker:schwab:" + cfg.account_hash
-        self.socket: zmq.Socket | None = None
         self._commands: queue.Queue = queue.Queue()
         self._thread: threading.Thread | None = None
-        self._book: dict[str, OrderSnapshot] = {}
-        self._fills: list[ExecutionReport] = []
-        self._fills_of: dict[str, list[ExecutionReport]] = {}
-        self._loaded: list[str] = []
         # written by the worker, read by the adapter's loop (single assignments)
         self._health = VenueHealth(ok=False, reason=Reason.NO_CONNECTION.value, detail="not started")
         self._balances = Balances()
@@ -101,14 +93,9 @@ class SchwabVenue(VenueBase):
     # ---------------------------------------------------------------- lifecycle (adapter's loop thread)
 
     def open(self, ctx: zmq.Context) -> None:
-        endpoint = "inproc://schwab-" + uuid.uuid4().hex
-        sock = ctx.socket(zmq.PULL)
-        sock.setsockopt(zmq.LINGER, 0)
-        sock.bind(endpoint)
-        self.socket = sock
+        endpoint = self._bind(ctx)
         r = redis.Redis.from_url(self.cfg.redis_url)
         saved = {k.decode(): _saved_decoder.decode(v) for k, v in r.hgetall(self._prefix + ":orders").items()}
-        self._loaded = list(saved)
         for coid, s in saved.items():
             kind = ExecKind(s.kind) if s.kind and s.done else ExecKind.UNKNOWN
             self._book[coid] = OrderSnapshot(coid, kind, 0.0, 0.0)
@@ -124,9 +111,7 @@ class SchwabVenue(VenueBase):
             self._commands.put(None)
             self._thread.join(timeout=10)
             self._thread = None
-        if self.socket is not None:
-            self.socket.close(0)
-            self.socket = None
+        self._unbind()
 
     # ---------------------------------------------------------------- the venue interface
 
@@ -138,37 +123,6 @@ class SchwabVenue(VenueBase):
 
     def replace(self, client_order_id: str, intent: OrderIntent, now_ns: int) -> None:
         self._commands.put(("replace", client_order_id, intent))
-
-    def advance(self, now_ns: int) -> list[ExecutionReport]:
-        out: list[ExecutionReport] = []
-        sock = self.socket
-        if sock is None:
-            return out
-        for _ in range(8192):
-            try:
-                frame = sock.recv(zmq.NOBLOCK)
-            except zmq.Again:
-                break
-            rep = report_decoder.decode(frame)
-            self._apply(rep)
-            out.append(rep)
-        return out
-
-    def snapshot(self) -> list[OrderSnapshot]:
-        return list(self._book.values())
-
-    def snapshot_of(self, client_order_ids: Iterable[str]) -> list[OrderSnapshot]:
-        book = self._book
-        return [book[c] for c in client_order_ids if c in book]
-
-    def sent_ids(self) -> list[str]:
-        return list(self._book)
-
-    def fills(self) -> list[ExecutionReport]:
-        return list(self._fills)
-
-    def fills_of(self, client_order_ids: Iterable[str]) -> list[ExecutionReport]:
-        return [f for c in client_order_ids for f in self._fills_of.get(c, ())]
 
     def balances(self) -> Balances:
         return self._balances
@@ -183,16 +137,6 @@ class SchwabVenue(VenueBase):
     def stats(self) -> dict:
         w = self.worker
         return {} if w is None else w.stats()
-
-    def _apply(self, rep: ExecutionReport) -> None:
-        coid = rep.client_order_id
-        prev = self._book.get(coid)
-        if rep.last_qty > 0.0:
-            self._fills.append(rep)
-            self._fills_of.setdefault(coid, []).append(rep)
-        if prev is not None and prev.kind in DONE_KINDS and rep.kind not in (ExecKind.FILL, ExecKind.PARTIAL_FILL):
-            return
-        self._book[coid] = OrderSnapshot(coid, rep.kind, rep.cum_qty, rep.leaves_qty)
 
 
 class _Worker:

@@ -1,0 +1,238 @@
+"""A socket server speaking the TWS API framing to ib_async, for tests (no TWS / IB Gateway here).
+
+The framing, from ib_async's `client.py` / `decoder.py`: the client opens with `API\\0` and a
+length-prefixed `v<min>..<max>`; the server answers `<version>\\0<time>\\0` (length-prefixed);
+after that every message both ways is a 4-byte big-endian length and NUL-terminated text fields,
+the first the message id. Server version 157 (ib_async's minimum: the fewest fields).
+
+What it does:
+- startApi (71) -> nextValidId (9), managedAccounts (15); reqPositions (61) -> position (61) and
+  positionEnd (62); reqOpenOrders (5) -> openOrderEnd (53); reqIds (8) -> nextValidId;
+  reqExecutions (7) -> every execution of the day (11), its commission (59), execDetailsEnd (55).
+- placeOrder (3): a MKT order fills at once (`fill_legs` executions, each an execDetails with the
+  order's orderRef and permId, a commissionReport, then orderStatus Filled); LMT / STP rest
+  (orderStatus Submitted) until `fill(perm_id, qty, px)`; a symbol in `reject_symbols` gets
+  error 201 (order rejected). cancelOrder (4): orderStatus Cancelled and error 202.
+- Faults: `drop_on_next_place` (the order IS taken and filled, then the connection is closed
+  before a word goes back: a drop mid-order); `correct_next_fill` (the fill is reported, then
+  corrected: same execution stem, suffix .02); `refuse_connections` (the gateway is down).
+
+`executions` is the broker's own record of fills (exec id, order ref, shares, price).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import struct
+import threading
+import time
+from typing import Any
+
+SERVER_VERSION = 157
+ACCOUNT = "DU1234567"
+
+
+class TwsFake:
+    def __init__(self, prices: dict[str, float] | None = None) -> None:
+        self.prices = prices or {}
+        self.port = 0
+        self.fill_legs = 1
+        self.reject_symbols: set[str] = set()
+        self.drop_on_next_place = False
+        self.correct_next_fill = False
+        self.refuse_connections = False
+        self.orders: dict[int, dict[str, Any]] = {}  # permId -> order
+        self.executions: list[dict[str, Any]] = []
+        self.received: list[list[str]] = []
+        self.connections = 0
+        self._perm = itertools.count(700_001)
+        self._exec = itertools.count(1)
+        self._next_id = 1
+        self._writers: list[asyncio.StreamWriter] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._server: asyncio.AbstractServer | None = None
+        self._thread: threading.Thread | None = None
+        self._started = threading.Event()
+
+    # ---------------------------------------------------------------- lifecycle and controls
+
+    def start(self, port: int = 0) -> "TwsFake":
+        self._thread = threading.Thread(target=self._main, args=(port,), daemon=True, name="tws-fake")
+        self._thread.start()
+        self._started.wait(10)
+        return self
+
+    def stop(self) -> None:
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._shutdown)
+            self._thread.join(10)
+
+    def drop_connections(self) -> None:
+        """Close every client connection (the gateway's nightly restart, a network blip)."""
+        self._loop.call_soon_threadsafe(self._drop_all)
+
+    def fill(self, perm_id: int, qty: float, price: float) -> None:
+        self._loop.call_soon_threadsafe(self._fill_resting, perm_id, qty, price)
+
+    def by_ref(self, order_ref: str) -> dict[str, Any] | None:
+        return next((o for o in self.orders.values() if o["ref"] == order_ref), None)
+
+    # ---------------------------------------------------------------- the server
+
+    def _main(self, port: int) -> None:
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+        self._loop = loop
+        self._server = loop.run_until_complete(asyncio.start_server(self._serve, "127.0.0.1", port))
+        self.port = self._server.sockets[0].getsockname()[1]
+        self._started.set()
+        loop.run_forever()
+        loop.close()
+
+    def _shutdown(self) -> None:
+        self._drop_all()
+        self._server.close()
+        self._loop.stop()
+
+    def _drop_all(self) -> None:
+        for w in self._writers:
+            w.close()
+        self._writers.clear()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.refuse_connections:
+            writer.close()
+            return
+        try:
+            head = await reader.readexactly(4)
+            if head != b"API\0":
+                writer.close()
+                return
+            await _read_frame(reader)  # "v157..178"
+            self.connections += 1
+            self._writers.append(writer)
+            _send_raw(writer, str(SERVER_VERSION).encode() + b"\0" + time.strftime("%Y%m%d %H:%M:%S").encode() + b" UTC\0")
+            while True:
+                fields = (await _read_frame(reader)).decode().split("\0")[:-1]
+                self.received.append(fields)
+                self._handle(writer, fields)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            if writer in self._writers:
+                self._writers.remove(writer)
+            writer.close()
+
+    def _handle(self, w: asyncio.StreamWriter, f: list[str]) -> None:
+        msg = int(f[0])
+        if msg == 71:  # startApi
+            self._client_id = int(f[2])
+            _send(w, 9, 1, self._next_id)
+            _send(w, 15, 1, ACCOUNT)
+        elif msg == 61:  # reqPositions
+            for sym, qty in self._positions().items():
+                _send(w, 61, 3, ACCOUNT, 0, sym, "STK", "", 0.0, "", "", "SMART", "USD", sym, "", qty, 0.0)
+            _send(w, 62, 1)
+        elif msg == 5:  # reqOpenOrders
+            _send(w, 53, 1)
+        elif msg == 8:  # reqIds
+            _send(w, 9, 1, self._next_id)
+        elif msg == 7:  # reqExecutions
+            req_id = int(f[2])
+            for ex in self.executions:
+                self._send_exec(w, req_id, ex)
+            _send(w, 55, 1, req_id)
+            for ex in self.executions:
+                _send(w, 59, 1, ex["exec_id"], ex["commission"], "USD", "", "", "")
+        elif msg == 3:
+            self._place(w, f)
+        elif msg == 4:  # cancelOrder
+            order = next((o for o in self.orders.values() if o["order_id"] == int(f[2])), None)
+            if order is not None and order["status"] == "Submitted":
+                order["status"] = "Cancelled"
+                self._status(w, order)
+                _send(w, 4, 2, order["order_id"], 202, "Order Canceled - reason:")
+
+    def _place(self, w: asyncio.StreamWriter, f: list[str]) -> None:
+        order_id = int(f[1])
+        self._next_id = max(self._next_id, order_id + 1)
+        symbol, action, qty, otype, ref = f[3], f[16], float(f[17]), f[18], f[26]
+        lmt = float(f[19]) if f[19] else 0.0
+        if symbol in self.reject_symbols:
+            _send(w, 4, 2, order_id, 201, "Order rejected - reason: symbol not tradable")
+            return
+        order = {"order_id": order_id, "perm_id": next(self._perm), "symbol": symbol, "action": action, "qty": qty,
+                 "type": otype, "lmt": lmt, "ref": ref, "filled": 0.0, "px_sum": 0.0, "status": "Submitted",
+                 "client_id": self._client_id}  # fmt: skip
+        self.orders[order["perm_id"]] = order
+        drop = self.drop_on_next_place
+        self.drop_on_next_place = False
+        if drop:  # carried out, then the line goes dead before a word goes back
+            if otype == "MKT":
+                self._execute(None, order, qty, self.prices.get(symbol, 100.0))
+            w.close()
+            return
+        self._status(w, order)
+        if otype == "MKT":
+            legs = max(1, self.fill_legs)
+            each = qty / legs
+            for _ in range(legs):
+                self._execute(w, order, each, self.prices.get(symbol, 100.0))
+
+    def _fill_resting(self, perm_id: int, qty: float, price: float) -> None:
+        order = self.orders[perm_id]
+        w = self._writers[-1] if self._writers else None
+        self._execute(w, order, qty, price)
+
+    def _execute(self, w: asyncio.StreamWriter | None, order: dict, qty: float, price: float) -> None:
+        qty = min(qty, order["qty"] - order["filled"])
+        order["filled"] += qty
+        order["px_sum"] += qty * price
+        if order["filled"] >= order["qty"] - 1e-9:
+            order["status"] = "Filled"
+        stem = "0000e%03d.%08x.01" % (next(self._exec), order["perm_id"])
+        ex = {"exec_id": stem + ".01", "ref": order["ref"], "perm_id": order["perm_id"], "order_id": order["order_id"],
+              "symbol": order["symbol"], "side": "BOT" if order["action"] == "BUY" else "SLD", "shares": qty,
+              "price": price, "cum": order["filled"], "avg": order["px_sum"] / order["filled"], "commission": 1.0,
+              "client_id": order["client_id"]}  # fmt: skip
+        self.executions.append(ex)
+        if w is None:
+            return
+        self._send_exec(w, -1, ex)
+        _send(w, 59, 1, ex["exec_id"], ex["commission"], "USD", "", "", "")
+        if self.correct_next_fill:
+            self.correct_next_fill = False
+            corrected = dict(ex, exec_id=stem + ".02", price=price + 0.01)
+            self.executions[-1] = corrected  # TWS lists the corrected execution from now on
+            self._send_exec(w, -1, corrected)
+        self._status(w, order)
+
+    def _send_exec(self, w: asyncio.StreamWriter, req_id: int, ex: dict) -> None:
+        _send(w, 11, req_id, ex["order_id"], 0, ex["symbol"], "STK", "", 0.0, "", "", "SMART", "USD", ex["symbol"], "",
+              ex["exec_id"], str(int(time.time())), ACCOUNT, "NYSE", ex["side"], ex["shares"], ex["price"],
+              ex["perm_id"], ex["client_id"], 0, ex["cum"], ex["avg"], ex["ref"], "", "", "", 0)  # fmt: skip
+
+    def _status(self, w: asyncio.StreamWriter, order: dict) -> None:
+        avg = order["px_sum"] / order["filled"] if order["filled"] else 0.0
+        _send(w, 3, order["order_id"], order["status"], order["filled"], order["qty"] - order["filled"], avg,
+              order["perm_id"], 0, avg, order["client_id"], "", 0.0)
+
+    def _positions(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for ex in self.executions:
+            out[ex["symbol"]] = out.get(ex["symbol"], 0.0) + (ex["shares"] if ex["side"] == "BOT" else -ex["shares"])
+        return out
+
+
+async def _read_frame(reader: asyncio.StreamReader) -> bytes:
+    (n,) = struct.unpack(">I", await reader.readexactly(4))
+    return await reader.readexactly(n)
+
+
+def _send_raw(w: asyncio.StreamWriter, payload: bytes) -> None:
+    w.write(struct.pack(">I", len(payload)) + payload)
+
+
+def _send(w: asyncio.StreamWriter, *fields: Any) -> None:
+    _send_raw(w, b"".join(str(f).encode() + b"\0" for f in fields))

@@ -1,0 +1,203 @@
+"""The IBKR venue against the local TWS fake (tests/fakes/tws_fake.py): real ib_async over a real
+socket speaking the TWS API framing. Every fault the issue names for IBKR has a case here."""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+import time
+
+import msgspec
+import pytest
+import zmq
+
+from adapters.brokers.ibkr import parsing
+from adapters.brokers.ibkr.venue import IbkrVenue
+from node.config import IbkrConfig, MaintenanceWindow
+from node.messages import ExecKind, OrderIntent, OrderType, Side
+from node.reasons import Reason
+from tests.fakes.tws_fake import TwsFake
+
+WAIT_S = 20.0
+FINAL = {ExecKind.FILL, ExecKind.CANCELED, ExecKind.REJECTED}
+
+
+class Driver:
+    def __init__(self, venue: IbkrVenue) -> None:
+        self.venue = venue
+        self.ctx = zmq.Context()
+        venue.open(self.ctx)
+        self.reports = []
+
+    def pump(self) -> None:
+        if self.venue.socket.poll(50):
+            self.reports.extend(self.venue.advance(time.time_ns()))
+
+    def wait_for(self, done, timeout_s: float = WAIT_S):
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            self.pump()
+            if done():
+                return
+        raise AssertionError("timed out; reports: " + repr([(r.client_order_id, r.kind, r.reason) for r in self.reports]))
+
+    def kinds(self, coid: str) -> list[ExecKind]:
+        return [r.kind for r in self.reports if r.client_order_id == coid]
+
+    def connected(self) -> bool:
+        return self.venue.health(time.time_ns()).ok
+
+    def close(self) -> None:
+        self.venue.close()
+        self.ctx.term()
+
+
+def no_windows(**changes) -> IbkrConfig:
+    cfg = IbkrConfig(port=0, client_id=7, windows=[], reconnect_interval_ms=200, connect_timeout_ms=3_000,
+                     ack_timeout_ms=2_000)
+    return msgspec.structs.replace(cfg, **changes)
+
+
+@pytest.fixture()
+def tws():
+    f = TwsFake(prices={"AAPL": 101.0}).start()
+    yield f
+    f.stop()
+
+
+@pytest.fixture()
+def drive(tws):
+    made = []
+
+    def start(**changes) -> Driver:
+        d = Driver(IbkrVenue(no_windows(port=tws.port, **changes)))
+        made.append(d)
+        d.wait_for(d.connected, 15)
+        return d
+
+    yield start
+    for d in made:
+        d.close()
+
+
+def intent(n: int, otype: OrderType = OrderType.MARKET, qty: float = 10.0, symbol: str = "AAPL",
+           limit: float | None = None, side: Side = Side.BUY) -> OrderIntent:
+    return OrderIntent(client_order_id="NAE-" + secrets.token_hex(6) + "-" + str(n), signal_id="s", request_id="r",
+                       strategy_id="alpha", symbol=symbol, side=side, order_type=otype, quantity=qty, limit_price=limit)
+
+
+def test_market_order_partial_fills_keyed_by_perm_id_with_commissions(tws, drive):
+    tws.fill_legs = 2
+    d = drive()
+    it = intent(1)
+    d.venue.submit(it, time.time_ns())
+    d.wait_for(lambda: ExecKind.FILL in d.kinds(it.client_order_id))
+    assert d.kinds(it.client_order_id) == [ExecKind.NEW, ExecKind.PARTIAL_FILL, ExecKind.FILL]
+    perm = tws.by_ref(it.client_order_id)["perm_id"]
+    assert {r.venue_order_id for r in d.reports} == {str(perm)}
+    fills = [r for r in d.reports if r.last_qty]
+    assert sum(f.last_qty for f in fills) == 10 and fills[-1].avg_px == 101.0
+    d.wait_for(lambda: len(d.venue.commissions()) == 2, 5)
+    assert set(d.venue.commissions()) == {f.exec_id for f in fills}
+
+
+def test_reject_has_a_reason_and_cancel_of_a_resting_order(tws, drive):
+    tws.reject_symbols.add("BAD")
+    d = drive()
+    bad, rest = intent(1, symbol="BAD"), intent(2, OrderType.LIMIT, limit=50.0)
+    d.venue.submit(bad, time.time_ns())
+    d.venue.submit(rest, time.time_ns())
+    d.wait_for(lambda: ExecKind.REJECTED in d.kinds(bad.client_order_id) and ExecKind.NEW in d.kinds(rest.client_order_id))
+    assert [r.reason for r in d.reports if r.client_order_id == bad.client_order_id][-1] == Reason.VENUE_REJECT
+    d.venue.cancel(rest.client_order_id, time.time_ns())
+    d.wait_for(lambda: ExecKind.CANCELED in d.kinds(rest.client_order_id))
+
+
+def test_correction_is_not_counted_twice(tws, drive):
+    tws.correct_next_fill = True
+    d = drive()
+    it = intent(1)
+    d.venue.submit(it, time.time_ns())
+    d.wait_for(lambda: ExecKind.FILL in d.kinds(it.client_order_id))
+    time.sleep(0.3)
+    d.pump()
+    assert sum(r.last_qty for r in d.reports if r.client_order_id == it.client_order_id) == 10
+    assert d.venue.session.corrections == 1
+    assert d.venue.positions() == {"AAPL": 10.0}
+
+
+def test_drop_mid_order_is_unknown_then_the_reconnect_sweep_resolves_it(tws, drive):
+    d = drive()
+    tws.drop_on_next_place = True
+    it = intent(1)
+    d.venue.submit(it, time.time_ns())
+    d.wait_for(lambda: ExecKind.FILL in d.kinds(it.client_order_id))
+    kinds = d.kinds(it.client_order_id)
+    assert kinds[0] is ExecKind.UNKNOWN and kinds[-1] is ExecKind.FILL
+    assert sum(r.last_qty for r in d.reports if r.client_order_id == it.client_order_id) == 10
+    d.wait_for(lambda: d.venue.session.swept_fills == 1, 5)  # counted just after the report left
+    assert tws.connections >= 2
+    assert len([o for o in tws.orders.values() if o["ref"] == it.client_order_id]) == 1  # never sent twice
+
+
+def test_fills_while_away_arrive_once_through_the_sweep(tws, drive):
+    d = drive()
+    it = intent(1, OrderType.LIMIT, limit=99.0)
+    d.venue.submit(it, time.time_ns())
+    d.wait_for(lambda: ExecKind.NEW in d.kinds(it.client_order_id))
+    tws.drop_connections()
+    d.wait_for(lambda: not d.connected(), 5)
+    tws.fill(tws.by_ref(it.client_order_id)["perm_id"], 10, 98.5)  # filled while the line was down
+    d.wait_for(lambda: ExecKind.FILL in d.kinds(it.client_order_id))
+    d.wait_for(d.connected, 10)
+    time.sleep(0.5)
+    d.pump()
+    assert [r.last_px for r in d.reports if r.last_qty] == [98.5]
+
+
+def test_not_connected_refuses_with_a_reason(tws):
+    tws.refuse_connections = True
+    d = Driver(IbkrVenue(no_windows(port=tws.port)))
+    try:
+        it = intent(1)
+        time.sleep(0.3)
+        d.venue.submit(it, time.time_ns())
+        d.wait_for(lambda: ExecKind.REJECTED in d.kinds(it.client_order_id))
+        assert d.reports[-1].reason == Reason.NO_CONNECTION and tws.orders == {}
+    finally:
+        d.close()
+
+
+def window_now(minutes_ago: int = 1, duration: int = 10) -> MaintenanceWindow:
+    start = dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=minutes_ago)
+    return MaintenanceWindow(start_hhmm=start.strftime("%H:%M"), duration_min=duration, tz="UTC")
+
+
+def test_maintenance_window_refuses_with_a_reason(tws, drive):
+    d = Driver(IbkrVenue(no_windows(port=tws.port, windows=[window_now()])))
+    try:
+        d.wait_for(lambda: d.venue.session is not None and d.venue.session.connected, 15)
+        assert d.venue.health(time.time_ns()).reason == Reason.BROKER_MAINTENANCE
+        it = intent(1)
+        d.venue.submit(it, time.time_ns())
+        d.wait_for(lambda: ExecKind.REJECTED in d.kinds(it.client_order_id))
+        assert d.reports[-1].reason == Reason.BROKER_MAINTENANCE and tws.orders == {}
+    finally:
+        d.close()
+
+
+@pytest.mark.parametrize("now,inside", [
+    ("2026-03-02T04:50:00+00:00", True),   # 23:50 New York (EST): in the 23:45 + 60 min reset
+    ("2026-03-02T05:40:00+00:00", True),   # 00:40 New York: still in, past midnight
+    ("2026-03-02T05:50:00+00:00", False),  # 00:50: over
+    ("2026-03-02T15:00:00+00:00", False),
+])
+def test_window_math(now, inside):
+    w = [MaintenanceWindow(start_hhmm="23:45", duration_min=60)]
+    assert (parsing.in_window(dt.datetime.fromisoformat(now), w) is not None) is inside
+
+
+@pytest.mark.parametrize("exec_id,stem", [("0000e001.000aae61.01.01", "0000e001.000aae61.01"),
+                                          ("0000e001.000aae61.01.02", "0000e001.000aae61.01"), ("X", "X")])
+def test_exec_key(exec_id, stem):
+    assert parsing.exec_key(exec_id) == stem
