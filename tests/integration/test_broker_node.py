@@ -1,0 +1,95 @@
+"""A whole node (NodeRuntime on Ray) with a Schwab group and an IBKR group, each broker adapter in
+front of its local fake (Schwab's HTTP API, TWS's socket API) started by the test: Optimus's
+signals execute through both, each fake's own record matches what the node reported, row for row."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+
+import pytest
+
+from node.client import ExecutionClient
+from node.config import BrokerConfig, EngineConfig, EngineGroupConfig, IbkrConfig, RouteConfig, SchwabConfig
+from node.messages import Signal
+from node.migrations import apply_migrations, create_database, drop_database
+from node.runtime import NodeRuntime, quiet
+from tests.fakes.schwab_fake import SchwabFake
+from tests.fakes.tws_fake import TwsFake
+from tests.integration.test_schwab_venue import seed_token
+
+PRICES = {"AAPL": 230.0, "MSFT": 420.0}
+
+
+@pytest.fixture(scope="module")
+def fakes():
+    schwab = SchwabFake(account_hash="H" + secrets.token_hex(4)).start()
+    schwab.prices = dict(PRICES)
+    tws = TwsFake(prices=dict(PRICES)).start()
+    yield schwab, tws
+    schwab.stop()
+    tws.stop()
+
+
+@pytest.fixture(scope="module")
+def node(ray_session, make_config, fakes, redis_url, database_url):
+    schwab, tws = fakes
+    name, token_db = asyncio.run(create_database(database_url, "nae_brokers_"))
+    asyncio.run(apply_migrations(token_db))
+    sc = SchwabConfig(
+        api_key=schwab.api_key, app_secret=schwab.app_secret, account_hash=schwab.account_hash,
+        base_url=schwab.base_url, database_url=token_db, vault_keys_hex={"k1": secrets.token_hex(32)},
+        vault_key_id="k1", sweep_interval_ms=200,
+    )  # fmt: skip
+    seed_token(sc, schwab.issue_token())
+    ib = IbkrConfig(port=tws.port, client_id=11, windows=[], reconnect_interval_ms=500)
+    cfg = make_config(
+        brokers=[BrokerConfig(name="schwab", kind="schwab", schwab=sc), BrokerConfig(name="ibkr", kind="ibkr", ibkr=ib)],
+        groups=[EngineGroupConfig(name="sch", engines=[EngineConfig(name="a")], brokers=["schwab"]),
+                EngineGroupConfig(name="ib", engines=[EngineConfig(name="b")], brokers=["ibkr"])],
+        routes=[RouteConfig(group="sch", strategies=["sch-*"]), RouteConfig(group="ib", strategies=["ib-*"])],
+        reject_unrouted=True, heartbeat_misses=10,
+    )  # fmt: skip
+    runtime = NodeRuntime(cfg, quiet)
+    runtime.start()
+    yield runtime
+    runtime.stop()
+    asyncio.run(drop_database(database_url, name))
+
+
+def send(node, strategy: str, symbol: str, n: int) -> list:
+    key_id, secret = next(iter(node.cfg.signing.keys.items()))
+    run = str(time.time_ns())
+    with ExecutionClient(node.registry["intake"], key_id, secret, timeout_s=10) as c:
+        return [c.send_signal(Signal(request_id="bk-" + run + "-" + str(i), strategy_id=strategy, timestamp=time.time(),
+                                     symbol=symbol, action="BUY" if i % 3 else "SELL", quantity=float(1 + i % 4)))
+                for i in range(n)]
+
+
+def wait_for(pred, timeout_s: float = 30.0):
+    deadline = time.monotonic() + timeout_s
+    while not pred():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.2)
+
+
+def test_signals_execute_through_schwab_and_ibkr_and_match_each_fakes_record(node, fakes):
+    schwab, tws = fakes
+    sch = send(node, "sch-alpha", "AAPL", 20)
+    ib = send(node, "ib-beta", "MSFT", 20)
+    assert all(r.status == "ACCEPTED" for r in sch + ib), [r for r in sch + ib if r.status != "ACCEPTED"]
+    wait_for(lambda: len(schwab.placed) == 20 and all(o["status"] == "FILLED" for o in schwab.placed)
+             and len(tws.executions) == 20)
+    fills = lambda broker: node.call("broker:" + broker, "fills")  # noqa: E731
+    wait_for(lambda: len(fills("schwab")) == 20 and len(fills("ibkr")) == 20)
+    # row for row: every fill the node reported is one the fake made, with its quantity and price
+    at_schwab = {str(o["orderId"]) + "-" + str(a["activityId"]) + "-0": (a["quantity"], a["executionLegs"][0]["price"])
+                 for o in schwab.placed for a in o["orderActivityCollection"]}
+    assert {f.exec_id: (f.last_qty, f.last_px) for f in fills("schwab")} == at_schwab
+    at_tws = {e["exec_id"].rsplit(".", 1)[0]: (e["shares"], e["price"]) for e in tws.executions}
+    assert {f.exec_id: (f.last_qty, f.last_px) for f in fills("ibkr")} == at_tws
+    assert {e["ref"] for e in tws.executions} == {f.client_order_id for f in fills("ibkr")}
+    assert node.call("broker:schwab", "positions") == schwab.positions()
+    stats = node.stats()
+    assert stats["broker:schwab"]["refused_duplicate"] == stats["broker:ibkr"]["refused_duplicate"] == 0
