@@ -218,10 +218,17 @@ class BrokerHost(LoopService):
             "malformed": self.malformed,
             "first_submit_ns": {g: dict(e) for g, e in self.first_submit_ns.items()},
             "loop_errors": self.loop_errors,
+            # the venue's own word: ok / reason (LOGIN_EXPIRED, NO_CONNECTION, BROKER_MAINTENANCE),
+            # seconds left on a broker login (Schwab's refresh token: alert a day ahead), its counters
+            "venue_health": msgspec.structs.asdict(self.venue.health(self._clock_ns())),
+            "venue": self.venue.stats() if hasattr(self.venue, "stats") else {},
         }
 
     def positions(self) -> dict[str, float]:
         return self.call_on_loop(self.venue.positions)
+
+    def balances(self) -> dict:
+        return msgspec.structs.asdict(self.call_on_loop(self.venue.balances))
 
     def orders(self) -> list[OrderSnapshot]:
         return self.call_on_loop(self.venue.snapshot)
