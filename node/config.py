@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Literal, Mapping
+from typing import Annotated, Mapping
 
 import msgspec
 
@@ -144,8 +144,6 @@ class SchwabConfig(msgspec.Struct, **_BASE):
     sweep_interval_ms: PositiveInt = 1_000
     #: an UNKNOWN submit no sweep has found after this long was never placed (REJECTED, NOT_AT_BROKER)
     unknown_settle_ms: PositiveInt = 30_000
-    #: time in force of the orders it places: DAY, GTC, IOC, FOK
-    time_in_force: Literal["DAY", "GTC", "IOC", "FOK"] = "DAY"
 
     def vault_keys(self) -> dict[str, bytes]:
         return {k: bytes.fromhex(v) for k, v in self.vault_keys_hex.items()}
@@ -173,7 +171,6 @@ class IbkrConfig(msgspec.Struct, **_BASE):
     ack_timeout_ms: PositiveInt = 5_000
     #: ib_async's own throttle of messages to TWS (IBKR allows 50 a second)
     max_messages_per_s: PositiveInt = 45
-    time_in_force: Literal["DAY", "GTC", "IOC", "FOK"] = "DAY"
     #: the nightly reset and the gateway's restart, known in advance: new orders in them are refused
     #: (BROKER_MAINTENANCE) or, with `hold_in_window`, held and sent when the window ends
     windows: list[MaintenanceWindow] = msgspec.field(

@@ -48,6 +48,13 @@ class OrderType(StrEnum):
     STOP_LIMIT = "STOP_LIMIT"
 
 
+class TimeInForce(StrEnum):
+    DAY = "DAY"  # until the session's close
+    GTC = "GTC"  # until filled or canceled
+    IOC = "IOC"  # what fills at once; the rest is canceled
+    FOK = "FOK"  # all at once or nothing
+
+
 class Side(StrEnum):
     BUY = "BUY"
     SELL = "SELL"
@@ -97,6 +104,7 @@ class Signal(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     model_id: Annotated[str, msgspec.Meta(max_length=128)] | None = None
     confidence: Fraction | None = None
     expected_pnl: Annotated[float, msgspec.Meta(ge=-1e12, le=1e12)] | None = None
+    time_in_force: TimeInForce = TimeInForce.DAY
 
     @property
     def side(self) -> Side:
@@ -195,6 +203,7 @@ class OrderIntent(msgspec.Struct, frozen=True, kw_only=True, array_like=True, gc
     limit_price: float | None = None
     stop_price: float | None = None
     max_slippage: float | None = None
+    time_in_force: TimeInForce = TimeInForce.DAY
 
 
 class SubmitOrder(msgspec.Struct, frozen=True, array_like=True, gc=False, tag="submit"):

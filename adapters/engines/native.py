@@ -43,6 +43,7 @@ def intent_for(acc: SignalAccepted) -> OrderIntent:
         limit_price=sig.limit_price,
         stop_price=sig.stop_price,
         max_slippage=meta.max_slippage if meta is not None else None,
+        time_in_force=sig.time_in_force,
     )
 
 

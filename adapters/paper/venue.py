@@ -34,7 +34,7 @@ import numpy as np
 
 from adapters.paper.pricing import CHUNK, PricePath, symbol_streams
 from node.config import PaperVenueConfig
-from node.messages import ExecKind, ExecutionReport, OrderIntent, OrderSnapshot, OrderType, Side
+from node.messages import ExecKind, ExecutionReport, OrderIntent, OrderSnapshot, OrderType, Side, TimeInForce
 from node.reasons import Reason
 from node.reconcile import Order
 from node.venue import VenueBase
@@ -48,6 +48,8 @@ PRICE_REQUIRED = Reason.PRICE_REQUIRED.value  # a LIMIT / STOP without its price
 SLIPPAGE = "SLIPPAGE"  # a market order stopped walking at max_slippage
 NO_LIQUIDITY = "NO_LIQUIDITY"  # a market order deeper than the book
 CANCELED = "CANCELED"  # canceled on request
+IOC = "IOC"  # the part of an IOC limit order that did not fill at once
+FOK = "FOK"  # a FOK limit order the book could not fill whole at once
 REPLACED = Reason.REPLACED.value  # canceled because its replacement took its place
 
 #: levels of liquidity on each side of the mid
@@ -289,9 +291,18 @@ class PaperVenue(VenueBase):
                 self._finish(order, ExecKind.CANCELED, why, max(t_ns + self._latency_ns, order.last_due))
             return
         limit = intent.limit_price
+        tif = intent.time_in_force
+        if tif is TimeInForce.FOK and not self._fillable(order, book, mid, limit):
+            self._unrest(order)
+            self._finish(order, ExecKind.CANCELED, FOK, max(t_ns + self._latency_ns, order.last_due))
+            return
         self._walk(order, book, mid, t_ns, limit, None)
         if order.state is ExecKind.FILL:
             self._unrest(order)
+            return
+        if tif is TimeInForce.IOC or tif is TimeInForce.FOK:  # what did not fill at once is canceled
+            self._unrest(order)
+            self._finish(order, ExecKind.CANCELED, IOC, max(t_ns + self._latency_ns, order.last_due))
             return
         if order.sign > 0.0:
             thr = math.log((limit + 5e-5) / (1.0 + self._half)) + _LOG_SLACK
@@ -323,6 +334,20 @@ class PaperVenue(VenueBase):
             if order.state is ExecKind.FILL:
                 return ""
         return NO_LIQUIDITY
+
+    def _fillable(self, order: _Order, book: _Book, mid: float, limit: float) -> bool:
+        """Whether the levels within `limit` hold the order's whole remainder now (FOK)."""
+        sign = order.sign
+        need = order.qty - order.cum - _QTY_EPS
+        have = 0.0
+        for level in range(DEPTH_LEVELS):
+            px = round(mid * (1.0 + sign * (self._half + self._spacing * level)), 4)
+            if px <= 0.0 or (px > limit if sign > 0.0 else px < limit):
+                return False
+            have += book.top
+            if have >= need:
+                return True
+        return False
 
     def _fill(self, order: _Order, size: float, px: float, t_ns: int) -> None:
         leaves = order.qty - order.cum

@@ -172,7 +172,7 @@ class IbkrSession:
     def _send(self, intent: OrderIntent) -> None:
         coid = intent.client_order_id
         t = self._orders[coid]
-        order, why = parsing.order_of(intent, self.cfg.time_in_force, self.cfg.account)
+        order, why = parsing.order_of(intent, self.cfg.account)
         if order is None:
             self._refuse(coid, why)
             return

@@ -42,7 +42,7 @@ def contract_of(symbol: str) -> Contract:
     return Option(root, "20" + yymmdd, int(strike) / 1000, right, "SMART", OPTION_MULTIPLIER, "USD")
 
 
-def order_of(intent: OrderIntent, tif: str = "DAY", account: str = "") -> tuple[Order | None, str]:
+def order_of(intent: OrderIntent, account: str = "") -> tuple[Order | None, str]:
     """(the order, "") or (None, reason code)."""
     kind = intent.order_type
     qty = intent.quantity
@@ -54,7 +54,7 @@ def order_of(intent: OrderIntent, tif: str = "DAY", account: str = "") -> tuple[
         return None, Reason.PRICE_REQUIRED.value
     order = Order(
         action="BUY" if intent.side is Side.BUY else "SELL", totalQuantity=qty, orderType=_TYPES[kind],
-        tif=tif, orderRef=intent.client_order_id, account=account,
+        tif=intent.time_in_force.value, orderRef=intent.client_order_id, account=account,
     )  # fmt: skip
     if kind in (OrderType.LIMIT, OrderType.STOP_LIMIT):
         order.lmtPrice = float(intent.limit_price)

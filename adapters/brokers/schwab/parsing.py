@@ -78,7 +78,18 @@ def is_option(symbol: str) -> bool:
     return OCC_SYMBOL.match(symbol) is not None
 
 
-def order_spec(intent: OrderIntent, time_in_force: str = "DAY") -> tuple[dict[str, Any] | None, str]:
+def schwab_symbol(symbol: str) -> str:
+    """Schwab spells an OCC symbol with its root padded to 6 ('AAPL  250117C00150000')."""
+    m = OCC_SYMBOL.match(symbol)
+    return symbol if m is None else m.group(1).ljust(6) + "".join(m.groups()[1:])
+
+
+def node_symbol(symbol: str) -> str:
+    """The node's spelling: an OCC symbol without the padding ('AAPL250117C00150000')."""
+    return symbol.replace(" ", "") if OCC_SYMBOL.match(symbol) else symbol
+
+
+def order_spec(intent: OrderIntent) -> tuple[dict[str, Any] | None, str]:
     """(the order body, "") or (None, reason code)."""
     kind = intent.order_type
     if kind in (OrderType.LIMIT, OrderType.STOP_LIMIT) and not (intent.limit_price or 0.0) > 0.0:
@@ -96,7 +107,7 @@ def order_spec(intent: OrderIntent, time_in_force: str = "DAY") -> tuple[dict[st
         qty = math.floor(notional / (px * (OPTION_MULTIPLIER if option else 1)))
     if not qty > 0.0 or qty != math.floor(qty) or math.isinf(qty):
         return None, Reason.SIZE_SPEC.value
-    duration = _DURATION.get(time_in_force)
+    duration = _DURATION.get(intent.time_in_force.value)
     if duration is None:
         return None, Reason.SCHEMA_INVALID.value
     buy = intent.side is Side.BUY
@@ -112,7 +123,7 @@ def order_spec(intent: OrderIntent, time_in_force: str = "DAY") -> tuple[dict[st
         "orderLegCollection": [{
             "instruction": instruction,
             "quantity": int(qty),
-            "instrument": {"symbol": intent.symbol, "assetType": "OPTION" if option else "EQUITY"},
+            "instrument": {"symbol": schwab_symbol(intent.symbol), "assetType": "OPTION" if option else "EQUITY"},
         }],
     }  # fmt: skip
     if kind in (OrderType.LIMIT, OrderType.STOP_LIMIT):
@@ -154,7 +165,7 @@ def read_order(obj: Any) -> SchwabOrder | None:
             status=status,
             kind=None if ended is None else ended[0],
             reason="" if ended is None else ended[1],
-            symbol=str(leg["instrument"]["symbol"]),
+            symbol=node_symbol(str(leg["instrument"]["symbol"])),
             side=Side.BUY if instruction.startswith("BUY") else Side.SELL,
             quantity=float(obj.get("quantity", leg.get("quantity", 0.0))),
             filled=float(obj.get("filledQuantity", 0.0)),
@@ -188,7 +199,7 @@ def positions_of(account: Any) -> dict[str, float]:
         for p in account["securitiesAccount"].get("positions") or ():
             qty = float(p.get("longQuantity", 0.0)) - float(p.get("shortQuantity", 0.0))
             if qty:
-                out[str(p["instrument"]["symbol"])] = qty
+                out[node_symbol(str(p["instrument"]["symbol"]))] = qty
     except (KeyError, TypeError, ValueError, AttributeError):
         return {}
     return out

@@ -246,7 +246,7 @@ class _Worker:
         coid = intent.client_order_id
         if coid in self._orders:
             return  # sent before (by this adapter or another of the account): never twice
-        spec, why = parsing.order_spec(intent, self._cfg.time_in_force)
+        spec, why = parsing.order_spec(intent)
         t = _Tracked(intent=intent, sent_s=time.time())
         self._orders[coid] = t
         if spec is None:
@@ -292,7 +292,7 @@ class _Worker:
         if old is None or old.done or not old.order_id:
             self._refuse(new, Reason.UNKNOWN_ORDER.value)
             return
-        spec, why = parsing.order_spec(intent, self._cfg.time_in_force)
+        spec, why = parsing.order_spec(intent)
         if spec is None:
             self._refuse(new, why)
             return
