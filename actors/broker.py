@@ -26,6 +26,7 @@ from node.messages import (
     OrderSnapshot,
     OrdersReport,
     QueryOrders,
+    ReplaceOrder,
     SubmitOrder,
     broker_command_decoder,
     encode,
@@ -138,6 +139,16 @@ class BrokerHost(LoopService):
         elif kind is CancelOrder:
             if self.gate.fence(cmd.epoch, cmd.group):
                 self.venue.cancel(cmd.client_order_id, now)
+        elif kind is ReplaceOrder:
+            coid = cmd.intent.client_order_id  # the replacement is an order like any other: sent once
+            verdict = self.gate.admit_submit(cmd.epoch, coid, cmd.group)
+            if verdict is Admit.SEND:
+                self._touch(coid, now)
+                self._owner[coid] = (ident, cmd.group, self._takeovers)
+                self.submitted += 1
+                self.venue.replace(cmd.client_order_id, cmd.intent, now)
+            elif verdict is Admit.STALE_EPOCH:
+                self._reply(ident, _refusal(cmd.intent, Reason.STALE_EPOCH, now))
         elif kind is QueryOrders:
             # a look (take_over False: a standby catching up, a settle) changes nothing, so it is
             # answered whatever its epoch; a new leader's query is fenced and raises the floor

@@ -220,6 +220,17 @@ class CancelOrder(msgspec.Struct, frozen=True, array_like=True, gc=False, tag="c
     group: str = ""
 
 
+class ReplaceOrder(msgspec.Struct, frozen=True, array_like=True, gc=False, tag="replace"):
+    """Replace the live order `client_order_id` by `intent` (a new client order id): the old one
+    ends CANCELED, reason REPLACED, once the venue confirms; the new one is sent at most once."""
+
+    epoch: int
+    engine: str
+    client_order_id: str
+    intent: OrderIntent
+    group: str = ""
+
+
 class QueryOrders(msgspec.Struct, frozen=True, array_like=True, gc=False, tag="query"):
     """Ask the broker what it has before re-driving: the orders named in `client_order_ids` (any
     age) with their fills, and every order and fill with activity at or after `since_ns` by the
@@ -246,7 +257,7 @@ class Heartbeat(msgspec.Struct, frozen=True, array_like=True, gc=False, tag="hb"
     role: str = ""  # engines: "leader" or "standby"
 
 
-BrokerCommand = SubmitOrder | CancelOrder | QueryOrders | Heartbeat
+BrokerCommand = SubmitOrder | CancelOrder | ReplaceOrder | QueryOrders | Heartbeat
 
 
 class ExecutionReport(msgspec.Struct, frozen=True, kw_only=True, array_like=True, gc=False, tag="exec"):
