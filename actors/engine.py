@@ -171,6 +171,9 @@ class EngineHost(EngineBase):
             self._take_look()
         if self._unconfirmed and self.role != "leader":
             self._look_up_unconfirmed()
+        if self.role == "leader":  # sent with no broker word by the deadline: UNKNOWN, published
+            for rep in self.manager.overdue(self._clock_ns(), self._cfg.submit_timeout_ms * 1_000_000):
+                self._publish(rep)
         if (self._pending_events or self.checkpoint.changed) and self._log is not None and self.role == "leader":
             self._flush_events()
 
@@ -286,6 +289,7 @@ class EngineHost(EngineBase):
                 self._unconfirmed.append((time.monotonic(), intent.client_order_id))
                 continue
             send(encode(SubmitOrder(epoch, name, intent, group)))
+            self.manager.sent(intent.client_order_id, self._clock_ns())
             waiting.append(intent.client_order_id)
         if leader:  # only the leader keeps (and writes) the checkpoint
             self.checkpoint.add_entry(entry_id, waiting)

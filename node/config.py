@@ -316,6 +316,9 @@ class NodeConfig(msgspec.Struct, **_BASE):
     reconcile: ReconcileConfig = ReconcileConfig()
     heartbeat_interval_ms: PositiveInt = 20  # engines -> supervisor, over ZeroMQ
     heartbeat_misses: PositiveInt = 3  # silent this many intervals in a row = dead: fail over
+    #: an order sent with no word from its broker adapter by then is UNKNOWN (TIMEOUT) at the engine:
+    #: new risk on its symbol waits until the broker's answer or a sweep resolves it
+    submit_timeout_ms: PositiveInt = 30_000
     #: a broker adapter silent this long (supervisor pings over ZeroMQ) = dead: its groups move to
     #: their next broker. Longer than the engines' limit: a move between accounts strands orders.
     broker_dead_ms: PositiveInt = 500

@@ -25,6 +25,7 @@ _replace = msgspec.structs.replace
 _UNANSWERED = frozenset({OrderState.PENDING, OrderState.SUBMITTED, OrderState.UNKNOWN})
 _SENT_UNANSWERED = frozenset({OrderState.SUBMITTED, OrderState.UNKNOWN})
 BROKER_LOST = Reason.BROKER_LOST.value
+TIMEOUT = Reason.TIMEOUT.value
 
 
 def intent_for(acc: SignalAccepted) -> OrderIntent:
@@ -54,6 +55,8 @@ class NativeOrderManager:
         self.orders: dict[str, Order] = {}
         self._done: OrderedDict[str, None] = OrderedDict()
         self._keep_done = keep_done
+        self._sent_ns: OrderedDict[str, int] = OrderedDict()  # sent, no broker word yet (oldest first)
+        self.timed_out = 0
         self.duplicate_signals = 0
         self.duplicate_fills = 0
         self.ignored_reports = 0
@@ -71,6 +74,34 @@ class NativeOrderManager:
         state = OrderState.SUBMITTED if submit else OrderState.PENDING
         self.orders[intent.client_order_id] = Order(intent=intent, state=state)
         return intent
+
+    def sent(self, client_order_id: str, now_ns: int) -> None:
+        """The order left for the broker at `now_ns`: its deadline starts (see `overdue`)."""
+        self._sent_ns[client_order_id] = now_ns
+
+    def overdue(self, now_ns: int, timeout_ns: int) -> list[ExecutionReport]:
+        """Orders sent `timeout_ns` ago or more with no broker word: UNKNOWN (TIMEOUT), never a
+        made-up reject; the reports to publish. The broker's next word moves them on."""
+        out = []
+        sent = self._sent_ns
+        while sent:
+            coid, ts = next(iter(sent.items()))
+            if now_ns - ts < timeout_ns:
+                break
+            del sent[coid]
+            order = self.orders.get(coid)
+            if order is None or order.state is not OrderState.SUBMITTED:
+                continue
+            order.state = OrderState.UNKNOWN
+            order.reason = TIMEOUT
+            self.timed_out += 1
+            intent = order.intent
+            out.append(ExecutionReport(
+                kind=ExecKind.UNKNOWN, client_order_id=coid, symbol=intent.symbol, side=intent.side,
+                reason=TIMEOUT, ts_ns=now_ns, strategy_id=intent.strategy_id, request_id=intent.request_id,
+                signal_id=intent.signal_id,
+            ))  # fmt: skip
+        return out
 
     def pending(self) -> list[OrderIntent]:
         """Orders with no broker answer yet (never sent, sent unanswered, or UNKNOWN), oldest first:
@@ -132,6 +163,7 @@ class NativeOrderManager:
         order = self.orders.get(snap.client_order_id)
         if order is None:
             return None
+        self._sent_ns.pop(snap.client_order_id, None)
         order.state = STATE_OF_KIND[snap.kind]
         order.cum_qty = snap.cum_qty
         if order.state in DONE_STATES:
@@ -155,6 +187,7 @@ class NativeOrderManager:
         order = self.orders.get(report.client_order_id)
         if order is None:
             order = self._book(report)
+        self._sent_ns.pop(report.client_order_id, None)
         outcome = apply_report(order, report)
         if outcome is not Applied.APPLIED:
             if outcome is Applied.DUPLICATE:
