@@ -14,6 +14,7 @@ from node.client import ExecutionClient
 from node.config import BrokerConfig, EngineConfig, EngineGroupConfig, IbkrConfig, RouteConfig, SchwabConfig
 from node.messages import Signal
 from node.migrations import apply_migrations, create_database, drop_database
+from node.orders import client_order_id_for, signal_id_for
 from node.runtime import NodeRuntime, quiet
 from tests.fakes.schwab_fake import SchwabFake
 from tests.fakes.tws_fake import TwsFake
@@ -40,7 +41,7 @@ def node(ray_session, make_config, fakes, redis_url, database_url):
     sc = SchwabConfig(
         api_key=schwab.api_key, app_secret=schwab.app_secret, account_hash=schwab.account_hash,
         base_url=schwab.base_url, database_url=token_db, vault_keys_hex={"k1": secrets.token_hex(32)},
-        vault_key_id="k1", sweep_interval_ms=200,
+        vault_key_id="k1", sweep_interval_ms=200, unknown_settle_ms=6_000,
     )  # fmt: skip
     seed_token(sc, schwab.issue_token())
     ib = IbkrConfig(port=tws.port, client_id=11, windows=[], reconnect_interval_ms=500)
@@ -93,3 +94,29 @@ def test_signals_execute_through_schwab_and_ibkr_and_match_each_fakes_record(nod
     assert node.call("broker:schwab", "positions") == schwab.positions()
     stats = node.stats()
     assert stats["broker:schwab"]["refused_duplicate"] == stats["broker:ibkr"]["refused_duplicate"] == 0
+
+
+def test_a_lost_submit_is_unknown_blocks_its_symbol_until_the_sweep_settles_it(node, fakes):
+    """End to end through the validator's symbol block: Schwab answers 500 to a place (nothing
+    placed), the order is UNKNOWN, new NVDA risk is refused SYMBOL_UNKNOWN_STATE, and once the
+    sweeps show no such order it is REJECTED NOT_AT_BROKER and NVDA trades again."""
+    schwab, _ = fakes
+    placed_before = len(schwab.placed)
+    schwab.fail_next("place", "500")
+    (first,) = send(node, "sch-alpha", "NVDA", 1)
+    assert first.status == "ACCEPTED"
+    coid = client_order_id_for(signal_id_for(first.request_id))
+    state = lambda: {o.client_order_id: o.kind for o in node.call("broker:schwab", "orders")}.get(coid)  # noqa: E731
+    wait_for(lambda: state() == "UNKNOWN")
+    refused = []
+
+    def blocked() -> bool:
+        (r,) = send(node, "sch-alpha", "NVDA", 1)
+        refused.append(r)
+        return r.status == "REJECTED" and "SYMBOL_UNKNOWN_STATE" in r.reasons
+
+    wait_for(blocked, 5)
+    wait_for(lambda: state() == "REJECTED", 20)  # settled: never placed
+    nvda = [o for o in schwab.placed[placed_before:] if o["orderLegCollection"][0]["instrument"]["symbol"] == "NVDA"]
+    assert len(nvda) == sum(r.status == "ACCEPTED" for r in refused)  # the 500'd order was never placed
+    wait_for(lambda: send(node, "sch-alpha", "NVDA", 1)[0].status == "ACCEPTED", 10)
