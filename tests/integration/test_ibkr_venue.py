@@ -155,17 +155,56 @@ def test_fills_while_away_arrive_once_through_the_sweep(tws, drive):
     assert [r.last_px for r in d.reports if r.last_qty] == [98.5]
 
 
-def test_not_connected_refuses_with_a_reason(tws):
-    tws.refuse_connections = True
-    d = Driver(IbkrVenue(no_windows(port=tws.port)))
+def test_before_the_first_sweep_nothing_is_sent_then_unknown_then_sent(tws):
+    tws.refuse_connections = True  # the gateway is down when the adapter starts
+    d = Driver(IbkrVenue(no_windows(port=tws.port, ack_timeout_ms=500)))
     try:
         it = intent(1)
-        time.sleep(0.3)
         d.venue.submit(it, time.time_ns())
-        d.wait_for(lambda: ExecKind.REJECTED in d.kinds(it.client_order_id))
-        assert d.reports[-1].reason == Reason.NO_CONNECTION and tws.orders == {}
+        d.wait_for(lambda: ExecKind.UNKNOWN in d.kinds(it.client_order_id))  # TWS not asked: it may have it
+        assert tws.orders == {}
+        tws.refuse_connections = False
+        d.wait_for(lambda: ExecKind.FILL in d.kinds(it.client_order_id))
+        assert len(tws.orders) == 1
     finally:
         d.close()
+
+
+def test_after_a_restart_an_order_the_predecessor_filled_is_adopted_never_sent_again(tws, drive):
+    d1 = drive()
+    it = intent(1)
+    d1.venue.submit(it, time.time_ns())
+    d1.wait_for(lambda: ExecKind.FILL in d1.kinds(it.client_order_id))
+    d1.close()
+    d2 = Driver(IbkrVenue(no_windows(port=tws.port)))  # a restarted adapter, re-driven at once
+    try:
+        d2.venue.submit(it, time.time_ns())  # before its first sweep: held
+        d2.wait_for(lambda: ExecKind.FILL in d2.kinds(it.client_order_id))
+        time.sleep(0.5)
+        d2.pump()
+        assert d2.kinds(it.client_order_id) == [ExecKind.NEW, ExecKind.FILL]  # the sweep adopted it
+        assert len([o for o in tws.orders.values() if o["ref"] == it.client_order_id]) == 1
+        late = intent(2)  # after the sweep, a ref TWS executed for someone else is refused
+        tws.executions.append(dict(tws.executions[-1], exec_id="0000e999.00000001.01.01", ref=late.client_order_id))
+        connects = d2.venue.session.connects
+        tws.drop_connections()  # the reconnect's sweep sees it
+        d2.wait_for(lambda: d2.venue.session.connects > connects and d2.connected(), 10)
+        d2.venue.submit(late, time.time_ns())
+        d2.wait_for(lambda: ExecKind.REJECTED in d2.kinds(late.client_order_id))
+        assert d2.reports[-1].reason == Reason.DUPLICATE_CLIENT_ORDER_ID
+    finally:
+        d2.close()
+
+
+def test_not_connected_after_the_first_sweep_refuses_with_a_reason(tws, drive):
+    d = drive(reconnect_interval_ms=60_000)
+    tws.refuse_connections = True
+    tws.drop_connections()
+    d.wait_for(lambda: not d.connected(), 5)
+    it = intent(1)
+    d.venue.submit(it, time.time_ns())
+    d.wait_for(lambda: ExecKind.REJECTED in d.kinds(it.client_order_id))
+    assert d.reports[-1].reason == Reason.NO_CONNECTION and tws.orders == {}
 
 
 def window_now(minutes_ago: int = 1, duration: int = 10) -> MaintenanceWindow:

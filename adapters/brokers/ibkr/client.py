@@ -73,6 +73,10 @@ class IbkrSession:
         self._held: deque[OrderIntent] = deque()
         #: order refs TWS executed that this session did not send (another adapter before a restart)
         self._foreign_refs: set[str] = set()
+        #: orders that came before the first executions sweep: a restarted adapter's re-drive may
+        #: name an order its predecessor sent, so nothing goes out (or is refused) before TWS was asked
+        self._swept_once = False
+        self._before_sweep: deque[tuple[float, OrderIntent]] = deque()
         self.commissions: dict[str, float] = {}
         # fills whose commission report has not come yet (ib_async fills it into the Fill in place;
         # its event needs the order's openOrder first, so the tick reads the Fill too)
@@ -117,25 +121,42 @@ class IbkrSession:
             return
         self.connects += 1
         self.positions = {p.contract.localSymbol or p.contract.symbol: float(p.position) for p in self.ib.positions()}
-        await self.sweep()  # what happened while away, before anything new is sent
+        if not await self.sweep():  # what happened while away, before anything new is sent
+            self.ib.disconnect()
+            return
         self.connected = True
+        if not self._swept_once:
+            self._swept_once = True
+            while self._before_sweep:
+                _, intent = self._before_sweep.popleft()
+                t = self._orders[intent.client_order_id]
+                if t.acked or t.exec_ids or t.done:
+                    continue  # the sweep found it at TWS (a predecessor sent it): adopted, never sent again
+                del self._orders[intent.client_order_id]
+                self.submit(intent)
 
-    async def sweep(self) -> None:
+    async def sweep(self) -> bool:
         """Every execution TWS has for today, each reported once (deduped by its stem)."""
         try:
             fills = await asyncio.wait_for(self.ib.reqExecutionsAsync(), self.cfg.connect_timeout_ms / 1000)
         except (asyncio.TimeoutError, ConnectionError) as exc:
             log.warning("ibkr: executions sweep failed (%s)", type(exc).__name__)
-            return
+            return False
         for fill in fills:
             if self._on_fill(fill):
                 self.swept_fills += 1
             if fill.commissionReport and fill.commissionReport.execId:
                 self.commissions[parsing.exec_key(fill.commissionReport.execId)] = fill.commissionReport.commission
+        return True
 
     def _tick(self, now: float) -> None:
         """UNKNOWN after the ack deadline; held orders out once the window is over."""
         limit = self.cfg.ack_timeout_ms / 1000
+        for since, intent in self._before_sweep:
+            t = self._orders[intent.client_order_id]
+            if not t.unknown and now - since > limit:  # TWS not asked yet: it may have this one
+                t.unknown = True
+                self._emit(unknown(intent, Reason.NO_CONNECTION, time.time_ns()))
         for t in self._orders.values():
             if not t.acked and not t.done and not t.unknown and t.sent_mono and now - t.sent_mono > limit:
                 t.unknown = True
@@ -156,6 +177,9 @@ class IbkrSession:
         if coid in self._orders:
             return
         self._orders[coid] = _Tracked(intent=intent)
+        if not self._swept_once:
+            self._before_sweep.append((time.monotonic(), intent))
+            return
         if coid in self._foreign_refs:  # TWS already executed it: never a second order
             self._refuse(coid, Reason.DUPLICATE_CLIENT_ORDER_ID)
             return
