@@ -79,7 +79,7 @@ class Reason(StrEnum):
     # the order's life at a real broker (node/venue.py, adapters/brokers/)
     REPLACED = "REPLACED"  # canceled because a replacement took its place
     EXPIRED = "EXPIRED"  # its time in force ran out
-    RATE_LIMITED = "RATE_LIMITED"  # over the account's order budget: never sent
+    BROKER_RATE_LIMITED = "BROKER_RATE_LIMITED"  # over the broker account's order budget: never sent
     LOGIN_EXPIRED = "LOGIN_EXPIRED"  # the broker login (OAuth refresh token) lapsed: never sent
     BROKER_MAINTENANCE = "BROKER_MAINTENANCE"  # the broker's nightly reset / restart window: never sent
     NO_CONNECTION = "NO_CONNECTION"  # not connected to the broker: never sent

@@ -8,7 +8,7 @@ with them; one Lua script checks both and takes one unit only when both have roo
 
 `take()` answers GRANTED (0), the milliseconds until the window has room again (> 0), or
 DAY_SPENT (-1): a request over budget is never sent; the caller waits or refuses it with
-RATE_LIMITED.
+BROKER_RATE_LIMITED.
 """
 
 from __future__ import annotations

@@ -220,7 +220,7 @@ def test_429_and_budget_refuse_and_never_send(fake, drive):
     reasons = [next(r for r in d.reports if r.client_order_id == it.client_order_id and r.kind in
                     (ExecKind.FILL, ExecKind.REJECTED)).reason for it in its]
     # 1: Schwab's own 429; 2: placed; 3 and 4: over the 2 a minute budget, never sent
-    assert reasons == [Reason.RATE_LIMITED, "", Reason.RATE_LIMITED, Reason.RATE_LIMITED]
+    assert reasons == [Reason.BROKER_RATE_LIMITED, "", Reason.BROKER_RATE_LIMITED, Reason.BROKER_RATE_LIMITED]
     assert len(fake.placed) == 1 and fake.requests["place"] == 2
 
 

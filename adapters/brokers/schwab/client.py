@@ -201,12 +201,12 @@ class SchwabClient:
             if verdict == GRANTED:
                 break
             if verdict == DAY_SPENT or time.monotonic() + verdict / 1000 > deadline:
-                return Sent(outcome=Outcome.NOT_SENT, reason=Reason.RATE_LIMITED.value)
+                return Sent(outcome=Outcome.NOT_SENT, reason=Reason.BROKER_RATE_LIMITED.value)
             time.sleep(verdict / 1000)
         sent = self._request(call)
         if sent.status == 429:  # Schwab's own limiter refused it: not placed
             self.throttled += 1
-            return Sent(outcome=Outcome.NOT_SENT, reason=Reason.RATE_LIMITED.value, status=429)
+            return Sent(outcome=Outcome.NOT_SENT, reason=Reason.BROKER_RATE_LIMITED.value, status=429)
         return sent
 
     def _request(self, call: Callable[[Client], httpx.Response], retried: bool = False) -> Sent:

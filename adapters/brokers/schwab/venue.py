@@ -17,7 +17,7 @@ over an inproc socket the adapter polls (`socket`), handed out by `advance`.
   type, entered after it was sent) or, when no sweep for `unknown_settle_ms` shows one, reports it
   REJECTED NOT_AT_BROKER (it was never placed).
 - Refused before sending (REJECTED with a reason, never sent): no login (LOGIN_EXPIRED), over the
-  account's budget (RATE_LIMITED), no connection (NO_CONNECTION), an order Schwab cannot take
+  account's budget (BROKER_RATE_LIMITED), no connection (NO_CONNECTION), an order Schwab cannot take
   (SIZE_SPEC, PRICE_REQUIRED).
 """
 
