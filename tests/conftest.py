@@ -45,7 +45,8 @@ def ray_session():
     import ray
 
     if not ray.is_initialized():
-        ray.init(namespace="nae-test", include_dashboard=False, log_to_driver=False, configure_logging=False)
+        # address="local": always a fresh Ray of the session, never a cluster another process left running
+        ray.init(address="local", namespace="nae-test", include_dashboard=False, log_to_driver=False, configure_logging=False)
     yield ray
     ray.shutdown()
 
