@@ -28,6 +28,7 @@ from node.config import NodeConfig
 from node.errors import StoreError
 from node.fenced_log import AppendOutcomeUnknown, FencedLog, connect_writer
 from node.intake import RiskCheck, SignalGate
+from node.stages import Stage, StageClock
 from node.risk import PreTradeRisk
 from node.messages import (
     Endpoints,
@@ -104,6 +105,7 @@ class Validator(LoopService):
         self.fallback_frames = 0
         self.wake_ns: deque[int] = deque(maxlen=4096)  # intake wake-ups: recv .. last reply sent
         self.xadd_ns: deque[int] = deque(maxlen=4096)  # the durable append of a wake-up
+        self.stages = StageClock()  # per wake-up: gate, append, reply (node.stages)
 
     # ---------------------------------------------------------------- loop
 
@@ -185,8 +187,10 @@ class Validator(LoopService):
         batch = None
         try:
             self._admit_frames(events, replies, accepted, now)
+            t_gate = time.perf_counter_ns()
             if accepted:
                 batch = self._append(replies, accepted, now)
+            t_app = time.perf_counter_ns()
         except BaseException:
             # nothing of this wake-up was logged: undo every acceptance (memory, risk), so none is left
             # remembered as ACCEPTED and never logged; their senders get no reply and retry
@@ -207,6 +211,10 @@ class Validator(LoopService):
                     send((ident, reply))
         finally:  # a logged batch reaches the engines whatever happened to the replies
             if batch is not None:  # after the replies: on 2 cores a woken engine would delay them
+                n = len(accepted)
+                self.stages.observe(Stage.INTAKE_GATE, t_gate - t0, n)
+                self.stages.observe(Stage.APPEND, t_app - t_gate, n)
+                self.stages.observe(Stage.REPLY, time.perf_counter_ns() - t_app, n)
                 self._forward(batch)
             if redis_replies:
                 self._answer_fallback(redis_replies)
@@ -531,4 +539,5 @@ class Validator(LoopService):
             "append_p99_us": _pct_us(self.xadd_ns, 99),
             "loop_errors": self.loop_errors,
             "reasons": dict(self.gate.counts),
+            **self.stages.snapshot(),
         }

@@ -102,6 +102,12 @@ class NodeTarget:
         filled = idx[self._fill_ns[idx] > 0]
         return self._fill_ns[filled] - sent[filled]
 
+    def stage_fields(self) -> dict:
+        """The node's per-stage histograms, merged across actors (a Ray stats call: never per signal)."""
+        from node.stages import stage_fields
+
+        return stage_fields(self._runtime.stats())
+
     def counts(self) -> dict:
         sent = int(np.count_nonzero(self._sent_ns))
         return {

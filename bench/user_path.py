@@ -1,0 +1,235 @@
+"""The user's path as a benchmark target: `execnode up` in its own process, driven like Optimus.
+
+`bench.node_target` builds the node inside the bench's own process and sends one strategy over six
+symbols; a user runs `execnode up` (a separate process tree: the CLI, Ray, the actors) and sends an
+Optimus stream. This target does what the user does:
+
+- writes a TOML config under a temp data dir: the defaults of `execnode up`, a fresh signing key,
+  free ports, the risk limits opened as the bench opens them (`throughput_limits`, large equity),
+  and `SYMBOLS` priced paper symbols; REDIS_URL / DATABASE_URL reach the node through the
+  environment exactly as they reach `execnode up` (else it starts embedded servers under the dir);
+- starts `execnode up --config <that file>` as a subprocess and waits for its endpoints.json;
+- sends, through the public asyncio client, `STRATEGIES` strategies x `SYMBOLS` symbols, every
+  order type (market by quantity and by notional, marketable limit, resting stop and stop-limit),
+  every action, each with `risk_meta`; a fill is awaited for the orders that must fill (market and
+  marketable limit), never for the resting stops;
+- stops the node with SIGINT (what Ctrl-C does) and kills it if it is not down in 60 s.
+
+`blocking_round_trips` adds what a script using the blocking `ExecutionClient` sees.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import msgspec
+import numpy as np
+
+from node.client import AsyncExecutionClient, ExecutionClient
+from node.config import PaperSymbol, load_config
+from node.messages import Action, ExecKind, OrderType, RiskMeta, Signal, encode
+
+STRATEGIES = 50
+SYMBOLS = 24
+START_TIMEOUT_S = 180.0
+_ACTIONS = (Action.BUY, Action.SELL, Action.BUY_TO_OPEN, Action.SELL_TO_CLOSE, Action.SELL_TO_OPEN, Action.BUY_TO_CLOSE)
+_META = RiskMeta(max_slippage=0.01, max_exposure=1e12, max_position_pct=1.0)
+
+
+def paper_symbols(n: int = SYMBOLS) -> list[PaperSymbol]:
+    """`n` symbols: the six defaults first, then synthetic tickers priced 20..500."""
+    base = list(load_config(None, env={}).broker.paper.symbols)
+    extra = [PaperSymbol(symbol="SYM" + str(k), price=float(20 + (37 * k) % 480)) for k in range(n - len(base))]
+    return (base + extra)[:n]
+
+
+def user_config(data_dir: str, key_id: str, secret: str) -> dict:
+    """The TOML-able config of the run: `execnode up` defaults plus the bench's openings."""
+    from node.cli import DEMO_EQUITY_USD
+    from node.risk.config import throughput_limits
+
+    base = load_config(None, env={})
+    cfg = msgspec.structs.replace(
+        base,
+        data_dir=data_dir,
+        signing=msgspec.structs.replace(base.signing, keys={key_id: secret}),
+        intake=msgspec.structs.replace(base.intake, port=0),
+        api=msgspec.structs.replace(base.api, port=0),
+        risk=throughput_limits(base.risk),
+        equity_usd=max(base.equity_usd, DEMO_EQUITY_USD),
+        broker=msgspec.structs.replace(
+            base.broker, paper=msgspec.structs.replace(base.broker.paper, symbols=paper_symbols())),
+    )
+    return msgspec.to_builtins(cfg)
+
+
+def optimus_signal(i: int, run: str, now: float, symbols: list[PaperSymbol]) -> tuple[Signal, bool]:
+    """Signal i of the stream and whether it must fill (market, marketable limit) or rests (stops)."""
+    sym = symbols[(i // STRATEGIES) % len(symbols)]
+    action = _ACTIONS[i % len(_ACTIONS)]
+    buy = action in (Action.BUY, Action.BUY_TO_OPEN, Action.BUY_TO_CLOSE)
+    kind = i % 10
+    fields: dict = {
+        "request_id": "u" + run + "-" + str(i), "strategy_id": "strat" + str(i % STRATEGIES),
+        "timestamp": now, "symbol": sym.symbol, "action": action, "risk_meta": _META,
+        "model_id": "optimus-bench", "confidence": 0.7,
+    }
+    if kind == 9:
+        return Signal(**fields, notional=round(sym.price * 3, 2)), True
+    fields["quantity"] = float(1 + i % 20)
+    if kind in (5, 6):  # marketable limit: fills at once
+        px = sym.price * (1.05 if buy else 0.95)
+        return Signal(**fields, order_type=OrderType.LIMIT, limit_price=round(px, 2)), True
+    if kind == 7:  # a stop far from the market: rests
+        px = sym.price * (1.5 if buy else 0.5)
+        return Signal(**fields, order_type=OrderType.STOP, stop_price=round(px, 2)), False
+    if kind == 8:
+        px = sym.price * (1.5 if buy else 0.5)
+        return Signal(**fields, order_type=OrderType.STOP_LIMIT, stop_price=round(px, 2),
+                      limit_price=round(px, 2)), False
+    return Signal(**fields), True
+
+
+class UserPathTarget:
+    """`execnode up` in a subprocess, driven through the public asyncio client (a `bench.harness.Target`)."""
+
+    name = "user_path"
+
+    def __init__(self, n_max: int = 20_000) -> None:
+        self._n_max = n_max
+        self._dir: tempfile.TemporaryDirectory | None = None
+        self._proc: subprocess.Popen | None = None
+        self.endpoints: dict[str, str] = {}
+        self.key_id = "bench"
+        self.secret = uuid.uuid4().hex + uuid.uuid4().hex
+        self._client: AsyncExecutionClient | None = None
+        self._payloads: list[tuple[str, bytes]] = []
+        self._index: dict[str, int] = {}
+        self._must_fill = np.zeros(n_max, dtype=bool)
+        self._sent_ns = np.zeros(n_max, dtype=np.int64)
+        self._fill_ns = np.zeros(n_max, dtype=np.int64)
+        self._listener: asyncio.Task | None = None
+        self._accepted = self._rejected = self._errors = self._fills = self._dup_fills = 0
+
+    async def start(self) -> None:
+        self._dir = tempfile.TemporaryDirectory(prefix="nae-bench-user-")
+        data_dir = self._dir.name
+        path = Path(data_dir) / "node.toml"
+        path.write_bytes(msgspec.toml.encode(user_config(data_dir, self.key_id, self.secret)))
+        log = open(Path(data_dir) / "node.log", "wb")
+        self._proc = subprocess.Popen(
+            [sys.executable, "-c", "import sys; from node.cli import main; sys.exit(main())", "--config", str(path), "up"],
+            stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ), start_new_session=True,
+        )
+        ep_file = Path(data_dir) / "endpoints.json"
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while not ep_file.exists():
+            if self._proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("execnode up did not come up: " + (Path(data_dir) / "node.log").read_text()[-1500:])
+            await asyncio.sleep(0.2)
+        await asyncio.sleep(0.1)  # the file is written in one call; let it land
+        self.endpoints = json.loads(ep_file.read_text())
+        self._client = AsyncExecutionClient(self.endpoints["intake"], self.key_id, self.secret, timeout_s=10.0)
+        await self._client.subscribe(kinds=[ExecKind.FILL])
+        await asyncio.sleep(0.3)
+        run, now, symbols = uuid.uuid4().hex[:8], time.time(), paper_symbols()
+        for i in range(self._n_max):
+            sig, fills = optimus_signal(i, run, now, symbols)
+            self._payloads.append((sig.request_id, encode(sig)))
+            self._index[sig.request_id] = i
+            self._must_fill[i] = fills
+        self._listener = asyncio.get_running_loop().create_task(self._listen())
+
+    async def _listen(self) -> None:
+        client, index, fill_ns = self._client, self._index, self._fill_ns
+        while True:
+            ev = await client.next_event(0.5)
+            if ev is None or ev.kind is not ExecKind.FILL:
+                continue
+            i = index.get(ev.request_id)
+            if i is None:
+                continue
+            if fill_ns[i]:
+                self._dup_fills += 1
+                continue
+            fill_ns[i] = time.perf_counter_ns()
+            self._fills += 1
+
+    async def send(self, i: int) -> None:
+        rid, payload = self._payloads[i]
+        self._sent_ns[i] = time.perf_counter_ns()
+        reply = await self._client.send_payload(rid, payload)
+        if reply.status == "ACCEPTED":
+            self._accepted += 1
+            if not self._must_fill[i]:
+                self._fills += 1  # a resting stop: its ACK is all this run waits for
+        elif reply.status == "REJECTED":
+            self._rejected += 1
+            raise RuntimeError("rejected: " + ",".join(reply.reasons))
+        else:
+            self._errors += 1
+            raise RuntimeError("error: " + reply.detail)
+
+    async def wait_fills(self, timeout_s: float, indices: range | None = None) -> np.ndarray:
+        """Fill latencies (ns) of the signals in `indices` that must fill; resting stops count as
+        filled on their ACK (they are not in the returned latencies)."""
+        sent = self._sent_ns
+        idx = np.asarray(indices if indices is not None else np.nonzero(sent)[0])
+        idx = idx[self._must_fill[idx] & (sent[idx] > 0)]
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline and np.count_nonzero(self._fill_ns[idx]) < len(idx):
+            await asyncio.sleep(0.05)
+        filled = idx[self._fill_ns[idx] > 0]
+        return self._fill_ns[filled] - sent[filled]
+
+    def counts(self) -> dict:
+        return {
+            "sent": int(np.count_nonzero(self._sent_ns)),
+            "accepted": self._accepted,
+            "rejected": self._rejected,
+            "lost": self._accepted - self._fills,
+            "duplicates": self._dup_fills + (self._client.unmatched if self._client else 0),
+        }
+
+    def blocking_round_trips(self, n: int) -> dict:
+        """p50/p99 of `n` sequential sends through the blocking `ExecutionClient` (fresh ids)."""
+        lat = np.zeros(n, dtype=np.int64)
+        run, now, symbols = uuid.uuid4().hex[:8], time.time(), paper_symbols()
+        ok = 0
+        with ExecutionClient(self.endpoints["intake"], self.key_id, self.secret, timeout_s=10.0) as client:
+            for k in range(n):
+                sig, _ = optimus_signal(k, "k" + run, now, symbols)
+                t0 = time.perf_counter_ns()
+                reply = client.send_signal(sig)
+                lat[k] = time.perf_counter_ns() - t0
+                ok += reply.status == "ACCEPTED"
+        p50, p99 = np.percentile(lat, (50.0, 99.0))
+        return {"n": n, "ok": ok, "reply_p50_us": round(p50 / 1e3, 1), "reply_p99_us": round(p99 / 1e3, 1)}
+
+    async def stop(self) -> None:
+        if self._listener is not None:
+            self._listener.cancel()
+        if self._client is not None:
+            await self._client.close()
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.send_signal(signal.SIGINT)
+            try:
+                await asyncio.get_running_loop().run_in_executor(None, self._proc.wait, 60)
+            except subprocess.TimeoutExpired:
+                os.killpg(self._proc.pid, signal.SIGKILL)
+                self._proc.wait(10)
+        if self._dir is not None:
+            self._dir.cleanup()
+
+
+async def make_user_path_target(quick: bool) -> UserPathTarget:
+    return UserPathTarget(n_max=20_000 if quick else 200_000)
