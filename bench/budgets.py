@@ -155,7 +155,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json-out", metavar="PATH", help="write the last report (with bars and check) here")
     args = p.parse_args(argv)
 
-    baseline = gated(orjson.loads(Path(args.check).read_bytes())) if args.check else {}
+    baseline: dict = {}
+    if args.check and Path(args.check).exists():
+        baseline = gated(orjson.loads(Path(args.check).read_bytes()))
+    elif args.check:
+        sys.stderr.write("budgets: no baseline report at " + args.check + ": nothing to compare against\n")
     seen: list[dict] = []
     report: dict = {}
     problems: list[str] = []

@@ -53,23 +53,54 @@ def paper_symbols(n: int = SYMBOLS) -> list[PaperSymbol]:
 
 
 def user_config(data_dir: str, key_id: str, secret: str) -> dict:
-    """The TOML-able config of the run: `execnode up` defaults plus the bench's openings."""
+    """The overrides a user would write in the node's TOML: data dir, key, free ports, the bench's
+    risk openings (only the limits `throughput_limits` changes), equity and the paper symbols."""
     from node.cli import DEMO_EQUITY_USD
     from node.risk.config import throughput_limits
 
     base = load_config(None, env={})
-    cfg = msgspec.structs.replace(
-        base,
-        data_dir=data_dir,
-        signing=msgspec.structs.replace(base.signing, keys={key_id: secret}),
-        intake=msgspec.structs.replace(base.intake, port=0),
-        api=msgspec.structs.replace(base.api, port=0),
-        risk=throughput_limits(base.risk),
-        equity_usd=max(base.equity_usd, DEMO_EQUITY_USD),
-        broker=msgspec.structs.replace(
-            base.broker, paper=msgspec.structs.replace(base.broker.paper, symbols=paper_symbols())),
-    )
-    return msgspec.to_builtins(cfg)
+    default_risk, opened = msgspec.to_builtins(base.risk), msgspec.to_builtins(throughput_limits(base.risk))
+    return {
+        "data_dir": data_dir,
+        "equity_usd": max(base.equity_usd, DEMO_EQUITY_USD),
+        "signing": {"keys": {key_id: secret}},
+        "intake": {"port": 0},
+        "api": {"port": 0},
+        "risk": {k: v for k, v in opened.items() if default_risk.get(k) != v},
+        "broker": {"paper": {"symbols": [{"symbol": s.symbol, "price": s.price} for s in paper_symbols()]}},
+    }
+
+
+def to_toml(tables: dict) -> str:
+    """The TOML of `user_config`'s shape: scalars, nested tables, arrays of tables (no None)."""
+    def value(v: object) -> str:
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, str):
+            return json.dumps(v)  # a JSON string is a valid TOML basic string
+        return repr(float(v)) if isinstance(v, float) else str(int(v))
+
+    out: list[str] = []
+
+    def emit(prefix: str, d: dict) -> None:
+        nested = []
+        for k, v in d.items():
+            if isinstance(v, dict) or (isinstance(v, list) and v and isinstance(v[0], dict)):
+                nested.append((k, v))
+            elif v is not None:
+                out.append(json.dumps(k) + " = " + value(v))
+        for k, v in nested:
+            name = prefix + json.dumps(k)
+            if isinstance(v, dict):
+                out.append("\n[" + name + "]")
+                emit(name + ".", v)
+            else:
+                for item in v:
+                    out.append("\n[[" + name + "]]")
+                    emit(name + ".", item)
+
+    emit("", tables)
+    return "\n".join(out) + "\n"
 
 
 def optimus_signal(i: int, run: str, now: float, symbols: list[PaperSymbol]) -> tuple[Signal, bool]:
@@ -124,7 +155,7 @@ class UserPathTarget:
         self._dir = tempfile.TemporaryDirectory(prefix="nae-bench-user-")
         data_dir = self._dir.name
         path = Path(data_dir) / "node.toml"
-        path.write_bytes(msgspec.toml.encode(user_config(data_dir, self.key_id, self.secret)))
+        path.write_text(to_toml(user_config(data_dir, self.key_id, self.secret)))
         log = open(Path(data_dir) / "node.log", "wb")
         self._proc = subprocess.Popen(
             [sys.executable, "-c", "import sys; from node.cli import main; sys.exit(main())", "--config", str(path), "up"],
