@@ -65,7 +65,7 @@ class Plans(msgspec.Struct, frozen=True, kw_only=True):
 
 QUICK = Plans(
     floor_n=2_000,
-    baseline=Plan(warmup=300, paced_n=1_000, paced_max_in_flight=32, concurrent_n=1_500, max_rate_n=2_000, window=32, budget_s=60.0),
+    baseline=Plan(warmup=300, paced_n=1_000, paced_max_in_flight=32, concurrent_n=1_500, max_rate_n=2_000, window=32, budget_s=120.0),
     node=Plan(warmup=500, paced_n=2_000, concurrent_n=3_000, max_rate_n=10_000, window=512, budget_s=120.0),
     user_path=Plan(warmup=500, paced_n=2_000, concurrent_n=3_000, max_rate_n=10_000, window=512, budget_s=300.0),
 )
