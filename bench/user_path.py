@@ -62,6 +62,7 @@ def user_config(data_dir: str, key_id: str, secret: str) -> dict:
     default_risk, opened = msgspec.to_builtins(base.risk), msgspec.to_builtins(throughput_limits(base.risk))
     return {
         "data_dir": data_dir,
+        "dashboard": False,  # Ray's dashboard is optional (its packages may be absent); a bench needs no UI
         "equity_usd": max(base.equity_usd, DEMO_EQUITY_USD),
         "signing": {"keys": {key_id: secret}},
         "intake": {"port": 0},
@@ -158,7 +159,7 @@ class UserPathTarget:
         path.write_text(to_toml(user_config(data_dir, self.key_id, self.secret)))
         log = open(Path(data_dir) / "node.log", "wb")
         self._proc = subprocess.Popen(
-            [sys.executable, "-c", "import sys; from node.cli import main; sys.exit(main())", "--config", str(path), "up"],
+            [sys.executable, "-c", "import sys; from node.cli import main; sys.exit(main())", "--config", str(path), "up", "--no-dashboard"],
             stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ), start_new_session=True,
         )
         ep_file = Path(data_dir) / "endpoints.json"
