@@ -119,13 +119,13 @@ def optimus_signal(i: int, run: str, now: float, symbols: list[PaperSymbol]) -> 
         return Signal(**fields, notional=round(sym.price * 3, 2)), True
     fields["quantity"] = float(1 + i % 20)
     if kind in (5, 6):  # marketable limit: fills at once
-        px = sym.price * (1.05 if buy else 0.95)
+        px = sym.price * (1.01 if buy else 0.99)
         return Signal(**fields, order_type=OrderType.LIMIT, limit_price=round(px, 2)), True
-    if kind == 7:  # a stop far from the market: rests
-        px = sym.price * (1.5 if buy else 0.5)
+    if kind == 7:  # a stop away from the market (inside the 5% price collar): rests
+        px = sym.price * (1.03 if buy else 0.97)
         return Signal(**fields, order_type=OrderType.STOP, stop_price=round(px, 2)), False
     if kind == 8:
-        px = sym.price * (1.5 if buy else 0.5)
+        px = sym.price * (1.03 if buy else 0.97)
         return Signal(**fields, order_type=OrderType.STOP_LIMIT, stop_price=round(px, 2),
                       limit_price=round(px, 2)), False
     return Signal(**fields), True
