@@ -127,13 +127,13 @@ def unmeasured(best: dict[str, float | None], baseline: dict[str, float | None])
 
 
 def bars_table(report: dict) -> str:
-    rows = ["%-6s %-48s %10s %12s  %s" % ("target", "budget", "limit", "value", "met")]
+    rows = ["%-9s %-48s %10s %12s  %s" % ("target", "budget", "limit", "value", "met")]
     for target in ("node", "user_path"):
         if not isinstance(report.get(target), dict) or "error" in report[target]:
             continue
         for b in bars(report, target):
             met = "-" if b["met"] is None else ("met" if b["met"] else "NOT MET")
-            rows.append("%-6s %-48s %10s %12s  %s" % (target[:6], b["name"], b["limit"], b["value"], met))
+            rows.append("%-9s %-48s %10s %12s  %s" % (target, b["name"], b["limit"], b["value"], met))
     return "\n".join(rows)
 
 

@@ -245,7 +245,7 @@ class UserPathTarget:
                 lat[k] = time.perf_counter_ns() - t0
                 ok += reply.status == "ACCEPTED"
         p50, p99 = np.percentile(lat, (50.0, 99.0))
-        return {"n": n, "ok": ok, "reply_p50_us": round(p50 / 1e3, 1), "reply_p99_us": round(p99 / 1e3, 1)}
+        return {"n": n, "ok": int(ok), "reply_p50_us": round(float(p50) / 1e3, 1), "reply_p99_us": round(float(p99) / 1e3, 1)}
 
     async def stop(self) -> None:
         if self._listener is not None:
