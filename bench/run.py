@@ -60,7 +60,7 @@ class Plans(msgspec.Struct, frozen=True, kw_only=True):
     floor_n: int
     baseline: Plan
     node: Plan
-    user_path: Plan
+    user_path: Plan | None = None  # None: the user path is not run
 
 
 QUICK = Plans(
@@ -290,7 +290,7 @@ async def run_all(redis_url: str, plans: Plans, quick: bool, progress: Progress 
             report["node"] = _error(exc)
     report["ratio"] = ratios(report["node"], report.get("baseline"))
     report["user_path"] = None
-    if include_user_path:
+    if include_node and include_user_path and plans.user_path is not None:
         from bench.user_path import make_user_path_target
 
         try:
