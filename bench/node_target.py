@@ -27,6 +27,7 @@ class NodeTarget:
     def __init__(self, n_max: int = 200_000) -> None:
         self._n_max = n_max
         self._runtime = None
+        self._db: tuple[str, str] | None = None  # (server URL, scratch database name)
         self._client: AsyncExecutionClient | None = None
         self._payloads: list[tuple[str, bytes]] = []
         self._index: dict[str, int] = {}
@@ -44,6 +45,15 @@ class NodeTarget:
         from node.runtime import NodeRuntime, quiet
 
         cfg = demo_config(load_config(None))
+        if cfg.storage.database_url:  # a scratch database: the node's ledger and start-up reconciliation see only this run
+            import msgspec
+
+            from node.migrations import create_database, database_url_for
+
+            server = cfg.storage.database_url
+            self._db = server, (await create_database(server, "nae_bench_"))[0]
+            cfg = msgspec.structs.replace(cfg, storage=msgspec.structs.replace(
+                cfg.storage, database_url=database_url_for(*self._db)))
         self._runtime = NodeRuntime(cfg, quiet)
         registry = await asyncio.get_running_loop().run_in_executor(None, self._runtime.start)
         key_id, secret = next(iter(cfg.signing.keys.items()))
@@ -125,6 +135,11 @@ class NodeTarget:
             await self._client.close()
         if self._runtime is not None:
             await asyncio.get_running_loop().run_in_executor(None, self._runtime.stop)
+        if self._db is not None:
+            from node.migrations import drop_database
+
+            await drop_database(*self._db)
+            self._db = None
 
 
 async def make_node_target(quick: bool) -> NodeTarget:

@@ -36,6 +36,7 @@ import numpy as np
 
 from node.client import AsyncExecutionClient, ExecutionClient
 from node.config import PaperSymbol, load_config
+from node.migrations import database_url_for
 from node.messages import Action, ExecKind, OrderType, RiskMeta, Signal, encode
 
 STRATEGIES = 50
@@ -140,6 +141,7 @@ class UserPathTarget:
         self._n_max = n_max
         self._dir: tempfile.TemporaryDirectory | None = None
         self._proc: subprocess.Popen | None = None
+        self._db: tuple[str, str] | None = None  # (server URL, scratch database name)
         self.endpoints: dict[str, str] = {}
         self.key_id = "bench"
         self.secret = uuid.uuid4().hex + uuid.uuid4().hex
@@ -158,9 +160,15 @@ class UserPathTarget:
         path = Path(data_dir) / "node.toml"
         path.write_text(to_toml(user_config(data_dir, self.key_id, self.secret)))
         log = open(Path(data_dir) / "node.log", "wb")
+        env = dict(os.environ)
+        if env.get("DATABASE_URL"):  # a scratch database: a node's ledger and start-up reconciliation see only this run
+            from node.migrations import create_database
+
+            self._db = env["DATABASE_URL"], (await create_database(env["DATABASE_URL"], "nae_bench_"))[0]
+            env["DATABASE_URL"] = database_url_for(*self._db)
         self._proc = subprocess.Popen(
             [sys.executable, "-c", "import sys; from node.cli import main; sys.exit(main())", "--config", str(path), "up", "--no-dashboard"],
-            stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ), start_new_session=True,
+            stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
         )
         ep_file = Path(data_dir) / "endpoints.json"
         deadline = time.monotonic() + START_TIMEOUT_S
@@ -259,6 +267,11 @@ class UserPathTarget:
             except subprocess.TimeoutExpired:
                 os.killpg(self._proc.pid, signal.SIGKILL)
                 self._proc.wait(10)
+        if self._db is not None:
+            from node.migrations import drop_database
+
+            await drop_database(*self._db)
+            self._db = None
         if self._dir is not None:
             self._dir.cleanup()
 
