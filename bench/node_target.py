@@ -12,6 +12,7 @@ import asyncio
 import time
 import uuid
 
+import msgspec
 import numpy as np
 
 from node.client import AsyncExecutionClient
@@ -45,9 +46,8 @@ class NodeTarget:
         from node.runtime import NodeRuntime, quiet
 
         cfg = demo_config(load_config(None))
+        cfg = msgspec.structs.replace(cfg, node_id="bench-" + uuid.uuid4().hex[:8])  # its own Redis keys
         if cfg.storage.database_url:  # a scratch database: the node's ledger and start-up reconciliation see only this run
-            import msgspec
-
             from node.migrations import create_database, database_url_for
 
             server = cfg.storage.database_url

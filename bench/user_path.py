@@ -63,6 +63,7 @@ def user_config(data_dir: str, key_id: str, secret: str) -> dict:
     default_risk, opened = msgspec.to_builtins(base.risk), msgspec.to_builtins(throughput_limits(base.risk))
     return {
         "data_dir": data_dir,
+        "node_id": "bench-" + uuid.uuid4().hex[:8],  # its own Redis keys (breaker states) and Ray names
         "dashboard": False,  # Ray's dashboard is optional (its packages may be absent); a bench needs no UI
         "equity_usd": max(base.equity_usd, DEMO_EQUITY_USD),
         "signing": {"keys": {key_id: secret}},
