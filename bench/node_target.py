@@ -15,6 +15,7 @@ import uuid
 import msgspec
 import numpy as np
 
+from bench.user_path import STREAMS, drop_node_keys
 from node.client import AsyncExecutionClient
 from node.config import load_config
 from node.messages import ExecKind, Signal, encode
@@ -46,7 +47,9 @@ class NodeTarget:
         from node.runtime import NodeRuntime, quiet
 
         cfg = demo_config(load_config(None))
-        cfg = msgspec.structs.replace(cfg, node_id="bench-" + uuid.uuid4().hex[:8])  # its own Redis keys
+        node_id = "bench-" + uuid.uuid4().hex[:8]  # its own Redis keys and streams: nothing shared with other nodes
+        cfg = msgspec.structs.replace(cfg, node_id=node_id, storage=msgspec.structs.replace(cfg.storage, **{
+            k: node_id + "." + getattr(cfg.storage, k) for k in STREAMS}))
         if cfg.storage.database_url:  # a scratch database: the node's ledger and start-up reconciliation see only this run
             from node.migrations import create_database, database_url_for
 
@@ -135,6 +138,8 @@ class NodeTarget:
             await self._client.close()
         if self._runtime is not None:
             await asyncio.get_running_loop().run_in_executor(None, self._runtime.stop)
+        if self._runtime is not None:
+            drop_node_keys(self._runtime.cfg.storage.redis_url, self._runtime.cfg.node_id)
         if self._db is not None:
             from node.migrations import drop_database
 

@@ -39,11 +39,27 @@ from node.config import PaperSymbol, load_config
 from node.migrations import database_url_for
 from node.messages import Action, ExecKind, OrderType, RiskMeta, Signal, encode
 
+STREAMS = ("signals_stream", "events_stream", "monitoring_stream", "intake_stream")
 STRATEGIES = 50
 SYMBOLS = 24
 START_TIMEOUT_S = 180.0
 _ACTIONS = (Action.BUY, Action.SELL, Action.BUY_TO_OPEN, Action.SELL_TO_CLOSE, Action.SELL_TO_OPEN, Action.BUY_TO_CLOSE)
 _META = RiskMeta(max_slippage=0.01, max_exposure=1e12, max_position_pct=1.0)
+
+
+def drop_node_keys(redis_url: str | None, node_id: str) -> None:
+    """Delete a bench node's streams and keys (`<node_id>.*`) from a shared Redis after its run."""
+    if not redis_url:
+        return
+    import redis
+
+    r = redis.Redis.from_url(redis_url)
+    try:
+        keys = list(r.scan_iter(match=node_id + ".*", count=1_000))
+        if keys:
+            r.delete(*keys)
+    finally:
+        r.close()
 
 
 def paper_symbols(n: int = SYMBOLS) -> list[PaperSymbol]:
@@ -60,10 +76,12 @@ def user_config(data_dir: str, key_id: str, secret: str) -> dict:
     from node.risk.config import throughput_limits
 
     base = load_config(None, env={})
+    node_id = "bench-" + uuid.uuid4().hex[:8]
     default_risk, opened = msgspec.to_builtins(base.risk), msgspec.to_builtins(throughput_limits(base.risk))
     return {
         "data_dir": data_dir,
-        "node_id": "bench-" + uuid.uuid4().hex[:8],  # its own Redis keys (breaker states) and Ray names
+        "node_id": node_id,  # its own Redis keys (breaker states), streams and Ray names: nothing shared with other nodes
+        "storage": {k: node_id + "." + getattr(base.storage, k) for k in STREAMS},
         "dashboard": False,  # Ray's dashboard is optional (its packages may be absent); a bench needs no UI
         "equity_usd": max(base.equity_usd, DEMO_EQUITY_USD),
         "signing": {"keys": {key_id: secret}},
@@ -143,6 +161,7 @@ class UserPathTarget:
         self._dir: tempfile.TemporaryDirectory | None = None
         self._proc: subprocess.Popen | None = None
         self._db: tuple[str, str] | None = None  # (server URL, scratch database name)
+        self._node_id = ""
         self.endpoints: dict[str, str] = {}
         self.key_id = "bench"
         self.secret = uuid.uuid4().hex + uuid.uuid4().hex
@@ -159,7 +178,9 @@ class UserPathTarget:
         self._dir = tempfile.TemporaryDirectory(prefix="nae-bench-user-")
         data_dir = self._dir.name
         path = Path(data_dir) / "node.toml"
-        path.write_text(to_toml(user_config(data_dir, self.key_id, self.secret)))
+        config = user_config(data_dir, self.key_id, self.secret)
+        self._node_id = config["node_id"]
+        path.write_text(to_toml(config))
         log = open(Path(data_dir) / "node.log", "wb")
         env = dict(os.environ)
         if env.get("DATABASE_URL"):  # a scratch database: a node's ledger and start-up reconciliation see only this run
@@ -268,6 +289,8 @@ class UserPathTarget:
             except subprocess.TimeoutExpired:
                 os.killpg(self._proc.pid, signal.SIGKILL)
                 self._proc.wait(10)
+        if self._node_id:
+            drop_node_keys(os.environ.get("REDIS_URL"), self._node_id)
         if self._db is not None:
             from node.migrations import drop_database
 
