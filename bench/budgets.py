@@ -93,7 +93,7 @@ def gated(report: dict) -> dict[str, float | None]:
     return {
         "ratio_p50": _get(report, "ratio", "p50"),
         "ratio_rate": _get(report, "ratio", "rate"),
-        "floor_over_paced_p50": round(floor / paced_p50, 3) if floor and paced_p50 else None,
+        "floor_over_paced_p50": round(floor / paced_p50, 5) if floor and paced_p50 else None,
     }
 
 
