@@ -69,6 +69,7 @@ from node.messages import (
     event_topic,
 )
 from node.reasons import Reason
+from node.stages import Stage, StageClock
 from node.streams import unpack_signals
 
 _MAX_PENDING_EVENTS = 1_000_000
@@ -106,6 +107,7 @@ class EngineHost(EngineBase):
         self._next_look = 0.0
         self._look: zmq.Socket | None = None  # standby: its own socket for looks at the broker
         self.looked_up = 0
+        self.stages = StageClock()  # the leader's per-batch / per-report stage stamps (node.stages)
 
     # ---------------------------------------------------------------- sockets
 
@@ -185,7 +187,12 @@ class EngineHost(EngineBase):
             except zmq.Again:
                 return
             batch = batch_decoder.decode(frame)
+            t_recv = time.time_ns()
             self._submit_batch(batch.entry_id, batch.signals)
+            if self.role == "leader" and batch.signals:
+                n = len(batch.signals)
+                self.stages.observe(Stage.TO_ENGINE, t_recv - batch.signals[0].received_ns, n)
+                self.stages.observe(Stage.ENGINE_SUBMIT, time.time_ns() - t_recv, n)
 
     def _beat(self, now: int) -> None:
         """Beat at once (a role or epoch change should reach the supervisor without waiting)."""
@@ -305,7 +312,11 @@ class EngineHost(EngineBase):
             if type(msg) is ExecutionReport:
                 if msg.ts_ns > self._seen_report_ns:
                     self._seen_report_ns = msg.ts_ns
+                t_recv = time.time_ns()
                 self._on_report(msg)
+                if msg.ts_ns and self.role == "leader":
+                    self.stages.observe(Stage.BROKER_REPORT, t_recv - msg.ts_ns)
+                    self.stages.observe(Stage.PUBLISH, time.time_ns() - t_recv)
 
     def _on_report(self, msg: ExecutionReport) -> None:
         if msg.reason == STALE_EPOCH and msg.kind is ExecKind.REJECTED:
@@ -672,4 +683,5 @@ class EngineHost(EngineBase):
             "store_failures": self.store_failures,
             "events_dropped": self.events_dropped,
             "loop_errors": self.loop_errors,
+            **self.stages.snapshot(),
         }

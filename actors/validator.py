@@ -30,6 +30,7 @@ from node.config import NodeConfig
 from node.errors import StoreError
 from node.fenced_log import AppendOutcomeUnknown, FencedLog, connect_writer
 from node.intake import RiskCheck, SignalGate
+from node.stages import Stage, StageClock
 from node.risk import PreTradeRisk, TradingState
 from node.messages import (
     Endpoints,
@@ -139,6 +140,7 @@ class Validator(LoopService):
         self._mark_ns = 0
         self._unsaved_controls: deque[ctl.ControlEvent] = deque()
         self.restored: dict = {}
+        self.stages = StageClock()  # per wake-up: gate, append, reply (node.stages)
 
     # ---------------------------------------------------------------- loop
 
@@ -228,8 +230,10 @@ class Validator(LoopService):
         batch = None
         try:
             self._admit_frames(events, replies, accepted, now)
+            t_gate = time.perf_counter_ns()
             if accepted:
                 batch = self._append(replies, accepted, now)
+            t_app = time.perf_counter_ns()
         except BaseException:
             # nothing of this wake-up was logged: undo every acceptance (memory, risk), so none is left
             # remembered as ACCEPTED and never logged; their senders get no reply and retry
@@ -250,6 +254,10 @@ class Validator(LoopService):
                     send((ident, reply))
         finally:  # a logged batch reaches the engines whatever happened to the replies
             if batch is not None:  # after the replies: on 2 cores a woken engine would delay them
+                n = len(accepted)
+                self.stages.observe(Stage.INTAKE_GATE, t_gate - t0, n)
+                self.stages.observe(Stage.APPEND, t_app - t_gate, n)
+                self.stages.observe(Stage.REPLY, time.perf_counter_ns() - t_app, n)
                 self._forward(batch)
             if redis_replies:
                 self._answer_fallback(redis_replies)
@@ -719,4 +727,5 @@ class Validator(LoopService):
             "restored": {k: v for k, v in self.restored.items() if k != "controls"},
             "unsaved_controls": len(self._unsaved_controls),
             "reasons": dict(self.gate.counts),
+            **self.stages.snapshot(),
         }

@@ -12,8 +12,10 @@ import asyncio
 import time
 import uuid
 
+import msgspec
 import numpy as np
 
+from bench.user_path import STREAMS, drop_node_keys
 from node.client import AsyncExecutionClient
 from node.config import load_config
 from node.messages import ExecKind, Signal, encode
@@ -27,6 +29,7 @@ class NodeTarget:
     def __init__(self, n_max: int = 200_000) -> None:
         self._n_max = n_max
         self._runtime = None
+        self._db: tuple[str, str] | None = None  # (server URL, scratch database name)
         self._client: AsyncExecutionClient | None = None
         self._payloads: list[tuple[str, bytes]] = []
         self._index: dict[str, int] = {}
@@ -44,6 +47,16 @@ class NodeTarget:
         from node.runtime import NodeRuntime, quiet
 
         cfg = demo_config(load_config(None))
+        node_id = "bench-" + uuid.uuid4().hex[:8]  # its own Redis keys and streams: nothing shared with other nodes
+        cfg = msgspec.structs.replace(cfg, node_id=node_id, storage=msgspec.structs.replace(cfg.storage, **{
+            k: node_id + "." + getattr(cfg.storage, k) for k in STREAMS}))
+        if cfg.storage.database_url:  # a scratch database: the node's ledger and start-up reconciliation see only this run
+            from node.migrations import create_database, database_url_for
+
+            server = cfg.storage.database_url
+            self._db = server, (await create_database(server, "nae_bench_"))[0]
+            cfg = msgspec.structs.replace(cfg, storage=msgspec.structs.replace(
+                cfg.storage, database_url=database_url_for(*self._db)))
         self._runtime = NodeRuntime(cfg, quiet)
         registry = await asyncio.get_running_loop().run_in_executor(None, self._runtime.start)
         key_id, secret = next(iter(cfg.signing.keys.items()))
@@ -102,6 +115,12 @@ class NodeTarget:
         filled = idx[self._fill_ns[idx] > 0]
         return self._fill_ns[filled] - sent[filled]
 
+    def stage_fields(self) -> dict:
+        """The node's per-stage histograms, merged across actors (a Ray stats call: never per signal)."""
+        from node.stages import stage_fields
+
+        return stage_fields(self._runtime.stats())
+
     def counts(self) -> dict:
         sent = int(np.count_nonzero(self._sent_ns))
         return {
@@ -119,6 +138,13 @@ class NodeTarget:
             await self._client.close()
         if self._runtime is not None:
             await asyncio.get_running_loop().run_in_executor(None, self._runtime.stop)
+        if self._runtime is not None:
+            drop_node_keys(self._runtime.cfg.storage.redis_url, self._runtime.cfg.node_id)
+        if self._db is not None:
+            from node.migrations import drop_database
+
+            await drop_database(*self._db)
+            self._db = None
 
 
 async def make_node_target(quick: bool) -> NodeTarget:

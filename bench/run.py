@@ -31,7 +31,9 @@ from typing import Callable
 import msgspec
 import orjson
 
+from bench.budgets import bars, bars_table
 from bench.harness import RunResult, Target, run_concurrent, run_max_rate, run_paced, warm_up
+from node.stages import budget as stages_budget, budget_table, diff
 
 
 class Plan(msgspec.Struct, frozen=True, kw_only=True):
@@ -47,6 +49,7 @@ class Plan(msgspec.Struct, frozen=True, kw_only=True):
     window: int
     fill_timeout_s: float = 10.0
     budget_s: float  # the whole target (start, runs, stop) must finish within this
+    blocking_n: int = 500  # user path only: sequential sends through the blocking client
 
     @property
     def total(self) -> int:
@@ -57,17 +60,21 @@ class Plans(msgspec.Struct, frozen=True, kw_only=True):
     floor_n: int
     baseline: Plan
     node: Plan
+    user_path: Plan | None = None  # None: the user path is not run
 
 
 QUICK = Plans(
     floor_n=2_000,
-    baseline=Plan(warmup=300, paced_n=1_000, paced_max_in_flight=32, concurrent_n=1_500, max_rate_n=2_000, window=32, budget_s=60.0),
+    baseline=Plan(warmup=300, paced_n=1_000, paced_max_in_flight=32, concurrent_n=1_500, max_rate_n=2_000, window=32, budget_s=120.0),
     node=Plan(warmup=500, paced_n=2_000, concurrent_n=3_000, max_rate_n=10_000, window=512, budget_s=120.0),
+    user_path=Plan(warmup=500, paced_n=2_000, concurrent_n=3_000, max_rate_n=10_000, window=512, budget_s=300.0),
 )
 FULL = Plans(
     floor_n=20_000,
     baseline=Plan(warmup=1_000, paced_n=5_000, paced_max_in_flight=32, concurrent_n=10_000, max_rate_n=20_000, window=32, budget_s=200.0),
     node=Plan(warmup=2_000, paced_n=10_000, concurrent_n=40_000, max_rate_n=100_000, window=512, budget_s=240.0),
+    user_path=Plan(warmup=2_000, paced_n=10_000, concurrent_n=40_000, max_rate_n=100_000, window=512, budget_s=400.0,
+                   blocking_n=2_000),
 )
 
 Progress = Callable[[str], None]
@@ -147,8 +154,10 @@ async def drive(target: Target, plan: Plan, progress: Progress = _progress) -> d
         warm = await warm_up(target, plan.warmup, i)
         i += plan.warmup
         progress(_run_line(name, warm))
+        stages_before = await _stage_fields(target)
         paced = await run_paced(target, plan.paced_rate_per_s, plan.paced_n, i,
                                 max_in_flight=plan.paced_max_in_flight, fill_timeout_s=plan.fill_timeout_s)
+        stages = stages_budget(diff(await _stage_fields(target), stages_before)) if stages_before is not None else None
         i += plan.paced_n
         progress(_run_line(name, paced))
         conc = await run_concurrent(target, plan.senders, plan.concurrent_n, i, fill_timeout_s=plan.fill_timeout_s)
@@ -157,6 +166,10 @@ async def drive(target: Target, plan: Plan, progress: Progress = _progress) -> d
         maxr = await run_max_rate(target, plan.max_rate_n, plan.window, i, fill_timeout_s=2 * plan.fill_timeout_s)
         progress(_run_line(name, maxr))
         counts = target.counts()
+        blocking = None
+        if hasattr(target, "blocking_round_trips"):  # the user path: what a blocking-client script sees
+            blocking = await asyncio.get_running_loop().run_in_executor(None, target.blocking_round_trips, plan.blocking_n)
+            progress("%s: blocking client %s" % (name, blocking))
     finally:
         await target.stop()
     runs = (warm, paced, conc, maxr)
@@ -169,7 +182,15 @@ async def drive(target: Target, plan: Plan, progress: Progress = _progress) -> d
         "duplicates": int(counts.get("duplicates", 0)),
         "errors": sum(r.errors for r in runs),
         "counts": counts,
+        **({"blocking": blocking} if blocking else {}),
+        **({"stages": stages} if stages is not None else {}),  # the paced run's budget per stage
     }
+
+
+async def _stage_fields(target: Target) -> dict | None:
+    """The node's stage histograms (a stats read, off the signal path); None for a target without."""
+    read = getattr(target, "stage_fields", None)
+    return None if read is None else await asyncio.get_running_loop().run_in_executor(None, read)
 
 
 async def _bounded(make, plan: Plan, progress: Progress) -> dict:
@@ -201,7 +222,7 @@ def table(report: dict) -> str:
     """The human table: one row per target and run."""
     rows = ["%-9s %-11s %9s %9s %9s %9s %9s %9s %9s %6s %5s" % (
         "target", "run", "reply p50", "p99", "p99.9", "fill p50", "p99", "p99.9", "per s", "lost", "dup")]
-    for name in ("baseline", "node"):
+    for name in ("baseline", "node", "user_path"):
         t = report.get(name)
         if not t or "error" in t:
             rows.append("%-9s %s" % (name, (t or {}).get("error", "not available")))
@@ -230,7 +251,7 @@ def _error(exc: BaseException) -> dict:
 
 
 async def run_all(redis_url: str, plans: Plans, quick: bool, progress: Progress = _progress,
-                  include_node: bool = True) -> dict:
+                  include_node: bool = True, include_user_path: bool = True) -> dict:
     """Floor, baseline, node (when `bench.node_target` imports): the report dict."""
     from bench.baseline import BaselineTarget
     from bench.floor import measure_floor
@@ -268,6 +289,16 @@ async def run_all(redis_url: str, plans: Plans, quick: bool, progress: Progress 
             traceback.print_exc(file=sys.stderr)
             report["node"] = _error(exc)
     report["ratio"] = ratios(report["node"], report.get("baseline"))
+    report["user_path"] = None
+    if include_node and include_user_path and plans.user_path is not None:
+        from bench.user_path import make_user_path_target
+
+        try:
+            report["user_path"] = await _bounded(lambda: make_user_path_target(quick), plans.user_path, progress)
+        except Exception as exc:
+            traceback.print_exc(file=sys.stderr)
+            report["user_path"] = _error(exc)
+    report["bars"] = {t: bars(report, t) for t in ("node", "user_path") if isinstance(report.get(t), dict)}
     return report
 
 
@@ -277,6 +308,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="skip the human table (the JSON line is always last on stdout)")
     p.add_argument("--json-out", metavar="PATH", help="also write the JSON report to PATH")
     p.add_argument("--no-node", action="store_true", help="floor and baseline only")
+    p.add_argument("--no-user-path", action="store_true", help="skip `execnode up` driven by an Optimus-like stream")
     return p
 
 
@@ -285,10 +317,13 @@ def main(argv: list[str] | None = None) -> int:
     plans = QUICK if args.quick else FULL
     t0 = time.monotonic()
     with BenchRedis(os.environ.get("REDIS_URL")) as redis_url:
-        report = asyncio.run(run_all(redis_url, plans, args.quick, include_node=not args.no_node))
+        report = asyncio.run(run_all(redis_url, plans, args.quick, include_node=not args.no_node,
+                                    include_user_path=not (args.no_node or args.no_user_path)))
     report["elapsed_s"] = round(time.monotonic() - t0, 1)
     if not args.json:
-        sys.stderr.write(table(report) + "\n")
+        node = report.get("node") or {}
+        stages = budget_table(node["stages"]) + "\n" if node.get("stages") else ""
+        sys.stderr.write(table(report) + "\n" + stages + bars_table(report) + "\n")
         sys.stderr.flush()
     line = orjson.dumps(report).decode()
     if args.json_out:
@@ -297,7 +332,7 @@ def main(argv: list[str] | None = None) -> int:
         out.write_text(line + "\n")
     sys.stdout.write(line + "\n")
     sys.stdout.flush()
-    failed = any(isinstance(report.get(k), dict) and "error" in report[k] for k in ("floor", "baseline", "node"))
+    failed = any(isinstance(report.get(k), dict) and "error" in report[k] for k in ("floor", "baseline", "node", "user_path"))
     return 1 if failed else 0
 
 

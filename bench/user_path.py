@@ -1,0 +1,304 @@
+"""The user's path as a benchmark target: `execnode up` in its own process, driven like Optimus.
+
+`bench.node_target` builds the node inside the bench's own process and sends one strategy over six
+symbols; a user runs `execnode up` (a separate process tree: the CLI, Ray, the actors) and sends an
+Optimus stream. This target does what the user does:
+
+- writes a TOML config under a temp data dir: the defaults of `execnode up`, a fresh signing key,
+  free ports, the risk limits opened as the bench opens them (`throughput_limits`, large equity),
+  and `SYMBOLS` priced paper symbols; REDIS_URL / DATABASE_URL reach the node through the
+  environment exactly as they reach `execnode up` (else it starts embedded servers under the dir);
+- starts `execnode up --config <that file>` as a subprocess and waits for its endpoints.json;
+- sends, through the public asyncio client, `STRATEGIES` strategies x `SYMBOLS` symbols, every
+  order type (market by quantity and by notional, marketable limit, resting stop and stop-limit),
+  every action, each with `risk_meta`; a fill is awaited for the orders that must fill (market and
+  marketable limit), never for the resting stops;
+- stops the node with SIGINT (what Ctrl-C does) and kills it if it is not down in 60 s.
+
+`blocking_round_trips` adds what a script using the blocking `ExecutionClient` sees.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import msgspec
+import numpy as np
+
+from node.client import AsyncExecutionClient, ExecutionClient
+from node.config import PaperSymbol, load_config
+from node.migrations import database_url_for
+from node.messages import Action, ExecKind, OrderType, RiskMeta, Signal, encode
+
+STREAMS = ("signals_stream", "events_stream", "monitoring_stream", "intake_stream")
+STRATEGIES = 50
+SYMBOLS = 24
+START_TIMEOUT_S = 180.0
+_ACTIONS = (Action.BUY, Action.SELL, Action.BUY_TO_OPEN, Action.SELL_TO_CLOSE, Action.SELL_TO_OPEN, Action.BUY_TO_CLOSE)
+_META = RiskMeta(max_slippage=0.01, max_exposure=1e12, max_position_pct=1.0)
+
+
+def drop_node_keys(redis_url: str | None, node_id: str) -> None:
+    """Delete a bench node's streams and keys (`<node_id>.*`) from a shared Redis after its run."""
+    if not redis_url:
+        return
+    import redis
+
+    r = redis.Redis.from_url(redis_url)
+    try:
+        keys = list(r.scan_iter(match=node_id + ".*", count=1_000))
+        if keys:
+            r.delete(*keys)
+    finally:
+        r.close()
+
+
+def paper_symbols(n: int = SYMBOLS) -> list[PaperSymbol]:
+    """`n` symbols: the six defaults first, then synthetic tickers priced 20..500."""
+    base = list(load_config(None, env={}).broker.paper.symbols)
+    extra = [PaperSymbol(symbol="SYM" + str(k), price=float(20 + (37 * k) % 480)) for k in range(n - len(base))]
+    return (base + extra)[:n]
+
+
+def user_config(data_dir: str, key_id: str, secret: str) -> dict:
+    """The overrides a user would write in the node's TOML: data dir, key, free ports, the bench's
+    risk openings (only the limits `throughput_limits` changes), equity and the paper symbols."""
+    from node.cli import DEMO_EQUITY_USD
+    from node.risk.config import throughput_limits
+
+    base = load_config(None, env={})
+    node_id = "bench-" + uuid.uuid4().hex[:8]
+    default_risk, opened = msgspec.to_builtins(base.risk), msgspec.to_builtins(throughput_limits(base.risk))
+    return {
+        "data_dir": data_dir,
+        "node_id": node_id,  # its own Redis keys (breaker states), streams and Ray names: nothing shared with other nodes
+        "storage": {k: node_id + "." + getattr(base.storage, k) for k in STREAMS},
+        "dashboard": False,  # Ray's dashboard is optional (its packages may be absent); a bench needs no UI
+        "equity_usd": max(base.equity_usd, DEMO_EQUITY_USD),
+        "signing": {"keys": {key_id: secret}},
+        "intake": {"port": 0},
+        "api": {"port": 0},
+        "risk": {k: v for k, v in opened.items() if default_risk.get(k) != v},
+        "broker": {"paper": {"symbols": [{"symbol": s.symbol, "price": s.price} for s in paper_symbols()]}},
+    }
+
+
+def to_toml(tables: dict) -> str:
+    """The TOML of `user_config`'s shape: scalars, nested tables, arrays of tables (no None)."""
+    def value(v: object) -> str:
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, str):
+            return json.dumps(v)  # a JSON string is a valid TOML basic string
+        return repr(float(v)) if isinstance(v, float) else str(int(v))
+
+    out: list[str] = []
+
+    def emit(prefix: str, d: dict) -> None:
+        nested = []
+        for k, v in d.items():
+            if isinstance(v, dict) or (isinstance(v, list) and v and isinstance(v[0], dict)):
+                nested.append((k, v))
+            elif v is not None:
+                out.append(json.dumps(k) + " = " + value(v))
+        for k, v in nested:
+            name = prefix + json.dumps(k)
+            if isinstance(v, dict):
+                out.append("\n[" + name + "]")
+                emit(name + ".", v)
+            else:
+                for item in v:
+                    out.append("\n[[" + name + "]]")
+                    emit(name + ".", item)
+
+    emit("", tables)
+    return "\n".join(out) + "\n"
+
+
+def optimus_signal(i: int, run: str, now: float, symbols: list[PaperSymbol]) -> tuple[Signal, bool]:
+    """Signal i of the stream and whether it must fill (market, marketable limit) or rests (stops)."""
+    sym = symbols[(i // STRATEGIES) % len(symbols)]
+    action = _ACTIONS[i % len(_ACTIONS)]
+    buy = action in (Action.BUY, Action.BUY_TO_OPEN, Action.BUY_TO_CLOSE)
+    kind = i % 10
+    fields: dict = {
+        "request_id": "u" + run + "-" + str(i), "strategy_id": "strat" + str(i % STRATEGIES),
+        "timestamp": now, "symbol": sym.symbol, "action": action, "risk_meta": _META,
+        "model_id": "optimus-bench", "confidence": 0.7,
+    }
+    if kind == 9:
+        return Signal(**fields, notional=round(sym.price * 3, 2)), True
+    fields["quantity"] = float(1 + i % 20)
+    if kind in (5, 6):  # marketable limit: fills at once
+        px = sym.price * (1.01 if buy else 0.99)
+        return Signal(**fields, order_type=OrderType.LIMIT, limit_price=round(px, 2)), True
+    if kind == 7:  # a stop away from the market (inside the 5% price collar): rests
+        px = sym.price * (1.03 if buy else 0.97)
+        return Signal(**fields, order_type=OrderType.STOP, stop_price=round(px, 2)), False
+    if kind == 8:
+        px = sym.price * (1.03 if buy else 0.97)
+        return Signal(**fields, order_type=OrderType.STOP_LIMIT, stop_price=round(px, 2),
+                      limit_price=round(px, 2)), False
+    return Signal(**fields), True
+
+
+class UserPathTarget:
+    """`execnode up` in a subprocess, driven through the public asyncio client (a `bench.harness.Target`)."""
+
+    name = "user_path"
+
+    def __init__(self, n_max: int = 20_000) -> None:
+        self._n_max = n_max
+        self._dir: tempfile.TemporaryDirectory | None = None
+        self._proc: subprocess.Popen | None = None
+        self._db: tuple[str, str] | None = None  # (server URL, scratch database name)
+        self._node_id = ""
+        self.endpoints: dict[str, str] = {}
+        self.key_id = "bench"
+        self.secret = uuid.uuid4().hex + uuid.uuid4().hex
+        self._client: AsyncExecutionClient | None = None
+        self._payloads: list[tuple[str, bytes]] = []
+        self._index: dict[str, int] = {}
+        self._must_fill = np.zeros(n_max, dtype=bool)
+        self._sent_ns = np.zeros(n_max, dtype=np.int64)
+        self._fill_ns = np.zeros(n_max, dtype=np.int64)
+        self._listener: asyncio.Task | None = None
+        self._accepted = self._rejected = self._errors = self._fills = self._dup_fills = 0
+
+    async def start(self) -> None:
+        self._dir = tempfile.TemporaryDirectory(prefix="nae-bench-user-")
+        data_dir = self._dir.name
+        path = Path(data_dir) / "node.toml"
+        config = user_config(data_dir, self.key_id, self.secret)
+        self._node_id = config["node_id"]
+        path.write_text(to_toml(config))
+        log = open(Path(data_dir) / "node.log", "wb")
+        env = dict(os.environ)
+        if env.get("DATABASE_URL"):  # a scratch database: a node's ledger and start-up reconciliation see only this run
+            from node.migrations import create_database
+
+            self._db = env["DATABASE_URL"], (await create_database(env["DATABASE_URL"], "nae_bench_"))[0]
+            env["DATABASE_URL"] = database_url_for(*self._db)
+        self._proc = subprocess.Popen(
+            [sys.executable, "-c", "import sys; from node.cli import main; sys.exit(main())", "--config", str(path), "up", "--no-dashboard"],
+            stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+        )
+        ep_file = Path(data_dir) / "endpoints.json"
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while not ep_file.exists():
+            if self._proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("execnode up did not come up: " + (Path(data_dir) / "node.log").read_text()[-1500:])
+            await asyncio.sleep(0.2)
+        await asyncio.sleep(0.1)  # the file is written in one call; let it land
+        self.endpoints = json.loads(ep_file.read_text())
+        self._client = AsyncExecutionClient(self.endpoints["intake"], self.key_id, self.secret, timeout_s=10.0)
+        await self._client.subscribe(kinds=[ExecKind.FILL])
+        await asyncio.sleep(0.3)
+        run, now, symbols = uuid.uuid4().hex[:8], time.time(), paper_symbols()
+        for i in range(self._n_max):
+            sig, fills = optimus_signal(i, run, now, symbols)
+            self._payloads.append((sig.request_id, encode(sig)))
+            self._index[sig.request_id] = i
+            self._must_fill[i] = fills
+        self._listener = asyncio.get_running_loop().create_task(self._listen())
+
+    async def _listen(self) -> None:
+        client, index, fill_ns = self._client, self._index, self._fill_ns
+        while True:
+            ev = await client.next_event(0.5)
+            if ev is None or ev.kind is not ExecKind.FILL:
+                continue
+            i = index.get(ev.request_id)
+            if i is None:
+                continue
+            if fill_ns[i]:
+                self._dup_fills += 1
+                continue
+            fill_ns[i] = time.perf_counter_ns()
+            self._fills += 1
+
+    async def send(self, i: int) -> None:
+        rid, payload = self._payloads[i]
+        self._sent_ns[i] = time.perf_counter_ns()
+        reply = await self._client.send_payload(rid, payload)
+        if reply.status == "ACCEPTED":
+            self._accepted += 1
+            if not self._must_fill[i]:
+                self._fills += 1  # a resting stop: its ACK is all this run waits for
+        elif reply.status == "REJECTED":
+            self._rejected += 1
+            raise RuntimeError("rejected: " + ",".join(reply.reasons))
+        else:
+            self._errors += 1
+            raise RuntimeError("error: " + reply.detail)
+
+    async def wait_fills(self, timeout_s: float, indices: range | None = None) -> np.ndarray:
+        """Fill latencies (ns) of the signals in `indices` that must fill; resting stops count as
+        filled on their ACK (they are not in the returned latencies)."""
+        sent = self._sent_ns
+        idx = np.asarray(indices if indices is not None else np.nonzero(sent)[0])
+        idx = idx[self._must_fill[idx] & (sent[idx] > 0)]
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline and np.count_nonzero(self._fill_ns[idx]) < len(idx):
+            await asyncio.sleep(0.05)
+        filled = idx[self._fill_ns[idx] > 0]
+        return self._fill_ns[filled] - sent[filled]
+
+    def counts(self) -> dict:
+        return {
+            "sent": int(np.count_nonzero(self._sent_ns)),
+            "accepted": self._accepted,
+            "rejected": self._rejected,
+            "lost": self._accepted - self._fills,
+            "duplicates": self._dup_fills + (self._client.unmatched if self._client else 0),
+        }
+
+    def blocking_round_trips(self, n: int) -> dict:
+        """p50/p99 of `n` sequential sends through the blocking `ExecutionClient` (fresh ids)."""
+        lat = np.zeros(n, dtype=np.int64)
+        run, now, symbols = uuid.uuid4().hex[:8], time.time(), paper_symbols()
+        ok = 0
+        with ExecutionClient(self.endpoints["intake"], self.key_id, self.secret, timeout_s=10.0) as client:
+            for k in range(n):
+                sig, _ = optimus_signal(k, "k" + run, now, symbols)
+                t0 = time.perf_counter_ns()
+                reply = client.send_signal(sig)
+                lat[k] = time.perf_counter_ns() - t0
+                ok += reply.status == "ACCEPTED"
+        p50, p99 = np.percentile(lat, (50.0, 99.0))
+        return {"n": n, "ok": int(ok), "reply_p50_us": round(float(p50) / 1e3, 1), "reply_p99_us": round(float(p99) / 1e3, 1)}
+
+    async def stop(self) -> None:
+        if self._listener is not None:
+            self._listener.cancel()
+        if self._client is not None:
+            await self._client.close()
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.send_signal(signal.SIGINT)
+            try:
+                await asyncio.get_running_loop().run_in_executor(None, self._proc.wait, 60)
+            except subprocess.TimeoutExpired:
+                os.killpg(self._proc.pid, signal.SIGKILL)
+                self._proc.wait(10)
+        if self._node_id:
+            drop_node_keys(os.environ.get("REDIS_URL"), self._node_id)
+        if self._db is not None:
+            from node.migrations import drop_database
+
+            await drop_database(*self._db)
+            self._db = None
+        if self._dir is not None:
+            self._dir.cleanup()
+
+
+async def make_user_path_target(quick: bool) -> UserPathTarget:
+    return UserPathTarget(n_max=20_000 if quick else 200_000)
