@@ -657,12 +657,16 @@ class Supervisor:
             actor = self._actors.get("engine:" + leader)
             if actor is None or _state(actor) != "dead":  # slow or stuck: the heartbeats' call
                 continue
-            if self._best_standby(lane, exclude=leader) is None:
-                continue  # nothing to promote yet: the heartbeat path retries every beat
+            target = self._best_standby(lane, exclude=leader)
+            if target is None or target == leader:
+                # nothing to promote yet, or only the leader itself, restarted by Ray and beating as
+                # a standby: Ray's notice was about the process that died, the heartbeat path (which
+                # saw the leader go silent and retries every beat) promotes the new one
+                continue
             try:
                 with self._lock:  # still the leader once the lock is ours (a heartbeat failover may have won)
                     if lane.leader == leader and not self._stopping.is_set():
-                        self.failover(reason="ray", detected_ns=time.time_ns(), group=lane.name)
+                        self.failover(to=target, reason="ray", detected_ns=time.time_ns())
             except Exception:  # noqa: BLE001 - no standby yet: the heartbeat path retries
                 pass
 
