@@ -127,6 +127,10 @@ class LedgerActor:
     async def stats(self) -> dict:
         return self._ledger.stats()
 
+    async def alive(self) -> bool:
+        """The drain task runs (the supervisor restarts a ledger that says no, or is dead)."""
+        return self._task is not None and not self._task.done()
+
     async def drain(self) -> int:
         return await self._ledger.drain()
 

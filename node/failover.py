@@ -192,10 +192,15 @@ class FailoverPolicy:
         target = self.best_standby(lane, exclude=lane.leader, now=now)
         return None if target == lane.leader else target
 
-    def next_broker(self, lane: Lane, exclude: str, now: int) -> str | None:
+    def next_broker(self, lane: Lane, exclude: str, now: int, same_account_only: bool = False) -> str | None:
+        """The first live broker by priority other than `exclude`; with `same_account_only`, only one
+        in front of `exclude`'s account (for a leader that cannot strand what the lost one held)."""
         for name in lane.brokers:
-            if name != exclude and now - self._broker_seen.get(name, 0) <= self.broker_dead_ns:
-                return name
+            if name == exclude or now - self._broker_seen.get(name, 0) > self.broker_dead_ns:
+                continue
+            if same_account_only and lane.accounts.get(name) != lane.accounts.get(exclude):
+                continue
+            return name
         return None
 
     # ------------------------------------------------------------ changes
@@ -212,6 +217,10 @@ class FailoverPolicy:
         lane.leader_seen_ns = now
         lane.failed_attempts = 0
         lane.retry_at_ns = 0
+
+    def nothing_to_promote(self, lane: Lane, now: int) -> None:
+        """No live standby yet (a lone engine Ray is restarting): look again a beat later, no grant."""
+        lane.retry_at_ns = now + self.heartbeat_interval_ns
 
     def promotion_failed(self, lane: Lane, now: int) -> int:
         """Back off before the next attempt: one beat interval, doubling, capped. Returns the wait (ns)."""
@@ -240,3 +249,28 @@ class FailoverPolicy:
                 lane.leader = state.leader
             if state.broker in lane.brokers:
                 lane.broker = state.broker
+
+
+@dataclass
+class RestartBudget:
+    """Restart intensity (OTP's): at most `max_restarts` restarts of one role within `window_ns`; past
+    that the supervisor gives the role up (records it, reports the node unhealthy, `execnode up` exits
+    non-zero) instead of restarting in a loop."""
+
+    max_restarts: int = 5
+    window_ns: int = 60_000_000_000
+    _history: dict[str, list[int]] = field(default_factory=dict)
+    gave_up: set[str] = field(default_factory=set)
+
+    def allow(self, role: str, now: int) -> bool:
+        """May `role` be restarted now? Counts the restart when it may; gives the role up when not."""
+        if role in self.gave_up:
+            return False
+        recent = [t for t in self._history.get(role, []) if now - t < self.window_ns]
+        if len(recent) >= self.max_restarts:
+            self.gave_up.add(role)
+            self._history[role] = recent
+            return False
+        recent.append(now)
+        self._history[role] = recent
+        return True

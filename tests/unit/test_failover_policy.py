@@ -199,3 +199,42 @@ def test_a_restarted_supervisor_restores_lanes_and_never_lowers_an_epoch():
     policy.restore([LaneState(name="g", epoch=3, leader="zz", broker="qq")])  # an older, stranger save
     assert (lane.epoch, lane.leader, lane.broker) == (7, "b", "p2")
     assert policy.checkpoint() == [LaneState(name="g", epoch=7, leader="b", broker="p2")]
+
+
+def test_a_lane_led_by_an_engine_that_cannot_strand_moves_only_within_its_account():
+    policy = make(brokers=("p1", "other", "p3"))
+    lane = policy.lanes["g"]
+    lane.accounts = {"p1": "A", "other": "B", "p3": "A"}
+    now = T0 + 100 * MS
+    for b in ("other", "p3"):
+        policy.on_broker_answer(b, now)
+    assert policy.next_broker(lane, exclude="p1", now=now) == "other"
+    assert policy.next_broker(lane, exclude="p1", now=now, same_account_only=True) == "p3"
+    assert policy.next_broker(lane, exclude="p1", now=now + 501 * MS, same_account_only=True) is None
+
+
+def test_no_standby_yet_looks_again_a_beat_later_without_granting_or_backing_off():
+    policy = make(engines=("a",))
+    lane = policy.lanes["g"]
+    policy.nothing_to_promote(lane, T0)
+    assert not policy.may_attempt(lane, T0 + 19 * MS) and policy.may_attempt(lane, T0 + 20 * MS)
+    assert lane.failed_attempts == 0 and policy.grants == [] and lane.epoch == 1
+
+
+def test_restart_intensity_allows_max_restarts_in_the_window_then_gives_the_role_up():
+    from node.failover import RestartBudget
+
+    budget = RestartBudget(max_restarts=3, window_ns=10_000 * MS)
+    assert [budget.allow("ledger", T0 + i * MS) for i in range(3)] == [True, True, True]
+    assert budget.allow("validator", T0)  # per role
+    assert not budget.allow("ledger", T0 + 5 * MS)
+    assert budget.gave_up == {"ledger"}
+    assert not budget.allow("ledger", T0 + 60_000 * MS)  # given up stays given up
+
+
+def test_restarts_spread_wider_than_the_window_are_always_allowed():
+    from node.failover import RestartBudget
+
+    budget = RestartBudget(max_restarts=2, window_ns=1_000 * MS)
+    assert all(budget.allow("broker:paper", T0 + i * 600 * MS) for i in range(20))
+    assert not budget.gave_up
