@@ -54,7 +54,7 @@ class Recorder:
     # ------------------------------------------------------------ callers (never block)
 
     def record(self, kind: str, event: dict) -> None:
-        entry = orjson.dumps({"kind": kind, **event}, default=str)
+        entry = orjson.dumps({**event, "kind": kind}, default=str)
         with self._lock:
             self._pending.append(entry)
             while len(self._pending) > self._max_pending:

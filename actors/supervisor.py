@@ -296,7 +296,9 @@ class Supervisor:
     def _grant(self, lane: Lane, kind: GrantKind, to: str, reason: str):
         """A new epoch for the lane, recorded (queued for Redis) before anyone uses it."""
         grant = self._policy.grant(lane, kind, to, reason, time.time_ns())
-        self._record("epoch_grant", msgspec.to_builtins(grant))
+        fields = msgspec.to_builtins(grant)
+        fields["grant"] = fields.pop("kind")  # the record's own `kind` is "epoch_grant"
+        self._record("epoch_grant", fields)
         self._checkpoint()
         return grant
 

@@ -69,6 +69,7 @@ class Lane:
     broker: str = ""  # the active broker
     leader_seen_ns: int = 0
     failed_attempts: int = 0  # promotions in a row that failed
+    promoted_ns: int = 0  # when its leader was last promoted
     retry_at_ns: int = 0  # no new attempt before this
 
     def __post_init__(self) -> None:
@@ -110,6 +111,11 @@ class FailoverPolicy:
     heartbeat_dead_ns: int
     broker_dead_ns: int
     store_dead_ns: int = 250_000_000
+    #: a leader promoted less than `settle_ns` ago counts as silent only after `settle_factor` times the
+    #: usual silence: on a loaded host its first beats come late, and without this two engines failed
+    #: each other over back and forth (epoch 2 -> 16 in a minute, tests/integration/test_cli_operate.py)
+    settle_ns: int = 1_000_000_000
+    settle_factor: int = 4
     retry_cap_ns: int = 2_000_000_000
     grants: list[EpochGrant] = field(default_factory=list)
     _beats: dict[str, _Beat] = field(default_factory=dict)
@@ -157,7 +163,8 @@ class FailoverPolicy:
         if not self.store_up(now):
             return False
         since = max(lane.leader_seen_ns, self._listening_since_ns, self._store_back_ns)
-        return now - since > self.heartbeat_dead_ns
+        settling = lane.promoted_ns and now - lane.promoted_ns < self.settle_ns
+        return now - since > self.heartbeat_dead_ns * (self.settle_factor if settling else 1)
 
     def broker_silent(self, broker: str, now: int) -> int:
         """How long (ns) broker `broker` has been silent beyond its limit, else 0."""
@@ -215,6 +222,7 @@ class FailoverPolicy:
     def promoted(self, lane: Lane, engine: str, now: int) -> None:
         lane.leader = engine
         lane.leader_seen_ns = now
+        lane.promoted_ns = now
         lane.failed_attempts = 0
         lane.retry_at_ns = 0
 

@@ -238,3 +238,17 @@ def test_restarts_spread_wider_than_the_window_are_always_allowed():
     budget = RestartBudget(max_restarts=2, window_ns=1_000 * MS)
     assert all(budget.allow("broker:paper", T0 + i * 600 * MS) for i in range(20))
     assert not budget.gave_up
+
+
+def test_a_leader_just_promoted_gets_a_longer_window_for_its_first_beats_so_two_engines_do_not_ping_pong():
+    policy = make()
+    lane = policy.lanes["g"]
+    now = T0 + 100 * MS
+    policy.promoted(lane, "b", now)
+    assert lane.leader == "b"
+    store_answers(policy, now + 241 * MS)
+    assert not policy.leader_silent(lane, now + 200 * MS)  # 4 x 60 ms while settling
+    assert policy.leader_silent(lane, now + 241 * MS)
+    policy.on_beat("b", Role.LEADER, 2, now + 1_100 * MS)  # settled: the usual 60 ms again
+    store_answers(policy, now + 1_161 * MS)
+    assert policy.leader_silent(lane, now + 1_161 * MS)
