@@ -28,6 +28,7 @@ from actors.service import Heartbeats, bind_at, bind_random, tune
 from adapters.engines.nautilus.config import NautilusEngineConfig
 from adapters.engines.nautilus.host import NautilusEngineProcess
 from node.config import NodeConfig
+from node.control import ControlRefused
 from node.checkpoint import EntryCheckpoint
 from node.messages import batch_decoder, encode, report_decoder
 from node.orders import client_order_id_for
@@ -53,6 +54,7 @@ class NautilusEngineHost(EngineBase):
         self.child_start_failures = 0
         self.child_ready_ms = 0.0  # the last child's cold start, spawn to ready
         self.last_promotion: dict = {}
+        self.broker_switches = 0
         self._next_child_check = 0.0
         # the leader keeps `checkpoint` (the newest log entry whose orders all had a report), written
         # with the events as the native engine does, so a promotion replays only what may be unanswered
@@ -264,6 +266,36 @@ class NautilusEngineHost(EngineBase):
     def resync(self) -> dict:
         return {"role": self.role, "note": "the Nautilus kernel reconciles with the broker itself"}
 
+    def switch_broker(self, endpoint: str, epoch: int, same_account: bool) -> dict:
+        """The group moved to the broker adapter at `endpoint` (EngineControl). The kernel child is
+        bound to its broker at start, so a new child starts against the new adapter: a standby's
+        holds; a leader's is promoted under `epoch` (the log after the checkpoint replayed, the new
+        adapter asked, what it lacks re-sent with the same ids). Across accounts nothing may be
+        re-sent blind and this host cannot strand orders: refused before anything changes (the
+        supervisor keeps such a group on its broker and restarts the adapter instead)."""
+
+        def run() -> dict:
+            if not same_account:
+                raise ControlRefused(self.name + ": a Nautilus engine cannot move between accounts "
+                                     "(it would re-send blind what the lost broker never answered)")
+            t0 = time.perf_counter_ns()
+            self._broker_endpoint = endpoint
+            self.broker_switches += 1
+            leading = self.role == "leader"
+            self.role = "standby"  # the new child holds until promoted
+            self._start_child()
+            if not leading:
+                return {"role": self.role}
+            out = self._promote_now(epoch)
+            return {"role": self.role, "epoch": epoch, "stranded": 0, "redriven": out["redriven"],
+                    "took_us": (time.perf_counter_ns() - t0) // 1000}
+
+        return self.call_on_loop(run, timeout_s=120)
+
+    def settle_stranded(self, endpoint: str) -> dict:
+        """Nothing to settle (EngineControl): this host never strands an order (see switch_broker)."""
+        return {"role": self.role, "stranded": 0}
+
     def stats(self) -> dict:
         child = {}
         if self._child is not None and self._child.alive():
@@ -279,6 +311,7 @@ class NautilusEngineHost(EngineBase):
             "relayed": self.relayed,
             "replayed": self.replayed,
             "child_starts": self.child_starts,
+            "broker_switches": self.broker_switches,
             "child_start_failures": self.child_start_failures,
             "child_ready_ms": self.child_ready_ms,
             "last_promotion": dict(self.last_promotion),

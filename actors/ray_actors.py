@@ -7,12 +7,13 @@ per-signal path never goes through Ray: Ray starts, names, restarts and stops th
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, cast
 
 import ray
 
 from actors.hosts import build
 from node.config import NodeConfig
+from node.control import EngineControl
 
 #: name prefix -> Ray actor options. num_cpus=0: the data plane is I/O bound and must all fit on
 #: one small machine; max_concurrency lets control calls run while the service loop thread works.
@@ -48,6 +49,25 @@ class ServiceActor:
 
     def call(self, method: str, *args: Any) -> Any:
         return getattr(self._svc, method)(*args)
+
+    # EngineControl (node.control), typed: what the supervisor calls on an engine
+    def promote(self, epoch: int) -> dict:
+        return self._engine().promote(epoch)
+
+    def demote(self) -> None:
+        return self._engine().demote()
+
+    def resync(self) -> dict:
+        return self._engine().resync()
+
+    def switch_broker(self, endpoint: str, epoch: int, same_account: bool) -> dict:
+        return self._engine().switch_broker(endpoint, epoch, same_account)
+
+    def settle_stranded(self, endpoint: str) -> dict:
+        return self._engine().settle_stranded(endpoint)
+
+    def _engine(self) -> EngineControl:
+        return cast(EngineControl, self._svc)
 
     def stats(self) -> dict:
         return self._svc.stats()
@@ -109,6 +129,10 @@ class LedgerActor:
 
     async def stats(self) -> dict:
         return self._ledger.stats()
+
+    async def alive(self) -> bool:
+        """The drain task runs (the supervisor restarts a ledger that says no, or is dead)."""
+        return self._task is not None and not self._task.done()
 
     async def drain(self) -> int:
         return await self._ledger.drain()

@@ -15,8 +15,25 @@ Contract:
 - The registry maps role -> endpoint. `intake` and `events` never change while the supervisor
   lives (the intake keeps its port across validator restarts; the relay outlives engines; an
   engine restarted by Ray comes back on its old port as a standby).
-- State it keeps: the epoch it last granted, the leader's name, the failover log. Calls that
-  change state (`failover`, `failback`, `restart`) run one at a time under a lock.
+- State it keeps: the lane table (per group: epoch, leader, active broker) and the decisions over
+  it in `node.failover.FailoverPolicy` (pure, unit-tested); the failover, restart and epoch-grant
+  logs. Calls that change state (`failover`, `failback`, `restart`, `broker_failover`) run one at a
+  time under a lock.
+- What it checkpoints: every epoch grant (an `epoch_grant` record, queued before the call that uses
+  the epoch), every failover, move, restart and error, and the lane table (`<node_id>.supervisor.lanes`),
+  all written to Redis by `actors.recorder.Recorder` off the decision path: a frozen Redis never
+  holds a failover up, and what it could not write is written in order once Redis answers.
+- Idempotent calls: `start()`; `failover(to=X)` when X already leads (answers `changed: false`);
+  `restart(dead=handle)` acts only if that handle is still the current validator, `_broker_died`
+  only if the adapter it saw die is still the current one; each engine control call carries the
+  epoch it acts under (node.control.EngineControl), so a repeat after an ambiguous Ray error is
+  harmless.
+- Restarts: a dead validator, broker adapter or ledger is restarted within a restart intensity
+  (node.failover.RestartBudget); past it the role is given up and `health()` says so. Engines are
+  restarted by Ray (`max_restarts=-1`) and rejoin as standbys.
+- Not yet: its children share its fate (Ray's default lifetime) and it is not restarted itself; a
+  restart that finds its children by name and reads the lane checkpoint back is the next step
+  (`FailoverPolicy.restore` is ready for it).
 - Failure detection never waits for Ray: engines heartbeat over ZeroMQ every
   `heartbeat_interval_ms`; a leader silent for `heartbeat_misses` intervals is failed over at once
   (epoch + 1, the freshest standby by priority is promoted: it asks the broker, re-drives in-flight
@@ -44,34 +61,21 @@ import zmq
 
 from actors.events_relay import EventsRelay
 from actors.ray_actors import spawn, spawn_ledger, spawn_reconciler
+from actors.recorder import Recorder
 from actors.service import bind_random
 from actors.wiring import EngineWiring
-from node.config import BrokerConfig, EngineGroupConfig, NodeConfig
+from node.config import NodeConfig
+from node.control import EngineKind, Role
+from node.failover import Detector, FailoverPolicy, GrantKind, Lane, RestartBudget
 from node.messages import Heartbeat, encode, heartbeat_decoder
+
+__all__ = ["Lane", "Supervisor"]
 
 
 def _free_port(host: str) -> int:
     with socket.socket() as s:
         s.bind((host, 0))
         return s.getsockname()[1]
-
-
-class Lane:
-    """One engine group's live state: its engines and brokers by priority, leader, epoch, broker."""
-
-    def __init__(self, group: EngineGroupConfig, brokers: list[BrokerConfig]) -> None:
-        self.name = group.name
-        self.engines = [e.name for e in group.engines]
-        self.brokers = [b.name for b in brokers]
-        self.accounts = {b.name: b.account_id for b in brokers}
-        self.epoch = 1
-        self.leader = self.engines[0]
-        self.broker = self.brokers[0]  # the active broker
-        self.leader_seen_ns = 0
-
-    def view(self) -> dict:
-        return {"epoch": self.epoch, "leader": self.leader, "broker": self.broker,
-                "engines": list(self.engines), "brokers": list(self.brokers)}
 
 
 class Supervisor:
@@ -90,7 +94,8 @@ class Supervisor:
         self._engine_ports: dict[str, int] = {}
         self._broker_ports: dict[str, int] = {}
         self._brokers = {b.name: b for b in cfg.broker_list()}
-        self.lanes = {g.name: Lane(g, cfg.group_brokers(g)) for g in cfg.group_list()}
+        self.lanes = {g.name: Lane.of(g, cfg.group_brokers(g)) for g in cfg.group_list()}
+        self._kinds = {e.name: e.kind for e in cfg.engine_list()}
         self._lane_of = {e: lane for lane in self.lanes.values() for e in lane.engines}
         self._first = next(iter(self.lanes.values()))
         self._registry: dict[str, str] = {}
@@ -102,9 +107,15 @@ class Supervisor:
         self._threads: list[threading.Thread] = []
         self._hb_interval_ns = cfg.heartbeat_interval_ms * 1_000_000
         self._hb_dead_ns = cfg.heartbeat_misses * self._hb_interval_ns
-        self._last_hb: dict[str, tuple[int, str, int]] = {}  # engine -> (seen ns, role, epoch)
-        self._broker_seen: dict[str, int] = {}  # broker -> last heartbeat answer (ns)
         self._broker_dead_ns = cfg.broker_dead_ms * 1_000_000
+        # the decisions (node/failover.py): fed by the heartbeat loop, the watch and the store probe
+        self._policy = FailoverPolicy(self.lanes, self._hb_interval_ns, self._hb_dead_ns, self._broker_dead_ns)
+        # the writes to Redis, off the decision path (a frozen store never holds a failover up)
+        self._recorder = Recorder(redis_url, cfg.storage.monitoring_stream, on_store=self._policy.on_store)
+        self._budget = RestartBudget()  # restart intensity per role; past it the role is given up
+        self._gave_up_recorded: set[str] = set()
+        self.watch_errors = 0
+        self.last_watch_error = ""
         self._broker_handling: set[str] = set()
         self._failing: set[str] = set()  # groups whose leader failover is under way
         self.restarts: list[dict] = []
@@ -128,22 +139,21 @@ class Supervisor:
             if self._registry:
                 return dict(self._registry)
             cfg = self._cfg
+            self._recorder.start()
             relay = self._relay.start()
             hb = zmq.Context.instance().socket(zmq.PULL)
             hb.setsockopt(zmq.LINGER, 0)
             self._registry = {"events": relay["events"], "publish": relay["publish"],
                               "heartbeat": bind_random(hb, cfg.bind_host)}
             if self._database_url and cfg.storage.ledger:
-                ledger = spawn_ledger(self._name("ledger"), cfg.ray_namespace, cfg.storage, self._redis_url,
-                                      self._database_url)
-                self._actors["ledger"] = ledger
-                ray.get(ledger.start.remote(), timeout=120)
+                self._start_ledger()
             for name in self._brokers:
                 self._start_broker(name)
             for lane in self.lanes.values():
                 for engine in lane.engines:
-                    self._start_engine(engine, role="leader" if engine == lane.leader else "standby")
+                    self._start_engine(engine, role=Role.LEADER if engine == lane.leader else Role.STANDBY)
                 lane.leader_seen_ns = time.time_ns()
+            self._checkpoint()
             startup = self._start_reconciler()  # before the node trades: nothing is sent meanwhile
             self._start_validator(initial_states=tuple(
                 (a.state, a.strategy_id) for a in (startup.actions if startup is not None else [])))
@@ -175,6 +185,7 @@ class Supervisor:
                 t.join(2)
             self._relay.stop()
             self._registry = {}
+        self._recorder.stop()
 
     # ---------------------------------------------------------------- queries
 
@@ -196,7 +207,10 @@ class Supervisor:
         out["broker"] = out.get("broker:" + self._first.broker, {})
         out["supervisor"] = {"epoch": self.epoch, "leader": self.leader, "restarts": list(self.restarts),
                              "failovers": list(self.failovers), "broker_failovers": list(self.broker_failovers),
-                             "groups": {name: lane.view() for name, lane in self.lanes.items()}}
+                             "groups": {name: lane.view() for name, lane in self.lanes.items()},
+                             "epoch_grants": len(self._policy.grants), "recorder": self._recorder.stats(),
+                             "health": self.health(), "watch_errors": self.watch_errors,
+                             "last_watch_error": self.last_watch_error}
         degraded = [role + ": " + str(s["degraded"]) for role, s in out.items() if isinstance(s, dict) and s.get("degraded")]
         out["supervisor"]["degraded"] = degraded  # the node trades, but something is behind (PostgreSQL down)
         return out
@@ -221,6 +235,7 @@ class Supervisor:
                  group: str | None = None) -> dict:
         """Make `to` (default: the freshest standby by priority) the leader of its group (default:
         the first group) with a new epoch."""
+        reason = str(reason)  # a Detector or a caller's word: recorded as plain text
         with self._lock:
             t0 = time.time_ns()
             if to is not None and to not in self._lane_of:
@@ -232,20 +247,27 @@ class Supervisor:
                 raise RuntimeError("no live standby engine to fail over to in group " + lane.name)
             if target == old and to is not None:
                 return {"group": lane.name, "from": old, "to": old, "epoch": lane.epoch, "changed": False}
-            if old != target and reason == "manual":
+            if old != target and reason == Detector.MANUAL:
                 try:  # a live old leader steps down first
-                    ray.get(self._actors["engine:" + old].call.remote("demote"), timeout=10)
+                    ray.get(self._actors["engine:" + old].demote.remote(), timeout=10)
                 except Exception:  # noqa: BLE001 - fenced by the epoch all the same
                     pass
-            lane.epoch += 1
-            promoting = self._actors["engine:" + target].call.remote("promote", lane.epoch)
-            if old != target and reason != "manual":
-                # a leader thought dead is told once the promotion is on its way (a slow one would
-                # step down anyway at its first fenced send; a dead one is fenced by the epoch)
-                self._actors["engine:" + old].call.remote("demote")
-            promoted = ray.get(promoting, timeout=120)
-            lane.leader = target
-            lane.leader_seen_ns = time.time_ns()
+            grant = self._grant(lane, GrantKind.PROMOTE, target, reason)
+            try:
+                promoting = self._actors["engine:" + target].promote.remote(grant.epoch)
+                if old != target and reason != Detector.MANUAL:
+                    # a leader thought dead is told once the promotion is on its way (a slow one would
+                    # step down anyway at its first fenced send; a dead one is fenced by the epoch)
+                    self._actors["engine:" + old].demote.remote()
+                promoted = ray.get(promoting, timeout=120)
+            except Exception as exc:
+                wait_ns = self._policy.promotion_failed(lane, time.time_ns())
+                self._record("failover_error", {"group": lane.name, "to": target, "epoch": grant.epoch,
+                                                "reason": reason, "retry_in_ms": wait_ns // 1_000_000,
+                                                "error": _brief(exc)})
+                raise
+            self._policy.promoted(lane, target, time.time_ns())
+            self._checkpoint()
             if lane is self._first:
                 self._registry["engine"] = self._registry["engine:" + target]
             event = {"group": lane.name, "from": old, "to": target, "epoch": lane.epoch, "reason": reason,
@@ -271,22 +293,27 @@ class Supervisor:
         return self.lanes[group]
 
     def _best_standby(self, lane: Lane, exclude: str) -> str | None:
-        now = time.time_ns()
-        for engine in lane.engines:
-            seen = self._last_hb.get(engine)
-            if seen is None or now - seen[0] > self._hb_dead_ns:
-                continue
-            if engine == exclude and seen[1] != "standby":
-                continue  # the failed leader itself, unless Ray already brought it back as a standby
-            return engine
-        return None
+        return self._policy.best_standby(lane, exclude, time.time_ns())
+
+    def _grant(self, lane: Lane, kind: GrantKind, to: str, reason: str):
+        """A new epoch for the lane, recorded (queued for Redis) before anyone uses it."""
+        grant = self._policy.grant(lane, kind, to, reason, time.time_ns())
+        fields = msgspec.to_builtins(grant)
+        fields["grant"] = fields.pop("kind")  # the record's own `kind` is "epoch_grant"
+        self._record("epoch_grant", fields)
+        self._checkpoint()
+        return grant
+
+    def _checkpoint(self) -> None:
+        """The lane table (epochs, leaders, brokers) to Redis, for a restarted supervisor."""
+        self._recorder.checkpoint(self._name("supervisor.lanes"), msgspec.json.encode(self._policy.checkpoint()))
 
     def _heartbeat_loop(self, hb: zmq.Socket) -> None:
         """Engines' beats in; the brokers pinged (a DEALER each) and their answers in."""
         poll_ms = max(1, self._cfg.heartbeat_interval_ms // 4)
         pings = _BrokerPings(self._registry, list(self._brokers), self._cfg.heartbeat_interval_ms)
-        self._broker_seen = {name: time.time_ns() for name in self._brokers}
-        listening_since = time.time_ns()  # silence is judged only over time this loop was listening
+        policy = self._policy
+        policy.listening(time.time_ns())  # silence is judged only over time this loop was listening
         try:
             while not self._stopping.is_set():
                 if hb.poll(poll_ms):
@@ -295,21 +322,15 @@ class Supervisor:
                             beat = heartbeat_decoder.decode(hb.recv(zmq.NOBLOCK))
                         except zmq.Again:
                             break
-                        now = time.time_ns()
-                        self._last_hb[beat.sender] = (now, beat.role, beat.epoch)
-                        lane = self._lane_of.get(beat.sender)
-                        # the leader leading (its epoch may lag the lane's for the moment a
-                        # promotion or a broker move is on its way to it)
-                        if lane is not None and beat.sender == lane.leader and beat.role == "leader":
-                            lane.leader_seen_ns = now
+                        policy.on_beat(beat.sender, beat.role, beat.epoch, time.time_ns())
                 now = time.time_ns()
                 for name in pings.exchange(now):
-                    self._broker_seen[name] = now
+                    policy.on_broker_answer(name, now)
                 for lane in self.lanes.values():
-                    if now - max(lane.leader_seen_ns, listening_since) > self._hb_dead_ns and not self._stopping.is_set():
+                    if policy.leader_silent(lane, now) and policy.may_attempt(lane, now) and not self._stopping.is_set():
                         self._on_leader_silent(lane, now)
-                for name, seen in list(self._broker_seen.items()):
-                    if now - max(seen, listening_since) > self._broker_dead_ns and not self._stopping.is_set():
+                for name in self._brokers:
+                    if policy.broker_silent(name, now) and not self._stopping.is_set():
                         self._on_broker_silent(name)
         finally:
             pings.close()
@@ -327,11 +348,17 @@ class Supervisor:
         def run() -> None:
             try:
                 with self._lock:
-                    if lane.leader != leader or time.time_ns() - lane.leader_seen_ns <= self._hb_dead_ns:
+                    now = time.time_ns()
+                    if lane.leader != leader or not self._policy.leader_silent(lane, now):
                         return
-                    self.failover(reason="heartbeat", detected_ns=detected_ns, group=lane.name)
-            except Exception:  # noqa: BLE001 - no standby yet: try again a beat later
-                lane.leader_seen_ns = time.time_ns() - self._hb_dead_ns + self._hb_interval_ns
+                    if self._best_standby(lane, exclude=leader) is None:
+                        # nothing to promote yet (a lone engine Ray is restarting): no epoch is
+                        # granted; the next beat looks again
+                        self._policy.nothing_to_promote(lane, now)
+                        return
+                    self.failover(reason=Detector.HEARTBEAT, detected_ns=detected_ns, group=lane.name)
+            except Exception:  # noqa: BLE001 - recorded by failover; retried after its backoff
+                pass
             finally:
                 self._failing.discard(lane.name)
 
@@ -351,11 +378,10 @@ class Supervisor:
             return self._move_lane(lane, target, reason)
 
     def _next_broker(self, lane: Lane, exclude: str) -> str | None:
-        now = time.time_ns()
-        for name in lane.brokers:
-            if name != exclude and now - self._broker_seen.get(name, 0) <= self._broker_dead_ns:
-                return name
-        return None
+        """The next live broker; for a group led by an engine that cannot strand orders (Nautilus:
+        see its switch_broker), only one in front of the same account."""
+        same_account_only = self._kinds.get(lane.leader) == EngineKind.NAUTILUS
+        return self._policy.next_broker(lane, exclude, time.time_ns(), same_account_only)
 
     def _move_lane(self, lane: Lane, target: str, reason: str) -> dict:
         """The group's engines onto broker `target` with a new epoch; the leader first (it recovers
@@ -364,14 +390,20 @@ class Supervisor:
         old = lane.broker
         same_account = lane.accounts[old] == lane.accounts[target]
         endpoint = self._registry["broker:" + target]
-        lane.epoch += 1
-        lane.broker = target
-        moved = ray.get(self._actors["engine:" + lane.leader].call.remote(
-            "switch_broker", endpoint, lane.epoch, same_account), timeout=120)
-        lane.leader_seen_ns = time.time_ns()
+        grant = self._grant(lane, GrantKind.MOVE, target, reason)
+        try:
+            moved = ray.get(self._actors["engine:" + lane.leader].switch_broker.remote(
+                endpoint, grant.epoch, same_account), timeout=120)
+        except Exception as exc:
+            # the lane stays on its broker (its view is the truth); the grant is recorded
+            self._record("broker_failover_error", {"group": lane.name, "to": target, "epoch": grant.epoch,
+                                                   "error": _brief(exc)})
+            raise
+        self._policy.moved(lane, target, time.time_ns())
+        self._checkpoint()
         for engine in lane.engines:
             if engine != lane.leader and "engine:" + engine in self._actors:
-                self._actors["engine:" + engine].call.remote("switch_broker", endpoint, lane.epoch, same_account)
+                self._actors["engine:" + engine].switch_broker.remote(endpoint, grant.epoch, same_account)
         if lane is self._first:
             self._registry["broker"] = endpoint
         event = {"group": lane.name, "from": old, "to": target, "epoch": lane.epoch, "reason": reason,
@@ -405,8 +437,8 @@ class Supervisor:
         with self._lock:
             if self._stopping.is_set() or actor is None or self._actors.get("broker:" + name) is not actor:
                 return  # stopping, or already replaced
-            if reason == "heartbeat":
-                silent_ns = time.time_ns() - self._broker_seen.get(name, 0)
+            if reason == Detector.HEARTBEAT:
+                silent_ns = time.time_ns() - self._policy.broker_seen_ns(name)
                 if silent_ns <= self._broker_dead_ns:
                     return  # it answered meanwhile
                 # silent: gone for certain when Ray says so; a process that still answers Ray is
@@ -423,14 +455,15 @@ class Supervisor:
                     continue
                 try:
                     moved.append(self._move_lane(lane, target, reason="broker " + name + " died (" + reason + ")"))
-                except Exception as exc:  # noqa: BLE001 - the leader's next failover recovers
-                    self._record("broker_failover_error", {"group": lane.name, "error": str(exc)[:200]})
+                except Exception:  # noqa: BLE001 - recorded by _move_lane; the adapter comes back below
+                    stay.append(lane)
             self.restart_broker(reason="died", name=name, resync_lanes=stay)
             for event in moved:  # across accounts: the adapter is back, ask it about the stranded
                 if not event["same_account"] and event["stranded"]:
                     try:
-                        event["settled"] = self.call("engine:" + self.lanes[event["group"]].leader,
-                                                     "settle_stranded", self._registry["broker:" + name])
+                        leader = self._actors["engine:" + self.lanes[event["group"]].leader]
+                        event["settled"] = ray.get(leader.settle_stranded.remote(self._registry["broker:" + name]),
+                                                   timeout=60)
                     except Exception as exc:  # noqa: BLE001 - they stay UNKNOWN, for the operator
                         event["settled"] = {"error": type(exc).__name__ + ": " + str(exc).splitlines()[0][:200]}
 
@@ -445,6 +478,8 @@ class Supervisor:
         t0 = time.perf_counter()
         with self._lock:
             if dead is not None and self._actors.get("validator") is not dead:
+                return dict(self._registry)
+            if reason == "died" and not self._may_restart("validator"):
                 return dict(self._registry)
             old = self._actors.pop("validator", None)
             if old is not None:
@@ -464,7 +499,7 @@ class Supervisor:
         out = {}
         for lane in lanes:
             try:
-                out[lane.name] = self.call("engine:" + lane.leader, "resync")
+                out[lane.name] = ray.get(self._actors["engine:" + lane.leader].resync.remote(), timeout=30)
             except Exception as exc:  # noqa: BLE001 - recorded; the next failover replays anyway
                 out[lane.name] = {"error": type(exc).__name__ + ": " + str(exc).splitlines()[0][:200]}
         return out[lanes[0].name] if len(self.lanes) == 1 and lanes else out
@@ -493,7 +528,7 @@ class Supervisor:
         self._registry["broker:" + name] = _started(broker)["orders"]
         self._actors["broker:" + name] = broker
         self._registry["broker"] = self._registry.get("broker:" + self._first.broker, "")
-        self._broker_seen[name] = time.time_ns()
+        self._policy.on_broker_answer(name, time.time_ns())
 
     def restart_broker(self, reason: str = "manual", name: str | None = None,
                        resync_lanes: list[Lane] | None = None) -> dict:
@@ -503,6 +538,8 @@ class Supervisor:
         t0 = time.perf_counter()
         with self._lock:
             name = name or self._first.broker
+            if reason == "died" and not self._may_restart("broker:" + name):
+                return {"role": "broker", "broker": name, "gave_up": True}
             old = self._actors.pop("broker:" + name, None)
             if old is not None:
                 ray.kill(old, no_restart=True)
@@ -674,17 +711,9 @@ class Supervisor:
         return self._cfg.node_id + "." + role
 
     def _record(self, kind: str, event: dict) -> None:
-        """Failovers and restarts go to the monitoring stream (best effort: never blocks a failover)."""
-        try:
-            import orjson
-            import redis
-
-            client = redis.Redis.from_url(self._redis_url, socket_timeout=1, socket_connect_timeout=1)
-            client.xadd(self._cfg.storage.monitoring_stream, {b"m": orjson.dumps({"kind": kind, **event})},
-                        maxlen=100_000, approximate=True)
-            client.close()
-        except Exception:  # noqa: BLE001 - monitoring must not stop the node
-            pass
+        """Failovers, epoch grants and restarts to the monitoring stream: queued, never blocks (a
+        frozen store keeps them until it answers again; see actors/recorder.py)."""
+        self._recorder.record(kind, event)
 
     def _check_leaders_with_ray(self) -> None:
         """Ray's death notice, the second detector: a leader whose actor Ray reports dead (or
@@ -694,12 +723,15 @@ class Supervisor:
             actor = self._actors.get("engine:" + leader)
             if actor is None or _state(actor) != "dead":  # slow or stuck: the heartbeats' call
                 continue
-            if self._best_standby(lane, exclude=leader) is None:
-                continue  # nothing to promote yet: the heartbeat path retries every beat
+            # a live standby other than the leader itself: one Ray restarted is the heartbeat path's
+            # to promote (see node.failover: Ray's notice was about the process that died)
+            target = self._policy.ray_target(lane, time.time_ns())
+            if target is None:
+                continue
             try:
                 with self._lock:  # still the leader once the lock is ours (a heartbeat failover may have won)
                     if lane.leader == leader and not self._stopping.is_set():
-                        self.failover(reason="ray", detected_ns=time.time_ns(), group=lane.name)
+                        self.failover(to=target, reason=Detector.RAY, detected_ns=time.time_ns())
             except Exception:  # noqa: BLE001 - no standby yet: the heartbeat path retries
                 pass
 
@@ -721,6 +753,54 @@ class Supervisor:
                         self._broker_died(name, actor, "ray")
                     except Exception:  # noqa: BLE001 - try again next round
                         pass
+            ledger = self._actors.get("ledger")
+            if ledger is not None and _state(ledger) == "dead" and not self._stopping.is_set():
+                try:
+                    self._restart_ledger(ledger)
+                except Exception as exc:  # noqa: BLE001 - kept for stats; tried again next round
+                    self.watch_errors += 1
+                    self.last_watch_error = _brief(exc)
+
+    def _restart_ledger(self, dead: Any) -> None:
+        """A dead ledger comes back (it resumes its consumer group: what it had not acknowledged is
+        read again, and its inserts are idempotent), within the restart intensity."""
+        t0 = time.perf_counter()
+        with self._lock:
+            if self._stopping.is_set() or self._actors.get("ledger") is not dead or not self._may_restart("ledger"):
+                return
+            self._actors.pop("ledger", None)
+            ray.kill(dead, no_restart=True)
+            self._start_ledger()
+            event = {"role": "ledger", "reason": "died", "took_ms": round((time.perf_counter() - t0) * 1e3, 1)}
+            self.restarts.append(event)
+            self._record("restart", event)
+
+    def _start_ledger(self) -> None:
+        cfg = self._cfg
+        ledger = spawn_ledger(self._name("ledger@" + str(time.time_ns())), cfg.ray_namespace, cfg.storage,
+                              self._redis_url, self._database_url)
+        try:
+            ray.get(ledger.start.remote(), timeout=120)
+        except Exception:
+            ray.kill(ledger, no_restart=True)
+            raise
+        self._actors["ledger"] = ledger
+
+    def _may_restart(self, role: str) -> bool:
+        """Within the restart intensity; the first refusal is recorded (the node is then unhealthy)."""
+        if self._budget.allow(role, time.time_ns()):
+            return True
+        if role not in self._gave_up_recorded:
+            self._gave_up_recorded.add(role)
+            self._record("restart_gave_up", {"role": role, "max_restarts": self._budget.max_restarts,
+                                             "window_s": self._budget.window_ns // 1_000_000_000})
+        return False
+
+    def health(self) -> dict:
+        """`ok` false once a role died more often than the restart intensity allows (given up):
+        `execnode up` exits non-zero on it. Takes no lock."""
+        gave_up = sorted(self._budget.gave_up)
+        return {"ok": not gave_up, "gave_up": gave_up}
 
 
 class _BrokerPings:
@@ -776,6 +856,11 @@ def _started(actor: Any) -> dict[str, str]:
     except Exception:
         ray.kill(actor, no_restart=True)
         raise
+
+
+def _brief(exc: BaseException) -> str:
+    lines = str(exc).splitlines()
+    return type(exc).__name__ + ": " + (lines[0][:200] if lines else "")
 
 
 def _answers(actor: Any) -> bool:

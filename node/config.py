@@ -387,6 +387,11 @@ def parse_keys(text: str) -> dict[str, str]:
     return keys
 
 
+#: what `load_config` (so `execnode up`, the demo and every CLI command) runs when the file names no
+#: engines and no groups: a leader and a hot standby, the HA the README describes, without a config
+HOT_STANDBY_ENGINES = ({"name": "native", "kind": "native"}, {"name": "native-standby", "kind": "native"})
+
+
 def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> NodeConfig:
     """Read TOML (optional), apply the environment overrides, validate. Raises `ConfigError`."""
     env = secrets.resolve(os.environ if env is None else env)  # `<NAME>_FILE` and Vault
@@ -398,6 +403,8 @@ def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = 
             raise ConfigError(f"config file not found: {path}") from None
         except msgspec.DecodeError as exc:
             raise ConfigError(f"config file {path}: {exc}") from None
+    if "engines" not in raw and "groups" not in raw:
+        raw["engines"] = [dict(e) for e in HOT_STANDBY_ENGINES]  # a leader and a hot standby by default
     storage = raw.setdefault("storage", {})
     if env.get("REDIS_URL"):
         storage["redis_url"] = env["REDIS_URL"]
