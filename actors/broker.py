@@ -227,6 +227,7 @@ class BrokerHost(LoopService):
             "malformed": self.malformed,
             "first_submit_ns": {g: dict(e) for g, e in self.first_submit_ns.items()},
             "loop_errors": self.loop_errors,
+            "last_error": self.last_error,
         }
 
     def positions(self) -> dict[str, float]:
