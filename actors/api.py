@@ -1,7 +1,13 @@
 """The operator HTTP API, served from the supervisor's process (uvicorn on its own thread, no Ray here):
 
-- `GET /health`: 200 `{"status": "ok", "actors": {role: "up"|"down"}}` when every data-plane actor
-  (validator, broker, engines) answers within `stats_timeout_ms`, else 503 `"degraded"`;
+- `GET /livez`: 200 while this process serves (no dependency checked);
+- `GET /readyz`: 200 when the node may take signals (node.health: data plane up, the signal log
+  writable, the ledger within `ready_max_ledger_lag`), else 503 with `not_ready` (the reasons);
+- `GET /health`: every component (each actor, `redis`, `postgresql`, `ledger_lag`) with its state;
+  200 `"ok"` when all are up and the node is ready, else 503 `"degraded"` (`"down"`: the
+  supervisor itself did not answer). `actors` keeps the older `{role: "up"|"down"}` view;
+- `GET /openapi.json` and `GET /docs`: the OpenAPI document (node.api_schema: the bodies are the
+  msgspec structs the node decodes and encodes);
 - `GET /metrics`: Prometheus text built from the actors' own counters at scrape time
   (`node.metrics`: no metric call on the per-signal path);
 - `POST /v1/signals`: the seed-compatible intake. The body is a JSON `Signal`; headers `X-Key-Id`,
@@ -45,11 +51,14 @@ import msgspec
 import zmq
 import zmq.asyncio
 from fastapi import FastAPI, Request
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
 from starlette.requests import ClientDisconnect
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from node import api_schema
 from node.config import ApiConfig
+from node.health import AppendWatch, assess
 from node.messages import Reply, SignedSignal, Status, encode, intake_response_decoder, to_builtins
 from node.metrics import CONTENT_TYPE, exposition, make_registry
 from node.ratelimit import TokenBuckets
@@ -208,9 +217,12 @@ def build_app(
     control: Control,
     intake_endpoint: str | None = None,
     max_frame_bytes: int = 65_536,
+    probe: Any = None,
 ) -> FastAPI:
     """The FastAPI app. `stats` and `control` are blocking (Ray) calls: they run on a thread pool.
-    Without `intake_endpoint`, `POST /v1/signals` answers 503."""
+    Without `intake_endpoint`, `POST /v1/signals` answers 503. `probe` (a `node.health.StoreProbe`)
+    checks Redis, the ledger's lag and PostgreSQL for /readyz and /health; without it they are
+    judged from the actors alone."""
     pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="api-control")
     link = IntakeLink(intake_endpoint, cfg.intake_timeout_ms / 1000) if intake_endpoint else None
     stats_timeout_s = cfg.stats_timeout_ms / 1000
@@ -232,9 +244,23 @@ def build_app(
         yield
         if link is not None:
             await link.close()
+        if probe is not None:
+            await probe.close()
         pool.shutdown(wait=False, cancel_futures=True)
 
-    app = FastAPI(title="NAE execution node", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
+    app = FastAPI(title="NAE execution node", version=_version(), docs_url="/docs", redoc_url=None,
+                  openapi_url="/openapi.json", lifespan=lifespan,
+                  description="Signals in (`POST /v1/signals`, the seed-compatible intake), health, metrics "
+                              "and the operator's controls (`/admin/*`, header X-Admin-Token).")
+
+    def document() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            base = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+            app.openapi_schema = api_schema.openapi(base)
+        return app.openapi_schema
+
+    app.openapi = document  # type: ignore[method-assign]
+    appends = AppendWatch()
 
     async def blocking(fn: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(pool, fn, *args)
@@ -249,14 +275,35 @@ def build_app(
             return _refusal(429, Reason.RATE_LIMITED, "too many requests from this address; retry later", counts)
         return await call_next(request)
 
-    @app.get("/health")
-    async def health() -> Response:
+    async def judged() -> tuple[dict[str, Any] | None, bool, dict[str, Any], list[str], str]:
+        """(stats or None, ready, components, why not ready, detail) of the node right now."""
         try:
             snap = await asyncio.wait_for(blocking(stats, stats_timeout_s), stats_timeout_s * 4 + 1)
         except Exception as exc:  # noqa: BLE001 - the supervisor itself did not answer
-            return _json({"status": "down", "actors": {}, "detail": type(exc).__name__}, 503)
-        ok, actors = health_of(snap)
-        return _json({"status": "ok" if ok else "degraded", "actors": actors}, 200 if ok else 503)
+            return None, False, {}, ["supervisor: no answer (" + type(exc).__name__ + ")"], type(exc).__name__
+        stores = await probe.check() if probe is not None else {"redis": {"status": "up", "detail": "not probed"}}
+        ready, components, why = assess(snap, stores, appends.failing(snap.get("validator")), cfg.ready_max_ledger_lag)
+        return snap, ready, components, why, ""
+
+    @app.get("/livez")
+    async def livez() -> Response:
+        return _json({"live": True}, 200)
+
+    @app.get("/readyz")
+    async def readyz() -> Response:
+        _, ready, _, why, _ = await judged()
+        return _json({"ready": ready, "not_ready": why}, 200 if ready else 503)
+
+    @app.get("/health")
+    async def health() -> Response:
+        snap, ready, components, why, detail = await judged()
+        if snap is None:
+            return _json({"status": "down", "ready": False, "components": {}, "actors": {}, "not_ready": why,
+                          "detail": detail}, 503)
+        _, actors = health_of(snap)
+        ok = ready and all(c.get("status") == "up" for c in components.values())
+        return _json({"status": "ok" if ok else "degraded", "ready": ready, "components": components,
+                      "actors": actors, "not_ready": why}, 200 if ok else 503)
 
     @app.get("/metrics")
     async def metrics() -> Response:
@@ -344,11 +391,27 @@ def build_app(
     async def admin_breaker_reset(request: Request) -> Response:
         return await admin(request, "reset-breaker")
 
-    @app.post("/admin/{action}")
+    def named(action: str) -> Callable[[Request], Any]:
+        async def route(request: Request) -> Response:
+            return await admin(request, action)
+
+        route.__name__ = "admin_" + action.replace("-", "_")
+        return route
+
+    for action in ("kill", "unkill", "state", "failover", "failback", "broker-failover"):
+        app.post("/admin/" + action)(named(action))
+
+    @app.post("/admin/{action}", include_in_schema=False)  # the older spellings, and unknown actions (400)
     async def admin_action(action: str, request: Request) -> Response:
         return await admin(request, action)
 
     return app
+
+
+def _version() -> str:
+    from node.metrics import build_info
+
+    return build_info()["version"]
 
 
 def _plain(value: Any) -> Any:

@@ -233,6 +233,7 @@ class BrokerHost(LoopService):
             # seconds left on a broker login (Schwab's refresh token: alert a day ahead), its counters
             "venue_health": msgspec.structs.asdict(self.venue.health(self._clock_ns())),
             "venue": self.venue.stats() if hasattr(self.venue, "stats") else {},
+            "last_error": self.last_error,
         }
 
     def positions(self) -> dict[str, float]:

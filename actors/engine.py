@@ -55,6 +55,8 @@ from node.checkpoint import EntryCheckpoint
 from node.open_orders import OpenOrderIndex, decode_open_orders, open_orders_key
 from node.errors import StoreError
 from node.orders import STATE_OF_KIND, OrderState
+from node.histogram import LatencyHistogram
+from node.logs import lifecycle, logger
 from node.config import NodeConfig
 from node.messages import (
     ExecKind,
@@ -108,6 +110,7 @@ class EngineHost(EngineBase):
         self._look: zmq.Socket | None = None  # standby: its own socket for looks at the broker
         self.looked_up = 0
         self.stages = StageClock()  # the leader's per-batch / per-report stage stamps (node.stages)
+        self.fill_hist = LatencyHistogram()  # node.metrics: nae_signal_fill_seconds (the leader's fills)
 
     # ---------------------------------------------------------------- sockets
 
@@ -335,6 +338,10 @@ class EngineHost(EngineBase):
         self._pub.send_multipart((event_topic(out.kind, out.strategy_id), payload))
         self._pending_events.append(payload)
         self.published += 1
+        if out.kind is ExecKind.FILL:
+            order = self.manager.orders.get(out.client_order_id)
+            if order is not None and order.accepted_ns:
+                self.fill_hist.observe_ns(max(0, self._clock_ns() - order.accepted_ns))
 
     def _open_order_changes(self) -> tuple[str, dict[str, bytes], list[str]] | None:
         changes = self.open_index.changes()
@@ -627,6 +634,36 @@ class EngineHost(EngineBase):
 
         return self.call_on_loop(run, timeout_s=60)
 
+    def stranded_orders(self) -> list[dict]:
+        """The orders stranded at a lost broker (UNKNOWN, BROKER_LOST), for the operator."""
+
+        def run() -> list[dict]:
+            out = []
+            for coid in self.manager.stranded_ids():
+                order = self.manager.orders[coid]
+                i = order.intent
+                out.append({"client_order_id": coid, "strategy_id": i.strategy_id, "symbol": i.symbol,
+                            "side": str(i.side), "quantity": i.quantity, "notional": i.notional,
+                            "cum_qty": order.cum_qty, "request_id": i.request_id})
+            return out
+
+        return self.call_on_loop(run)
+
+    def resolve_stranded(self, client_order_id: str, filled_qty: float, avg_px: float) -> dict:
+        """Close a stranded order on the operator's word (see NativeOrderManager.resolve_stranded):
+        its reports are published (the validator's risk and the ledger take them like any other)."""
+
+        def run() -> dict:
+            reports = self.manager.resolve_stranded(client_order_id, filled_qty, avg_px, self._clock_ns())
+            for rep in reports:
+                self._publish(rep)
+            self.stranded -= 1
+            lifecycle(logger(self.name), "stranded_resolved", client_order_id=client_order_id,
+                      filled_qty=filled_qty, avg_px=avg_px)
+            return {"client_order_id": client_order_id, "published": [str(r.kind) for r in reports]}
+
+        return self.call_on_loop(run)
+
     def _ask_broker_at(self, endpoint: str, query: QueryOrders) -> OrdersReport:
         sock = tune(self._ctx.socket(zmq.DEALER))
         sock.connect(endpoint)
@@ -684,4 +721,6 @@ class EngineHost(EngineBase):
             "events_dropped": self.events_dropped,
             "loop_errors": self.loop_errors,
             **self.stages.snapshot(),
+            "last_error": self.last_error,
+            "fill_hist": self.fill_hist.snapshot(),
         }

@@ -12,6 +12,7 @@ from actors.validator import Validator
 from actors.wiring import EngineWiring
 from node.config import BrokerConfig, EngineConfig, NodeConfig, StorageConfig
 from node.errors import ConfigError
+from node.logs import configure as configure_logging
 
 
 def build_venue(cfg: BrokerConfig, storage: StorageConfig | None = None):
@@ -74,4 +75,6 @@ BUILDERS = {"broker": build_broker, "engine": build_engine, "validator": build_v
 
 
 def build(kind: str, *args, **kwargs) -> LoopService:
+    if args and isinstance(args[0], NodeConfig):
+        configure_logging(args[0])  # this actor process's `nae` loggers (node.logs)
     return BUILDERS[kind](*args, **kwargs)

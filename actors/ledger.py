@@ -28,6 +28,7 @@ import asyncio
 import logging
 import signal
 import time
+import traceback
 from collections import deque
 from typing import Any, Sequence
 
@@ -38,6 +39,8 @@ from redis.exceptions import RedisError, ResponseError
 
 from node.config import PositiveInt, StorageConfig, load_config
 from node.errors import ConfigError, StoreError
+from node.histogram import LatencyHistogram
+from node.logs import RepeatLimiter, logger, mask, passwords_in
 from node.ledger_rows import (
     CONTROL_COLUMNS,
     DEAD_LETTER_COLUMNS,
@@ -215,12 +218,14 @@ class Ledger:
         self._backlog = True  # re-read our own pending entries before new ones
         self._next_claim = 0.0
         self._latencies_ns: deque[int] = deque(maxlen=self.cfg.latency_window)
+        self._commit_hist = LatencyHistogram()  # node.metrics: nae_ledger_commit_seconds
         self._counts = {
             "signals": 0, "events": 0, "monitoring": 0, "dead_letters": 0, "entries": 0, "batches": 0,
             "claimed": 0, "errors": 0, "refused_rows": 0,
         }  # fmt: skip
         self._next_refusal_log = 0.0
         self._last_error = ""
+        self._error_lines = RepeatLimiter(10.0)
         self._running = False
         self._prefetch: asyncio.Future[Batch | None] | None = None
 
@@ -263,7 +268,8 @@ class Ledger:
                 except Exception as exc:  # loop boundary: count, reconnect, carry on (asyncpg also
                     # raises InternalClientError on a connection the server terminated)
                     self._counts["errors"] += 1
-                    self._last_error = type(exc).__name__ + ": " + str(exc)[:300]
+                    self._last_error = mask(type(exc).__name__ + ": " + str(exc)[:300])
+                    self._log_error(exc)
                     await self._drop_connections()
                     try:
                         await asyncio.wait_for(self._stopping.wait(), backoff_ms / 1000.0)
@@ -278,6 +284,16 @@ class Ledger:
         """`start()` failed before `run()` (PostgreSQL down at start): counted, shown in stats."""
         self._counts["errors"] += 1
         self._last_error = type(exc).__name__ + ": " + str(exc)[:300]
+
+    def _log_error(self, exc: Exception) -> None:
+        """Once per 10 s per exception type, with its traceback; the store URLs' passwords masked
+        here (this process may have no configured handler: the text itself must be clean)."""
+        suppressed = self._error_lines.allow(type(exc))
+        if suppressed is None:
+            return
+        text = mask("".join(traceback.format_exception(exc)), passwords_in(self.redis_url, self.database_url))
+        logger("ledger").error("loop error (%d so far, %d like it not logged), retrying: %s",
+                               self._counts["errors"], suppressed, text)
 
     async def stop(self) -> None:
         """Ask `run()` to finish after the batch in hand (committed and acked, or left pending)."""
@@ -377,7 +393,9 @@ class Ledger:
         assert self._writer is not None
         t0 = time.perf_counter_ns()
         await self._writer.write(batch)
-        self._latencies_ns.append(time.perf_counter_ns() - t0)
+        took = time.perf_counter_ns() - t0
+        self._latencies_ns.append(took)
+        self._commit_hist.observe_ns(took)
         c = self._counts
         c["signals"] += len(batch.signals)
         c["events"] += len(batch.events)
@@ -499,6 +517,7 @@ class Ledger:
             out["degraded"] = "ledger not writing: " + self._last_error
         out["commit_p50_us"] = lat[len(lat) // 2] / 1000.0 if lat else 0.0
         out["commit_p99_us"] = lat[min(len(lat) - 1, (len(lat) * 99) // 100)] / 1000.0 if lat else 0.0
+        out["commit_hist"] = self._commit_hist.snapshot()
         return out
 
     async def _drop_connections(self) -> None:

@@ -319,6 +319,7 @@ class NautilusEngineHost(EngineBase):
             "pending_events": len(self._pending_events),
             "store_failures": self.store_failures,
             "loop_errors": self.loop_errors,
+            "last_error": self.last_error,
             "child_pid": self._child.pid if self._child is not None else None,
             "child": child,
         }

@@ -16,6 +16,8 @@ from typing import Any, Callable
 
 import zmq
 
+from node.logs import RepeatLimiter, lifecycle, logger, mask
+
 POLL_MS = 50
 
 
@@ -151,6 +153,8 @@ class LoopService:
         self._wake_w.setblocking(False)
         self.poller = zmq.Poller()
         self.loop_errors = 0
+        self.last_error = ""  # the newest exception caught at the loop boundary: "Type: message"
+        self._error_lines = RepeatLimiter(10.0)
         self.loop_ticks = 0  # wake-ups so far: heartbeats stop when it stops moving
 
     # ---------------------------------------------------------------- lifecycle (any thread)
@@ -164,7 +168,9 @@ class LoopService:
         if not self._ready.wait(timeout_s):
             raise TimeoutError(self.name + " did not start within " + str(timeout_s) + " s")
         if self._error is not None:
+            logger(self.name).error("start failed: %s: %s", type(self._error).__name__, self._error)
             raise self._error
+        lifecycle(logger(self.name), "start", **self._endpoints)
         return dict(self._endpoints)
 
     def stop(self, timeout_s: float = 5.0) -> None:
@@ -172,6 +178,7 @@ class LoopService:
         if self._thread is not None:
             self._thread.join(timeout_s)
             self._thread = None
+            lifecycle(logger(self.name), "stop", loop_errors=self.loop_errors)
 
     @property
     def endpoints(self) -> dict[str, str]:
@@ -229,11 +236,20 @@ class LoopService:
                 self.loop_ticks += 1
                 try:
                     self._on_wake(events)
-                except Exception:  # noqa: BLE001 - loop boundary: count and carry on
+                except Exception as exc:  # noqa: BLE001 - loop boundary: count, log, carry on
                     self.loop_errors += 1
+                    self._loop_error(exc)
                     time.sleep(0.001)
         finally:
             self._close()
+
+    def _loop_error(self, exc: Exception) -> None:
+        """Keep the newest one for `stats()`; log it with its traceback, once per 10 s per type."""
+        self.last_error = mask(type(exc).__name__ + ": " + (str(exc).splitlines() or [""])[0][:300])
+        suppressed = self._error_lines.allow(type(exc))
+        if suppressed is not None:
+            logger(self.name).error("loop error (%d errors so far, %d like it not logged): %s",
+                                    self.loop_errors, suppressed, self.last_error, exc_info=exc)
 
     def _open(self, ctx: zmq.Context) -> dict[str, str]:
         raise NotImplementedError

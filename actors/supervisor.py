@@ -64,9 +64,10 @@ from actors.ray_actors import spawn, spawn_ledger, spawn_reconciler
 from actors.recorder import Recorder
 from actors.service import bind_random
 from actors.wiring import EngineWiring
-from node.config import NodeConfig
+from node.config import BrokerConfig, EngineGroupConfig, NodeConfig
 from node.control import EngineKind, Role
 from node.failover import Detector, FailoverPolicy, GrantKind, Lane, RestartBudget
+from node.logs import configure as configure_logging, lifecycle, logger
 from node.messages import Heartbeat, encode, heartbeat_decoder
 
 __all__ = ["Lane", "Supervisor"]
@@ -88,6 +89,8 @@ class Supervisor:
         watch_interval_ms: int = 250,
     ) -> None:
         self._cfg = cfg
+        self._log = logger("supervisor")
+        configure_logging(cfg)
         self._redis_url = redis_url
         self._database_url = database_url
         self._actors: dict[str, Any] = {}  # "validator", "engine:<name>", "broker:<name>", "ledger"
@@ -603,9 +606,19 @@ class Supervisor:
         from actors.api import ApiServer, build_app
 
         cfg = self._cfg
-        app = build_app(cfg.api, self.stats, self._admin, self._registry["intake"], cfg.intake.max_frame_bytes)
+        app = build_app(cfg.api, self.stats, self._admin, self._registry["intake"], cfg.intake.max_frame_bytes,
+                        probe=self._store_probe())
         self._api = ApiServer(app, cfg.api.host, cfg.api.port, cfg.api)
         self._registry["api"] = self._api.start()
+
+    def _store_probe(self) -> Any:
+        """What /readyz and /health probe: Redis (a write), the ledger's lag, PostgreSQL."""
+        from node.health import StoreProbe
+
+        st = self._cfg.storage
+        ledger = "ledger" in self._actors
+        return StoreProbe(self._redis_url, self._database_url, self._cfg.node_id + ".readyz",
+                          [st.signals_stream, st.events_stream], "ledger" if ledger else None)
 
     def _admin(self, action: str, body: dict) -> Any:
         """The HTTP admin actions (see actors/api.py); KeyError / ValueError are the caller's mistakes."""
@@ -711,8 +724,9 @@ class Supervisor:
         return self._cfg.node_id + "." + role
 
     def _record(self, kind: str, event: dict) -> None:
-        """Failovers, epoch grants and restarts to the monitoring stream: queued, never blocks (a
-        frozen store keeps them until it answers again; see actors/recorder.py)."""
+        """Failovers, epoch grants and restarts to the log and the monitoring stream: queued, never
+        blocks (a frozen store keeps them until it answers again; see actors/recorder.py)."""
+        lifecycle(self._log, kind, **{k: v for k, v in event.items() if not isinstance(v, (dict, list))})
         self._recorder.record(kind, event)
 
     def _check_leaders_with_ray(self) -> None:

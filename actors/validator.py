@@ -29,6 +29,8 @@ from actors.service import LoopService, bind_at, followed_reports, tune
 from node.config import NodeConfig
 from node.errors import StoreError
 from node.fenced_log import AppendOutcomeUnknown, FencedLog, connect_writer
+from node.histogram import LatencyHistogram
+from node.logs import lifecycle, logger
 from node.intake import RiskCheck, SignalGate
 from node.stages import Stage, StageClock
 from node.risk import PreTradeRisk, TradingState
@@ -86,6 +88,16 @@ def _pct_us(samples: deque[int], q: float) -> float:
     return round(ordered[min(len(ordered) - 1, int(len(ordered) * q / 100))] / 1e3, 1)
 
 
+def _log_breaker_changes(log, before: dict, after: dict) -> None:
+    """A breaker that tripped or closed since the last save: one lifecycle line each."""
+    for name, state in after.items():
+        old = before.get(name)
+        was = old.get("state") if isinstance(old, dict) else "CLOSED"  # a breaker not saved yet was closed
+        if not isinstance(state, dict) or was == state.get("state"):
+            continue
+        lifecycle(log, "breaker", name=name, state=state.get("state"), failures=state.get("failures", 0))
+
+
 class Validator(LoopService):
     name = "validator"
 
@@ -131,6 +143,8 @@ class Validator(LoopService):
         self.fallback_frames = 0
         self.wake_ns: deque[int] = deque(maxlen=4096)  # intake wake-ups: recv .. last reply sent
         self.xadd_ns: deque[int] = deque(maxlen=4096)  # the durable append of a wake-up
+        self.reply_hist = LatencyHistogram()  # node.metrics: nae_signal_reply_seconds
+        self.append_hist = LatencyHistogram()  # nae_signal_append_seconds
         # durable risk state (actors/risk_state.py): what a restart rebuilds before the intake opens
         self._unknown: dict[str, set[str]] = {}  # symbol -> orders in UNKNOWN
         self._booked: deque[tuple[int, str]] = deque(maxlen=200_000)  # (when, exec id) of fills taken
@@ -262,7 +276,9 @@ class Validator(LoopService):
             if redis_replies:
                 self._answer_fallback(redis_replies)
         if replies:
-            self.wake_ns.append(time.perf_counter_ns() - t0)
+            took = time.perf_counter_ns() - t0
+            self.wake_ns.append(took)
+            self.reply_hist.observe_ns(took, len(replies))  # every signal of the wake-up: read .. replied
         if now >= self._next_expire_ns:
             self._housekeeping()
 
@@ -313,7 +329,9 @@ class Validator(LoopService):
             self.store_failures += 1
             self._hold_in_doubt(replies, accepted, packed, now)
             return None
-        self.xadd_ns.append(time.perf_counter_ns() - tx)
+        took = time.perf_counter_ns() - tx
+        self.xadd_ns.append(took)
+        self.append_hist.observe_ns(took)
         self.accepted += len(accepted)
         self._signals_tip = entry_id.decode()
         self._risk_dirty = True
@@ -505,6 +523,7 @@ class Validator(LoopService):
             self.gate.expire(now)
             self._save_breakers()
             self._save_risk_state(now)
+            self._log_store_health()
             self._next_expire_ns = now + 1_000_000_000
 
     def _restore_breakers(self) -> None:
@@ -518,6 +537,7 @@ class Validator(LoopService):
     def _save_breakers(self) -> None:
         states = self.risk.breaker_states()
         if states != self._saved_breakers:
+            _log_breaker_changes(logger(self.name), self._saved_breakers, states)
             try:
                 self._log.set(self._breaker_key, json.dumps(states).encode())
                 # and to the monitoring stream: the ledger keeps circuit_breaker_state from it
@@ -663,10 +683,14 @@ class Validator(LoopService):
     # the risk controls: run on the loop thread, which alone touches risk state
     # (every one is recorded on the control stream: see `_control`)
     def kill(self, strategy_id: str | None = None) -> dict:
-        return self.call_on_loop(lambda: self._control(ctl.Kill(strategy_id)))
+        done = self.call_on_loop(lambda: self._control(ctl.Kill(strategy_id)))
+        lifecycle(logger(self.name), "kill_switch", on=True, strategy_id=strategy_id or "*")
+        return done
 
     def unkill(self, strategy_id: str | None = None) -> dict:
-        return self.call_on_loop(lambda: self._control(ctl.Unkill(strategy_id)))
+        done = self.call_on_loop(lambda: self._control(ctl.Unkill(strategy_id)))
+        lifecycle(logger(self.name), "kill_switch", on=False, strategy_id=strategy_id or "*")
+        return done
 
     def pause(self, strategy_id: str) -> dict:
         return self.call_on_loop(lambda: self._control(ctl.Pause(strategy_id)))
@@ -707,6 +731,19 @@ class Validator(LoopService):
     def exposures(self) -> dict[str, float]:
         return self.call_on_loop(self.risk.exposures)
 
+    def _unknown_view(self) -> dict:
+        """Orders in UNKNOWN and their symbols (read from another thread: a copy first)."""
+        unknown = {sym: len(ids) for sym, ids in dict(getattr(self, "_unknown", {})).items() if ids}
+        return {"unknown_orders": sum(unknown.values()), "unknown_symbols": sorted(unknown)}
+
+    def _log_store_health(self) -> None:
+        """Once a second at most: a store outage begins (appends failed since the last look) or ends."""
+        failures, seen = self.store_failures, getattr(self, "_store_failures_seen", 0)
+        down = failures > seen
+        if down != getattr(self, "_store_down", False):
+            lifecycle(logger(self.name), "store_outage" if down else "store_recovered", store_failures=failures)
+        self._store_failures_seen, self._store_down = failures, down
+
     def stats(self) -> dict:
         return {
             "accepted": self.accepted,
@@ -724,6 +761,10 @@ class Validator(LoopService):
             "append_p50_us": _pct_us(self.xadd_ns, 50),
             "append_p99_us": _pct_us(self.xadd_ns, 99),
             "loop_errors": self.loop_errors,
+            "last_error": self.last_error,
+            **self._unknown_view(),
+            "reply_hist": self.reply_hist.snapshot(),
+            "append_hist": self.append_hist.snapshot(),
             "restored": {k: v for k, v in self.restored.items() if k != "controls"},
             "unsaved_controls": len(self._unsaved_controls),
             "reasons": dict(self.gate.counts),

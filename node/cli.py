@@ -1,12 +1,19 @@
-"""`execnode`: run the node, send a signal, play the demo, run the benchmark.
+"""`execnode`: run the node, operate it, send a signal, play the demo, run the benchmark.
 
-    execnode up [--config node.toml] [--no-dashboard]
+    execnode up [--config node.toml] [--dashboard | --no-dashboard]
+    execnode status [--json]                       the running node: groups, engines, brokers, breakers, lag
+    execnode admin kill|unkill|pause|resume|state|reset-breaker|covariance ...
+    execnode failover | failback | broker-failover ...
+    execnode orders stranded | settle --broker NAME | resolve --order ID --canceled|--filled Q --price P
+    execnode config check                          validate a config, print it with secrets hidden
     execnode send --symbol AAPL --action BUY --quantity 10 [--strategy s1] [--order-type LIMIT --limit-price 230]
     execnode demo --signals 10000 [--json]
     execnode bench [--quick] [--json]
 
-Errors a person can act on (bad config, a server that is down, a node that does not answer) are
-printed as one line with exit status 2, never as a traceback.
+`--config` goes before or after the subcommand. Errors a person can act on (bad config, a server
+that is down, a node that does not answer, a data folder in use) are printed as one line with exit
+status 2, never as a traceback; every command that talks to a running node gives up within its
+`--timeout` (one line, exit status 2), whatever Ray does meanwhile.
 """
 
 from __future__ import annotations
@@ -16,14 +23,17 @@ import asyncio
 import json
 import os
 import secrets
+import socket
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import msgspec
 
 from node.config import NodeConfig, load_config
 from node.errors import NodeError
+from node.reach import DEADLINES, deadline, http_health, join_ray_env, supervisor
 
 DEV_KEY_ID = "optimus"
 DEMO_EQUITY_USD = 1e10  # the demo's paper account: percentage limits never bind on a random stream
@@ -53,34 +63,85 @@ def ensure_keys(cfg: NodeConfig) -> NodeConfig:
 
 
 def _write_endpoints(cfg: NodeConfig, registry: dict[str, str]) -> Path:
+    """The running node's addresses, and who runs it (pid, host): `status` and `admin` tell a
+    stale file (a node that was killed) from a live node without waiting on Ray."""
     path = _data_dir(cfg) / "endpoints.json"
-    path.write_text(json.dumps(registry, indent=2) + "\n")
+    doc = dict(registry, node_id=cfg.node_id, pid=os.getpid(), host=socket.gethostname())
+    path.write_text(json.dumps(doc, indent=2) + "\n")
     return path
+
+
+def _remove_endpoints(cfg: NodeConfig) -> None:
+    """On stop: only the file this process wrote (a node on another data folder keeps its own)."""
+    path = Path(cfg.data_dir).resolve() / "endpoints.json"
+    try:
+        if json.loads(path.read_text()).get("pid") == os.getpid():
+            path.unlink()
+    except (OSError, ValueError):
+        pass
+
+
+def _dashboard_missing() -> str | None:
+    """Why Ray's dashboard cannot start here (its packages come with `ray[default]`), or None.
+    Ray's own check, asked before anything starts (Ray would raise it mid-start)."""
+    try:
+        from ray._private.utils import get_dashboard_dependency_error
+
+        error = get_dashboard_dependency_error()
+    except ImportError:  # another Ray: let ray.init judge
+        return None
+    if error:
+        return ("the Ray dashboard needs `pip install 'ray[default]'` (" + str(error).splitlines()[0][:120]
+                + "); set `dashboard = false` in the config or pass --no-dashboard")
+    return None
 
 
 # ---------------------------------------------------------------- commands
 
 
 def cmd_up(args: argparse.Namespace) -> int:
+    from node.datalock import DataDirLock
+    from node.logs import configure as configure_logging, lifecycle, logger
     from node.runtime import NodeRuntime, run_until_interrupted
 
-    cfg = ensure_keys(load_config(args.config))
-    if args.dashboard is not None:
+    cfg = load_config(args.config)
+    if args.dashboard is not None:  # the flag wins only when given: else the config's value
         cfg = msgspec.structs.replace(cfg, dashboard=args.dashboard)
     if args.address:  # join an existing Ray cluster (like RAY_ADDRESS); actors go where `placement` says
         cfg = msgspec.structs.replace(cfg, ray_address=args.address)
-    runtime = NodeRuntime(cfg)
+    if cfg.dashboard and (why := _dashboard_missing()):
+        return _die(why)
+    lock = DataDirLock(cfg.data_dir, cfg.node_id).acquire()  # before anything touches the folder
     try:
-        registry = runtime.start()
-    except BaseException:
-        runtime.stop()
-        raise
-    path = _write_endpoints(cfg, registry)
-    print("node %s up: intake %s, events %s, api %s (endpoints in %s). Ctrl-C stops it." % (
-        cfg.node_id, registry["intake"], registry["events"], registry.get("api", "off"), path),
-        file=sys.stderr, flush=True)
-    run_until_interrupted(runtime)
-    return 0
+        # absolute: the actors' processes (log file, embedded stores) may run in another folder
+        cfg = ensure_keys(msgspec.structs.replace(cfg, data_dir=str(Path(cfg.data_dir).resolve())))
+        configure_logging(cfg)
+        log = logger("node")
+        runtime = NodeRuntime(cfg)
+        try:
+            registry = runtime.start()
+        except BaseException as exc:
+            runtime.stop()
+            if isinstance(exc, (NodeError, KeyboardInterrupt)):
+                raise
+            if isinstance(exc, Exception):
+                log.error("start failed", exc_info=exc)
+                return _die("could not start: " + type(exc).__name__ + ": " + (str(exc).splitlines() or [""])[0][:300])
+            raise
+        path = _write_endpoints(cfg, registry)
+        lifecycle(log, "start", node=cfg.node_id, intake=registry["intake"], events=registry["events"],
+                  api=registry.get("api", "off"))
+        print("node %s up: intake %s, events %s, api %s (endpoints in %s). Ctrl-C stops it." % (
+            cfg.node_id, registry["intake"], registry["events"], registry.get("api", "off"), path),
+            file=sys.stderr, flush=True)
+        try:
+            run_until_interrupted(runtime)
+        finally:
+            _remove_endpoints(cfg)
+            lifecycle(log, "stop", node=cfg.node_id)
+        return 0
+    finally:
+        lock.release()
 
 
 def cmd_send(args: argparse.Namespace) -> int:
@@ -145,9 +206,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from node.demo import make_signals, play
     from node.runtime import NodeRuntime, quiet, stderr_progress
 
+    from node.datalock import DataDirLock
+
     cfg = demo_config(load_config(args.config))
     progress = stderr_progress if not args.quiet else quiet
     runtime = NodeRuntime(cfg, progress)
+    # embedded stores live in the data folder: not while a node runs on it
+    embedded = not (cfg.storage.redis_url and cfg.storage.database_url)
+    lock = DataDirLock(cfg.data_dir, cfg.node_id + "-demo").acquire() if embedded else None
     try:
         registry = runtime.start()
         prices = {s.symbol: s.price for s in cfg.broker.paper.symbols}
@@ -163,6 +229,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         summary["node"] = runtime.stats()
     finally:
         runtime.stop()
+        if lock is not None:
+            lock.release()
     if args.json:
         print(json.dumps(summary))
     else:
@@ -180,39 +248,17 @@ def _print_summary(s: dict) -> None:
     print("rate              %.0f signals/s over %.1f s" % (s["signals_per_s"], s["elapsed_s"]))
 
 
-def _join_ray_env() -> None:
-    """A local cluster started by `execnode up` uses Ray's token auth (~/.ray/auth_token): join it
-    with that token. Must run before Ray is imported (Ray reads its auth settings once)."""
-    os.environ.setdefault("RAY_AUTH_MODE", "token")
-    token_file = Path.home() / ".ray" / "auth_token"
-    if "RAY_AUTH_TOKEN" not in os.environ and token_file.exists():
-        os.environ["RAY_AUTH_TOKEN"] = token_file.read_text().strip()
-
-
-def _supervisor(cfg: NodeConfig):
-    """The running node's supervisor (a node started by `execnode up` on this machine or cluster)."""
-    import ray
-
-    from node.errors import NodeError
-
-    address = cfg.ray_address
-    ep_file = Path(cfg.data_dir).resolve() / "endpoints.json"
-    if address is None and ep_file.exists():
-        address = json.loads(ep_file.read_text()).get("ray")
-    try:
-        ray.init(address=address or "auto", namespace=cfg.ray_namespace, log_to_driver=False,
-                 configure_logging=False)
-        return ray.get_actor(cfg.node_id + ".supervisor", namespace=cfg.ray_namespace)
-    except (ConnectionError, ValueError) as exc:
-        raise NodeError("no running node " + repr(cfg.node_id) + " found (start one with `execnode up`): "
-                        + str(exc).splitlines()[0]) from None
+def _failure(what: str, exc: BaseException) -> int:
+    cause = getattr(exc, "cause", None) or exc
+    return _die(what + " failed: " + type(cause).__name__ + ": " + (str(cause).splitlines() or [""])[0][:300])
 
 
 def cmd_failover(args: argparse.Namespace) -> int:
-    _join_ray_env()
+    join_ray_env()
+    deadline(args.timeout, args.command)
     import ray
 
-    sup = _supervisor(load_config(args.config))
+    sup = supervisor(load_config(args.config))
     try:
         if args.command == "failover":
             ref = sup.failover.remote(args.to, "manual", 0, args.group)
@@ -220,31 +266,54 @@ def cmd_failover(args: argparse.Namespace) -> int:
             ref = sup.failback.remote(args.group)
         else:
             ref = sup.broker_failover.remote(args.group, args.to)
-        event = ray.get(ref, timeout=120)
-    except ray.exceptions.RayTaskError as exc:
-        return _die(args.command + " failed: " + str(exc.cause if hasattr(exc, "cause") else exc).splitlines()[0])
+        event = ray.get(ref, timeout=args.timeout)
+    except (ray.exceptions.RayError, TimeoutError) as exc:
+        return _failure(args.command, exc)
     print(json.dumps(event))
     return 0
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    _join_ray_env()
+    from node import status
+
+    join_ray_env()
+    deadline(args.timeout, "status")
     import ray
 
-    sup = _supervisor(load_config(args.config))
-    print(json.dumps(ray.get(sup.stats.remote(), timeout=30), indent=2, default=str))
+    cfg = load_config(args.config)
+    sup = supervisor(cfg)
+    try:
+        stats = ray.get(sup.stats.remote(max(1.0, args.timeout / 3)), timeout=args.timeout)
+    except (ray.exceptions.RayError, TimeoutError) as exc:
+        return _failure("status", exc)
+    try:
+        breakers = ray.get(sup.call.remote("validator", "breaker_states"), timeout=max(1.0, args.timeout / 3))
+    except (ray.exceptions.RayError, TimeoutError):
+        breakers = {}
+    registry = ray.get(sup.registry.remote(), timeout=args.timeout)
+    health = http_health(registry.get("api"), timeout_s=max(1.0, args.timeout / 3))
+    lag = (health.get("components", {}).get("ledger_lag") or {}).get("streams") if health else None
+    view = status.view(stats, breakers, lag)
+    view["stores"] = {k: c.get("status") for k, c in (health or {}).get("components", {}).items()
+                      if k in ("redis", "postgresql")}
+    view["ready"] = (health or {}).get("ready")
+    view["not_ready"] = (health or {}).get("not_ready", [])
+    if args.json:
+        print(json.dumps({"view": view, "stats": stats}, indent=2, default=str))
+        return 0
+    print(status.table(view, cfg.node_id))
+    stores = ", ".join(k + " " + str(v) for k, v in sorted(view["stores"].items())) or "unknown (API off)"
+    print("stores: " + stores + "; ready: " + ("yes" if view["ready"] else "no " + "; ".join(view["not_ready"])
+                                                   if view["ready"] is not None else "unknown"))
     return 0
 
 
 def cmd_admin(args: argparse.Namespace) -> int:
-    _join_ray_env()
-    import ray
-
+    join_ray_env()
     need = {"pause": "strategy", "resume": "strategy", "state": "state", "reset-breaker": "name",
             "covariance": "file", "limits": "limit"}.get(args.action)
     if need and not getattr(args, need):
         return _die("admin " + args.action + " needs --" + need)
-    sup = _supervisor(load_config(args.config))
     params = {"kill": [args.strategy], "unkill": [args.strategy], "pause": [args.strategy],
               "resume": [args.strategy], "reset-breaker": [args.name], "state": [args.state, args.strategy],
               "controls": []}
@@ -260,26 +329,31 @@ def cmd_admin(args: argparse.Namespace) -> int:
         except (OSError, ValueError, KeyError, TypeError) as exc:
             return _die("admin covariance: " + args.file + ': expected {"symbols": [...], "matrix": [[...]]}: '
                         + type(exc).__name__ + ": " + str(exc))
+    deadline(args.timeout, "admin " + args.action)
+    import ray
+
+    sup = supervisor(load_config(args.config))
     method = {"state": "set_state", "covariance": "load_covariance", "limits": "set_limits"}.get(
         args.action, args.action.replace("-", "_"))
     try:
-        result = ray.get(sup.call.remote("validator", method, *params[args.action]), timeout=30)
-    except ray.exceptions.RayTaskError as exc:
-        return _die("admin " + args.action + " failed: " + str(exc.cause if hasattr(exc, "cause") else exc).splitlines()[0])
+        result = ray.get(sup.call.remote("validator", method, *params[args.action]), timeout=args.timeout)
+    except (ray.exceptions.RayError, TimeoutError) as exc:
+        return _failure("admin " + args.action, exc)
     print(json.dumps({"ok": True, "action": args.action, "result": result}, default=str))
     return 0
 
 
 def cmd_reconcile(args: argparse.Namespace) -> int:
     """One reconciliation now; exit 0 when the books match, 1 on a mismatch, 2 when it could not run."""
-    _join_ray_env()
+    join_ray_env()
+    deadline(args.timeout, "reconcile")
     import ray
 
-    sup = _supervisor(load_config(args.config))
+    sup = supervisor(load_config(args.config))
     try:
-        run = ray.get(sup.reconcile.remote("manual"), timeout=180)
-    except ray.exceptions.RayTaskError as exc:
-        return _die("reconcile failed: " + str(exc.cause if hasattr(exc, "cause") else exc).splitlines()[0])
+        run = ray.get(sup.reconcile.remote("manual"), timeout=args.timeout)
+    except (ray.exceptions.RayError, TimeoutError) as exc:
+        return _failure("reconcile", exc)
     if args.json:
         print(json.dumps(run, default=str))
     else:
@@ -295,6 +369,66 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
     if run.get("error"):
         return 2
     return 0 if run["matched"] else 1
+
+
+def cmd_orders(args: argparse.Namespace) -> int:
+    """Stranded orders: UNKNOWN (BROKER_LOST) at a broker a group moved away from. `stranded` lists
+    them per group; `settle --broker B` asks broker B (back on its address, in front of its own
+    account) about them: what it has is adopted with its fills, what it never got is re-driven once
+    to the group's current broker; `resolve --order ID --canceled | --filled Q --price P` closes one
+    by hand, on the operator's word after checking the lost broker's account (reason
+    MANUAL_RESOLUTION, in the events stream and the ledger like any report)."""
+    join_ray_env()
+    deadline(args.timeout, "orders " + args.action)
+    import ray
+
+    sup = supervisor(load_config(args.config))
+    try:
+        stats = ray.get(sup.stats.remote(max(1.0, args.timeout / 3)), timeout=args.timeout)
+        groups = (stats.get("supervisor") or {}).get("groups") or {}
+        if args.action == "stranded":
+            out = {}
+            for name, g in groups.items():
+                orders = ray.get(sup.call.remote("engine:" + g["leader"], "stranded_orders"), timeout=args.timeout)
+                out[name] = {"engine": g["leader"], "orders": orders}
+            print(json.dumps({"groups": out, "stranded": sum(len(g["orders"]) for g in out.values())}, default=str))
+            return 0
+        group = args.group or next(iter(groups), None)
+        if group not in groups:
+            return _die("orders " + args.action + ": unknown group " + repr(group) + " (groups: " + ", ".join(groups) + ")")
+        leader = groups[group]["leader"]
+        if args.action == "resolve":
+            filled = 0.0 if args.canceled else args.filled
+            result = ray.get(sup.call.remote("engine:" + leader, "resolve_stranded", args.order, filled,
+                                             args.price or 0.0), timeout=args.timeout)
+        else:
+            registry = ray.get(sup.registry.remote(), timeout=args.timeout)
+            endpoint = registry.get("broker:" + args.broker)
+            if endpoint is None:
+                return _die("orders settle: unknown broker " + repr(args.broker))
+            result = ray.get(sup.call.remote("engine:" + leader, "settle_stranded", endpoint), timeout=args.timeout)
+    except (ray.exceptions.RayError, TimeoutError) as exc:
+        return _failure("orders " + args.action, exc)
+    print(json.dumps({"group": group, "engine": leader, "action": args.action, **(result or {})}, default=str))
+    return 0
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    """Validate the config (file and environment overrides) and print it, secrets hidden."""
+    from node.logs import secrets_of
+
+    cfg = load_config(args.config)
+    from node.logs import mask
+
+    doc = msgspec.to_builtins(cfg)
+    doc["signing"]["keys"] = {k: "***" for k in doc["signing"]["keys"]}
+    if doc["api"]["admin_token"]:
+        doc["api"]["admin_token"] = "***"
+    text = mask(json.dumps(doc, indent=2), secrets_of(cfg))
+    print(text)
+    print("execnode: config OK" + (" (" + args.config + ")" if args.config else " (defaults and environment)"),
+          file=sys.stderr)
+    return 0
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -317,16 +451,27 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="execnode", description="NAE execution node")
-    p.add_argument("--config", help="TOML config file (see README: Configuration)")
+    p.add_argument("--config", help="TOML config file (see README: Configuration); before or after the command")
+    # every subcommand takes --config too; SUPPRESS: absent there, the top-level value stands
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", default=argparse.SUPPRESS, help="TOML config file")
     sub = p.add_subparsers(dest="command", required=True)
 
-    up = sub.add_parser("up", help="run the node until Ctrl-C")
-    up.add_argument("--dashboard", dest="dashboard", action="store_true", default=True, help="Ray dashboard on (default)")
+    def command(name: str, **kw: Any) -> argparse.ArgumentParser:
+        return sub.add_parser(name, parents=[common], **kw)
+
+    def bounded(parser: argparse.ArgumentParser, seconds: float) -> None:
+        parser.add_argument("--timeout", type=float, default=seconds,
+                            help="give up after this many seconds (default %g)" % seconds)
+
+    up = command("up", help="run the node until Ctrl-C or SIGTERM")
+    up.add_argument("--dashboard", dest="dashboard", action="store_true", default=None,
+                    help="Ray dashboard on (needs ray[default]); default: the config's `dashboard` (off)")
     up.add_argument("--no-dashboard", dest="dashboard", action="store_false")
     up.add_argument("--address", help="an existing Ray cluster to join (host:port; default: RAY_ADDRESS, else a local Ray)")
     up.set_defaults(func=cmd_up)
 
-    send = sub.add_parser("send", help="send one signed signal and print the reply")
+    send = command("send", help="send one signed signal and print the reply")
     send.add_argument("--endpoint", help="intake endpoint (default: the running node's, from the data folder)")
     send.add_argument("--key-id")
     send.add_argument("--secret")
@@ -343,7 +488,7 @@ def build_parser() -> argparse.ArgumentParser:
     send.add_argument("--wait-fill", action="store_true", help="also print the order's execution reports")
     send.set_defaults(func=cmd_send)
 
-    demo = sub.add_parser("demo", help="start the node on embedded defaults and play Optimus")
+    demo = command("demo", help="start the node on embedded defaults and play Optimus")
     demo.add_argument("--signals", type=int, default=10_000)
     demo.add_argument("--window", type=int, default=256, help="signals awaiting a reply at once")
     demo.add_argument("--settle", type=float, default=15.0, help="seconds to wait for the last fills")
@@ -353,20 +498,25 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--quiet", action="store_true")
     demo.set_defaults(func=cmd_demo)
 
-    fo = sub.add_parser("failover", help="make another engine the leader (new epoch)")
+    fo = command("failover", help="make another engine the leader (new epoch)")
     fo.add_argument("--to", help="engine name (default: the freshest standby by priority)")
     fo.add_argument("--group", help="engine group (default: the engine's, else the first)")
+    bounded(fo, 120)
     fo.set_defaults(func=cmd_failover)
-    fb = sub.add_parser("failback", help="back to the engine of highest priority")
+    fb = command("failback", help="back to the engine of highest priority")
     fb.add_argument("--group", help="engine group (default: the first)")
+    bounded(fb, 120)
     fb.set_defaults(func=cmd_failover)
-    bf = sub.add_parser("broker-failover", help="move an engine group to another broker (new epoch)")
+    bf = command("broker-failover", help="move an engine group to another broker (new epoch)")
     bf.add_argument("--to", help="broker name (default: the group's next live broker by priority)")
     bf.add_argument("--group", help="engine group (default: the first)")
+    bounded(bf, 120)
     bf.set_defaults(func=cmd_failover)
-    st = sub.add_parser("status", help="every actor's counters, the epoch, the failover log")
+    st = command("status", help="groups, engines, brokers, breakers, ledger lag, stranded orders (a table)")
+    st.add_argument("--json", action="store_true", help="one JSON object: the view and every actor's counters")
+    bounded(st, 30)
     st.set_defaults(func=cmd_status)
-    ad = sub.add_parser("admin", help="risk controls: kill switch, pause, trading state, breakers")
+    ad = command("admin", help="risk controls: kill switch, pause, trading state, breakers")
     ad.add_argument("action", choices=["kill", "unkill", "pause", "resume", "state", "reset-breaker", "covariance",
                                        "limits", "controls"])
     ad.add_argument("--strategy", help="one strategy (kill/unkill/state: default node-wide)")
@@ -374,13 +524,29 @@ def build_parser() -> argparse.ArgumentParser:
     ad.add_argument("--name", help="breaker: system, execution or strategy:<id>")
     ad.add_argument("--file", help='covariance: JSON {"symbols": [...], "matrix": [[...]]} (returns over the risk horizon)')
     ad.add_argument("--limit", action="append", metavar="NAME=VALUE", help="limits: a run-time limit (repeatable)")
+    bounded(ad, 30)
     ad.set_defaults(func=cmd_admin)
+    od = command("orders", help="stranded UNKNOWN (BROKER_LOST) orders: list them, or settle them with their broker")
+    od.add_argument("action", choices=["stranded", "settle", "resolve"])
+    od.add_argument("--broker", help="settle: the lost broker, back on its address")
+    od.add_argument("--group", help="settle / resolve: the engine group (default: the first)")
+    od.add_argument("--order", help="resolve: the client order id (from `orders stranded`)")
+    how = od.add_mutually_exclusive_group()
+    how.add_argument("--canceled", action="store_true", help="resolve: it never executed at the lost broker")
+    how.add_argument("--filled", type=float, help="resolve: the quantity it filled there in all")
+    od.add_argument("--price", type=float, help="resolve --filled: the average fill price")
+    bounded(od, 60)
+    od.set_defaults(func=cmd_orders)
+    cf = command("config", help="`config check`: validate a config and print it with secrets hidden")
+    cf.add_argument("action", choices=["check"])
+    cf.set_defaults(func=cmd_config)
 
-    rc = sub.add_parser("reconcile", help="reconcile the ledger with every broker now (exit 1 on a mismatch)")
+    rc = command("reconcile", help="reconcile the ledger with every broker now (exit 1 on a mismatch)")
     rc.add_argument("--json", action="store_true", help="the run's summary as one JSON object")
+    bounded(rc, 180)
     rc.set_defaults(func=cmd_reconcile)
 
-    bench = sub.add_parser("bench", help="node vs seed-style baseline vs floor")
+    bench = command("bench", help="node vs seed-style baseline vs floor")
     bench.add_argument("--quick", action="store_true")
     bench.add_argument("--json", action="store_true")
     bench.add_argument("--json-out")
@@ -390,12 +556,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "orders" and args.action == "settle" and not args.broker:
+        return _die("orders settle needs --broker (the lost broker, back on its address)")
+    if args.command == "orders" and args.action == "resolve" and not (
+            args.order and (args.canceled or (args.filled is not None and (args.filled == 0 or args.price)))):
+        return _die("orders resolve needs --order ID and --canceled, or --filled QTY --price PX")
     try:
         return args.func(args)
     except NodeError as exc:
         return _die(str(exc))
     except KeyboardInterrupt:
         return 130
+    finally:
+        while DEADLINES:
+            DEADLINES.pop().cancel()
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ Vault, see `node.secrets`), and validates the result; a bad value raises `Config
 from __future__ import annotations
 
 import os
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Literal, Mapping
 
@@ -86,9 +87,26 @@ class PaperVenueConfig(msgspec.Struct, **_BASE):
     seed: int = 7
 
 
+class EngineKind(StrEnum):
+    """What hosts an engine: the native order manager or a NautilusTrader kernel (child process)."""
+
+    NATIVE = "native"
+    NAUTILUS = "nautilus"
+
+
+class BrokerKind(StrEnum):
+    """What a broker adapter fronts (see `BrokerConfig`)."""
+
+    PAPER = "paper"
+    PAPER_REMOTE = "paper-remote"
+    LEAN = "lean"
+    SCHWAB = "schwab"
+    IBKR = "ibkr"
+
+
 class EngineConfig(msgspec.Struct, **_BASE):
     name: str = "native"
-    kind: str = "native"
+    kind: EngineKind = EngineKind.NATIVE
 
 
 class LeanBridgeConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -181,10 +199,11 @@ class IbkrConfig(msgspec.Struct, **_BASE):
 class BrokerConfig(msgspec.Struct, **_BASE):
     """kind "paper": the simulated venue inside the adapter; "paper-remote": the paper exchange in
     its own process (`python -m actors.exchange`), at `exchange_endpoint`; "lean": a self-hosted
-    LEAN running `adapters/engines/lean/NaeBridgeAlgorithm.cs` (docs/lean.md)."""
+    LEAN running `adapters/engines/lean/NaeBridgeAlgorithm.cs` (docs/lean.md); "schwab" and "ibkr": the
+    real brokers (adapters/brokers/, README "Real brokers")."""
 
     name: str = "paper"
-    kind: str = "paper"
+    kind: BrokerKind = BrokerKind.PAPER
     paper: PaperVenueConfig = PaperVenueConfig()
     exchange_endpoint: str = ""
     lean: LeanBridgeConfig = LeanBridgeConfig()
@@ -259,6 +278,30 @@ class ApiConfig(msgspec.Struct, **_BASE):
     header_timeout_ms: PositiveInt = 5_000  # a request's line and headers not in by then: connection closed
     body_timeout_ms: PositiveInt = 5_000  # its body not in by then: connection closed
     max_connections: PositiveInt = 512  # open connections + requests in progress; beyond: 503
+    #: /readyz answers 503 while the ledger has more entries than this not yet in PostgreSQL
+    ready_max_ledger_lag: PositiveInt = 100_000
+
+
+class LogFormat(StrEnum):
+    TEXT = "text"
+    JSON = "json"  # one JSON object a line (ts, level, logger, pid, msg, exc)
+
+
+class LogLevel(StrEnum):
+    DEBUG = "DEBUG"
+    INFO = "INFO"
+    WARNING = "WARNING"
+    ERROR = "ERROR"
+
+
+class LoggingConfig(msgspec.Struct, **_BASE):
+    """stdlib logging in every process of the node (node.logs): stderr, and `file` under `data_dir`."""
+
+    level: LogLevel = LogLevel.INFO
+    format: LogFormat = LogFormat.TEXT
+    file: str = "node.log"  # relative to data_dir; "" = stderr only
+    #: a repeating error (same logger, same exception type) is logged at most once per this long
+    repeat_interval_ms: PositiveInt = 10_000
 
 
 class ReconcileConfig(msgspec.Struct, **_BASE):
@@ -314,6 +357,7 @@ class NodeConfig(msgspec.Struct, **_BASE):
     storage: StorageConfig = StorageConfig()
     api: ApiConfig = ApiConfig()
     reconcile: ReconcileConfig = ReconcileConfig()
+    logging: LoggingConfig = LoggingConfig()
     heartbeat_interval_ms: PositiveInt = 20  # engines -> supervisor, over ZeroMQ
     heartbeat_misses: PositiveInt = 3  # silent this many intervals in a row = dead: fail over
     #: an order sent with no word from its broker adapter by then is UNKNOWN (TIMEOUT) at the engine:

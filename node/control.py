@@ -17,6 +17,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Protocol, runtime_checkable
 
+from node.config import EngineKind  # defined once, with the config that names it
 from node.errors import NodeError
 
 
@@ -35,13 +36,6 @@ class ActorKind(StrEnum):
     BROKER = "broker"
     LEDGER = "ledger"
     SUPERVISOR = "supervisor"
-
-
-class EngineKind(StrEnum):
-    """The engine implementations (`[[engines]] kind`)."""
-
-    NATIVE = "native"
-    NAUTILUS = "nautilus"
 
 
 class ControlRefused(NodeError):

@@ -6,23 +6,36 @@ into metric families when Prometheus scrapes. A counter that restarts from zero 
 (a restarted validator) is an ordinary Prometheus counter reset.
 
 Names (all `nae_*`; every per-actor series carries `actor="validator" | "broker" | "engine:<name>"
-| "ledger"`):
+| "ledger"`), clean under `promtool check metrics`:
 
 - known fields are mapped by `FIELDS` (`accepted` -> `nae_signals_accepted_total`, ...);
-- `<name>_p50_us` / `<name>_p99_us` -> gauge `nae_<kind>_<name>_latency_us{quantile="0.5"|"0.99"}`;
+- latency histograms, in seconds (an actor's `node.histogram` snapshot, see `HISTOGRAMS`):
+  `nae_signal_reply_seconds` (validator: the wake-up that read a signal .. its reply sent),
+  `nae_signal_append_seconds` (the durable append of a wake-up), `nae_ledger_commit_seconds`
+  (one ledger batch), `nae_signal_fill_seconds` (when an engine reports it), and
+  `nae_failover_seconds` (detection, or the manual request, .. the new leader promoted; from the
+  supervisor's failover log);
 - the validator's `reasons` -> `nae_rejections_total{reason=...}` (and `retry` -> `nae_signal_retries_total`);
-- any other number -> gauge `nae_<kind>_<field>`; booleans are 0/1; strings and nested values are skipped;
-- `nae_actor_up{actor}`, and from the supervisor: `nae_epoch`, `nae_leader_info{engine}`,
-  `nae_failovers_total`, `nae_broker_failovers_total`, `nae_restarts_total{role}`, and per engine
-  group `nae_group_epoch{group}`, `nae_group_leader_info{group,engine}`, `nae_group_broker_info{group,broker}`.
+- any other number -> gauge `nae_<kind>_<field>`; a field in ms / us / ns becomes `..._seconds`;
+  booleans are 0/1; strings and nested values are skipped; the rolling `*_p50_us` / `*_p99_us`
+  percentiles are left to `execnode status` (the histograms carry the distribution);
+- `nae_actor_up{actor}`, `nae_build_info{version,python,ray,nautilus_trader}`, and from the
+  supervisor: `nae_epoch`, `nae_leader_info{engine}`, `nae_failovers_total`,
+  `nae_broker_failovers_total`, `nae_restarts_total{role}`, and per engine group
+  `nae_group_epoch{group}`, `nae_group_leader_info{group,engine}`, `nae_group_broker_info{group,broker}`.
 """
 
 from __future__ import annotations
 
+import platform
+from functools import lru_cache
+from importlib import metadata
 from typing import Any, Callable, Iterator, Mapping
 
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
-from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+
+from node.histogram import is_snapshot, of_seconds
 from prometheus_client.registry import Collector, CollectorRegistry
 
 StatsSource = Callable[[], Mapping[str, Any]]
@@ -37,7 +50,17 @@ PREFIX = "nae_"
 #: roles that are not actors (the supervisor's own entry, and the aliases of the first group's
 #: leading engine and active broker: they are reported under their own names)
 _NOT_ACTORS = frozenset({"supervisor", "engine", "broker"})
-_QUANTILES = (("_p50_us", "0.5"), ("_p99_us", "0.99"))
+_PERCENTILES = ("_p50_us", "_p99_us", "_p999_us")
+#: a field in a sub-unit -> (suffix, factor to seconds)
+_UNITS = (("_ms", 1e-3), ("_us", 1e-6), ("_ns", 1e-9))
+HISTOGRAM = "histogram"
+#: stats field holding a histogram snapshot -> (metric name without `nae_`, help)
+HISTOGRAMS: dict[str, tuple[str, str]] = {
+    "reply_hist": ("signal_reply_seconds", "Signal read by the validator .. its reply sent (per signal), seconds"),
+    "append_hist": ("signal_append_seconds", "The durable append (XADD) of one intake wake-up, seconds"),
+    "fill_hist": ("signal_fill_seconds", "Signal accepted .. its order's last fill published, seconds"),
+    "commit_hist": ("ledger_commit_seconds", "One ledger batch written to PostgreSQL (one transaction), seconds"),
+}
 _GATE_EVENTS = {"retry": ("signal_retries", "Retries of an answered request_id (answered again, no new order)")}
 _RESTART_ROLES = ("validator", "broker")
 
@@ -54,6 +77,7 @@ FIELDS: dict[str, dict[str, tuple[str, str, str]]] = {
         "warmed": ("validator_warmed_request_ids", GAUGE, "request_ids rebuilt from the signal log at start"),
         "fallback_frames": ("fallback_frames", COUNTER, "Signals taken from the Redis fallback intake"),
         "fallback_errors": ("fallback_errors", COUNTER, "Errors reading the Redis fallback intake"),
+        "unknown_orders": ("unknown_orders", GAUGE, "Orders in UNKNOWN (outcome ambiguous): new risk on their symbols waits"),
     },
     "engine": {
         "epoch": ("engine_epoch", GAUGE, "The epoch this engine holds"),
@@ -105,6 +129,30 @@ FIELDS: dict[str, dict[str, tuple[str, str, str]]] = {
 }
 
 
+def _le(bound: float) -> str:
+    return repr(float(bound))
+
+
+@lru_cache(maxsize=1)
+def build_info() -> dict[str, str]:
+    """Versions of the node and what it runs on (read once)."""
+    def version(dist: str) -> str:
+        try:
+            return metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            return "unknown"
+
+    return {"version": version("nae-execnode"), "python": platform.python_version(), "ray": version("ray"),
+            "nautilus_trader": version("nautilus_trader")}
+
+
+def _lint_safe(name: str) -> str:
+    """A gauge name promtool accepts: no metric type in it, no `_total` (that is for counters)."""
+    for word in ("_counter", "_gauge", "_histogram", "_summary"):
+        name = name.replace(word, "")
+    return name[: -len("_total")] + "_all" if name.endswith("_total") else name
+
+
 def _snake(text: str) -> str:
     return "".join(c if c.isalnum() else "_" for c in text).strip("_").lower()
 
@@ -131,6 +179,15 @@ class _Families:
             self._by_name[name] = family
         family.add_metric(list(labels.values()), value)
 
+    def histogram(self, name: str, help_text: str, labels: dict[str, str], snap: Mapping[str, Any]) -> None:
+        family = self._by_name.get(name)
+        if family is None:
+            family = HistogramMetricFamily(PREFIX + name, help_text, labels=list(labels))
+            self._by_name[name] = family
+        buckets = [(_le(bound), float(n)) for bound, n in snap["buckets"]]
+        buckets.append(("+Inf", float(snap.get("count", 0))))
+        family.add_metric(list(labels.values()), buckets, float(snap.get("sum_s", 0.0)))
+
     def __iter__(self) -> Iterator[Metric]:
         return iter(self._by_name.values())
 
@@ -138,6 +195,7 @@ class _Families:
 def families(stats: Mapping[str, Any]) -> list[Metric]:
     """The metric families of one `Supervisor.stats()` snapshot (pure: no I/O)."""
     out = _Families()
+    out.add("build_info", GAUGE, "Versions of the node and its runtime", build_info(), 1.0)
     for role in sorted(stats):
         if role in _NOT_ACTORS:
             continue
@@ -170,21 +228,24 @@ def _actor(out: _Families, role: str, values: Mapping[str, Any]) -> None:
                 out.add("reconcile_discrepancies", COUNTER, "Discrepancies found, by kind (node.reconcile)",
                         {"actor": role, "kind": str(k)}, float(value[k]))
             continue
+        if is_snapshot(value):
+            name, help_text = HISTOGRAMS.get(field) or (_snake(kind + "_" + field.removesuffix("_hist")) + "_seconds",
+                                                         "Latency histogram " + field + ", seconds")
+            out.histogram(name, help_text, labels, value)
+            continue
         number = _number(value)
-        if number is None:
+        if number is None or field.endswith(_PERCENTILES):
             continue
         spec = known.get(field) or common.get(field)
         if spec is not None:
             out.add(spec[0], spec[1], spec[2], labels, number)
             continue
-        for suffix, quantile in _QUANTILES:
-            if field.endswith(suffix):
-                base = _snake(kind + "_" + field[: -len(suffix)]) + "_latency_us"
-                out.add(base, GAUGE, "Recent latency percentiles, microseconds", {"actor": role, "quantile": quantile},
-                        number)
+        name = _lint_safe(_snake(kind + "_" + field))
+        for suffix, factor in _UNITS:
+            if name.endswith(suffix):
+                name, number = name[: -len(suffix)] + "_seconds", number * factor
                 break
-        else:
-            out.add(_snake(kind + "_" + field), GAUGE, "The actor's stats field " + field, labels, number)
+        out.add(name, GAUGE, "The actor's stats field " + field, labels, number)
 
 
 def _reasons(out: _Families, role: str, counts: Mapping[str, Any]) -> None:
@@ -210,6 +271,8 @@ def _supervisor(out: _Families, sup: Mapping[str, Any]) -> None:
     failovers = sup.get("failovers")
     out.add("failovers", COUNTER, "Engine failovers and failbacks", {},
             float(len(failovers)) if isinstance(failovers, list) else 0.0)
+    out.histogram("failover_seconds", "Leader failover: detection (or the manual request) .. new leader promoted, "
+                  "seconds", {}, of_seconds(failover_durations(failovers if isinstance(failovers, list) else [])))
     moves = sup.get("broker_failovers")
     out.add("broker_failovers", COUNTER, "Engine groups moved to another broker", {},
             float(len(moves)) if isinstance(moves, list) else 0.0)
@@ -231,6 +294,19 @@ def _supervisor(out: _Families, sup: Mapping[str, Any]) -> None:
         per_role[str(role)] = per_role.get(str(role), 0) + 1
     for role, count in sorted(per_role.items()):
         out.add("restarts", COUNTER, "Actor restarts by the supervisor", {"role": role}, float(count))
+
+
+def failover_durations(events: list) -> list[float]:
+    """Seconds from detection (or the start of a manual one) to promotion, per failover event."""
+    out = []
+    for event in events:
+        if not isinstance(event, Mapping):
+            continue
+        promoted = _number(event.get("promoted_ns"))
+        start = _number(event.get("detected_ns")) or _number(event.get("started_ns"))
+        if promoted and start and promoted >= start:
+            out.append((promoted - start) / 1e9)
+    return out
 
 
 class NodeCollector(Collector):

@@ -63,6 +63,7 @@ class Order(msgspec.Struct, kw_only=True):
     avg_px: float = 0.0
     reason: str = ""
     exec_ids: set[str] = msgspec.field(default_factory=set)
+    accepted_ns: int = 0  # the validator's clock when it accepted the signal (signal -> fill latency)
 
     @property
     def done(self) -> bool:

@@ -26,6 +26,7 @@ _UNANSWERED = frozenset({OrderState.PENDING, OrderState.SUBMITTED, OrderState.UN
 _SENT_UNANSWERED = frozenset({OrderState.SUBMITTED, OrderState.UNKNOWN})
 BROKER_LOST = Reason.BROKER_LOST.value
 TIMEOUT = Reason.TIMEOUT.value
+MANUAL_RESOLUTION = "MANUAL_RESOLUTION"  # a stranded order closed on the operator's word (execnode orders resolve)
 
 
 def intent_for(acc: SignalAccepted) -> OrderIntent:
@@ -72,7 +73,7 @@ class NativeOrderManager:
             self.duplicate_signals += 1
             return None
         state = OrderState.SUBMITTED if submit else OrderState.PENDING
-        self.orders[intent.client_order_id] = Order(intent=intent, state=state)
+        self.orders[intent.client_order_id] = Order(intent=intent, state=state, accepted_ns=acc.received_ns)
         return intent
 
     def sent(self, client_order_id: str, now_ns: int) -> None:
@@ -136,6 +137,35 @@ class NativeOrderManager:
         if order is not None and order.state is OrderState.UNKNOWN and order.reason == BROKER_LOST:
             order.state = OrderState.PENDING
             order.reason = ""
+
+    def resolve_stranded(self, client_order_id: str, filled_qty: float, avg_px: float,
+                         now_ns: int) -> list[ExecutionReport]:
+        """The operator's word for a stranded order, checked at the lost broker by hand: it ended
+        with `filled_qty` filled in all at `avg_px` (0: it never executed, or was canceled there).
+        The reports to publish (reason MANUAL_RESOLUTION): a fill for what was filled beyond what
+        the node knew, then CANCELED for any rest. ValueError when it is not stranded, or the
+        numbers cannot be."""
+        order = self.orders.get(client_order_id)
+        if order is None or order.state is not OrderState.UNKNOWN or order.reason != BROKER_LOST:
+            raise ValueError(client_order_id + " is not a stranded order (UNKNOWN, BROKER_LOST)")
+        quantity = order.intent.quantity
+        extra = filled_qty - order.cum_qty
+        if not filled_qty >= 0.0 or extra < 0.0 or (quantity is not None and filled_qty > quantity):
+            raise ValueError("filled quantity %r: it must be between what is already filled (%r) and the order's"
+                             " quantity (%r)" % (filled_qty, order.cum_qty, quantity))
+        if extra > 0.0 and not avg_px > 0.0:
+            raise ValueError("a fill needs its average price (> 0)")
+        intent = order.intent
+        done = quantity is not None and filled_qty >= quantity
+        base = dict(client_order_id=client_order_id, symbol=intent.symbol, side=intent.side, reason=MANUAL_RESOLUTION,
+                    ts_ns=now_ns, cum_qty=filled_qty, avg_px=avg_px if filled_qty > 0.0 else 0.0, leaves_qty=0.0)
+        reports = []
+        if extra > 0.0:
+            reports.append(ExecutionReport(kind=ExecKind.FILL if done else ExecKind.PARTIAL_FILL,
+                                           exec_id="MANUAL-" + client_order_id, last_qty=extra, last_px=avg_px, **base))
+        if not done:
+            reports.append(ExecutionReport(kind=ExecKind.CANCELED, **base))
+        return [out for rep in reports if (out := self.on_report(rep)) is not None]
 
     def unsubmit(self, client_order_id: str) -> None:
         """The send was refused before reaching the venue (fencing): known, not sent."""

@@ -186,6 +186,43 @@ def test_metrics_carry_the_counters(http, node):
         assert name in text, name
 
 
+def test_live_metrics_pass_promtool_and_carry_the_histograms(http, node):
+    import shutil
+    import subprocess
+
+    post_signal(http, node, signal_body(strategy="promtool"))
+    node.call_supervisor("failover", "b", "manual", 0, None)
+    node.call_supervisor("failback", None)
+    text = http.get("/metrics").text
+    for name in ('nae_signal_reply_seconds_bucket{actor="validator",le="+Inf"}',
+                 'nae_signal_append_seconds_count{actor="validator"}', "nae_failover_seconds_count 2.0",
+                 'nae_signal_fill_seconds_bucket{actor="engine:a",le="+Inf"}',
+                 'nae_build_info{', 'last_error'):
+        if name == "last_error":
+            assert name not in text  # strings are not metrics
+            continue
+        assert name in text, name
+    fills = [line for line in text.splitlines() if line.startswith('nae_signal_fill_seconds_count{actor="engine:a"}')]
+    assert fills and float(fills[0].split()[-1]) >= 1  # the leader's fills (earlier tests filled through it)
+    if shutil.which("promtool") is None:
+        pytest.skip("promtool not installed (apt-get install prometheus)")
+    out = subprocess.run(["promtool", "check", "metrics"], input=text.encode(), capture_output=True, timeout=30)
+    assert out.returncode == 0 and not (out.stdout + out.stderr).strip(), (out.stdout + out.stderr).decode()
+
+
+def test_readyz_and_health_probe_the_stores(http):
+    assert http.get("/livez").json() == {"live": True}
+    ready = http.get("/readyz")
+    assert ready.status_code == 200 and ready.json() == {"ready": True, "not_ready": []}
+    components = http.get("/health").json()["components"]
+    assert components["redis"]["status"] == "up" and components["validator"]["status"] == "up"
+
+
+def test_openapi_is_served(http):
+    doc = http.get("/openapi.json").json()
+    assert doc["info"]["title"] == "NAE execution node" and "/v1/signals" in doc["paths"]
+
+
 def test_admin_needs_the_token(http):
     none = http.post("/admin/kill")
     wrong = http.post("/admin/kill", headers={"X-Admin-Token": "wrong"})

@@ -37,8 +37,9 @@ def test_up_then_operate_it(tmp_path, redis_url, database_url):
             assert time.monotonic() < deadline
             time.sleep(0.2)
         cfg = ["--config", "node.toml"]
-        status = json.loads(run(*cfg, "status", cwd=tmp_path).stdout)
-        assert status["supervisor"]["leader"] == "alpha"
+        status = json.loads(run(*cfg, "status", "--json", cwd=tmp_path).stdout)
+        assert status["stats"]["supervisor"]["leader"] == "alpha"
+        assert [e["name"] for e in status["view"]["engines"]] == ["alpha", "beta"]
         sent = run(*cfg, "send", "--symbol", "AAPL", "--action", "BUY", "--quantity", "5", cwd=tmp_path)
         assert json.loads(sent.stdout)["status"] == "ACCEPTED", sent.stderr
         assert run(*cfg, "admin", "kill", cwd=tmp_path).returncode == 0
