@@ -9,6 +9,7 @@ Redis without `appendonly yes` would keep ACKed signals in memory only (`require
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import asyncpg
@@ -92,7 +93,8 @@ async def redis_persistence(url: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> R
         fsync = ""
         try:
             got = await asyncio.wait_for(client.config_get("appendfsync"), timeout_s)
-            value = got.get("appendfsync", got.get(b"appendfsync", "")) if isinstance(got, dict) else ""
+            answer: dict[Any, Any] = got if isinstance(got, dict) else {}
+            value = answer.get("appendfsync", answer.get(b"appendfsync", ""))
             fsync = value.decode() if isinstance(value, bytes) else str(value)
         except RedisError:
             fsync = ""  # CONFIG renamed or refused (managed Redis): the policy is not told

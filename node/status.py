@@ -20,8 +20,10 @@ def _up(values: Any) -> bool:
 
 def view(stats: Mapping[str, Any], breakers: Mapping[str, Any] | None = None,
          ledger_lag: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    sup = stats.get("supervisor") if isinstance(stats.get("supervisor"), Mapping) else {}
-    groups = sup.get("groups") if isinstance(sup.get("groups"), Mapping) else {}
+    sup_raw = stats.get("supervisor")
+    sup: Mapping[str, Any] = sup_raw if isinstance(sup_raw, Mapping) else {}
+    groups_raw = sup.get("groups")
+    groups: Mapping[str, Any] = groups_raw if isinstance(groups_raw, Mapping) else {}
     engines, brokers = [], []
     for role in sorted(stats):
         values = stats[role]
@@ -43,18 +45,18 @@ def view(stats: Mapping[str, Any], breakers: Mapping[str, Any] | None = None,
                             "last_error": v.get("last_error", "")})
     validator = stats.get("validator")
     vup = _up(validator)
-    v = validator if vup else {}
+    vals: Mapping[str, Any] = validator if isinstance(validator, Mapping) and vup else {}
     ledger = stats.get("ledger")
     return {
         "groups": [{"name": name, "epoch": g.get("epoch"), "leader": g.get("leader"), "broker": g.get("broker")}
                    for name, g in sorted(groups.items()) if isinstance(g, Mapping)],
         "engines": engines,
         "brokers": brokers,
-        "validator": {"state": "up" if vup else _DOWN, "accepted": v.get("accepted", 0),
-                      "rejected": v.get("rejected", 0), "store_failures": v.get("store_failures", 0),
-                      "reply_p50_us": v.get("wake_p50_us"), "reply_p99_us": v.get("wake_p99_us"),
-                      "loop_errors": v.get("loop_errors", 0), "last_error": v.get("last_error", ""),
-                      "unknown_orders": v.get("unknown_orders", 0), "unknown_symbols": v.get("unknown_symbols", [])},
+        "validator": {"state": "up" if vup else _DOWN, "accepted": vals.get("accepted", 0),
+                      "rejected": vals.get("rejected", 0), "store_failures": vals.get("store_failures", 0),
+                      "reply_p50_us": vals.get("wake_p50_us"), "reply_p99_us": vals.get("wake_p99_us"),
+                      "loop_errors": vals.get("loop_errors", 0), "last_error": vals.get("last_error", ""),
+                      "unknown_orders": vals.get("unknown_orders", 0), "unknown_symbols": vals.get("unknown_symbols", [])},
         "ledger": None if ledger is None else {"state": "up" if _up(ledger) else _DOWN,
                                                "lag": dict(ledger_lag or {}),
                                                "last_error": ledger.get("last_error", "") if _up(ledger) else ""},

@@ -322,7 +322,7 @@ class PreTradeRisk:
             Breakers.load(self.book.ti, col, data)
         self.book.ensure_headroom()
 
-    def load_covariance(self, symbols: list[str], matrix: np.ndarray) -> None:
+    def load_covariance(self, symbols: list[str], matrix: "np.ndarray | list[list[float]]") -> None:
         """Replace the covariance block of `symbols` (returns over the risk horizon); C.w is rebuilt, O(n^2)."""
         m = np.asarray(matrix, dtype=np.float64)
         if m.shape != (len(symbols), len(symbols)):

@@ -169,7 +169,7 @@ def check(snap: RiskSnapshot) -> None:
         raise ValueError("risk snapshot: per-symbol or per-strategy arrays do not match the names")
     if not len(pos_c) == len(pos_i) == len(pos_q):
         raise ValueError("risk snapshot: position arrays of different lengths")
-    if len(pos_c) and (pos_c.min() < 0 or pos_c.max() >= m or pos_i.min() < 0 or pos_i.max() >= n):
+    if len(pos_c) and (int(pos_c.min()) < 0 or int(pos_c.max()) >= m or int(pos_i.min()) < 0 or int(pos_i.max()) >= n):
         raise ValueError("risk snapshot: a position names no strategy or symbol")
     if not all(np.isfinite(a).all() for a in (prices, pos_q, cash, peak, day0)):
         raise ValueError("risk snapshot: a number is not finite")
