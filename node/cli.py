@@ -198,6 +198,9 @@ def demo_config(base: NodeConfig) -> NodeConfig:
         api=msgspec.structs.replace(base.api, port=0),
         risk=throughput_limits(base.risk),
         equity_usd=max(base.equity_usd, DEMO_EQUITY_USD),
+        # a demonstration, not a trading node: it runs on whatever Redis REDIS_URL names (its persistence
+        # is printed at start); `execnode up` refuses a Redis without AOF unless the config allows it
+        storage=msgspec.structs.replace(base.storage, allow_volatile_redis=True),
     )
 
 

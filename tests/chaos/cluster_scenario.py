@@ -23,7 +23,20 @@ import msgspec
 from node.client import ExecutionClient
 from node.config import ApiConfig, EngineConfig, StorageConfig
 from node.runtime import NodeRuntime, quiet
-from tests.conftest import node_config
+
+def _load_node_config():
+    """tests/conftest.py by its path: a top-level `tests` package that schwab-py installs in site-packages
+    would shadow this repository's `tests` (a namespace package) outside pytest."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("nae_tests_conftest", Path(__file__).resolve().parents[1] / "conftest.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.node_config
+
+
+node_config = _load_node_config()
 
 MACHINE_A = "127.0.0.2"
 MACHINE_B = "127.0.0.3"

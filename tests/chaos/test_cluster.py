@@ -24,10 +24,11 @@ RAY_START_TIMED_OUT = 75  # tests/chaos/cluster_scenario.py: Ray could not start
 
 @pytest.fixture(scope="module")
 def run(redis_url, database_url):
-    env = {**os.environ, "REDIS_URL": redis_url, "DATABASE_URL": database_url or ""}
+    env = {**os.environ, "REDIS_URL": redis_url, "DATABASE_URL": database_url or "",
+           "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     env.pop("RAY_ADDRESS", None)
     for _ in range(3):  # Ray's raylet start-up has a fixed 30 s limit: a loaded machine may miss it
-        proc = subprocess.run([sys.executable, "-m", "tests.chaos.cluster_scenario"], cwd=ROOT, env=env,
+        proc = subprocess.run([sys.executable, str(ROOT / "tests" / "chaos" / "cluster_scenario.py")], cwd=ROOT, env=env,
                               capture_output=True, text=True, timeout=400)
         if proc.returncode != RAY_START_TIMED_OUT:
             break

@@ -28,6 +28,7 @@ def test_reconcile_from_the_shell(tmp_path, redis_url, database_url):
         'node_id = "cli-rec"\nray_namespace = "cli-rec"\n[api]\nport = 0\n[intake]\nport = 0\n'
         '[storage]\nsignals_stream = "clirec.signals"\nevents_stream = "clirec.events"\n'
         'monitoring_stream = "clirec.monitoring"\nintake_stream = "clirec.intake"\nledger = true\n'
+        'allow_volatile_redis = true\n'  # the machine's Redis runs with appendonly no
         '[reconcile]\nsettle_ms = 500\n'
     )
     env = dict(os.environ, REDIS_URL=redis_url, DATABASE_URL=url)
