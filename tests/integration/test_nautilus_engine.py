@@ -17,6 +17,7 @@ from adapters.engines.nautilus import NautilusEngineConfig, NautilusEngineProces
 from node.messages import (
     Action,
     ExecKind,
+    event_topic,
     ExecutionReport,
     OrderSnapshot,
     OrdersReport,
@@ -183,7 +184,7 @@ def test_two_hundred_signals_become_two_hundred_fills_exactly_once(engine):
         assert rep.signal_id == acc.signal_id
         assert rep.request_id == acc.signal.request_id
         assert rep.strategy_id == acc.signal.strategy_id
-        assert topic == b"FILL/" + acc.signal.strategy_id.encode() + b"/"
+        assert topic == event_topic(ExecKind.FILL, acc.signal.strategy_id)
         assert rep.cum_qty == acc.signal.quantity and rep.leaves_qty == 0.0
     submitted = [s.intent for s in broker.submits if s.intent.client_order_id in want]
     assert len(submitted) == n
