@@ -41,7 +41,7 @@ def test_intake_down_fallback_then_restart_executes_each_signal_once(node):
     node.call_supervisor("start_role", "validator")
     # the verdicts arrive on the client's reply stream
     verdicts = {sig["request_id"]: client.fallback.await_reply(sig["request_id"], 10.0) for sig in signals}
-    assert [v.status for v in verdicts.values()].count("ACCEPTED") == N
+    assert [v.status for v in verdicts.values()].count("ACCEPTED") == N, [(v.status, v.reasons, v.detail) for v in verdicts.values()]
     assert verdicts[signals[-1]["request_id"]].reasons == ["INVALID_NUMBER"]
     # the same signals again over ZeroMQ: answered as retries, no new orders
     client.timeout_s = 5.0
