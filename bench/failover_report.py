@@ -177,8 +177,14 @@ def failover_config(base=None, kinds: tuple[str, ...] = ("native", "native", "na
     cfg = demo_config(base or load_config(None))
     import msgspec
 
+    import uuid
+
+    from bench.node_target import STREAMS
+
     engines = [EngineConfig(name=kind + "-" + "abcdefgh"[i], kind=kind) for i, kind in enumerate(kinds)]
-    return msgspec.structs.replace(cfg, engines=engines)
+    node_id = "failover-" + uuid.uuid4().hex[:8]  # its own controls, keys and streams: nothing inherited
+    storage = msgspec.structs.replace(cfg.storage, **{k: node_id + "." + getattr(cfg.storage, k) for k in STREAMS})
+    return msgspec.structs.replace(cfg, engines=engines, node_id=node_id, storage=storage)
 
 
 def main(argv: list[str] | None = None) -> int:
