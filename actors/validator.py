@@ -52,7 +52,7 @@ from actors.fallback_intake import GROUP, FallbackReader
 from actors.risk_state import RiskStateStore
 from node.risk import controls as ctl
 from node.risk import snapshot as risk_snapshot
-from node.fallback import REPLY_FIELD
+from node.fallback import REPLY_FIELD, lateness
 from node.streams import (
     EVENTS_FIELD, SIGNALS_FIELD, StreamLog, connect_redis, pack_batch, unpack_reports, unpack_signals,
 )
@@ -427,7 +427,8 @@ class Validator(LoopService):
             risk.on_broker_reject(rep.strategy_id, self._clock_ns())
 
     def _take_fallback(self, replies: list, accepted: list) -> None:
-        """Frames from `execution.intake`: judged as of their append time, answered on Redis."""
+        """Frames from `execution.intake`: judged as of their append time (one taken past its client's
+        maximum age is refused before risk sees it), answered on Redis."""
         recv = self._fallback.recv_multipart
         admit = self.gate.admit
         for _ in range(self._batch_max):
@@ -436,9 +437,8 @@ class Validator(LoopService):
             except zmq.Again:
                 return
             appended_ns = int(entry_id.split(b"-", 1)[0]) * 1_000_000
-            verdict = admit(frame, appended_ns)
-            if verdict.signal is not None and max_age and max_age[0]:
-                self._expire_fallback(verdict, appended_ns, max_age[0])
+            late = lateness(max_age[0], appended_ns, self._clock_ns()) if max_age and max_age[0] else ""
+            verdict = admit(frame, appended_ns, late)
             target = (entry_id, reply_to)
             if verdict.discover:
                 replies.append((target, self._hello))
@@ -448,25 +448,6 @@ class Validator(LoopService):
                 accepted.append((len(replies), encode(SignalAccepted(reply.signal_id, appended_ns, verdict.signal)), verdict.signal))
             replies.append((target, reply))
             self.fallback_frames += 1
-
-    def _expire_fallback(self, verdict: Any, appended_ns: int, max_age: bytes) -> None:
-        """A fallback entry taken later than the maximum age its client gave is refused, not executed
-        late (a retry of an answered request_id still gets its first answer: only new acceptances
-        are undone)."""
-        try:
-            limit_ns = int(max_age) * 1_000_000
-        except ValueError:
-            limit_ns = 0
-        now = self._clock_ns()
-        if limit_ns <= 0 or now - appended_ns <= limit_ns:
-            return
-        self.gate.forget(verdict.signal, now)
-        self.gate.count(Reason.STALE_TIMESTAMP)
-        verdict.reply = Reply(status=Status.REJECTED, request_id=verdict.reply.request_id,
-                              reasons=[Reason.STALE_TIMESTAMP], ts_ns=verdict.reply.ts_ns,
-                              detail="fallback entry taken " + str((now - appended_ns) // 1_000_000)
-                              + " ms after its append, past its max age of " + str(limit_ns // 1_000_000) + " ms")
-        verdict.signal = None
 
     def _answer_fallback(self, replies: list) -> None:
         pipe = self._fallback_redis.pipeline(transaction=False)

@@ -83,10 +83,14 @@ class _Base:
         self.fallback_max_age_ms = fallback_max_age_ms  # a queued signal not taken by then is refused
         self._events_endpoint = events_endpoint
         self._ctx = zmq.Context.instance()
-        self._sock = self._ctx.socket(zmq.DEALER)
+        self._sock = self._dealer()
+
+    def _dealer(self) -> zmq.Socket:
+        sock = self._ctx.socket(zmq.DEALER)
         for opt, val in ((zmq.LINGER, 0), (zmq.SNDHWM, 0), (zmq.RCVHWM, 0)):
-            self._sock.setsockopt(opt, val)
-        self._sock.connect(endpoint)
+            sock.setsockopt(opt, val)
+        sock.connect(self.endpoint)
+        return sock
 
     def frame(self, payload: bytes, ts_ns: int | None = None) -> bytes:
         return encode(make_envelope(self.key_id, self._secret, payload, ts_ns or time.time_ns()))
@@ -121,6 +125,10 @@ class ExecutionClient(_Base):
         try:
             return self.send_frame(self.frame(payload, ts), rid, ts)
         except TransportError:
+            # a frame the socket still holds (no intake to take it) would reach a restarted intake
+            # later, beside the fallback's copy: a new socket drops it
+            self._sock.close(0)
+            self._sock = self._dealer()
             if self.fallback is None:
                 raise
             self.fallback.submit(self.frame(payload), self.fallback_max_age_ms)

@@ -194,7 +194,11 @@ class SignalGate:
             self.count(r)
         return Verdict(_reject(request_id, reasons, detail, signal_id))
 
-    def admit(self, frame: bytes, now_ns: int) -> Verdict:
+    def admit(self, frame: bytes, now_ns: int, expired: str = "") -> Verdict:
+        """`expired` (a fallback entry taken past the maximum age its client gave, with the detail to
+        say so): a new request is refused STALE_TIMESTAMP before risk sees it, and that refusal is
+        remembered like any other, so no later copy of the request (a frame the client's socket still
+        held, a retry) can execute what the client was told was refused."""
         try:
             if len(frame) > self._max_frame:
                 return self._refuse("", [Reason.FRAME_TOO_LARGE], "frame of " + str(len(frame)) + " bytes")
@@ -206,21 +210,21 @@ class SignalGate:
                 return self._refuse("", [Reason.MALFORMED_FRAME], "not a msgpack envelope")
             if type(req) is Discover:
                 return _DISCOVER
-            return self.admit_envelope(req, now_ns)
+            return self.admit_envelope(req, now_ns, expired)
         except RecursionError:
             return self._refuse("", [Reason.MALFORMED_FRAME], "nested too deep")
         except Exception as exc:  # noqa: BLE001 - the gate is total: a reply, never a stopped wake-up
             self.count("internal_errors")
             return self._refuse("", [Reason.INTERNAL], "the gate could not judge this frame: " + type(exc).__name__)
 
-    def admit_envelope(self, env: SignedSignal, now_ns: int) -> Verdict:
-        verdict = self._judge(env, now_ns)
+    def admit_envelope(self, env: SignedSignal, now_ns: int, expired: str = "") -> Verdict:
+        verdict = self._judge(env, now_ns, expired)
         reply = verdict.reply
         if reply is not None and reply.ts_ns != env.ts_ns:
             verdict.reply = msgspec.structs.replace(reply, ts_ns=env.ts_ns)
         return verdict
 
-    def _judge(self, env: SignedSignal, now_ns: int) -> Verdict:
+    def _judge(self, env: SignedSignal, now_ns: int, expired: str) -> Verdict:
         bad = self._verifier.verify(env, now_ns)
         if bad is not None:
             return self._refuse(_request_id_of(env.payload, env.fmt), [bad])
@@ -254,8 +258,14 @@ class SignalGate:
                 return self._refuse(rid, [Reason.REPLAY], "request_id reused with other content")
             self.count("retry")
             return Verdict(msgspec.structs.replace(previous, duplicate=True))
-        now_s = now_ns / 1e9
         ts = timestamp_of(sig)
+        if expired:
+            verdict = self._refuse(rid, [Reason.STALE_TIMESTAMP], expired, signal_id_for(rid))
+            # remembered no later than now: a future stamp must not move the watermark when it is dropped
+            self._memory.remember(rid, digest, min(ts, now_ns / 1e9) if math.isfinite(ts) else now_ns / 1e9,
+                                  verdict.reply)
+            return verdict
+        now_s = now_ns / 1e9
         if not math.isfinite(ts):
             return self._refuse(rid, [Reason.TIMESTAMP_INVALID], "timestamp is not a representable instant")
         if ts > now_s + self._future_s:

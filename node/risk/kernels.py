@@ -213,13 +213,14 @@ def check_order(sf, tf, ti, sa, sn, g, c, i, gid, side, size, is_notional, otype
     # ---- incremental portfolio variance
     if 2.0 * x * sf[CW, i] + x * x * sf[CII, i] > g[L_VAR]:
         mask |= B_VAR
-    # ---- duplicate (same strategy, symbol, side, size inside the window)
+    # ---- duplicate (same strategy, symbol, side, size inside the window; on either side of it: a
+    # fallback entry is judged as of its append, which may be before an order already taken)
     key = side * size
     kind = 1.0 if is_notional else 0.0
     window = g[L_DUP_NS]
     for k in range(DUP_K):
         t = sn[c, i, k]
-        if t > 0 and now_ns - t < window and sa[c, i, SA_DUP + k] == key and sa[c, i, SA_DUP + DUP_K + k] == kind:
+        if t > 0 and abs(now_ns - t) < window and sa[c, i, SA_DUP + k] == key and sa[c, i, SA_DUP + DUP_K + k] == kind:
             mask |= B_DUP
             break
     # ---- loss limits: only orders that reduce the strategy's position pass once hit

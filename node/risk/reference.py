@@ -187,7 +187,7 @@ def check_order(sf, tf, ti, sa, sn, g, c, i, gid, side, size, is_notional, otype
     key, kind = side * size, (1.0 if is_notional else 0.0)
     for k in range(DUP_K):
         t = sn[c][i][k]
-        if t > 0 and now_ns - t < g[L_DUP_NS] and sa[c][i][SA_DUP + k] == key and sa[c][i][SA_DUP + DUP_K + k] == kind:
+        if t > 0 and abs(now_ns - t) < g[L_DUP_NS] and sa[c][i][SA_DUP + k] == key and sa[c][i][SA_DUP + DUP_K + k] == kind:
             mask |= B_DUP
             break
     red_strat = reduces(sq, dq)

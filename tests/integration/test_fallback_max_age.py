@@ -1,6 +1,7 @@
 """A fallback-queued signal carries a maximum age: queued while the intake is down and taken after that
-age, it is refused (STALE_TIMESTAMP, never executed late); one taken in time executes once; a refused
-one may be sent again (its acceptance was undone, not remembered)."""
+age, it is refused (STALE_TIMESTAMP, never executed late, before risk judges it); one taken in time
+executes once; the refusal is remembered, so no later copy of that request executes (the trader decides
+again under a new request_id)."""
 
 from __future__ import annotations
 
@@ -60,9 +61,11 @@ def test_a_queued_signal_older_than_its_max_age_is_refused_not_executed(node):
         time.sleep(0.2)
     assert want <= orders
     assert not {client_order_id_for(signal_id_for(s["request_id"])) for s in stale} & orders
-    # the trader decides again: the same request_id, sent now, is a fresh decision and executes
+    # the same request again (a copy, a retry) gets the same refusal; a new decision is a new request_id
     long_.timeout_s = 5.0
     again = long_.send_signal(dict(stale[0], timestamp=time.time()))
-    assert again.status == "ACCEPTED" and not again.duplicate, again
+    assert again.status == "REJECTED" and again.reasons == ["STALE_TIMESTAMP"] and again.duplicate, again
+    anew = long_.send_signal(dict(stale[0], request_id="anew-" + uuid.uuid4().hex, timestamp=time.time()))
+    assert anew.status == "ACCEPTED" and not anew.duplicate, anew
     short.close()
     long_.close()

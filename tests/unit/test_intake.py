@@ -138,3 +138,25 @@ def test_forget_lets_a_failed_append_be_retried():
 
 def test_discover():
     assert gate().admit(encode(Discover()), time.time_ns()).discover
+
+
+def test_a_late_fallback_entry_is_refused_before_risk_and_the_refusal_is_remembered():
+    """Taken past its client's maximum age: STALE_TIMESTAMP (not a risk verdict), nothing reserved,
+    and a later copy of the same request (the ZeroMQ frame the client gave up on) gets that refusal."""
+    g = gate(duplicate_window_ms=1_000)
+    sig = good(request_id="late-1")
+    late = g.admit(frame(sig), time.time_ns(), "fallback entry taken 900 ms after its append")
+    assert late.signal is None and late.reply.reasons == [Reason.STALE_TIMESTAMP]
+    assert "900 ms" in late.reply.detail
+    copy = admit(g, frame(sig))
+    assert copy.signal is None and copy.reply.duplicate and copy.reply.reasons == [Reason.STALE_TIMESTAMP]
+    # nothing was reserved: an identical order under a new request_id passes the duplicate window
+    assert admit(g, frame(good(request_id="late-2"))).reply.status is Status.ACCEPTED
+
+
+def test_an_answered_request_keeps_its_first_answer_when_its_fallback_copy_is_late():
+    g = gate()
+    sig = good(request_id="twice")
+    assert admit(g, frame(sig)).reply.status is Status.ACCEPTED
+    again = g.admit(frame(sig), time.time_ns(), "fallback entry taken 900 ms after its append")
+    assert again.reply.status is Status.ACCEPTED and again.reply.duplicate and again.signal is None

@@ -71,6 +71,18 @@ def test_duplicate_window() -> None:
     assert send(risk, sig(qty=10.0), T0 + 1_000 * MS) == []  # window over
 
 
+def test_duplicate_window_holds_on_both_sides_and_not_at_zero() -> None:
+    """A fallback entry is judged as of its append, which may be before an order already taken:
+    the window holds on either side, and a window of 0 never refuses (the CI failure of 2026-11-30)."""
+    risk = make(duplicate_window_ms=1_000)
+    assert send(risk, sig(qty=10.0), T0) == []
+    assert send(risk, sig(qty=10.0), T0 - 999 * MS) == [Reason.DUPLICATE_ORDER]
+    assert send(risk, sig(qty=10.0), T0 - 1_000 * MS) == []
+    off = make(duplicate_window_ms=0)
+    assert send(off, sig(qty=10.0), T0) == []
+    assert send(off, sig(qty=10.0), T0 - 300 * MS) == []
+
+
 def test_duplicate_ring_remembers_interleaved_orders() -> None:
     risk = make(duplicate_window_ms=1_000)
     for q in (1.0, 2.0, 3.0):
