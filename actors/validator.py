@@ -32,6 +32,7 @@ from node.fenced_log import AppendOutcomeUnknown, FencedLog, connect_writer
 from node.histogram import LatencyHistogram
 from node.logs import lifecycle, logger
 from node.intake import RiskCheck, SignalGate
+from node.peer_limit import PeerLimiter
 from node.stages import Stage, StageClock
 from node.risk import PreTradeRisk, TradingState
 from node.messages import (
@@ -123,6 +124,7 @@ class Validator(LoopService):
         self._initial_states = tuple(initial_states)  # recorded as controls once the store is open (_open)
         router = Router.from_config(cfg)
         self.gate = SignalGate(cfg.signing, cfg.intake, risk, route=router.group_of if cfg.reject_unrouted else None)
+        self.peer_limit = PeerLimiter(cfg.intake)  # per-connection limit on unauthenticated frames
         self._redis_url = redis_url
         self._engine_intakes = [engine_intakes] if isinstance(engine_intakes, str) else list(engine_intakes)
         self._events_endpoint = events_endpoint
@@ -286,27 +288,47 @@ class Validator(LoopService):
         router = self._router
         recv = router.recv_multipart
         admit = self.gate.admit
+        limit = self.peer_limit
+        unjudged = 0
         for _ in range(self._batch_max):
             try:
                 parts = recv(zmq.NOBLOCK)
             except zmq.Again:
                 break
             if len(parts) != 2:
-                self.gate.count(Reason.MALFORMED_FRAME)
-                if parts:
-                    replies.append((parts[0], Reply(status=Status.REJECTED, request_id="", reasons=[Reason.MALFORMED_FRAME], detail="expected one frame")))
+                self._refuse_parts(parts, replies, now)
                 continue
             ident, frame = parts
+            if not limit.admits(ident, now):  # answered unjudged (node.peer_limit)
+                replies.append((ident, limit.refusal))
+                unjudged += 1
+                if unjudged >= limit.refusals_per_wake:
+                    break  # reply now; what waits stays in ZeroMQ's per-peer queues
+                continue
             verdict = admit(frame, now)
             if verdict.discover:
                 replies.append((ident, self._hello))
                 continue
             reply = verdict.reply
+            limit.judged(ident, reply, now)
             if verdict.signal is not None:
                 accepted.append((len(replies), encode(SignalAccepted(reply.signal_id, now, verdict.signal)), verdict.signal))
             replies.append((ident, reply))
         if self._fallback in events:
             self._take_fallback(replies, accepted)
+
+    def _refuse_parts(self, parts: list, replies: list, now: int) -> None:
+        """A message of other than one frame: MALFORMED_FRAME, charged to its peer (node.peer_limit)."""
+        self.gate.count(Reason.MALFORMED_FRAME)
+        if not parts:
+            return
+        limit = self.peer_limit
+        if not limit.admits(parts[0], now):
+            replies.append((parts[0], limit.refusal))
+            return
+        limit.charge(parts[0], now)
+        replies.append((parts[0], Reply(status=Status.REJECTED, request_id="", reasons=[Reason.MALFORMED_FRAME],
+                                        detail="expected one frame")))
 
     def _append(self, replies: list, accepted: list, now: int) -> bytes | None:
         """Log the batch; the batch to forward, or None (refused, or in doubt: see the module doc)."""
@@ -725,6 +747,13 @@ class Validator(LoopService):
             lifecycle(logger(self.name), "store_outage" if down else "store_recovered", store_failures=failures)
         self._store_failures_seen, self._store_down = failures, down
 
+    def _reason_counts(self) -> dict:
+        """The gate's refusals by reason, the peer limiter's unjudged ones under RATE_LIMITED."""
+        counts = dict(self.gate.counts)
+        if self.peer_limit.limited:
+            counts[Reason.RATE_LIMITED] = counts.get(Reason.RATE_LIMITED, 0) + self.peer_limit.limited
+        return counts
+
     def stats(self) -> dict:
         return {
             "accepted": self.accepted,
@@ -748,6 +777,8 @@ class Validator(LoopService):
             "append_hist": self.append_hist.snapshot(),
             "restored": {k: v for k, v in self.restored.items() if k != "controls"},
             "unsaved_controls": len(self._unsaved_controls),
-            "reasons": dict(self.gate.counts),
+            "reasons": self._reason_counts(),
+            "peer_limited": self.peer_limit.limited,
+            "peers": len(self.peer_limit),
             **self.stages.snapshot(),
         }

@@ -56,6 +56,13 @@ class IntakeConfig(msgspec.Struct, **_BASE):
     min_order_quantity: PositiveFloat = 1e-4  # smaller (notional at the last price too): ZERO_QUANTITY
     key_rate_per_sec: PositiveFloat = 20_000.0  # signals one key may send (token bucket); beyond: RATE_LIMITED
     key_burst: PositiveFloat = 40_000.0
+    #: frames one ZeroMQ peer may send that fail before authentication (malformed, unsigned, badly
+    #: signed, unknown key, stale); beyond: every frame of that peer is answered RATE_LIMITED unjudged
+    peer_unauthenticated_per_sec: PositiveFloat = 100.0
+    peer_unauthenticated_burst: PositiveFloat = 1_000.0
+    max_peers: PositiveInt = 4_096  # peers whose count is kept (least recently seen dropped first)
+    #: a wake-up stops reading after this many peer-limited frames: what waits is fair-queued per peer
+    peer_refusals_per_wake: PositiveInt = 64
 
 
 class PaperSymbol(msgspec.Struct, **_BASE):
