@@ -186,6 +186,8 @@ class Validator(LoopService):
             st = state if isinstance(state, TradingState) else TradingState[str(state)]
             self._control(ctl.SetState(st, strategy_id))
         self._router = tune(ctx.socket(zmq.ROUTER))
+        self._router.setsockopt(zmq.RCVHWM, self._cfg.intake.peer_queue_frames)  # per peer, both ways
+        self._router.setsockopt(zmq.SNDHWM, self._cfg.intake.peer_queue_frames)
         self._router.setsockopt(zmq.MAXMSGSIZE, self._cfg.intake.transport_max_bytes)
         self._router.setsockopt(zmq.ROUTER_MANDATORY, 0)
         port = self._cfg.intake.port

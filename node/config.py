@@ -61,6 +61,9 @@ class IntakeConfig(msgspec.Struct, **_BASE):
     peer_unauthenticated_per_sec: PositiveFloat = 100.0
     peer_unauthenticated_burst: PositiveFloat = 1_000.0
     max_peers: PositiveInt = 4_096  # peers whose count is kept (least recently seen dropped first)
+    #: frames ZeroMQ queues per peer each way (the intake's RCVHWM and SNDHWM; a peer that reads no
+    #: replies loses those beyond it): bounds what one connection can make the validator hold
+    peer_queue_frames: PositiveInt = 10_000
     #: a wake-up stops reading after this many peer-limited frames: what waits is fair-queued per peer
     peer_refusals_per_wake: PositiveInt = 64
 
