@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from nae_client import errors as client_errors
 from node.reasons import Reason
 
 
@@ -25,15 +26,16 @@ class SignalRejected(NodeError):
     """A signal failed authentication, schema or risk checks."""
 
 
-class TransportError(NodeError):
-    """A socket did not answer in time or the peer went away."""
+class TransportError(NodeError, client_errors.TransportError):
+    """A socket did not answer in time or the peer went away (the client's `TransportError`, which
+    the client raises, catches it too)."""
 
     retriable = True
     reason = Reason.TIMEOUT
 
 
-class StoreError(NodeError):
-    """Redis or PostgreSQL is unreachable or refused a write."""
+class StoreError(NodeError, client_errors.StoreError):
+    """Redis or PostgreSQL is unreachable or refused a write (a `nae_client.errors.StoreError` too)."""
 
     retriable = True
     reason = Reason.STORE_UNAVAILABLE

@@ -12,9 +12,25 @@ from __future__ import annotations
 
 import datetime as dt
 from enum import StrEnum
-from typing import Annotated, Iterable, Literal
+from typing import Annotated
 
 import msgspec
+
+# the client's wire, defined once in the nae_client distribution (client/): re-exported here
+from nae_client.wire import (  # noqa: F401
+    Discover,
+    Endpoints,
+    ExecKind,
+    ExecutionReport,
+    IntakeRequest,
+    IntakeResponse,
+    Reply,
+    Side,
+    SignedSignal,
+    Status,
+    event_topic,
+    topic_prefixes,
+)
 
 # ---------------------------------------------------------------- constrained numbers
 
@@ -53,28 +69,6 @@ class TimeInForce(StrEnum):
     GTC = "GTC"  # until filled or canceled
     IOC = "IOC"  # what fills at once; the rest is canceled
     FOK = "FOK"  # all at once or nothing
-
-
-class Side(StrEnum):
-    BUY = "BUY"
-    SELL = "SELL"
-
-
-class Status(StrEnum):
-    ACCEPTED = "ACCEPTED"
-    REJECTED = "REJECTED"
-    ERROR = "ERROR"
-
-
-class ExecKind(StrEnum):
-    """What an execution report says happened to an order."""
-
-    NEW = "NEW"
-    PARTIAL_FILL = "PARTIAL_FILL"
-    FILL = "FILL"
-    CANCELED = "CANCELED"
-    REJECTED = "REJECTED"
-    UNKNOWN = "UNKNOWN"  # the outcome is ambiguous until the broker answers
 
 
 # ---------------------------------------------------------------- the signal (Optimus payload)
@@ -120,47 +114,6 @@ class Signal(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
 
 
 # ---------------------------------------------------------------- intake: client <-> validator
-
-
-class SignedSignal(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, tag="sig"):
-    """The signed envelope: HMAC-SHA256 over `ts_ns` (8 bytes big-endian) + `payload`.
-
-    `payload` is the exact bytes of a `Signal`, msgpack or (`fmt="json"`, the HTTP intake) JSON;
-    the signature covers those bytes, so the verifier never re-encodes anything. Defaults are left
-    off the wire, so a msgpack envelope is byte for byte what it was before `fmt` existed.
-    """
-
-    key_id: str
-    ts_ns: int
-    payload: bytes
-    sig: bytes = b""
-    fmt: Literal["msgpack", "json"] = "msgpack"
-
-
-class Discover(msgspec.Struct, frozen=True, tag="hello"):
-    """Ask the intake for the node's endpoints (the events feed)."""
-
-
-IntakeRequest = SignedSignal | Discover
-
-
-class Reply(msgspec.Struct, frozen=True, kw_only=True, tag="reply"):
-    status: Status
-    request_id: str
-    signal_id: str = ""
-    reasons: list[str] = []
-    detail: str = ""
-    duplicate: bool = False  # a retry of a request_id already answered: no new order
-    ts_ns: int = 0  # the signing time of the envelope answered: tells apart attempts of one request_id
-
-
-class Endpoints(msgspec.Struct, frozen=True, kw_only=True, tag="endpoints"):
-    intake: str
-    events: str
-    node_id: str
-
-
-IntakeResponse = Reply | Endpoints
 
 
 # ---------------------------------------------------------------- validator -> engine
@@ -260,31 +213,6 @@ class Heartbeat(msgspec.Struct, frozen=True, array_like=True, gc=False, tag="hb"
 BrokerCommand = SubmitOrder | CancelOrder | ReplaceOrder | QueryOrders | Heartbeat
 
 
-class ExecutionReport(msgspec.Struct, frozen=True, kw_only=True, array_like=True, gc=False, tag="exec"):
-    """One event on one order: new, partial fill, fill, cancel, reject, unknown.
-
-    `exec_id` is unique per fill at the broker (broker-stable); consumers dedupe on it.
-    """
-
-    kind: ExecKind
-    client_order_id: str
-    venue_order_id: str = ""
-    exec_id: str = ""
-    symbol: str = ""
-    side: Side = Side.BUY
-    last_qty: float = 0.0
-    last_px: float = 0.0
-    cum_qty: float = 0.0
-    leaves_qty: float = 0.0
-    avg_px: float = 0.0
-    reason: str = ""
-    ts_ns: int = 0
-    # filled in by the engine before it publishes, so a subscriber can match its signal
-    strategy_id: str = ""
-    request_id: str = ""
-    signal_id: str = ""
-
-
 class OrderSnapshot(msgspec.Struct, frozen=True, array_like=True, gc=False):
     client_order_id: str
     kind: ExecKind
@@ -302,21 +230,6 @@ class OrdersReport(msgspec.Struct, frozen=True, array_like=True, gc=False, tag="
 
 
 BrokerEvent = ExecutionReport | OrdersReport | Heartbeat
-
-
-def event_topic(kind: ExecKind, strategy_id: str) -> bytes:
-    """The events feed's topic: `<kind>/<len(strategy_id)>:<strategy_id>`.
-
-    The length makes a strategy's prefix exact: ZeroMQ matches topics by prefix, and without it a
-    subscriber of `s` would also get `s/evil`'s reports. `<kind>/` alone still matches every
-    strategy of one kind."""
-    return (kind + "/" + str(len(strategy_id)) + ":" + strategy_id).encode()
-
-
-def topic_prefixes(strategy_id: str = "", kinds: "Iterable[ExecKind] | None" = None) -> list[bytes]:
-    """Subscription prefixes for some kinds (default all) of exactly one strategy ("" = every strategy)."""
-    tail = str(len(strategy_id)) + ":" + strategy_id if strategy_id else ""
-    return [(k + "/" + tail).encode() for k in (kinds or ExecKind)]
 
 
 # ---------------------------------------------------------------- codecs, built once

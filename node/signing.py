@@ -19,23 +19,12 @@ import hmac
 from collections import OrderedDict
 from typing import Generic, TypeVar
 
+from nae_client.signing import make_envelope, sign, signing_bytes  # noqa: F401 - defined once, for the client
 from node.messages import SignedSignal
 from node.reasons import Reason
 
 _SHA256 = hashlib.sha256
 T = TypeVar("T")
-
-
-def signing_bytes(ts_ns: int, payload: bytes) -> bytes:
-    return ts_ns.to_bytes(8, "big", signed=False) + payload
-
-
-def sign(secret: bytes, ts_ns: int, payload: bytes) -> bytes:
-    return hmac.new(secret, signing_bytes(ts_ns, payload), _SHA256).digest()
-
-
-def make_envelope(key_id: str, secret: bytes, payload: bytes, ts_ns: int) -> SignedSignal:
-    return SignedSignal(key_id=key_id, ts_ns=ts_ns, payload=payload, sig=sign(secret, ts_ns, payload))
 
 
 class Verifier:

@@ -47,14 +47,6 @@ def connect_redis(url: str, timeout_s: float = 2.0) -> redis.Redis:
     return redis.Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
 
 
-def mask_url(url: str) -> str:
-    if "@" in url and ":" in url.split("@", 1)[0].split("//", 1)[-1]:
-        scheme, rest = url.split("//", 1)
-        cred, host = rest.split("@", 1)
-        return scheme + "//" + cred.split(":", 1)[0] + ":***@" + host
-    return url
-
-
 class StreamLog:
     """Appends batches to one stream under one field; `append` is all-or-nothing."""
 

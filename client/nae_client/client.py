@@ -3,39 +3,66 @@
     from nae_client import ExecutionClient
     with ExecutionClient("tcp://node:5555", "optimus", secret, fallback_redis_url="redis://...") as client:
         reply = client.send_execution_signal({"strategy_id": "s1", "symbol": "AAPL", "action": "BUY", "quantity": 10})
+        client.subscribe("s1")
+        for report in client.events(timeout_s=1.0): ...
+
+This is the one client: Optimus installs it as `nae-client`, and the node's own tools, tests and
+benchmarks use the same module (`node.client` re-exports it).
 
 `send_execution_signal(signal) -> dict` is the NAE execution client's call, kept for Optimus: a dict in
 (the NAE signal fields; `request_id` and `timestamp` are filled in when missing), a dict out
-(`status` ACCEPTED / REJECTED / ERROR, `request_id`, `signal_id`, `reasons`, `detail`, `duplicate`).
-A signal whose verdict does not come within `timeout_s` raises `TransportError`: send it again with the
-same `request_id` (the node answers a retry with the first answer and never places a second order).
-With `fallback_redis_url`, an unanswered signal is queued on the node's Redis intake stream with a
-maximum age (`fallback_max_age_ms`) and its verdict awaited there.
+(`status` ACCEPTED / REJECTED / ERROR, `request_id`, `signal_id`, `reasons`, `detail`, `duplicate`);
+`send_signal` answers the `Reply` itself. A verdict that does not come within `timeout_s` raises
+`TransportError` (reason TIMEOUT): send it again with the same `request_id` (the node answers a retry
+with the first answer and never places a second order).
+
+`AsyncExecutionClient` is the asyncio twin; it keeps many signals in flight on one socket and
+matches replies by `request_id`.
+
+With `fallback_redis_url`, a signal whose reply does not come in time is re-signed and appended to
+the fallback stream (`execution.intake`) with a maximum age (`fallback_max_age_ms`) instead, and the
+verdict is awaited there (see `nae_client.fallback`); only if that also stays silent does the call raise.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
-from typing import Any, AsyncIterator, Iterable, Iterator, Mapping, MutableMapping
+from typing import Any, AsyncIterator, Callable, Iterable, Iterator, Mapping, MutableMapping
 
 import msgspec
 import zmq
-import zmq.asyncio
 
 from nae_client.errors import TransportError
 from nae_client.fallback import DEFAULT_MAX_AGE_MS, FallbackChannel
 from nae_client.signing import make_envelope
-from nae_client.wire import Discover, Endpoints, ExecKind, ExecutionReport, Reply, encode, report_decoder, \
-    response_decoder, topic_prefixes
+from nae_client.wire import (
+    Discover,
+    Endpoints,
+    ExecKind,
+    ExecutionReport,
+    Reply,
+    encode,
+    report_decoder,
+    response_decoder,
+    topic_prefixes,
+)
 
-_pack = msgspec.msgpack.Encoder().encode
+#: a signal as a dict of the NAE fields, or a typed struct with a `request_id` (the node's `Signal`)
+SignalLike = Mapping[str, Any] | msgspec.Struct
 
 
-def prepare(signal: Mapping[str, Any]) -> tuple[str, bytes]:
+def _secret(secret: str | bytes) -> bytes:
+    return secret.encode() if isinstance(secret, str) else bytes(secret)
+
+
+def prepare(signal: SignalLike) -> tuple[str, bytes]:
     """(request_id, msgpack payload): a `request_id` and a `timestamp` are added when missing (into the
     caller's dict itself, so sending the same dict again is a retry the node answers with its first
     verdict, never a second order); the rest goes as given, so the node (not the client) judges it."""
+    if isinstance(signal, msgspec.Struct):
+        return getattr(signal, "request_id"), encode(signal)
     if isinstance(signal, MutableMapping):
         signal.setdefault("request_id", uuid.uuid4().hex)
         signal.setdefault("timestamp", time.time())
@@ -43,7 +70,7 @@ def prepare(signal: Mapping[str, Any]) -> tuple[str, bytes]:
     fields.setdefault("request_id", uuid.uuid4().hex)
     fields.setdefault("timestamp", time.time())
     rid = fields["request_id"]
-    return (rid if isinstance(rid, str) else ""), _pack(fields)
+    return (rid if isinstance(rid, str) else ""), encode(fields)
 
 
 def reply_dict(reply: Reply) -> dict[str, Any]:
@@ -51,16 +78,35 @@ def reply_dict(reply: Reply) -> dict[str, Any]:
 
 
 class _Base:
-    def __init__(self, endpoint: str, key_id: str, secret: str | bytes, timeout_s: float = 2.0,
-                 events_endpoint: str | None = None, fallback_redis_url: str | None = None,
-                 fallback_stream: str = "execution.intake", fallback_max_age_ms: int = DEFAULT_MAX_AGE_MS) -> None:
+    """What both clients share: the key, the DEALER to the intake, the fallback channel."""
+
+    def __init__(
+        self,
+        endpoint: str,
+        key_id: str,
+        secret: str | bytes,
+        timeout_s: float = 2.0,
+        events_endpoint: str | None = None,
+        fallback_redis_url: str | None = None,
+        fallback_stream: str = "execution.intake",
+        fallback_max_age_ms: int = DEFAULT_MAX_AGE_MS,
+    ) -> None:
         self.endpoint = endpoint
         self.key_id = key_id
-        self._secret = secret.encode() if isinstance(secret, str) else bytes(secret)
+        self._secret = _secret(secret)
         self.timeout_s = timeout_s
+        self.fallback = FallbackChannel(fallback_redis_url, fallback_stream, key_id) if fallback_redis_url else None
+        self.fallback_max_age_ms = fallback_max_age_ms  # a queued signal not taken by then is refused
         self._events_endpoint = events_endpoint
-        self.fallback = (FallbackChannel(fallback_redis_url, fallback_stream, key_id, fallback_max_age_ms)
-                         if fallback_redis_url else None)
+        self._ctx = zmq.Context.instance()
+        self._sock = self._dealer()
+
+    def _dealer(self) -> zmq.Socket:
+        sock = self._ctx.socket(zmq.DEALER)
+        for opt, val in ((zmq.LINGER, 0), (zmq.SNDHWM, 0), (zmq.RCVHWM, 0)):
+            sock.setsockopt(opt, val)
+        sock.connect(self.endpoint)
+        return sock
 
     def frame(self, payload: bytes, ts_ns: int | None = None) -> bytes:
         return encode(make_envelope(self.key_id, self._secret, payload, ts_ns or time.time_ns()))
@@ -68,22 +114,12 @@ class _Base:
     def _timeout(self, what: str) -> TransportError:
         return TransportError("no " + what + " from " + self.endpoint + " within " + str(self.timeout_s) + " s")
 
-    @staticmethod
-    def _socket(ctx: zmq.Context, kind: int) -> zmq.Socket:
-        sock = ctx.socket(kind)
-        for opt, val in ((zmq.LINGER, 0), (zmq.SNDHWM, 0), (zmq.RCVHWM, 0)):
-            sock.setsockopt(opt, val)
-        return sock
-
 
 class ExecutionClient(_Base):
-    """Blocking client: one signal at a time."""
+    """Blocking client: one request at a time."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._ctx = zmq.Context.instance()
-        self._sock = self._socket(self._ctx, zmq.DEALER)
-        self._sock.connect(self.endpoint)
         self._sub: zmq.Socket | None = None
 
     def __enter__(self) -> "ExecutionClient":
@@ -103,18 +139,24 @@ class ExecutionClient(_Base):
         """The NAE execution client's call: a signal dict in, the verdict as a dict out."""
         return reply_dict(self.send_signal(signal))
 
-    def send_signal(self, signal: Mapping[str, Any]) -> Reply:
+    def send_signal(self, signal: SignalLike) -> Reply:
         rid, payload = prepare(signal)
         ts = time.time_ns()
         try:
-            return self._exchange(self.frame(payload, ts), rid, ts)
+            return self.send_frame(self.frame(payload, ts), rid, ts)
         except TransportError:
+            # a frame the socket still holds (no intake to take it) would reach a restarted intake
+            # later, beside the fallback's copy: a new socket drops it
+            self._sock.close(0)
+            self._sock = self._dealer()
             if self.fallback is None:
                 raise
-            self.fallback.submit(self.frame(payload))
+            self.fallback.submit(self.frame(payload), self.fallback_max_age_ms)
             return self.fallback.await_reply(rid, self.timeout_s)
 
-    def _exchange(self, frame: bytes, request_id: str, ts_ns: int) -> Reply:
+    def send_frame(self, frame: bytes, request_id: str | None = None, ts_ns: int = 0) -> Reply:
+        """Send a raw frame; with request_id None, the next reply is taken whatever its id. A reply
+        to an earlier attempt of the same request_id (another `ts_ns`) is skipped."""
         self._sock.send(frame)
         deadline = time.monotonic() + self.timeout_s
         while True:
@@ -122,53 +164,95 @@ class ExecutionClient(_Base):
             if left <= 0 or not self._sock.poll(int(left * 1000) + 1):
                 raise self._timeout("reply")
             msg = response_decoder.decode(self._sock.recv())
-            if type(msg) is Reply and msg.request_id in (request_id, "") and msg.ts_ns in (ts_ns, 0):
-                return msg  # a reply to an earlier attempt (another ts_ns) is skipped
+            if type(msg) is Reply and (request_id is None or msg.request_id in (request_id, "")):
+                if not ts_ns or msg.ts_ns in (ts_ns, 0):
+                    return msg
 
     def endpoints(self) -> Endpoints:
         self._sock.send(encode(Discover()))
-        deadline = time.monotonic() + self.timeout_s
+        if not self._sock.poll(int(self.timeout_s * 1000)):
+            raise self._timeout("endpoints")
         while True:
-            left = deadline - time.monotonic()
-            if left <= 0 or not self._sock.poll(int(left * 1000) + 1):
-                raise self._timeout("endpoints")
             msg = response_decoder.decode(self._sock.recv())
             if type(msg) is Endpoints:
                 return msg
 
     def subscribe(self, strategy_id: str = "", kinds: Iterable[ExecKind] | None = None) -> None:
-        """Receive execution reports of one strategy ("" = all), some kinds (None = all)."""
+        """Start receiving execution reports: one strategy's ("" = all), some kinds (None = all).
+        The filter runs at the publisher, so unwanted kinds cost this process nothing."""
         if self._sub is None:
-            self._sub = self._socket(self._ctx, zmq.SUB)
-            self._sub.connect(self._events_endpoint or self.endpoints().events)
+            endpoint = self._events_endpoint or self.endpoints().events
+            self._sub = self._ctx.socket(zmq.SUB)
+            self._sub.setsockopt(zmq.LINGER, 0)
+            self._sub.setsockopt(zmq.RCVHWM, 0)
+            self._sub.connect(endpoint)
         for prefix in topic_prefixes(strategy_id, kinds):
             self._sub.setsockopt(zmq.SUBSCRIBE, prefix)
 
     def next_event(self, timeout_s: float | None = None) -> ExecutionReport | None:
         if self._sub is None:
             raise RuntimeError("call subscribe() first")
-        if not self._sub.poll(int((self.timeout_s if timeout_s is None else timeout_s) * 1000)):
+        wait = self.timeout_s if timeout_s is None else timeout_s
+        if not self._sub.poll(int(wait * 1000)):
             return None
-        return report_decoder.decode(self._sub.recv_multipart()[-1])
+        _, payload = self._sub.recv_multipart()
+        return report_decoder.decode(payload)
 
     def events(self, timeout_s: float = 1.0) -> Iterator[ExecutionReport]:
-        """Reports until none arrives for `timeout_s`."""
-        while (report := self.next_event(timeout_s)) is not None:
-            yield report
+        """Yield reports until none arrives for `timeout_s`."""
+        while (ev := self.next_event(timeout_s)) is not None:
+            yield ev
+
+
+def _drain_when_readable(loop: asyncio.AbstractEventLoop, sock: zmq.Socket, handle) -> Callable[[], None]:
+    """Watch a (sync) ZeroMQ socket from the asyncio loop and hand every message to `handle`.
+
+    The ZeroMQ FD is edge-triggered: on each wake-up everything queued is drained, and the
+    returned `kick` must be called after a send on the same socket (a send can eat the edge).
+    """
+    recv = sock.recv_multipart
+    events = sock.getsockopt
+
+    def drain() -> None:
+        while events(zmq.EVENTS) & zmq.POLLIN:
+            try:
+                handle(recv(zmq.NOBLOCK))
+            except zmq.Again:
+                return
+
+    loop.add_reader(sock.getsockopt(zmq.FD), drain)
+    scheduled = [False]
+
+    def run_kick() -> None:
+        scheduled[0] = False
+        drain()
+
+    def kick() -> None:
+        if not scheduled[0]:
+            scheduled[0] = True
+            loop.call_soon(run_kick)
+
+    kick()
+    return kick
 
 
 class AsyncExecutionClient(_Base):
-    """asyncio client: many signals in flight on one socket, verdicts matched by `request_id`."""
+    """asyncio client: many signals in flight on one socket, replies matched by request_id.
+
+    The sockets are plain ZeroMQ sockets watched by the event loop: one wake-up drains every
+    queued reply or event, so thousands of signals in flight cost one callback per batch, not
+    one task per message.
+    """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._ctx = zmq.asyncio.Context.instance()
-        self._sock = self._socket(self._ctx, zmq.DEALER)
-        self._sock.connect(self.endpoint)
-        self._sub: zmq.asyncio.Socket | None = None
-        self._pending: dict[str, tuple[Any, int]] = {}
-        self._reader: Any = None
-        self._hello: Any = None
+        self._pending: dict[str, tuple[asyncio.Future, asyncio.TimerHandle, int]] = {}
+        self._hello: asyncio.Future | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._kick: Callable[[], None] | None = None
+        self._sub: zmq.Socket | None = None
+        self._events: asyncio.Queue[ExecutionReport] = asyncio.Queue()
+        self.unmatched = 0
 
     async def __aenter__(self) -> "AsyncExecutionClient":
         return self
@@ -177,82 +261,109 @@ class AsyncExecutionClient(_Base):
         await self.close()
 
     async def close(self) -> None:
-        if self._reader is not None:
-            self._reader.cancel()
+        if self._loop is not None:
+            self._loop.remove_reader(self._sock.getsockopt(zmq.FD))
+            if self._sub is not None:
+                self._loop.remove_reader(self._sub.getsockopt(zmq.FD))
+        for fut, timer, _ in self._pending.values():
+            timer.cancel()
+            if not fut.done():
+                fut.cancel()
+        self._pending.clear()
         self._sock.close(0)
         if self._sub is not None:
             self._sub.close(0)
         if self.fallback is not None:
             self.fallback.close()
 
-    def _ensure_reader(self) -> None:
-        import asyncio
+    def _attach(self) -> asyncio.AbstractEventLoop:
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
+            self._kick = _drain_when_readable(self._loop, self._sock, self._on_reply)
+        return self._loop
 
-        if self._reader is None:
-            self._reader = asyncio.get_running_loop().create_task(self._read_replies())
-
-    async def _read_replies(self) -> None:
-        while True:
-            msg = response_decoder.decode(await self._sock.recv())
-            if type(msg) is Endpoints:
-                if self._hello is not None and not self._hello.done():
-                    self._hello.set_result(msg)
-                continue
+    def _on_reply(self, parts: list[bytes]) -> None:
+        msg = response_decoder.decode(parts[-1])
+        if type(msg) is Reply:
             entry = self._pending.get(msg.request_id)
-            if entry is not None and not entry[0].done() and msg.ts_ns in (entry[1], 0):
-                del self._pending[msg.request_id]
-                entry[0].set_result(msg)
+            if entry is None or entry[0].done() or msg.ts_ns not in (entry[2], 0):
+                self.unmatched += 1  # an answer to an earlier attempt, or to nobody waiting
+                return
+            del self._pending[msg.request_id]
+            entry[1].cancel()
+            entry[0].set_result(msg)
+        elif self._hello is not None and not self._hello.done():
+            self._hello.set_result(msg)
+
+    def _expire(self, request_id: str) -> None:
+        entry = self._pending.pop(request_id, None)
+        if entry is not None and not entry[0].done():
+            entry[0].set_exception(self._timeout("reply"))
 
     async def send_execution_signal(self, signal: Mapping[str, Any]) -> dict[str, Any]:
         return reply_dict(await self.send_signal(signal))
 
-    async def send_signal(self, signal: Mapping[str, Any]) -> Reply:
-        import asyncio
-
+    async def send_signal(self, signal: SignalLike) -> Reply:
         rid, payload = prepare(signal)
-        self._ensure_reader()
-        fut = asyncio.get_running_loop().create_future()
+        return await self.send_payload(rid, payload)
+
+    def submit_payload(self, request_id: str, payload: bytes) -> asyncio.Future:
+        """Send without waiting: a future that resolves to the Reply (or raises TransportError)."""
+        loop = self._attach()
+        fut = loop.create_future()
         ts = time.time_ns()
-        self._pending[rid] = (fut, ts)
-        await self._sock.send(self.frame(payload, ts))
+        self._pending[request_id] = (fut, loop.call_later(self.timeout_s, self._expire, request_id), ts)
+        self._sock.send(self.frame(payload, ts), zmq.NOBLOCK)
+        self._kick()
+        return fut
+
+    async def send_payload(self, request_id: str, payload: bytes) -> Reply:
         try:
-            return await asyncio.wait_for(fut, self.timeout_s)
-        except asyncio.TimeoutError:
-            self._pending.pop(rid, None)
+            return await self.submit_payload(request_id, payload)
+        except TransportError:
             if self.fallback is None:
-                raise self._timeout("reply") from None
-        await asyncio.to_thread(self.fallback.submit, self.frame(payload))
-        return await asyncio.to_thread(self.fallback.await_reply, rid, self.timeout_s)
+                raise
+            await asyncio.to_thread(self.fallback.submit, self.frame(payload), self.fallback_max_age_ms)
+            return await asyncio.to_thread(self.fallback.await_reply, request_id, self.timeout_s)
 
     async def endpoints(self) -> Endpoints:
-        import asyncio
-
-        self._ensure_reader()
-        self._hello = asyncio.get_running_loop().create_future()
-        await self._sock.send(encode(Discover()))
+        loop = self._attach()
+        self._hello = loop.create_future()
+        self._sock.send(encode(Discover()), zmq.NOBLOCK)
+        self._kick()
         try:
             return await asyncio.wait_for(self._hello, self.timeout_s)
         except asyncio.TimeoutError:
             raise self._timeout("endpoints") from None
 
     async def subscribe(self, strategy_id: str = "", kinds: Iterable[ExecKind] | None = None) -> None:
+        """Start receiving execution reports: one strategy's ("" = all), some kinds (None = all)."""
         if self._sub is None:
             endpoint = self._events_endpoint or (await self.endpoints()).events
-            self._sub = self._socket(self._ctx, zmq.SUB)
+            self._sub = self._ctx.socket(zmq.SUB)
+            self._sub.setsockopt(zmq.LINGER, 0)
+            self._sub.setsockopt(zmq.RCVHWM, 0)
             self._sub.connect(endpoint)
+            put = self._events.put_nowait
+            decode = report_decoder.decode
+            _drain_when_readable(self._attach(), self._sub, lambda parts: put(decode(parts[-1])))
         for prefix in topic_prefixes(strategy_id, kinds):
             self._sub.setsockopt(zmq.SUBSCRIBE, prefix)
 
     async def next_event(self, timeout_s: float | None = None) -> ExecutionReport | None:
         if self._sub is None:
             raise RuntimeError("call subscribe() first")
-        if not await self._sub.poll(int((self.timeout_s if timeout_s is None else timeout_s) * 1000)):
+        if not self._events.empty():
+            return self._events.get_nowait()
+        wait = self.timeout_s if timeout_s is None else timeout_s
+        try:
+            return await asyncio.wait_for(self._events.get(), wait)
+        except asyncio.TimeoutError:
             return None
-        return report_decoder.decode((await self._sub.recv_multipart())[-1])
 
     async def events(self, timeout_s: float = 1.0) -> AsyncIterator[ExecutionReport]:
-        while (report := await self.next_event(timeout_s)) is not None:
-            yield report
+        while (ev := await self.next_event(timeout_s)) is not None:
+            yield ev
 
 
 def send_execution_signal(signal: Mapping[str, Any], *, endpoint: str, key_id: str, secret: str | bytes,

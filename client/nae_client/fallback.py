@@ -1,7 +1,10 @@
-"""The fallback path: when the node's ZeroMQ intake does not answer in time, the signed signal is
-appended to the intake stream in Redis (`execution.intake`) with a maximum age, and the verdict is
-read from this client's reply stream. The node refuses (REJECTED STALE_TIMESTAMP) an entry it takes
-later than its maximum age: a queued signal is executed in time or not at all.
+"""The client's side of the fallback path: when the ZeroMQ intake does not answer in time, append
+the signed signal to `execution.intake` with a maximum age and wait for the verdict on this client's
+reply stream. Defined once: the node's validator reads the same field names from here.
+
+The validator reads that stream with the same checks and refuses (REJECTED STALE_TIMESTAMP) an
+entry it takes later than its maximum age; `request_id` makes both paths idempotent, so a signal
+that also reaches the intake over ZeroMQ later still executes once.
 """
 
 from __future__ import annotations
@@ -18,35 +21,44 @@ from nae_client.wire import Reply, response_decoder
 
 FRAME_FIELD = b"f"
 REPLY_FIELD = b"r"
-MAX_AGE_FIELD = b"x"
+MAX_AGE_FIELD = b"x"  # ms: the validator refuses the entry (STALE_TIMESTAMP) once it is older than this
 DEFAULT_MAX_AGE_MS = 30_000
 REPLY_TTL_S = 24 * 3600
+
+
+def mask_url(url: str) -> str:
+    """The URL with its password replaced by `***` (for messages and logs)."""
+    if "@" in url and ":" in url.split("@", 1)[0].split("//", 1)[-1]:
+        scheme, rest = url.split("//", 1)
+        cred, host = rest.split("@", 1)
+        return scheme + "//" + cred.split(":", 1)[0] + ":***@" + host
+    return url
 
 
 class FallbackChannel:
     """Thread-safe: several threads may wait for verdicts at once."""
 
-    def __init__(self, redis_url: str, stream: str, client_name: str, max_age_ms: int = DEFAULT_MAX_AGE_MS) -> None:
-        if max_age_ms <= 0:
-            raise ValueError("max_age_ms must be > 0")
+    def __init__(self, redis_url: str, stream: str, client_name: str) -> None:
+        self._url = redis_url
         self._redis = redis.Redis.from_url(redis_url, socket_timeout=5, socket_connect_timeout=2)
         self._stream = stream
-        self.max_age_ms = max_age_ms
         self.reply_stream = stream + ".replies." + client_name + "." + uuid.uuid4().hex[:8]
         self._lock = threading.Lock()
         self._cursor = "0"
         self._verdicts: dict[str, Reply] = {}
         self.queued = 0
 
-    def submit(self, frame: bytes) -> None:
+    def submit(self, frame: bytes, max_age_ms: int = DEFAULT_MAX_AGE_MS) -> None:
+        """Queue a signed frame; the node executes it only if it takes it within `max_age_ms` of
+        this append (a validator down for longer answers REJECTED STALE_TIMESTAMP instead)."""
         try:
             pipe = self._redis.pipeline(transaction=False)
             pipe.xadd(self._stream, {FRAME_FIELD: frame, REPLY_FIELD: self.reply_stream.encode(),
-                                     MAX_AGE_FIELD: str(self.max_age_ms).encode()})
+                                     MAX_AGE_FIELD: str(int(max_age_ms)).encode()})
             pipe.expire(self.reply_stream, REPLY_TTL_S)
             pipe.execute()
         except redis.RedisError as exc:
-            raise StoreError("fallback append to " + self._stream + " failed: " + type(exc).__name__) from exc
+            raise StoreError("fallback append to " + self._stream + " at " + mask_url(self._url) + " failed: " + type(exc).__name__) from exc
         self.queued += 1
 
     def await_reply(self, request_id: str, timeout_s: float) -> Reply:
@@ -58,9 +70,10 @@ class FallbackChannel:
                     return reply
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    raise TransportError("no reply over ZeroMQ; the signal is queued on " + self._stream
-                                         + " (max age " + str(self.max_age_ms) + " ms), its verdict will arrive on "
-                                         + self.reply_stream)
+                    raise TransportError(
+                        "no reply over ZeroMQ; the signal is queued on " + self._stream
+                        + " and its verdict will arrive on " + self.reply_stream
+                    )
                 self._read(min(left, 0.2))
 
     def _read(self, block_s: float) -> None:
@@ -75,7 +88,7 @@ class FallbackChannel:
                 try:
                     msg = response_decoder.decode(fields[REPLY_FIELD])
                 except (KeyError, msgspec.DecodeError):
-                    continue
+                    continue  # not a verdict of the node's: nobody waits for it
                 if type(msg) is Reply:
                     self._verdicts[msg.request_id] = msg
 

@@ -1,4 +1,5 @@
-"""Signing, exactly as the node verifies it: HMAC-SHA256(secret, ts_ns as 8 bytes big-endian + payload)."""
+"""Signing, defined once (the node's verifier imports it): HMAC-SHA256(secret, ts_ns as 8 bytes
+big-endian + payload)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,12 @@ import hmac
 from nae_client.wire import SignedSignal
 
 
+def signing_bytes(ts_ns: int, payload: bytes) -> bytes:
+    return ts_ns.to_bytes(8, "big", signed=False) + payload
+
+
 def sign(secret: bytes, ts_ns: int, payload: bytes) -> bytes:
-    return hmac.new(secret, ts_ns.to_bytes(8, "big", signed=False) + payload, hashlib.sha256).digest()
+    return hmac.new(secret, signing_bytes(ts_ns, payload), hashlib.sha256).digest()
 
 
 def make_envelope(key_id: str, secret: bytes, payload: bytes, ts_ns: int) -> SignedSignal:

@@ -1,8 +1,8 @@
-"""The node's wire messages the client speaks, as typed msgspec structs (msgpack on the wire).
+"""The wire between a client and the node's intake and events feed, as typed msgspec structs
+(msgpack on the wire), defined here once: the node imports these (`node.messages` re-exports them
+beside its internal messages), so a client and the node cannot disagree on a field.
 
-These mirror `node/messages.py` of the node field for field (the node's own copy is the reference; the
-test tests/unit/test_nae_client_slim.py holds the two schemas equal), so the client carries none of
-the node's dependencies.
+This module needs msgspec alone: the client carries none of the node's dependencies.
 """
 
 from __future__ import annotations
@@ -36,7 +36,12 @@ class ExecKind(StrEnum):
 
 
 class SignedSignal(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, tag="sig"):
-    """HMAC-SHA256 over `ts_ns` (8 bytes big-endian) + `payload` (the signal's exact bytes)."""
+    """The signed envelope: HMAC-SHA256 over `ts_ns` (8 bytes big-endian) + `payload`.
+
+    `payload` is the exact bytes of a signal, msgpack or (`fmt="json"`, the HTTP intake) JSON;
+    the signature covers those bytes, so the verifier never re-encodes anything. Defaults are left
+    off the wire, so a msgpack envelope is byte for byte what it was before `fmt` existed.
+    """
 
     key_id: str
     ts_ns: int
@@ -56,7 +61,7 @@ class Reply(msgspec.Struct, frozen=True, kw_only=True, tag="reply"):
     reasons: list[str] = []
     detail: str = ""
     duplicate: bool = False  # a retry of a request_id already answered: no new order
-    ts_ns: int = 0  # the signing time of the envelope answered
+    ts_ns: int = 0  # the signing time of the envelope answered: tells apart attempts of one request_id
 
 
 class Endpoints(msgspec.Struct, frozen=True, kw_only=True, tag="endpoints"):
@@ -66,7 +71,10 @@ class Endpoints(msgspec.Struct, frozen=True, kw_only=True, tag="endpoints"):
 
 
 class ExecutionReport(msgspec.Struct, frozen=True, kw_only=True, array_like=True, gc=False, tag="exec"):
-    """One event on one order. `exec_id` is unique per fill at the broker: dedupe on it."""
+    """One event on one order: new, partial fill, fill, cancel, reject, unknown.
+
+    `exec_id` is unique per fill at the broker (broker-stable); consumers dedupe on it.
+    """
 
     kind: ExecKind
     client_order_id: str
@@ -81,19 +89,32 @@ class ExecutionReport(msgspec.Struct, frozen=True, kw_only=True, array_like=True
     avg_px: float = 0.0
     reason: str = ""
     ts_ns: int = 0
+    # filled in by the engine before it publishes, so a subscriber can match its signal
     strategy_id: str = ""
     request_id: str = ""
     signal_id: str = ""
 
 
+IntakeRequest = SignedSignal | Discover
+IntakeResponse = Reply | Endpoints
+
+
+def event_topic(kind: ExecKind, strategy_id: str) -> bytes:
+    """The events feed's topic: `<kind>/<len(strategy_id)>:<strategy_id>`.
+
+    The length makes a strategy's prefix exact: ZeroMQ matches topics by prefix, and without it a
+    subscriber of `s` would also get `s/evil`'s reports. `<kind>/` alone still matches every
+    strategy of one kind."""
+    return (kind + "/" + str(len(strategy_id)) + ":" + strategy_id).encode()
+
+
 def topic_prefixes(strategy_id: str = "", kinds: Iterable[ExecKind] | None = None) -> list[bytes]:
-    """Subscription prefixes of the events feed, whose topics are `<kind>/<len(strategy_id)>:<strategy_id>`
-    (the length makes a strategy's prefix exact: `s` never matches `s/evil`); "" = every strategy."""
+    """Subscription prefixes for some kinds (default all) of exactly one strategy ("" = every strategy)."""
     tail = str(len(strategy_id)) + ":" + strategy_id if strategy_id else ""
     return [(k + "/" + tail).encode() for k in (kinds or ExecKind)]
 
 
 encode = msgspec.msgpack.Encoder().encode
-response_decoder = msgspec.msgpack.Decoder(Reply | Endpoints)
+response_decoder = msgspec.msgpack.Decoder(IntakeResponse)
 report_decoder = msgspec.msgpack.Decoder(ExecutionReport)
 report_batch_decoder = msgspec.msgpack.Decoder(list[ExecutionReport])

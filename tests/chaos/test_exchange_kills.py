@@ -20,7 +20,7 @@ import zmq
 from node.client import AsyncExecutionClient
 from node.config import BrokerConfig
 from node.demo import make_signals
-from node.errors import TransportError
+from nae_client.errors import TransportError  # what the client raises
 from node.messages import OrdersReport, QueryOrders, broker_event_decoder, encode
 from node.orders import client_order_id_for, signal_id_for
 from node.runtime import NodeRuntime, quiet

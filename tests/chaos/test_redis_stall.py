@@ -15,7 +15,7 @@ import pytest
 
 from node.client import ExecutionClient
 from node.config import EngineConfig
-from node.errors import TransportError
+from nae_client.errors import TransportError  # what the client raises
 from node.orders import client_order_id_for, signal_id_for
 from node.runtime import NodeRuntime, quiet
 

@@ -22,7 +22,7 @@ import pytest
 
 from node.client import ExecutionClient
 from node.config import ReconcileConfig
-from node.errors import TransportError
+from nae_client.errors import TransportError  # what the client raises
 from node.reasons import Reason
 from node.risk.config import throughput_limits
 from node.runtime import NodeRuntime, quiet

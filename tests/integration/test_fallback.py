@@ -10,7 +10,7 @@ import uuid
 import pytest
 
 from node.client import ExecutionClient
-from node.errors import TransportError
+from nae_client.errors import TransportError  # what the client raises
 from node.orders import client_order_id_for, signal_id_for
 from node.runtime import NodeRuntime, quiet
 

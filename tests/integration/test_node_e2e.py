@@ -126,7 +126,7 @@ def test_discover_returns_the_events_endpoint(node):
 
 
 def test_timeout_raises_a_clear_error():
-    from node.errors import TransportError
+    from nae_client.errors import TransportError  # what the client raises
 
     with ExecutionClient("tcp://127.0.0.1:9", "k", "s", timeout_s=0.2) as c:
         with pytest.raises(TransportError, match="no reply from tcp://127.0.0.1:9 within 0.2 s"):

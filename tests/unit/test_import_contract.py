@@ -4,7 +4,9 @@ function-level ones included:
 - node/ imports neither actors/ nor adapters/, except its wiring modules (WIRING: the CLI and the runtime
   that starts the node's actors);
 - adapters/ import node/ only (never actors/);
-- the product (node/, actors/, adapters/) never imports bench/ or tests/.
+- node/ may import nae_client (client/nae_client, the one definition of the client's wire, signing,
+  client and fallback), and nae_client imports none of the node's packages (Optimus installs it alone);
+- the product (node/, actors/, adapters/, nae_client) never imports bench/ or tests/.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-PRODUCT = ("node", "actors", "adapters")
+#: package -> its folder in the checkout
+PRODUCT = {"node": "node", "actors": "actors", "adapters": "adapters", "nae_client": "client/nae_client"}
 #: node/ modules that wire the actors together (and so may import them)
 WIRING = {"node/cli.py", "node/runtime.py"}
 #: package -> top-level packages of this repository it must never import
@@ -23,8 +26,9 @@ FORBIDDEN = {
     "node": {"actors", "adapters", "bench", "tests"},
     "adapters": {"actors", "bench", "tests"},
     "actors": {"bench", "tests"},
+    "nae_client": {"node", "actors", "adapters", "bench", "tests"},
 }
-OURS = {"node", "actors", "adapters", "bench", "tests"}
+OURS = {"node", "actors", "adapters", "bench", "tests", "nae_client"}
 
 
 def imported_packages(source: str) -> list[tuple[int, str]]:
@@ -43,8 +47,8 @@ def imported_packages(source: str) -> list[tuple[int, str]]:
 
 def violations(root: Path) -> list[str]:
     found = []
-    for package in PRODUCT:
-        for path in sorted((root / package).rglob("*.py")):
+    for package, folder in PRODUCT.items():
+        for path in sorted((root / folder).rglob("*.py")):
             rel = path.relative_to(root).as_posix()
             forbidden = FORBIDDEN[package] - ({"actors", "adapters"} if rel in WIRING else set())
             for line, imported in imported_packages(path.read_text()):
@@ -69,10 +73,14 @@ def test_the_product_keeps_the_import_contract():
         ("adapters/x.py", "from node.messages import encode\n", False),
         ("actors/x.py", "from tests.fakes import venue\n", True),
         ("actors/x.py", "from adapters.paper.venue import PaperVenue\nfrom .y import z\n", False),
+        ("node/x.py", "from nae_client.wire import Reply\n", False),
+        ("client/nae_client/x.py", "from nae_client.wire import Reply\n", False),
+        ("client/nae_client/x.py", "from node.messages import Signal\n", True),
+        ("client/nae_client/x.py", "def f():\n    import actors.validator\n", True),
     ],
 )
 def test_the_contract_check_catches_what_it_must(tmp_path, rel, source, bad):
-    for package in PRODUCT:
-        (tmp_path / package).mkdir()
+    for folder in PRODUCT.values():
+        (tmp_path / folder).mkdir(parents=True)
     (tmp_path / rel).write_text(source)
     assert bool(violations(tmp_path)) is bad

@@ -1,6 +1,6 @@
 """The slim client package (client/, distribution nae-client): it imports with Ray, NautilusTrader,
-numba and the node's own packages unavailable; it depends on none of them; its wire types, signing and
-payloads are byte-for-byte the node's."""
+numba and the node's own packages unavailable; it depends on none of them; and it is the one
+definition of the client's wire, signing, client and fallback: the node's names are the same objects."""
 
 from __future__ import annotations
 
@@ -22,9 +22,8 @@ from nae_client import prepare as client_prepare  # noqa: E402
 from nae_client.replay import _split, report_key, since_ms  # noqa: E402
 from nae_client.signing import http_headers  # noqa: E402
 from nae_client.signing import make_envelope as client_envelope  # noqa: E402
-from node import messages as nm  # noqa: E402
-from node.client import prepare as node_prepare  # noqa: E402
-from node.signing import make_envelope as node_envelope  # noqa: E402
+from nae_client import client as cc, fallback as cf, signing as cs  # noqa: E402
+from node import client as nc, fallback as nf, messages as nm, signing as ns  # noqa: E402
 
 HEAVY = ("ray", "nautilus_trader", "numba", "numpy", "node", "actors", "adapters", "asyncpg", "fastapi")
 
@@ -65,41 +64,37 @@ def test_the_distribution_depends_on_nothing_heavy():
     assert names <= {"pyzmq", "msgspec", "redis"}, names
 
 
-def _shape(schema):
-    """A JSON schema without its prose (docstrings differ; fields, types, defaults and tags may not)."""
-    if isinstance(schema, dict):
-        return {k: _shape(v) for k, v in schema.items() if k not in ("description", "title")}
-    if isinstance(schema, list):
-        return [_shape(v) for v in schema]
-    return schema
-
-
-@pytest.mark.parametrize("name", ["SignedSignal", "Discover", "Reply", "Endpoints", "ExecutionReport"])
-def test_wire_types_are_the_nodes(name):
-    assert _shape(msgspec.json.schema(getattr(cw, name))) == _shape(msgspec.json.schema(getattr(nm, name)))
+@pytest.mark.parametrize("module, client_module, name", [
+    *((nm, cw, n) for n in ("SignedSignal", "Discover", "Reply", "Endpoints", "ExecutionReport", "Status", "Side",
+                            "ExecKind", "IntakeRequest", "IntakeResponse", "event_topic", "topic_prefixes")),
+    *((ns, cs, n) for n in ("sign", "signing_bytes", "make_envelope")),
+    *((nc, cc, n) for n in ("ExecutionClient", "AsyncExecutionClient", "prepare", "send_execution_signal")),
+    *((nf, cf, n) for n in ("FallbackChannel", "FRAME_FIELD", "REPLY_FIELD", "MAX_AGE_FIELD", "DEFAULT_MAX_AGE_MS")),
+])
+def test_the_nodes_wire_is_the_clients(module, client_module, name):
+    assert getattr(module, name) is getattr(client_module, name)
 
 
 @given(key=st.text(min_size=1, max_size=20), secret=st.binary(min_size=1, max_size=64),
        payload=st.binary(max_size=200), ts=st.integers(min_value=0, max_value=2**63))
-def test_signing_is_the_nodes(key, secret, payload, ts):
-    assert cw.encode(client_envelope(key, secret, payload, ts)) == nm.encode(node_envelope(key, secret, payload, ts))
-    assert http_headers(key, secret, payload, ts)["X-Signature"] == node_envelope(key, secret, payload, ts).sig.hex()
+def test_the_http_signature_is_the_envelopes(key, secret, payload, ts):
+    assert http_headers(key, secret, payload, ts)["X-Signature"] == client_envelope(key, secret, payload, ts).sig.hex()
 
 
-def test_a_signal_dict_becomes_the_same_payload():
+def test_a_signal_dict_is_stamped_once():
     signal = {"request_id": "r1", "timestamp": 1.5, "strategy_id": "s", "symbol": "AAPL", "action": "BUY",
               "quantity": 3}
-    assert client_prepare(signal) == node_prepare(signal)
+    assert client_prepare(signal) == ("r1", msgspec.msgpack.encode(signal))
     fresh = {"strategy_id": "s"}
     rid, payload = client_prepare(fresh)
     assert rid and msgspec.msgpack.decode(payload)["request_id"] == rid
     assert client_prepare(fresh) == (rid, payload), "the same dict again is the same signal (a retry)"
 
 
-@given(strategy=st.text(max_size=20), kinds=st.none() | st.lists(st.sampled_from(list(cw.ExecKind)), max_size=3))
-def test_subscription_prefixes_are_the_nodes(strategy, kinds):
-    node_kinds = None if kinds is None else [nm.ExecKind(k) for k in kinds]
-    assert cw.topic_prefixes(strategy, kinds) == nm.topic_prefixes(strategy, node_kinds)
+def test_a_typed_signal_is_sent_as_it_is():
+    signal = nm.Signal(request_id="r2", strategy_id="s", timestamp=2.5, symbol="AAPL", action=nm.Action.BUY,
+                       quantity=1.0)
+    assert client_prepare(signal) == ("r2", nm.encode(signal))
 
 
 def test_report_payloads_decode_both_ways():
