@@ -12,13 +12,14 @@ import threading
 
 import zmq
 
-from actors.service import bind_at, bind_random
+from actors.service import bind_at
 
 
 class EventsRelay:
-    def __init__(self, bind_host: str, events_port: int = 0) -> None:
+    def __init__(self, bind_host: str, events_port: int = 0, publish_port: int = 0) -> None:
         self._host = bind_host
         self._events_port = events_port  # the subscribers' side; 0 = any free port
+        self._publish_port = publish_port  # the engines' side; 0 = any free port
         self._ctx = zmq.Context.instance()
         self._thread: threading.Thread | None = None
         self._control_endpoint = "inproc://events-relay-" + str(id(self))
@@ -33,7 +34,7 @@ class EventsRelay:
             s.setsockopt(zmq.LINGER, 0)
             s.setsockopt(zmq.SNDHWM, 1_000_000)
             s.setsockopt(zmq.RCVHWM, 1_000_000)
-        self.endpoints = {"publish": bind_random(xsub, self._host),
+        self.endpoints = {"publish": bind_at(xsub, self._host, self._publish_port),
                           "events": bind_at(xpub, self._host, self._events_port)}
         control = self._ctx.socket(zmq.PAIR)
         control.bind(self._control_endpoint)
@@ -50,6 +51,9 @@ class EventsRelay:
         self._thread = threading.Thread(target=run, name="events-relay", daemon=True)
         self._thread.start()
         return dict(self.endpoints)
+
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
 
     def stop(self) -> None:
         if self._thread is None:

@@ -17,15 +17,23 @@ from node.control import EngineControl
 
 #: name prefix -> Ray actor options. num_cpus=0: the data plane is I/O bound and must all fit on
 #: one small machine; max_concurrency lets control calls run while the service loop thread works.
+#: Every child of the supervisor is detached (it outlives a supervisor that dies and is found again by
+#: name); `NodeRuntime.stop` kills them by name. The supervisor itself is restarted by Ray up to
+#: `SUPERVISOR_MAX_RESTARTS` times (its constructor then carries on from its checkpoint).
+SUPERVISOR_MAX_RESTARTS = 10
 ACTOR_OPTIONS: dict[str, dict[str, Any]] = {
     "validator": {"num_cpus": 0, "max_concurrency": 4, "max_restarts": 0},
     # an engine killed -9 is restarted by Ray and comes back as a hot standby (see ServiceActor)
     "engine": {"num_cpus": 0, "max_concurrency": 4, "max_restarts": -1},
     "broker": {"num_cpus": 0, "max_concurrency": 4, "max_restarts": 0},
-    "supervisor": {"num_cpus": 0, "max_concurrency": 8},
+    "supervisor": {"num_cpus": 0, "max_concurrency": 8, "max_restarts": SUPERVISOR_MAX_RESTARTS},
     "ledger": {"num_cpus": 0},
     "reconciler": {"num_cpus": 0, "max_concurrency": 8},
+    # the relay and the API hold no state: Ray restarts them in place, on the same ports
+    "relay": {"num_cpus": 0, "max_concurrency": 2, "max_restarts": -1},
+    "api": {"num_cpus": 0, "max_concurrency": 4, "max_restarts": -1},
 }
+DETACHED = "detached"
 
 
 class ServiceActor:
@@ -101,7 +109,7 @@ def spawn(kind: str, name: str, namespace: str, *args: Any, **kwargs: Any) -> "r
     opts.update(placement(args[0] if args else None, _role(kind, args)))
     return (
         ray.remote(ServiceActor)
-        .options(name=name, namespace=namespace, lifetime=None, **opts)
+        .options(name=name, namespace=namespace, lifetime=DETACHED, **opts)
         .remote(kind, *args, **kwargs)
     )
 
@@ -148,7 +156,8 @@ class LedgerActor:
 
 
 def spawn_ledger(name: str, namespace: str, *args: Any) -> "ray.actor.ActorHandle":
-    return ray.remote(LedgerActor).options(name=name, namespace=namespace, **ACTOR_OPTIONS["ledger"]).remote(*args)
+    return (ray.remote(LedgerActor).options(name=name, namespace=namespace, lifetime=DETACHED, **ACTOR_OPTIONS["ledger"])
+            .remote(*args))
 
 
 class ReconcilerActor:
@@ -202,5 +211,91 @@ class ReconcilerActor:
 
 
 def spawn_reconciler(name: str, namespace: str, *args: Any) -> "ray.actor.ActorHandle":
-    return (ray.remote(ReconcilerActor).options(name=name, namespace=namespace, **ACTOR_OPTIONS["reconciler"])
+    return (ray.remote(ReconcilerActor)
+            .options(name=name, namespace=namespace, lifetime=DETACHED, **ACTOR_OPTIONS["reconciler"])
             .remote(*args))
+
+
+class RelayActor:
+    """The events relay (`actors.events_relay`) in a process of its own: execution reports keep flowing
+    while the supervisor restarts. Binds fixed ports, so Ray's restart brings it back where peers look."""
+
+    def __init__(self, bind_host: str, events_port: int, publish_port: int) -> None:
+        from actors.events_relay import EventsRelay
+
+        self._relay = EventsRelay(bind_host, events_port, publish_port)
+        self._endpoints = self._relay.start()
+
+    def endpoints(self) -> dict[str, str]:
+        return dict(self._endpoints)
+
+    def alive(self) -> bool:
+        return self._relay.alive()
+
+    def stats(self) -> dict:
+        return {"alive": self._relay.alive()}
+
+    def stop(self) -> None:
+        self._relay.stop()
+
+    def pid(self) -> int:
+        return os.getpid()
+
+
+class ApiActor:
+    """The operator HTTP API (`actors.api`) in a process of its own, so an HTTP flood never shares a
+    process (a GIL, a thread pool) with the supervisor's heartbeats. Its stats and admin actions are
+    Ray calls to the supervisor, found by name on every call (it may have been restarted); while the
+    supervisor does not answer, /health says so (503, supervisor down)."""
+
+    def __init__(self, cfg: Any, supervisor_name: str, intake: str, port: int, redis_url: str,
+                 database_url: str | None, ledger: bool) -> None:
+        from actors.api import ApiServer, build_app
+        from node.health import StoreProbe
+
+        self._sup_name = supervisor_name
+        self._namespace = cfg.ray_namespace
+        st = cfg.storage
+        probe = StoreProbe(redis_url, database_url, cfg.node_id + ".readyz",
+                           [st.signals_stream, st.events_stream], "ledger" if ledger else None)
+        app = build_app(cfg.api, self._stats, self._admin, intake, cfg.intake.max_frame_bytes, probe=probe)
+        self._server = ApiServer(app, cfg.api.host, port, cfg.api)
+        self._address = self._server.start()
+
+    def _supervisor(self) -> Any:
+        return ray.get_actor(self._sup_name, namespace=self._namespace)
+
+    def _stats(self, timeout_s: float) -> dict:
+        return ray.get(self._supervisor().stats.remote(timeout_s), timeout=timeout_s * 2 + 1)
+
+    def _admin(self, action: str, body: dict) -> Any:
+        return ray.get(self._supervisor().admin.remote(action, body), timeout=180)
+
+    def address(self) -> str:
+        return self._address
+
+    def alive(self) -> bool:
+        return True
+
+    def stats(self) -> dict:
+        return {"address": self._address}
+
+    def stop(self) -> None:
+        self._server.stop()
+
+    def pid(self) -> int:
+        return os.getpid()
+
+
+def spawn_plain(cls: type, kind: str, name: str, namespace: str, *args: Any) -> "ray.actor.ActorHandle":
+    """A detached actor of class `cls` with `kind`'s options (the relay, the API)."""
+    return ray.remote(cls).options(name=name, namespace=namespace, lifetime=DETACHED, **ACTOR_OPTIONS[kind]).remote(*args)
+
+
+def node_actor_names(node_id: str, namespace: str) -> list[str]:
+    """The names of every live named actor of node `node_id` in `namespace` (its supervisor and children)."""
+    from ray.util import list_named_actors
+
+    prefix = node_id + "."
+    return sorted(a["name"] for a in list_named_actors(all_namespaces=True)
+                  if a.get("namespace") == namespace and a["name"].startswith(prefix))

@@ -59,16 +59,17 @@ import msgspec
 import ray
 import zmq
 
-from actors.events_relay import EventsRelay
-from actors.ray_actors import spawn, spawn_ledger, spawn_reconciler
-from actors.recorder import Recorder
-from actors.service import bind_random
+from actors.ray_actors import (ApiActor, RelayActor, node_actor_names, spawn, spawn_ledger, spawn_plain,
+                               spawn_reconciler)
+from actors.recorder import Recorder, read_checkpoint
+from actors.service import bind_at
 from actors.wiring import EngineWiring
 from node.config import BrokerConfig, EngineGroupConfig, NodeConfig
 from node.control import EngineKind, Role
 from node.failover import Detector, FailoverPolicy, GrantKind, Lane, RestartBudget
 from node.logs import configure as configure_logging, lifecycle, logger
 from node.messages import Heartbeat, encode, heartbeat_decoder
+from node.supervisor_checkpoint import SupervisorCheckpoint, checkpoint_key, decode as decode_checkpoint, orphans
 
 __all__ = ["Lane", "Supervisor"]
 
@@ -102,7 +103,8 @@ class Supervisor:
         self._lane_of = {e: lane for lane in self.lanes.values() for e in lane.engines}
         self._first = next(iter(self.lanes.values()))
         self._registry: dict[str, str] = {}
-        self._relay = EventsRelay(cfg.bind_host, cfg.events_port)
+        self._names: dict[str, str] = {}  # role -> the Ray name of the detached actor playing it now
+        self._hosts: dict[str, Any] = {}  # "relay", "api": stateless actors Ray restarts in place
         self._lock = threading.RLock()
         self._watch = watch
         self._watch_s = watch_interval_ms / 1000
@@ -117,6 +119,7 @@ class Supervisor:
         self._recorder = Recorder(redis_url, cfg.storage.monitoring_stream, on_store=self._policy.on_store)
         self._budget = RestartBudget()  # restart intensity per role; past it the role is given up
         self._gave_up_recorded: set[str] = set()
+        self._ledger_degraded_at_start = False
         self.watch_errors = 0
         self.last_watch_error = ""
         self._broker_handling: set[str] = set()
@@ -124,7 +127,11 @@ class Supervisor:
         self.restarts: list[dict] = []
         self.failovers: list[dict] = []
         self.broker_failovers: list[dict] = []
-        self._api: Any = None
+        self.resumed: dict[str, Any] = {}  # what the last restart of this supervisor found (stats)
+        self._notices: list[tuple[int, str]] = []  # (seq, one line) for `execnode up`: deaths and returns
+        self._notice_seq = 0
+        if _reconstructed():
+            self._resume()
 
     @property
     def epoch(self) -> int:
@@ -143,11 +150,8 @@ class Supervisor:
                 return dict(self._registry)
             cfg = self._cfg
             self._recorder.start()
-            relay = self._relay.start()
-            hb = zmq.Context.instance().socket(zmq.PULL)
-            hb.setsockopt(zmq.LINGER, 0)
-            self._registry = {"events": relay["events"], "publish": relay["publish"],
-                              "heartbeat": bind_random(hb, cfg.bind_host)}
+            self._registry = self._start_relay()
+            hb = self._bind_heartbeats(0)
             if self._database_url and cfg.storage.ledger:
                 self._start_ledger()
             for name in self._brokers:
@@ -162,31 +166,138 @@ class Supervisor:
                 (a.state, a.strategy_id) for a in (startup.actions if startup is not None else [])))
             if cfg.api.enabled:
                 self._start_api()
-            self._spawn_thread(self._heartbeat_loop, "heartbeats", hb)
-            if self._watch:
-                self._spawn_thread(self._watch_loop, "watch")
+            self._checkpoint()
+            self._run_loops(hb)
             return dict(self._registry)
+
+    def _run_loops(self, hb: zmq.Socket) -> None:
+        self._spawn_thread(self._heartbeat_loop, "heartbeats", hb)
+        if self._watch:
+            self._spawn_thread(self._watch_loop, "watch")
+
+    def _bind_heartbeats(self, port: int) -> zmq.Socket:
+        hb = zmq.Context.instance().socket(zmq.PULL)
+        hb.setsockopt(zmq.LINGER, 0)
+        self._registry["heartbeat"] = bind_at(hb, self._cfg.bind_host, port)
+        return hb
+
+    # ---------------------------------------------------------------- a restart of the supervisor
+
+    def _resume(self) -> None:
+        """Ray restarted this supervisor (its constructor runs again): read the checkpoint back, find the
+        children by name, let the engines' own word on epochs and leaders win over a lagging checkpoint,
+        kill orphans, start again whatever role has no live actor, bind the heartbeat socket at its old
+        address and carry on (heartbeats, watch). Without a checkpoint: every child is killed and the
+        node starts afresh."""
+        t0 = time.perf_counter()
+        cfg = self._cfg
+        with self._lock:
+            self._recorder.start()
+            saved = decode_checkpoint(read_checkpoint(self._redis_url, checkpoint_key(cfg.node_id), timeout_ms=2000))
+            if saved is None:
+                self._kill_orphans({})
+                self._record("supervisor_restart", {"resumed": False, "reason": "no checkpoint"})
+                self.start()
+                return
+            self._registry = {k: v for k, v in saved.registry.items() if k != "heartbeat"}
+            self._engine_ports.update(saved.engine_ports)
+            self._broker_ports.update(saved.broker_ports)
+            self._policy.restore(saved.lanes)
+            found = {role: actor for role, name in saved.children.items()
+                     if (actor := _named(name, cfg.ray_namespace)) is not None}
+            for role, actor in found.items():
+                self._adopt_child(role, actor, saved.children[role])
+            self._kill_orphans(self._names)
+            for lane in self.lanes.values():
+                self._policy.adopt(lane, self._engine_views(lane))
+            hb = self._bind_heartbeats(int(saved.registry["heartbeat"].rsplit(":", 1)[1]))
+            missing = self._start_missing()
+            self._checkpoint()
+            self.resumed = {"found": sorted(found), "missing": missing,
+                            "groups": {name: lane.view() for name, lane in self.lanes.items()},
+                            "took_ms": round((time.perf_counter() - t0) * 1e3, 1)}
+            self._record("supervisor_restart", {"resumed": True, **self.resumed})
+            self._notice("supervisor restarted: found " + ", ".join(sorted(found)) + "; started again: "
+                         + (", ".join(missing) or "none"))
+            self._run_loops(hb)
+
+    def _adopt_child(self, role: str, actor: Any, name: str) -> None:
+        if role in ("relay", "api"):
+            self._hosts[role] = actor
+        else:
+            self._actors[role] = actor
+        self._names[role] = name
+
+    def _kill_orphans(self, held: dict[str, str]) -> None:
+        cfg = self._cfg
+        for name in orphans(node_actor_names(cfg.node_id, cfg.ray_namespace), cfg.node_id + ".", held,
+                            keep=(self._name("supervisor"),)):
+            actor = _named(name, cfg.ray_namespace)
+            if actor is not None:
+                ray.kill(actor, no_restart=True)
+
+    def _engine_views(self, lane: Lane) -> dict[str, tuple[str, int]]:
+        """name -> (role, epoch), from each engine of the lane that answers."""
+        refs = {e: self._actors["engine:" + e].stats.remote() for e in lane.engines if "engine:" + e in self._actors}
+        views = {}
+        for engine, ref in refs.items():
+            try:
+                got = ray.get(ref, timeout=10)
+                views[engine] = (str(got.get("role", "")), int(got.get("epoch", 0)))
+            except Exception:  # noqa: BLE001 - a dead or slow engine: Ray restarts it, it rejoins as a standby
+                continue
+        return views
+
+    def _start_missing(self) -> list[str]:
+        """Roles with no live actor after a restart of the supervisor: started again (in start order)."""
+        cfg = self._cfg
+        missing = []
+        if "relay" not in self._hosts:
+            missing.append("relay")
+            self._registry.update(self._start_relay())
+        if self._database_url and cfg.storage.ledger and "ledger" not in self._actors:
+            missing.append("ledger")
+            self._start_ledger()
+        for name in self._brokers:
+            if "broker:" + name not in self._actors:
+                missing.append("broker:" + name)
+                self._start_broker(name)
+        for lane in self.lanes.values():
+            for engine in lane.engines:
+                if "engine:" + engine not in self._actors:
+                    missing.append("engine:" + engine)
+                    self._start_engine(engine, role=Role.STANDBY)
+        if self._database_url and cfg.storage.ledger and cfg.reconcile.enabled and "reconciler" not in self._actors:
+            missing.append("reconciler")
+            self._spawn_reconciler()
+        if "validator" not in self._actors:
+            missing.append("validator")
+            self._start_validator()
+            self._resync_leaders()
+        if cfg.api.enabled and "api" not in self._hosts:
+            missing.append("api")
+            self._start_api()
+        return missing
 
     def stop(self) -> None:
         self._stopping.set()
-        if self._api is not None:
-            self._api.stop()
-            self._api = None
+        api = self._hosts.pop("api", None)
+        if api is not None:
+            _stop_and_kill(api)
         with self._lock:
             roles = (["validator"] + ["engine:" + e for e in self._lane_of]
                      + ["broker:" + b for b in self._brokers] + ["reconciler", "ledger"])
             for role in roles:
                 actor = self._actors.pop(role, None)
-                if actor is None:
-                    continue
-                try:
-                    ray.get(actor.stop.remote(), timeout=10)
-                except Exception:  # noqa: BLE001 - stopping: the kill below ends it anyway
-                    pass
-                ray.kill(actor, no_restart=True)
+                if actor is not None:
+                    _stop_and_kill(actor)
             for t in self._threads:
                 t.join(2)
-            self._relay.stop()
+            relay = self._hosts.pop("relay", None)
+            if relay is not None:
+                _stop_and_kill(relay)
+            self._kill_orphans({})  # whatever else bears the node's name (NodeRuntime.stop checks too)
+            self._names = {}
             self._registry = {}
         self._recorder.stop()
 
@@ -206,22 +317,42 @@ class Supervisor:
                 out[role] = ray.get(ref, timeout=max(0.0, deadline - time.monotonic()))
             except Exception as exc:  # noqa: BLE001 - a dead actor is reported, not raised
                 out[role] = {"down": type(exc).__name__}
+        for role in self._expected_roles():
+            out.setdefault(role, {"down": "restarting"})
         out["engine"] = out.get("engine:" + self.leader, {})
         out["broker"] = out.get("broker:" + self._first.broker, {})
         out["supervisor"] = {"epoch": self.epoch, "leader": self.leader, "restarts": list(self.restarts),
                              "failovers": list(self.failovers), "broker_failovers": list(self.broker_failovers),
                              "groups": {name: lane.view() for name, lane in self.lanes.items()},
                              "epoch_grants": len(self._policy.grants), "recorder": self._recorder.stats(),
-                             "health": self.health(), "watch_errors": self.watch_errors,
+                             "health": self.health(), "watch_errors": self.watch_errors, "resumed": self.resumed,
                              "last_watch_error": self.last_watch_error}
         degraded = [role + ": " + str(s["degraded"]) for role, s in out.items() if isinstance(s, dict) and s.get("degraded")]
         out["supervisor"]["degraded"] = degraded  # the node trades, but something is behind (PostgreSQL down)
         return out
 
+    def _expected_roles(self) -> list[str]:
+        """Every role the node runs (one missing from the table is being restarted, or was given up)."""
+        cfg = self._cfg
+        if not self._registry or self._stopping.is_set():
+            return []
+        roles = ["validator"] + ["engine:" + e for e in self._lane_of] + ["broker:" + b for b in self._brokers]
+        if self._database_url and cfg.storage.ledger:
+            roles.append("ledger")
+            if cfg.reconcile.enabled and not self._ledger_degraded_at_start:
+                roles.append("reconciler")
+        return roles
+
     def call(self, role: str, method: str, *args: Any) -> Any:
         return ray.get(self._actor(role).call.remote(method, *args), timeout=30)
 
     def pid(self, role: str) -> int:
+        if role == "supervisor":
+            import os
+
+            return os.getpid()
+        if role in self._hosts:
+            return ray.get(self._hosts[role].pid.remote(), timeout=10)
         return ray.get(self._actor(role).pid.remote(), timeout=10)
 
     def _actor(self, role: str) -> Any:
@@ -271,6 +402,9 @@ class Supervisor:
                 raise
             self._policy.promoted(lane, target, time.time_ns())
             self._checkpoint()
+            if reason != Detector.MANUAL:
+                self._notice("engine:" + old + " lost the lead (" + reason + "); engine:" + target
+                             + " leads group " + lane.name + " at epoch " + str(lane.epoch))
             if lane is self._first:
                 self._registry["engine"] = self._registry["engine:" + target]
             event = {"group": lane.name, "from": old, "to": target, "epoch": lane.epoch, "reason": reason,
@@ -308,8 +442,12 @@ class Supervisor:
         return grant
 
     def _checkpoint(self) -> None:
-        """The lane table (epochs, leaders, brokers) to Redis, for a restarted supervisor."""
-        self._recorder.checkpoint(self._name("supervisor.lanes"), msgspec.json.encode(self._policy.checkpoint()))
+        """The lane table (epochs, leaders, brokers), the children's names and the registry to Redis,
+        for a restarted supervisor (node.supervisor_checkpoint); queued, written in order."""
+        saved = SupervisorCheckpoint(lanes=self._policy.checkpoint(), children=dict(self._names),
+                                     registry=dict(self._registry), engine_ports=dict(self._engine_ports),
+                                     broker_ports=dict(self._broker_ports))
+        self._recorder.checkpoint(checkpoint_key(self._cfg.node_id), msgspec.json.encode(saved))
 
     def _heartbeat_loop(self, hb: zmq.Socket) -> None:
         """Engines' beats in; the brokers pinged (a DEALER each) and their answers in."""
@@ -484,6 +622,8 @@ class Supervisor:
                 return dict(self._registry)
             if reason == "died" and not self._may_restart("validator"):
                 return dict(self._registry)
+            if reason == "died":
+                self._notice("validator died")
             old = self._actors.pop("validator", None)
             if old is not None:
                 ray.kill(old, no_restart=True)
@@ -492,6 +632,8 @@ class Supervisor:
             self.restarts.append({"role": role, "reason": reason, "resync": resync,
                                   "took_ms": round((time.perf_counter() - t0) * 1e3, 1)})
             self._record("restart", self.restarts[-1])
+            if reason == "died":
+                self._notice("validator back")
             return dict(self._registry)
 
     def _resync_leaders(self, lanes: list[Lane] | None = None) -> dict:
@@ -511,6 +653,8 @@ class Supervisor:
         """Stop the validator and leave it down (the watch ignores it) until `start_role`."""
         with self._lock:
             actor = self._actors.pop(role, None)
+            self._names.pop(role, None)
+            self._checkpoint()
             if actor is not None:
                 _kill_and_wait(actor)
 
@@ -526,10 +670,10 @@ class Supervisor:
     def _start_broker(self, name: str) -> None:
         cfg = self._cfg
         port = self._broker_ports.setdefault(name, _free_port(cfg.bind_host))
-        broker = spawn("broker", self._name("broker:" + name + "@" + str(time.time_ns())),
-                       cfg.ray_namespace, cfg, self._brokers[name], port)
+        actor_name = self._name("broker:" + name + "@" + str(time.time_ns()))
+        broker = spawn("broker", actor_name, cfg.ray_namespace, cfg, self._brokers[name], port)
         self._registry["broker:" + name] = _started(broker)["orders"]
-        self._actors["broker:" + name] = broker
+        self._own("broker:" + name, broker, actor_name)
         self._registry["broker"] = self._registry.get("broker:" + self._first.broker, "")
         self._policy.on_broker_answer(name, time.time_ns())
 
@@ -543,10 +687,14 @@ class Supervisor:
             name = name or self._first.broker
             if reason == "died" and not self._may_restart("broker:" + name):
                 return {"role": "broker", "broker": name, "gave_up": True}
+            if reason == "died":
+                self._notice("broker:" + name + " died")
             old = self._actors.pop("broker:" + name, None)
             if old is not None:
                 ray.kill(old, no_restart=True)
             self._start_broker(name)
+            if reason == "died":
+                self._notice("broker:" + name + " back")
             if resync_lanes is None:
                 resync_lanes = [lane for lane in self.lanes.values() if lane.broker == name]
             resync = self._resync_leaders(resync_lanes) if resync_lanes else {}
@@ -562,9 +710,10 @@ class Supervisor:
         lane = self._lane_of[name]
         engine = next(e for e in cfg.engine_list() if e.name == name)
         port = self._engine_ports.setdefault(name, _free_port(cfg.bind_host))
+        actor_name = self._name("engine:" + name)
         actor = spawn(
             "engine",
-            self._name("engine:" + name),
+            actor_name,
             cfg.ray_namespace,
             cfg,
             engine,
@@ -582,10 +731,10 @@ class Supervisor:
             ),
         )
         intake = _started(actor)["intake"]
-        self._actors["engine:" + name] = actor
         self._registry["engine:" + name] = intake
         if role == "leader" and lane is self._first:
             self._registry["engine"] = intake
+        self._own("engine:" + name, actor, actor_name)
 
     def _engine_intakes(self) -> list[str]:
         return [self._registry["engine:" + e] for e in self._lane_of]
@@ -595,30 +744,52 @@ class Supervisor:
         if "intake" in self._registry and cfg.intake.port == 0:
             port = int(self._registry["intake"].rsplit(":", 1)[1])  # keep the address clients use
             cfg = msgspec.structs.replace(cfg, intake=msgspec.structs.replace(cfg.intake, port=port))
+        actor_name = self._name("validator@" + str(time.time_ns()))
         validator = spawn(
-            "validator", self._name("validator@" + str(time.time_ns())), cfg.ray_namespace, cfg,
+            "validator", actor_name, cfg.ray_namespace, cfg,
             self._redis_url, self._engine_intakes(), self._registry["events"], initial_states,
         )
         self._registry["intake"] = _started(validator)["intake"]
-        self._actors["validator"] = validator
+        self._own("validator", validator, actor_name)
+
+    def _start_relay(self) -> dict[str, str]:
+        """The events relay, an actor of its own on fixed ports (Ray restarts it where peers look)."""
+        cfg = self._cfg
+        host = cfg.bind_host
+        name = self._name("relay")
+        relay = spawn_plain(RelayActor, "relay", name, cfg.ray_namespace, host,
+                            cfg.events_port or _free_port(host), _free_port(host))
+        endpoints = ray.get(relay.endpoints.remote(), timeout=60)
+        self._own("relay", relay, name)
+        return endpoints
 
     def _start_api(self) -> None:
-        from actors.api import ApiServer, build_app
-
+        """The HTTP API, an actor of its own (an HTTP flood never shares the heartbeats' process); it
+        reaches this supervisor by name. Fixed port, so Ray restarts it at the same address."""
         cfg = self._cfg
-        app = build_app(cfg.api, self.stats, self._admin, self._registry["intake"], cfg.intake.max_frame_bytes,
-                        probe=self._store_probe())
-        self._api = ApiServer(app, cfg.api.host, cfg.api.port, cfg.api)
-        self._registry["api"] = self._api.start()
+        port = cfg.api.port
+        if not port:
+            old = self._registry.get("api", "")
+            port = int(old.rsplit(":", 1)[1]) if old else _free_port(cfg.api.host)
+        name = self._name("api")
+        api = spawn_plain(ApiActor, "api", name, cfg.ray_namespace, cfg, self._name("supervisor"),
+                          self._registry["intake"], port, self._redis_url, self._database_url,
+                          "ledger" in self._actors)
+        try:
+            self._registry["api"] = ray.get(api.address.remote(), timeout=60)
+        except Exception:
+            ray.kill(api, no_restart=True)
+            raise
+        self._own("api", api, name)
 
-    def _store_probe(self) -> Any:
-        """What /readyz and /health probe: Redis (a write), the ledger's lag, PostgreSQL."""
-        from node.health import StoreProbe
+    def _own(self, role: str, actor: Any, name: str) -> None:
+        """A started child joins the table (and the checkpoint, for a restarted supervisor)."""
+        self._adopt_child(role, actor, name)
+        self._checkpoint()
 
-        st = self._cfg.storage
-        ledger = "ledger" in self._actors
-        return StoreProbe(self._redis_url, self._database_url, self._cfg.node_id + ".readyz",
-                          [st.signals_stream, st.events_stream], "ledger" if ledger else None)
+    def admin(self, action: str, body: dict) -> Any:
+        """The HTTP admin actions (the API actor calls this over Ray)."""
+        return self._admin(action, body)
 
     def _admin(self, action: str, body: dict) -> Any:
         """The HTTP admin actions (see actors/api.py); KeyError / ValueError are the caller's mistakes."""
@@ -654,6 +825,7 @@ class Supervisor:
         if not (self._database_url and cfg.storage.ledger and cfg.reconcile.enabled):
             return None  # without the ledger PostgreSQL holds no book of this node's
         if self._ledger_degraded():
+            self._ledger_degraded_at_start = True
             # PostgreSQL is down: the node starts degraded and trades (the signal path does not need
             # it); the start-up run waits for PostgreSQL and then acts like any other run
             self._spawn_thread(self._reconcile_when_ledger_back, "reconcile-deferred")
@@ -663,10 +835,15 @@ class Supervisor:
 
     def _spawn_reconciler(self) -> Any:
         cfg = self._cfg
-        actor = spawn_reconciler(self._name("reconciler"), cfg.ray_namespace, cfg, self._redis_url,
+        name = self._name("reconciler@" + str(time.time_ns()))
+        actor = spawn_reconciler(name, cfg.ray_namespace, cfg, self._redis_url,
                                  self._database_url, self._name("supervisor"), self._registry["publish"])
-        ray.get(actor.start.remote(), timeout=120)
-        self._actors["reconciler"] = actor
+        try:
+            ray.get(actor.start.remote(), timeout=120)
+        except Exception:
+            ray.kill(actor, no_restart=True)
+            raise
+        self._own("reconciler", actor, name)
         return actor
 
     def _ledger_degraded(self) -> bool:
@@ -767,13 +944,29 @@ class Supervisor:
                         self._broker_died(name, actor, "ray")
                     except Exception:  # noqa: BLE001 - try again next round
                         pass
-            ledger = self._actors.get("ledger")
-            if ledger is not None and _state(ledger) == "dead" and not self._stopping.is_set():
-                try:
-                    self._restart_ledger(ledger)
-                except Exception as exc:  # noqa: BLE001 - kept for stats; tried again next round
-                    self.watch_errors += 1
-                    self.last_watch_error = _brief(exc)
+            for role, restart in (("ledger", self._restart_ledger), ("reconciler", self._restart_reconciler)):
+                actor = self._actors.get(role)
+                if actor is not None and _state(actor) == "dead" and not self._stopping.is_set():
+                    try:
+                        restart(actor)
+                    except Exception as exc:  # noqa: BLE001 - kept for stats; tried again next round
+                        self.watch_errors += 1
+                        self.last_watch_error = _brief(exc)
+
+    def _restart_reconciler(self, dead: Any) -> None:
+        """A dead reconciler comes back (it holds no state of its own: the next run reads both books)."""
+        t0 = time.perf_counter()
+        with self._lock:
+            if self._stopping.is_set() or self._actors.get("reconciler") is not dead or not self._may_restart("reconciler"):
+                return
+            self._notice("reconciler died")
+            self._actors.pop("reconciler", None)
+            ray.kill(dead, no_restart=True)
+            self._spawn_reconciler()
+            event = {"role": "reconciler", "reason": "died", "took_ms": round((time.perf_counter() - t0) * 1e3, 1)}
+            self.restarts.append(event)
+            self._record("restart", event)
+            self._notice("reconciler back")
 
     def _restart_ledger(self, dead: Any) -> None:
         """A dead ledger comes back (it resumes its consumer group: what it had not acknowledged is
@@ -782,23 +975,25 @@ class Supervisor:
         with self._lock:
             if self._stopping.is_set() or self._actors.get("ledger") is not dead or not self._may_restart("ledger"):
                 return
+            self._notice("ledger died")
             self._actors.pop("ledger", None)
             ray.kill(dead, no_restart=True)
             self._start_ledger()
             event = {"role": "ledger", "reason": "died", "took_ms": round((time.perf_counter() - t0) * 1e3, 1)}
             self.restarts.append(event)
             self._record("restart", event)
+            self._notice("ledger back")
 
     def _start_ledger(self) -> None:
         cfg = self._cfg
-        ledger = spawn_ledger(self._name("ledger@" + str(time.time_ns())), cfg.ray_namespace, cfg.storage,
-                              self._redis_url, self._database_url)
+        name = self._name("ledger@" + str(time.time_ns()))
+        ledger = spawn_ledger(name, cfg.ray_namespace, cfg.storage, self._redis_url, self._database_url)
         try:
             ray.get(ledger.start.remote(), timeout=120)
         except Exception:
             ray.kill(ledger, no_restart=True)
             raise
-        self._actors["ledger"] = ledger
+        self._own("ledger", ledger, name)
 
     def _may_restart(self, role: str) -> bool:
         """Within the restart intensity; the first refusal is recorded (the node is then unhealthy)."""
@@ -806,9 +1001,21 @@ class Supervisor:
             return True
         if role not in self._gave_up_recorded:
             self._gave_up_recorded.add(role)
+            self._notice(role + " died too often (" + str(self._budget.max_restarts) + " restarts within "
+                         + str(self._budget.window_ns // 1_000_000_000) + " s): given up")
             self._record("restart_gave_up", {"role": role, "max_restarts": self._budget.max_restarts,
                                              "window_s": self._budget.window_ns // 1_000_000_000})
         return False
+
+    def _notice(self, line: str) -> None:
+        """One line for the operator (`execnode up` prints it); the newest 256 are kept."""
+        self._notice_seq += 1
+        self._notices.append((self._notice_seq, line))
+        del self._notices[:-256]
+
+    def notices(self, after: int = 0) -> dict:
+        """The lines after seq `after`, and `health()`: what `execnode up` polls. Takes no lock."""
+        return {"notices": [(seq, line) for seq, line in list(self._notices) if seq > after], "health": self.health()}
 
     def health(self) -> dict:
         """`ok` false once a role died more often than the restart intensity allows (given up):
@@ -916,3 +1123,28 @@ def _kill_and_wait(actor: Any, timeout_s: float = 10.0) -> None:
         except Exception:  # noqa: BLE001 - dead is what we wait for
             return
         time.sleep(0.05)
+
+
+def _reconstructed() -> bool:
+    """Is this constructor Ray's restart of a supervisor that died (False outside an actor)?"""
+    try:
+        return bool(ray.get_runtime_context().was_current_actor_reconstructed)
+    except Exception:  # noqa: BLE001 - not in an actor (a unit test builds the class directly)
+        return False
+
+
+def _named(name: str, namespace: str) -> Any:
+    """The live actor named `name`, or None."""
+    try:
+        actor = ray.get_actor(name, namespace=namespace)
+    except ValueError:
+        return None
+    return actor if _state(actor, timeout_s=5.0) != "dead" else None
+
+
+def _stop_and_kill(actor: Any) -> None:
+    try:
+        ray.get(actor.stop.remote(), timeout=10)
+    except Exception:  # noqa: BLE001 - stopping: the kill below ends it anyway
+        pass
+    ray.kill(actor, no_restart=True)

@@ -135,11 +135,11 @@ def cmd_up(args: argparse.Namespace) -> int:
             cfg.node_id, registry["intake"], registry["events"], registry.get("api", "off"), path),
             file=sys.stderr, flush=True)
         try:
-            run_until_interrupted(runtime)
+            why = run_until_interrupted(runtime)
         finally:
             _remove_endpoints(cfg)
             lifecycle(log, "stop", node=cfg.node_id)
-        return 0
+        return 0 if why is None else _die("node down: " + why)
     finally:
         lock.release()
 

@@ -258,6 +258,18 @@ class FailoverPolicy:
             if state.broker in lane.brokers:
                 lane.broker = state.broker
 
+    def adopt(self, lane: Lane, engines: dict[str, tuple[str, int]], margin: int = 1) -> None:
+        """After `restore`, the engines' own word (name -> (role, epoch), from their stats) wins over a
+        checkpoint that may lag: the lane's epoch is the highest any engine holds or the checkpoint
+        says, plus `margin` (a grant made just before the supervisor died, whose checkpoint was never
+        written, may be on its way to an engine: the next grant must be above it too); the leader is
+        the engine leading under the highest epoch, if any leads."""
+        engines = {name: view for name, view in engines.items() if name in lane.engines}
+        lane.epoch = max([lane.epoch] + [epoch for _, epoch in engines.values()]) + margin
+        leading = [(epoch, name) for name, (role, epoch) in engines.items() if role == Role.LEADER]
+        if leading:
+            lane.leader = max(leading)[1]
+
 
 @dataclass
 class RestartBudget:

@@ -40,6 +40,8 @@ class NodeRuntime:
         self.database_url: str | None = None
         self.redis_persistence: Any = None  # node.preflight.RedisPersistence, read at start
         self.degraded: list[str] = []  # why the node runs degraded (PostgreSQL down at start)
+        self._notice_seq = 0
+        self._supervisor_down = False
 
     def start(self) -> dict[str, str]:
         cfg = self.cfg
@@ -97,14 +99,59 @@ class NodeRuntime:
                 ray.get(self.supervisor.stop.remote(), timeout=60)
             except Exception:  # noqa: BLE001 - stopping: the kill below ends it anyway
                 pass
-            ray.kill(self.supervisor)
+            ray.kill(self.supervisor, no_restart=True)
             self.supervisor = None
+            self._kill_detached()
         if self._started_ray:
             ray.shutdown()
             self._started_ray = False
         if self._embedded is not None:
             self._embedded.stop()
             self._embedded = None
+
+    def _kill_detached(self, timeout_s: float = 10.0) -> None:
+        """Every actor named after this node (the children are detached: they outlive the supervisor,
+        so a supervisor that died or could not stop them leaves them to this), until none is listed."""
+        import ray
+
+        from actors.ray_actors import node_actor_names
+
+        cfg = self.cfg
+        deadline = time.monotonic() + timeout_s
+        while names := node_actor_names(cfg.node_id, cfg.ray_namespace):
+            for name in names:
+                try:
+                    ray.kill(ray.get_actor(name, namespace=cfg.ray_namespace), no_restart=True)
+                except ValueError:  # gone meanwhile
+                    pass
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+
+    def watch(self, tell: Progress, poll_s: float = 1.0) -> str | None:
+        """One poll for `execnode up`: the supervisor's new notices (an actor died, is back, was given
+        up) go to `tell`; returns why the node cannot be brought back (its exit reason), else None."""
+        import ray
+
+        try:
+            got = ray.get(self.supervisor.notices.remote(self._notice_seq), timeout=max(5.0, poll_s * 5))
+        except ray.exceptions.GetTimeoutError:
+            if not self._supervisor_down:
+                self._supervisor_down = True
+                tell("supervisor not answering (Ray is restarting it, or it is busy)")
+            return None
+        except ray.exceptions.RayActorError as exc:
+            return "the supervisor is dead and Ray gave up restarting it (" + type(exc).__name__ + ")"
+        if self._supervisor_down:
+            self._supervisor_down = False
+            tell("supervisor answering again")
+        for seq, line in got["notices"]:
+            self._notice_seq = max(self._notice_seq, seq)
+            tell(line)
+        health = got["health"]
+        if not health.get("ok", True):
+            return "gave up restarting " + ", ".join(health.get("gave_up", []))
+        return None
 
     # ---------------------------------------------------------------- storage
 
@@ -155,9 +202,11 @@ def _worker_env(cfg: NodeConfig) -> dict[str, Any] | None:
     return {"env_vars": {"NAE_ADVERTISE_HOST": cfg.advertise_host}}
 
 
-def run_until_interrupted(runtime: NodeRuntime) -> None:
-    """Until Ctrl-C or SIGTERM (docker stop, systemd); then a clean stop. SIGINT is handled
-    explicitly too: a node started in the background of a script would otherwise ignore it."""
+def run_until_interrupted(runtime: NodeRuntime, tell: Progress = stderr_progress) -> str | None:
+    """Until Ctrl-C or SIGTERM (docker stop, systemd), or until the node cannot be brought back; then
+    a clean stop. Every second, the supervisor's notices (an actor died, is back) go to `tell`.
+    Returns None after a requested stop, else the one-line reason the node could not go on. SIGINT is
+    handled explicitly too: a node started in the background of a script would otherwise ignore it."""
     import signal
     import threading
 
@@ -166,7 +215,10 @@ def run_until_interrupted(runtime: NodeRuntime) -> None:
         signal.signal(sig, lambda *_: stop.set())
     try:
         while not stop.wait(1.0):
-            pass
+            why = runtime.watch(tell)
+            if why is not None:
+                return why
+        return None
     finally:
         runtime.stop()
 
