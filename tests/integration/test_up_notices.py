@@ -1,0 +1,32 @@
+"""What `execnode up` tells the operator (NodeRuntime.watch): an actor that dies, and its return."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import pytest
+
+
+@pytest.fixture()
+def node(ray_session, make_config):
+    from node.runtime import NodeRuntime, quiet
+
+    runtime = NodeRuntime(make_config(), quiet)
+    runtime.start()
+    try:
+        yield runtime
+    finally:
+        runtime.stop()
+
+
+def test_a_killed_validator_is_told_dead_then_back_and_the_node_goes_on(node):
+    lines: list[str] = []
+    assert node.watch(lines.append) is None and lines == []
+    os.kill(node.call_supervisor("pid", "validator"), signal.SIGKILL)
+    deadline = time.monotonic() + 60
+    while "validator back" not in lines and time.monotonic() < deadline:
+        assert node.watch(lines.append) is None  # the node can be brought back: no exit reason
+        time.sleep(0.2)
+    assert lines[:2] == ["validator died", "validator back"], lines
