@@ -1,39 +1,50 @@
 """The supervisor: starts the actors, holds the endpoint registry, detects a dead engine by its
 heartbeats and fails over to a hot standby with a new epoch, moves an engine group to its next
-broker when its broker adapter dies, restarts a dead validator or broker adapter on its old
-address, serves the operator HTTP API, stops everything cleanly.
+broker when its broker adapter dies, restarts a dead validator, broker adapter, ledger or reconciler,
+stops everything cleanly. It can die: Ray restarts it (`max_restarts`, actors.ray_actors) and it
+carries on from its checkpoint.
 
 Contract:
 - `start()` is idempotent: a second call returns the registry it already has.
-- Start order: the events relay (in this process: one stable address for execution reports),
-  the heartbeat socket, the ledger (when a database is configured), the brokers, each engine
-  group's engines in priority order (the first is the group's leader with epoch 1, the others hot
-  standbys), the validator (forwards every batch to every engine; each engine keeps its group's
-  signals, see node.router), the HTTP API. Stop runs in reverse.
-- Engine groups (`Lane`) fail over independently: each has its own leader, epoch (fenced per
-  group at the brokers) and active broker.
-- The registry maps role -> endpoint. `intake` and `events` never change while the supervisor
-  lives (the intake keeps its port across validator restarts; the relay outlives engines; an
-  engine restarted by Ray comes back on its old port as a standby).
-- State it keeps: the lane table (per group: epoch, leader, active broker) and the decisions over
-  it in `node.failover.FailoverPolicy` (pure, unit-tested); the failover, restart and epoch-grant
-  logs. Calls that change state (`failover`, `failback`, `restart`, `broker_failover`) run one at a
-  time under a lock.
-- What it checkpoints: every epoch grant (an `epoch_grant` record, queued before the call that uses
-  the epoch), every failover, move, restart and error, and the lane table (`<node_id>.supervisor.lanes`),
-  all written to Redis by `actors.recorder.Recorder` off the decision path: a frozen Redis never
-  holds a failover up, and what it could not write is written in order once Redis answers.
+- Start order: the events relay (an actor of its own: one stable address for execution reports),
+  the heartbeat socket (in this process), the ledger (when a database is configured), the brokers,
+  each engine group's engines in priority order (the first is the group's leader with epoch 1, the
+  others hot standbys), the reconciler, the validator (forwards every batch to every engine; each
+  engine keeps its group's signals, see node.router), the HTTP API (an actor of its own that calls
+  this supervisor by name: an HTTP flood never shares this process with the heartbeats). Stop runs
+  in reverse and then kills whatever actor still bears the node's name.
+- Children are detached (Ray's `lifetime="detached"`) and named `<node_id>.<role>` (validator, broker,
+  ledger and reconciler names carry a `@<ns>` suffix: a replacement never waits for a dead one's name).
+  They outlive this supervisor.
+- What it checkpoints (`<node_id>.supervisor.checkpoint`, node.supervisor_checkpoint), on every change
+  (an epoch grant, a promotion, a broker move, a child spawned or replaced): the lane table (per group:
+  epoch, leader, active broker), role -> child name, the registry, the engines' and brokers' ports.
+  Written to Redis by `actors.recorder.Recorder` off the decision path (a frozen Redis never holds a
+  failover up), as are every epoch grant, failover, move, restart and error (the monitoring stream).
+- How a restarted supervisor finds its children (`_resume`, run by its constructor when Ray
+  reconstructed it): it reads the checkpoint, `ray.get_actor(name)` for each child, restores the lane
+  table (`FailoverPolicy.restore`), asks each engine its role and epoch (`FailoverPolicy.adopt`: the
+  engines' word wins over a lagging checkpoint, and the epoch is bumped by one past anything seen, for
+  a grant that may have been on its way when it died), kills actors under the node's prefix the
+  checkpoint does not list (orphans), starts again any role with no live actor, binds the heartbeat
+  socket at its old address (engines reconnect by themselves) and runs its loops again. Without a
+  checkpoint it kills every child and starts afresh. The data plane never waits for it: signals are
+  taken, executed and reported while it is down; only failovers and restarts wait.
+- The registry maps role -> endpoint. `intake`, `events` and `api` never change while the node lives
+  (the intake keeps its port across validator restarts; the relay and the API are restarted by Ray on
+  their fixed ports; an engine restarted by Ray comes back on its old port as a standby).
 - Idempotent calls: `start()`; `failover(to=X)` when X already leads (answers `changed: false`);
-  `restart(dead=handle)` acts only if that handle is still the current validator, `_broker_died`
-  only if the adapter it saw die is still the current one; each engine control call carries the
-  epoch it acts under (node.control.EngineControl), so a repeat after an ambiguous Ray error is
-  harmless.
-- Restarts: a dead validator, broker adapter or ledger is restarted within a restart intensity
-  (node.failover.RestartBudget); past it the role is given up and `health()` says so. Engines are
-  restarted by Ray (`max_restarts=-1`) and rejoin as standbys.
-- Not yet: its children share its fate (Ray's default lifetime) and it is not restarted itself; a
-  restart that finds its children by name and reads the lane checkpoint back is the next step
-  (`FailoverPolicy.restore` is ready for it).
+  `restart(dead=handle)` acts only if that handle is still the current validator, `_broker_died`,
+  `_restart_ledger`, `_restart_reconciler` only if the actor they saw die is still the current one;
+  each engine control call carries the epoch it acts under (node.control.EngineControl), so a repeat
+  after an ambiguous Ray error (or a supervisor that died mid-call and was restarted) is harmless.
+  Calls that change state (`failover`, `failback`, `restart`, `broker_failover`) run one at a time
+  under a lock.
+- Restarts: a dead validator, broker adapter, ledger or reconciler is restarted within a restart
+  intensity (node.failover.RestartBudget); past it the role is given up and `health()` says so
+  (`execnode up` then exits non-zero). Engines, the relay and the API are restarted by Ray
+  (`max_restarts=-1`); engines rejoin as standbys. Each death and return is a line in `notices()`
+  (`execnode up` prints them).
 - Failure detection never waits for Ray: engines heartbeat over ZeroMQ every
   `heartbeat_interval_ms`; a leader silent for `heartbeat_misses` intervals is failed over at once
   (epoch + 1, the freshest standby by priority is promoted: it asks the broker, re-drives in-flight
