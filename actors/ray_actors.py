@@ -287,9 +287,11 @@ class ApiActor:
         return os.getpid()
 
 
-def spawn_plain(cls: type, kind: str, name: str, namespace: str, *args: Any) -> "ray.actor.ActorHandle":
-    """A detached actor of class `cls` with `kind`'s options (the relay, the API)."""
-    return ray.remote(cls).options(name=name, namespace=namespace, lifetime=DETACHED, **ACTOR_OPTIONS[kind]).remote(*args)
+def spawn_plain(cls: type, kind: str, name: str, namespace: str, cfg: Any, *args: Any) -> "ray.actor.ActorHandle":
+    """A detached actor of class `cls` with `kind`'s options (the relay, the API), on the supervisor's
+    machine (`placement` of `supervisor`: their addresses are the node's front door)."""
+    opts = {**ACTOR_OPTIONS[kind], **placement(cfg, "supervisor")}
+    return ray.remote(cls).options(name=name, namespace=namespace, lifetime=DETACHED, **opts).remote(*args)
 
 
 def node_actor_names(node_id: str, namespace: str) -> list[str]:

@@ -768,7 +768,7 @@ class Supervisor:
         cfg = self._cfg
         host = cfg.bind_host
         name = self._name("relay")
-        relay = spawn_plain(RelayActor, "relay", name, cfg.ray_namespace, host,
+        relay = spawn_plain(RelayActor, "relay", name, cfg.ray_namespace, cfg, host,
                             cfg.events_port or _free_port(host), _free_port(host))
         endpoints = ray.get(relay.endpoints.remote(), timeout=60)
         self._own("relay", relay, name)
@@ -783,7 +783,7 @@ class Supervisor:
             old = self._registry.get("api", "")
             port = int(old.rsplit(":", 1)[1]) if old else _free_port(cfg.api.host)
         name = self._name("api")
-        api = spawn_plain(ApiActor, "api", name, cfg.ray_namespace, cfg, self._name("supervisor"),
+        api = spawn_plain(ApiActor, "api", name, cfg.ray_namespace, cfg, cfg, self._name("supervisor"),
                           self._registry["intake"], port, self._redis_url, self._database_url,
                           "ledger" in self._actors)
         try:
