@@ -500,15 +500,8 @@ class Supervisor:
         def run() -> None:
             try:
                 with self._lock:
-                    now = time.time_ns()
-                    if lane.leader != leader or not self._policy.leader_silent(lane, now):
-                        return
-                    if self._best_standby(lane, exclude=leader) is None:
-                        # nothing to promote yet (a lone engine Ray is restarting): no epoch is
-                        # granted; the next beat looks again
-                        self._policy.nothing_to_promote(lane, now)
-                        return
-                    self.failover(reason=Detector.HEARTBEAT, detected_ns=detected_ns, group=lane.name)
+                    if self._policy.heartbeat_failover_due(lane, leader, time.time_ns()):
+                        self.failover(reason=Detector.HEARTBEAT, detected_ns=detected_ns, group=lane.name)
             except Exception:  # noqa: BLE001 - recorded by failover; retried after its backoff
                 pass
             finally:
@@ -590,12 +583,9 @@ class Supervisor:
             if self._stopping.is_set() or actor is None or self._actors.get("broker:" + name) is not actor:
                 return  # stopping, or already replaced
             if reason == Detector.HEARTBEAT:
-                silent_ns = time.time_ns() - self._policy.broker_seen_ns(name)
-                if silent_ns <= self._broker_dead_ns:
-                    return  # it answered meanwhile
-                # silent: gone for certain when Ray says so; a process that still answers Ray is
-                # only slow (a loaded machine) or stuck, and gets four times as long
-                if _state(actor, timeout_s=0.5) != "dead" and silent_ns <= 4 * self._broker_dead_ns:
+                silent = time.time_ns() - self._policy.broker_seen_ns(name) > self._broker_dead_ns
+                ray_dead = silent and _state(actor, timeout_s=0.5) == "dead"  # asked only when silent
+                if not self._policy.broker_dead(name, time.time_ns(), ray_dead):
                     return
             stay, moved = [], []
             for lane in self.lanes.values():

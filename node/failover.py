@@ -174,6 +174,15 @@ class FailoverPolicy:
     def broker_seen_ns(self, broker: str) -> int:
         return self._broker_seen.get(broker, 0)
 
+    def broker_dead(self, broker: str, now: int, ray_dead: bool, slow_factor: int = 4) -> bool:
+        """Is a broker whose pings went unanswered dead? Silent past `broker_dead_ns` and Ray says its
+        process died, or silent `slow_factor` times as long (a process that still answers Ray is only
+        slow, a loaded machine, or stuck). An answer meanwhile clears it."""
+        silent = now - self._broker_seen.get(broker, 0)
+        if silent <= self.broker_dead_ns:
+            return False
+        return ray_dead or silent > slow_factor * self.broker_dead_ns
+
     def may_attempt(self, lane: Lane, now: int) -> bool:
         """No retry before the backoff after failed promotions has passed."""
         return now >= lane.retry_at_ns
@@ -191,6 +200,17 @@ class FailoverPolicy:
                 continue
             return engine
         return None
+
+    def heartbeat_failover_due(self, lane: Lane, leader: str, now: int) -> bool:
+        """Checked again when acting on a silent leader: still that leader, still silent, and a live
+        standby to promote. With none yet (a lone engine Ray is restarting) no epoch is granted and the
+        next look is a beat later."""
+        if lane.leader != leader or not self.leader_silent(lane, now):
+            return False
+        if self.best_standby(lane, exclude=leader, now=now) is None:
+            self.nothing_to_promote(lane, now)
+            return False
+        return True
 
     def ray_target(self, lane: Lane, now: int) -> str | None:
         """Whom Ray's death notice of the leader may promote: a live standby other than the leader

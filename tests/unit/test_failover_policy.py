@@ -252,3 +252,28 @@ def test_a_leader_just_promoted_gets_a_longer_window_for_its_first_beats_so_two_
     policy.on_beat("b", Role.LEADER, 2, now + 1_100 * MS)  # settled: the usual 60 ms again
     store_answers(policy, now + 1_161 * MS)
     assert policy.leader_silent(lane, now + 1_161 * MS)
+
+
+@pytest.mark.parametrize(
+    "silent_ms, ray_dead, dead",
+    [(400, True, False), (600, True, True), (600, False, False), (2_000, False, False), (2_001, False, True)],
+)
+def test_a_silent_broker_is_dead_when_ray_says_so_or_after_four_times_its_limit(silent_ms, ray_dead, dead):
+    policy = make()
+    policy.on_broker_answer("p1", T0)
+    assert policy.broker_dead("p1", T0 + silent_ms * MS, ray_dead) is dead
+
+
+def test_a_heartbeat_failover_is_due_only_for_the_same_silent_leader_with_a_live_standby():
+    policy = make()
+    store_answers(policy, T0 + 200 * MS)
+    lane = policy.lanes["g"]
+    now = T0 + 100 * MS
+    assert not policy.heartbeat_failover_due(lane, "a", now)  # b never beat: nothing to promote
+    assert lane.retry_at_ns == now + 20 * MS  # look again a beat later, no grant
+    assert policy.grants == []
+    policy.on_beat("b", Role.STANDBY, 1, now)
+    assert policy.heartbeat_failover_due(lane, "a", now)
+    assert not policy.heartbeat_failover_due(lane, "b", now)  # another path changed the leader meanwhile
+    policy.on_beat("a", Role.LEADER, 1, now)
+    assert not policy.heartbeat_failover_due(lane, "a", now)  # it spoke meanwhile
