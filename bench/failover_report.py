@@ -3,7 +3,9 @@ kill -> first order submitted by the new leader (the broker records the first se
 beside Ray's own restart of the killed actor (kill -> its heartbeat back, as a standby).
 
     python -m bench.failover_report [--kills 50] [--rate 1000] [--json]
-        [--random SEED]                 # random kills: the leader (4 in 5) or a standby, random gaps
+        [--random SEED]                 # random kills: the supervisor (1 in 10), else the leader
+                                        # (4 in 5) or a standby, random gaps
+        [--supervisor-share 0.1]        # the share of random kills that hit the supervisor
         [--engines nautilus,nautilus]   # engine kinds in priority order
         [--gap 1.5]                     # seconds after a killed engine is back before the next kill
 
@@ -35,15 +37,31 @@ def pct(values: list[float], q: float) -> float:
     return round(float(np.percentile(np.asarray(values), q)), 1) if values else 0.0
 
 
+async def _answered(loop, fn, *args, timeout_s: float = 120.0):
+    """fn(*args) once it answers (the supervisor may be restarting: Ray brings it back)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return await loop.run_in_executor(None, fn, *args)
+        except Exception:  # noqa: BLE001 - restarting: ask again
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.05)
+
+
 async def run_failovers(runtime, kills: int, rate: float, gap_s: float = 1.5, progress=None,
-                        seed: int | None = None) -> dict:
+                        seed: int | None = None, supervisor_share: float = 0.1) -> dict:
     """Drive `rate` signals/s while killing the leader `kills` times, `gap_s` apart. With `seed`:
-    random kills: each one hits the leader (4 in 5) or a standby, after a random gap of 0.5x to
-    1.5x `gap_s`; failover times are measured on the leader kills."""
+    random kills: each one hits the supervisor (`supervisor_share`), else the leader (4 in 5) or a
+    standby, after a random gap of 0.5x to 1.5x `gap_s`; failover times are measured on the leader
+    kills, the supervisor's return (kill -> it answers again, restarted by Ray) on its own."""
     import random
 
     rng = random.Random(seed) if seed is not None else None
     standby_kills = 0
+    supervisor_kills = 0
+    supervisor_back_ms: list[float] = []
+    events: dict[int, dict] = {}  # epoch -> failover event (a restarted supervisor forgets its history)
     cfg = runtime.cfg
     key_id, secret = next(iter(cfg.signing.keys.items()))
     replies: dict[str, str] = {}
@@ -84,9 +102,22 @@ async def run_failovers(runtime, kills: int, rate: float, gap_s: float = 1.5, pr
         streamer = loop.create_task(stream())
         await asyncio.sleep(1.0)
         for k in range(kills):
-            stats = await loop.run_in_executor(None, runtime.stats)
+            stats = await _answered(loop, runtime.stats)
+            events.update({e["epoch"]: e for e in stats["supervisor"]["failovers"]})
             epoch = stats["supervisor"]["epoch"]
             leader = stats["supervisor"]["leader"]
+            if rng is not None and rng.random() < supervisor_share:
+                pid = await _answered(loop, runtime.call_supervisor, "pid", "supervisor")
+                t_kill = time.time_ns()
+                os.kill(pid, signal.SIGKILL)
+                supervisor_kills += 1
+                while await _answered(loop, runtime.call_supervisor, "pid", "supervisor") == pid:
+                    await asyncio.sleep(0.02)
+                supervisor_back_ms.append((time.time_ns() - t_kill) / 1e6)
+                if progress:
+                    progress("kill %d/%d: supervisor (back in %.0f ms)" % (k + 1, kills, supervisor_back_ms[-1]))
+                await asyncio.sleep(gap_s * rng.uniform(0.5, 1.5))
+                continue
             victim = leader
             if rng is not None and rng.random() < 0.2:
                 standbys = [r.split(":", 1)[1] for r, v in stats.items()
@@ -94,7 +125,7 @@ async def run_failovers(runtime, kills: int, rate: float, gap_s: float = 1.5, pr
                 if standbys:
                     victim = rng.choice(standbys)
                     standby_kills += 1
-            pid = await loop.run_in_executor(None, runtime.call_supervisor, "pid", "engine:" + victim)
+            pid = await _answered(loop, runtime.call_supervisor, "pid", "engine:" + victim)
             t_kill = time.time_ns()
             os.kill(pid, signal.SIGKILL)
             if victim == leader:
@@ -122,11 +153,11 @@ async def run_failovers(runtime, kills: int, rate: float, gap_s: float = 1.5, pr
         await streamer
         await asyncio.sleep(1.0)
 
-    stats = await loop.run_in_executor(None, runtime.stats)
+    stats = await _answered(loop, runtime.stats)
     first = stats["broker"]["first_submit_ns"].get(DEFAULT_GROUP, {})
     failover_ms = []
     phases: dict[str, list[float]] = {"detect": [], "decide": [], "promote": [], "first_order": []}
-    events = {e["epoch"]: e for e in stats["supervisor"]["failovers"]}
+    events.update({e["epoch"]: e for e in stats["supervisor"]["failovers"]})
     for t_kill, epoch in kill_times:
         nxt = min((e for e in first if int(e) > epoch), default=None, key=int)
         if nxt is not None:
@@ -138,7 +169,7 @@ async def run_failovers(runtime, kills: int, rate: float, gap_s: float = 1.5, pr
             phases["decide"].append((event["started_ns"] - event["detected_ns"]) / 1e6)
             phases["promote"].append((event["promoted_ns"] - event["started_ns"]) / 1e6)
             phases["first_order"].append((first[nxt] - event["started_ns"]) / 1e6)
-    orders = await loop.run_in_executor(None, runtime.call, "broker", "orders")
+    orders = await _answered(loop, runtime.call, "broker", "orders")
     accepted = [rid for rid, st in replies.items() if st == "ACCEPTED"]
     from node.orders import client_order_id_for, signal_id_for
 
@@ -147,6 +178,9 @@ async def run_failovers(runtime, kills: int, rate: float, gap_s: float = 1.5, pr
     return {
         "kills": kills,
         "standby_kills": standby_kills,
+        "supervisor_kills": supervisor_kills,
+        "supervisor_back_p50_ms": pct(supervisor_back_ms, 50),
+        "supervisor_back_p99_ms": pct(supervisor_back_ms, 99),
         "rate_per_s": rate,
         "sent": sent,
         "replied": len(replies),
@@ -156,7 +190,7 @@ async def run_failovers(runtime, kills: int, rate: float, gap_s: float = 1.5, pr
         "broker_orders": len(orders),
         "refused_stale_epoch": stats["broker"]["refused_stale"],
         "refused_duplicate_ids": stats["broker"]["refused_duplicate"],
-        "failovers": len(stats["supervisor"]["failovers"]),
+        "failovers": len(events),
         "failover_p50_ms": pct(failover_ms, 50),
         "failover_p99_ms": pct(failover_ms, 99),
         "failover_max_ms": round(max(failover_ms), 1) if failover_ms else 0.0,
@@ -194,6 +228,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", action="store_true")
     p.add_argument("--random", type=int, metavar="SEED", help="random kills: leader or standby, random gaps")
     p.add_argument("--gap", type=float, default=1.5, help="seconds between a killed engine's return and the next kill")
+    p.add_argument("--supervisor-share", type=float, default=0.1,
+                   help="with --random: the share of kills that hit the supervisor (Ray restarts it)")
     p.add_argument("--engines", default="native,native,native",
                    help="engine kinds in priority order (e.g. nautilus,nautilus: Nautilus always leads)")
     args = p.parse_args(argv)
@@ -203,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
     runtime.start()
     try:
         out = asyncio.run(run_failovers(runtime, args.kills, args.rate, progress=stderr_progress, seed=args.random,
-                                        gap_s=args.gap))
+                                        gap_s=args.gap, supervisor_share=args.supervisor_share))
     finally:
         runtime.stop()
     print(json.dumps(out) if args.json else json.dumps(out, indent=2))
