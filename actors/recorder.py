@@ -77,6 +77,8 @@ class Recorder:
     # ------------------------------------------------------------ the thread
 
     def start(self) -> None:
+        if self._thread is not None:  # idempotent (a restarted supervisor that finds no checkpoint starts afresh)
+            return
         self._thread = threading.Thread(target=self._run, name="supervisor-recorder", daemon=True)
         self._thread.start()
 
