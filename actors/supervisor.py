@@ -465,7 +465,8 @@ class Supervisor:
         poll_ms = max(1, self._cfg.heartbeat_interval_ms // 4)
         pings = _BrokerPings(self._registry, list(self._brokers), self._cfg.heartbeat_interval_ms)
         policy = self._policy
-        policy.listening(time.time_ns())  # silence is judged only over time this loop was listening
+        # silence is judged only over time this loop was listening (after a restart: once peers reconnected)
+        policy.listening(time.time_ns(), grace_ns=policy.settle_ns if self.resumed else 0)
         try:
             while not self._stopping.is_set():
                 if hb.poll(poll_ms):

@@ -126,9 +126,12 @@ class FailoverPolicy:
 
     # ------------------------------------------------------------ observations
 
-    def listening(self, now: int) -> None:
-        """The detectors start (or start again): silence is judged only from here on."""
-        self._listening_since_ns = now
+    def listening(self, now: int, grace_ns: int = 0) -> None:
+        """The detectors start (or start again): silence is judged only from `now + grace_ns` on. A
+        restarted supervisor gives a grace (`settle_ns`): the engines' heartbeat sockets and its own
+        broker pings reconnect to its sockets only after ZeroMQ's reconnect interval (100 ms), and
+        without it a bench run saw a healthy leader failed over right after each supervisor restart."""
+        self._listening_since_ns = now + grace_ns
         self._store_ok_ns = now
         for lane in self.lanes.values():
             lane.leader_seen_ns = max(lane.leader_seen_ns, now)

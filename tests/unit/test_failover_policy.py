@@ -277,3 +277,14 @@ def test_a_heartbeat_failover_is_due_only_for_the_same_silent_leader_with_a_live
     assert not policy.heartbeat_failover_due(lane, "b", now)  # another path changed the leader meanwhile
     policy.on_beat("a", Role.LEADER, 1, now)
     assert not policy.heartbeat_failover_due(lane, "a", now)  # it spoke meanwhile
+
+
+def test_a_restarted_supervisor_judges_silence_only_after_its_grace():
+    policy = make()
+    lane = policy.lanes["g"]
+    restart = T0 + 500 * MS
+    policy.listening(restart, grace_ns=policy.settle_ns)  # peers reconnect to its sockets meanwhile
+    store_answers(policy, restart + 2_000 * MS)
+    assert not policy.leader_silent(lane, restart + policy.settle_ns + 60 * MS)
+    assert policy.leader_silent(lane, restart + policy.settle_ns + 61 * MS)
+    assert not policy.broker_silent("p1", restart + policy.settle_ns + 500 * MS)
