@@ -15,7 +15,7 @@ import pytest
 
 from node.client import AsyncExecutionClient
 from node.demo import make_signals
-from node.errors import TransportError
+from nae_client.errors import TransportError  # what the client raises
 from node.orders import client_order_id_for, signal_id_for
 
 pytestmark = pytest.mark.chaos
