@@ -721,6 +721,7 @@ class EngineHost(EngineBase):
             "events_dropped": self.events_dropped,
             "loop_errors": self.loop_errors,
             **self.stages.snapshot(),
+            **self.gc.snapshot(),
             "last_error": self.last_error,
             "fill_hist": self.fill_hist.snapshot(),
         }

@@ -25,6 +25,7 @@ class EngineBase(LoopService):
         self.name = "engine:" + engine_name
         self._engine_name = self.engine_name = engine_name
         self._cfg = cfg
+        self.gc_freeze, self.gc_threshold0 = cfg.tuning.gc_freeze, cfg.tuning.gc_threshold0
         self._redis_url = wiring.redis_url
         self._broker_endpoint = wiring.broker_endpoint
         self._publish_endpoint = wiring.publish_endpoint

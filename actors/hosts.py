@@ -53,7 +53,9 @@ def build_venue(cfg: BrokerConfig, storage: StorageConfig | None = None):
 def build_broker(cfg: NodeConfig, broker: BrokerConfig | None = None, port: int = 0) -> BrokerHost:
     broker = broker or cfg.broker
     groups = frozenset(g.name for g in cfg.group_list())
-    return BrokerHost(broker.name, cfg.bind_host, build_venue(broker, cfg.storage), port=port, groups=groups)
+    host = BrokerHost(broker.name, cfg.bind_host, build_venue(broker, cfg.storage), port=port, groups=groups)
+    host.gc_freeze, host.gc_threshold0 = cfg.tuning.gc_freeze, cfg.tuning.gc_threshold0
+    return host
 
 
 def build_engine(cfg: NodeConfig, engine: EngineConfig, wiring: EngineWiring) -> LoopService:

@@ -16,6 +16,7 @@ from typing import Any, Callable
 
 import zmq
 
+from node.gcwatch import settle_after_start, watch
 from node.logs import RepeatLimiter, lifecycle, logger, mask
 
 POLL_MS = 50
@@ -138,6 +139,10 @@ class LoopService:
     """
 
     name = "service"
+    #: after the loop opened: freeze the start-up heap and set the young generation's threshold
+    #: (node.gcwatch); subclasses take both from `[tuning]`
+    gc_freeze = False
+    gc_threshold0 = 0
 
     def __init__(self) -> None:
         self._ctx = zmq.Context.instance()
@@ -156,6 +161,7 @@ class LoopService:
         self.last_error = ""  # the newest exception caught at the loop boundary: "Type: message"
         self._error_lines = RepeatLimiter(10.0)
         self.loop_ticks = 0  # wake-ups so far: heartbeats stop when it stops moving
+        self.gc = watch()  # this process's collections and their pauses (node.gcwatch)
 
     # ---------------------------------------------------------------- lifecycle (any thread)
 
@@ -170,6 +176,8 @@ class LoopService:
         if self._error is not None:
             logger(self.name).error("start failed: %s: %s", type(self._error).__name__, self._error)
             raise self._error
+        if self.gc_freeze:
+            settle_after_start(self.gc_threshold0)
         lifecycle(logger(self.name), "start", **self._endpoints)
         return dict(self._endpoints)
 

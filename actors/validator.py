@@ -114,6 +114,7 @@ class Validator(LoopService):
     ) -> None:
         super().__init__()
         self._cfg = cfg
+        self.gc_freeze, self.gc_threshold0 = cfg.tuning.gc_freeze, cfg.tuning.gc_threshold0
         if risk is None:
             prices = {s.symbol: s.price for s in cfg.broker.paper.symbols}
             risk = PreTradeRisk(cfg.risk, list(prices), prices, cfg.equity_usd)
@@ -783,4 +784,5 @@ class Validator(LoopService):
             "peer_limited": self.peer_limit.limited,
             "peers": len(self.peer_limit),
             **self.stages.snapshot(),
+            **self.gc.snapshot(),
         }

@@ -157,8 +157,9 @@ class UserPathTarget:
 
     name = "user_path"
 
-    def __init__(self, n_max: int = 20_000) -> None:
+    def __init__(self, n_max: int = 20_000, code_dir: str | None = None) -> None:
         self._n_max = n_max
+        self._code_dir = code_dir  # run `execnode up` from this checkout (bench.ab: two builds, one run)
         self._dir: tempfile.TemporaryDirectory | None = None
         self._proc: subprocess.Popen | None = None
         self._db: tuple[str, str] | None = None  # (server URL, scratch database name)
@@ -184,6 +185,8 @@ class UserPathTarget:
         path.write_text(to_toml(config))
         log = open(Path(data_dir) / "node.log", "wb")
         env = dict(os.environ)
+        if self._code_dir:  # its imports, and its Ray workers' (they inherit the driver's sys.path)
+            env["PYTHONPATH"] = self._code_dir
         if env.get("DATABASE_URL"):  # a scratch database: a node's ledger and start-up reconciliation see only this run
             from node.migrations import create_database
 
@@ -191,7 +194,7 @@ class UserPathTarget:
             env["DATABASE_URL"] = database_url_for(*self._db)
         self._proc = subprocess.Popen(
             [sys.executable, "-c", "import sys; from node.cli import main; sys.exit(main())", "--config", str(path), "up", "--no-dashboard"],
-            stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+            stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True, cwd=self._code_dir,
         )
         ep_file = Path(data_dir) / "endpoints.json"
         deadline = time.monotonic() + START_TIMEOUT_S

@@ -337,6 +337,24 @@ class ReconcileConfig(msgspec.Struct, **_BASE):
     reports_dir: str = ""  # Markdown reports also as files here ("" : in PostgreSQL only)
 
 
+class TuningConfig(msgspec.Struct, **_BASE):
+    """How the node's processes share a small machine, for the signal path's latency (README
+    "Latency"). The intake (validator) and the leading engines keep the CPU; work that can wait
+    (the ledger's drain into PostgreSQL, the reconciler, hot standbys) yields it."""
+
+    #: after an actor opened its loop: one full collection, then `gc.freeze()` (the start-up heap,
+    #: Ray's and numba's objects, is never walked by a collection again; node.gcwatch)
+    gc_freeze: bool = True
+    #: allocations between young collections (CPython's default 700; 0 keeps the interpreter's)
+    gc_threshold0: NonNegInt = 0
+    #: role -> niceness added to its process at start ("ledger", "reconciler", "standby": an engine
+    #: while it is a hot standby, back to 0 when promoted; 0 or absent: unchanged)
+    nice: dict[str, Annotated[int, msgspec.Meta(ge=0, le=19)]] = {}
+    #: role -> the CPUs its process may run on ("validator", "engine", "broker", "ledger", ...;
+    #: empty or absent: any). On 2 cores, e.g. {"ledger": [1]} keeps the drain off the intake's core
+    cpu_affinity: dict[str, list[NonNegInt]] = {}
+
+
 class NodeConfig(msgspec.Struct, **_BASE):
     node_id: str = "nae-1"
     bind_host: str = "127.0.0.1"
@@ -368,6 +386,7 @@ class NodeConfig(msgspec.Struct, **_BASE):
     api: ApiConfig = ApiConfig()
     reconcile: ReconcileConfig = ReconcileConfig()
     logging: LoggingConfig = LoggingConfig()
+    tuning: TuningConfig = TuningConfig()
     heartbeat_interval_ms: PositiveInt = 20  # engines -> supervisor, over ZeroMQ
     heartbeat_misses: PositiveInt = 3  # silent this many intervals in a row = dead: fail over
     #: an order sent with no word from its broker adapter by then is UNKNOWN (TIMEOUT) at the engine:

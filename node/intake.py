@@ -5,7 +5,10 @@ timestamp, payload schema, size and price rules, staleness and dedupe, then pre-
 Every refusal is a `Reply` with precise reason codes; nothing raises past `admit`.
 
 The gate remembers its verdicts per request_id (see `DedupeMemory`), so a retry of a signal gets
-the answer it got the first time and never a second order.
+the answer it got the first time and never a second order. It keeps each verdict as its msgpack
+bytes: an entry (digest, time, bytes) holds nothing the cyclic garbage collector tracks, so the
+memory of the dedupe window (600k entries at 1,000 signals/s) adds nothing to a collection's walk
+(node.gcwatch); a retry, the rare case, decodes it again.
 """
 
 from __future__ import annotations
@@ -37,6 +40,8 @@ from node.signing import UNKNOWN_DIGEST, DedupeMemory, Verifier, payload_digest
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _ID_FIELDS = ("request_id", "strategy_id", "model_id", "correlation_group")
 _SIGNAL_ENCODE = msgspec.msgpack.Encoder().encode
+_remembered = msgspec.msgpack.Encoder().encode  # a verdict as the memory keeps it (bytes: untracked)
+_recalled = msgspec.msgpack.Decoder(Reply).decode
 
 _NEEDS_LIMIT = frozenset({OrderType.LIMIT, OrderType.STOP_LIMIT})
 _NEEDS_STOP = frozenset({OrderType.STOP, OrderType.STOP_LIMIT})
@@ -165,7 +170,7 @@ class SignalGate:
         route: Callable[[str, str], str | None] | None = None,
     ) -> None:
         self._verifier = Verifier(signing.keys, signing.timestamp_window_ms)
-        self._memory: DedupeMemory[Reply] = DedupeMemory(signing.dedupe_window_secs, signing.dedupe_max_entries)
+        self._memory: DedupeMemory[bytes] = DedupeMemory(signing.dedupe_window_secs, signing.dedupe_max_entries)
         self._future_s = signing.timestamp_window_ms / 1000.0
         self._max_frame = intake.max_frame_bytes
         self._risk = risk or NoRisk()
@@ -257,13 +262,13 @@ class SignalGate:
             if previous is None:
                 return self._refuse(rid, [Reason.REPLAY], "request_id reused with other content")
             self.count("retry")
-            return Verdict(msgspec.structs.replace(previous, duplicate=True))
+            return Verdict(msgspec.structs.replace(_recalled(previous), duplicate=True))
         ts = timestamp_of(sig)
         if expired:
             verdict = self._refuse(rid, [Reason.STALE_TIMESTAMP], expired, signal_id_for(rid))
             # remembered no later than now: a future stamp must not move the watermark when it is dropped
             self._memory.remember(rid, digest, min(ts, now_ns / 1e9) if math.isfinite(ts) else now_ns / 1e9,
-                                  verdict.reply)
+                                  _remembered(verdict.reply))
             return verdict
         now_s = now_ns / 1e9
         if not math.isfinite(ts):
@@ -279,13 +284,13 @@ class SignalGate:
         failed = self._risk.check(sig, now_ns)
         if failed:
             verdict = self._refuse(rid, failed, signal_id=signal_id)
-            self._memory.remember(rid, digest, ts, verdict.reply)  # a retry gets the same refusal
+            self._memory.remember(rid, digest, ts, _remembered(verdict.reply))  # a retry gets the same refusal
             return verdict
         # reserve at once, so the next signal of the same batch sees this one (throttles, exposure)
         try:
             self._risk.commit(sig, now_ns)
             reply = Reply(status=Status.ACCEPTED, request_id=rid, signal_id=signal_id)
-            self._memory.remember(rid, digest, ts, reply)
+            self._memory.remember(rid, digest, ts, _remembered(reply))
         except BaseException:
             self._memory.forget(rid)
             self._risk.release(sig, now_ns)
@@ -330,7 +335,7 @@ class SignalGate:
     def remember_accepted(self, request_id: str, signal_id: str, signal_ts_s: float) -> None:
         """Rebuild memory from the signal log after a restart (the payload digest is unknown)."""
         reply = Reply(status=Status.ACCEPTED, request_id=request_id, signal_id=signal_id)
-        self._memory.remember(request_id, UNKNOWN_DIGEST, signal_ts_s, reply)
+        self._memory.remember(request_id, UNKNOWN_DIGEST, signal_ts_s, _remembered(reply))
 
     def cover_from(self, signal_ts_s: float) -> None:
         """The memory was rebuilt only from this time on: older signals are refused as stale."""
@@ -343,7 +348,7 @@ class SignalGate:
 
     def reanswer(self, request_id: str, reply: Reply) -> None:
         """A retry of `request_id` gets `reply` from now on (an append in doubt, then settled)."""
-        self._memory.replace_outcome(request_id, reply)
+        self._memory.replace_outcome(request_id, _remembered(reply))
 
     def expire(self, now_ns: int) -> int:
         return self._memory.expire(now_ns / 1e9)

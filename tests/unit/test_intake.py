@@ -160,3 +160,21 @@ def test_an_answered_request_keeps_its_first_answer_when_its_fallback_copy_is_la
     assert admit(g, frame(sig)).reply.status is Status.ACCEPTED
     again = g.admit(frame(sig), time.time_ns(), "fallback entry taken 900 ms after its append")
     assert again.reply.status is Status.ACCEPTED and again.reply.duplicate and again.signal is None
+
+
+def test_the_dedupe_memory_holds_nothing_the_garbage_collector_walks():
+    """Its verdicts are kept as bytes: after one collection no entry is tracked (a full collection
+    would otherwise walk the whole dedupe window, node.gcwatch), and a retry still gets its answer."""
+    import gc
+
+    g = gate(max_notional_usd=100_000.0)
+    accepted = admit(g, frame(good(request_id="kept")))
+    refused = admit(g, frame(good(request_id="too-big", quantity=1_000.0)))  # 200,000 USD: over the limit
+    assert accepted.reply.status is Status.ACCEPTED and refused.reply.status is Status.REJECTED
+    gc.collect()
+    assert not any(gc.is_tracked(entry) for entry in g._memory._entries.values())
+    again = admit(g, frame(good(request_id="kept")))
+    assert again.reply.status is Status.ACCEPTED and again.reply.duplicate
+    assert again.reply.signal_id == accepted.reply.signal_id
+    refused_again = admit(g, frame(good(request_id="too-big", quantity=1_000.0)))
+    assert refused_again.reply.reasons == refused.reply.reasons and refused_again.reply.duplicate

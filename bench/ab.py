@@ -1,0 +1,123 @@
+"""Two builds of the node on the user's path, in one run: A/B with the floor measured beside each.
+
+    python -m bench.ab --build A=/tmp/main-src --build B=. [--rounds 2] [--seconds 8] [--rate 1000]
+
+On a machine shared with other work, absolute latencies move 2-10x from one minute to the next, so
+a change is judged here, not by two runs at different times: rounds alternate the builds (A, B, B,
+A, ...), each round starts `execnode up` from that build's checkout (`bench.user_path`, the same
+config and Optimus-like stream), warms it up, measures the floor of that minute (a bare ZeroMQ
+round trip + one Redis XADD), runs the paced stream (`--rate`/s for `--seconds`), then reads the
+validator's and the engine's stage histograms and garbage-collector pauses from the node's
+`/metrics`, and `--blocking` sequential sends through the blocking client. One JSON line per
+round on stderr, and on stdout one JSON object: per build, the median over its rounds of each
+figure and of the ratios to the floor.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import sys
+import time
+import urllib.request
+
+import orjson
+
+from bench.floor import measure_floor
+from bench.harness import run_paced, warm_up
+from bench.user_path import UserPathTarget
+
+_GC_FIELDS = ("gc0_collections", "gc1_collections", "gc2_collections", "gc2_pause_max_seconds",
+              "gc1_pause_max_seconds", "gc2_pause_total_seconds", "gc_frozen", "cpu_total_seconds")
+
+
+def scrape(api: str) -> dict[str, float]:
+    """The gauges of the validator and the leading engine we compare (gc pauses, stage sums/counts)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(api.rstrip("/") + "/metrics", timeout=20) as r:
+        text = r.read().decode()
+    out: dict[str, float] = {}
+    for fam in text_string_to_metric_families(text):
+        for s in fam.samples:
+            actor = s.labels.get("actor", "")
+            if not (actor == "validator" or actor.startswith("engine")):
+                continue
+            name = s.name.removeprefix("nae_validator_").removeprefix("nae_engine_")
+            if any(name.endswith(f) for f in _GC_FIELDS) or (name.startswith("nae_stage") and name.endswith(("_sum", "_count"))):
+                out[actor.split(":")[0] + "." + name] = s.value
+    return out
+
+
+def _delta(after: dict[str, float], before: dict[str, float]) -> dict[str, float]:
+    return {k: (v - before.get(k, 0.0) if not k.endswith(("max_seconds", "gc_frozen")) else v) for k, v in after.items()}
+
+
+async def one_round(code_dir: str, seconds: int, rate: float, blocking: int) -> dict:
+    target = UserPathTarget(n_max=int(rate * seconds) + 3_000, code_dir=code_dir)
+    await target.start()
+    try:
+        await warm_up(target, 1_000, 0)
+        floor = await measure_floor(os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"), 2_000)
+        api = target.endpoints.get("api", "")
+        loop = asyncio.get_running_loop()
+        before = await loop.run_in_executor(None, scrape, api) if api else {}
+        paced = await run_paced(target, rate, int(rate * seconds), 1_000, fill_timeout_s=10.0)
+        after = await loop.run_in_executor(None, scrape, api) if api else {}
+        block = await loop.run_in_executor(None, target.blocking_round_trips, blocking)
+    finally:
+        await target.stop()
+    f = paced.figures()
+    floor_us = floor["sum_p50_us"]
+    return {
+        "floor_p50_us": floor_us, "zmq_p50_us": floor["zmq_rtt_p50_us"], "xadd_p50_us": floor["redis_rtt_p50_us"],
+        "paced_p50_us": f["reply_p50_us"], "paced_p99_us": f["reply_p99_us"], "paced_p999_us": f["reply_p999_us"],
+        "fill_p50_us": f["fill_p50_us"], "fill_p99_us": f["fill_p99_us"], "late_sends": f.get("late_sends"),
+        "lost": f["lost"], "duplicates": f["duplicates"],
+        "paced_p50_x_floor": round(f["reply_p50_us"] / floor_us, 2) if f["reply_p50_us"] else None,
+        "blocking_p50_us": block["reply_p50_us"], "blocking_p99_us": block["reply_p99_us"],
+        "blocking_p50_x_floor": round(block["reply_p50_us"] / floor_us, 2),
+        "load_avg_1m": round(os.getloadavg()[0], 1),
+        "node": _delta(after, before),
+    }
+
+
+def _median(rounds: list[dict]) -> dict:
+    keys = [k for k, v in rounds[0].items() if isinstance(v, (int, float)) and v is not None]
+    return {k: round(statistics.median(r[k] for r in rounds if r.get(k) is not None), 2) for k in keys}
+
+
+async def main_async(builds: dict[str, str], rounds: int, seconds: int, rate: float, blocking: int) -> dict:
+    names = list(builds)
+    results: dict[str, list[dict]] = {n: [] for n in names}
+    for k in range(rounds):
+        order = names if k % 2 == 0 else names[::-1]
+        for name in order:
+            t0 = time.monotonic()
+            r = await one_round(builds[name], seconds, rate, blocking)
+            r["round"], r["build"], r["took_s"] = k, name, round(time.monotonic() - t0, 1)
+            sys.stderr.write(orjson.dumps(r).decode() + "\n")
+            results[name].append(r)
+    return {"rate_per_s": rate, "seconds": seconds, "rounds": rounds,
+            "median": {n: _median(rs) for n, rs in results.items()}, "runs": results}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.ab", description=__doc__.split("\n")[0])
+    p.add_argument("--build", action="append", required=True, metavar="NAME=DIR", help="a checkout to run (twice or more)")
+    p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--seconds", type=int, default=8)
+    p.add_argument("--rate", type=float, default=1_000.0)
+    p.add_argument("--blocking", type=int, default=300)
+    args = p.parse_args(argv)
+    builds = dict(b.split("=", 1) for b in args.build)
+    builds = {n: os.path.abspath(d) for n, d in builds.items()}
+    report = asyncio.run(main_async(builds, args.rounds, args.seconds, args.rate, args.blocking))
+    sys.stdout.write(orjson.dumps(report).decode() + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
