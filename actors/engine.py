@@ -722,6 +722,7 @@ class EngineHost(EngineBase):
             "loop_errors": self.loop_errors,
             **self.stages.snapshot(),
             **self.gc.snapshot(),
+            "tuned": self.tuned,
             "last_error": self.last_error,
             "fill_hist": self.fill_hist.snapshot(),
         }

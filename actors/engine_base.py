@@ -10,6 +10,7 @@ import redis
 
 from actors.service import LoopService
 from actors.wiring import EngineWiring
+from node import proctune
 from node.checkpoint import EntryCheckpoint, checkpoint_key
 from node.config import NodeConfig
 from node.errors import StoreError
@@ -18,6 +19,21 @@ from node.streams import EVENTS_FIELD, SIGNALS_FIELD, StreamLog, connect_redis, 
 
 
 class EngineBase(LoopService):
+    _role = ""
+    tuned: dict = {}
+
+    @property
+    def role(self) -> str:
+        """"leader" or "standby"; a change re-applies the process's niceness and CPUs
+        (`[tuning]`: a hot standby may yield the CPU, a promoted one takes it back)."""
+        return self._role
+
+    @role.setter
+    def role(self, value: str) -> None:
+        if value != self._role:
+            self._role = value
+            self.tuned = proctune.apply(self._cfg.tuning, "engine:" + self._engine_name if value == "leader" else "standby")
+
     def __init__(
         self, cfg: NodeConfig, engine_name: str, wiring: EngineWiring, clock_ns: Callable[[], int] = time.time_ns
     ) -> None:

@@ -12,7 +12,8 @@ from typing import Any, cast
 import ray
 
 from actors.hosts import build
-from node.config import NodeConfig
+from node import proctune
+from node.config import NodeConfig, TuningConfig
 from node.control import EngineControl
 
 #: name prefix -> Ray actor options. num_cpus=0: the data plane is I/O bound and must all fit on
@@ -45,6 +46,8 @@ class ServiceActor:
             # Ray brought a dead engine back: whatever it was, it rejoins as a standby (the
             # supervisor promotes engines; a restarted process never leads on its own)
             kwargs["wiring"] = kwargs["wiring"].as_restarted()
+        if kind != "engine" and args and isinstance(args[0], NodeConfig):  # an engine tunes itself by role
+            proctune.apply(args[0].tuning, _role(kind, args))
         self._svc = build(kind, *args, **kwargs)
         if restarted:
             self._svc.start()
@@ -117,8 +120,10 @@ def spawn(kind: str, name: str, namespace: str, *args: Any, **kwargs: Any) -> "r
 class LedgerActor:
     """Hosts the PostgreSQL ledger (an asyncio service) in an async Ray actor."""
 
-    def __init__(self, storage_cfg: Any, redis_url: str, database_url: str) -> None:
+    def __init__(self, storage_cfg: Any, redis_url: str, database_url: str, tuning: TuningConfig | None = None) -> None:
         from actors.ledger import Ledger, LedgerConfig
+
+        proctune.apply(tuning or TuningConfig(), "ledger")  # the drain yields the CPU to the intake
 
         # a read takes up to 128 entries; each is one wake-up's batch (1 to ~1,000 items)
         self._ledger = Ledger(storage_cfg, redis_url, database_url, LedgerConfig(batch_count=128))
@@ -155,9 +160,9 @@ class LedgerActor:
         return os.getpid()
 
 
-def spawn_ledger(name: str, namespace: str, *args: Any) -> "ray.actor.ActorHandle":
+def spawn_ledger(name: str, namespace: str, *args: Any, **kwargs: Any) -> "ray.actor.ActorHandle":
     return (ray.remote(LedgerActor).options(name=name, namespace=namespace, lifetime=DETACHED, **ACTOR_OPTIONS["ledger"])
-            .remote(*args))
+            .remote(*args, **kwargs))
 
 
 class ReconcilerActor:
@@ -169,6 +174,7 @@ class ReconcilerActor:
                  publish_endpoint: str | None) -> None:
         from actors.reconciler import Reconciler
 
+        proctune.apply(cfg.tuning, "reconciler")
         self._sup_name = supervisor_name
         self._namespace = cfg.ray_namespace
         self._rec = Reconciler(cfg, redis_url, database_url, self._broker_books, self._control, publish_endpoint)

@@ -989,7 +989,8 @@ class Supervisor:
     def _start_ledger(self) -> None:
         cfg = self._cfg
         name = self._name("ledger@" + str(time.time_ns()))
-        ledger = spawn_ledger(name, cfg.ray_namespace, cfg.storage, self._redis_url, self._database_url)
+        ledger = spawn_ledger(name, cfg.ray_namespace, cfg.storage, self._redis_url, self._database_url,
+                              tuning=cfg.tuning)
         try:
             ray.get(ledger.start.remote(), timeout=120)
         except Exception:

@@ -347,9 +347,13 @@ class TuningConfig(msgspec.Struct, **_BASE):
     gc_freeze: bool = True
     #: allocations between young collections (CPython's default 700; 0 keeps the interpreter's)
     gc_threshold0: NonNegInt = 0
-    #: role -> niceness added to its process at start ("ledger", "reconciler", "standby": an engine
-    #: while it is a hot standby, back to 0 when promoted; 0 or absent: unchanged)
-    nice: dict[str, Annotated[int, msgspec.Meta(ge=0, le=19)]] = {}
+    #: role -> niceness of its process ("ledger", "reconciler", "validator", "broker", "engine" or
+    #: "engine:<name>" for a leader, "standby" for an engine while it is a hot standby: back to the
+    #: engine's own when promoted). A role not named runs at 0; an empty table leaves niceness alone.
+    #: The drain into PostgreSQL and the reconciler wait for a free core; set {"standby": 5} too when
+    #: standbys share the intake's cores (a promoted standby catches up from the signal log anyway)
+    nice: dict[str, Annotated[int, msgspec.Meta(ge=0, le=19)]] = msgspec.field(
+        default_factory=lambda: {"ledger": 5, "reconciler": 5})
     #: role -> the CPUs its process may run on ("validator", "engine", "broker", "ledger", ...;
     #: empty or absent: any). On 2 cores, e.g. {"ledger": [1]} keeps the drain off the intake's core
     cpu_affinity: dict[str, list[NonNegInt]] = {}
