@@ -61,6 +61,7 @@ def test_a_frozen_redis_gives_an_unknown_outcome_that_settle_decides(private_red
     try:
         with pytest.raises(AppendOutcomeUnknown):
             log.append(b"stalled")
+        assert log._conn is not None and log._conn._sock is None  # dropped: its late reply is never read as the next one's
         with pytest.raises(Exception):
             log.settle([b"stalled"])  # still frozen: still unknown
     finally:
@@ -80,3 +81,12 @@ def test_a_frozen_redis_gives_an_unknown_outcome_that_settle_decides(private_red
         assert logged == [b"before"]  # voided: and it never lands later
     else:
         assert logged == [b"before", b"stalled"]
+
+
+def test_a_script_redis_forgot_is_loaded_again_and_the_batch_appended_once(private_redis):
+    stream = "test.fenced." + secrets.token_hex(4)
+    log = _log(private_redis.url, stream)
+    log.append(b"one")
+    redis.Redis.from_url(private_redis.url).script_flush()  # a restarted Redis knows no scripts
+    log.append(b"two")
+    assert _logged(private_redis.url, stream) == [b"one", b"two"]
