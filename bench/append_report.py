@@ -1,5 +1,8 @@
-"""The validator's durable append: CPU per append through redis-py's script call and through
-`FencedLog.append` (its own connection, one EVALSHA written, one reply read), in one run.
+"""The durable appends on the path: CPU per append through redis-py's command layer and through
+the node's own connection, in one run. The validator's signal batch: redis-py's script call against
+`FencedLog.append` (one EVALSHA written, one reply read). The engine's report batch with its
+checkpoint and open-order index: a redis-py pipeline (XADD, HSET, SET) against
+`StreamLog.append_packed` (the three commands written at once, three replies read).
 
     python -m bench.append_report [--n 3000] [--json]   (REDIS_URL, else redis://127.0.0.1:6379/0)
 
@@ -20,6 +23,7 @@ from typing import Callable
 import orjson
 
 from node.fenced_log import FencedLog, connect_writer
+from node.streams import StreamLog, connect_redis
 
 PAYLOAD = b"x" * 300  # about one packed signal
 
@@ -48,12 +52,34 @@ def measure(redis_url: str, n: int) -> dict:
         for rnd in range(2):  # interleaved twice: a moment of load hits both
             out["script_call_" + str(rnd)] = _per_call(through_script, n)
             out["fenced_append_" + str(rnd)] = _per_call(lambda: log.append(PAYLOAD), n)
-        out["cpu_ratio"] = round(min(out["script_call_0"]["cpu_us"], out["script_call_1"]["cpu_us"])
-                                 / max(0.1, min(out["fenced_append_0"]["cpu_us"], out["fenced_append_1"]["cpu_us"])), 2)
+        out["cpu_ratio"] = _ratio(out, "script_call", "fenced_append")
+        events = connect_redis(redis_url)
+        elog = StreamLog(events, stream + ".events", b"e", 10_000)
+        index = {"o%d" % i: PAYLOAD[:80] for i in range(4)}
+
+        def through_pipeline() -> object:
+            pipe = events.pipeline(transaction=False)
+            pipe.xadd(stream + ".events", {b"e": PAYLOAD}, maxlen=10_000, approximate=True)
+            pipe.hset(stream + ".open", mapping=index)
+            pipe.set(stream + ".cp", b"1-0")
+            return pipe.execute()[0]
+
+        for rnd in range(2):
+            out["pipeline_" + str(rnd)] = _per_call(through_pipeline, n)
+            out["stream_append_" + str(rnd)] = _per_call(
+                lambda: elog.append_packed(PAYLOAD, (stream + ".cp", b"1-0"), (stream + ".open", index, [])), n)
+        out["engine_cpu_ratio"] = _ratio(out, "pipeline", "stream_append")
+        events.delete(stream + ".events", stream + ".open", stream + ".cp")
+        events.close()
         return out
     finally:
         client.delete(stream, stream + ".fence")
         client.close()
+
+
+def _ratio(out: dict, before: str, after: str) -> float:
+    best = {k: min(out[k + "_0"]["cpu_us"], out[k + "_1"]["cpu_us"]) for k in (before, after)}
+    return round(best[before] / max(0.1, best[after]), 2)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -15,6 +15,8 @@ per item, and at 20,000 signals/s with ~3 reports each that difference is most o
 
 from __future__ import annotations
 
+from typing import Any
+
 import msgspec
 import redis
 
@@ -55,6 +57,7 @@ class StreamLog:
         self._stream = stream
         self._field = field
         self._maxlen = maxlen
+        self._conn: Any = None  # append_packed's own connection (a redis-py Connection)
 
     @property
     def stream(self) -> str:
@@ -71,25 +74,34 @@ class StreamLog:
         hash_changes: tuple[str, dict[str, bytes], list[str]] | None = None,
     ) -> bytes | None:
         """XADD one already-packed batch (None: no entry); `also` = (key, value) SET and `hash_changes`
-        = (key, fields to set, fields to delete) in the same round trip."""
+        = (key, fields to set, fields to delete) in the same round trip. The commands go out on the
+        log's own connection, written at once, one reply read per command (redis-py's pipeline
+        object, per call, cost the engine's loop ~4x the CPU: bench.append_report). Any error drops
+        that connection (a reply left unread must never be taken for the next call's)."""
+        commands: list[tuple] = []
+        if packed is not None:
+            commands.append(("XADD", self._stream, "MAXLEN", "~", self._maxlen, "*", self._field, packed))
+        if hash_changes is not None:
+            key, sets, dels = hash_changes
+            if sets:
+                commands.append(("HSET", key, *[x for kv in sets.items() for x in kv]))
+            if dels:
+                commands.append(("HDEL", key, *dels))
+        if also is not None:
+            commands.append(("SET", also[0], also[1]))
+        if not commands:
+            return None
+        conn = self._conn
         try:
-            if also is None and hash_changes is None and packed is not None:
-                return self._client.xadd(self._stream, {self._field: packed}, maxlen=self._maxlen, approximate=True)
-            pipe = self._client.pipeline(transaction=False)
-            if packed is not None:
-                pipe.xadd(self._stream, {self._field: packed}, maxlen=self._maxlen, approximate=True)
-            if hash_changes is not None:
-                key, sets, dels = hash_changes
-                if sets:
-                    pipe.hset(key, mapping=sets)
-                if dels:
-                    pipe.hdel(key, *dels)
-            if also is not None:
-                pipe.set(also[0], also[1])
-            out = pipe.execute()
-            return out[0] if packed is not None else None
-        except redis.RedisError as exc:
+            if conn is None:
+                conn = self._conn = self._client.connection_pool.make_connection()
+            conn.send_packed_command(conn.pack_commands(commands))
+            replies = [conn.read_response() for _ in commands]
+        except (redis.RedisError, OSError) as exc:
+            if conn is not None:
+                conn.disconnect()
             raise StoreError("redis append to " + self._stream + " failed: " + type(exc).__name__) from exc
+        return replies[0] if packed is not None else None
 
     def add(self, stream: str, fields: dict, maxlen: int = 100_000) -> None:
         """One plain entry on another stream (monitoring), on this log's connection."""
