@@ -96,12 +96,16 @@ async def main_async(builds: dict[str, str], rounds: int, seconds: int, rate: fl
         order = names if k % 2 == 0 else names[::-1]
         for name in order:
             t0 = time.monotonic()
-            r = await one_round(builds[name], seconds, rate, blocking)
+            try:
+                r = await one_round(builds[name], seconds, rate, blocking)
+            except RuntimeError as exc:  # `execnode up` did not come up (Ray's 30 s start on a loaded box)
+                sys.stderr.write(orjson.dumps({"round": k, "build": name, "error": str(exc)[-300:]}).decode() + "\n")
+                continue
             r["round"], r["build"], r["took_s"] = k, name, round(time.monotonic() - t0, 1)
             sys.stderr.write(orjson.dumps(r).decode() + "\n")
             results[name].append(r)
     return {"rate_per_s": rate, "seconds": seconds, "rounds": rounds,
-            "median": {n: _median(rs) for n, rs in results.items()}, "runs": results}
+            "median": {n: _median(rs) for n, rs in results.items() if rs}, "runs": results}
 
 
 def main(argv: list[str] | None = None) -> int:
