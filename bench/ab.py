@@ -98,13 +98,14 @@ async def main_async(builds: dict[str, str], rounds: int, seconds: int, rate: fl
             t0 = time.monotonic()
             try:
                 r = await one_round(builds[name], seconds, rate, blocking)
-            except RuntimeError as exc:  # `execnode up` did not come up (Ray's 30 s start on a loaded box)
+            except Exception as exc:  # noqa: BLE001 - `execnode up` did not come up (Ray's 30 s start on a
+                # loaded box), or a send timed out: that round is reported and skipped
                 sys.stderr.write(orjson.dumps({"round": k, "build": name, "error": str(exc)[-300:]}).decode() + "\n")
                 continue
             r["round"], r["build"], r["took_s"] = k, name, round(time.monotonic() - t0, 1)
             sys.stderr.write(orjson.dumps(r).decode() + "\n")
             results[name].append(r)
-    return {"rate_per_s": rate, "seconds": seconds, "rounds": rounds,
+    return {"rate_per_s": rate, "seconds": seconds, "rounds": rounds,  # only the rounds that completed
             "median": {n: _median(rs) for n, rs in results.items() if rs}, "runs": results}
 
 
