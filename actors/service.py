@@ -176,8 +176,6 @@ class LoopService:
         if self._error is not None:
             logger(self.name).error("start failed: %s: %s", type(self._error).__name__, self._error)
             raise self._error
-        if self.gc_freeze:
-            settle_after_start(self.gc_threshold0)
         lifecycle(logger(self.name), "start", **self._endpoints)
         return dict(self._endpoints)
 
@@ -214,12 +212,16 @@ class LoopService:
     # ---------------------------------------------------------------- the loop (its own thread)
 
     def _main(self) -> None:
+        if self.gc_freeze:  # the start-up heap (Ray, numba, imports), before any heartbeat thread runs
+            settle_after_start(self.gc_threshold0)
         try:
             self._endpoints = self._open(self._ctx)
         except BaseException as exc:  # noqa: BLE001 - reported to start()
             self._error = exc
             self._ready.set()
             return
+        if self.gc_freeze:  # and what opening built (small: the rest is frozen), before the first wake-up
+            settle_after_start(self.gc_threshold0)
         self._ready.set()
         wake = self._wake_r.fileno()
         self.poller.register(wake, zmq.POLLIN)
