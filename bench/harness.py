@@ -163,7 +163,10 @@ async def _finish(
         fill, fills, no_fill = None, -1, 0
     else:
         fill, fills = LatencyStats.from_ns(fills_ns), int(len(fills_ns))
-        no_fill = max(0, ok - fills)
+        # a target whose stream has orders that rest (the user path's stops) says how many of the
+        # ACKed ones are not to fill: they were counted lost before, 20% of every user-path run
+        resting = getattr(target, "resting", None)
+        no_fill = max(0, ok - fills - (resting(indices) if resting is not None else 0))
     elapsed_s = elapsed_ns / 1e9
     return RunResult(
         mode=mode,

@@ -173,6 +173,7 @@ class UserPathTarget:
         self._must_fill = np.zeros(n_max, dtype=bool)
         self._sent_ns = np.zeros(n_max, dtype=np.int64)
         self._fill_ns = np.zeros(n_max, dtype=np.int64)
+        self._acked_resting = np.zeros(n_max, dtype=bool)  # resting stops ACKed: not to fill
         self._listener: asyncio.Task | None = None
         self._accepted = self._rejected = self._errors = self._fills = self._dup_fills = 0
 
@@ -238,6 +239,7 @@ class UserPathTarget:
             self._accepted += 1
             if not self._must_fill[i]:
                 self._fills += 1  # a resting stop: its ACK is all this run waits for
+                self._acked_resting[i] = True
         elif reply.status == "REJECTED":
             self._rejected += 1
             raise RuntimeError("rejected: " + ",".join(reply.reasons))
@@ -256,6 +258,11 @@ class UserPathTarget:
             await asyncio.sleep(0.05)
         filled = idx[self._fill_ns[idx] > 0]
         return self._fill_ns[filled] - sent[filled]
+
+    def resting(self, indices: range) -> int:
+        """How many of the signals in `indices` were ACKed and rest (stops): the harness does not
+        count them as lost for having no fill."""
+        return int(np.count_nonzero(self._acked_resting[indices.start:indices.stop]))
 
     def counts(self) -> dict:
         return {

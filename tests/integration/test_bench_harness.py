@@ -82,6 +82,25 @@ async def test_harness_counts_errors_losses_and_duplicates(runner):
     assert result.reply.n == 98 and result.first_error.startswith("TimeoutError")
 
 
+class RestingTarget(FakeTarget):
+    """Like the user path: some ACKed orders rest and are never to fill (its stops)."""
+
+    def __init__(self, n: int, rest: set[int], **kw) -> None:
+        super().__init__(n, no_fill=rest, **kw)
+        self._rest = rest
+
+    def resting(self, indices: range) -> int:
+        return sum(1 for i in indices if i in self._rest and self._sent[i] and i not in self._fail)
+
+
+async def test_orders_that_rest_are_not_counted_lost_but_a_missing_fill_still_is():
+    target = RestingTarget(300, rest={101, 102, 103}, fail={110})
+    target._no_fill = {101, 102, 103, 120}  # 120 must fill and does not
+    result = await run_paced(target, 5_000.0, 100, 100, fill_timeout_s=0.1)
+    assert (result.ok, result.fills) == (99, 95)
+    assert result.lost == 2  # one without a reply, one accepted without its fill; the three stops are not lost
+
+
 async def test_floor_figures(bench_redis_url):
     floor = await measure_floor(bench_redis_url, n=300)
     for name in ("zmq_rtt", "zmq_async_rtt", "redis_rtt"):
