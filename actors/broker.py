@@ -78,6 +78,8 @@ class BrokerHost(LoopService):
             self.poller.register(self.venue.socket, zmq.POLLIN)
             sent_ids = getattr(self.venue, "sent_ids", None)  # a look that takes nothing over
             self.gate.load_sent(sent_ids() if sent_ids else [s.client_order_id for s in self.venue.snapshot()])
+        else:  # an in-process venue that kept its account (the paper venue, restored from its book log)
+            self.gate.load_sent(self.venue.sent_ids())
         return {"orders": endpoint}
 
     def _close(self) -> None:

@@ -15,8 +15,13 @@ from node.errors import ConfigError
 from node.logs import configure as configure_logging
 
 
-def build_venue(cfg: BrokerConfig, storage: StorageConfig | None = None):
+def build_venue(cfg: BrokerConfig, storage: StorageConfig | None = None, node_id: str = ""):
     if cfg.kind == "paper":
+        redis_url = storage.redis_url if storage is not None else None
+        if cfg.paper.persist and redis_url and node_id:  # the account outlives the adapter, as a broker's does
+            from adapters.paper.journal import log_key, open_paper_venue
+
+            return open_paper_venue(cfg.paper, redis_url, log_key(node_id, cfg.name))
         from adapters.paper.venue import PaperVenue
 
         return PaperVenue(cfg.paper)
@@ -53,7 +58,7 @@ def build_venue(cfg: BrokerConfig, storage: StorageConfig | None = None):
 def build_broker(cfg: NodeConfig, broker: BrokerConfig | None = None, port: int = 0) -> BrokerHost:
     broker = broker or cfg.broker
     groups = frozenset(g.name for g in cfg.group_list())
-    host = BrokerHost(broker.name, cfg.bind_host, build_venue(broker, cfg.storage), port=port, groups=groups)
+    host = BrokerHost(broker.name, cfg.bind_host, build_venue(broker, cfg.storage, cfg.node_id), port=port, groups=groups)
     host.gc_freeze, host.gc_threshold0 = cfg.tuning.gc_freeze, cfg.tuning.gc_threshold0
     return host
 

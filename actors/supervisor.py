@@ -672,6 +672,8 @@ class Supervisor:
     def _start_broker(self, name: str) -> None:
         cfg = self._cfg
         port = self._broker_ports.setdefault(name, _free_port(cfg.bind_host))
+        # the node's resolved Redis (the embedded one's too): a paper venue keeps its account there
+        cfg = msgspec.structs.replace(cfg, storage=msgspec.structs.replace(cfg.storage, redis_url=self._redis_url))
         actor_name = self._name("broker:" + name + "@" + str(time.time_ns()))
         broker = spawn("broker", actor_name, cfg.ray_namespace, cfg, self._brokers[name], port)
         self._registry["broker:" + name] = _started(broker)["orders"]

@@ -95,6 +95,10 @@ class PaperVenueConfig(msgspec.Struct, **_BASE):
     tick_interval_ms: PositiveInt = 50  # price process step
     level_spacing_bps: NonNegFloat = 1.0  # price step between liquidity levels
     seed: int = 7
+    starting_cash_usd: NonNegFloat = 1_000_000.0  # the account's cash before its first fill
+    #: keep the account (orders, fills, positions, cash) across restarts, in the node's Redis under
+    #: `<node_id>.paper.<broker name>`, as a broker keeps it (adapters/paper/journal.py)
+    persist: bool = True
 
 
 class EngineKind(StrEnum):

@@ -75,6 +75,10 @@ class PricePath:
         self._set(float(logs[-1]))
         return logs
 
+    def reset(self, price: float) -> None:
+        """Go on from `price` (a restored venue: its last traded price), the draws unchanged."""
+        self._set(math.log(price))
+
     # ---------------------------------------------------------------- private
 
     def _set(self, log_mid: float) -> None:

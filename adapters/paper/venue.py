@@ -21,8 +21,14 @@ seed. What it simulates:
 
 Matching happens when an order arrives (or on the tick the price reaches it); its reports are
 scheduled in a heap by due time and handed out by `advance`. What the venue shows outside
-(`positions`, `fills`, `snapshot`) moves as reports are handed out, so a reconciler comparing the
-reports it received with the venue's positions never sees a fill in flight.
+(`positions`, `fills`, `snapshot`, `cash`) moves as reports are handed out, so a reconciler comparing
+the reports it received with the venue's positions never sees a fill in flight.
+
+The account outlives the process, as a broker's does: given a `BookLog`, the venue writes down what
+it is about to hand out before it does (`adapters.paper.records`: the order the first time it shows,
+each report, each position edit), and `restore` rebuilds orders, fills, positions and cash from that
+log at the next start; an order still open then works on at the current price. A log write that
+fails hands nothing out: the reports stay due and go out (logged) at the next wake-up.
 """
 
 from __future__ import annotations
@@ -33,11 +39,12 @@ import math
 import numpy as np
 
 from adapters.paper.pricing import CHUNK, PricePath, symbol_streams
+from adapters.paper.records import BookLog, OrderTaken, PositionAdjusted, Record
 from node.config import PaperVenueConfig
 from node.messages import ExecKind, ExecutionReport, OrderIntent, OrderSnapshot, OrderType, Side, TimeInForce
 from node.reasons import Reason
 from node.reconcile import Order
-from node.venue import VenueBase
+from node.venue import Balances, VenueBase
 
 # ---------------------------------------------------------------- reason codes on venue reports
 
@@ -52,6 +59,8 @@ IOC = "IOC"  # the part of an IOC limit order that did not fill at once
 FOK = "FOK"  # a FOK limit order the book could not fill whole at once
 REPLACED = Reason.REPLACED.value  # canceled because its replacement took its place
 
+#: after a failed book-log write, the next try waits this long (the store is away: no busy loop)
+LOG_RETRY_NS = 100_000_000
 #: levels of liquidity on each side of the mid
 DEPTH_LEVELS = 1_000
 #: a remainder below this many shares is no remainder: the fill takes it all
@@ -83,7 +92,7 @@ class _Order:
 
     __slots__ = (
         "intent", "coid", "vid", "qty", "sign", "cum", "px_sum", "state", "triggered", "n_fills",
-        "last_due", "thr", "thr_up", "view_kind", "view_cum", "view_leaves",
+        "last_due", "thr", "thr_up", "view_kind", "view_cum", "view_leaves", "logged",
     )
 
     def __init__(self, intent: OrderIntent, vid: str, qty: float) -> None:
@@ -103,13 +112,18 @@ class _Order:
         self.view_kind = ExecKind.NEW
         self.view_cum = 0.0
         self.view_leaves = qty
+        self.logged = False  # its OrderTaken is in the book log
 
 
 class PaperVenue(VenueBase):
     """The simulated venue behind the paper broker (see the module docstring); a `node.venue.Venue`."""
 
-    def __init__(self, cfg: PaperVenueConfig) -> None:
+    def __init__(self, cfg: PaperVenueConfig, log: BookLog | None = None) -> None:
         self._cfg = cfg
+        self._log = log
+        self.log_errors = 0  # book-log writes that failed (their reports went out on a later wake-up)
+        self._log_retry_ns = 0  # after a failed write, nothing is handed out before this time
+        self._cash = cfg.starting_cash_usd
         decide, streams = symbol_streams(cfg.seed, len(cfg.symbols))
         self._decide = decide
         self._books = {
@@ -191,26 +205,59 @@ class PaperVenue(VenueBase):
         heap = self._heap
         if not heap or heap[0][0] > now_ns:
             return []
-        out = []
+        if now_ns < self._log_retry_ns:
+            return []
         pop = heapq.heappop
-        positions = self._positions
-        fills = self._fills
-        fills_of = self._fills_of
+        due = []
         while heap and heap[0][0] <= now_ns:
-            _, _, order, rep = pop(heap)
+            due.append(pop(heap))
+        if self._log is not None and not self._write_ahead(due, now_ns):
+            return []
+        out = []
+        for _, _, order, rep in due:
             out.append(rep)
-            order.view_kind = rep.kind
-            order.view_cum = rep.cum_qty
-            order.view_leaves = rep.leaves_qty
-            if rep.last_qty:
-                fills.append(rep)
-                fills_of.setdefault(rep.client_order_id, []).append(rep)
-                positions[rep.symbol] = positions.get(rep.symbol, 0.0) + order.sign * rep.last_qty
+            self._show(order, rep)
         return out
+
+    def _write_ahead(self, due: list, now_ns: int) -> bool:
+        """Log what is about to be handed out; on failure put it back (due again next wake-up)."""
+        records: list[Record] = []
+        new: list[_Order] = []
+        for _, _, order, rep in due:
+            if not order.logged:
+                order.logged = True  # once per batch; undone below if the write fails
+                new.append(order)
+                records.append(OrderTaken(order.intent, order.vid, order.qty))
+            records.append(rep)
+        try:
+            self._log.append(records)  # type: ignore[union-attr]
+        except Exception:  # noqa: BLE001 - the store's error: nothing shown, retried next wake-up
+            self.log_errors += 1
+            self._log_retry_ns = now_ns + LOG_RETRY_NS
+            for order in new:
+                order.logged = False
+            for item in due:
+                heapq.heappush(self._heap, item)
+            return False
+        return True
+
+    def _show(self, order: _Order, rep: ExecutionReport) -> None:
+        """What the outside sees moves with the report handed out."""
+        order.view_kind = rep.kind
+        order.view_cum = rep.cum_qty
+        order.view_leaves = rep.leaves_qty
+        if rep.last_qty:
+            self._fills.append(rep)
+            self._fills_of.setdefault(rep.client_order_id, []).append(rep)
+            signed = order.sign * rep.last_qty
+            self._positions[rep.symbol] = self._positions.get(rep.symbol, 0.0) + signed
+            self._cash -= signed * rep.last_px
 
     def next_due_ns(self) -> int | None:
         """The earliest time `advance` has work: a report due, or the next tick while orders rest."""
         due = self._heap[0][0] if self._heap else None
+        if due is not None and due < self._log_retry_ns:
+            due = self._log_retry_ns
         if self._n_resting and self._last_tick_ns is not None:
             tick = self._last_tick_ns + self._tick_ns
             due = tick if due is None or tick < due else due
@@ -261,8 +308,91 @@ class PaperVenue(VenueBase):
 
     def adjust_position(self, symbol: str, qty: float) -> None:
         """A position change with no fill (a journal, a transfer, a hand edit at the venue): what the
-        reconciler must find as drift."""
+        reconciler must find as drift. Logged like a fill (a store error raises, nothing changed)."""
+        if self._log is not None:
+            self._log.append([PositionAdjusted(symbol, qty)])
         self._positions[symbol] = self._positions.get(symbol, 0.0) + qty
+
+    def cash(self) -> float:
+        """`starting_cash_usd` less what the fills handed out cost (buys), plus what they brought (sells)."""
+        return self._cash
+
+    def balances(self) -> Balances:
+        equity = self._cash + sum(q * self._books[s].path.mid for s, q in self._positions.items() if s in self._books)
+        return Balances(cash=self._cash, buying_power=self._cash, equity=equity)
+
+    # ---------------------------------------------------------------- the book across restarts
+
+    def restore(self, records: list[Record], now_ns: int) -> int:
+        """Rebuild the account from its log (`records`, oldest first) on a venue that has taken
+        nothing yet: orders with what their reports said, fills, positions, cash; each symbol's
+        price from its last fill; then every order still open works on at the current price (its
+        reports come out of `advance`). Returns the number of orders restored."""
+        if self._orders:
+            raise RuntimeError("PaperVenue.restore: the venue has taken orders already")
+        orders = self._orders
+        last_px: dict[str, float] = {}
+        for rec in records:
+            if type(rec) is ExecutionReport:
+                order = orders.get(rec.client_order_id)
+                if order is None:
+                    continue  # a report of an order never logged (cannot happen: logged with its first report)
+                self._show(order, rec)
+                order.state = rec.kind
+                if rec.last_qty:
+                    order.cum = rec.cum_qty
+                    order.px_sum += rec.last_qty * rec.last_px
+                    order.n_fills += 1
+                    order.triggered = True
+                    last_px[rec.symbol] = rec.last_px
+            elif type(rec) is OrderTaken:
+                if rec.intent.client_order_id in orders:
+                    continue
+                order = _Order(rec.intent, rec.venue_order_id, rec.qty)
+                order.logged = True
+                orders[order.coid] = order
+                self._n_orders = max(self._n_orders, _vid_number(rec.venue_order_id))
+            elif type(rec) is PositionAdjusted:
+                self._positions[rec.symbol] = self._positions.get(rec.symbol, 0.0) + rec.qty
+        for symbol, px in last_px.items():
+            book = self._books.get(symbol)
+            if book is not None and px > 0.0:
+                book.path.reset(px)
+        self._step(now_ns)
+        for order in list(orders.values()):
+            if order.state in _DONE:
+                continue
+            book = self._books.get(order.intent.symbol)
+            if book is None:
+                continue
+            order.last_due = now_ns
+            self._work(order, book, book.path.mid, now_ns)
+        return len(orders)
+
+    def compacted(self) -> list[Record]:
+        """The shortest log that restores this account: each order, its fills, its last status; the
+        position edits as one per symbol."""
+        out: list[Record] = []
+        from_fills: dict[str, float] = {}
+        for order in self._orders.values():
+            if not order.logged:
+                continue
+            out.append(OrderTaken(order.intent, order.vid, order.qty))
+            fills = self._fills_of.get(order.coid, ())
+            out.extend(fills)
+            for f in fills:
+                from_fills[f.symbol] = from_fills.get(f.symbol, 0.0) + order.sign * f.last_qty
+            if not fills or fills[-1].kind is not order.view_kind or fills[-1].leaves_qty != order.view_leaves:
+                intent = order.intent
+                out.append(ExecutionReport(
+                    kind=order.view_kind, client_order_id=order.coid, venue_order_id=order.vid, symbol=intent.symbol,
+                    side=intent.side, cum_qty=order.view_cum, leaves_qty=order.view_leaves,
+                    avg_px=order.px_sum / order.cum if order.cum else 0.0, ts_ns=order.last_due))
+        for symbol, qty in self._positions.items():
+            edit = qty - from_fills.get(symbol, 0.0)
+            if abs(edit) > _FLAT:
+                out.append(PositionAdjusted(symbol, edit))
+        return out
 
     def status(self, client_order_id: str) -> OrderSnapshot | None:
         o = self._orders.get(client_order_id)
@@ -481,6 +611,12 @@ class PaperVenue(VenueBase):
                         break  # done, or a stop became a limit: scan again with its new threshold
                 else:
                     break
+
+
+def _vid_number(vid: str) -> int:
+    """The sequence number in a venue order id "P-000042" (0 if it has none)."""
+    digits = vid.rpartition("-")[2]
+    return int(digits) if digits.isdigit() else 0
 
 
 def _size_of(intent: OrderIntent, mid: float) -> tuple[float, str]:
