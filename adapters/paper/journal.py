@@ -80,7 +80,8 @@ class RedisBookLog:
         self._r.close()
 
 
-def open_paper_venue(cfg: PaperVenueConfig, redis_url: str, key: str, now_ns: int | None = None) -> PaperVenue:
+def open_paper_venue(cfg: PaperVenueConfig, redis_url: str, key: str, now_ns: int | None = None,
+                     compact_after: int = COMPACT_AFTER) -> PaperVenue:
     """A paper venue that keeps its account in Redis under `key`: restored from its log, the log
     compacted when long. Redis unreachable or the log unreadable: StoreError (the adapter does not
     start with an empty account while the ledger remembers one)."""
@@ -90,7 +91,7 @@ def open_paper_venue(cfg: PaperVenueConfig, redis_url: str, key: str, now_ns: in
         t0 = time.perf_counter()
         records, entries = book_log.load()
         orders = venue.restore(records, time.time_ns() if now_ns is None else now_ns)
-        if entries > COMPACT_AFTER:
+        if entries > compact_after:
             book_log.rewrite(venue.compacted())
     except redis.RedisError as exc:
         raise StoreError("paper book log " + key + ": " + type(exc).__name__ + ": " + str(exc)) from exc
