@@ -216,7 +216,7 @@ def failover_config(base=None, kinds: tuple[str, ...] = ("native", "native", "na
     from bench.node_target import STREAMS
 
     engines = [EngineConfig(name=kind + "-" + "abcdefgh"[i], kind=kind) for i, kind in enumerate(kinds)]
-    node_id = "failover-" + uuid.uuid4().hex[:8]  # its own controls, keys and streams: nothing inherited
+    node_id = "failover-" + uuid.uuid4().hex[:8]  # its own controls, keys, streams and paper account
     storage = msgspec.structs.replace(cfg.storage, **{k: node_id + "." + getattr(cfg.storage, k) for k in STREAMS})
     return msgspec.structs.replace(cfg, engines=engines, node_id=node_id, storage=storage)
 
@@ -235,13 +235,20 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     from node.runtime import NodeRuntime, stderr_progress
 
-    runtime = NodeRuntime(failover_config(kinds=tuple(args.engines.split(","))), stderr_progress)
-    runtime.start()
+    from bench.node_target import OwnLedger
+    from bench.user_path import drop_node_keys
+
+    ledger = OwnLedger()  # its own ledger too: the start-up reconciliation sees only this run
+    cfg = asyncio.run(ledger.take(failover_config(kinds=tuple(args.engines.split(",")))))
+    runtime = NodeRuntime(cfg, stderr_progress)
     try:
+        runtime.start()
         out = asyncio.run(run_failovers(runtime, args.kills, args.rate, progress=stderr_progress, seed=args.random,
                                         gap_s=args.gap, supervisor_share=args.supervisor_share))
     finally:
         runtime.stop()
+        drop_node_keys(runtime.redis_url if cfg.storage.redis_url else None, cfg.node_id)
+        asyncio.run(ledger.release())
     print(json.dumps(out) if args.json else json.dumps(out, indent=2))
     return 0
 

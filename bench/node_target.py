@@ -9,6 +9,7 @@ received on the events feed.
 from __future__ import annotations
 
 import asyncio
+import tempfile
 import time
 import uuid
 
@@ -17,7 +18,7 @@ import numpy as np
 
 from bench.user_path import STREAMS, drop_node_keys
 from node.client import AsyncExecutionClient
-from node.config import load_config
+from node.config import NodeConfig, load_config
 from node.messages import ExecKind, Signal, encode
 
 SYMBOLS = ("AAPL", "MSFT", "NVDA", "SPY", "TSLA", "QQQ")
@@ -29,7 +30,7 @@ class NodeTarget:
     def __init__(self, n_max: int = 200_000) -> None:
         self._n_max = n_max
         self._runtime = None
-        self._db: tuple[str, str] | None = None  # (server URL, scratch database name)
+        self._ledger = OwnLedger()
         self._client: AsyncExecutionClient | None = None
         self._payloads: list[tuple[str, bytes]] = []
         self._index: dict[str, int] = {}
@@ -50,13 +51,7 @@ class NodeTarget:
         node_id = "bench-" + uuid.uuid4().hex[:8]  # its own Redis keys and streams: nothing shared with other nodes
         cfg = msgspec.structs.replace(cfg, node_id=node_id, storage=msgspec.structs.replace(cfg.storage, **{
             k: node_id + "." + getattr(cfg.storage, k) for k in STREAMS}))
-        if cfg.storage.database_url:  # a scratch database: the node's ledger and start-up reconciliation see only this run
-            from node.migrations import create_database, database_url_for
-
-            server = cfg.storage.database_url
-            self._db = server, (await create_database(server, "nae_bench_"))[0]
-            cfg = msgspec.structs.replace(cfg, storage=msgspec.structs.replace(
-                cfg.storage, database_url=database_url_for(*self._db)))
+        cfg = await self._ledger.take(cfg)
         self._runtime = NodeRuntime(cfg, quiet)
         registry = await asyncio.get_running_loop().run_in_executor(None, self._runtime.start)
         key_id, secret = next(iter(cfg.signing.keys.items()))
@@ -140,11 +135,39 @@ class NodeTarget:
             await asyncio.get_running_loop().run_in_executor(None, self._runtime.stop)
         if self._runtime is not None:
             drop_node_keys(self._runtime.cfg.storage.redis_url, self._runtime.cfg.node_id)
+        await self._ledger.release()
+
+
+class OwnLedger:
+    """A bench node's own ledger, so its start-up reconciliation compares this run's ledger with this
+    run's paper account (both start empty under its fresh node id): a scratch database on the
+    configured PostgreSQL, else the embedded servers under a temporary data folder. `release` drops
+    the database (the folder goes with its servers)."""
+
+    def __init__(self) -> None:
+        self._db: tuple[str, str] | None = None  # (server URL, scratch database name)
+        self._dir: tempfile.TemporaryDirectory | None = None
+
+    async def take(self, cfg: NodeConfig) -> NodeConfig:
+        if cfg.storage.database_url:
+            from node.migrations import create_database, database_url_for
+
+            server = cfg.storage.database_url
+            self._db = server, (await create_database(server, "nae_bench_"))[0]
+            return msgspec.structs.replace(cfg, storage=msgspec.structs.replace(
+                cfg.storage, database_url=database_url_for(*self._db)))
+        self._dir = tempfile.TemporaryDirectory(prefix="nae-bench-")
+        return msgspec.structs.replace(cfg, data_dir=self._dir.name)
+
+    async def release(self) -> None:
         if self._db is not None:
             from node.migrations import drop_database
 
             await drop_database(*self._db)
             self._db = None
+        if self._dir is not None:
+            self._dir.cleanup()
+            self._dir = None
 
 
 async def make_node_target(quick: bool) -> NodeTarget:

@@ -201,9 +201,6 @@ def demo_config(base: NodeConfig) -> NodeConfig:
         # a demonstration, not a trading node: it runs on whatever Redis REDIS_URL names (its persistence
         # is printed at start); `execnode up` refuses a Redis without AOF unless the config allows it
         storage=msgspec.structs.replace(base.storage, allow_volatile_redis=True),
-        # the in-process paper venue starts empty at every start while the ledger keeps every earlier
-        # run: a start-up reconciliation would find that drift and halt the demo (README, Reconciliation)
-        reconcile=msgspec.structs.replace(base.reconcile, enabled=False),
     )
 
 

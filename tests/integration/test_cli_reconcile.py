@@ -24,8 +24,9 @@ def run(*args: str, cwd, env, timeout: float = 180) -> subprocess.CompletedProce
 
 def test_reconcile_from_the_shell(tmp_path, redis_url, database_url):
     name, url = asyncio.run(create_database(database_url, "nae_test_clirec_"))
+    node_id = "cli-rec-" + name[-8:]  # its own: the paper account (in Redis under it) is this run's, as its database is
     (tmp_path / "node.toml").write_text(
-        'node_id = "cli-rec"\nray_namespace = "cli-rec"\n[api]\nport = 0\n[intake]\nport = 0\n'
+        'node_id = "' + node_id + '"\nray_namespace = "cli-rec"\n[api]\nport = 0\n[intake]\nport = 0\n'
         '[storage]\nsignals_stream = "clirec.signals"\nevents_stream = "clirec.events"\n'
         'monitoring_stream = "clirec.monitoring"\nintake_stream = "clirec.intake"\nledger = true\n'
         'allow_volatile_redis = true\n'  # the machine's Redis runs with appendonly no
