@@ -251,7 +251,12 @@ class BrokerHost(LoopService):
         return self.call_on_loop(self.venue.fills)
 
     def book(self, account: str = "") -> BrokerBook:
-        """What the venue holds (orders, fills, positions, cash), for the reconciler."""
+        """What the venue holds (orders, fills, positions, cash), for the reconciler: the broker's own
+        view of the account when the venue reads one (`account_book`: waited for in this caller's
+        thread, never on the loop), else the venue's book as this adapter keeps it."""
+        reader = getattr(self.venue, "account_book", None)
+        if reader is not None:
+            return msgspec.structs.replace(reader(), broker=self.name, account=account)
         return self.call_on_loop(lambda: book_of_venue(self.venue, self.name, account, self._clock_ns(),
                                                        self._active_ns))
 

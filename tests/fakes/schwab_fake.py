@@ -68,6 +68,7 @@ class SchwabFake:
         self.prices: dict[str, float] = {}
         self.hang_s = 3.0
         self.cash = 1_000_000.0
+        self.position_edits: dict[str, float] = {}
         self._server: ThreadingHTTPServer | None = None
         self.base_url = ""
 
@@ -122,8 +123,22 @@ class SchwabFake:
     def price_of(self, symbol: str) -> float:
         return self.prices.get(symbol, 100.0)
 
+    def place(self, symbol: str, instruction: str, qty: float) -> int:
+        """An order placed at Schwab by someone else (by hand, another program): a MARKET order that
+        fills at once, as through the API. Returns its orderId."""
+        spec = {"orderType": "MARKET", "session": "NORMAL", "duration": "DAY", "orderStrategyType": "SINGLE",
+                "orderLegCollection": [{"instruction": instruction, "quantity": qty,
+                                        "instrument": {"symbol": symbol, "assetType": "EQUITY"}}]}
+        with self._lock:
+            return self._new_order(spec)["orderId"]
+
+    def edit_position(self, symbol: str, qty: float) -> None:
+        """A position change with no order (a journal, a transfer): the account shows it, no order does."""
+        with self._lock:
+            self.position_edits[symbol] = self.position_edits.get(symbol, 0.0) + qty
+
     def positions(self) -> dict[str, float]:
-        out: dict[str, float] = defaultdict(float)
+        out: dict[str, float] = defaultdict(float, self.position_edits)
         with self._lock:
             for o in self.orders.values():
                 sign = 1.0 if o["orderLegCollection"][0]["instruction"].startswith("BUY") else -1.0

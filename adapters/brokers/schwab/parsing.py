@@ -9,10 +9,15 @@
   (`<orderId>-<activityId>-<leg no.>`), so a fill seen on two sweeps is one fill.
 - `matches(intent, obj)`: whether an order the node does not know by id is the one an UNKNOWN
   submit sent (Schwab keeps no client order id): same symbol, instruction, quantity and type.
+- `account_book(orders, account, ours, ...)`: Schwab's own view of the account as the reconciler's
+  `BrokerBook`: every listed order with its executions (the node's under their client order ids,
+  any other as `SCHWAB-<orderId>`: placed by hand or by another program), the positions and cash
+  Schwab reports.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 import re
 from typing import Any
@@ -21,6 +26,7 @@ import msgspec
 
 from node.messages import ExecKind, OrderIntent, OrderType, Side
 from node.reasons import Reason
+from node.reconcile import BrokerBook, Fill, Order
 
 #: OCC option symbol as Schwab spells it: root padded to 6, yymmdd, C/P, strike * 1000 in 8 digits
 OCC_SYMBOL = re.compile(r"^([A-Z0-9.]{1,6}) *(\d{6})([CP])(\d{8})$")
@@ -222,3 +228,48 @@ def _price(px: float | None) -> str:
     """Schwab takes prices as decimal strings: 2 places at or above $1, 4 below."""
     p = float(px or 0.0)
     return ("%.2f" if p >= 1.0 else "%.4f") % p
+
+
+#: the client order id of an order the node did not place (Schwab keeps none of its own)
+FOREIGN_PREFIX = "SCHWAB-"
+
+
+def iso_ns(text: str) -> int:
+    """Schwab's time ('2026-11-30T14:30:05+0000') in ns since the epoch; 0 when absent or unreadable."""
+    try:
+        return int(dt.datetime.strptime(text, "%Y-%m-%dT%H:%M:%S%z").timestamp()) * 1_000_000_000
+    except (TypeError, ValueError):
+        return 0
+
+
+def account_book(orders: list[Any], account: Any, ours: dict[str, tuple[str, str]], fills_since_ns: int,
+                 as_of_ns: int) -> tuple[BrokerBook, int]:
+    """Schwab's answers (`GET .../orders`, `GET .../accounts/{hash}?fields=positions`) as a
+    `BrokerBook`, and how many order objects could not be read. `ours`: Schwab orderId ->
+    (client order id, strategy) of the orders the node placed."""
+    book_orders: list[Order] = []
+    fills: list[Fill] = []
+    unreadable = 0
+    for obj in orders:
+        order = read_order(obj)
+        if order is None:
+            unreadable += 1
+            continue
+        coid, strategy = ours.get(order.order_id, (FOREIGN_PREFIX + order.order_id, ""))
+        last = iso_ns(order.entered_time)
+        filled = 0.0
+        for f in order.fills:
+            ts = iso_ns(f.time)
+            last = max(last, ts)
+            filled += f.qty
+            fills.append(Fill(f.exec_id, coid, strategy, order.symbol, order.side, f.qty, f.price, ts, 0.0,
+                              order.order_id))
+        state = order.kind if order.kind is not None else (ExecKind.PARTIAL_FILL if filled > 0.0 else ExecKind.NEW)
+        leaves = order.remaining if order.kind is None else 0.0
+        avg = sum(f.qty * f.price for f in order.fills) / filled if filled else 0.0
+        book_orders.append(Order(coid, state, filled, leaves, strategy, order.symbol, order.side, order.order_id,
+                                 avg, last))
+    cash, _, _ = balances_of(account)
+    book = BrokerBook(broker="schwab", fills=fills, orders=book_orders, positions=positions_of(account),
+                      cash=cash, fills_since_ns=fills_since_ns, as_of_ns=as_of_ns)
+    return book, unreadable

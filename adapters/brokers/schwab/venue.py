@@ -19,10 +19,14 @@ over an inproc socket the adapter polls (`socket`), handed out by `advance`.
 - Refused before sending (REJECTED with a reason, never sent): no login (LOGIN_EXPIRED), over the
   account's budget (BROKER_RATE_LIMITED), no connection (NO_CONNECTION), an order Schwab cannot take
   (SIZE_SPEC, PRICE_REQUIRED).
+- The reconciler's view (`account_book`): Schwab's own list of the account's orders since the start
+  of the previous UTC day, with their executions, and the positions and cash Schwab reports, read
+  by the worker between two commands; fills are judged from the start of the current UTC day.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import datetime as dt
 import logging
 import queue
@@ -39,8 +43,10 @@ from adapters.brokers.schwab import parsing
 from adapters.brokers.schwab.client import Outcome, SchwabClient, Sent, TokenStore
 from adapters.brokers.schwab.config import SchwabConfig
 from adapters.brokers.worker_venue import WorkerVenue
+from node.errors import BrokerError
 from node.messages import ExecKind, ExecutionReport, OrderIntent, OrderSnapshot, encode
 from node.reasons import Reason
+from node.reconcile import BrokerBook
 from node.venue import Balances, VenueHealth, refused, unknown
 
 log = logging.getLogger("nae.broker.schwab")
@@ -48,6 +54,7 @@ log = logging.getLogger("nae.broker.schwab")
 _EPS = 1e-9
 _SWEEP_LOOKBACK_S = 120.0  # orders entered this long before the oldest live one are swept too
 _ACCOUNT_EVERY = 10  # sweeps between two account reads (balances, positions)
+_DAY_S = 86_400
 
 
 class _Tracked(msgspec.Struct, kw_only=True):
@@ -130,6 +137,14 @@ class SchwabVenue(WorkerVenue):
     def account_positions(self) -> dict[str, float]:
         """The positions Schwab itself reported at its last account read (the reconciler's view)."""
         return dict(self._account_positions)
+
+    def account_book(self, timeout_s: float = 30.0) -> BrokerBook:
+        """Schwab's own view of the account now, for the reconciler (see the module docstring). Read
+        by the worker between two commands and waited for in the caller's thread (never the adapter's
+        loop); a read Schwab does not answer is a BrokerError (the run fails, it is never a match)."""
+        done: concurrent.futures.Future = concurrent.futures.Future()
+        self._commands.put(("book", done, None))
+        return done.result(timeout_s)
 
     def health(self, now_ns: int) -> VenueHealth:
         return self._health
@@ -241,6 +256,28 @@ class _Worker:
             self._cancel(arg)
         elif kind == "replace":
             self._replace(arg, intent)
+        elif kind == "book":
+            try:
+                arg.set_result(self._account_book())
+            except Exception as exc:  # noqa: BLE001 - the reconciler's run gets the error
+                arg.set_exception(exc)
+
+    def _account_book(self) -> BrokerBook:
+        now = time.time()
+        today = now - now % _DAY_S
+        orders = self._client.orders(dt.datetime.fromtimestamp(today - _DAY_S, dt.timezone.utc))
+        account = self._client.account()
+        for sent in (orders, account):
+            if sent.outcome is not Outcome.ANSWERED or sent.status != 200:
+                raise BrokerError("schwab: the account could not be read (" + (sent.reason or str(sent.status)) + ")",
+                                  Reason.NO_CONNECTION, retriable=True)
+        if not isinstance(orders.body, list):
+            raise BrokerError("schwab: the orders answer is not a list", Reason.VENUE_REJECT)
+        ours = {t.order_id: (coid, t.intent.strategy_id) for coid, t in self._orders.items() if t.order_id}
+        book, unreadable = parsing.account_book(orders.body, account.body, ours, int(today) * 1_000_000_000,
+                                                time.time_ns())
+        self.unreadable += unreadable
+        return book
 
     def _submit(self, intent: OrderIntent) -> None:
         coid = intent.client_order_id

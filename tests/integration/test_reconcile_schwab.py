@@ -1,0 +1,199 @@
+"""The reconciler against Schwab (the local Schwab fake, real HTTP through schwab-py, the broker
+adapter's `book`: Schwab's own orders, executions, positions and cash), the real ledger (Redis
+stream -> PostgreSQL): a fill dropped on the way, an order placed at Schwab behind the node's back,
+a position edited at Schwab, a node killed between a fill and its ledger row. Each is found,
+classified, written to reconciliation_results and resolved (booked once, adopted and never sent,
+or the strategy halted); nothing is booked twice, nothing is sent to Schwab by the reconciler."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+
+import asyncpg
+import msgspec
+import pytest
+import redis
+import zmq
+
+import tests.integration.test_schwab_venue as sv
+from actors.broker import BrokerHost
+from actors.ledger import Ledger, LedgerConfig
+from actors.reconciler import Reconciler
+from adapters.brokers.schwab.venue import SchwabVenue
+from node.config import NodeConfig, ReconcileConfig, StorageConfig
+from node.messages import ExecKind, OrderIntent, OrderType, Side, SubmitOrder, broker_event_decoder, encode
+from node.migrations import apply_migrations, create_database, drop_database
+from node.streams import EVENTS_FIELD, pack_batch
+from tests.fakes.schwab_fake import SchwabFake
+
+
+class Rig:
+    """Schwab (the fake) behind a real broker adapter; the node's side played by its real parts: an
+    "engine" that sends orders and publishes the adapter's reports to execution.events, the ledger,
+    and the reconciler reading the adapter's `book`."""
+
+    def __init__(self, fake: SchwabFake, database: str, redis_url: str) -> None:
+        self.fake = fake
+        self.database = database
+        self.redis_url = redis_url
+        tag = "test:recschwab:" + secrets.token_hex(4) + ":"
+        self.storage = StorageConfig(redis_url=redis_url, database_url=database, signals_stream=tag + "signals",
+                                     events_stream=tag + "events", monitoring_stream=tag + "monitoring")
+        cfg = sv.make_cfg(fake, database, redis_url)
+        sv.seed_token(cfg, fake.issue_token())
+        self.venue = SchwabVenue(cfg, redis_prefix=tag + "schwab")
+        self.host = BrokerHost("schwab", "127.0.0.1", self.venue)
+        self.sock = zmq.Context.instance().socket(zmq.DEALER)
+        self.sock.setsockopt(zmq.LINGER, 0)
+        self.sock.connect(self.host.start()["orders"])
+        self.reports: list = []
+        self.controls: list[tuple[str, str | None]] = []
+        self.ledger = Ledger(self.storage, redis_url, database, LedgerConfig(consumer="t-" + secrets.token_hex(3),
+                                                                             block_ms=10))
+        self.reconciler = Reconciler(NodeConfig(storage=self.storage, reconcile=ReconcileConfig(
+            settle_ms=0, reconcile_every_secs=0)), redis_url, database, self._books, self._control)
+        self.n = 0
+
+    async def _books(self):
+        return [await asyncio.get_running_loop().run_in_executor(None, self.host.book, "acct")]
+
+    async def _control(self, state: str, strategy_id: str | None) -> None:
+        self.controls.append((state, strategy_id))
+
+    async def start(self) -> None:
+        await self.ledger.start()
+        await self.reconciler.start()
+
+    def order(self, symbol: str, side: Side, qty: float) -> str:
+        self.n += 1
+        coid = "NAE-" + secrets.token_hex(6) + "-0"
+        self.sock.send(encode(SubmitOrder(1, "default", OrderIntent(
+            client_order_id=coid, signal_id="s%d" % self.n, request_id="r%d" % self.n, strategy_id="s1",
+            symbol=symbol, side=side, order_type=OrderType.MARKET, quantity=qty))))
+        return coid
+
+    def wait_filled(self, coid: str, timeout_s: float = 20.0) -> list:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.sock.poll(50):
+                self.reports.append(broker_event_decoder.decode(self.sock.recv()))
+            mine = [r for r in self.reports if r.client_order_id == coid]
+            if any(r.kind is ExecKind.FILL for r in mine):
+                return mine
+        raise AssertionError(repr(self.reports))
+
+    async def engine_publishes(self, reports: list) -> None:
+        payloads = [encode(msgspec.structs.replace(r, strategy_id="s1")) for r in reports]
+        client = redis.Redis.from_url(self.redis_url)
+        client.xadd(self.storage.events_stream, {EVENTS_FIELD: pack_batch(payloads)})
+        client.close()
+
+    async def fetch(self, sql: str, *args):
+        conn = await asyncpg.connect(self.database)
+        try:
+            return await conn.fetch(sql, *args)
+        finally:
+            await conn.close()
+
+    async def fill_rows(self) -> dict[str, int]:
+        return {r["exec_id"]: r["n"] for r in await self.fetch("SELECT exec_id, count(*) AS n FROM fills GROUP BY exec_id")}
+
+    async def close(self) -> None:
+        await self.reconciler.stop()
+        await self.ledger.close()
+        self.sock.close(0)
+        self.host.stop()
+        client = redis.Redis.from_url(self.redis_url)
+        for key in client.scan_iter(match=self.storage.events_stream.rsplit(":", 1)[0] + ":*"):
+            client.delete(key)
+        client.close()
+
+
+@pytest.fixture()
+def rig(database_url, redis_url):
+    name, url = asyncio.run(create_database(database_url, "nae_test_recschwab_"))
+    asyncio.run(apply_migrations(url))
+    fake = SchwabFake(account_hash="H" + secrets.token_hex(4)).start()
+    fake.fill_legs = 3
+    loop = asyncio.new_event_loop()
+    r = Rig(fake, url, redis_url)
+    loop.run_until_complete(r.start())
+    yield r, loop
+    loop.run_until_complete(r.close())
+    loop.close()
+    fake.stop()
+    asyncio.run(drop_database(database_url, name))
+
+
+def test_a_dropped_fill_is_booked_once(rig):
+    r, loop = rig
+    coid = r.order("AAPL", Side.BUY, 30.0)  # three executions of 10
+    reports = r.wait_filled(coid)
+    fills = [x for x in reports if x.last_qty > 0]
+    assert len(fills) == 3
+    dropped = fills[1]
+    loop.run_until_complete(r.engine_publishes([x for x in reports if x is not dropped]))
+    loop.run_until_complete(r.ledger.drain(idle_reads=2))
+
+    run = loop.run_until_complete(r.reconciler.reconcile("test"))
+    assert run.counts == {"MISSING_FILL": 1} and run.error == ""
+    assert run.discrepancies[0].exec_id == dropped.exec_id and run.booked == 1 and r.controls == []
+    loop.run_until_complete(r.ledger.drain(idle_reads=2))
+    assert loop.run_until_complete(r.fill_rows()) == {f.exec_id: 1 for f in fills}
+    again = loop.run_until_complete(r.reconciler.reconcile("test"))
+    assert again.matched and again.booked == 0
+    assert len(r.fake.placed) == 1  # nothing was sent by the reconciler
+    rows = loop.run_until_complete(r.fetch(
+        "SELECT symbol, matched FROM reconciliation_results WHERE run_id = $1", run.run_id))
+    assert [(x["symbol"], x["matched"]) for x in rows if not x["matched"]] == [("AAPL", False)]
+
+
+def test_an_order_placed_at_schwab_behind_the_nodes_back_is_adopted_never_sent(rig):
+    r, loop = rig
+    oid = r.fake.place("MSFT", "SELL_SHORT", 12.0)
+    run = loop.run_until_complete(r.reconciler.reconcile("test"))
+    assert run.counts == {"ORDER_UNKNOWN_TO_NODE": 1, "FILL_UNKNOWN_TO_LEDGER": 3}, run.discrepancies
+    assert run.booked == 4 and run.actions == []
+    loop.run_until_complete(r.ledger.drain(idle_reads=2))
+    order = loop.run_until_complete(r.fetch(
+        "SELECT strategy_id, cum_qty, state FROM orders WHERE client_order_id = $1", "SCHWAB-%d" % oid))[0]
+    assert (order["strategy_id"], order["cum_qty"], order["state"]) == ("EXTERNAL", pytest.approx(12.0), "FILL")
+    again = loop.run_until_complete(r.reconciler.reconcile("test"))
+    assert again.matched and again.booked == 0
+    assert sum(loop.run_until_complete(r.fill_rows()).values()) == 3
+    assert len(r.fake.placed) == 1 and r.host.stats()["submitted"] == 0  # adopted, never re-sent
+
+
+def test_a_position_edited_at_schwab_is_drift_and_halts_the_strategy(rig):
+    r, loop = rig
+    coid = r.order("AAPL", Side.BUY, 30.0)
+    loop.run_until_complete(r.engine_publishes(r.wait_filled(coid)))
+    loop.run_until_complete(r.ledger.drain(idle_reads=2))
+    r.fake.edit_position("AAPL", 7.0)
+    run = loop.run_until_complete(r.reconciler.reconcile("test"))
+    assert run.counts == {"POSITION_DRIFT": 1}
+    d = run.discrepancies[0]
+    assert (d.symbol, d.node_qty, d.broker_qty) == ("AAPL", pytest.approx(30.0), pytest.approx(37.0))
+    assert r.controls == [("HALTED", "s1")] and run.booked == 0
+    row = loop.run_until_complete(r.fetch(
+        "SELECT ledger_qty, broker_qty, action FROM reconciliation_results WHERE run_id = $1 AND symbol = 'AAPL'",
+        run.run_id))[0]
+    assert (row["ledger_qty"], row["broker_qty"], row["action"]) == (pytest.approx(30.0), pytest.approx(37.0), "HALTED")
+
+
+def test_a_node_killed_between_a_fill_and_its_ledger_row_books_it_once(rig):
+    r, loop = rig
+    coid = r.order("SPY", Side.BUY, 9.0)
+    reports = r.wait_filled(coid)  # the engine had them, and died before its execution.events append
+    run = loop.run_until_complete(r.reconciler.reconcile("test"))
+    assert run.counts == {"ORDER_UNKNOWN_TO_NODE": 1, "FILL_UNKNOWN_TO_LEDGER": 3}
+    loop.run_until_complete(r.ledger.drain(idle_reads=2))
+    loop.run_until_complete(r.engine_publishes(reports))  # a late append of the same reports: nothing twice
+    loop.run_until_complete(r.ledger.drain(idle_reads=2))
+    assert loop.run_until_complete(r.fill_rows()) == {x.exec_id: 1 for x in reports if x.last_qty > 0}
+    order = loop.run_until_complete(r.fetch(
+        "SELECT strategy_id, cum_qty FROM orders WHERE client_order_id = $1", coid))[0]
+    assert order["strategy_id"] == "s1" and order["cum_qty"] == pytest.approx(9.0)
+    assert loop.run_until_complete(r.reconciler.reconcile("test")).matched
