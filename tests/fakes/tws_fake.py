@@ -44,6 +44,7 @@ class TwsFake:
         self.refuse_connections = False
         self.orders: dict[int, dict[str, Any]] = {}  # permId -> order
         self.executions: list[dict[str, Any]] = []
+        self.position_edits: dict[str, float] = {}
         self.received: list[list[str]] = []
         self.connections = 0
         self._perm = itertools.count(700_001)
@@ -74,6 +75,29 @@ class TwsFake:
 
     def fill(self, perm_id: int, qty: float, price: float) -> None:
         self._loop.call_soon_threadsafe(self._fill_resting, perm_id, qty, price)
+
+    def place(self, symbol: str, action: str, qty: float) -> int:
+        """An order placed in TWS by someone else (by hand, another client id): a MKT order filled at
+        once, in the day's executions, never sent to this client. Returns its permId."""
+        done = threading.Event()
+        out: list[int] = []
+
+        def make() -> None:
+            order = {"order_id": 0, "perm_id": next(self._perm), "symbol": symbol, "action": action, "qty": qty,
+                     "type": "MKT", "lmt": 0.0, "ref": "", "filled": 0.0, "px_sum": 0.0, "status": "Submitted",
+                     "client_id": 99}  # fmt: skip
+            self.orders[order["perm_id"]] = order
+            self._execute(None, order, qty, self.prices.get(symbol, 100.0))
+            out.append(order["perm_id"])
+            done.set()
+
+        self._loop.call_soon_threadsafe(make)
+        done.wait(10)
+        return out[0]
+
+    def edit_position(self, symbol: str, qty: float) -> None:
+        """A position change with no execution (a journal, a transfer): reqPositions shows it."""
+        self.position_edits[symbol] = self.position_edits.get(symbol, 0.0) + qty
 
     def by_ref(self, order_ref: str) -> dict[str, Any] | None:
         return next((o for o in self.orders.values() if o["ref"] == order_ref), None)
@@ -219,7 +243,7 @@ class TwsFake:
               order["perm_id"], 0, avg, order["client_id"], "", 0.0)
 
     def _positions(self) -> dict[str, float]:
-        out: dict[str, float] = {}
+        out: dict[str, float] = dict(self.position_edits)
         for ex in self.executions:
             out[ex["symbol"]] = out.get(ex["symbol"], 0.0) + (ex["shares"] if ex["side"] == "BOT" else -ex["shares"])
         return out

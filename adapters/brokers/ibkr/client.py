@@ -17,6 +17,8 @@ what it learns leaves as `ExecutionReport`s through `emit`.
   window (BROKER_MAINTENANCE, or held until it ends with `hold_in_window`), an order TWS cannot
   take (SIZE_SPEC, PRICE_REQUIRED).
 - Pacing: ib_async's client throttle, set to `max_messages_per_s` (IBKR allows 50 a second).
+- The reconciler's view (`account_book`): the day's executions and the positions, asked of TWS
+  afresh (`reqExecutions`, `reqPositions`), fills judged from the start of TWS's day.
 """
 
 from __future__ import annotations
@@ -34,8 +36,10 @@ from ib_async.ib import StartupFetch
 
 from adapters.brokers.ibkr import parsing
 from node.config import IbkrConfig
+from node.errors import BrokerError
 from node.messages import ExecKind, ExecutionReport, OrderIntent
 from node.reasons import Reason
+from node.reconcile import BrokerBook
 from node.venue import refused, unknown
 
 log = logging.getLogger("nae.broker.ibkr")
@@ -148,6 +152,22 @@ class IbkrSession:
             if fill.commissionReport and fill.commissionReport.execId:
                 self.commissions[parsing.exec_key(fill.commissionReport.execId)] = fill.commissionReport.commission
         return True
+
+    async def account_book(self) -> BrokerBook:
+        """TWS's own view of the account now (see the module docstring); BrokerError when TWS is away."""
+        if not self.connected:
+            raise BrokerError("ibkr: not connected to TWS / IB Gateway", Reason.NO_CONNECTION, retriable=True)
+        timeout = self.cfg.connect_timeout_ms / 1000
+        try:
+            fills = await asyncio.wait_for(self.ib.reqExecutionsAsync(), timeout)
+            positions = await asyncio.wait_for(self.ib.reqPositionsAsync(), timeout)
+        except (asyncio.TimeoutError, ConnectionError) as exc:
+            raise BrokerError("ibkr: the account could not be read (" + type(exc).__name__ + ")",
+                              Reason.NO_CONNECTION, retriable=True) from exc
+        ours = {coid: (t.intent.strategy_id, float(t.intent.quantity or 0.0), t.acked and not t.done)
+                for coid, t in self._orders.items()}
+        return parsing.account_book(fills, positions, ours, self._by_perm, parsing.day_start_ns(self._clock()),
+                                    time.time_ns())
 
     def _tick(self, now: float) -> None:
         """UNKNOWN after the ack deadline; held orders out once the window is over."""

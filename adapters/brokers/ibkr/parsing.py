@@ -8,6 +8,10 @@
   execution `X.01` as `X.02` (same stem, higher suffix): the stem is what a fill is deduped on, so
   a correction is never counted twice.
 - `in_window(now, windows)`: whether a maintenance window (nightly reset, gateway restart) is on.
+- `account_book(fills, positions, ours, ...)`: TWS's own view of the account (the day's executions,
+  the positions) as the reconciler's `BrokerBook`: an execution names its order by `orderRef` (the
+  node's client order id), else by permId (`IBKR-<permId>`: placed in TWS by hand or by another
+  program); a correction replaces the execution it corrects.
 """
 
 from __future__ import annotations
@@ -16,11 +20,14 @@ import datetime as dt
 import re
 from zoneinfo import ZoneInfo
 
-from ib_async import Contract, Option, Order, Stock
+from ib_async import Contract, Fill, Option, Order, Position, Stock
 
 from node.config import MaintenanceWindow
 from node.messages import ExecKind, OrderIntent, OrderType, Side
 from node.reasons import Reason
+from node.reconcile import BrokerBook
+from node.reconcile import Fill as BookFill
+from node.reconcile import Order as BookOrder
 
 OCC_SYMBOL = re.compile(r"^([A-Z0-9.]{1,6}) *(\d{6})([CP])(\d{8})$")
 OPTION_MULTIPLIER = "100"
@@ -89,3 +96,54 @@ def in_window(now: dt.datetime, windows: list[MaintenanceWindow]) -> Maintenance
 def side_of(exec_side: str) -> Side:
     """TWS execution side: BOT / SLD."""
     return Side.BUY if exec_side in ("BOT", "BUY") else Side.SELL
+
+
+#: the client order id of an order the node did not place
+FOREIGN_PREFIX = "IBKR-"
+#: the day TWS answers `reqExecutions` for begins at midnight here
+TWS_DAY_TZ = "America/New_York"
+
+
+def day_start_ns(now: dt.datetime) -> int:
+    """The start of TWS's trading day containing `now` (aware), in ns since the epoch."""
+    local = now.astimezone(ZoneInfo(TWS_DAY_TZ))
+    return int(local.replace(hour=0, minute=0, second=0, microsecond=0).timestamp()) * 1_000_000_000
+
+
+def account_book(fills: list[Fill], positions: list[Position], ours: dict[str, tuple[str, float, bool]],
+                 by_perm: dict[int, str], fills_since_ns: int, as_of_ns: int) -> BrokerBook:
+    """See the module docstring. `ours`: client order id -> (strategy, quantity, still live) of the
+    orders this session placed; `by_perm`: permId -> client order id."""
+    latest: dict[str, Fill] = {}
+    for f in fills:  # the day's executions, a correction after what it corrects
+        latest[exec_key(f.execution.execId)] = f
+    book_fills: list[BookFill] = []
+    acc: dict[str, list] = {}  # coid -> [symbol, side, cum, px_sum, perm, last ts]
+    for key, f in latest.items():
+        ex = f.execution
+        coid = ex.orderRef or by_perm.get(ex.permId, "") or FOREIGN_PREFIX + str(ex.permId)
+        symbol = f.contract.localSymbol or f.contract.symbol
+        side = side_of(ex.side)
+        qty, px = float(ex.shares), float(ex.price)
+        ts = int(ex.time.timestamp() * 1e9) if isinstance(ex.time, dt.datetime) else 0
+        fee = float(f.commissionReport.commission) if f.commissionReport and f.commissionReport.execId else 0.0
+        strategy = ours.get(coid, ("", 0.0, False))[0]
+        book_fills.append(BookFill(key, coid, strategy, symbol, side, qty, px, ts, fee, str(ex.permId)))
+        a = acc.setdefault(coid, [symbol, side, 0.0, 0.0, str(ex.permId), 0])
+        a[2] += qty
+        a[3] += qty * px
+        a[5] = max(a[5], ts)
+    orders: list[BookOrder] = []
+    for coid, (symbol, side, cum, px_sum, perm, ts) in acc.items():
+        strategy, total, live = ours.get(coid, ("", cum, False))
+        total = total or cum
+        done = cum >= total - 1e-9
+        state = ExecKind.FILL if done else (ExecKind.PARTIAL_FILL if live else ExecKind.CANCELED)
+        orders.append(BookOrder(coid, state, cum, max(total - cum, 0.0) if live else 0.0, strategy, symbol, side,
+                                perm, px_sum / cum if cum else 0.0, ts))
+    for coid, (strategy, total, live) in ours.items():  # live orders with no execution yet
+        if live and coid not in acc:
+            orders.append(BookOrder(coid, ExecKind.NEW, 0.0, total, strategy))
+    held = {(p.contract.localSymbol or p.contract.symbol): float(p.position) for p in positions if p.position}
+    return BrokerBook(broker="ibkr", fills=book_fills, orders=orders, positions=held, fills_since_ns=fills_since_ns,
+                      as_of_ns=as_of_ns)

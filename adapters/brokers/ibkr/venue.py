@@ -20,8 +20,10 @@ from adapters.brokers.ibkr import parsing
 from adapters.brokers.ibkr.client import IbkrSession
 from adapters.brokers.worker_venue import WorkerVenue
 from node.config import IbkrConfig
+from node.errors import BrokerError
 from node.messages import ExecutionReport, OrderIntent, encode
 from node.reasons import Reason
+from node.reconcile import BrokerBook
 from node.venue import VenueHealth
 
 log = logging.getLogger("nae.broker.ibkr")
@@ -131,6 +133,13 @@ class IbkrVenue(WorkerVenue):
         if parsing.in_window(dt.datetime.fromtimestamp(now_ns / 1e9, dt.timezone.utc), self.cfg.windows):
             return VenueHealth(ok=False, reason=Reason.BROKER_MAINTENANCE.value, detail="in IBKR's maintenance window")
         return VenueHealth(ok=True)
+
+    def account_book(self, timeout_s: float = 30.0) -> BrokerBook:
+        """TWS's own view of the account, for the reconciler: asked on the session's loop, waited for
+        in the caller's thread (never the adapter's loop)."""
+        if self._loop is None or self.session is None:
+            raise BrokerError("ibkr: the venue is not open", Reason.NO_CONNECTION, retriable=True)
+        return asyncio.run_coroutine_threadsafe(self.session.account_book(), self._loop).result(timeout_s)
 
     def account_positions(self) -> dict[str, float]:
         s = self.session

@@ -1,9 +1,12 @@
-"""The reconciler against Schwab (the local Schwab fake, real HTTP through schwab-py, the broker
-adapter's `book`: Schwab's own orders, executions, positions and cash), the real ledger (Redis
-stream -> PostgreSQL): a fill dropped on the way, an order placed at Schwab behind the node's back,
-a position edited at Schwab, a node killed between a fill and its ledger row. Each is found,
-classified, written to reconciliation_results and resolved (booked once, adopted and never sent,
-or the strategy halted); nothing is booked twice, nothing is sent to Schwab by the reconciler."""
+"""The reconciler against each broker fake behind a real broker adapter, whose `book` is the
+broker's own view of the account: Schwab (the local Schwab fake, real HTTP through schwab-py: its
+orders, executions, positions and cash) and IBKR (the TWS fake, real ib_async over the TWS framing:
+the day's executions and the positions), with the real ledger (Redis stream -> PostgreSQL): a fill
+dropped on the way, an order placed at the broker behind the node's back, a position edited at the
+broker, a node killed between a fill and its ledger row. Each is found, classified, written to
+reconciliation_results and resolved (booked once, adopted and never sent, or the strategy
+halted); nothing is booked twice, nothing is sent to the broker by the reconciler. (The paper
+venue's cases: tests/integration/test_reconcile_paper.py.)"""
 
 from __future__ import annotations
 
@@ -21,30 +24,84 @@ import tests.integration.test_schwab_venue as sv
 from actors.broker import BrokerHost
 from actors.ledger import Ledger, LedgerConfig
 from actors.reconciler import Reconciler
+from adapters.brokers.ibkr.venue import IbkrVenue
 from adapters.brokers.schwab.venue import SchwabVenue
-from node.config import NodeConfig, ReconcileConfig, StorageConfig
+from node.config import IbkrConfig, NodeConfig, ReconcileConfig, StorageConfig
 from node.messages import ExecKind, OrderIntent, OrderType, Side, SubmitOrder, broker_event_decoder, encode
 from node.migrations import apply_migrations, create_database, drop_database
 from node.streams import EVENTS_FIELD, pack_batch
 from tests.fakes.schwab_fake import SchwabFake
+from tests.fakes.tws_fake import TwsFake
+
+
+class SchwabBroker:
+    """Schwab: the fake, a venue on it (token sealed in the test's database), its controls."""
+
+    foreign_prefix = "SCHWAB-"
+
+    def __init__(self, database: str, redis_url: str, tag: str) -> None:
+        self.fake = SchwabFake(account_hash="H" + secrets.token_hex(4)).start()
+        self.fake.fill_legs = 3
+        cfg = sv.make_cfg(self.fake, database, redis_url)
+        sv.seed_token(cfg, self.fake.issue_token())
+        self.venue = SchwabVenue(cfg, redis_prefix=tag + "schwab")
+        self.foreign_fills = 3
+
+    def place_behind_the_nodes_back(self) -> str:
+        return self.foreign_prefix + str(self.fake.place("MSFT", "SELL_SHORT", 12.0))
+
+    def edit_position(self, symbol: str, qty: float) -> None:
+        self.fake.edit_position(symbol, qty)
+
+    def orders_placed(self) -> int:
+        return len(self.fake.placed)
+
+    def stop(self) -> None:
+        self.fake.stop()
+
+
+class IbkrBroker:
+    """IBKR: the TWS fake, a venue on it, its controls."""
+
+    foreign_prefix = "IBKR-"
+
+    def __init__(self, database: str, redis_url: str, tag: str) -> None:
+        self.fake = TwsFake().start()
+        self.fake.fill_legs = 3
+        self.venue = IbkrVenue(IbkrConfig(port=self.fake.port, client_id=7, windows=[], reconnect_interval_ms=200,
+                                          connect_timeout_ms=3_000, ack_timeout_ms=2_000))
+        self.foreign_fills = 1
+
+    def place_behind_the_nodes_back(self) -> str:
+        return self.foreign_prefix + str(self.fake.place("MSFT", "SELL", 12.0))
+
+    def edit_position(self, symbol: str, qty: float) -> None:
+        self.fake.edit_position(symbol, qty)
+
+    def orders_placed(self) -> int:
+        return len(self.fake.orders)
+
+    def stop(self) -> None:
+        self.fake.stop()
+
+
+BROKERS = {"schwab": SchwabBroker, "ibkr": IbkrBroker}
 
 
 class Rig:
-    """Schwab (the fake) behind a real broker adapter; the node's side played by its real parts: an
-    "engine" that sends orders and publishes the adapter's reports to execution.events, the ledger,
-    and the reconciler reading the adapter's `book`."""
+    """A broker (its fake) behind a real broker adapter; the node's side played by its real parts:
+    an "engine" that sends orders and publishes the adapter's reports to execution.events, the
+    ledger, and the reconciler reading the adapter's `book`."""
 
-    def __init__(self, fake: SchwabFake, database: str, redis_url: str) -> None:
-        self.fake = fake
+    def __init__(self, kind: str, database: str, redis_url: str) -> None:
         self.database = database
         self.redis_url = redis_url
-        tag = "test:recschwab:" + secrets.token_hex(4) + ":"
+        tag = "test:recbroker:" + secrets.token_hex(4) + ":"
         self.storage = StorageConfig(redis_url=redis_url, database_url=database, signals_stream=tag + "signals",
                                      events_stream=tag + "events", monitoring_stream=tag + "monitoring")
-        cfg = sv.make_cfg(fake, database, redis_url)
-        sv.seed_token(cfg, fake.issue_token())
-        self.venue = SchwabVenue(cfg, redis_prefix=tag + "schwab")
-        self.host = BrokerHost("schwab", "127.0.0.1", self.venue)
+        self.broker = BROKERS[kind](database, redis_url, tag)
+        self.venue = self.broker.venue
+        self.host = BrokerHost(kind, "127.0.0.1", self.venue)
         self.sock = zmq.Context.instance().socket(zmq.DEALER)
         self.sock.setsockopt(zmq.LINGER, 0)
         self.sock.connect(self.host.start()["orders"])
@@ -65,6 +122,10 @@ class Rig:
     async def start(self) -> None:
         await self.ledger.start()
         await self.reconciler.start()
+        deadline = time.monotonic() + 20
+        while not self.venue.health(time.time_ns()).ok:  # logged in / connected
+            assert time.monotonic() < deadline, self.venue.health(time.time_ns())
+            await asyncio.sleep(0.05)
 
     def order(self, symbol: str, side: Side, qty: float) -> str:
         self.n += 1
@@ -105,25 +166,23 @@ class Rig:
         await self.ledger.close()
         self.sock.close(0)
         self.host.stop()
+        self.broker.stop()
         client = redis.Redis.from_url(self.redis_url)
         for key in client.scan_iter(match=self.storage.events_stream.rsplit(":", 1)[0] + ":*"):
             client.delete(key)
         client.close()
 
 
-@pytest.fixture()
-def rig(database_url, redis_url):
-    name, url = asyncio.run(create_database(database_url, "nae_test_recschwab_"))
+@pytest.fixture(params=sorted(BROKERS))
+def rig(request, database_url, redis_url):
+    name, url = asyncio.run(create_database(database_url, "nae_test_recbroker_"))
     asyncio.run(apply_migrations(url))
-    fake = SchwabFake(account_hash="H" + secrets.token_hex(4)).start()
-    fake.fill_legs = 3
     loop = asyncio.new_event_loop()
-    r = Rig(fake, url, redis_url)
+    r = Rig(request.param, url, redis_url)
     loop.run_until_complete(r.start())
     yield r, loop
     loop.run_until_complete(r.close())
     loop.close()
-    fake.stop()
     asyncio.run(drop_database(database_url, name))
 
 
@@ -144,34 +203,35 @@ def test_a_dropped_fill_is_booked_once(rig):
     assert loop.run_until_complete(r.fill_rows()) == {f.exec_id: 1 for f in fills}
     again = loop.run_until_complete(r.reconciler.reconcile("test"))
     assert again.matched and again.booked == 0
-    assert len(r.fake.placed) == 1  # nothing was sent by the reconciler
+    assert r.broker.orders_placed() == 1  # nothing was sent by the reconciler
     rows = loop.run_until_complete(r.fetch(
         "SELECT symbol, matched FROM reconciliation_results WHERE run_id = $1", run.run_id))
     assert [(x["symbol"], x["matched"]) for x in rows if not x["matched"]] == [("AAPL", False)]
 
 
-def test_an_order_placed_at_schwab_behind_the_nodes_back_is_adopted_never_sent(rig):
+def test_an_order_placed_behind_the_nodes_back_is_adopted_never_sent(rig):
     r, loop = rig
-    oid = r.fake.place("MSFT", "SELL_SHORT", 12.0)
+    foreign = r.broker.place_behind_the_nodes_back()
+    n = r.broker.foreign_fills
     run = loop.run_until_complete(r.reconciler.reconcile("test"))
-    assert run.counts == {"ORDER_UNKNOWN_TO_NODE": 1, "FILL_UNKNOWN_TO_LEDGER": 3}, run.discrepancies
-    assert run.booked == 4 and run.actions == []
+    assert run.counts == {"ORDER_UNKNOWN_TO_NODE": 1, "FILL_UNKNOWN_TO_LEDGER": n}, run.discrepancies
+    assert run.booked == 1 + n and run.actions == []
     loop.run_until_complete(r.ledger.drain(idle_reads=2))
     order = loop.run_until_complete(r.fetch(
-        "SELECT strategy_id, cum_qty, state FROM orders WHERE client_order_id = $1", "SCHWAB-%d" % oid))[0]
+        "SELECT strategy_id, cum_qty, state FROM orders WHERE client_order_id = $1", foreign))[0]
     assert (order["strategy_id"], order["cum_qty"], order["state"]) == ("EXTERNAL", pytest.approx(12.0), "FILL")
     again = loop.run_until_complete(r.reconciler.reconcile("test"))
     assert again.matched and again.booked == 0
-    assert sum(loop.run_until_complete(r.fill_rows()).values()) == 3
-    assert len(r.fake.placed) == 1 and r.host.stats()["submitted"] == 0  # adopted, never re-sent
+    assert sum(loop.run_until_complete(r.fill_rows()).values()) == n
+    assert r.broker.orders_placed() == 1 and r.host.stats()["submitted"] == 0  # adopted, never re-sent
 
 
-def test_a_position_edited_at_schwab_is_drift_and_halts_the_strategy(rig):
+def test_a_position_edited_at_the_broker_is_drift_and_halts_the_strategy(rig):
     r, loop = rig
     coid = r.order("AAPL", Side.BUY, 30.0)
     loop.run_until_complete(r.engine_publishes(r.wait_filled(coid)))
     loop.run_until_complete(r.ledger.drain(idle_reads=2))
-    r.fake.edit_position("AAPL", 7.0)
+    r.broker.edit_position("AAPL", 7.0)
     run = loop.run_until_complete(r.reconciler.reconcile("test"))
     assert run.counts == {"POSITION_DRIFT": 1}
     d = run.discrepancies[0]
