@@ -15,6 +15,11 @@ is REJECTED with a reason code: it never left the node.
 The failover calls (`sent_ids`, `snapshot_of`, `fills_since`, `fills_of`) are what the adapter
 answers a new leader's `QueryOrders` with and what it seeds its exactly-once gate from after a
 restart. `VenueBase` derives them from `snapshot()` and `fills()` for a venue with no cheaper way.
+
+A venue that can ask its broker for the account itself (Schwab, IBKR) also offers
+`account_book(timeout_s) -> node.reconcile.BrokerBook`: the broker's own orders, executions,
+positions and cash, for the reconciler; it blocks its caller, never the adapter's loop. Without it
+the adapter's book is the venue's own (`actors.broker.book_of_venue`).
 """
 
 from __future__ import annotations
