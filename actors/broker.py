@@ -67,6 +67,8 @@ class BrokerHost(LoopService):
         self.malformed = 0
         self.first_submit_ns: dict[str, dict[int, int]] = {}  # group -> epoch -> wall time of its first order
         self._active_ns: dict[str, int] = {}  # client order id -> last submit or report, oldest first
+        self._link_ok = False  # the venue's health at the last `link_generation` call
+        self._link_ups = 0
 
     def _open(self, ctx: zmq.Context) -> dict[str, str]:
         self._router = tune(ctx.socket(zmq.ROUTER))
@@ -249,6 +251,20 @@ class BrokerHost(LoopService):
 
     def fills(self) -> list[ExecutionReport]:
         return self.call_on_loop(self.venue.fills)
+
+    def link_generation(self) -> int:
+        """How many times the venue's link to its broker came (back) up: its own count of connects
+        when it keeps one (IBKR), else the not-ok -> ok turns of its health seen by these calls. A
+        reconnect makes it grow; the reconciler runs after one. Read off the loop, like `stats`."""
+        stats = getattr(self.venue, "stats", None)
+        connects = stats().get("connects") if stats is not None else None
+        if isinstance(connects, int):
+            return connects
+        ok = self.venue.health(self._clock_ns()).ok
+        if ok and not self._link_ok:
+            self._link_ups += 1
+        self._link_ok = ok
+        return self._link_ups
 
     def book(self, account: str = "") -> BrokerBook:
         """What the venue holds (orders, fills, positions, cash), for the reconciler: the broker's own

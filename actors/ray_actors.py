@@ -177,7 +177,8 @@ class ReconcilerActor:
         proctune.apply(cfg.tuning, "reconciler")
         self._sup_name = supervisor_name
         self._namespace = cfg.ray_namespace
-        self._rec = Reconciler(cfg, redis_url, database_url, self._broker_books, self._control, publish_endpoint)
+        self._rec = Reconciler(cfg, redis_url, database_url, self._broker_books, self._control, publish_endpoint,
+                               links=self._broker_links)
         self._task: Any = None
 
     def _supervisor(self) -> Any:
@@ -185,6 +186,9 @@ class ReconcilerActor:
 
     async def _broker_books(self) -> list:
         return await self._supervisor().broker_books.remote()
+
+    async def _broker_links(self) -> dict:
+        return await self._supervisor().broker_links.remote()
 
     async def _control(self, state: str, strategy_id: str | None) -> None:
         await self._supervisor().call.remote("validator", "set_state", state, strategy_id)

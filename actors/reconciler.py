@@ -20,7 +20,9 @@ Contract:
 - A broker or store error is the run's `error` (counted, logged once per run, never raised past
   the loop boundary): a run that could not compare anything is not a match, and at start-up
   (trigger `startup`) it halts the node: it never starts trading blind.
-- `run()` repeats every `reconcile_every_secs` until `stop()`; `stats()` never blocks.
+- `run()` repeats every `reconcile_every_secs` until `stop()`, and runs once (trigger `reconnect`)
+  whenever a broker adapter's link generation grows (`links`, polled every `reconnect_poll_ms`: a
+  reconnect to the broker); `stats()` never blocks.
 
 Plain asyncio; Ray is applied in actors/ray_actors.py.
 """
@@ -68,6 +70,7 @@ log = logging.getLogger("nae.reconciler")
 STARTUP = "startup"
 
 BrokerBooks = Callable[[], Awaitable[list[BrokerBook]]]
+Links = Callable[[], Awaitable[dict[str, int]]]
 Control = Callable[[str, "str | None"], Awaitable[Any]]
 
 _FILLS_SQL = ("SELECT exec_id, client_order_id, strategy_id, symbol, side, qty, px, ts_ns, venue_order_id "
@@ -85,7 +88,7 @@ class Reconciler:
 
     def __init__(self, cfg: NodeConfig, redis_url: str, database_url: str, broker_books: BrokerBooks,
                  control: Control | None = None, publish_endpoint: str | None = None,
-                 clock_ns: Callable[[], int] = time.time_ns) -> None:
+                 clock_ns: Callable[[], int] = time.time_ns, links: Links | None = None) -> None:
         self._cfg = cfg
         self._rc = cfg.reconcile
         self._redis_url = redis_url
@@ -94,6 +97,8 @@ class Reconciler:
         self._control = control
         self._publish_endpoint = publish_endpoint
         self._clock_ns = clock_ns
+        self._links = links
+        self._link_seen: dict[str, int] = {}
         self._diff_cfg = DiffConfig(qty_tolerance=self._rc.qty_tolerance, px_tolerance=self._rc.px_tolerance,
                                     cash_tolerance=self._rc.cash_tolerance_usd,
                                     settle_ns=self._rc.settle_ms * 1_000_000)
@@ -127,18 +132,39 @@ class Reconciler:
             await asyncio.sleep(0.2)  # the relay's subscriptions reach a new publisher after its handshake
 
     async def run(self) -> None:
-        """Every `reconcile_every_secs` until `stop()` (0: never)."""
+        """Every `reconcile_every_secs` (0: never on a schedule), and after every reconnect of a
+        broker (when `links` is given), until `stop()`."""
         every = self._rc.reconcile_every_secs
-        if not every:
+        poll = self._rc.reconnect_poll_ms / 1000 if self._links is not None else None
+        if not every and poll is None:
             return
         self._stopping.clear()
+        if poll is not None:
+            await self._reconnected()  # the generations as they are now: what grows after is a reconnect
+        next_run = time.monotonic() + every if every else math.inf
         while not self._stopping.is_set():
+            wait = min(next_run - time.monotonic(), poll if poll is not None else math.inf)
             try:
-                await asyncio.wait_for(self._stopping.wait(), every)
+                await asyncio.wait_for(self._stopping.wait(), max(wait, 0.0))
                 return
             except asyncio.TimeoutError:
                 pass
-            await self.reconcile("schedule")
+            if poll is not None and await self._reconnected():
+                await self.reconcile("reconnect")
+            if time.monotonic() >= next_run:
+                await self.reconcile("schedule")
+                next_run = time.monotonic() + every
+
+    async def _reconnected(self) -> bool:
+        """Whether a broker's link generation grew since the last look (a broker not answering: no)."""
+        try:
+            now = await self._links()  # type: ignore[misc]
+        except Exception as exc:  # noqa: BLE001 - the loop boundary: looked at again next poll
+            log.debug("reconciler: broker links not read: %s", exc)
+            return False
+        grew = any(gen > self._link_seen.get(name, gen) for name, gen in now.items())
+        self._link_seen.update(now)
+        return grew
 
     async def stop(self) -> None:
         self._stopping.set()
@@ -224,7 +250,10 @@ class Reconciler:
         fills = [Fill(r[0], r[1], r[2], r[3], Side(r[4]), r[5], r[6], r[7], 0.0, r[8]) for r in fill_rows]
         orders = [Order(r[0], _STATES.get(r[1], ExecKind.UNKNOWN), r[2], r[3], r[4], r[5], Side(r[6]), r[7], r[8])
                   for r in order_rows]
-        return NodeBook(fills=fills, orders=orders)
+        cash = paper_cash_baseline(self._cfg)
+        if cash is not None:  # the node knows the account's starting cash: what the fills left of it
+            cash -= math.fsum(f.signed_qty * f.px for f in fills)
+        return NodeBook(fills=fills, orders=orders, cash=cash)
 
     async def _book(self, diff: Diff, broker: BrokerBook) -> int:
         """Book, once, what the broker has and the node lacks: to `execution.events` (the ledger)
@@ -324,6 +353,15 @@ class Reconciler:
             "last_took_ms": last.took_ms if last else 0.0, "last_trigger": last.trigger if last else "",
             "last_error": last.error if last else "",
         }  # fmt: skip
+
+
+def paper_cash_baseline(cfg: NodeConfig) -> float | None:
+    """The starting cash of the node's accounts when every one is an in-process paper venue (whose
+    starting cash the config names), else None: the node then keeps no cash figure to compare."""
+    accounts = {b.account_id: b for b in cfg.broker_list()}
+    if not all(b.kind == "paper" for b in accounts.values()):
+        return None
+    return math.fsum(b.paper.starting_cash_usd for b in accounts.values())
 
 
 def merge_books(books: list[BrokerBook]) -> BrokerBook:

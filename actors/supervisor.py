@@ -883,6 +883,20 @@ class Supervisor:
             refs.append(actor.call.remote("book", broker.account_id))
         return ray.get(refs, timeout=60)
 
+    def broker_links(self) -> dict[str, int]:
+        """Each broker adapter's link generation (grows on a reconnect to its broker), for the
+        reconciler's run after a reconnect; an adapter that does not answer is left out."""
+        refs = {name: actor.call.remote("link_generation") for name in self._brokers
+                if (actor := self._actors.get("broker:" + name)) is not None}
+        out: dict[str, int] = {}
+        deadline = time.monotonic() + 5.0
+        for name, ref in refs.items():
+            try:
+                out[name] = ray.get(ref, timeout=max(0.0, deadline - time.monotonic()))
+            except Exception:  # noqa: BLE001 - a broker away is the heartbeat's business
+                continue
+        return out
+
     def reconcile(self, trigger: str = "manual") -> dict:
         """One reconciliation now (`execnode reconcile`, `POST /admin/reconcile`): its summary."""
         actor = self._actors.get("reconciler")

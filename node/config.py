@@ -327,6 +327,7 @@ class ReconcileConfig(msgspec.Struct, **_BASE):
 
     enabled: bool = True
     reconcile_every_secs: NonNegInt = 60
+    reconnect_poll_ms: PositiveInt = 1_000  # how often the brokers' links are looked at (a run after a reconnect)
     on_drift: Literal["REDUCING", "HALTED"] = "HALTED"
     drift_scope: Literal["strategy", "node"] = "strategy"
     adopt: bool = True  # book the broker's orders and fills the node lacks (never re-sent)

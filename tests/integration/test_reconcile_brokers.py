@@ -257,3 +257,23 @@ def test_a_node_killed_between_a_fill_and_its_ledger_row_books_it_once(rig):
         "SELECT strategy_id, cum_qty FROM orders WHERE client_order_id = $1", coid))[0]
     assert order["strategy_id"] == "s1" and order["cum_qty"] == pytest.approx(9.0)
     assert loop.run_until_complete(r.reconciler.reconcile("test")).matched
+
+
+def test_a_reconnect_to_tws_grows_the_adapters_link_generation(database_url, redis_url):
+    name, url = asyncio.run(create_database(database_url, "nae_test_recbroker_"))
+    asyncio.run(apply_migrations(url))
+    loop = asyncio.new_event_loop()
+    r = Rig("ibkr", url, redis_url)
+    try:
+        loop.run_until_complete(r.start())
+        first = r.host.link_generation()
+        r.broker.fake.drop_connections()  # the gateway's nightly restart, a network blip
+        deadline = time.monotonic() + 20
+        while r.host.link_generation() <= first:
+            assert time.monotonic() < deadline, "no reconnect seen"
+            time.sleep(0.05)
+        assert r.host.link_generation() == first + 1
+    finally:
+        loop.run_until_complete(r.close())
+        loop.close()
+        asyncio.run(drop_database(database_url, name))

@@ -347,3 +347,47 @@ async def test_a_broker_book_with_a_non_finite_number_is_a_failed_run_not_a_drif
     run = await node.reconciler.reconcile("test")
     assert not run.matched and run.error.startswith("ValueError: BROKER_BOOK_INVALID") and node.controls == []
     assert run.booked == 0
+
+
+async def test_a_broker_reconnect_runs_a_reconciliation(database):
+    await _truncate(database)
+    n = Node(database, ReconcileConfig(settle_ms=0, reconcile_every_secs=0, reconnect_poll_ms=50))
+    generation = {"paper": 1}
+
+    async def links():
+        return dict(generation)
+
+    n.reconciler._links = links
+    await n.start()
+    try:
+        task = asyncio.ensure_future(n.reconciler.run())
+        await asyncio.sleep(0.5)
+        assert n.reconciler.stats()["runs"] == 0  # no schedule, no reconnect: no run
+        generation["paper"] = 2  # the adapter's link to its broker came back up
+        deadline = time.monotonic() + 20
+        while n.reconciler.stats()["runs"] < 1 and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        assert n.reconciler.stats()["last_trigger"] == "reconnect" and n.reconciler.stats()["runs"] == 1
+        await asyncio.sleep(0.3)
+        assert n.reconciler.stats()["runs"] == 1  # once per reconnect
+        await n.reconciler.stop()
+        await asyncio.wait_for(task, 5)
+    finally:
+        await n.close()
+
+
+async def test_cash_the_paper_account_disagrees_with_is_cash_drift(database):
+    await _truncate(database)
+    n = Node(database, ReconcileConfig(settle_ms=0, reconcile_every_secs=0))
+    n.venue = PaperVenue(PaperVenueConfig(starting_cash_usd=999_000.0))  # the node believes 1,000,000
+    await n.start()
+    try:
+        n.order("AAPL", Side.BUY, 50.0)
+        await n.engine_publishes(n.venue_reports())
+        await n.drain()
+        run = await n.reconciler.reconcile("test")
+        assert run.counts == {"CASH_DRIFT": 1} and run.actions == []  # an alert, not a halt
+        d = run.discrepancies[0]
+        assert d.broker_qty == pytest.approx(n.venue.cash()) and d.node_qty == pytest.approx(n.venue.cash() + 1_000.0)
+    finally:
+        await n.close()
