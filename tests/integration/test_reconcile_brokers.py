@@ -26,7 +26,7 @@ from actors.ledger import Ledger, LedgerConfig
 from actors.reconciler import Reconciler
 from adapters.brokers.ibkr.venue import IbkrVenue
 from adapters.brokers.schwab.venue import SchwabVenue
-from node.config import IbkrConfig, NodeConfig, ReconcileConfig, StorageConfig
+from node.config import BrokerConfig, IbkrConfig, NodeConfig, ReconcileConfig, StorageConfig
 from node.messages import ExecKind, OrderIntent, OrderType, Side, SubmitOrder, broker_event_decoder, encode
 from node.migrations import apply_migrations, create_database, drop_database
 from node.streams import EVENTS_FIELD, pack_batch
@@ -109,8 +109,9 @@ class Rig:
         self.controls: list[tuple[str, str | None]] = []
         self.ledger = Ledger(self.storage, redis_url, database, LedgerConfig(consumer="t-" + secrets.token_hex(3),
                                                                              block_ms=10))
-        self.reconciler = Reconciler(NodeConfig(storage=self.storage, reconcile=ReconcileConfig(
-            settle_ms=0, reconcile_every_secs=0)), redis_url, database, self._books, self._control)
+        cfg = NodeConfig(storage=self.storage, broker=BrokerConfig(name=kind, kind=kind),
+                         reconcile=ReconcileConfig(settle_ms=0, reconcile_every_secs=0))
+        self.reconciler = Reconciler(cfg, redis_url, database, self._books, self._control)
         self.n = 0
 
     async def _books(self):
