@@ -77,3 +77,31 @@ def test_any_schwab_answer_is_read_or_refused_never_raised(obj):
     sw.read_order(obj)
     sw.positions_of(obj)
     sw.balances_of(obj)
+
+
+def test_schwab_account_book_names_the_nodes_orders_and_the_others():
+    ours = {"order": 9, "status": "FILLED", "quantity": 5, "filledQuantity": 5, "orderType": "MARKET",
+            "enteredTime": "2026-11-30T14:30:00+0000",
+            "orderLegCollection": [{"instruction": "BUY", "instrument": {"symbol": "AAPL"}}],
+            "orderActivityCollection": [{"activityType": "EXECUTION", "activityId": 3, "executionLegs": [
+                {"quantity": 5, "price": 10.0, "time": "2026-11-30T14:30:01+0000"}]}]}
+    ours["orderId"] = ours.pop("order")
+    theirs = dict(ours, orderId=10, status="WORKING", filledQuantity=0, remainingQuantity=5,
+                  orderActivityCollection=[])
+    account = {"securitiesAccount": {"positions": [{"instrument": {"symbol": "AAPL"}, "longQuantity": 5}],
+                                     "currentBalances": {"cashBalance": 950.0}}}
+    book, unreadable = sw.account_book([ours, theirs, {"garbage": 1}], account, {"9": ("NAE-a-0", "s1")},
+                                       fills_since_ns=1, as_of_ns=2)
+    assert unreadable == 1 and book.positions == {"AAPL": 5.0} and book.cash == 950.0
+    assert [(o.client_order_id, o.state, o.cum_qty, o.leaves_qty, o.strategy_id) for o in book.orders] == [
+        ("NAE-a-0", ExecKind.FILL, 5.0, 0.0, "s1"), ("SCHWAB-10", ExecKind.NEW, 0.0, 5.0, "")]
+    f = book.fills[0]
+    assert (f.exec_id, f.client_order_id, f.strategy_id, f.qty, f.px) == ("9-3-0", "NAE-a-0", "s1", 5.0, 10.0)
+    assert f.ts_ns == sw.iso_ns("2026-11-30T14:30:01+0000") > 0 and (book.fills_since_ns, book.as_of_ns) == (1, 2)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(_json, max_size=4), _json)
+def test_any_schwab_account_answer_is_a_book_never_raised(orders, account):
+    book, unreadable = sw.account_book(orders, account, {}, 0, 0)
+    assert unreadable + len(book.orders) == len(orders)
