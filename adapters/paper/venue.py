@@ -313,6 +313,11 @@ class PaperVenue(VenueBase):
             self._log.append([PositionAdjusted(symbol, qty)])
         self._positions[symbol] = self._positions.get(symbol, 0.0) + qty
 
+    def stats(self) -> dict:
+        """The broker adapter shows these under `venue` in its stats (`execnode status --json`)."""
+        return {"orders": len(self._orders), "fills": len(self._fills), "book_log": self._log is not None,
+                "book_log_errors": self.log_errors}
+
     def cash(self) -> float:
         """`starting_cash_usd` less what the fills handed out cost (buys), plus what they brought (sells)."""
         return self._cash
