@@ -6,11 +6,15 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
+
+import pytest
 
 EXECNODE = str(Path(sys.executable).parent / "execnode")
 
@@ -56,7 +60,17 @@ def reconciled(cwd, env) -> dict:
         time.sleep(1.0)
 
 
-def test_up_trade_stop_up_again_reconciles_clean(tmp_path):
+@pytest.fixture()
+def fresh_dir():
+    """A data folder outside pytest's tmp root: run as root, the embedded PostgreSQL runs as another
+    user who must reach it, and a concurrent pytest session re-closes /tmp/pytest-of-<user> (0700)."""
+    path = Path(tempfile.mkdtemp(prefix="nae-paper-restart-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def test_up_trade_stop_up_again_reconciles_clean(fresh_dir):
+    tmp_path = fresh_dir
     ns = "paper-restart-" + str(os.getpid())
     (tmp_path / "node.toml").write_text(
         'ray_namespace = "%s"\n[api]\nport = 0\n[intake]\nport = 0\n[reconcile]\nsettle_ms = 500\n' % ns)
