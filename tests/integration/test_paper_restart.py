@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -41,11 +42,20 @@ def stop(proc: subprocess.Popen) -> None:
     proc.wait(90)
 
 
-def fill(cwd, env, symbol: str, action: str, qty: str) -> dict:
-    sent = run("send", "--symbol", symbol, "--action", action, "--quantity", qty, "--wait-fill", cwd=cwd, env=env)
-    last = json.loads(sent.stdout.splitlines()[-1])
-    assert last["kind"] == "FILL", sent.stdout + sent.stderr
-    return last
+def fill(cwd: Path, secret: str, symbol: str, action: str, qty: float) -> None:
+    """One signal through the node's intake (the client Optimus uses), waited for until its FILL."""
+    from node.client import ExecutionClient
+
+    intake = json.loads((cwd / ".data" / "endpoints.json").read_text())["intake"]
+    with ExecutionClient(intake, "optimus", secret, timeout_s=30) as client:
+        client.subscribe("s1")
+        time.sleep(0.2)
+        reply = client.send_signal({"strategy_id": "s1", "symbol": symbol, "action": action, "quantity": qty})
+        assert reply.status == "ACCEPTED", reply  # a HALTED or REDUCING strategy would be refused
+        for ev in client.events(timeout_s=30):
+            if ev.request_id == reply.request_id and ev.kind == "FILL":
+                return
+    raise AssertionError("no FILL for " + reply.request_id)
 
 
 def reconciled(cwd, env) -> dict:
@@ -72,14 +82,16 @@ def fresh_dir():
 def test_up_trade_stop_up_again_reconciles_clean(fresh_dir):
     tmp_path = fresh_dir
     ns = "paper-restart-" + str(os.getpid())
+    secret = secrets.token_hex(32)
     (tmp_path / "node.toml").write_text(
-        'ray_namespace = "%s"\n[api]\nport = 0\n[intake]\nport = 0\n[reconcile]\nsettle_ms = 500\n' % ns)
+        'ray_namespace = "%s"\n[signing]\nkeys = { optimus = "%s" }\n[api]\nport = 0\n[intake]\nport = 0\n'
+        '[reconcile]\nsettle_ms = 500\n' % (ns, secret))
     env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "DATABASE_URL", "RAY_ADDRESS")}
     node = up(tmp_path, env)
     try:
-        fill(tmp_path, env, "AAPL", "BUY", "5")
-        fill(tmp_path, env, "MSFT", "SELL", "3")
-        fill(tmp_path, env, "AAPL", "SELL", "2")
+        fill(tmp_path, secret, "AAPL", "BUY", 5)
+        fill(tmp_path, secret, "MSFT", "SELL", 3)
+        fill(tmp_path, secret, "AAPL", "SELL", 2)
         first = reconciled(tmp_path, env)
         assert first["matched"] is True and first["error"] == ""
     finally:
@@ -91,10 +103,7 @@ def test_up_trade_stop_up_again_reconciles_clean(fresh_dir):
         status = run("status", "--json", cwd=tmp_path, env=env)
         rec = json.loads(status.stdout)["stats"]["reconciler"]
         assert (rec["last_trigger"], rec["last_matched"], rec["last_error"]) == ("startup", True, ""), rec
-        controls = run("admin", "controls", cwd=tmp_path, env=env)
-        assert controls.returncode == 0 and "HALTED" not in controls.stdout and "REDUCING" not in controls.stdout, \
-            controls.stdout + controls.stderr
-        fill(tmp_path, env, "AAPL", "BUY", "1")  # a HALTED strategy or node would refuse it
+        fill(tmp_path, secret, "AAPL", "BUY", 1)  # a HALTED strategy or node would refuse it
         again = reconciled(tmp_path, env)
         assert again["matched"] is True and again["counts"] == {} and again["booked"] == 0
     finally:
