@@ -18,6 +18,9 @@ from pathlib import Path
 import pytest
 
 EXECNODE = str(Path(sys.executable).parent / "execnode")
+#: two cold starts of a whole node with its embedded Redis and PostgreSQL (initdb on the first):
+#: ~200 s at a load average of 20 on the 2-core machine, more under heavier load
+pytestmark = pytest.mark.timeout(600)
 
 
 def run(*args: str, cwd, env, timeout: float = 180) -> subprocess.CompletedProcess:
