@@ -54,15 +54,18 @@ from adapters.engines.native import NativeOrderManager
 from node.checkpoint import EntryCheckpoint
 from node.open_orders import OpenOrderIndex, decode_open_orders, open_orders_key
 from node.errors import StoreError
-from node.orders import STATE_OF_KIND, OrderState
+from node.orders import ACTIVE_STATES, STATE_OF_KIND, OrderState, client_order_id_for
 from node.histogram import LatencyHistogram
 from node.logs import lifecycle, logger
 from node.config import NodeConfig
+from node.amends import CancelPlan, ReplacePlan
 from node.messages import (
+    CancelOrder,
     ExecKind,
     ExecutionReport,
     OrdersReport,
     QueryOrders,
+    ReplaceOrder,
     SignalAccepted,
     SubmitOrder,
     batch_decoder,
@@ -109,6 +112,9 @@ class EngineHost(EngineBase):
         self._next_look = 0.0
         self._look: zmq.Socket | None = None  # standby: its own socket for looks at the broker
         self.looked_up = 0
+        self.cancels_sent = 0
+        self.replaces_sent = 0
+        self.amends_refused = 0
         self.stages = StageClock()  # the leader's per-batch / per-report stage stamps (node.stages)
         self.fill_hist = LatencyHistogram()  # node.metrics: nae_signal_fill_seconds (the leader's fills)
 
@@ -288,6 +294,9 @@ class EngineHost(EngineBase):
         early = self._early
         waiting = []
         for acc in self._mine(signals):
+            if acc.signal.amend is not None:
+                self._amend(acc, leader, waiting)
+                continue
             intent = on_signal(acc, leader)
             self.signals += 1
             if intent is None:
@@ -303,6 +312,33 @@ class EngineHost(EngineBase):
             waiting.append(intent.client_order_id)
         if leader:  # only the leader keeps (and writes) the checkpoint
             self.checkpoint.add_entry(entry_id, waiting)
+
+    def _amend(self, acc: SignalAccepted, leader: bool, waiting: list[str]) -> None:
+        """A cancel or replace signal (node.amends): the leader carries out its plan; a standby
+        records it. A replacement is waited for like any order; a cancel is not (its answer is the
+        original's report, or nothing when the original finished first)."""
+        self.signals += 1
+        plan = self.manager.on_amend(acc, leader, self._clock_ns())
+        if not leader:  # the leader's reports on a replacement that came before its signal
+            coid = client_order_id_for(acc.signal_id)
+            if coid in self.manager.orders:
+                for rep in self._early.pop(coid, ()):
+                    self.manager.on_report(rep)
+        if plan is None:
+            return
+        if type(plan) is CancelPlan:
+            self._dealer.send(encode(CancelOrder(self.epoch, self._engine_name, plan.client_order_id, self.group)))
+            self.cancels_sent += 1
+        elif type(plan) is ReplacePlan:
+            coid = plan.intent.client_order_id
+            self._dealer.send(encode(ReplaceOrder(self.epoch, self._engine_name, plan.client_order_id, plan.intent,
+                                                  self.group)))
+            self.manager.sent(coid, self._clock_ns())
+            waiting.append(coid)
+            self.replaces_sent += 1
+        else:
+            self.amends_refused += 1
+            self._publish(plan.report)
 
     def _take_reports(self) -> None:
         recv = self._dealer.recv
@@ -395,6 +431,9 @@ class EngineHost(EngineBase):
         mark("recent_read", t0)
         for entry_id in entries:  # behind the hold: the checkpoint passes them once all is answered
             self.checkpoint.add_entry(entry_id, [])
+        for coid in self.manager.held_cancels():  # cancels taken as a standby: a no-op if already done
+            self._dealer.send(encode(CancelOrder(self.epoch, self._engine_name, coid, self.group)))
+            self.cancels_sent += 1
         for msg in early:
             self._on_report(msg)
         self._sweep_fills(swept)
@@ -454,6 +493,12 @@ class EngineHost(EngineBase):
             for entry_id, fields in batch:
                 for acc in self._mine(unpack_signals(fields)):
                     self.signals += 1
+                    if acc.signal.amend is not None:  # recorded as a standby would; sent by the recovery
+                        self.manager.on_amend(acc, False, self._clock_ns())
+                        replacement = self.manager.orders.get(client_order_id_for(acc.signal_id))
+                        if replacement is not None and replacement.state is OrderState.PENDING:
+                            new.append(replacement.intent)
+                        continue
                     intent = on_signal(acc, False)
                     if intent is not None:
                         new.append(intent)
@@ -512,7 +557,11 @@ class EngineHost(EngineBase):
                 adopt.append(snap)
                 continue
             mark_submitted(coid)
-            send(encode(SubmitOrder(epoch, name, intent, group)))
+            replaced = self.manager.replaces.get(coid)
+            if replaced is None:
+                send(encode(SubmitOrder(epoch, name, intent, group)))
+            else:  # a replacement goes as one, never as a second live order beside the old one
+                send(encode(ReplaceOrder(epoch, name, replaced, intent, group)))
             waiting.append(coid)
         self.recovered_submitted += len(waiting)
         self.checkpoint.hold(waiting)
@@ -679,6 +728,24 @@ class EngineHost(EngineBase):
         finally:
             sock.close(0)
 
+    def cancel_open(self, strategy_id: str | None = None) -> dict:
+        """The kill switch's `--cancel-open`: the leader cancels every order of its book that is not
+        finished (of one strategy, or all); each is a no-op at the venue if it finished meanwhile.
+        The answers are the orders' CANCELED reports (or their fills, if those came first)."""
+
+        def run() -> dict:
+            if self.role != "leader":
+                return {"role": self.role, "canceled": 0}
+            ids = [coid for coid, o in self.manager.orders.items()
+                   if o.state in ACTIVE_STATES and (strategy_id is None or o.intent.strategy_id == strategy_id)]
+            for coid in ids:
+                self._dealer.send(encode(CancelOrder(self.epoch, self._engine_name, coid, self.group)))
+            self.cancels_sent += len(ids)
+            lifecycle(logger(self.name), "cancel_open", strategy_id=strategy_id or "*", orders=len(ids))
+            return {"role": self.role, "canceled": len(ids), "client_order_ids": ids[:1000]}
+
+        return self.call_on_loop(run)
+
     def demote(self) -> None:
         """Stop submitting (a manual failover away from this engine); it follows the new leader."""
 
@@ -711,6 +778,10 @@ class EngineHost(EngineBase):
             "looked_up": self.looked_up,
             "unconfirmed": len(self._unconfirmed),
             "duplicate_signals": m.duplicate_signals,
+            "duplicate_amends": m.duplicate_amends,
+            "cancels_sent": self.cancels_sent,
+            "replaces_sent": self.replaces_sent,
+            "amends_refused": self.amends_refused,
             "duplicate_fills": m.duplicate_fills,
             "ignored_reports": m.ignored_reports,
             "orphan_reports": m.orphan_reports,

@@ -292,6 +292,11 @@ class NautilusEngineHost(EngineBase):
 
         return self.call_on_loop(run, timeout_s=120)
 
+    def cancel_open(self, strategy_id: str | None = None) -> dict:
+        """Not built for this host (EngineControl): the kernel child holds the orders, and nothing
+        asks it to cancel them yet. Said so in the answer; the kill switch itself is on regardless."""
+        return {"role": self.role, "canceled": 0, "unsupported": "the Nautilus engine cannot cancel open orders yet"}
+
     def settle_stranded(self, endpoint: str) -> dict:
         """Nothing to settle (EngineControl): this host never strands an order (see switch_broker)."""
         return {"role": self.role, "stranded": 0}

@@ -77,6 +77,9 @@ class ServiceActor:
     def settle_stranded(self, endpoint: str) -> dict:
         return self._engine().settle_stranded(endpoint)
 
+    def cancel_open(self, strategy_id: str | None = None) -> dict:
+        return self._engine().cancel_open(strategy_id)
+
     def _engine(self) -> EngineControl:
         return cast(EngineControl, self._svc)
 

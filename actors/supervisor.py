@@ -795,10 +795,29 @@ class Supervisor:
         """The HTTP admin actions (the API actor calls this over Ray)."""
         return self._admin(action, body)
 
+    def kill(self, strategy_id: str | None = None, cancel_open: bool = False) -> Any:
+        """The kill switch (the validator's); with `cancel_open`, then every group's leader cancels
+        its orders not yet finished (of the strategy, or all): {"kill": ..., "canceled": {group: ...}}."""
+        killed = self.call("validator", "kill", strategy_id)
+        if not cancel_open:
+            return killed
+        canceled = {}
+        for lane in list(self.lanes.values()):
+            try:
+                canceled[lane.name] = ray.get(self._actors["engine:" + lane.leader].cancel_open.remote(strategy_id),
+                                              timeout=30)
+            except Exception as exc:  # noqa: BLE001 - the kill holds; the operator sees which group failed
+                canceled[lane.name] = {"error": type(exc).__name__ + ": " + str(exc).splitlines()[0][:200]}
+        lifecycle(self._log, "kill_cancel_open", strategy_id=strategy_id or "*",
+                  canceled=sum(int(v.get("canceled", 0)) for v in canceled.values()))
+        return {"kill": killed, "canceled": canceled}
+
     def _admin(self, action: str, body: dict) -> Any:
         """The HTTP admin actions (see actors/api.py); KeyError / ValueError are the caller's mistakes."""
         strategy = body.get("strategy_id")
-        if action in ("kill", "unkill"):
+        if action == "kill":
+            return self.kill(strategy, bool(body.get("cancel_open")))
+        if action == "unkill":
             return self.call("validator", action, strategy)
         if action in ("pause", "resume"):
             return self.call("validator", action, body["strategy_id"])

@@ -49,6 +49,7 @@ from node.messages import (
 )
 from node.reasons import Reason
 from node.router import Router
+from node.amends import amendable_by
 from actors.fallback_intake import GROUP, FallbackReader
 from actors.risk_state import RiskStateStore
 from node.risk import controls as ctl
@@ -61,7 +62,8 @@ from node.streams import (
 
 _WARM_MAX_ENTRIES = 20_000  # stream entries (batches) read back at start
 _RISK_KINDS = (ExecKind.PARTIAL_FILL, ExecKind.FILL, ExecKind.CANCELED, ExecKind.REJECTED, ExecKind.UNKNOWN)
-_NOT_BROKER_FAULTS = frozenset({"STALE_EPOCH"})  # refusals by our own fencing do not trip breakers
+#: refusals by our own fencing, and of cancels and replaces by the engine, do not trip breakers
+_NOT_BROKER_FAULTS = frozenset({"STALE_EPOCH"} | {str(r) for r in Reason if r.startswith("AMEND_")})
 _SETTLE_EVERY_NS = 200_000_000  # while an append is in doubt, ask Redis at most this often
 _FILL_KINDS = frozenset({ExecKind.PARTIAL_FILL, ExecKind.FILL})
 _SNAPSHOT_OVERLAP_NS = 5_000_000_000  # exec ids booked this long before a snapshot's events mark
@@ -124,7 +126,8 @@ class Validator(LoopService):
             risk.set_state(state, strategy_id)
         self._initial_states = tuple(initial_states)  # recorded as controls once the store is open (_open)
         router = Router.from_config(cfg)
-        self.gate = SignalGate(cfg.signing, cfg.intake, risk, route=router.group_of if cfg.reject_unrouted else None)
+        self.gate = SignalGate(cfg.signing, cfg.intake, risk, route=router.group_of if cfg.reject_unrouted else None,
+                               amendable=amendable_by(cfg, router.group_of))
         self.peer_limit = PeerLimiter(cfg.intake)  # per-connection limit on unauthenticated frames
         self._redis_url = redis_url
         self._engine_intakes = [engine_intakes] if isinstance(engine_intakes, str) else list(engine_intakes)

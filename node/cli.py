@@ -2,7 +2,7 @@
 
     execnode up [--config node.toml] [--dashboard | --no-dashboard]
     execnode status [--json]                       the running node: groups, engines, brokers, breakers, lag
-    execnode admin kill|unkill|pause|resume|state|reset-breaker|covariance ...
+    execnode admin kill [--cancel-open]|unkill|pause|resume|state|reset-breaker|covariance ...
     execnode failover | failback | broker-failover ...
     execnode orders stranded | settle --broker NAME | resolve --order ID --canceled|--filled Q --price P
     execnode config check                          validate a config, print it with secrets hidden
@@ -317,6 +317,8 @@ def cmd_admin(args: argparse.Namespace) -> int:
             "covariance": "file", "limits": "limit"}.get(args.action)
     if need and not getattr(args, need):
         return _die("admin " + args.action + " needs --" + need)
+    if args.cancel_open and args.action != "kill":
+        return _die("--cancel-open goes with admin kill only")
     params = {"kill": [args.strategy], "unkill": [args.strategy], "pause": [args.strategy],
               "resume": [args.strategy], "reset-breaker": [args.name], "state": [args.state, args.strategy],
               "controls": []}
@@ -339,7 +341,10 @@ def cmd_admin(args: argparse.Namespace) -> int:
     method = {"state": "set_state", "covariance": "load_covariance", "limits": "set_limits"}.get(
         args.action, args.action.replace("-", "_"))
     try:
-        result = ray.get(sup.call.remote("validator", method, *params[args.action]), timeout=args.timeout)
+        if args.action == "kill" and args.cancel_open:
+            result = ray.get(sup.kill.remote(args.strategy, True), timeout=args.timeout)
+        else:
+            result = ray.get(sup.call.remote("validator", method, *params[args.action]), timeout=args.timeout)
     except (ray.exceptions.RayError, TimeoutError) as exc:
         return _failure("admin " + args.action, exc)
     print(json.dumps({"ok": True, "action": args.action, "result": result}, default=str))
@@ -527,6 +532,8 @@ def build_parser() -> argparse.ArgumentParser:
     ad.add_argument("--name", help="breaker: system, execution or strategy:<id>")
     ad.add_argument("--file", help='covariance: JSON {"symbols": [...], "matrix": [[...]]} (returns over the risk horizon)')
     ad.add_argument("--limit", action="append", metavar="NAME=VALUE", help="limits: a run-time limit (repeatable)")
+    ad.add_argument("--cancel-open", action="store_true",
+                    help="kill: then every group's leader cancels its orders not yet finished (of --strategy, or all)")
     bounded(ad, 30)
     ad.set_defaults(func=cmd_admin)
     od = command("orders", help="stranded UNKNOWN (BROKER_LOST) orders: list them, or settle them with their broker")

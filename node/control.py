@@ -70,9 +70,14 @@ class EngineControl(Protocol):
         the rest to the current broker."""
         ...
 
+    def cancel_open(self, strategy_id: str | None = None) -> dict:
+        """The kill switch's `--cancel-open`: a leader cancels its orders not yet finished (of one
+        strategy, or all); `canceled` counts them. A standby cancels nothing."""
+        ...
+
     def stats(self) -> dict:
         ...
 
 
 #: the EngineControl methods, in the order above (the contract test and the Ray host check these)
-ENGINE_CONTROL_METHODS = ("promote", "demote", "resync", "switch_broker", "settle_stranded", "stats")
+ENGINE_CONTROL_METHODS = ("promote", "demote", "resync", "switch_broker", "settle_stranded", "cancel_open", "stats")

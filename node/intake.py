@@ -21,6 +21,7 @@ import msgspec
 
 from node.config import IntakeConfig, SigningConfig
 from node.messages import (
+    AmendKind,
     Discover,
     OrderType,
     Reply,
@@ -168,6 +169,7 @@ class SignalGate:
         risk: RiskCheck | None = None,
         clock_ns: Callable[[], int] | None = None,
         route: Callable[[str, str], str | None] | None = None,
+        amendable: Callable[[str, str], bool] | None = None,
     ) -> None:
         self._verifier = Verifier(signing.keys, signing.timestamp_window_ms)
         self._memory: DedupeMemory[bytes] = DedupeMemory(signing.dedupe_window_secs, signing.dedupe_max_entries)
@@ -175,6 +177,7 @@ class SignalGate:
         self._max_frame = intake.max_frame_bytes
         self._risk = risk or NoRisk()
         self._route = route  # (strategy_id, symbol) -> engine group, None: refused (NO_ROUTE)
+        self._amendable = amendable  # (strategy_id, symbol) -> its group's engine cancels and replaces
         self._key_strategies = {k: _patterns(v) for k, v in signing.key_strategies.items()}
         self._strategy_allow = _patterns(intake.strategies) if intake.strategies else None
         self._max_strategies = intake.max_strategies
@@ -250,6 +253,13 @@ class SignalGate:
         rules = order_rule_violations(sig)
         if rules:
             return self._refuse(rid, rules)
+        amend = sig.amend
+        if amend is not None:
+            if amend.original_request_id == rid:
+                return self._refuse(rid, [Reason.AMEND_INVALID], "a signal cannot amend itself")
+            if self._amendable is not None and not self._amendable(sig.strategy_id, sig.symbol):
+                return self._refuse(rid, [Reason.AMEND_UNSUPPORTED], "the engine of this signal's group cannot "
+                                    "cancel or replace an order")
         refused = self._universe(env.key_id, sig)
         if refused is not None:
             return refused
@@ -278,6 +288,12 @@ class SignalGate:
                                 "signing.timestamp_window_ms")
         if self._memory.stale(ts, now_s):
             return self._refuse(rid, [Reason.STALE_TIMESTAMP], "signal timestamp outside the dedupe window")
+        if amend is not None and amend.kind is AmendKind.CANCEL:
+            # a cancel takes no risk: it passes the kill switch, a halt and an UNKNOWN symbol alike
+            reply = Reply(status=Status.ACCEPTED, request_id=rid, signal_id=signal_id_for(rid))
+            self._memory.remember(rid, digest, ts, reply)
+            self.count("cancels")
+            return Verdict(reply, sig)
         if self._rounds_to_zero(sig):
             return self._refuse(rid, [Reason.ZERO_QUANTITY], "the order is below intake.min_order_quantity shares")
         signal_id = signal_id_for(rid)

@@ -71,6 +71,11 @@ class TimeInForce(StrEnum):
     FOK = "FOK"  # all at once or nothing
 
 
+class AmendKind(StrEnum):
+    CANCEL = "CANCEL"
+    REPLACE = "REPLACE"
+
+
 # ---------------------------------------------------------------- the signal (Optimus payload)
 
 
@@ -80,8 +85,19 @@ class RiskMeta(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     max_position_pct: Fraction | None = None
 
 
+class Amend(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Makes a signal a cancel or a replace of the order of `original_request_id` (FIX's
+    OrigClOrdID). Like FIX's cancel request, the signal restates the order's strategy, symbol,
+    action and size; the engine checks them against the original (AMEND_MISMATCH). A replace's
+    size and prices are those of the new order, which takes the old one's place at the broker."""
+
+    kind: AmendKind
+    original_request_id: Ident
+
+
 class Signal(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """One trade signal from Optimus. `request_id` is the idempotency key."""
+    """One trade signal from Optimus. `request_id` is the idempotency key; with `amend` it is a
+    cancel or a replace of an earlier signal's order (its own `request_id` is still its own)."""
 
     request_id: Ident
     strategy_id: Ident
@@ -99,6 +115,7 @@ class Signal(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     confidence: Fraction | None = None
     expected_pnl: Annotated[float, msgspec.Meta(ge=-1e12, le=1e12)] | None = None
     time_in_force: TimeInForce = TimeInForce.DAY
+    amend: Amend | None = None
 
     @property
     def side(self) -> Side:

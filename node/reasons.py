@@ -85,3 +85,10 @@ class Reason(StrEnum):
     NO_CONNECTION = "NO_CONNECTION"  # not connected to the broker: never sent
     UNKNOWN_ORDER = "UNKNOWN_ORDER"  # a cancel / replace of an order the venue does not know
     NOT_AT_BROKER = "NOT_AT_BROKER"  # an UNKNOWN submit the broker's order list never showed: never placed
+    # cancel and replace signals (`Signal.amend`; node/amends.py): the amend's own order id is refused
+    AMEND_INVALID = "AMEND_INVALID"  # it names itself as the order to amend
+    AMEND_UNSUPPORTED = "AMEND_UNSUPPORTED"  # the engine of its group cannot cancel or replace (Nautilus)
+    AMEND_UNKNOWN_ORIGINAL = "AMEND_UNKNOWN_ORIGINAL"  # no order of that original request_id in its group
+    AMEND_ORDER_DONE = "AMEND_ORDER_DONE"  # the original is filled, canceled or rejected already
+    AMEND_NOT_LIVE = "AMEND_NOT_LIVE"  # a replace of an order the broker has not acknowledged (or UNKNOWN)
+    AMEND_MISMATCH = "AMEND_MISMATCH"  # strategy, symbol, side or order type differ from the original

@@ -16,7 +16,8 @@ from collections import OrderedDict
 
 import msgspec
 
-from node.messages import ExecKind, ExecutionReport, OrderIntent, OrderSnapshot, OrderType, SignalAccepted
+from node.amends import AmendPlan, CancelPlan, ReplacePlan, original_order_id, plan_amend
+from node.messages import AmendKind, ExecKind, ExecutionReport, OrderIntent, OrderSnapshot, OrderType, SignalAccepted
 from node.open_orders import OpenOrder, order_of
 from node.orders import DONE_STATES, STATE_OF_KIND, Applied, Order, OrderState, apply_report, client_order_id_for
 from node.reasons import Reason
@@ -64,6 +65,11 @@ class NativeOrderManager:
         self.orphan_reports = 0  # reports for orders not known here: booked (see the module doc)
         self.booked: set[str] = set()  # orders known only from a broker report: never re-driven
         self.restored = 0  # open orders adopted from the group's index (node.open_orders)
+        self._amends: OrderedDict[str, None] = OrderedDict()  # amend signals taken (their own order ids)
+        self.replaces: dict[str, str] = {}  # replacement order -> the order it replaces (until it is answered)
+        #: a standby's cancels, not sent: original order -> the cancel's own order id (a new leader sends them)
+        self.cancels_held: dict[str, str] = {}
+        self.duplicate_amends = 0
 
     def on_signal(self, acc: SignalAccepted, submit: bool = True) -> OrderIntent | None:
         """The intent to submit, or None when this signal already has an order. A standby
@@ -75,6 +81,43 @@ class NativeOrderManager:
         state = OrderState.SUBMITTED if submit else OrderState.PENDING
         self.orders[intent.client_order_id] = Order(intent=intent, state=state, accepted_ns=acc.received_ns)
         return intent
+
+    def on_amend(self, acc: SignalAccepted, submit: bool, now_ns: int) -> AmendPlan | None:
+        """A cancel or replace signal (node.amends); None when it was taken before. The leader
+        (`submit`) gets the plan to carry out: a replacement is recorded SUBMITTED. A standby plans
+        nothing (its view may lag the leader's): a replacement is recorded PENDING, a cancel held;
+        the leader's reports move them, and a promotion sends what is still open of them."""
+        amend = acc.signal.amend
+        assert amend is not None
+        intent = intent_for(acc)
+        coid = intent.client_order_id
+        if coid in self._amends or coid in self.orders:
+            self.duplicate_amends += 1
+            return None
+        self._amends[coid] = None
+        while len(self._amends) > self._keep_done:
+            self._amends.popitem(last=False)
+        original = original_order_id(amend.original_request_id)
+        if not submit:
+            if amend.kind is AmendKind.REPLACE:
+                self.orders[coid] = Order(intent=intent, state=OrderState.PENDING, accepted_ns=acc.received_ns)
+                self.replaces[coid] = original
+            else:
+                self.cancels_held[original] = coid
+            return None
+        plan = plan_amend(amend.kind, amend.original_request_id, intent, self.orders, now_ns)
+        if type(plan) is ReplacePlan:
+            self.orders[coid] = Order(intent=intent, state=OrderState.SUBMITTED, accepted_ns=acc.received_ns)
+            self.replaces[coid] = plan.client_order_id
+        elif type(plan) is CancelPlan:
+            self.cancels_held.pop(original, None)
+        return plan
+
+    def held_cancels(self) -> list[str]:
+        """A new leader's cancels to send: the originals of the held cancels still not finished."""
+        live = [coid for coid in self.cancels_held if (o := self.orders.get(coid)) is not None and not o.done]
+        self.cancels_held.clear()
+        return live
 
     def sent(self, client_order_id: str, now_ns: int) -> None:
         """The order left for the broker at `now_ns`: its deadline starts (see `overdue`)."""
@@ -227,6 +270,9 @@ class NativeOrderManager:
             return None
         if order.state in DONE_STATES:
             self._retire(report.client_order_id)
+            self.cancels_held.pop(report.client_order_id, None)
+        if self.replaces and order.state is not OrderState.SUBMITTED:
+            self.replaces.pop(report.client_order_id, None)
         intent = order.intent
         return _replace(
             report, strategy_id=intent.strategy_id, request_id=intent.request_id, signal_id=intent.signal_id
