@@ -18,6 +18,7 @@ from node.orders import client_order_id_for, signal_id_for
 from node.runtime import NodeRuntime, quiet
 from tests.fakes.schwab_fake import SchwabFake
 from tests.fakes.tws_fake import TwsFake
+from tests.integration.amend_flow import amend_flow, broker_orders, coid
 from tests.integration.test_schwab_venue import seed_token
 
 PRICES = {"AAPL": 230.0, "MSFT": 420.0}
@@ -120,3 +121,24 @@ def test_a_lost_submit_is_unknown_blocks_its_symbol_until_the_sweep_settles_it(n
     nvda = [o for o in schwab.placed[placed_before:] if o["orderLegCollection"][0]["instrument"]["symbol"] == "NVDA"]
     assert len(nvda) == sum(r.status == "ACCEPTED" for r in refused)  # the 500'd order was never placed
     wait_for(lambda: send(node, "sch-alpha", "NVDA", 1)[0].status == "ACCEPTED", 10)
+
+
+@pytest.mark.parametrize("broker", ["schwab", "ibkr"])
+def test_cancel_and_replace_signals_at_each_fake(node, fakes, broker):
+    """The amend flow (tests/integration/amend_flow.py) through each broker's fake: the fake's own
+    record holds exactly the three orders of the run (the amends' refusals never reached it), each
+    ended as the node says: two canceled, one replaced by the third."""
+    schwab, tws = fakes
+    before = len(schwab.placed) if broker == "schwab" else len(tws.orders)
+    strategy, symbol = ("sch-amend", "AAPL") if broker == "schwab" else ("ib-amend", "MSFT")
+    run = amend_flow(node, strategy, symbol, PRICES[symbol])
+    node_view = broker_orders(node, broker, run)
+    assert node_view == {coid(run.first): "CANCELED", coid(run.second): "CANCELED", coid(run.replacement): "CANCELED"}
+    if broker == "schwab":
+        mine = schwab.placed[before:]
+        assert sorted(o["status"] for o in mine) == ["CANCELED", "CANCELED", "REPLACED"]
+        assert sorted(o["quantity"] for o in mine) == [3.0, 5.0, 5.0]
+    else:
+        mine = list(tws.orders.values())[before:]
+        assert {o["ref"]: o["status"] for o in mine} == {c: "Cancelled" for c in node_view}
+        assert {o["ref"]: o["qty"] for o in mine}[coid(run.replacement)] == 3.0
