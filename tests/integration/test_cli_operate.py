@@ -43,7 +43,15 @@ def test_up_then_operate_it(tmp_path, redis_url, database_url):
         assert [e["name"] for e in status["view"]["engines"]] == ["alpha", "beta"]
         sent = run(*cfg, "send", "--symbol", "AAPL", "--action", "BUY", "--quantity", "5", cwd=tmp_path)
         assert json.loads(sent.stdout)["status"] == "ACCEPTED", sent.stderr
-        assert run(*cfg, "admin", "kill", cwd=tmp_path).returncode == 0
+        resting = run(*cfg, "send", "--symbol", "AAPL", "--action", "BUY", "--quantity", "5", "--order-type", "LIMIT",
+                      "--limit-price", "223", cwd=tmp_path)  # 3% under the market: it rests
+        assert json.loads(resting.stdout)["status"] == "ACCEPTED", resting.stderr
+        time.sleep(0.5)  # the paper venue acknowledges it
+        wrong = run(*cfg, "admin", "unkill", "--cancel-open", cwd=tmp_path)
+        assert wrong.returncode == 2 and "--cancel-open goes with admin kill" in wrong.stderr
+        killed_open = run(*cfg, "admin", "kill", "--cancel-open", cwd=tmp_path)
+        assert killed_open.returncode == 0, killed_open.stderr
+        assert json.loads(killed_open.stdout)["result"]["canceled"]["default"]["canceled"] == 1, killed_open.stdout
         killed = run(*cfg, "send", "--symbol", "AAPL", "--action", "BUY", "--quantity", "5", cwd=tmp_path)
         assert json.loads(killed.stdout)["reasons"] == ["KILL_SWITCH"]
         assert run(*cfg, "admin", "unkill", cwd=tmp_path).returncode == 0
