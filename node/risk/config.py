@@ -45,6 +45,9 @@ class RiskLimits(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     # order size
     max_quantity: PositiveFloat = 100_000.0
     max_notional_usd: PositiveFloat = 250_000.0
+    #: an OCC option symbol's contract size: its notional is quantity x price x this (node/instruments.py)
+    option_multiplier: PositiveFloat = 100.0
+    contract_multipliers: dict[str, PositiveFloat] = {}  # symbol -> multiplier, over the default above
     max_position_pct: Fraction = 0.25  # |strategy position in the symbol| / equity
     # positions and exposure (orders that reduce are always allowed through these)
     max_symbol_long_usd: PositiveFloat = 300_000.0  # node net position per symbol

@@ -17,6 +17,7 @@ from collections import OrderedDict
 
 import numpy as np
 
+from node.instruments import Multipliers
 from node.messages import BUY_ACTIONS, ExecKind, ExecutionReport, OrderType, Side, Signal
 from node.reasons import Reason
 from node.risk.book import (
@@ -48,6 +49,9 @@ class PreTradeRisk:
         self.book = RiskBook(cfg, equity)
         self._breakers = Breakers(cfg)
         self._allowed = frozenset(cfg.symbols)
+        #: prices in the book are per contract (price x multiplier): every notional the kernels take
+        #: (qty x price) is then the contract's; limit, stop and fill prices are scaled on the way in
+        self._mult = Multipliers(cfg.option_multiplier, cfg.contract_multipliers)
         self._pending: dict[str, list] = {}  # request_id -> [col, sym, remaining signed qty, commit ns]
         self._seen_fills: OrderedDict[str, None] = OrderedDict()
         self._reasons: dict[int, tuple[Reason, ...]] = {}
@@ -64,7 +68,7 @@ class PreTradeRisk:
         for symbol, price in prices.items():
             i = self.book.sym_ids.get(symbol)
             if i is not None and price > 0.0:
-                self._set_price(i, float(price))
+                self._set_price(i, float(price) * self._mult.of(symbol))
         self.book.ensure_headroom()
 
     # ------------------------------------------------------------ start-up
@@ -114,6 +118,10 @@ class PreTradeRisk:
             m_slip = -1.0 if meta.max_slippage is None else float(meta.max_slippage)
         lp = signal.limit_price
         sp = signal.stop_price
+        mult = self._mult.of(signal.symbol)
+        if mult != 1.0:
+            lp = None if lp is None else lp * mult
+            sp = None if sp is None else sp * mult
         mask = check_order(
             b.sf, b.tf, b.ti, b.sa, b.sn, b.g, c, i, gid, 1.0 if signal.action in BUY_ACTIONS else -1.0, size,
             notional, _OTYPE[signal.order_type], 0.0 if lp is None else float(lp), 0.0 if sp is None else float(sp),
@@ -140,6 +148,9 @@ class PreTradeRisk:
                 if v is not None:
                     m[k] = float(v)
         lp, sp = signal.limit_price, signal.stop_price
+        mult = self._mult.of(signal.symbol)
+        lp = None if lp is None else lp * mult
+        sp = None if sp is None else sp * mult
         return (b.sf, b.tf, b.ti, b.sa, b.sn, b.g, b.strat_ids[signal.strategy_id], b.sym_ids.get(signal.symbol, -1),
                 gid, 1.0 if signal.action in BUY_ACTIONS else -1.0, float(signal.notional if notional else qty),
                 notional, _OTYPE[signal.order_type], 0.0 if lp is None else float(lp),
@@ -155,6 +166,10 @@ class PreTradeRisk:
         qty = signal.quantity
         notional = qty is None
         lp, sp = signal.limit_price, signal.stop_price
+        mult = self._mult.of(signal.symbol)
+        if mult != 1.0:
+            lp = None if lp is None else lp * mult
+            sp = None if sp is None else sp * mult
         dq = commit_order(
             b.sf, b.tf, b.ti, b.sa, b.sn, b.g, c, i, gid, 1.0 if signal.action in BUY_ACTIONS else -1.0,
             float(signal.notional if notional else qty), notional, _OTYPE[signal.order_type],
@@ -201,14 +216,15 @@ class PreTradeRisk:
                     self._seen_fills.popitem(last=False)
             i = b.add_symbol(report.symbol)
             c = b.add_strategy(strategy_id)
+            px = report.last_px * self._mult.of(report.symbol)
             if b.sf[PX, i] <= 0.0:
-                self._set_price(i, report.last_px)
+                self._set_price(i, px)
             fq = report.last_qty if report.side is Side.BUY else -report.last_qty
             matched = 0.0
             if rec is not None and rec[0] == c and rec[1] == i and rec[2] * fq > 0.0:
                 matched = fq if abs(fq) <= abs(rec[2]) else rec[2]
                 rec[2] -= matched
-            if apply_fill(b.sf, b.tf, b.sa, b.g, b.cov, b.n_symbols, c, i, fq, matched, report.last_px):
+            if apply_fill(b.sf, b.tf, b.sa, b.g, b.cov, b.n_symbols, c, i, fq, matched, px):
                 self._check_losses(now_ns)
             self._success(c, now_ns)
             if kind is ExecKind.FILL or report.leaves_qty <= 0.0:
@@ -230,7 +246,7 @@ class PreTradeRisk:
                 return
             i = b.add_symbol(symbol)
             b.ensure_headroom()
-        if price > 0.0 and self._set_price(i, float(price)):
+        if price > 0.0 and self._set_price(i, float(price) * self._mult.of(symbol)):
             self._check_losses(now_ns)
         if self._sample_every_ns and now_ns - self._sample_ns >= self._sample_every_ns:
             self._sample_ns = now_ns
@@ -274,9 +290,9 @@ class PreTradeRisk:
         self.book.ti[I_PAUSED, c] = 0
 
     def last_price(self, symbol: str) -> float:
-        """The symbol's last price (0.0: none, or an unknown symbol); never adds a slot."""
+        """The symbol's last price, per share as quoted (0.0: none, or an unknown symbol); never adds a slot."""
         i = self.book.sym_ids.get(symbol)
-        return 0.0 if i is None else float(self.book.sf[PX, i])
+        return 0.0 if i is None else float(self.book.sf[PX, i]) / self._mult.of(symbol)
 
     def set_symbol_unknown(self, symbol: str, unknown: bool) -> None:
         """An order on `symbol` is UNKNOWN at the broker: refuse every new order on it until cleared."""

@@ -17,19 +17,18 @@
 from __future__ import annotations
 
 import datetime as dt
-import re
 from zoneinfo import ZoneInfo
 
 from ib_async import Contract, Fill, Option, Order, Position, Stock
 
 from node.config import MaintenanceWindow
+from node.instruments import OCC_SYMBOL
 from node.messages import ExecKind, OrderIntent, OrderType, Side
 from node.reasons import Reason
 from node.reconcile import BrokerBook
 from node.reconcile import Fill as BookFill
 from node.reconcile import Order as BookOrder
 
-OCC_SYMBOL = re.compile(r"^([A-Z0-9.]{1,6}) *(\d{6})([CP])(\d{8})$")
 OPTION_MULTIPLIER = "100"
 
 _TYPES = {OrderType.MARKET: "MKT", OrderType.LIMIT: "LMT", OrderType.STOP: "STP", OrderType.STOP_LIMIT: "STP LMT"}

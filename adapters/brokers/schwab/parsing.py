@@ -19,17 +19,15 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-import re
 from typing import Any
 
 import msgspec
 
+from node.instruments import OCC_SYMBOL
 from node.messages import ExecKind, OrderIntent, OrderType, Side
 from node.reasons import Reason
 from node.reconcile import BrokerBook, Fill, Order
 
-#: OCC option symbol as Schwab spells it: root padded to 6, yymmdd, C/P, strike * 1000 in 8 digits
-OCC_SYMBOL = re.compile(r"^([A-Z0-9.]{1,6}) *(\d{6})([CP])(\d{8})$")
 #: contracts -> shares of the underlying (notional of an option order)
 OPTION_MULTIPLIER = 100
 
