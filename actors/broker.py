@@ -222,6 +222,7 @@ class BrokerHost(LoopService):
         self._router.send_multipart((ident, encode(msg)))
 
     def stats(self) -> dict:
+        health = self.venue.health(self._clock_ns())
         return {
             "submitted": self.submitted,
             "reports": self.reports,
@@ -235,7 +236,9 @@ class BrokerHost(LoopService):
             "loop_errors": self.loop_errors,
             # the venue's own word: ok / reason (LOGIN_EXPIRED, NO_CONNECTION, BROKER_MAINTENANCE),
             # seconds left on a broker login (Schwab's refresh token: alert a day ahead), its counters
-            "venue_health": msgspec.structs.asdict(self.venue.health(self._clock_ns())),
+            "venue_health": msgspec.structs.asdict(health),
+            "venue_ok": health.ok,
+            "login_expires_at_s": health.login_expires_at_s,  # None: no login to lapse (not exported)
             "venue": self.venue.stats() if hasattr(self.venue, "stats") else {},
             "last_error": self.last_error,
         }

@@ -22,7 +22,9 @@ Names (all `nae_*`; every per-actor series carries `actor="validator" | "broker"
 - `nae_actor_up{actor}`, `nae_build_info{version,python,ray,nautilus_trader}`, and from the
   supervisor: `nae_epoch`, `nae_leader_info{engine}`, `nae_failovers_total`,
   `nae_broker_failovers_total`, `nae_restarts_total{role}`, and per engine group
-  `nae_group_epoch{group}`, `nae_group_leader_info{group,engine}`, `nae_group_broker_info{group,broker}`.
+  `nae_group_epoch{group}`, `nae_group_leader_info{group,engine}`, `nae_group_broker_info{group,broker}`;
+- a broker with a login (Schwab): `nae_broker_token_expiry_timestamp_seconds{actor,broker}`, when its
+  OAuth refresh token lapses (alerts NaeBrokerTokenExpiry / NaeBrokerTokenExpired, deploy/prometheus).
 """
 
 from __future__ import annotations
@@ -107,6 +109,8 @@ FIELDS: dict[str, dict[str, tuple[str, str, str]]] = {
         "refused_duplicate": ("broker_refused_duplicate", COUNTER, "Submits refused: client order id already sent"),
         "malformed": ("broker_malformed", COUNTER, "Undecodable commands"),
         "refused_group": ("broker_refused_unknown_group", COUNTER, "Commands naming no configured engine group"),
+        "venue_ok": ("broker_venue_ok", GAUGE, "1 when the venue takes orders (0: refused with its health reason)"),
+        "login_expires_at_s": ("broker_token_expiry_timestamp_seconds", GAUGE, "When the broker's login lapses"),
     },
     "api": {
         "forwarded": ("api_signals_forwarded", COUNTER, "POST /v1/signals forwarded to the intake"),
@@ -235,6 +239,10 @@ def _actor(out: _Families, role: str, values: Mapping[str, Any]) -> None:
             continue
         number = _number(value)
         if number is None or field.endswith(_PERCENTILES):
+            continue
+        if field == "login_expires_at_s" and kind == "broker":
+            out.add("broker_token_expiry_timestamp_seconds", GAUGE, "When the broker's login (OAuth refresh token) "
+                    "lapses, seconds since the epoch", {"actor": role, "broker": role.split(":", 1)[-1]}, number)
             continue
         spec = known.get(field) or common.get(field)
         if spec is not None:

@@ -47,6 +47,9 @@ class VenueHealth(msgspec.Struct, frozen=True, kw_only=True):
     detail: str = ""
     #: seconds until the login (OAuth refresh token) lapses; None: the venue has no such login
     login_expires_in_s: float | None = None
+    #: the same as an instant (seconds since the epoch; at or before now once it lapsed): the metric
+    #: nae_broker_token_expiry_timestamp_seconds and its alerts read it
+    login_expires_at_s: float | None = None
 
 
 class Balances(msgspec.Struct, frozen=True, kw_only=True):

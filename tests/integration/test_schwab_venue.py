@@ -191,6 +191,7 @@ def test_lapsed_login_refuses_new_orders_with_a_reason(fake, drive):
     assert d.reports[-1].reason == Reason.LOGIN_EXPIRED
     health = d.venue.health(time.time_ns())
     assert not health.ok and health.reason == Reason.LOGIN_EXPIRED and health.login_expires_in_s < 0
+    assert health.login_expires_at_s == pytest.approx(old + 7 * 24 * 3600, abs=1.0)  # the alert's metric: past
     assert fake.placed == []
 
 
@@ -199,6 +200,7 @@ def test_login_ending_within_a_day_is_surfaced(fake, drive):
     d.wait_for(lambda reps: d.venue.health(0).login_expires_in_s is not None, 5)
     h = d.venue.health(time.time_ns())
     assert h.ok and 0 < h.login_expires_in_s < 24 * 3600 and "lapses" in h.detail
+    assert 0 < h.login_expires_at_s - time.time() < 24 * 3600  # nae_broker_token_expiry_timestamp_seconds
 
 
 def test_revoked_refresh_token_refuses_orders(fake, drive):
@@ -208,6 +210,7 @@ def test_revoked_refresh_token_refuses_orders(fake, drive):
     d.venue.submit(it, time.time_ns())
     d.wait_for(ended(it.client_order_id, ExecKind.REJECTED))
     assert d.reports[-1].reason == Reason.LOGIN_EXPIRED and fake.placed == []
+    assert d.venue.health(time.time_ns()).login_expires_at_s <= time.time()  # refused early: lapsed now
 
 
 def test_429_and_budget_refuse_and_never_send(fake, drive):

@@ -35,7 +35,6 @@ NOT_EXPORTED_YET = {
     "nae_kill_switch": "issue 11: durable controls",
     "nae_position_quantity": "issue 14: positions and PnL",
     "nae_orders_unknown": "issue 9 / 13: UNKNOWN orders per engine",
-    "nae_broker_token_expiry_timestamp_seconds": "issue 13: broker OAuth sessions",
 }
 _HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
 

@@ -152,3 +152,15 @@ def test_build_info():
 def test_promtool_check_metrics_is_clean():
     out = subprocess.run(["promtool", "check", "metrics"], input=render(STATS), capture_output=True, timeout=30)
     assert out.returncode == 0 and not out.stdout.strip() and not out.stderr.strip(), (out.stdout + out.stderr).decode()
+
+
+def test_a_brokers_login_expiry_is_a_timestamp_gauge_labelled_by_broker():
+    """Schwab's refresh token lapse (venue health) -> nae_broker_token_expiry_timestamp_seconds{broker},
+    what the NaeBrokerTokenExpiry alerts read; a venue without a login exports no such series."""
+    from node.metrics import render
+
+    text = render({"broker:schwab": {"login_expires_at_s": 1_800_000_000.0, "venue_ok": True},
+                   "broker:paper": {"login_expires_at_s": None, "venue_ok": True}}).decode()
+    assert ('nae_broker_token_expiry_timestamp_seconds{actor="broker:schwab",broker="schwab"} 1.8e+09' in text)
+    assert 'broker="paper"' not in text
+    assert 'nae_broker_venue_ok{actor="broker:paper"} 1.0' in text

@@ -167,6 +167,14 @@ class SchwabClient:
             return None
         return meta.creation_timestamp + self._cfg.refresh_token_lifetime_s - self._clock_s()
 
+    def login_expires_at_s(self) -> float | None:
+        """When the login lapses (seconds since the epoch); now once Schwab refused it early."""
+        meta = self._metadata
+        if meta is None:
+            return None
+        at = meta.creation_timestamp + self._cfg.refresh_token_lifetime_s
+        return min(at, self._clock_s()) if self.login_lapsed else at
+
     def logged_in(self) -> bool:
         left = self.login_expires_in_s()
         if left is not None and left <= 0.0:

@@ -240,11 +240,12 @@ class _Worker:
         left = c.login_expires_in_s()
         if not c.logged_in():
             h = VenueHealth(ok=False, reason=Reason.LOGIN_EXPIRED.value, detail="the Schwab login lapsed: log in again",
-                            login_expires_in_s=left)
+                            login_expires_in_s=left, login_expires_at_s=c.login_expires_at_s())
         elif left is not None and left <= self._cfg.login_warn_before_s:
-            h = VenueHealth(ok=True, detail="the Schwab login lapses within a day", login_expires_in_s=left)
+            h = VenueHealth(ok=True, detail="the Schwab login lapses within a day", login_expires_in_s=left,
+                            login_expires_at_s=c.login_expires_at_s())
         else:
-            h = VenueHealth(ok=True, login_expires_in_s=left)
+            h = VenueHealth(ok=True, login_expires_in_s=left, login_expires_at_s=c.login_expires_at_s())
         self._venue._health = h
 
     # ---------------------------------------------------------------- commands
