@@ -1,0 +1,202 @@
+"""kill -9 of a real broker's adapter mid-burst, against the broker's own fake (Schwab's HTTP API,
+TWS's socket API), and a broker failover Schwab -> IBKR (two accounts).
+
+- Restart in place: the supervisor restarts the adapter on its old address; the new adapter knows
+  what its predecessor sent (Schwab: the client order id -> orderId map in Redis; IBKR: the
+  executions sweep), the leader asks it and re-drives only what the broker lacks. Every ACKed
+  signal is at the fake exactly once, and the node's fills (the events stream) are the fake's own
+  executions, row for row.
+- Failover to another account: what the lost Schwab adapter never answered is UNKNOWN
+  (BROKER_LOST), never sent to IBKR, until the Schwab adapter is back and asked; no order is at
+  both fakes and every ACKed signal is at one of them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import signal
+import time
+
+import pytest
+import redis
+
+from node.config import BrokerConfig, EngineConfig, EngineGroupConfig, IbkrConfig, SchwabConfig
+from node.messages import ExecKind, Signal
+from node.migrations import apply_migrations, create_database, drop_database
+from node.orders import client_order_id_for, signal_id_for
+from node.runtime import NodeRuntime, quiet
+from node.streams import unpack_reports
+from tests.chaos.test_exchange_kills import burst
+from tests.fakes.schwab_fake import SchwabFake
+from tests.fakes.tws_fake import TwsFake
+from tests.integration.test_schwab_venue import seed_token
+
+pytestmark = pytest.mark.chaos
+
+PRICES = {"AAPL": 230.0, "MSFT": 420.0, "NVDA": 140.0}
+N, KILL_AT = 240, 80
+
+
+@pytest.fixture()
+def fakes():
+    schwab = SchwabFake(account_hash="H" + secrets.token_hex(4)).start()
+    schwab.prices = dict(PRICES)
+    tws = TwsFake(prices=dict(PRICES)).start()
+    yield schwab, tws
+    schwab.stop()
+    tws.stop()
+
+
+@pytest.fixture()
+def token_db(database_url):
+    name, url = asyncio.run(create_database(database_url, "nae_brokers_kill_"))
+    asyncio.run(apply_migrations(url))
+    yield url
+    asyncio.run(drop_database(database_url, name))
+
+
+def brokers(schwab: SchwabFake, tws: TwsFake, token_db: str, redis_url: str) -> list[BrokerConfig]:
+    sc = SchwabConfig(
+        api_key=schwab.api_key, app_secret=schwab.app_secret, account_hash=schwab.account_hash,
+        base_url=schwab.base_url, database_url=token_db, redis_url=redis_url,
+        vault_keys_hex={"k1": secrets.token_hex(32)}, vault_key_id="k1", sweep_interval_ms=200,
+        unknown_settle_ms=6_000, order_requests_per_min=100_000,
+    )  # fmt: skip
+    seed_token(sc, schwab.issue_token())
+    ib = IbkrConfig(port=tws.port, client_id=secrets.randbelow(1000) + 1, windows=[], reconnect_interval_ms=500)
+    return [BrokerConfig(name="schwab", kind="schwab", schwab=sc, account="schwab-1"),
+            BrokerConfig(name="ibkr", kind="ibkr", ibkr=ib, account="ibkr-1")]
+
+
+def signals(n: int) -> list[Signal]:
+    run = str(time.time_ns())
+    syms = sorted(PRICES)
+    return [Signal(request_id="kb-" + run + "-" + str(i), strategy_id="s", timestamp=time.time(),
+                   symbol=syms[i % len(syms)], action="BUY" if i % 3 else "SELL", quantity=float(1 + i % 4))
+            for i in range(n)]
+
+
+def run_burst(runtime: NodeRuntime, sigs: list[Signal], victim: str) -> dict[str, str]:
+    key_id, secret = next(iter(runtime.cfg.signing.keys.items()))
+
+    async def kill(i: int) -> None:
+        if i == KILL_AT:
+            pid = await asyncio.get_running_loop().run_in_executor(None, runtime.call_supervisor, "pid", victim)
+            os.kill(pid, signal.SIGKILL)
+
+    for s in sigs:  # the burst is sent now: stamp them now
+        object.__setattr__(s, "timestamp", time.time())
+    return asyncio.run(burst(runtime.registry["intake"], key_id, secret, sigs, kill))
+
+
+def node_fills(runtime: NodeRuntime) -> dict[str, tuple[str, float, float]]:
+    """exec_id -> (client order id, qty, price) of every fill the node published (the events stream)."""
+    r = redis.Redis.from_url(runtime.cfg.storage.redis_url)
+    out = {}
+    for _, fields in r.xrange(runtime.cfg.storage.events_stream):
+        for rep in unpack_reports(fields):
+            if rep.kind in (ExecKind.PARTIAL_FILL, ExecKind.FILL) and rep.last_qty > 0:
+                out[rep.exec_id] = (rep.client_order_id, rep.last_qty, rep.last_px)
+    return out
+
+
+def schwab_orders(schwab: SchwabFake, redis_url: str) -> dict[str, dict]:
+    """client order id -> the fake's order, through the adapter's own map (Schwab keeps no client ids)."""
+    from adapters.brokers.schwab.venue import _saved_decoder
+
+    r = redis.Redis.from_url(redis_url)
+    ids = {_saved_decoder.decode(v).order_id: k.decode()
+           for k, v in r.hgetall("nae:broker:schwab:" + schwab.account_hash + ":orders").items()}
+    by_id = {str(o["orderId"]): o for o in schwab.placed}
+    assert set(by_id) <= set(ids), "an order at Schwab the node never mapped"
+    return {ids[oid]: o for oid, o in by_id.items()}
+
+
+def schwab_fills(schwab: SchwabFake) -> dict[str, tuple[float, float]]:
+    return {str(o["orderId"]) + "-" + str(a["activityId"]) + "-0": (a["quantity"], a["executionLegs"][0]["price"])
+            for o in schwab.placed for a in o["orderActivityCollection"]}
+
+
+def tws_fills(tws: TwsFake) -> dict[str, tuple[float, float]]:
+    return {e["exec_id"].rsplit(".", 1)[0]: (e["shares"], e["price"]) for e in tws.executions}
+
+
+def wait_for(pred, timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not pred():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.5)
+
+
+@pytest.mark.parametrize("broker", ["schwab", "ibkr"])
+def test_kill_minus_nine_of_the_broker_adapter_mid_burst_loses_and_duplicates_nothing(
+        ray_session, make_config, fakes, token_db, redis_url, broker):
+    schwab, tws = fakes
+    chosen = [b for b in brokers(schwab, tws, token_db, redis_url) if b.name == broker]
+    cfg = make_config(brokers=chosen, heartbeat_misses=10,
+                      groups=[EngineGroupConfig(name="g", engines=[EngineConfig(name="a")], brokers=[broker])])
+    runtime = NodeRuntime(cfg, quiet)
+    runtime.start()
+    try:
+        sigs = signals(N)
+        replies = run_burst(runtime, sigs, "broker:" + broker)
+        assert len(replies) == N, "a reply for every signal"
+        accepted = {client_order_id_for(signal_id_for(rid)) for rid, st in replies.items() if st == "ACCEPTED"}
+        assert accepted, replies
+        if broker == "schwab":
+            wait_for(lambda: set(schwab_orders(schwab, redis_url)) >= accepted
+                     and all(o["status"] == "FILLED" for o in schwab.placed))
+            at_fake = schwab_orders(schwab, redis_url)
+            assert len(schwab.placed) == len(at_fake) == len(accepted), "each order once at Schwab"
+            fills = schwab_fills(schwab)
+        else:
+            wait_for(lambda: {e["ref"] for e in tws.executions} >= accepted)
+            refs = [o["ref"] for o in tws.orders.values()]
+            assert len(refs) == len(set(refs)) == len(accepted), "each order once at TWS"
+            fills = tws_fills(tws)
+        wait_for(lambda: set(node_fills(runtime)) >= set(fills), 30)
+        published = node_fills(runtime)
+        # row for row: the node's fills are the fake's executions, no more, no less
+        assert {k: (q, p) for k, (_, q, p) in published.items()} == fills
+        assert {c for c, _, _ in published.values()} == accepted
+        stats = runtime.stats()
+        assert any(r.get("broker") == broker for r in stats["supervisor"]["restarts"]), stats["supervisor"]["restarts"]
+    finally:
+        runtime.stop()
+
+
+def test_failover_schwab_to_ibkr_never_sends_an_order_to_both(ray_session, make_config, fakes, token_db, redis_url):
+    schwab, tws = fakes
+    cfg = make_config(brokers=brokers(schwab, tws, token_db, redis_url), heartbeat_misses=10,
+                      groups=[EngineGroupConfig(name="g", engines=[EngineConfig(name="a")],
+                                                brokers=["schwab", "ibkr"])])
+    runtime = NodeRuntime(cfg, quiet)
+    runtime.start()
+    try:
+        sigs = signals(N)
+        replies = run_burst(runtime, sigs, "broker:schwab")
+        assert len(replies) == N and set(replies.values()) <= {"ACCEPTED", "REJECTED"}
+        accepted = {client_order_id_for(signal_id_for(rid)) for rid, st in replies.items() if st == "ACCEPTED"}
+
+        def moved() -> dict:
+            moves = runtime.stats()["supervisor"]["broker_failovers"]
+            return moves[0] if moves and ("settled" in moves[0] or not moves[0]["stranded"]) else {}
+
+        wait_for(lambda: bool(moved()))
+        move = moved()
+        assert (move["from"], move["to"], move["same_account"]) == ("schwab", "ibkr", False), move
+
+        def placed() -> tuple[set[str], list[str]]:
+            return set(schwab_orders(schwab, redis_url)), [o["ref"] for o in tws.orders.values()]
+
+        wait_for(lambda: placed()[0] | set(placed()[1]) >= accepted)
+        at_schwab, at_tws = placed()
+        assert len(at_tws) == len(set(at_tws)), "each order once at TWS"
+        assert not at_schwab & set(at_tws), "no order at both brokers"
+        assert at_schwab | set(at_tws) == accepted, "every ACKed signal at one broker, and nothing else"
+        assert at_tws, "orders after the failover went to IBKR"
+        print("broker failover:", move)
+    finally:
+        runtime.stop()
