@@ -177,7 +177,9 @@ class NautilusEngineHost(EngineBase):
                 return
             batch = batch_decoder.decode(frame)
             self.signals += len(batch.signals)
-            mine = self._mine(batch.signals)
+            # amends never reach a Nautilus group (the gate refuses them: AMEND_UNSUPPORTED); one logged
+            # under an older config is dropped here, never taken by the kernel for a new order
+            mine = [a for a in self._mine(batch.signals) if a.signal.amend is None]
             if self._to_child is not None:  # a standby's child holds them (see module doc)
                 send = self._to_child.send
                 for acc in mine:
@@ -217,6 +219,8 @@ class NautilusEngineHost(EngineBase):
                 return
             for entry_id, fields in entries:
                 for acc in self._mine(unpack_signals(fields)):
+                    if acc.signal.amend is not None:
+                        continue  # see _take_signals
                     self._to_child.send(encode(acc))
                     self.replayed += 1
                     self.to_child += 1

@@ -86,8 +86,6 @@ def run_burst(runtime: NodeRuntime, sigs: list[Signal], victim: str) -> dict[str
             pid = await asyncio.get_running_loop().run_in_executor(None, runtime.call_supervisor, "pid", victim)
             os.kill(pid, signal.SIGKILL)
 
-    for s in sigs:  # the burst is sent now: stamp them now
-        object.__setattr__(s, "timestamp", time.time())
     return asyncio.run(burst(runtime.registry["intake"], key_id, secret, sigs, kill))
 
 
@@ -140,8 +138,7 @@ def test_kill_minus_nine_of_the_broker_adapter_mid_burst_loses_and_duplicates_no
     runtime = NodeRuntime(cfg, quiet)
     runtime.start()
     try:
-        sigs = signals(N)
-        replies = run_burst(runtime, sigs, "broker:" + broker)
+        replies = run_burst(runtime, signals(N), "broker:" + broker)
         assert len(replies) == N, "a reply for every signal"
         accepted = {client_order_id_for(signal_id_for(rid)) for rid, st in replies.items() if st == "ACCEPTED"}
         assert accepted, replies
@@ -175,8 +172,7 @@ def test_failover_schwab_to_ibkr_never_sends_an_order_to_both(ray_session, make_
     runtime = NodeRuntime(cfg, quiet)
     runtime.start()
     try:
-        sigs = signals(N)
-        replies = run_burst(runtime, sigs, "broker:schwab")
+        replies = run_burst(runtime, signals(N), "broker:schwab")
         assert len(replies) == N and set(replies.values()) <= {"ACCEPTED", "REJECTED"}
         accepted = {client_order_id_for(signal_id_for(rid)) for rid, st in replies.items() if st == "ACCEPTED"}
 
