@@ -107,9 +107,10 @@ def schwab_orders(schwab: SchwabFake, redis_url: str) -> dict[str, dict]:
     r = redis.Redis.from_url(redis_url)
     ids = {_saved_decoder.decode(v).order_id: k.decode()
            for k, v in r.hgetall("nae:broker:schwab:" + schwab.account_hash + ":orders").items()}
-    by_id = {str(o["orderId"]): o for o in schwab.placed}
-    assert set(by_id) <= set(ids), "an order at Schwab the node never mapped"
-    return {ids[oid]: o for oid, o in by_id.items()}
+    by_id = {str(o["orderId"]): o for o in list(schwab.placed)}
+    # an order placed whose answer died with the adapter is mapped once a sweep adopts it: until
+    # then it is listed under its Schwab orderId (no client order id of the node looks like that)
+    return {ids.get(oid, "unmapped:" + oid): o for oid, o in by_id.items()}
 
 
 def schwab_fills(schwab: SchwabFake) -> dict[str, tuple[float, float]]:
@@ -143,13 +144,13 @@ def test_kill_minus_nine_of_the_broker_adapter_mid_burst_loses_and_duplicates_no
         accepted = {client_order_id_for(signal_id_for(rid)) for rid, st in replies.items() if st == "ACCEPTED"}
         assert accepted, replies
         if broker == "schwab":
-            wait_for(lambda: set(schwab_orders(schwab, redis_url)) >= accepted
-                     and all(o["status"] == "FILLED" for o in schwab.placed))
+            wait_for(lambda: set(schwab_orders(schwab, redis_url)) == accepted
+                     and all(o["status"] == "FILLED" for o in schwab.placed), 180)
             at_fake = schwab_orders(schwab, redis_url)
             assert len(schwab.placed) == len(at_fake) == len(accepted), "each order once at Schwab"
             fills = schwab_fills(schwab)
         else:
-            wait_for(lambda: {e["ref"] for e in tws.executions} >= accepted)
+            wait_for(lambda: {e["ref"] for e in tws.executions} >= accepted, 180)
             refs = [o["ref"] for o in tws.orders.values()]
             assert len(refs) == len(set(refs)) == len(accepted), "each order once at TWS"
             fills = tws_fills(tws)
@@ -187,7 +188,7 @@ def test_failover_schwab_to_ibkr_never_sends_an_order_to_both(ray_session, make_
         def placed() -> tuple[set[str], list[str]]:
             return set(schwab_orders(schwab, redis_url)), [o["ref"] for o in tws.orders.values()]
 
-        wait_for(lambda: placed()[0] | set(placed()[1]) >= accepted)
+        wait_for(lambda: placed()[0] | set(placed()[1]) >= accepted, 180)
         at_schwab, at_tws = placed()
         assert len(at_tws) == len(set(at_tws)), "each order once at TWS"
         assert not at_schwab & set(at_tws), "no order at both brokers"
