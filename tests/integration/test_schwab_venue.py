@@ -210,6 +210,7 @@ def test_revoked_refresh_token_refuses_orders(fake, drive):
     d.venue.submit(it, time.time_ns())
     d.wait_for(ended(it.client_order_id, ExecKind.REJECTED))
     assert d.reports[-1].reason == Reason.LOGIN_EXPIRED and fake.placed == []
+    d.wait_for(lambda reps: not d.venue.health(0).ok)  # the worker's health follows its command
     assert d.venue.health(time.time_ns()).login_expires_at_s <= time.time()  # refused early: lapsed now
 
 
