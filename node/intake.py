@@ -291,7 +291,7 @@ class SignalGate:
         if amend is not None and amend.kind is AmendKind.CANCEL:
             # a cancel takes no risk: it passes the kill switch, a halt and an UNKNOWN symbol alike
             reply = Reply(status=Status.ACCEPTED, request_id=rid, signal_id=signal_id_for(rid))
-            self._memory.remember(rid, digest, ts, reply)
+            self._memory.remember(rid, digest, ts, _remembered(reply))
             self.count("cancels")
             return Verdict(reply, sig)
         if self._rounds_to_zero(sig):
