@@ -2,8 +2,8 @@
 
 `python -m bench.nautilus_report [--orders 300] [--warmup 50] [--starts 3] [--burst 2000] [--json]`
 
-A trivial broker ROUTER (a thread in this process) answers every SubmitOrder with NEW then FILL at
-once. Orders go one at a time (send, wait for its FILL on the PUB socket, next), so the figures
+A trivial broker ROUTER (a thread in this process, tests/fakes/instant_broker.py) answers every
+SubmitOrder with NEW then FILL at once. Orders go one at a time (send, wait for its FILL on the PUB socket, next), so the figures
 are latency, not queueing. Timed: SignalAccepted sent on the engine's PULL -> SubmitOrder received
 at the broker, and -> FILL received on the PUB. All stamps are `perf_counter_ns` in this process.
 Start-up: spawn -> `ready` at the host (the child's own figure, process start -> trader running,
@@ -14,68 +14,33 @@ orders pushed at once, until the last FILL is on the PUB.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
-import threading
 import time
+from pathlib import Path
 
 import zmq
 
 from adapters.engines.nautilus import NautilusEngineConfig, NautilusEngineProcess
 from node.messages import (
     Action,
-    ExecKind,
-    ExecutionReport,
-    OrdersReport,
-    QueryOrders,
     Signal,
     SignalAccepted,
-    SubmitOrder,
-    broker_command_decoder,
     encode,
     report_decoder,
 )
 from node.orders import client_order_id_for
 
 
-class InstantBroker:
-    """Fills every order at once; stamps when each SubmitOrder arrived."""
-
-    def __init__(self) -> None:
-        self._ctx = zmq.Context()
-        self._router = self._ctx.socket(zmq.ROUTER)
-        self._router.setsockopt(zmq.LINGER, 0)
-        self._router.setsockopt(zmq.SNDHWM, 1_000_000)  # a ROUTER drops, silently, beyond its HWM
-        self.endpoint = "tcp://127.0.0.1:" + str(self._router.bind_to_random_port("tcp://127.0.0.1"))
-        self.arrived: dict[str, int] = {}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="instant-broker", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        r, n = self._router, 0
-        while not self._stop.is_set():
-            if not r.poll(20):
-                continue
-            ident, frame = r.recv_multipart()
-            now = time.perf_counter_ns()
-            cmd = broker_command_decoder.decode(frame)
-            if type(cmd) is QueryOrders:
-                r.send_multipart((ident, encode(OrdersReport([]))))
-            elif type(cmd) is SubmitOrder:
-                it, n = cmd.intent, n + 1
-                self.arrived[it.client_order_id] = now
-                vid = "V" + str(n)
-                r.send_multipart((ident, encode(ExecutionReport(
-                    kind=ExecKind.NEW, client_order_id=it.client_order_id, venue_order_id=vid, leaves_qty=it.quantity))))  # fmt: skip
-                r.send_multipart((ident, encode(ExecutionReport(
-                    kind=ExecKind.FILL, client_order_id=it.client_order_id, venue_order_id=vid, exec_id="X" + str(n),
-                    last_qty=it.quantity, last_px=100.0, cum_qty=it.quantity, avg_px=100.0))))  # fmt: skip
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(2.0)
-        self._router.close(0)
-        self._ctx.term()
+def _instant_broker():
+    """tests/fakes/instant_broker.py by path (schwab-py installs a top-level `tests` package of its own,
+    which shadows the repository's `tests` outside pytest's test tree)."""
+    path = Path(__file__).resolve().parent.parent / "tests" / "fakes" / "instant_broker.py"
+    spec = importlib.util.spec_from_file_location("nae_fakes_instant_broker", path)
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.InstantBroker()
 
 
 def pct(xs: list[float], q: float) -> float:
@@ -84,7 +49,7 @@ def pct(xs: list[float], q: float) -> float:
 
 
 def run(orders: int, warmup: int, starts: int, burst: int = 2_000) -> dict:
-    broker = InstantBroker()
+    broker = _instant_broker()
     cfg = NautilusEngineConfig(log_level="ERROR")
     ready_ms, child_ms = [], []
     try:
@@ -126,7 +91,7 @@ def run(orders: int, warmup: int, starts: int, burst: int = 2_000) -> dict:
                     break
             t1 = time.perf_counter_ns()
             if i >= warmup:
-                to_broker.append((broker.arrived[coid] - t0) / 1000.0)
+                to_broker.append((broker.submit_ns[coid] - t0) / 1000.0)
                 to_fill.append((t1 - t0) / 1000.0)
         burst_frames = [
             encode(SignalAccepted("%016x" % (0xC0000 + i), 0, Signal(

@@ -1,4 +1,5 @@
-"""The Nautilus engine child against an in-test broker ROUTER: orders through a real Nautilus kernel.
+"""The Nautilus engine child against a broker ROUTER that fills at once (tests/fakes/instant_broker.py):
+orders through a real Nautilus kernel.
 
 A thread plays the broker: every SubmitOrder gets NEW then FILL (unique exec_ids); QueryOrders gets
 the orders it holds. Signals go in on the engine's PULL socket, reports come out on its PUB socket.
@@ -7,7 +8,6 @@ the orders it holds. Signals go in on the engine's PULL socket, reports come out
 from __future__ import annotations
 
 import os
-import threading
 import time
 
 import pytest
@@ -19,95 +19,17 @@ from node.messages import (
     ExecKind,
     event_topic,
     ExecutionReport,
-    OrderSnapshot,
-    OrdersReport,
     OrderType,
-    QueryOrders,
     Signal,
     SignalAccepted,
-    SubmitOrder,
-    broker_command_decoder,
     encode,
     report_decoder,
 )
 from node.orders import client_order_id_for
 from node.reasons import Reason
+from tests.fakes.instant_broker import InstantBroker
 
 pytestmark = pytest.mark.timeout(120)
-
-
-class FakeBroker:
-    """A ROUTER that fills every order at once at its limit/stop price (or 100.0)."""
-
-    def __init__(self) -> None:
-        self._ctx = zmq.Context()
-        self._router = self._ctx.socket(zmq.ROUTER)
-        self._router.setsockopt(zmq.LINGER, 0)
-        self._router.setsockopt(zmq.SNDHWM, 1_000_000)  # a ROUTER drops, silently, beyond its HWM
-        self.endpoint = "tcp://127.0.0.1:" + str(self._router.bind_to_random_port("tcp://127.0.0.1"))
-        self.submits: list[SubmitOrder] = []
-        self.submit_ns: dict[str, int] = {}
-        self.queries = 0
-        self.filled: dict[str, float] = {}
-        self.silent: set[str] = set()  # client order ids it takes but does not answer (yet)
-        self.release: list[str] = []  # silent ids to answer now (appended by the test thread)
-        self._held: dict[str, tuple[bytes, object]] = {}
-        self._n = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="fake-broker", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        r = self._router
-        while not self._stop.is_set():
-            while self.release:
-                coid = self.release.pop()
-                ident, it = self._held.pop(coid)
-                self.silent.discard(coid)
-                self._fill(ident, it)
-            if not r.poll(20):
-                continue
-            ident, frame = r.recv_multipart()
-            now = time.perf_counter_ns()
-            cmd = broker_command_decoder.decode(frame)
-            if type(cmd) is QueryOrders:
-                self.queries += 1
-                snaps = [OrderSnapshot(c, ExecKind.FILL, q, 0.0) for c, q in self.filled.items()]
-                r.send_multipart((ident, encode(OrdersReport(snaps))))
-                continue
-            if type(cmd) is not SubmitOrder:
-                continue
-            it = cmd.intent
-            self.submits.append(cmd)
-            self.submit_ns.setdefault(it.client_order_id, now)
-            if it.client_order_id in self.filled:
-                continue  # the broker never fills one client order id twice
-            if it.client_order_id in self.silent:
-                self._held[it.client_order_id] = (ident, it)
-                continue
-            self._fill(ident, it)
-
-    def _fill(self, ident: bytes, it) -> None:  # noqa: ANN001 - an OrderIntent
-        r = self._router
-        self._n += 1
-        vid = "V" + str(self._n)
-        px = it.limit_price or it.stop_price or 100.0
-        r.send_multipart(
-            (ident, encode(ExecutionReport(kind=ExecKind.NEW, client_order_id=it.client_order_id, venue_order_id=vid,
-                                           symbol=it.symbol, side=it.side, leaves_qty=it.quantity)))
-        )
-        r.send_multipart(
-            (ident, encode(ExecutionReport(kind=ExecKind.FILL, client_order_id=it.client_order_id, venue_order_id=vid,
-                                           exec_id="X" + str(self._n), symbol=it.symbol, side=it.side,
-                                           last_qty=it.quantity, last_px=px, cum_qty=it.quantity, avg_px=px)))
-        )
-        self.filled[it.client_order_id] = it.quantity
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(2.0)
-        self._router.close(0)
-        self._ctx.term()
 
 
 def _signal(i: int, **kw) -> SignalAccepted:
@@ -126,7 +48,7 @@ def _signal(i: int, **kw) -> SignalAccepted:
 
 @pytest.fixture(scope="module")
 def engine():
-    broker = FakeBroker()
+    broker = InstantBroker()
     cfg = NautilusEngineConfig(log_level="ERROR", inflight_check_interval_ms=200, inflight_check_threshold_ms=300,
                               inflight_check_retries=2, reconciliation_startup_delay_ms=500)
     proc = NautilusEngineProcess(cfg, broker.endpoint)
@@ -288,7 +210,7 @@ def test_fractional_quantity_denied_by_nautilus_risk_engine(engine):
 
 
 def test_stop_and_kill_leave_no_child_process():
-    broker = FakeBroker()
+    broker = InstantBroker()
     try:
         proc = NautilusEngineProcess(NautilusEngineConfig(log_level="ERROR"), broker.endpoint)
         proc.start()
