@@ -586,7 +586,8 @@ class Supervisor:
             if reason == Detector.HEARTBEAT:
                 silent = time.time_ns() - self._policy.broker_seen_ns(name) > self._broker_dead_ns
                 ray_dead = silent and _state(actor, timeout_s=0.5) == "dead"  # asked only when silent
-                if not self._policy.broker_dead(name, time.time_ns(), ray_dead):
+                if not self._policy.broker_dead(name, time.time_ns(), ray_dead,
+                                                venue_inside=self._brokers[name].venue_inside):
                     return
             stay, moved = [], []
             for lane in self.lanes.values():

@@ -237,6 +237,12 @@ class BrokerConfig(msgspec.Struct, **_BASE):
             return "exchange@" + self.exchange_endpoint
         return "broker:" + self.name
 
+    @property
+    def venue_inside(self) -> bool:
+        """The venue lives in the adapter's process (kind "paper"): the adapter's book is the venue's,
+        and a restarted adapter starts on an empty one."""
+        return self.kind == BrokerKind.PAPER
+
 
 class EngineGroupConfig(msgspec.Struct, **_BASE):
     """One lane of execution: its engines in priority order (the first leads, the others are hot

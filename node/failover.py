@@ -177,14 +177,18 @@ class FailoverPolicy:
     def broker_seen_ns(self, broker: str) -> int:
         return self._broker_seen.get(broker, 0)
 
-    def broker_dead(self, broker: str, now: int, ray_dead: bool, slow_factor: int = 4) -> bool:
+    def broker_dead(self, broker: str, now: int, ray_dead: bool, slow_factor: int = 4,
+                    venue_inside: bool = False) -> bool:
         """Is a broker whose pings went unanswered dead? Silent past `broker_dead_ns` and Ray says its
         process died, or silent `slow_factor` times as long (a process that still answers Ray is only
-        slow, a loaded machine, or stuck). An answer meanwhile clears it."""
+        slow, a loaded machine, or stuck). An answer meanwhile clears it. A broker whose venue lives
+        inside it (`BrokerConfig.venue_inside`) is dead only when Ray says so: its replacement would
+        start on an empty venue (a busy paper broker, slow to answer under a re-drive burst and the
+        reconciler's book call on a loaded host, was replaced and lost every order)."""
         silent = now - self._broker_seen.get(broker, 0)
         if silent <= self.broker_dead_ns:
             return False
-        return ray_dead or silent > slow_factor * self.broker_dead_ns
+        return ray_dead or (not venue_inside and silent > slow_factor * self.broker_dead_ns)
 
     def may_attempt(self, lane: Lane, now: int) -> bool:
         """No retry before the backoff after failed promotions has passed."""

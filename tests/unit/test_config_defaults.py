@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from node.config import HOT_STANDBY_ENGINES, load_config
+import pytest
+
+from node.config import HOT_STANDBY_ENGINES, BrokerConfig, load_config
 
 
 def test_no_config_file_runs_a_leader_and_a_hot_standby():
@@ -24,3 +26,9 @@ def test_engines_or_groups_named_in_the_file_are_taken_as_written(tmp_path):
     grouped = tmp_path / "groups.toml"
     grouped.write_text('[[groups]]\nname = "g"\n[[groups.engines]]\nname = "x"\n')
     assert [e.name for e in load_config(grouped, env={}).engine_list()] == ["x"]
+
+
+@pytest.mark.parametrize("kind, inside", [("paper", True), ("paper-remote", False), ("schwab", False), ("ibkr", False)])
+def test_only_the_in_process_paper_venue_lives_inside_its_adapter(kind, inside):
+    # the supervisor never replaces a live adapter whose venue would die with it (an empty book after)
+    assert BrokerConfig(kind=kind).venue_inside is inside

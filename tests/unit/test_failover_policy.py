@@ -264,6 +264,13 @@ def test_a_silent_broker_is_dead_when_ray_says_so_or_after_four_times_its_limit(
     assert policy.broker_dead("p1", T0 + silent_ms * MS, ray_dead) is dead
 
 
+@pytest.mark.parametrize("silent_ms, ray_dead, dead", [(600, True, True), (60_000, False, False)])
+def test_a_silent_broker_with_its_venue_inside_is_dead_only_when_ray_says_so(silent_ms, ray_dead, dead):
+    policy = make()
+    policy.on_broker_answer("p1", T0)
+    assert policy.broker_dead("p1", T0 + silent_ms * MS, ray_dead, venue_inside=True) is dead
+
+
 def test_a_heartbeat_failover_is_due_only_for_the_same_silent_leader_with_a_live_standby():
     policy = make()
     store_answers(policy, T0 + 200 * MS)
