@@ -21,7 +21,13 @@ def run(*args: str, cwd: str, timeout: float = 120) -> subprocess.CompletedProce
 def test_up_then_operate_it(tmp_path, redis_url, database_url):
     run_id = secrets.token_hex(3)  # controls and risk state now survive a restart: a fresh node per run
     (tmp_path / "node.toml").write_text(
-        ('node_id = "cli-op-RUN"\nray_namespace = "cli-op"\n[api]\nport = 0\n[intake]\nport = 0\n'
+        ('node_id = "cli-op-RUN"\nray_namespace = "cli-op"\n'
+         # failure detection in 1 s, not the default 60 ms: every CLI call here starts a Python process,
+         # and on a loaded 2-core host that stalls the engines past 60 ms (the leader then flapped
+         # alpha -> beta -> alpha every few seconds, epoch 6 by the manual failover); this test is about
+         # operating the node, tests/chaos/test_kill_restart.py about how fast a death is noticed
+         'heartbeat_interval_ms = 100\nheartbeat_misses = 10\n'
+         '[api]\nport = 0\n[intake]\nport = 0\n'
          '[storage]\nsignals_stream = "cliopRUN.signals"\nevents_stream = "cliopRUN.events"\n'
          'intake_stream = "cliopRUN.intake"\ncontrols_stream = "cliopRUN.controls"\nledger = false\n'
          'allow_volatile_redis = true\n'  # the machine's Redis runs with appendonly no
