@@ -88,6 +88,18 @@ def make_config(redis_url, database_url):
     return make
 
 
+@pytest.fixture(scope="module")
+def module_node(ray_session, make_config):
+    """A whole node without a ledger, shared by the tests of a module (each test makes its own
+    strategy ids and request ids, so none sees another's orders)."""
+    from node.runtime import NodeRuntime, quiet
+
+    runtime = NodeRuntime(make_config(), quiet)
+    runtime.start()
+    yield runtime
+    runtime.stop()
+
+
 @pytest.fixture()
 def ledger_node(ray_session, make_config, database_url):
     """A whole node with its ledger, on a throwaway PostgreSQL database dropped afterwards."""

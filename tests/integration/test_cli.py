@@ -19,13 +19,8 @@ def run(*args: str, env: dict | None = None, timeout: float = 240, cwd: str | No
 
 
 @pytest.fixture(scope="module")
-def node(ray_session, make_config):
-    from node.runtime import NodeRuntime, quiet
-
-    runtime = NodeRuntime(make_config(), quiet)
-    runtime.start()
-    yield runtime
-    runtime.stop()
+def node(module_node):
+    return module_node
 
 
 def test_send_prints_the_reply_and_the_fill(node):

@@ -12,16 +12,12 @@ import pytest
 import zmq
 
 from node.messages import Reply, Status, encode, intake_response_decoder
-from node.runtime import NodeRuntime, quiet
 from node.signing import make_envelope
 
 
 @pytest.fixture(scope="module")
-def node(ray_session, make_config):
-    runtime = NodeRuntime(make_config(), quiet)
-    runtime.start()
-    yield runtime
-    runtime.stop()
+def node(module_node):
+    return module_node
 
 
 def signed(node, payload: bytes, fmt: str = "msgpack") -> bytes:

@@ -16,15 +16,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "client"))
 
 from nae_client import AsyncExecutionClient, ExecutionClient, HttpExecutionClient, ReportLog, report_key, since_ms  # noqa: E402
 from nae_client.errors import TransportError  # noqa: E402
-from node.runtime import NodeRuntime, quiet  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def node(ray_session, make_config):
-    runtime = NodeRuntime(make_config(), quiet)
-    runtime.start()
-    yield runtime
-    runtime.stop()
+def node(module_node):
+    return module_node
 
 
 def _client(node, **kw) -> ExecutionClient:

@@ -13,16 +13,11 @@ from node.client import AsyncExecutionClient, ExecutionClient
 from node.demo import make_signals, play
 from node.messages import ExecKind, encode
 from node.reasons import Reason
-from node.runtime import NodeRuntime, quiet
 
 
 @pytest.fixture(scope="module")
-def node(ray_session, make_config):
-    cfg = make_config()
-    runtime = NodeRuntime(cfg, quiet)
-    runtime.start()
-    yield runtime
-    runtime.stop()
+def node(module_node):
+    return module_node
 
 
 def client_for(node, **kw) -> ExecutionClient:

@@ -16,7 +16,6 @@ from adapters.engines.pybroker.source import (
 )
 from node.client import ExecutionClient
 from node.messages import Action, ExecKind, OrderType, Status
-from node.runtime import NodeRuntime, quiet
 
 CFG = PyBrokerSourceConfig(start_prices={"AAPL": 230.0, "MSFT": 420.0}, bars=60, lookback_bars=5, shares=10)
 
@@ -49,11 +48,8 @@ def test_backtest_orders_become_signals_in_bar_order():
 
 
 @pytest.fixture(scope="module")
-def node(ray_session, make_config):
-    runtime = NodeRuntime(make_config(), quiet)
-    runtime.start()
-    yield runtime
-    runtime.stop()
+def node(module_node):
+    return module_node
 
 
 def test_pybroker_signals_are_accepted_and_filled_by_the_node(node):

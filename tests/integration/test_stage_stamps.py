@@ -9,16 +9,12 @@ import pytest
 
 from node.client import ExecutionClient
 from node.messages import ExecKind
-from node.runtime import NodeRuntime, quiet
 from node.stages import Stage, budget, field, stage_fields
 
 
 @pytest.fixture(scope="module")
-def node(ray_session, make_config):
-    runtime = NodeRuntime(make_config(), quiet)
-    runtime.start()
-    yield runtime
-    runtime.stop()
+def node(module_node):
+    return module_node
 
 
 def test_every_accepted_signal_is_stamped_through_every_stage(node):
