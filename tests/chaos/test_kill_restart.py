@@ -23,12 +23,14 @@ from node.orders import client_order_id_for, signal_id_for
 
 pytestmark = pytest.mark.chaos
 
-N_SIGNALS = 10_000
+N_SIGNALS = 5_000  # 1,500 before the kill, 3,500 from it on (ACKed while the role is down, then executed)
 
 
-@pytest.fixture()
-def node(ledger_node):
-    return ledger_node
+@pytest.fixture(scope="module")
+def node(module_ledger_node):
+    """One node for the three kills: each burst is judged on its own orders and records, and each
+    kill after the first hits a node that has already recovered from one."""
+    return module_ledger_node
 
 
 async def burst_with_kill(node, role: str, kill_after: int) -> dict:
@@ -84,25 +86,31 @@ async def burst_with_kill(node, role: str, kill_after: int) -> dict:
 
 @pytest.mark.parametrize("role", ["engine", "validator", "ledger"])
 def test_kill_minus_nine_mid_burst_executes_every_ack_exactly_once(node, role):
-    out = asyncio.run(burst_with_kill(node, role, kill_after=3_000))
+    before = node.stats()["supervisor"]
+    failovers_before, restarts_before = len(before["failovers"]), len(before["restarts"])
+    orders_before = len(node.call("broker", "orders"))
+    out = asyncio.run(burst_with_kill(node, role, kill_after=1_500))
     signals, replies, accepted = out["signals"], out["replies"], out["accepted"]
     assert len(replies) == N_SIGNALS, "a reply (after retries) for every signal"
     assert accepted == {s.request_id for s in signals}, {st for st in replies.values()}
     # the broker's truth: one order per accepted signal, fills adding up to the order
     orders = {o.client_order_id: o for o in node.call("broker", "orders")}
-    missing = [s.request_id for s in signals if client_order_id_for(signal_id_for(s.request_id)) not in orders]
+    ours = {client_order_id_for(signal_id_for(s.request_id)) for s in signals}
+    missing = [c for c in ours if c not in orders]
     assert not missing, ("accepted but never executed", len(missing), missing[:3], node.stats())
-    assert len(orders) == N_SIGNALS  # and nothing else (no duplicate ids exist at the venue)
-    assert all(o.kind is ExecKind.FILL for o in orders.values())
+    assert len(orders) == orders_before + N_SIGNALS  # and nothing else (no duplicate ids exist at the venue)
+    assert all(orders[c].kind is ExecKind.FILL for c in ours)
     stats = node.stats()
     deadline = time.monotonic() + 60  # a restart runs beside the burst (a ledger's start migrates first)
-    while role != "engine" and not stats["supervisor"]["restarts"] and time.monotonic() < deadline:
+    while role != "engine" and len(stats["supervisor"]["restarts"]) == restarts_before and time.monotonic() < deadline:
         time.sleep(0.5)
         stats = node.stats()
     if role == "engine":
-        assert stats["supervisor"]["failovers"] and stats["supervisor"]["failovers"][0]["reason"] == "heartbeat"
+        failovers = stats["supervisor"]["failovers"][failovers_before:]
+        assert failovers and failovers[0]["reason"] == "heartbeat", stats["supervisor"]
     else:
-        assert stats["supervisor"]["restarts"] and stats["supervisor"]["restarts"][0]["role"] == role, stats["supervisor"]
+        restarts = stats["supervisor"]["restarts"][restarts_before:]
+        assert restarts and restarts[0]["role"] == role, stats["supervisor"]
     assert accepted <= out["terminal"].keys(), "every accepted signal's final state reached the client"
     # and the ledger in PostgreSQL holds exactly the broker's fills (swept after the kill)
     from actors.ledger import ledger_fills
