@@ -13,8 +13,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import subprocess
-import sys
 import time
 
 import pytest
@@ -26,17 +24,9 @@ from node.messages import ExecKind
 from node.orders import client_order_id_for, signal_id_for
 from node.streams import unpack_reports
 from node.runtime import NodeRuntime, quiet
-from tests.chaos.test_exchange_kills import burst, check_exactly_once, exchange_orders, free_port
+from tests.chaos.paper_exchange import burst, check_exactly_once, exchange_orders, start_exchange, stop_exchange
 
 pytestmark = pytest.mark.chaos
-
-
-def start_exchange() -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "actors.exchange", "--port", str(port)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    assert "paper exchange on" in proc.stdout.readline()
-    return proc, "tcp://127.0.0.1:%d" % port
 
 
 @pytest.fixture()
@@ -44,8 +34,7 @@ def exchanges():
     procs = [start_exchange(), start_exchange()]
     yield [endpoint for _, endpoint in procs]
     for proc, _ in procs:
-        proc.terminate()
-        proc.wait(10)
+        stop_exchange(proc)
 
 
 def run_with_kill(cfg, n: int, kill_at: int, settled: bool = False):

@@ -7,101 +7,32 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
-import sys
 import time
-from pathlib import Path
 
-import msgspec
 import pytest
-import zmq
 
-from node.client import AsyncExecutionClient
 from node.config import BrokerConfig
 from node.demo import make_signals
-from nae_client.errors import TransportError  # what the client raises
-from node.messages import OrdersReport, QueryOrders, broker_event_decoder, encode
-from node.orders import client_order_id_for, signal_id_for
 from node.runtime import NodeRuntime, quiet
+from tests.chaos.paper_exchange import (
+    burst,
+    check_exactly_once,
+    execnode_up,
+    free_port,
+    risk_toml,
+    start_exchange,
+    stop_exchange,
+)
 
 pytestmark = pytest.mark.chaos
-EXECNODE = str(Path(sys.executable).parent / "execnode")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture()
 def exchange():
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "actors.exchange", "--port", str(port)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    assert "paper exchange on" in proc.stdout.readline()
-    yield "tcp://127.0.0.1:%d" % port
-    proc.terminate()
-    proc.wait(10)
-
-
-def exchange_orders(endpoint: str) -> list:
-    dealer = zmq.Context.instance().socket(zmq.DEALER)
-    dealer.setsockopt(zmq.LINGER, 0)
-    dealer.connect(endpoint)
-    dealer.send(encode(QueryOrders(0, "test")))
-    try:
-        while dealer.poll(10_000):
-            msg = broker_event_decoder.decode(dealer.recv())
-            if type(msg) is OrdersReport:
-                return msg.orders
-        raise AssertionError("the exchange did not answer")
-    finally:
-        dealer.close(0)
-
-
-async def burst(intake: str, key_id: str, secret: str, signals, on_progress=None) -> dict[str, str]:
-    """Send every signal (128 in flight), retrying timeouts with the same request_id."""
-    replies: dict[str, str] = {}
-    sem = asyncio.Semaphore(128)
-    async with AsyncExecutionClient(intake, key_id, secret, timeout_s=1.0) as client:
-
-        async def one(sig):
-            try:
-                for _ in range(120):
-                    try:
-                        replies[sig.request_id] = (await client.send_signal(sig)).status
-                        return
-                    except TransportError:
-                        await asyncio.sleep(0.25)
-            finally:
-                sem.release()
-
-        tasks = []
-        for i, sig in enumerate(signals):
-            await sem.acquire()
-            tasks.append(asyncio.get_running_loop().create_task(one(sig)))
-            if on_progress is not None:
-                await on_progress(i)
-        await asyncio.gather(*tasks)
-    return replies
-
-
-def check_exactly_once(endpoint: str, signals, replies: dict[str, str]) -> None:
-    assert len(replies) == len(signals), "a reply for every signal"
-    accepted = [rid for rid, st in replies.items() if st == "ACCEPTED"]
-    assert len(accepted) == len(signals), {st for st in replies.values()}
-    deadline = time.monotonic() + 30
-    while True:
-        orders = exchange_orders(endpoint)
-        ids = [o.client_order_id for o in orders]
-        if all(client_order_id_for(signal_id_for(r)) in set(ids) for r in accepted) or time.monotonic() > deadline:
-            break
-        time.sleep(0.5)
-    assert len(ids) == len(set(ids)), "no client order id twice at the venue"
-    missing = [r for r in accepted if client_order_id_for(signal_id_for(r)) not in set(ids)]
-    assert not missing, "%d acked signals never executed" % len(missing)
+    proc, endpoint = start_exchange()
+    yield endpoint
+    stop_exchange(proc)
 
 
 def test_kill_minus_nine_broker_adapter_mid_burst(ray_session, make_config, exchange):
@@ -125,19 +56,6 @@ def test_kill_minus_nine_broker_adapter_mid_burst(ray_session, make_config, exch
         runtime.stop()
 
 
-def risk_toml() -> str:
-    """The throughput limits as a [risk] table (the node under test runs from a TOML file)."""
-    from node.risk.config import RiskLimits, throughput_limits
-
-    loose, default = throughput_limits(), RiskLimits()
-    lines = ["[risk]"]
-    for name in loose.__struct_fields__:
-        value = getattr(loose, name)
-        if value != getattr(default, name) and isinstance(value, (int, float)):
-            lines.append("%s = %r" % (name, float(value) if isinstance(value, float) else value))
-    return "\n".join(lines) + "\n"
-
-
 def test_kill_minus_nine_whole_node_mid_burst(tmp_path, redis_url, exchange):
     run = os.urandom(4).hex()
     port = free_port()
@@ -154,15 +72,7 @@ def test_kill_minus_nine_whole_node_mid_burst(tmp_path, redis_url, exchange):
     env = dict(os.environ, REDIS_URL=redis_url, DATABASE_URL=os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"))
 
     def up() -> subprocess.Popen:
-        proc = subprocess.Popen([EXECNODE, "--config", "node.toml", "up", "--no-dashboard"], cwd=tmp_path, env=env,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            line = proc.stderr.readline()
-            if "Ctrl-C stops it" in line:
-                return proc
-            assert proc.poll() is None, "execnode up died"
-        raise AssertionError("node did not come up")
+        return execnode_up(tmp_path, env)
 
     node = up()
     signals = make_signals(4_000, {"AAPL": 230.0, "MSFT": 420.0, "SPY": 590.0}, seed=12, bad_every=0)

@@ -10,21 +10,19 @@ import asyncio
 import os
 import random
 import signal
-import socket
 import subprocess
-import sys
 import threading
 import time
 import uuid
 from collections import Counter
 
 import pytest
-import zmq
 
 from node.client import ExecutionClient
 from node.config import BrokerConfig, EngineConfig, PaperSymbol, PaperVenueConfig
-from node.messages import ExecKind, OrdersReport, QueryOrders, broker_event_decoder, encode
+from node.messages import ExecKind
 from node.runtime import NodeRuntime, quiet
+from tests.chaos.paper_exchange import exchange_report, execnode_up, free_port, risk_toml, start_exchange, stop_exchange
 
 pytestmark = pytest.mark.chaos
 
@@ -32,40 +30,40 @@ _PRICES = {"AAPL": 230.0, "MSFT": 420.0}
 _FILLS = (ExecKind.PARTIAL_FILL, ExecKind.FILL)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture()
 def lively_exchange(tmp_path):
-    port = _free_port()
     conf = tmp_path / "exchange.toml"
     conf.write_text("".join(
         '[[broker.paper.symbols]]\nsymbol = "%s"\nprice = %r\nvolatility_bps = 5.0\n' % (s, p)
         for s, p in _PRICES.items()))
-    proc = subprocess.Popen([sys.executable, "-m", "actors.exchange", "--port", str(port), "--config", str(conf)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    assert "paper exchange on" in proc.stdout.readline()
-    yield "tcp://127.0.0.1:%d" % port
-    proc.terminate()
-    proc.wait(10)
+    proc, endpoint = start_exchange(conf)
+    yield endpoint
+    stop_exchange(proc)
 
 
 def venue_fills(endpoint: str) -> list:
-    dealer = zmq.Context.instance().socket(zmq.DEALER)
-    dealer.setsockopt(zmq.LINGER, 0)
-    dealer.connect(endpoint)
-    dealer.send(encode(QueryOrders(0, "test", take_over=False)))
-    try:
-        while dealer.poll(10_000):
-            msg = broker_event_decoder.decode(dealer.recv())
-            if type(msg) is OrdersReport:
-                return list(msg.fills)
-        raise AssertionError("the exchange did not answer")
-    finally:
-        dealer.close(0)
+    return list(exchange_report(endpoint, take_over=False).fills)
+
+
+def wait_venue_fills(endpoint: str, after_ns: int, at_least: int, timeout_s: float = 60.0) -> dict:
+    """The venue's fills by exec_id, once `at_least` of them came after `after_ns` (the venue's clock is
+    this host's): the price has then come to enough resting orders to tell anything."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        venue = {f.exec_id: f for f in venue_fills(endpoint)}
+        late = sum(f.ts_ns > after_ns for f in venue.values())
+        if late >= at_least:
+            return venue
+        assert time.monotonic() < deadline, "too few venue fills after the kill to tell anything (%d)" % late
+        time.sleep(0.25)
+
+
+def wait_resting(endpoint: str, n: int, timeout_s: float = 30.0) -> None:
+    """Until the venue holds `n` orders (the ACKed ones have reached it)."""
+    deadline = time.monotonic() + timeout_s
+    while len(exchange_report(endpoint, take_over=False).orders) < n:
+        assert time.monotonic() < deadline, "the accepted orders did not all reach the venue"
+        time.sleep(0.1)
 
 
 def resting_signals(n: int) -> list[dict]:
@@ -80,19 +78,6 @@ def resting_signals(n: int) -> list[dict]:
                     "symbol": symbol, "action": "BUY" if buy else "SELL", "quantity": float(rnd.randint(1, 40)),
                     "order_type": "LIMIT", "limit_price": price})
     return out
-
-
-def _risk_toml() -> str:
-    """The throughput limits as a [risk] table (the node under test runs from a TOML file)."""
-    from node.risk.config import RiskLimits, throughput_limits
-
-    loose, default = throughput_limits(), RiskLimits()
-    lines = ["[risk]"]
-    for name in loose.__struct_fields__:
-        value = getattr(loose, name)
-        if value != getattr(default, name) and isinstance(value, (int, float)):
-            lines.append("%s = %r" % (name, float(value) if isinstance(value, float) else value))
-    return "\n".join(lines) + "\n"
 
 
 class Subscriber:
@@ -121,6 +106,19 @@ class Subscriber:
         self._client.close()
 
 
+def _wait_standby(runtime: NodeRuntime, engine: str, timeout_s: float = 60.0) -> None:
+    """Until `engine` (killed -9, restarted by Ray) is a live standby again."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if runtime.call("engine:" + engine, "stats")["role"] == "standby":
+                return
+        except Exception:  # noqa: BLE001 - Ray is still restarting it
+            pass
+        time.sleep(0.1)
+    raise AssertionError(engine + " did not come back as a standby")
+
+
 def _wait_leader_change(runtime: NodeRuntime, old: str, timeout_s: float = 30.0) -> str:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -147,19 +145,20 @@ def test_fills_of_resting_orders_survive_two_leader_kills(ray_session, make_conf
     try:
         time.sleep(0.5)  # the subscription reaches the relay
         replies = [client.send_signal(s) for s in resting_signals(300)]
-        assert sum(r.status == "ACCEPTED" for r in replies) >= 150, Counter(tuple(r.reasons) for r in replies)
-        time.sleep(1.0)
+        accepted = sum(r.status == "ACCEPTED" for r in replies)
+        assert accepted >= 150, Counter(tuple(r.reasons) for r in replies)
+        wait_resting(lively_exchange, accepted)
         first = runtime.call_supervisor("stats")["supervisor"]["leader"]
         os.kill(runtime.call_supervisor("pid", "engine"), signal.SIGKILL)
         killed_ns = time.time_ns()
         second = _wait_leader_change(runtime, first)
-        time.sleep(4.0)  # the venue fills some; Ray brings the first engine back as a standby
+        wait_venue_fills(lively_exchange, killed_ns, 3)  # fills while the second leader leads
+        _wait_standby(runtime, first)  # Ray brought the first engine back: the second kill has a successor
         os.kill(runtime.call_supervisor("pid", "engine"), signal.SIGKILL)
+        second_killed_ns = time.time_ns()
         _wait_leader_change(runtime, second)
-        time.sleep(20.0)  # the new leader never saw these orders placed: their fills must still reach us
-        venue = {f.exec_id: f for f in venue_fills(lively_exchange)}
-        late = [f for f in venue.values() if f.ts_ns > killed_ns]
-        assert len(late) >= 5, "too few fills after the kills to tell anything (%d)" % len(late)
+        # the new leader never saw these orders placed: their fills must still reach us
+        venue = wait_venue_fills(lively_exchange, second_killed_ns, 5)
         deadline = time.monotonic() + 60
         while True:
             ledger = {r["exec_id"] for r in asyncio.run(ledger_fills(url))}
@@ -185,15 +184,12 @@ def test_fills_of_resting_orders_survive_a_whole_node_restart(tmp_path, redis_ur
     `execnode up` again: the new leader adopts them from the open-order index, and every venue fill
     (those taken while the node was down included) reaches the ledger exactly once; the fills after
     the subscriber is back reach it exactly once."""
-    from pathlib import Path
-
     from actors.ledger import ledger_fills
     from node.migrations import create_database, drop_database
 
-    execnode = str(Path(sys.executable).parent / "execnode")
     name, url = asyncio.run(create_database(database_url, "nae_test_"))
     run = os.urandom(4).hex()
-    port = _free_port()
+    port = free_port()
     (tmp_path / "node.toml").write_text(
         'node_id = "rest-%s"\nray_namespace = "rest-%s"\nequity_usd = 1e10\n[api]\nport = 0\n[intake]\nport = %d\n'
         '[signing]\nkeys = { optimus = "s3cret-%s" }\n'
@@ -202,20 +198,12 @@ def test_fills_of_resting_orders_survive_a_whole_node_restart(tmp_path, redis_ur
         '[broker]\nkind = "paper-remote"\nexchange_endpoint = "%s"\n'
         % (run, run, port, run, run, run, run, run, lively_exchange)
         + "".join('[[broker.paper.symbols]]\nsymbol = "%s"\nprice = %r\n' % (s, p) for s, p in _PRICES.items())
-        + _risk_toml()
+        + risk_toml()
     )
     env = dict(os.environ, REDIS_URL=redis_url, DATABASE_URL=url)
 
     def up() -> subprocess.Popen:
-        proc = subprocess.Popen([execnode, "--config", "node.toml", "up", "--no-dashboard"], cwd=tmp_path, env=env,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            line = proc.stderr.readline()
-            if "Ctrl-C stops it" in line:
-                return proc
-            assert proc.poll() is None, "execnode up died: " + line + proc.stderr.read()[-2000:]
-        raise AssertionError("node did not come up")
+        return execnode_up(tmp_path, env)
 
     intake = "tcp://127.0.0.1:%d" % port
     nodes = [up()]
@@ -224,19 +212,17 @@ def test_fills_of_resting_orders_survive_a_whole_node_restart(tmp_path, redis_ur
         time.sleep(0.5)
         with ExecutionClient(intake, "optimus", "s3cret-" + run, timeout_s=5.0) as client:
             replies = [client.send_signal(s) for s in resting_signals(300)]
-        assert sum(r.status == "ACCEPTED" for r in replies) >= 150, Counter(tuple(r.reasons) for r in replies)
-        time.sleep(2.0)
+        accepted = sum(r.status == "ACCEPTED" for r in replies)
+        assert accepted >= 150, Counter(tuple(r.reasons) for r in replies)
+        wait_resting(lively_exchange, accepted)
         os.killpg(nodes[0].pid, signal.SIGKILL)  # the driver, Ray and every actor of this node
         killed_ns = time.time_ns()
         subscribers[0].close()
-        time.sleep(3.0)  # the venue fills some while no node runs
+        wait_venue_fills(lively_exchange, killed_ns, 3)  # the venue fills some while no node runs
         nodes.append(up())
         subscribers.append(Subscriber(intake, "optimus", "s3cret-" + run))
         back_ns = time.time_ns() + 1_000_000_000  # the subscription needs a moment to reach the relay
-        time.sleep(20.0)
-        venue = {f.exec_id: f for f in venue_fills(lively_exchange)}
-        late = [f for f in venue.values() if f.ts_ns > killed_ns]
-        assert len(late) >= 5, "too few fills after the kill to tell anything (%d)" % len(late)
+        venue = wait_venue_fills(lively_exchange, back_ns, 5)  # and some once the node is back
         heard_after = {e for e, f in venue.items() if f.ts_ns > back_ns}
         deadline = time.monotonic() + 60
         while True:

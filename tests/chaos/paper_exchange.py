@@ -1,0 +1,134 @@
+"""Helpers of the chaos tests that run the paper exchange in a process of its own (as a real broker is)
+and whole nodes under `execnode up`: start and ask the exchange, burst signals at a node retrying
+timeouts, check exactly-once at the venue, and write a node's TOML."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import zmq
+from nae_client.errors import TransportError  # what the client raises
+
+from node.client import AsyncExecutionClient
+from node.messages import OrdersReport, QueryOrders, broker_event_decoder, encode
+from node.orders import client_order_id_for, signal_id_for
+
+EXECNODE = str(Path(sys.executable).parent / "execnode")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_exchange(config: Path | None = None) -> tuple[subprocess.Popen, str]:
+    """`python -m actors.exchange` on a free port (with `config`, a TOML of its symbols): (process, endpoint)."""
+    port = free_port()
+    args = [sys.executable, "-m", "actors.exchange", "--port", str(port)]
+    if config is not None:
+        args += ["--config", str(config)]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert "paper exchange on" in proc.stdout.readline()
+    return proc, "tcp://127.0.0.1:%d" % port
+
+
+def stop_exchange(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    proc.wait(10)
+
+
+def exchange_report(endpoint: str, take_over: bool = True) -> OrdersReport:
+    """Everything the exchange holds (every order and fill); `take_over=False` asks without taking the
+    reports of the group over (a look that fences no one)."""
+    dealer = zmq.Context.instance().socket(zmq.DEALER)
+    dealer.setsockopt(zmq.LINGER, 0)
+    dealer.connect(endpoint)
+    dealer.send(encode(QueryOrders(0, "test", take_over=take_over)))
+    try:
+        while dealer.poll(10_000):
+            msg = broker_event_decoder.decode(dealer.recv())
+            if type(msg) is OrdersReport:
+                return msg
+        raise AssertionError("the exchange did not answer")
+    finally:
+        dealer.close(0)
+
+
+def exchange_orders(endpoint: str) -> list:
+    return exchange_report(endpoint).orders
+
+
+async def burst(intake: str, key_id: str, secret: str, signals, on_progress=None) -> dict[str, str]:
+    """Send every signal (128 in flight), retrying timeouts with the same request_id."""
+    replies: dict[str, str] = {}
+    sem = asyncio.Semaphore(128)
+    async with AsyncExecutionClient(intake, key_id, secret, timeout_s=1.0) as client:
+
+        async def one(sig):
+            try:
+                for _ in range(120):
+                    try:
+                        replies[sig.request_id] = (await client.send_signal(sig)).status
+                        return
+                    except TransportError:
+                        await asyncio.sleep(0.25)
+            finally:
+                sem.release()
+
+        tasks = []
+        for i, sig in enumerate(signals):
+            await sem.acquire()
+            tasks.append(asyncio.get_running_loop().create_task(one(sig)))
+            if on_progress is not None:
+                await on_progress(i)
+        await asyncio.gather(*tasks)
+    return replies
+
+
+def check_exactly_once(endpoint: str, signals, replies: dict[str, str]) -> None:
+    assert len(replies) == len(signals), "a reply for every signal"
+    accepted = [rid for rid, st in replies.items() if st == "ACCEPTED"]
+    assert len(accepted) == len(signals), {st for st in replies.values()}
+    deadline = time.monotonic() + 30
+    while True:
+        orders = exchange_orders(endpoint)
+        ids = [o.client_order_id for o in orders]
+        if all(client_order_id_for(signal_id_for(r)) in set(ids) for r in accepted) or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert len(ids) == len(set(ids)), "no client order id twice at the venue"
+    missing = [r for r in accepted if client_order_id_for(signal_id_for(r)) not in set(ids)]
+    assert not missing, "%d acked signals never executed" % len(missing)
+
+
+def risk_toml() -> str:
+    """The throughput limits as a [risk] table (a node under test run from a TOML file)."""
+    from node.risk.config import RiskLimits, throughput_limits
+
+    loose, default = throughput_limits(), RiskLimits()
+    lines = ["[risk]"]
+    for name in loose.__struct_fields__:
+        value = getattr(loose, name)
+        if value != getattr(default, name) and isinstance(value, (int, float)):
+            lines.append("%s = %r" % (name, float(value) if isinstance(value, float) else value))
+    return "\n".join(lines) + "\n"
+
+
+def execnode_up(cwd: Path, env: dict[str, str]) -> subprocess.Popen:
+    """`execnode --config node.toml up` in `cwd`, in a session of its own (so killpg takes the driver,
+    Ray and every actor), once it says it runs."""
+    proc = subprocess.Popen([EXECNODE, "--config", "node.toml", "up", "--no-dashboard"], cwd=cwd, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        line = proc.stderr.readline()
+        if "Ctrl-C stops it" in line:
+            return proc
+        assert proc.poll() is None, "execnode up died: " + line + proc.stderr.read()[-2000:]
+    raise AssertionError("node did not come up")
