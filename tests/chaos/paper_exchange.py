@@ -5,6 +5,8 @@ timeouts, check exactly-once at the venue, and write a node's TOML."""
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import socket
 import subprocess
 import sys
@@ -130,5 +132,27 @@ def execnode_up(cwd: Path, env: dict[str, str]) -> subprocess.Popen:
         line = proc.stderr.readline()
         if "Ctrl-C stops it" in line:
             return proc
-        assert proc.poll() is None, "execnode up died: " + line + proc.stderr.read()[-2000:]
-    raise AssertionError("node did not come up")
+        assert proc.poll() is None, "execnode up died: " + line + proc.stderr.read()[-2000:] + _node_log(cwd)
+    raise AssertionError("node did not come up" + _node_log(cwd))
+
+
+def kill_node(proc: subprocess.Popen) -> None:
+    """kill -9 of a whole node started by `execnode_up` (the driver, Ray and every actor: its process
+    group), returning once every process of the group is gone: until then the data folder's lock and
+    the node's ports may still be held, and an `execnode up` at once could find them taken."""
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(30)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            os.killpg(proc.pid, 0)
+        except ProcessLookupError:
+            return
+        assert time.monotonic() < deadline, "processes of the killed node linger"
+        time.sleep(0.05)
+
+
+def _node_log(cwd: Path) -> str:
+    """The end of the node's log (where a start-up failure, e.g. Ray's, is written; stderr may be empty)."""
+    path = Path(cwd) / ".data" / "node.log"
+    return "\nnode.log: " + path.read_text(errors="replace")[-1500:] if path.exists() else ""

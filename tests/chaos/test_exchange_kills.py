@@ -20,6 +20,7 @@ from tests.chaos.paper_exchange import (
     check_exactly_once,
     execnode_up,
     free_port,
+    kill_node,
     risk_toml,
     start_exchange,
     stop_exchange,
@@ -80,9 +81,9 @@ def test_kill_minus_nine_whole_node_mid_burst(tmp_path, redis_url, exchange):
 
     async def kill_at(i):
         if i == 1_200:
-            os.killpg(node.pid, signal.SIGKILL)  # the driver, Ray and every actor of this node
-            killed["at"] = time.monotonic()
             loop = asyncio.get_running_loop()
+            await loop.run_in_executor(None, kill_node, node)  # the driver, Ray and every actor of this node
+            killed["at"] = time.monotonic()
             killed["node"] = await loop.run_in_executor(None, up)
 
     try:

@@ -22,7 +22,15 @@ from node.client import ExecutionClient
 from node.config import BrokerConfig, EngineConfig, PaperSymbol, PaperVenueConfig
 from node.messages import ExecKind
 from node.runtime import NodeRuntime, quiet
-from tests.chaos.paper_exchange import exchange_report, execnode_up, free_port, risk_toml, start_exchange, stop_exchange
+from tests.chaos.paper_exchange import (
+    exchange_report,
+    execnode_up,
+    free_port,
+    kill_node,
+    risk_toml,
+    start_exchange,
+    stop_exchange,
+)
 
 pytestmark = pytest.mark.chaos
 
@@ -216,7 +224,7 @@ def test_fills_of_resting_orders_survive_a_whole_node_restart(tmp_path, redis_ur
         accepted = sum(r.status == "ACCEPTED" for r in replies)
         assert accepted >= 150, Counter(tuple(r.reasons) for r in replies)
         wait_resting(lively_exchange, accepted)
-        os.killpg(nodes[0].pid, signal.SIGKILL)  # the driver, Ray and every actor of this node
+        kill_node(nodes[0])  # the driver, Ray and every actor of this node
         killed_ns = time.time_ns()
         subscribers[0].close()
         wait_venue_fills(lively_exchange, killed_ns, 3, timeout_s=3.0)  # the venue fills some while no node runs
