@@ -240,7 +240,7 @@ class BrokerConfig(msgspec.Struct, **_BASE):
     @property
     def venue_inside(self) -> bool:
         """The venue lives in the adapter's process (kind "paper"): the adapter's book is the venue's,
-        and a restarted adapter starts on an empty one."""
+        and a restarted adapter starts on an empty one (or, with `paper.persist`, on the one it restores)."""
         return self.kind == BrokerKind.PAPER
 
 
