@@ -32,6 +32,7 @@ from typing import Any
 import msgspec
 
 from node.config import NodeConfig, load_config
+from nae_client.errors import ClientError
 from node.errors import NodeError
 from node.reach import DEADLINES, deadline, http_health, join_ray_env, supervisor
 
@@ -573,7 +574,7 @@ def main(argv: list[str] | None = None) -> int:
         return _die("orders resolve needs --order ID and --canceled, or --filled QTY --price PX")
     try:
         return args.func(args)
-    except NodeError as exc:
+    except (NodeError, ClientError) as exc:  # the node's errors and the client's (no answer, no fallback)
         return _die(str(exc))
     except KeyboardInterrupt:
         return 130
