@@ -101,6 +101,22 @@ def module_node(ray_session, make_config):
 
 
 @pytest.fixture()
+def fresh_node(ray_session, make_config):
+    """A whole node without a ledger, for one test (one that kills or stops its parts); after its
+    stop no actor of the node is left (its children are detached: the stop must find them all)."""
+    from actors.ray_actors import node_actor_names
+    from node.runtime import NodeRuntime, quiet
+
+    runtime = NodeRuntime(make_config(), quiet)
+    runtime.start()
+    try:
+        yield runtime
+    finally:
+        runtime.stop()
+    assert node_actor_names(runtime.cfg.node_id, runtime.cfg.ray_namespace) == [], "no actor of the node outlives stop"
+
+
+@pytest.fixture()
 def ledger_node(ray_session, make_config, database_url):
     """A whole node with its ledger, on a throwaway PostgreSQL database dropped afterwards."""
     yield from _ledger_node(make_config, database_url)

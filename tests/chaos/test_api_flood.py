@@ -21,15 +21,8 @@ REQUESTS_PER_THREAD = 1_500  # 12,000 requests: issue 10's flood
 
 
 @pytest.fixture()
-def node(ray_session, make_config):
-    from node.runtime import NodeRuntime, quiet
-
-    runtime = NodeRuntime(make_config(), quiet)
-    runtime.start()
-    try:
-        yield runtime
-    finally:
-        runtime.stop()
+def node(fresh_node):
+    return fresh_node
 
 
 def flood(api: str, answers: dict[int, int]) -> None:

@@ -13,10 +13,9 @@ import urllib.request
 
 import pytest
 
-from node.client import AsyncExecutionClient
 from node.demo import make_signals
-from nae_client.errors import TransportError  # what the client raises
 from node.orders import client_order_id_for, signal_id_for
+from tests.chaos.paper_exchange import burst as retrying_burst
 
 pytestmark = pytest.mark.chaos
 
@@ -24,18 +23,8 @@ N_SIGNALS = 3_000
 
 
 @pytest.fixture()
-def node(ray_session, make_config):
-    from node.runtime import NodeRuntime, quiet
-
-    runtime = NodeRuntime(make_config(), quiet)
-    runtime.start()
-    try:
-        yield runtime
-    finally:
-        runtime.stop()
-    from actors.ray_actors import node_actor_names
-
-    assert node_actor_names(runtime.cfg.node_id, runtime.cfg.ray_namespace) == [], "no actor of the node outlives stop"
+def node(fresh_node):
+    return fresh_node
 
 
 def wait_for(condition, what: str, timeout_s: float = 60.0):
@@ -56,30 +45,9 @@ def resumed(node) -> dict | None:
         return None
 
 
-async def burst(node, signals, on_sent) -> dict[str, str]:
+def burst(node, signals, on_sent):
     key_id, secret = next(iter(node.cfg.signing.keys.items()))
-    replies: dict[str, str] = {}
-    sem = asyncio.Semaphore(64)
-    async with AsyncExecutionClient(node.registry["intake"], key_id, secret, timeout_s=1.0) as client:
-
-        async def send(sig):
-            try:
-                for _ in range(120):
-                    try:
-                        replies[sig.request_id] = (await client.send_signal(sig)).status
-                        return
-                    except TransportError:
-                        await asyncio.sleep(0.1)
-            finally:
-                sem.release()
-
-        tasks = []
-        for i, sig in enumerate(signals):
-            await sem.acquire()
-            tasks.append(asyncio.get_running_loop().create_task(send(sig)))
-            await on_sent(i)
-        await asyncio.gather(*tasks)
-    return replies
+    return retrying_burst(node.registry["intake"], key_id, secret, signals, on_sent)
 
 
 def executed_exactly_once(node, signals, replies) -> None:

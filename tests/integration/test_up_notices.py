@@ -10,15 +10,8 @@ import pytest
 
 
 @pytest.fixture()
-def node(ray_session, make_config):
-    from node.runtime import NodeRuntime, quiet
-
-    runtime = NodeRuntime(make_config(), quiet)
-    runtime.start()
-    try:
-        yield runtime
-    finally:
-        runtime.stop()
+def node(fresh_node):
+    return fresh_node
 
 
 def test_a_killed_validator_is_told_dead_then_back_and_the_node_goes_on(node):
