@@ -52,7 +52,11 @@ def test_up_then_operate_it(tmp_path, redis_url, database_url):
         resting = run(*cfg, "send", "--symbol", "AAPL", "--action", "BUY", "--quantity", "5", "--order-type", "LIMIT",
                       "--limit-price", "223", cwd=tmp_path)  # 3% under the market: it rests
         assert json.loads(resting.stdout)["status"] == "ACCEPTED", resting.stderr
-        time.sleep(0.5)  # the paper venue acknowledges it
+        deadline = time.monotonic() + 60  # the leader holds it (a kill --cancel-open before that finds nothing)
+        while not any(e["name"] == "alpha" and e["in_flight"] >= 1
+                      for e in json.loads(run(*cfg, "status", "--json", cwd=tmp_path).stdout)["view"]["engines"]):
+            assert time.monotonic() < deadline, "the resting order never reached the leader"
+            time.sleep(0.2)
         wrong = run(*cfg, "admin", "unkill", "--cancel-open", cwd=tmp_path)
         assert wrong.returncode == 2 and "--cancel-open goes with admin kill" in wrong.stderr
         killed_open = run(*cfg, "admin", "kill", "--cancel-open", cwd=tmp_path)
