@@ -29,6 +29,7 @@ from node.orders import client_order_id_for, signal_id_for
 from node.runtime import NodeRuntime, quiet
 from node.streams import unpack_reports
 from tests.chaos.test_exchange_kills import burst
+from tests.fakes.pair import broker_fakes
 from tests.fakes.schwab_fake import SchwabFake
 from tests.fakes.tws_fake import TwsFake
 from tests.integration.test_schwab_venue import seed_token
@@ -41,12 +42,8 @@ N, KILL_AT = 240, 80
 
 @pytest.fixture()
 def fakes():
-    schwab = SchwabFake(account_hash="H" + secrets.token_hex(4)).start()
-    schwab.prices = dict(PRICES)
-    tws = TwsFake(prices=dict(PRICES)).start()
-    yield schwab, tws
-    schwab.stop()
-    tws.stop()
+    with broker_fakes(PRICES) as pair:
+        yield pair
 
 
 @pytest.fixture()

@@ -6,16 +6,12 @@ from __future__ import annotations
 import pytest
 
 from node.messages import ExecKind
-from node.runtime import NodeRuntime, quiet
 from tests.integration.amend_flow import amend_flow, broker_orders, coid
 
 
 @pytest.fixture(scope="module")
-def node(ray_session, make_config):
-    runtime = NodeRuntime(make_config(), quiet)
-    runtime.start()
-    yield runtime
-    runtime.stop()
+def node(module_node):
+    return module_node
 
 
 def test_cancel_and_replace_signals_on_the_paper_venue(node):

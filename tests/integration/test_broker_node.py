@@ -16,6 +16,7 @@ from node.messages import Signal
 from node.migrations import apply_migrations, create_database, drop_database
 from node.orders import client_order_id_for, signal_id_for
 from node.runtime import NodeRuntime, quiet
+from tests.fakes.pair import broker_fakes
 from tests.fakes.schwab_fake import SchwabFake
 from tests.fakes.tws_fake import TwsFake
 from tests.integration.amend_flow import amend_flow, broker_orders, coid
@@ -26,12 +27,8 @@ PRICES = {"AAPL": 230.0, "MSFT": 420.0}
 
 @pytest.fixture(scope="module")
 def fakes():
-    schwab = SchwabFake(account_hash="H" + secrets.token_hex(4)).start()
-    schwab.prices = dict(PRICES)
-    tws = TwsFake(prices=dict(PRICES)).start()
-    yield schwab, tws
-    schwab.stop()
-    tws.stop()
+    with broker_fakes(PRICES) as pair:
+        yield pair
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,6 @@ import zmq
 
 from node.peer_limit import UNAUTHENTICATED
 from node.messages import Reply, Status, encode, intake_response_decoder
-from node.runtime import NodeRuntime, quiet
 from node.signing import make_envelope
 
 RATE_PER_SEC = 200
@@ -52,11 +51,8 @@ FLOODER = textwrap.dedent("""
 
 
 @pytest.fixture(scope="module")
-def node(ray_session, make_config):
-    runtime = NodeRuntime(make_config(), quiet)
-    runtime.start()
-    yield runtime
-    runtime.stop()
+def node(module_node):
+    return module_node
 
 
 def honest_run(node, tag: str, n: int) -> tuple[list[Reply], list[int]]:
