@@ -35,7 +35,7 @@ Contract:
   their fixed ports; an engine restarted by Ray comes back on its old port as a standby).
 - Idempotent calls: `start()`; `failover(to=X)` when X already leads (answers `changed: false`);
   `restart(dead=handle)` acts only if that handle is still the current validator, `_broker_died`,
-  `_restart_ledger`, `_restart_reconciler` only if the actor they saw die is still the current one;
+  `_restart_service` (ledger, reconciler) only if the actor they saw die is still the current one;
   each engine control call carries the epoch it acts under (node.control.EngineControl), so a repeat
   after an ambiguous Ray error (or a supervisor that died mid-call and was restarted) is harmless.
   Calls that change state (`failover`, `failback`, `restart`, `broker_failover`) run one at a time
@@ -64,7 +64,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from typing import Any
+from typing import Any, Callable
 
 import msgspec
 import ray
@@ -982,45 +982,31 @@ class Supervisor:
                         self._broker_died(name, actor, "ray")
                     except Exception:  # noqa: BLE001 - try again next round
                         pass
-            for role, restart in (("ledger", self._restart_ledger), ("reconciler", self._restart_reconciler)):
+            for role, spawn in (("ledger", self._start_ledger), ("reconciler", self._spawn_reconciler)):
                 actor = self._actors.get(role)
                 if actor is not None and _state(actor) == "dead" and not self._stopping.is_set():
                     try:
-                        restart(actor)
+                        self._restart_service(role, actor, spawn)
                     except Exception as exc:  # noqa: BLE001 - kept for stats; tried again next round
                         self.watch_errors += 1
                         self.last_watch_error = _brief(exc)
 
-    def _restart_reconciler(self, dead: Any) -> None:
-        """A dead reconciler comes back (it holds no state of its own: the next run reads both books)."""
+    def _restart_service(self, role: str, dead: Any, spawn: Callable[[], Any]) -> None:
+        """A dead ledger or reconciler comes back, within the restart intensity. The ledger resumes its
+        consumer group (what it had not acknowledged is read again, its inserts are idempotent); the
+        reconciler holds no state of its own (its next run reads both books)."""
         t0 = time.perf_counter()
         with self._lock:
-            if self._stopping.is_set() or self._actors.get("reconciler") is not dead or not self._may_restart("reconciler"):
+            if self._stopping.is_set() or self._actors.get(role) is not dead or not self._may_restart(role):
                 return
-            self._notice("reconciler died")
-            self._actors.pop("reconciler", None)
+            self._notice(role + " died")
+            self._actors.pop(role, None)
             ray.kill(dead, no_restart=True)
-            self._spawn_reconciler()
-            event = {"role": "reconciler", "reason": "died", "took_ms": round((time.perf_counter() - t0) * 1e3, 1)}
+            spawn()
+            event = {"role": role, "reason": "died", "took_ms": round((time.perf_counter() - t0) * 1e3, 1)}
             self.restarts.append(event)
             self._record("restart", event)
-            self._notice("reconciler back")
-
-    def _restart_ledger(self, dead: Any) -> None:
-        """A dead ledger comes back (it resumes its consumer group: what it had not acknowledged is
-        read again, and its inserts are idempotent), within the restart intensity."""
-        t0 = time.perf_counter()
-        with self._lock:
-            if self._stopping.is_set() or self._actors.get("ledger") is not dead or not self._may_restart("ledger"):
-                return
-            self._notice("ledger died")
-            self._actors.pop("ledger", None)
-            ray.kill(dead, no_restart=True)
-            self._start_ledger()
-            event = {"role": "ledger", "reason": "died", "took_ms": round((time.perf_counter() - t0) * 1e3, 1)}
-            self.restarts.append(event)
-            self._record("restart", event)
-            self._notice("ledger back")
+            self._notice(role + " back")
 
     def _start_ledger(self) -> None:
         cfg = self._cfg
