@@ -10,38 +10,16 @@ from __future__ import annotations
 
 import asyncio
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import asyncpg
 import msgspec
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from nae_client.fallback import mask_url  # defined once, with the client
 from node.errors import StoreError
 
 DEFAULT_TIMEOUT_S = 2.0
-_SECRET_PARAMS = frozenset({"password", "sslpassword"})
-
-
-def mask_url(url: str) -> str:
-    """`url` with any password (in the authority or a `password=` parameter) replaced by ***."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparsable url>"
-    out = url
-    netloc = parts.netloc
-    if "@" in netloc:
-        cred, host = netloc.rsplit("@", 1)
-        if ":" in cred:
-            out = out.replace("//" + netloc, "//" + cred.split(":", 1)[0] + ":***@" + host, 1)
-    query = parts.query
-    if query:
-        pairs = parse_qsl(query, keep_blank_values=True)
-        if any(k.lower() in _SECRET_PARAMS for k, _ in pairs):
-            masked = urlencode([(k, "***" if k.lower() in _SECRET_PARAMS else v) for k, v in pairs], safe="/*")
-            out = out.replace("?" + query, "?" + masked, 1)
-    return out
 
 
 def _cause(exc: BaseException) -> str:

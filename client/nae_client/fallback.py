@@ -3,8 +3,10 @@ the signed signal to `execution.intake` with a maximum age and wait for the verd
 reply stream. Defined once: the node's validator reads the same field names from here.
 
 The validator reads that stream with the same checks and refuses (REJECTED STALE_TIMESTAMP) an
-entry it takes later than its maximum age; `request_id` makes both paths idempotent, so a signal
-that also reaches the intake over ZeroMQ later still executes once.
+entry it takes later than its maximum age, before risk sees it, and remembers that refusal like any
+verdict; `request_id` makes both paths idempotent, so a signal that also reaches the intake over
+ZeroMQ executes once, or never when its entry was refused as late. The blocking client also drops
+the ZeroMQ frame it gave up on (it re-creates its socket), so such a copy is rare.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import msgspec
 import redis
@@ -26,13 +29,28 @@ DEFAULT_MAX_AGE_MS = 30_000
 REPLY_TTL_S = 24 * 3600
 
 
+_SECRET_PARAMS = frozenset({"password", "sslpassword"})
+
+
 def mask_url(url: str) -> str:
-    """The URL with its password replaced by `***` (for messages and logs)."""
-    if "@" in url and ":" in url.split("@", 1)[0].split("//", 1)[-1]:
-        scheme, rest = url.split("//", 1)
-        cred, host = rest.split("@", 1)
-        return scheme + "//" + cred.split(":", 1)[0] + ":***@" + host
-    return url
+    """`url` with any password (in the authority or a `password=` parameter) replaced by ***."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparsable url>"
+    out = url
+    netloc = parts.netloc
+    if "@" in netloc:
+        cred, host = netloc.rsplit("@", 1)
+        if ":" in cred:
+            out = out.replace("//" + netloc, "//" + cred.split(":", 1)[0] + ":***@" + host, 1)
+    query = parts.query
+    if query:
+        pairs = parse_qsl(query, keep_blank_values=True)
+        if any(k.lower() in _SECRET_PARAMS for k, _ in pairs):
+            masked = urlencode([(k, "***" if k.lower() in _SECRET_PARAMS else v) for k, v in pairs], safe="/*")
+            out = out.replace("?" + query, "?" + masked, 1)
+    return out
 
 
 class FallbackChannel:
