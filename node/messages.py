@@ -244,6 +244,9 @@ class OrdersReport(msgspec.Struct, frozen=True, array_like=True, gc=False, tag="
 
     orders: list[OrderSnapshot]
     fills: list["ExecutionReport"] = []
+    #: ids asked about that the broker's gate took but its venue does not list yet (a remote venue
+    #: still working through a burst): in flight there, never to be sent again (node.recovery)
+    sent: list[str] = []
 
 
 BrokerEvent = ExecutionReport | OrdersReport | Heartbeat

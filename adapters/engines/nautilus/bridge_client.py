@@ -181,6 +181,7 @@ class BridgeExecutionClient(LiveExecutionClient):
         self.resent = 0  # held orders a promotion sent (the broker did not have them)
         self.adopted = 0  # held orders a promotion found at the broker
         self.swept = 0  # fills a promotion took from the broker's list
+        self.in_flight_kept = 0  # held orders the broker's gate took, not listed yet: not sent again
         self.promotions = 0
         self.sent = 0
         self.reports = 0
@@ -495,7 +496,7 @@ class BridgeExecutionClient(LiveExecutionClient):
         if answer is None:
             self.demote()
             raise TimeoutError("the broker did not list its orders in time; staying standby")
-        plan = plan_promotion(self.shadow.unanswered(), answer, self._open_state)
+        plan = plan_promotion(self.shadow.unanswered(), answer, self._open_state, self._seen_exec_ids)
         for rep in plan.reports:
             self._on_report(rep)
         send = self._dealer.send
@@ -505,9 +506,11 @@ class BridgeExecutionClient(LiveExecutionClient):
         self.shadow.clear()
         self.resent += len(plan.send)
         self.adopted += plan.adopted
+        self.in_flight_kept += plan.in_flight
         self.swept += plan.swept
         self.promotions += 1
         return {"epoch": epoch, "resent": len(plan.send), "adopted": plan.adopted, "swept": plan.swept,
+                "in_flight": plan.in_flight,
                 "took_ms": round((time.perf_counter() - t0) * 1e3, 3)}
 
     def demote(self) -> None:

@@ -8,26 +8,29 @@ broker's reports move the leader's, so the standby's cache, positions and sizing
 current.
 
 On promotion the client asks the broker (QueryOrders under the new epoch, which also fences the old
-leader and routes every order's reports to this engine) and `plan_promotion` decides:
+leader and routes every order's reports to this engine) and `plan_promotion` decides, with the
+recovery planner every engine shares (`node.recovery`):
 - a held order the broker has: adopted (its state and fills are applied from the broker's word);
+- a held order the broker's gate took but its venue does not list yet: left in flight (its reports
+  come here), never sent again;
 - a held order the broker does not have: sent now, same client order id, new epoch;
 - fills of any open order of ours the broker reported but the leader never published: applied
-  (the client dedupes exec ids).
+  once each (exec ids already booked are left out).
 So a promoted Nautilus engine sends no order the broker already has: the broker gate's silent
 DUPLICATE answer is never the normal path (it stays the safety net).
 """
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Collection
 
 import msgspec
 
 from node.messages import ExecKind, ExecutionReport, OrderIntent, OrdersReport
+from node.recovery import fills_to_book, plan_recovery
 
 _TERMINAL = frozenset({ExecKind.FILL, ExecKind.CANCELED, ExecKind.REJECTED})
 _STATE_KINDS = frozenset({ExecKind.NEW, ExecKind.CANCELED, ExecKind.REJECTED})
-_FILL_KINDS = frozenset({ExecKind.PARTIAL_FILL, ExecKind.FILL})
 
 
 class ShadowBook:
@@ -105,28 +108,24 @@ class PromotionPlan(msgspec.Struct, frozen=True, gc=False):
     send: list[OrderIntent]
     adopted: int
     swept: int
+    in_flight: int = 0
 
 
 def plan_promotion(
-    unanswered: list[OrderIntent], answer: OrdersReport, is_open: Callable[[str], bool | None]
+    unanswered: list[OrderIntent], answer: OrdersReport, is_open: Callable[[str], bool | None],
+    booked: Collection[str] = frozenset(),
 ) -> PromotionPlan:
     """`is_open(client order id)`: True for an open order of this engine, False for a closed one,
-    None for an order it does not have. Reports are only built for open orders."""
-    snaps = {s.client_order_id: s for s in answer.orders}
+    None for an order it does not have. Reports are only built for open orders; `booked`: the exec
+    ids this client has applied (their fills are not applied again)."""
     new: list[ExecutionReport] = []
     ends: list[ExecutionReport] = []
-    adopted = 0
     for snap in answer.orders:
         if snap.kind not in _STATE_KINDS or not is_open(snap.client_order_id):
             continue
         rep = ExecutionReport(kind=snap.kind, client_order_id=snap.client_order_id, cum_qty=snap.cum_qty,
                               leaves_qty=snap.leaves_qty, reason="RECOVERED")
         (new if snap.kind is ExecKind.NEW else ends).append(rep)
-    fills = [f for f in answer.fills if f.kind in _FILL_KINDS and f.last_qty > 0.0 and is_open(f.client_order_id)]
-    send = []
-    for intent in unanswered:
-        if intent.client_order_id in snaps:
-            adopted += 1
-        else:
-            send.append(intent)
-    return PromotionPlan(new + fills + ends, send, adopted, len(fills))
+    fills = fills_to_book(answer.fills, lambda coid: booked if is_open(coid) else None)
+    plan = plan_recovery(unanswered, answer)
+    return PromotionPlan(new + fills + ends, plan.redrive, len(plan.adopt), len(fills), len(plan.in_flight))
