@@ -5,6 +5,12 @@ carrying its engine group and that group's epoch (fenced per group, see `BrokerG
 about an order goes back to the engine identity that submitted it, or, once a new leader of the
 order's group has asked (QueryOrders), to that leader. A Heartbeat gets a Heartbeat back: that is
 how the supervisor knows the adapter lives.
+
+Its per-order maps (who hears an order, its last activity, the gate's sent ids) are bounded by the
+daily roll (`node.daily_roll`): at `daily_roll_hour_utc` the orders that finished before the
+previous roll are forgotten; open orders are kept whatever their age. A recovery's QueryOrders is
+answered from the venue's book, which keeps its own account, so a forgotten order is still adopted,
+never sent again.
 """
 
 from __future__ import annotations
@@ -31,9 +37,10 @@ from node.messages import (
     broker_command_decoder,
     encode,
 )
+from node.daily_roll import DailyRoll, Finished
 from node.reasons import Reason
 from node.reconcile import BrokerBook, Order, fill_of_report
-from node.venue import Venue
+from node.venue import DONE_KINDS, Venue
 
 
 _ORDER_SLACK_NS = 1_000_000_000  # report times (venue due times) may step back a little: scan this far past
@@ -42,7 +49,7 @@ _ORDER_SLACK_NS = 1_000_000_000  # report times (venue due times) may step back 
 class BrokerHost(LoopService):
     def __init__(
         self, name: str, bind_host: str, venue: Venue, clock_ns: Callable[[], int] = time.time_ns, port: int = 0,
-        groups: frozenset[str] | None = None,
+        groups: frozenset[str] | None = None, roll_hour_utc: int = 22,
     ) -> None:
         super().__init__()
         #: the engine groups that may command it (None: any, as the paper exchange takes adapters);
@@ -69,6 +76,9 @@ class BrokerHost(LoopService):
         self._active_ns: dict[str, int] = {}  # client order id -> last submit or report, oldest first
         self._link_ok = False  # the venue's health at the last `link_generation` call
         self._link_ups = 0
+        self._roll = DailyRoll(roll_hour_utc, clock_ns())
+        self._finished = Finished()  # orders whose last report ended them (forgotten at the second roll)
+        self.forgotten = 0  # finished orders dropped from the per-order maps by the daily rolls
 
     def _open(self, ctx: zmq.Context) -> dict[str, str]:
         self._router = tune(ctx.socket(zmq.ROUTER))
@@ -111,6 +121,17 @@ class BrokerHost(LoopService):
                     continue
                 self._handle(ident, frame, now)
         self._deliver(self.venue.advance(self._clock_ns()))
+        if self._roll.due(now):
+            self._forget(self._finished.roll())
+
+    def _forget(self, client_order_ids: list[str]) -> None:
+        """The daily roll: drop finished orders from every per-order map (see the module doc)."""
+        owner, active = self._owner, self._active_ns
+        for coid in client_order_ids:
+            owner.pop(coid, None)
+            active.pop(coid, None)
+        self.gate.forget(client_order_ids)
+        self.forgotten += len(client_order_ids)
 
     def _handle(self, ident: bytes, frame: bytes, now: int) -> None:
         try:
@@ -172,7 +193,8 @@ class BrokerHost(LoopService):
         `fills_since` / `fills_of` is filtered from its full lists."""
         venue = self.venue
         if since_ns <= 0:
-            return OrdersReport(venue.snapshot(), venue.fills())
+            listed = venue.snapshot()
+            return OrdersReport(listed, venue.fills(), self._sent_unlisted(asked, listed))
         keep = set(asked)
         floor = since_ns - _ORDER_SLACK_NS  # activity is recorded in (nearly) time order
         for coid, ts in reversed(self._active_ns.items()):
@@ -189,7 +211,15 @@ class BrokerHost(LoopService):
             fills = recent + [f for f in fills_of(asked) if f.exec_id not in seen]
         else:
             fills = [f for f in venue.fills() if f.client_order_id in keep]
-        return OrdersReport(orders, fills)
+        return OrdersReport(orders, fills, self._sent_unlisted(asked, orders))
+
+    def _sent_unlisted(self, asked: list[str], listed: list[OrderSnapshot]) -> list[str]:
+        """Asked ids the gate took that the venue does not list (yet): in flight, never to be re-sent."""
+        if not asked:
+            return []
+        have = {s.client_order_id for s in listed}
+        known = self.gate.known
+        return [c for c in asked if c not in have and known(c)]
 
     def _touch(self, coid: str, ts: int) -> None:
         """Record activity, newest last (the dict's order is the order of last activity)."""
@@ -204,9 +234,12 @@ class BrokerHost(LoopService):
         owner, takeover = self._owner, self._takeover
         active = self._active_ns
         pop = active.pop
+        finished = self._finished
         for rep in reports:
             pop(rep.client_order_id, None)  # keeps the dict in order of last activity
             active[rep.client_order_id] = rep.ts_ns or self._clock_ns()
+            if rep.kind in DONE_KINDS:
+                finished.add(rep.client_order_id)
             entry = owner.get(rep.client_order_id)
             if entry is None:
                 ident = self._leader
@@ -232,6 +265,8 @@ class BrokerHost(LoopService):
             "refused_duplicate": self.gate.refused_duplicate,
             "refused_group": self.refused_group,
             "malformed": self.malformed,
+            "orders_tracked": len(self._owner),
+            "forgotten": self.forgotten,
             "first_submit_ns": {g: dict(e) for g, e in self.first_submit_ns.items()},
             "loop_errors": self.loop_errors,
             # the venue's own word: ok / reason (LOGIN_EXPIRED, NO_CONNECTION, BROKER_MAINTENANCE),

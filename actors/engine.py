@@ -25,6 +25,8 @@ checkpoint: the entries logged before the broker took the query, which may have 
 leader, are all in that read, so the orders in it this engine did not know are asked about the
 same way. Anything logged later reached no engine before the fence: it is sent without asking.
 The checkpoint (see `node.checkpoint`) is written with the event batch, in the same round trip.
+What to do with each answer (adopt, in flight, re-drive, book a fill once, stay UNKNOWN) is decided
+by `node.recovery`, shared with the Nautilus engine; this host asks, and carries the plans out.
 
 Open orders (`node.open_orders`): the checkpoint passes an order once the broker answered it, so
 orders left resting (limits) are behind it. The leader keeps its group's open orders in a Redis
@@ -52,6 +54,8 @@ from actors.engine_base import EngineBase
 from actors.service import Heartbeats, bind_at, bind_random, followed_reports, tune
 from adapters.engines.native import NativeOrderManager
 from node.checkpoint import EntryCheckpoint
+from node.daily_roll import DailyRoll
+from node.recovery import RecoveryPlan, fills_to_book, moved_states, plan_recovery, plan_settle
 from node.open_orders import OpenOrderIndex, decode_open_orders, open_orders_key
 from node.errors import StoreError
 from node.orders import ACTIVE_STATES, STATE_OF_KIND, OrderState, client_order_id_for
@@ -63,6 +67,7 @@ from node.messages import (
     CancelOrder,
     ExecKind,
     ExecutionReport,
+    OrderSnapshot,
     OrdersReport,
     QueryOrders,
     ReplaceOrder,
@@ -117,6 +122,8 @@ class EngineHost(EngineBase):
         self.amends_refused = 0
         self.stages = StageClock()  # the leader's per-batch / per-report stage stamps (node.stages)
         self.fill_hist = LatencyHistogram()  # node.metrics: nae_signal_fill_seconds (the leader's fills)
+        self.recovered_in_flight = 0  # asked orders the broker's gate had taken, not yet listed: not re-sent
+        self._roll = DailyRoll(cfg.daily_roll_hour_utc, clock_ns())  # forgets finished orders (node.daily_roll)
 
     # ---------------------------------------------------------------- sockets
 
@@ -187,6 +194,8 @@ class EngineHost(EngineBase):
                 self._publish(rep)
         if (self._pending_events or self.checkpoint.changed) and self._log is not None and self.role == "leader":
             self._flush_events()
+        if self._roll.due(self._clock_ns()):
+            self.manager.roll()
 
     def _take_signals(self) -> None:
         recv = self._pull.recv
@@ -402,16 +411,17 @@ class EngineHost(EngineBase):
         asked = self.manager.pending()
         self.asked_last = len(asked)
         # first just these orders (a small answer: the first order goes out sooner) ...
-        known, swept, early = self._ask([i.client_order_id for i in asked], self._clock_ns())
+        answer, early = self._ask([i.client_order_id for i in asked], self._clock_ns())
+        fills = list(answer.fills)
         mark("answered", t0)
-        self._redrive(asked, known)
+        self._carry_out(plan_recovery(asked, answer))
         mark("redriven", t0)
         # the group's open orders (resting at the venue, behind the checkpoint) this engine did not know
         opened = self._adopt_open_orders()
         if opened:
-            known, swept2, early2 = self._ask(opened, self._clock_ns())
-            self._refresh(opened, known)
-            swept += swept2
+            answer, early2 = self._ask(opened, self._clock_ns())
+            self._refresh(opened, answer)
+            fills += answer.fills
             early += early2
             mark("open_adopted", t0)
         # the broker took the query: what the old leader sent is there for good. This read holds
@@ -419,14 +429,14 @@ class EngineHost(EngineBase):
         entries, new = self._catch_up(self.checkpoint.position)
         mark("log_read", t0)
         if new:
-            known, swept2, early2 = self._ask([i.client_order_id for i in new], self._clock_ns())
-            self._redrive(new, known)
-            swept += swept2
+            answer, early2 = self._ask([i.client_order_id for i in new], self._clock_ns())
+            self._carry_out(plan_recovery(new, answer))
+            fills += answer.fills
             early += early2
             mark("log_orders_sent", t0)
         # ... then the recent activity: the fills the old leader may have taken and never published
-        _, swept2, early2 = self._ask([], self._query_since_ns())
-        swept += swept2
+        answer, early2 = self._ask([], self._query_since_ns())
+        fills += answer.fills
         early += early2
         mark("recent_read", t0)
         for entry_id in entries:  # behind the hold: the checkpoint passes them once all is answered
@@ -436,7 +446,7 @@ class EngineHost(EngineBase):
             self.cancels_sent += 1
         for msg in early:
             self._on_report(msg)
-        self._sweep_fills(swept)
+        self._sweep_fills(fills)
         mark("swept", t0)
 
     def _adopt_open_orders(self) -> list[str]:
@@ -462,18 +472,19 @@ class EngineHost(EngineBase):
         self.adopted_open += len(adopted)
         return adopted
 
-    def _refresh(self, client_order_ids: list[str], known: dict) -> None:
+    def _refresh(self, client_order_ids: list[str], answer: OrdersReport) -> None:
         """The broker's word on adopted open orders: publish a state that moved while nobody led
-        (canceled, expired); an order the broker does not list stays as it was (no made-up state)."""
+        (canceled, expired); see `node.recovery.moved_states`."""
         orders = self.manager.orders
-        for coid in client_order_ids:
-            snap, order = known.get(coid), orders.get(coid)
-            if snap is None or order is None:
-                continue
-            if STATE_OF_KIND[snap.kind] is not order.state and snap.kind not in (ExecKind.PARTIAL_FILL, ExecKind.FILL):
-                recovered = self.manager.adopt(snap)  # fills come with their own reports (the sweep)
-                if recovered is not None:
-                    self._publish(recovered)
+
+        def same_state(snap: OrderSnapshot) -> bool | None:
+            order = orders.get(snap.client_order_id)
+            return None if order is None else STATE_OF_KIND[snap.kind] is order.state
+
+        for snap in moved_states(client_order_ids, answer, same_state):
+            recovered = self.manager.adopt(snap)  # fills come with their own reports (the sweep)
+            if recovered is not None:
+                self._publish(recovered)
 
     def _mark(self, name: str, t0: int) -> None:
         self._marks.append((name, time.perf_counter_ns() - t0))
@@ -505,9 +516,9 @@ class EngineHost(EngineBase):
                 entries.append(entry_id.decode())
             position = batch[-1][0]
 
-    def _ask(self, client_order_ids: list[str], since_ns: int) -> tuple[dict, list[ExecutionReport], list[ExecutionReport]]:
+    def _ask(self, client_order_ids: list[str], since_ns: int) -> tuple[OrdersReport, list[ExecutionReport]]:
         """QueryOrders with this engine's epoch (it takes the group's reports over); the broker's
-        snapshots by id, its fills, and the reports that came in meanwhile."""
+        answer, and the reports that came in meanwhile. No answer in time raises: not trading blind."""
         self._dealer.send(encode(QueryOrders(self.epoch, self._engine_name, since_ns, client_order_ids, self.group)))
         early: list[ExecutionReport] = []
         deadline = time.monotonic() + _QUERY_TIMEOUT_MS / 1000
@@ -516,20 +527,23 @@ class EngineHost(EngineBase):
                 continue
             msg = broker_event_decoder.decode(self._dealer.recv())
             if type(msg) is OrdersReport:
-                return {s.client_order_id: s for s in msg.orders}, list(msg.fills), early
+                return msg, early
             if type(msg) is ExecutionReport:
                 early.append(msg)
         raise TimeoutError(self.name + ": the broker did not list its orders in time; not trading blind")
 
     def _sweep_fills(self, fills: list[ExecutionReport]) -> None:
-        """Publish every broker fill of an order this engine knows that it has not seen (its
-        report may have died with the old leader); the manager dedupes on exec_id."""
+        """Publish every broker fill of an order this engine knows that it has not booked (its
+        report may have died with the old leader): `node.recovery.fills_to_book`."""
         orders = self.manager.orders
-        for fill in fills:
-            order = orders.get(fill.client_order_id)
-            if order is not None and fill.exec_id not in order.exec_ids:
-                self._on_report(fill)
-                self.swept_fills += 1
+
+        def booked_of(coid: str) -> set[str] | None:
+            order = orders.get(coid)
+            return None if order is None else order.exec_ids
+
+        for fill in fills_to_book(fills, booked_of):
+            self._on_report(fill)
+            self.swept_fills += 1
 
     def _query_since_ns(self) -> int:
         """The activity the broker must list besides the orders asked about: since the newest report
@@ -543,33 +557,33 @@ class EngineHost(EngineBase):
             return 0
         return max(0, (int(ms) - _QUERY_MARGIN_MS) * 1_000_000)
 
-    def _redrive(self, intents: list, known: dict) -> None:
-        """Orders not answered here: send those the broker lacks at once (same ids), then adopt
-        the ones it has."""
+    def _carry_out(self, plan: RecoveryPlan) -> None:
+        """A recovery plan (`node.recovery`): send what the broker lacks at once (same ids), wait
+        for what it took and does not list yet, then adopt what it has. `unknown` (no answer) is
+        not reached: `_ask` raises first."""
         send = self._dealer.send
-        mark_submitted = self.manager.mark_submitted
+        manager = self.manager
         epoch, name, group = self.epoch, self._engine_name, self.group
-        waiting, adopt = [], []
-        for intent in intents:
+        for intent in plan.redrive:
             coid = intent.client_order_id
-            snap = known.get(coid)
-            if snap is not None:
-                adopt.append(snap)
-                continue
-            mark_submitted(coid)
-            replaced = self.manager.replaces.get(coid)
+            manager.mark_submitted(coid)
+            replaced = manager.replaces.get(coid)
             if replaced is None:
                 send(encode(SubmitOrder(epoch, name, intent, group)))
             else:  # a replacement goes as one, never as a second live order beside the old one
                 send(encode(ReplaceOrder(epoch, name, replaced, intent, group)))
-            waiting.append(coid)
-        self.recovered_submitted += len(waiting)
-        self.checkpoint.hold(waiting)
-        for snap in adopt:
-            recovered = self.manager.adopt(snap)
+        now = self._clock_ns()
+        for intent in plan.in_flight:  # at the broker already: its reports come here (the take-over)
+            manager.mark_submitted(intent.client_order_id)
+            manager.sent(intent.client_order_id, now)  # UNKNOWN at the deadline if they never do
+        self.recovered_submitted += len(plan.redrive)
+        self.recovered_in_flight += len(plan.in_flight)
+        self.checkpoint.hold(plan.waiting)
+        for snap in plan.adopt:
+            recovered = manager.adopt(snap)
             if recovered is not None:
                 self._publish(recovered)
-        self.recovered_adopted += len(adopt)
+        self.recovered_adopted += len(plan.adopt)
 
     def promote(self, epoch: int) -> dict:
         """Become the leader with `epoch`: stop following, ask the broker, re-drive in-flight orders."""
@@ -665,21 +679,21 @@ class EngineHost(EngineBase):
                 return {"role": self.role, "stranded": len(ids)}
             report = self._ask_broker_at(endpoint, QueryOrders(self.epoch, self._engine_name, self._clock_ns(), ids,
                                                      self.group, take_over=False))
-            wanted = set(ids)
-            found = {s.client_order_id: s for s in report.orders if s.client_order_id in wanted}
-            for coid in ids:
-                snap = found.get(coid)
-                if snap is None:
-                    self.manager.unstrand(coid)
-                else:
-                    recovered = self.manager.adopt(snap)
-                    if recovered is not None:
-                        self._publish(recovered)
-            self._sweep_fills([f for f in report.fills if f.client_order_id in wanted])
+            orders = self.manager.orders
+            plan = plan_settle(ids, report, lambda c: o.exec_ids if (o := orders.get(c)) is not None else None)
+            for coid in plan.never_got:
+                self.manager.unstrand(coid)
+            for snap in plan.found:
+                recovered = self.manager.adopt(snap)
+                if recovered is not None:
+                    self._publish(recovered)
+            self._sweep_fills(plan.fills)
             before = self.recovered_submitted
             self._recover_in_flight()  # the current broker: what it lacks of the unstranded is sent
-            self.stranded -= len(ids)
-            return {"role": self.role, "found": len(found), "redriven": self.recovered_submitted - before}
+            settled = len(plan.found) + len(plan.never_got)
+            self.stranded -= settled
+            return {"role": self.role, "found": len(plan.found), "redriven": self.recovered_submitted - before,
+                    "still_stranded": len(ids) - settled}
 
         return self.call_on_loop(run, timeout_s=60)
 
@@ -773,6 +787,8 @@ class EngineHost(EngineBase):
             "checkpoint": self.checkpoint.position,
             "recovered_submitted": self.recovered_submitted,
             "recovered_adopted": self.recovered_adopted,
+            "recovered_in_flight": self.recovered_in_flight,
+            "rolled": m.rolled,
             "fenced": self.fenced,
             "swept_fills": self.swept_fills,
             "looked_up": self.looked_up,

@@ -58,7 +58,8 @@ def build_venue(cfg: BrokerConfig, storage: StorageConfig | None = None, node_id
 def build_broker(cfg: NodeConfig, broker: BrokerConfig | None = None, port: int = 0) -> BrokerHost:
     broker = broker or cfg.broker
     groups = frozenset(g.name for g in cfg.group_list())
-    host = BrokerHost(broker.name, cfg.bind_host, build_venue(broker, cfg.storage, cfg.node_id), port=port, groups=groups)
+    host = BrokerHost(broker.name, cfg.bind_host, build_venue(broker, cfg.storage, cfg.node_id), port=port, groups=groups,
+                      roll_hour_utc=cfg.daily_roll_hour_utc)
     host.gc_freeze, host.gc_threshold0 = cfg.tuning.gc_freeze, cfg.tuning.gc_threshold0
     return host
 

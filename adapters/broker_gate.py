@@ -54,6 +54,15 @@ class BrokerGate:
     def known(self, client_order_id: str) -> bool:
         return client_order_id in self._sent
 
+    def forget(self, client_order_ids: list[str]) -> None:
+        """Drop finished orders from the sent set (the adapter's daily roll; the venue keeps its book)."""
+        sent = self._sent
+        for coid in client_order_ids:
+            sent.discard(coid)
+
+    def __len__(self) -> int:
+        return len(self._sent)
+
     def load_sent(self, ids: list[str]) -> None:
         """Seed from the venue's own order list after a restart."""
         self._sent.update(ids)

@@ -410,6 +410,9 @@ class NodeConfig(msgspec.Struct, **_BASE):
     #: a broker adapter silent this long (supervisor pings over ZeroMQ) = dead: its groups move to
     #: their next broker. Longer than the engines' limit: a move between accounts strands orders.
     broker_dead_ms: PositiveInt = 500
+    #: once a day at this UTC hour, brokers and engines forget the orders that finished before the
+    #: previous roll (node.daily_roll: their per-order maps stay bounded; open orders are kept)
+    daily_roll_hour_utc: Annotated[int, msgspec.Meta(ge=0, le=23)] = 22
 
     def __post_init__(self) -> None:
         brokers = {b.name for b in self.broker_list()}

@@ -16,6 +16,7 @@ from collections import OrderedDict
 
 import msgspec
 
+from node.daily_roll import Finished
 from node.amends import AmendPlan, CancelPlan, ReplacePlan, original_order_id, plan_amend
 from node.messages import AmendKind, ExecKind, ExecutionReport, OrderIntent, OrderSnapshot, OrderType, SignalAccepted
 from node.open_orders import OpenOrder, order_of
@@ -51,12 +52,15 @@ def intent_for(acc: SignalAccepted) -> OrderIntent:
 
 
 class NativeOrderManager:
-    """Orders by client order id; finished orders are kept (for dedupe) up to `keep_done`."""
+    """Orders by client order id; finished orders are kept (for dedupe) up to `keep_done`, and
+    forgotten at the second daily roll after they finished (`roll`); open orders are always kept."""
 
     def __init__(self, keep_done: int = 1_000_000) -> None:
         self.orders: dict[str, Order] = {}
         self._done: OrderedDict[str, None] = OrderedDict()
         self._keep_done = keep_done
+        self._finished = Finished()  # the daily roll's view of `_done` (node.daily_roll)
+        self.rolled = 0  # finished orders forgotten by daily rolls
         self._sent_ns: OrderedDict[str, int] = OrderedDict()  # sent, no broker word yet (oldest first)
         self.timed_out = 0
         self.duplicate_signals = 0
@@ -295,10 +299,27 @@ class NativeOrderManager:
     def in_flight(self) -> list[Order]:
         return [o for o in self.orders.values() if o.state not in DONE_STATES]
 
+    def roll(self) -> int:
+        """The daily roll: forget the orders that finished before the previous roll (an order that
+        moved since, or reopened, is kept). Returns how many were forgotten."""
+        orders, done = self.orders, self._done
+        n = 0
+        for coid in self._finished.roll():
+            order = orders.get(coid)
+            if order is not None and order.state in DONE_STATES:
+                del orders[coid]
+                done.pop(coid, None)
+                self.booked.discard(coid)
+                n += 1
+        self.rolled += n
+        return n
+
     def _retire(self, coid: str) -> None:
+        self._finished.add(coid)
         self._done[coid] = None
         while len(self._done) > self._keep_done:
             old, _ = self._done.popitem(last=False)
+            self._finished.discard(old)
             self.orders.pop(old, None)
 
 
