@@ -40,6 +40,7 @@ from node.messages import (
 from node.daily_roll import DailyRoll, Finished
 from node.reasons import Reason
 from node.reconcile import BrokerBook, Order, fill_of_report
+from node.stats import BrokerStats
 from node.venue import DONE_KINDS, Venue
 
 
@@ -254,29 +255,29 @@ class BrokerHost(LoopService):
     def _reply(self, ident: bytes, msg: object) -> None:
         self._router.send_multipart((ident, encode(msg)))
 
-    def stats(self) -> dict:
+    def stats(self) -> BrokerStats:
         health = self.venue.health(self._clock_ns())
-        return {
-            "submitted": self.submitted,
-            "reports": self.reports,
-            "epoch": self.gate.epoch,
-            "epochs": dict(self.gate.epochs),
-            "refused_stale": self.gate.refused_stale,
-            "refused_duplicate": self.gate.refused_duplicate,
-            "refused_group": self.refused_group,
-            "malformed": self.malformed,
-            "orders_tracked": len(self._owner),
-            "forgotten": self.forgotten,
-            "first_submit_ns": {g: dict(e) for g, e in self.first_submit_ns.items()},
-            "loop_errors": self.loop_errors,
+        return BrokerStats(
+            submitted=self.submitted,
+            reports=self.reports,
+            epoch=self.gate.epoch,
+            epochs=dict(self.gate.epochs),
+            refused_stale=self.gate.refused_stale,
+            refused_duplicate=self.gate.refused_duplicate,
+            refused_group=self.refused_group,
+            malformed=self.malformed,
+            orders_tracked=len(self._owner),
+            forgotten=self.forgotten,
+            first_submit_ns={g: dict(e) for g, e in self.first_submit_ns.items()},
+            loop_errors=self.loop_errors,
             # the venue's own word: ok / reason (LOGIN_EXPIRED, NO_CONNECTION, BROKER_MAINTENANCE),
             # seconds left on a broker login (Schwab's refresh token: alert a day ahead), its counters
-            "venue_health": msgspec.structs.asdict(health),
-            "venue_ok": health.ok,
-            "login_expires_at_s": health.login_expires_at_s,  # None: no login to lapse (not exported)
-            "venue": self.venue.stats() if hasattr(self.venue, "stats") else {},
-            "last_error": self.last_error,
-        }
+            venue_health=msgspec.structs.asdict(health),
+            venue_ok=health.ok,
+            login_expires_at_s=health.login_expires_at_s,  # None: no login to lapse (not exported)
+            venue=self.venue.stats() if hasattr(self.venue, "stats") else {},
+            last_error=self.last_error,
+        )
 
     def positions(self) -> dict[str, float]:
         return self.call_on_loop(self.venue.positions)

@@ -56,6 +56,7 @@ from adapters.engines.native import NativeOrderManager
 from node.checkpoint import EntryCheckpoint
 from node.daily_roll import DailyRoll
 from node.recovery import RecoveryPlan, fills_to_book, moved_states, plan_recovery, plan_settle
+from node.stats import EngineStats
 from node.open_orders import OpenOrderIndex, decode_open_orders, open_orders_key
 from node.errors import StoreError
 from node.orders import ACTIVE_STATES, STATE_OF_KIND, OrderState, client_order_id_for
@@ -772,44 +773,44 @@ class EngineHost(EngineBase):
 
     # ---------------------------------------------------------------- control
 
-    def stats(self) -> dict:
+    def stats(self) -> EngineStats:
         m = self.manager
-        return {
-            "role": self.role,
-            "group": self.group,
-            "epoch": self.epoch,
-            "broker": self._broker_endpoint,
-            "broker_switches": self.broker_switches,
-            "stranded": self.stranded,
-            "signals": self.signals,
-            "published": self.published,
-            "in_flight": len(m.in_flight()),
-            "checkpoint": self.checkpoint.position,
-            "recovered_submitted": self.recovered_submitted,
-            "recovered_adopted": self.recovered_adopted,
-            "recovered_in_flight": self.recovered_in_flight,
-            "rolled": m.rolled,
-            "fenced": self.fenced,
-            "swept_fills": self.swept_fills,
-            "looked_up": self.looked_up,
-            "unconfirmed": len(self._unconfirmed),
-            "duplicate_signals": m.duplicate_signals,
-            "duplicate_amends": m.duplicate_amends,
-            "cancels_sent": self.cancels_sent,
-            "replaces_sent": self.replaces_sent,
-            "amends_refused": self.amends_refused,
-            "duplicate_fills": m.duplicate_fills,
-            "ignored_reports": m.ignored_reports,
-            "orphan_reports": m.orphan_reports,
-            "adopted_open": self.adopted_open,
-            "open_orders": len(self.open_index),
-            "pending_events": len(self._pending_events),
-            "store_failures": self.store_failures,
-            "events_dropped": self.events_dropped,
-            "loop_errors": self.loop_errors,
+        return EngineStats(
+            role=self.role,
+            group=self.group,
+            epoch=self.epoch,
+            broker=self._broker_endpoint,
+            broker_switches=self.broker_switches,
+            stranded=self.stranded,
+            signals=self.signals,
+            published=self.published,
+            in_flight=len(m.in_flight()),
+            checkpoint=self.checkpoint.position,
+            recovered_submitted=self.recovered_submitted,
+            recovered_adopted=self.recovered_adopted,
+            recovered_in_flight=self.recovered_in_flight,
+            rolled=m.rolled,
+            fenced=self.fenced,
+            swept_fills=self.swept_fills,
+            looked_up=self.looked_up,
+            unconfirmed=len(self._unconfirmed),
+            duplicate_signals=m.duplicate_signals,
+            duplicate_amends=m.duplicate_amends,
+            cancels_sent=self.cancels_sent,
+            replaces_sent=self.replaces_sent,
+            amends_refused=self.amends_refused,
+            duplicate_fills=m.duplicate_fills,
+            ignored_reports=m.ignored_reports,
+            orphan_reports=m.orphan_reports,
+            adopted_open=self.adopted_open,
+            open_orders=len(self.open_index),
+            pending_events=len(self._pending_events),
+            store_failures=self.store_failures,
+            events_dropped=self.events_dropped,
+            loop_errors=self.loop_errors,
             **self.stages.snapshot(),
             **self.gc.snapshot(),
-            "tuned": self.tuned,
-            "last_error": self.last_error,
-            "fill_hist": self.fill_hist.snapshot(),
-        }
+            tuned=self.tuned,
+            last_error=self.last_error,
+            fill_hist=self.fill_hist.snapshot(),
+        )

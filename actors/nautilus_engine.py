@@ -20,6 +20,7 @@ from __future__ import annotations
 import time
 from typing import Callable
 
+import msgspec
 import zmq
 
 from actors.wiring import EngineWiring
@@ -33,6 +34,7 @@ from node.checkpoint import EntryCheckpoint
 from node.messages import batch_decoder, encode, report_decoder
 from node.orders import client_order_id_for
 from node.reasons import Reason
+from node.stats import NautilusEngineStats
 from node.streams import unpack_signals
 
 STALE_EPOCH = Reason.STALE_EPOCH.value
@@ -251,10 +253,10 @@ class NautilusEngineHost(EngineBase):
         self.role = "leader"
         took_us = (time.perf_counter_ns() - t0) // 1000
         self.last_promotion = {"epoch": epoch, "took_us": took_us, "cold": cold,
-                               "replayed": self.replayed - replayed, "resent": out.get("resent", 0),
-                               "adopted": out.get("adopted", 0), "swept": out.get("swept", 0),
-                               "child_ms": out.get("took_ms", 0.0)}
-        return {**self.last_promotion, "redriven": out.get("resent", 0)}
+                               "replayed": self.replayed - replayed, "resent": out.resent,
+                               "adopted": out.adopted, "in_flight": out.in_flight, "swept": out.swept,
+                               "child_ms": out.took_ms}
+        return {**self.last_promotion, "redriven": out.resent}
 
     def demote(self) -> None:
         """Stop submitting: the child holds from now on (it answers before this returns)."""
@@ -305,30 +307,30 @@ class NautilusEngineHost(EngineBase):
         """Nothing to settle (EngineControl): this host never strands an order (see switch_broker)."""
         return {"role": self.role, "stranded": 0}
 
-    def stats(self) -> dict:
-        child = {}
+    def stats(self) -> NautilusEngineStats:
+        child: dict = {}
         if self._child is not None and self._child.alive():
-            try:
-                child = self.call_on_loop(self._child.stats)  # the child's control socket is the loop's
+            try:  # the child's control socket is the loop's
+                child = msgspec.to_builtins(self.call_on_loop(self._child.stats))
             except Exception as exc:  # noqa: BLE001 - reported, not raised
                 child = {"error": type(exc).__name__}
-        return {
-            "kind": "nautilus",
-            "role": self.role,
-            "epoch": self.epoch,
-            "signals": self.signals,
-            "relayed": self.relayed,
-            "replayed": self.replayed,
-            "child_starts": self.child_starts,
-            "broker_switches": self.broker_switches,
-            "child_start_failures": self.child_start_failures,
-            "child_ready_ms": self.child_ready_ms,
-            "last_promotion": dict(self.last_promotion),
-            "published": self.published,
-            "pending_events": len(self._pending_events),
-            "store_failures": self.store_failures,
-            "loop_errors": self.loop_errors,
-            "last_error": self.last_error,
-            "child_pid": self._child.pid if self._child is not None else None,
-            "child": child,
-        }
+        return NautilusEngineStats(
+            kind="nautilus",
+            role=self.role,
+            epoch=self.epoch,
+            signals=self.signals,
+            relayed=self.relayed,
+            replayed=self.replayed,
+            child_starts=self.child_starts,
+            broker_switches=self.broker_switches,
+            child_start_failures=self.child_start_failures,
+            child_ready_ms=self.child_ready_ms,
+            last_promotion=dict(self.last_promotion),
+            published=self.published,
+            pending_events=len(self._pending_events),
+            store_failures=self.store_failures,
+            loop_errors=self.loop_errors,
+            last_error=self.last_error,
+            child_pid=self._child.pid if self._child is not None else None,
+            child=child,
+        )

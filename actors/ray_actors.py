@@ -15,6 +15,7 @@ from actors.hosts import build
 from node import proctune
 from node.config import NodeConfig, TuningConfig
 from node.control import EngineControl
+from node.stats import to_plain
 
 #: name prefix -> Ray actor options. num_cpus=0: the data plane is I/O bound and must all fit on
 #: one small machine; max_concurrency lets control calls run while the service loop thread works.
@@ -59,7 +60,8 @@ class ServiceActor:
         self._svc.stop()
 
     def call(self, method: str, *args: Any) -> Any:
-        return getattr(self._svc, method)(*args)
+        out = getattr(self._svc, method)(*args)
+        return to_plain(out) if method == "stats" else out  # a stats struct leaves as plain data
 
     # EngineControl (node.control), typed: what the supervisor calls on an engine
     def promote(self, epoch: int) -> dict:
@@ -84,7 +86,8 @@ class ServiceActor:
         return cast(EngineControl, self._svc)
 
     def stats(self) -> dict:
-        return self._svc.stats()
+        """The service's counters as plain data (a stats struct of `node.stats` leaves here)."""
+        return to_plain(self._svc.stats())
 
     def pid(self) -> int:
         return os.getpid()

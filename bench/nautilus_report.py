@@ -19,6 +19,7 @@ import json
 import time
 from pathlib import Path
 
+import msgspec
 import zmq
 
 from adapters.engines.nautilus import NautilusEngineConfig, NautilusEngineProcess
@@ -129,7 +130,7 @@ def run(orders: int, warmup: int, starts: int, burst: int = 2_000) -> dict:
         "burst_orders_per_s": burst / burst_s if burst_s > 0 else 0.0,
         "stop_ms": stop_ms,
         "stop_clean": clean,
-        "child_stats": {k: v for k, v in stats.items() if k != "op"},
+        "child_stats": msgspec.to_builtins(stats),
     }
 
 

@@ -18,6 +18,7 @@ from enum import StrEnum
 from typing import Protocol, runtime_checkable
 
 from node.config import EngineKind  # defined once, with the config that names it
+from node.stats import EngineStats, NautilusEngineStats
 from node.errors import NodeError
 
 
@@ -75,7 +76,8 @@ class EngineControl(Protocol):
         strategy, or all); `canceled` counts them. A standby cancels nothing."""
         ...
 
-    def stats(self) -> dict:
+    def stats(self) -> EngineStats | NautilusEngineStats:
+        """The host's counters, a struct of `node.stats` (plain data once it leaves the Ray actor)."""
         ...
 
 

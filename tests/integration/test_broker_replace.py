@@ -50,7 +50,7 @@ def test_replace_through_the_adapter_once_and_fenced():
         assert by(old.client_order_id)[-1].reason == Reason.REPLACED
         time.sleep(0.3)
         assert [r.kind for r in by(new.client_order_id)] == [ExecKind.NEW]
-        assert host.stats()["refused_duplicate"] == 1
+        assert host.stats().refused_duplicate == 1
     finally:
         sock.close(0)
         host.stop()

@@ -70,13 +70,13 @@ def test_finished_orders_leave_the_maps_at_the_second_roll_open_ones_stay() -> N
         sock.send(encode(SubmitOrder(1, "e", _intent("NAE-rest-0", limit=1.0))))  # far below the market: rests
         filled = lambda: {r.client_order_id for r in got if getattr(r, "kind", None) is ExecKind.FILL}  # noqa: E731
         wait(lambda: set(done) <= filled() and any(getattr(r, "client_order_id", "") == "NAE-rest-0" for r in got))
-        assert host.stats()["orders_tracked"] == 21
+        assert host.stats().orders_tracked == 21
 
         turn(1)  # the first roll after they finished: kept (a day at least)
-        assert host.stats()["orders_tracked"] == 21 and host.gate.known(done[0])
+        assert host.stats().orders_tracked == 21 and host.gate.known(done[0])
         turn(1)
         stats = host.stats()
-        assert stats["orders_tracked"] == 1 and stats["forgotten"] == 20
+        assert stats.orders_tracked == 1 and stats.forgotten == 20
         assert host.gate.known("NAE-rest-0") and not any(host.gate.known(c) for c in done)
 
         # a recovery asking about a forgotten order: the venue's book still lists it, so it is adopted

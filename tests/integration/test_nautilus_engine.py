@@ -138,7 +138,7 @@ def test_duplicate_signal_makes_one_broker_order(engine):
     proc, broker, push, sub = engine
     dup = _signal(1_000)
     coid = client_order_id_for(dup.signal_id)
-    before = proc.stats()["duplicate_signals"]
+    before = proc.stats().duplicate_signals
     push.send(encode(dup))
     push.send(encode(dup))  # same signal_id: same ClientOrderId
     fills = _collect(sub, {coid}, {ExecKind.FILL})
@@ -149,7 +149,7 @@ def test_duplicate_signal_makes_one_broker_order(engine):
 
     assert [r.client_order_id for _, r, _ in fills] == [coid]
     assert [s.intent.client_order_id for s in broker.submits].count(coid) == 1
-    assert proc.stats()["duplicate_signals"] - before == 2
+    assert proc.stats().duplicate_signals - before == 2
 
 
 def test_notional_signal_sized_at_last_fill_or_rejected_without_price(engine):

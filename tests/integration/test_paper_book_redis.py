@@ -79,7 +79,7 @@ def test_a_restarted_adapter_finds_its_account(redis_url, key):
         b.send(intent("NAE-a-0", 250.0))  # a re-drive of an order the account has: never a second order
         b.send(intent("NAE-c-0", 5.0))
         b.wait(lambda: b.filled("NAE-c-0"))
-        assert b.host.stats()["refused_duplicate"] == 1
+        assert b.host.stats().refused_duplicate == 1
         assert venue.positions()["AAPL"] == pytest.approx(255.0)
         assert len({f.exec_id for f in venue.fills()}) == len(venue.fills())  # no exec id reused
     finally:

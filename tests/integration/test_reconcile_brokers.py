@@ -224,7 +224,7 @@ def test_an_order_placed_behind_the_nodes_back_is_adopted_never_sent(rig):
     again = loop.run_until_complete(r.reconciler.reconcile("test"))
     assert again.matched and again.booked == 0
     assert sum(loop.run_until_complete(r.fill_rows()).values()) == n
-    assert r.broker.orders_placed() == 1 and r.host.stats()["submitted"] == 0  # adopted, never re-sent
+    assert r.broker.orders_placed() == 1 and r.host.stats().submitted == 0  # adopted, never re-sent
 
 
 def test_a_position_edited_at_the_broker_is_drift_and_halts_the_strategy(rig):

@@ -18,11 +18,26 @@ import sys
 import time
 from pathlib import Path
 
-import msgpack
 import zmq
 
 from adapters.engines.nautilus.config import NautilusEngineConfig, encode_config
+from adapters.engines.nautilus.control import (
+    AskKernelStats,
+    DemoteKernel,
+    KernelCommand,
+    KernelPromoted,
+    KernelReady,
+    KernelReply,
+    KernelStatsReport,
+    KernelStopped,
+    PromoteKernel,
+    SetKernelEpoch,
+    StopKernel,
+    encode_control,
+    reply_decoder,
+)
 from node.errors import NodeError, TransportError
+from node.stats import KernelStats
 
 _REPO_ROOT = str(Path(__file__).resolve().parents[3])
 
@@ -92,11 +107,11 @@ class NautilusEngineProcess:
         deadline = time.monotonic() + self._cfg.ready_timeout_ms / 1000.0
         while True:
             if control.poll(50):
-                msg = msgpack.unpackb(control.recv())
-                if msg.get("op") == "ready":
+                msg = _decode_reply(control.recv())
+                if type(msg) is KernelReady:
                     break
                 self.kill()
-                raise EngineStartError("nautilus child failed: " + str(msg.get("error", msg))[:2000])
+                raise EngineStartError("nautilus child failed: " + str(getattr(msg, "error", msg))[:2000])
             if self._proc.poll() is not None:
                 code = self._proc.returncode
                 self._cleanup()
@@ -105,33 +120,35 @@ class NautilusEngineProcess:
                 self.kill()
                 raise EngineStartError("nautilus child not ready within " + str(self._cfg.ready_timeout_ms) + " ms")
         self.ready_ms = (time.perf_counter() - t0) * 1000.0
-        self.startup_ms = float(msg.get("startup_ms", 0.0))
-        self.endpoints = {"intake": msg["intake"], "events": msg["events"]}
+        self.startup_ms = msg.startup_ms
+        self.endpoints = {"intake": msg.intake, "events": msg.events}
         return dict(self.endpoints)
 
     def alive(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 
-    def stats(self, timeout_ms: int = 2_000) -> dict:
+    def stats(self, timeout_ms: int = 2_000) -> KernelStats:
         """The child's counters (signals, sent, reports, published, duplicates, ...)."""
-        return self._request({"op": "stats"}, timeout_ms)
+        reply = self._request(AskKernelStats(), timeout_ms)
+        if type(reply) is not KernelStatsReport:
+            raise TransportError("nautilus child answered stats with " + type(reply).__name__)
+        return reply.stats
 
     def set_epoch(self, epoch: int, timeout_ms: int = 2_000) -> None:
         """Submit under `epoch` from now on (the supervisor's grant)."""
-        self._request({"op": "epoch", "epoch": epoch}, timeout_ms)
+        self._request(SetKernelEpoch(epoch), timeout_ms)
 
-    def promote(self, epoch: int, expect: int) -> dict:
+    def promote(self, epoch: int, expect: int) -> KernelPromoted:
         """A standby child starts submitting under `epoch` once it has processed the first `expect`
-        intake frames the host sent it; returns its counts (resent, adopted, swept, took_ms)."""
-        reply = self._request({"op": "promote", "epoch": epoch, "expect": expect},
-                              2 * self._cfg.promote_query_timeout_ms + 1_000)
-        if reply.get("op") != "promote":
-            raise EngineStartError("nautilus child did not promote: " + str(reply.get("error", reply))[:500])
+        intake frames the host sent it; returns its counts (resent, adopted, in flight, swept, took_ms)."""
+        reply = self._request(PromoteKernel(epoch, expect), 2 * self._cfg.promote_query_timeout_ms + 1_000)
+        if type(reply) is not KernelPromoted:
+            raise EngineStartError("nautilus child did not promote: " + str(getattr(reply, "error", reply))[:500])
         return reply
 
     def demote(self, timeout_ms: int = 2_000) -> None:
         """The child stops submitting at once (it holds and follows the leader's reports again)."""
-        self._request({"op": "demote"}, timeout_ms)
+        self._request(DemoteKernel(), timeout_ms)
 
     def stop(self) -> bool:
         """Clean stop (node.stop_async, kernel.dispose in the child); SIGKILL after stop_timeout_ms.
@@ -143,14 +160,14 @@ class NautilusEngineProcess:
         clean = False
         if self.alive() and self._control is not None:
             try:
-                self._control.send(msgpack.packb({"op": "stop"}), zmq.NOBLOCK)
+                self._control.send(encode_control(StopKernel()), zmq.NOBLOCK)
                 deadline = time.monotonic() + self._cfg.stop_timeout_ms / 1000.0
                 while time.monotonic() < deadline and self._proc.poll() is None:
-                    if self._control.poll(50) and msgpack.unpackb(self._control.recv()).get("op") == "stopped":
+                    if self._control.poll(50) and type(_decode_reply(self._control.recv())) is KernelStopped:
                         clean = True
                         self._proc.wait(max(0.1, deadline - time.monotonic()))
                         break
-            except (zmq.ZMQError, subprocess.TimeoutExpired):
+            except (zmq.ZMQError, subprocess.TimeoutExpired, TransportError):
                 clean = False
         if self._proc.poll() is None:
             clean = False
@@ -166,13 +183,13 @@ class NautilusEngineProcess:
             self._proc.wait(5.0)
         self._cleanup()
 
-    def _request(self, msg: dict, timeout_ms: int) -> dict:
+    def _request(self, msg: KernelCommand, timeout_ms: int) -> KernelReply:
         if self._control is None or not self.alive():
             raise TransportError("nautilus child is not running")
-        self._control.send(msgpack.packb(msg))
+        self._control.send(encode_control(msg))
         if not self._control.poll(timeout_ms):
-            raise TransportError("nautilus child did not answer " + str(msg.get("op")))
-        return msgpack.unpackb(self._control.recv())
+            raise TransportError("nautilus child did not answer " + type(msg).__name__)
+        return _decode_reply(self._control.recv())
 
     def _cleanup(self) -> None:
         if self._control is not None:
@@ -184,3 +201,10 @@ class NautilusEngineProcess:
         if self._log_file is not None:
             self._log_file.close()
             self._log_file = None
+
+
+def _decode_reply(frame: bytes) -> KernelReply:
+    try:
+        return reply_decoder.decode(frame)
+    except Exception as exc:  # noqa: BLE001 - a child speaking another protocol is a transport failure
+        raise TransportError("nautilus child sent a frame that is no control reply: " + type(exc).__name__) from None

@@ -3,14 +3,12 @@
 Run as `python -m adapters.engines.nautilus.kernel_main <control_endpoint> <broker_endpoint> <config json>`.
 The child connects a PAIR socket to the host's control endpoint, builds the node (bridge exec
 client + bridge strategy), starts it, binds its PULL (intake) and PUB (events) sockets and sends
-`{"op": "ready", "intake", "events", "pid", "startup_ms"}`; a start-up failure is sent as
-`{"op": "failed", "error"}` before it exits 2.
+`KernelReady`; a start-up failure is sent as `KernelFailed` before it exits 2.
 
-Commands on the control socket (msgpack dicts): `{"op": "stop"}` (clean stop: `node.stop_async`,
-then `kernel.dispose`; answered `{"op": "stopped"}`), `{"op": "stats"}`, `{"op": "epoch", "epoch": N}`,
-`{"op": "promote", "epoch": N, "expect": K}` (a standby starts submitting, once the first K intake
-frames and Nautilus's queues are processed; answered with the promotion's counts, or
-`{"op": "failed", "error"}`) and `{"op": "demote"}` (stop submitting, hold and follow again).
+Commands on the control socket are the typed structs of `control.py` (`StopKernel`: clean stop,
+`node.stop_async` then `kernel.dispose`; `AskKernelStats`; `SetKernelEpoch`; `PromoteKernel`: a
+standby starts submitting once the first K intake frames and Nautilus's queues are processed,
+answered with the promotion's counts or `KernelFailed`; `DemoteKernel`: hold and follow again).
 The child also stops by itself when its parent process is gone, so a killed host leaves no orphan.
 """
 
@@ -22,12 +20,28 @@ import sys
 import time
 import traceback
 
-import msgpack
 import zmq
 import zmq.asyncio
 
 from adapters.engines.nautilus.config import NautilusEngineConfig, decode_config, rate_string
+from adapters.engines.nautilus.control import (
+    AskKernelStats,
+    DemoteKernel,
+    KernelDemoted,
+    KernelEpochSet,
+    KernelFailed,
+    KernelPromoted,
+    KernelReady,
+    KernelStatsReport,
+    KernelStopped,
+    PromoteKernel,
+    SetKernelEpoch,
+    StopKernel,
+    command_decoder,
+    encode_control,
+)
 from node.messages import accepted_decoder
+from node.stats import KernelStats
 
 _INTAKE_BATCH = 1_024
 
@@ -102,12 +116,13 @@ class KernelChild:
         self._parent = os.getppid()
         self._stopping = False
         self.intake_frames = 0
+        self.bad_commands = 0
 
     async def run(self) -> int:
         try:
             await self._start()
         except Exception as exc:  # noqa: BLE001 - reported to the host, then exit
-            await self._control.send(msgpack.packb({"op": "failed", "error": repr(exc) + "\n" + traceback.format_exc()}))
+            await self._control.send(encode_control(KernelFailed(repr(exc) + "\n" + traceback.format_exc())))
             await self._close_sockets()
             return 2
         await self._serve_control()
@@ -163,8 +178,8 @@ class KernelChild:
         self._intake_task = loop.create_task(self._intake_loop())
         startup_ms = (time.perf_counter() - self._t0) * 1000.0
         await self._control.send(
-            msgpack.packb(
-                {"op": "ready", "intake": intake, "events": events, "pid": os.getpid(), "startup_ms": startup_ms}
+            encode_control(
+                KernelReady(intake, events, os.getpid(), startup_ms)
             )
         )
 
@@ -200,29 +215,35 @@ class KernelChild:
         while True:
             events = dict(await poller.poll(interval_ms))
             if self._control in events:
-                cmd = msgpack.unpackb(await self._control.recv())
-                op = cmd.get("op")
-                if op == "stop":
+                frame = await self._control.recv()
+                try:
+                    cmd = command_decoder.decode(frame)
+                except Exception:  # noqa: BLE001 - a bad frame from the host is counted, never fatal
+                    self.bad_commands += 1
+                    await self._control.send(encode_control(KernelFailed("bad control frame")))
+                    continue
+                kind = type(cmd)
+                if kind is StopKernel:
                     await self._stop()
-                    await self._control.send(msgpack.packb({"op": "stopped"}))
+                    await self._control.send(encode_control(KernelStopped()))
                     await self._close_sockets()
                     return
-                if op == "stats":
-                    await self._control.send(msgpack.packb({"op": "stats", **self.stats()}))
-                elif op == "promote":
-                    await self._control.send(msgpack.packb(await self._promote(int(cmd["epoch"]), int(cmd["expect"]))))
-                elif op == "demote":
+                if kind is AskKernelStats:
+                    await self._control.send(encode_control(KernelStatsReport(self.stats())))
+                elif kind is PromoteKernel:
+                    await self._control.send(encode_control(await self._promote(cmd.epoch, cmd.expect)))
+                elif kind is DemoteKernel:
                     self.client.demote()
-                    await self._control.send(msgpack.packb({"op": "demote"}))
-                elif op == "epoch":
-                    self.client.set_epoch(int(cmd["epoch"]))
-                    await self._control.send(msgpack.packb({"op": "epoch", "epoch": int(cmd["epoch"])}))
+                    await self._control.send(encode_control(KernelDemoted()))
+                elif kind is SetKernelEpoch:
+                    self.client.set_epoch(cmd.epoch)
+                    await self._control.send(encode_control(KernelEpochSet(cmd.epoch)))
             if os.getppid() != self._parent:
                 await self._stop()
                 await self._close_sockets()
                 return
 
-    async def _promote(self, epoch: int, expect: int) -> dict:
+    async def _promote(self, epoch: int, expect: int) -> KernelPromoted | KernelFailed:
         """Wait until the host's first `expect` frames went through the strategy and Nautilus's
         command and event queues are empty (the held orders are all in the client), then promote."""
         deadline = time.monotonic() + self._cfg.promote_query_timeout_ms / 1000.0
@@ -235,38 +256,39 @@ class KernelChild:
         try:
             out = await self.client.promote(epoch, self._cfg.promote_query_timeout_ms)
         except Exception as exc:  # noqa: BLE001 - reported to the host, which stays standby
-            return {"op": "failed", "error": repr(exc)}
-        return {"op": "promote", **out}
+            return KernelFailed(repr(exc))
+        return KernelPromoted(**out)
 
-    def stats(self) -> dict:
+    def stats(self) -> KernelStats:
         c, b, s = self.client, self.book, self.strategy
-        return {
-            "signals": s.signals,
-            "sent": c.sent,
-            "reports": c.reports,
-            "published": b.published,
-            "duplicate_signals": b.duplicates,
-            "rejected_local": b.rejected_local,
-            "duplicate_fills": c.duplicate_fills,
-            "orphan_reports": c.orphan_reports,
-            "passthrough_reports": c.passthrough_reports,
-            "bad_frames": c.bad_frames,
-            "intake_errors": getattr(self, "intake_errors", 0),
-            "orders_in_cache": len(self.node.cache.orders()),
-            "trader_running": self.node.trader.is_running,
-            "standby": c.standby,
-            "epoch": c._epoch,
-            "intake_frames": self.intake_frames,
-            "held_sends": c.held_sends,
-            "held_open": len(c.shadow.held),
-            "followed": c.shadow.followed,
-            "early_applied": c.shadow.early_applied,
-            "early_waiting": len(c.shadow.early),
-            "promotions": c.promotions,
-            "resent": c.resent,
-            "adopted": c.adopted,
-            "swept": c.swept,
-        }
+        return KernelStats(
+            signals=s.signals,
+            sent=c.sent,
+            reports=c.reports,
+            published=b.published,
+            duplicate_signals=b.duplicates,
+            rejected_local=b.rejected_local,
+            duplicate_fills=c.duplicate_fills,
+            orphan_reports=c.orphan_reports,
+            passthrough_reports=c.passthrough_reports,
+            bad_frames=c.bad_frames + self.bad_commands,
+            intake_errors=getattr(self, "intake_errors", 0),
+            orders_in_cache=len(self.node.cache.orders()),
+            trader_running=self.node.trader.is_running,
+            standby=c.standby,
+            epoch=c._epoch,
+            intake_frames=self.intake_frames,
+            held_sends=c.held_sends,
+            held_open=len(c.shadow.held),
+            followed=c.shadow.followed,
+            early_applied=c.shadow.early_applied,
+            early_waiting=len(c.shadow.early),
+            promotions=c.promotions,
+            resent=c.resent,
+            adopted=c.adopted,
+            in_flight=c.in_flight_kept,
+            swept=c.swept,
+        )
 
     async def _stop(self) -> None:
         if self._stopping:

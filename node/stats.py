@@ -1,0 +1,184 @@
+"""The actors' counters, as typed structs defined once (pure: no I/O).
+
+An actor's `stats()` builds one of these; it leaves the process as plain data where it leaves
+(`to_plain`, at the Ray actor's boundary in `actors/ray_actors.py`), so the supervisor, the HTTP
+API, `/metrics` and `execnode status` see the same JSON shape as before: a field is always there,
+except the optional histograms (`None` fields are left out: a stage never observed has no key).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from node.stages import PREFIX, SUFFIX, Stage
+
+Hist = dict[str, Any]  # node.histogram snapshot: {"hist": True, "buckets": [...], "sum_s", "count"}
+
+
+class _Stats(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """Every field is required, except the optional ones (default None: left out when None)."""
+
+
+class LoopFields(_Stats, kw_only=True):
+    """Every loop service: exceptions caught at its loop boundary, and the newest ("" none)."""
+
+    loop_errors: int
+    last_error: str
+
+
+class GcFields(LoopFields, kw_only=True):
+    """A loop service that also reports `node.gcwatch.GcWatch.snapshot()`, flat (structs inherit
+    in one line: msgspec takes one base with fields)."""
+
+    gc_frozen: int
+    gc_pause_hist: Hist
+    gc0_collections: int
+    gc0_pause_total_ms: float
+    gc0_pause_max_ms: float
+    gc0_cpu_total_ms: float
+    gc1_collections: int
+    gc1_pause_total_ms: float
+    gc1_pause_max_ms: float
+    gc1_cpu_total_ms: float
+    gc2_collections: int
+    gc2_pause_total_ms: float
+    gc2_pause_max_ms: float
+    gc2_cpu_total_ms: float
+
+
+class StageFields(GcFields, kw_only=True):
+    """... and `node.stages.StageClock.snapshot()`: a histogram per stage observed at least once."""
+
+    stage_intake_gate_hist: Hist | None = None
+    stage_append_hist: Hist | None = None
+    stage_reply_hist: Hist | None = None
+    stage_to_engine_hist: Hist | None = None
+    stage_engine_submit_hist: Hist | None = None
+    stage_broker_report_hist: Hist | None = None
+    stage_publish_hist: Hist | None = None
+
+
+class EngineStats(StageFields, kw_only=True):
+    """The native engine host (`actors/engine.py`)."""
+
+    role: str
+    group: str
+    epoch: int
+    broker: str
+    broker_switches: int
+    stranded: int
+    signals: int
+    published: int
+    in_flight: int
+    checkpoint: str
+    recovered_submitted: int
+    recovered_adopted: int
+    recovered_in_flight: int
+    rolled: int
+    fenced: int
+    swept_fills: int
+    looked_up: int
+    unconfirmed: int
+    duplicate_signals: int
+    duplicate_amends: int
+    cancels_sent: int
+    replaces_sent: int
+    amends_refused: int
+    duplicate_fills: int
+    ignored_reports: int
+    orphan_reports: int
+    adopted_open: int
+    open_orders: int
+    pending_events: int
+    store_failures: int
+    events_dropped: int
+    tuned: dict[str, Any]
+    fill_hist: Hist
+
+
+class KernelStats(_Stats, kw_only=True):
+    """The Nautilus kernel child's counters (its control channel's `KernelStats` answer)."""
+
+    signals: int
+    sent: int
+    reports: int
+    published: int
+    duplicate_signals: int
+    rejected_local: int
+    duplicate_fills: int
+    orphan_reports: int
+    passthrough_reports: int
+    bad_frames: int
+    intake_errors: int
+    orders_in_cache: int
+    trader_running: bool
+    standby: bool
+    epoch: int
+    intake_frames: int
+    held_sends: int
+    held_open: int
+    followed: int
+    early_applied: int
+    early_waiting: int
+    promotions: int
+    resent: int
+    adopted: int
+    in_flight: int
+    swept: int
+
+
+class NautilusEngineStats(LoopFields, kw_only=True):
+    """The Nautilus engine host (`actors/nautilus_engine.py`); `child`: the kernel's counters
+    (`KernelStats` as plain data), or {"error": type} when its control channel did not answer, {}
+    without a live child."""
+
+    kind: str
+    role: str
+    epoch: int
+    signals: int
+    relayed: int
+    replayed: int
+    child_starts: int
+    broker_switches: int
+    child_start_failures: int
+    child_ready_ms: float
+    last_promotion: dict[str, Any]
+    published: int
+    pending_events: int
+    store_failures: int
+    child_pid: int | None
+    child: dict[str, Any]
+
+
+class BrokerStats(LoopFields, kw_only=True):
+    """The broker adapter host (`actors/broker.py`); `venue`: the venue's own counters."""
+
+    submitted: int
+    reports: int
+    epoch: int
+    epochs: dict[str, int]
+    refused_stale: int
+    refused_duplicate: int
+    refused_group: int
+    malformed: int
+    orders_tracked: int
+    forgotten: int
+    first_submit_ns: dict[str, dict[int, int]]
+    venue_health: dict[str, Any]
+    venue_ok: bool
+    login_expires_at_s: float | None
+    venue: dict[str, Any]
+
+
+def to_plain(stats: Any) -> Any:
+    """What leaves the actor: a stats struct as plain data (dicts, lists, numbers, strings); anything
+    else as it is."""
+    if isinstance(stats, msgspec.Struct):
+        return msgspec.to_builtins(stats)
+    return stats
+
+
+#: every stage has its field (checked by the unit test: a new Stage needs one in StageFields)
+STAGE_FIELDS = tuple(PREFIX + s.value + SUFFIX for s in Stage)
