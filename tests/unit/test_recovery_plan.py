@@ -133,3 +133,14 @@ def test_an_unanswered_order_stays_unknown(ids: list[str]) -> None:
     plan = plan_recovery([_intent(c) for c in ids], None)
     assert plan.redrive == [] and plan.waiting == []
     assert [i.client_order_id for i in plan.unknown] == list(dict.fromkeys(ids))
+
+
+@settings(max_examples=200, deadline=None)
+@given(_scenario(), st.lists(st.sampled_from(_IDS), max_size=12))
+def test_settle_never_unstrands_an_order_the_lost_broker_has_or_took(scenario, stranded: list[str]) -> None:
+    _, answer, booked = scenario
+    plan = plan_settle(stranded, answer, booked.get)
+    at_lost = {s.client_order_id for s in answer.orders} | set(answer.sent)
+    assert not set(plan.never_got) & at_lost
+    assert {s.client_order_id for s in plan.found} == set(stranded) & {s.client_order_id for s in answer.orders}
+    assert all(f.client_order_id in stranded for f in plan.fills)
