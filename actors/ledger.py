@@ -87,6 +87,7 @@ class LedgerConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     apply_migrations: bool = True
     drain_monitoring: bool = True
     latency_window: PositiveInt = 4_096
+    node_id: str = ""  # written on every fills and orders row: which node's ledger it is (sql/114)
 
 
 # (staging table, target table, columns, conflict clause)
@@ -101,8 +102,8 @@ _APPEND_TABLES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
 )
 
 _ORDER_UPSERT = (
-    "INSERT INTO orders AS o (" + ", ".join(ORDER_COLUMNS) + ") "
-    "SELECT " + ", ".join(ORDER_COLUMNS) + " FROM ledger_stage_orders "
+    "INSERT INTO orders AS o (" + ", ".join(ORDER_COLUMNS) + ", node_id) "
+    "SELECT " + ", ".join(ORDER_COLUMNS) + ", $1 FROM ledger_stage_orders "
     "ON CONFLICT (client_order_id) DO UPDATE SET "
     "signal_id = CASE WHEN o.signal_id = '' THEN EXCLUDED.signal_id ELSE o.signal_id END, "
     "request_id = CASE WHEN o.request_id = '' THEN EXCLUDED.request_id ELSE o.request_id END, "
@@ -149,11 +150,16 @@ def _stage_ddl() -> list[str]:
     return ddl
 
 
+#: tables whose rows carry the writing node's id (`$1` of their insert)
+_NODE_TABLES = frozenset({"fills"})
+
+
 def _insert_sql(stage: str, table: str, columns: Sequence[str]) -> str:
     cols = ", ".join(columns)
+    node = table in _NODE_TABLES
     return (
-        "INSERT INTO " + table + " (" + cols + ") SELECT " + cols
-        + " FROM ledger_stage_" + stage + " ON CONFLICT DO NOTHING"
+        "INSERT INTO " + table + " (" + cols + (", node_id" if node else "") + ") SELECT " + cols
+        + (", $1" if node else "") + " FROM ledger_stage_" + stage + " ON CONFLICT DO NOTHING"
     )
 
 
@@ -163,29 +169,33 @@ _INSERTS = {stage: _insert_sql(stage, table, cols) for stage, table, cols in _AP
 class LedgerWriter:
     """Writes `Batch`es to PostgreSQL over one connection, one transaction per batch."""
 
-    def __init__(self, conn: asyncpg.Connection) -> None:
+    def __init__(self, conn: asyncpg.Connection, node_id: str = "") -> None:
         self.conn = conn
+        self.node_id = node_id
 
     @classmethod
-    async def connect(cls, database_url: str, timeout_s: float = 5.0) -> "LedgerWriter":
+    async def connect(cls, database_url: str, timeout_s: float = 5.0, node_id: str = "") -> "LedgerWriter":
         conn = await asyncpg.connect(database_url, timeout=timeout_s)
         for ddl in _stage_ddl():
             await conn.execute(ddl)
-        return cls(conn)
+        return cls(conn, node_id)
 
     async def write(self, batch: Batch) -> None:
         """COPY every non-empty row list into its staging table and merge it into the real table,
         all in one transaction. Raises asyncpg / OS errors as they come (the caller retries)."""
         conn = self.conn
         async with conn.transaction():
-            for stage, _table, cols in _APPEND_TABLES:
+            for stage, table, cols in _APPEND_TABLES:
                 rows = getattr(batch, stage)
                 if rows:
                     await conn.copy_records_to_table("ledger_stage_" + stage, records=rows, columns=cols)
-                    await conn.execute(_INSERTS[stage])
+                    if table in _NODE_TABLES:
+                        await conn.execute(_INSERTS[stage], self.node_id)
+                    else:
+                        await conn.execute(_INSERTS[stage])
             if batch.orders:
                 await conn.copy_records_to_table("ledger_stage_orders", records=batch.orders, columns=ORDER_COLUMNS)
-                await conn.execute(_ORDER_UPSERT)
+                await conn.execute(_ORDER_UPSERT, self.node_id)
             if batch.breakers:
                 await conn.executemany(_BREAKER_UPSERT, list(batch.breakers.values()))
             if batch.strategy_states:
@@ -241,7 +251,7 @@ class Ledger:
         if self._writer is None:
             if self.cfg.apply_migrations:
                 await apply_migrations(self.database_url)
-            self._writer = await LedgerWriter.connect(self.database_url)
+            self._writer = await LedgerWriter.connect(self.database_url, node_id=self.cfg.node_id)
         for stream in self.streams:
             try:
                 await self._redis.xgroup_create(stream, self.cfg.group, id="0", mkstream=True)
@@ -595,7 +605,7 @@ async def main(argv: Sequence[str] | None = None) -> int:
     except StoreError as exc:
         print("ledger: " + str(exc), flush=True)
         return 1
-    ledger = Ledger(cfg.storage, redis_url, database_url, LedgerConfig(consumer=args.consumer))
+    ledger = Ledger(cfg.storage, redis_url, database_url, LedgerConfig(consumer=args.consumer, node_id=cfg.node_id))
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, lambda: asyncio.ensure_future(ledger.stop()))

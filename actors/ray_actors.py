@@ -126,13 +126,14 @@ def spawn(kind: str, name: str, namespace: str, *args: Any, **kwargs: Any) -> "r
 class LedgerActor:
     """Hosts the PostgreSQL ledger (an asyncio service) in an async Ray actor."""
 
-    def __init__(self, storage_cfg: Any, redis_url: str, database_url: str, tuning: TuningConfig | None = None) -> None:
+    def __init__(self, storage_cfg: Any, redis_url: str, database_url: str, tuning: TuningConfig | None = None,
+                 node_id: str = "") -> None:
         from actors.ledger import Ledger, LedgerConfig
 
         proctune.apply(tuning or TuningConfig(), "ledger")  # the drain yields the CPU to the intake
 
         # a read takes up to 128 entries; each is one wake-up's batch (1 to ~1,000 items)
-        self._ledger = Ledger(storage_cfg, redis_url, database_url, LedgerConfig(batch_count=128))
+        self._ledger = Ledger(storage_cfg, redis_url, database_url, LedgerConfig(batch_count=128, node_id=node_id))
         self._task: Any = None
 
     async def start(self) -> dict[str, str]:

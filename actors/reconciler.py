@@ -47,18 +47,22 @@ import zmq
 from node.config import NodeConfig
 from node.messages import ExecKind, ExecutionReport, Side, encode, event_topic
 from node.migrations import apply_migrations
-from node.pnl import FeeSchedule, pnl_by_strategy_symbol, totals_by_strategy
+from node.pnl import FeeSchedule, compare_pnl, opening_fills, pnl_by_strategy_symbol, totals_by_strategy
 from node.reconcile import (
     BOOKABLE,
     DRIFTS,
     BrokerBook,
+    BrokerPnl,
     Diff,
     DiffConfig,
     Fill,
     NodeBook,
+    Opening,
     Order,
+    cash_of,
     diff_books,
     is_finite_book,
+    opening_of,
     to_book,
 )
 from node.reconcile_report import RESULT_COLUMNS, Action, RunSummary, count_kinds, markdown, result_rows
@@ -73,10 +77,15 @@ BrokerBooks = Callable[[], Awaitable[list[BrokerBook]]]
 Links = Callable[[], Awaitable[dict[str, int]]]
 Control = Callable[[str, "str | None"], Awaitable[Any]]
 
+# the node's own rows (sql/114), and those written before rows named their node ('': a database
+# one node used before the migration keeps its history)
 _FILLS_SQL = ("SELECT exec_id, client_order_id, strategy_id, symbol, side, qty, px, ts_ns, venue_order_id "
-              "FROM fills ORDER BY ts_ns, exec_id")
+              "FROM fills WHERE node_id IN ($1, '') ORDER BY ts_ns, exec_id")
 _ORDERS_SQL = ("SELECT client_order_id, state, cum_qty, leaves_qty, strategy_id, symbol, side, venue_order_id, "
-               "avg_px FROM orders")
+               "avg_px FROM orders WHERE node_id IN ($1, '')")
+_OPENING_SQL = "SELECT cash, positions FROM reconciliation_openings WHERE node_id = $1"
+_OPENING_INSERT = ("INSERT INTO reconciliation_openings (node_id, brokers, cash, positions, run_id) "
+                   "VALUES ($1, $2, $3, $4::jsonb, $5) ON CONFLICT (node_id) DO NOTHING")
 _RUN_SQL = ("INSERT INTO reconciliation_runs (run_id, trigger, brokers, matched, counts, actions, booked, "
             "in_flight, took_ms, error, report_md, started_at) VALUES "
             "($1, $2, $3, $4, $5::jsonb, $6::jsonb, $7, $8, $9, $10, $11, to_timestamp($12))")
@@ -196,20 +205,29 @@ class Reconciler:
             # the ledger first, then the brokers: everything in the ledger came from a broker before,
             # so a fill made meanwhile is one the broker has and the ledger lacks (in flight, or
             # booked once), never a fill "unknown to the broker" that would halt a strategy
-            node = await self._node_book()
+            fills, orders, opening = await self._ledger_rows()
             books = await self._broker_books()
             summary.brokers = [b.broker for b in books]
-            broker = merge_books(books)
-            if not (is_finite_book(broker) and all(math.isfinite(q) for q in broker.positions.values())):
+            broker = self._with_fees(merge_books(books))
+            if not (is_finite_book(broker) and all(math.isfinite(q) for q in broker.positions.values())
+                    and all(math.isfinite(p.mark) for p in broker.pnl.values())):
                 raise ValueError("BROKER_BOOK_INVALID: a quantity or price that is not a finite number")
+            if opening is None and not fills:  # the node's first look at its accounts: its opening book
+                opening = opening_of(broker)
+                await self._save_opening(opening, summary)
+            node = self._node_side(fills, orders, opening or Opening(), broker)
             diff = diff_books(node, broker, self._diff_cfg)
+            named = {d.symbol for d in diff.discrepancies}  # another difference explains their PnL
+            diff.discrepancies.extend(compare_pnl(node.fills, opening or Opening(), broker.pnl,
+                                                  self._rc.pnl_tolerance_usd, named))
             if self._rc.adopt:
                 summary.booked = await self._book(diff, broker)
             summary.actions = self._actions(diff, node)
             if act and summary.actions:
                 await self._apply(summary.actions)
             marks = {f.symbol: f.px for f in broker.fills}
-            pnl = pnl_by_strategy_symbol(node.fills, marks, self._fees)
+            marks.update({sym: p.mark for sym, p in broker.pnl.items()})
+            pnl = pnl_by_strategy_symbol(opening_fills(opening or Opening()) + node.fills, marks)
             summary.pnl = totals_by_strategy(pnl)
             summary.discrepancies = diff.discrepancies
             summary.counts = count_kinds(diff.discrepancies)
@@ -240,20 +258,62 @@ class Reconciler:
         self.last = summary
         return summary
 
-    async def _node_book(self) -> NodeBook:
+    async def _ledger_rows(self) -> tuple[list[Fill], list[Order], Opening | None]:
+        """This node's fills and orders (sql/114: `node_id`), and its opening book if it has one."""
+        node_id = self._cfg.node_id
         conn = await asyncpg.connect(self._database_url, timeout=5.0)
         try:
-            fill_rows = await conn.fetch(_FILLS_SQL)
-            order_rows = await conn.fetch(_ORDERS_SQL)
+            fill_rows = await conn.fetch(_FILLS_SQL, node_id)
+            order_rows = await conn.fetch(_ORDERS_SQL, node_id)
+            row = await conn.fetchrow(_OPENING_SQL, node_id)
         finally:
             await conn.close()
         fills = [Fill(r[0], r[1], r[2], r[3], Side(r[4]), r[5], r[6], r[7], 0.0, r[8]) for r in fill_rows]
         orders = [Order(r[0], _STATES.get(r[1], ExecKind.UNKNOWN), r[2], r[3], r[4], r[5], Side(r[6]), r[7], r[8])
                   for r in order_rows]
-        cash = paper_cash_baseline(self._cfg)
-        if cash is not None:  # the node knows the account's starting cash: what the fills left of it
-            cash -= math.fsum(f.signed_qty * f.px for f in fills)
-        return NodeBook(fills=fills, orders=orders, cash=cash)
+        opening = None
+        if row is not None:
+            held = orjson.loads(row["positions"])
+            opening = Opening(positions={s: float(v[0]) for s, v in held.items()},
+                              costs={s: float(v[1]) for s, v in held.items() if v[1] is not None}, cash=row["cash"])
+        return fills, orders, opening
+
+    async def _node_book(self) -> NodeBook:
+        """The node's side as a run sees it before the brokers answer (the bench's read path)."""
+        fills, orders, opening = await self._ledger_rows()
+        return self._node_side(fills, orders, opening or Opening(), None)
+
+    def _node_side(self, fills: list[Fill], orders: list[Order], opening: Opening,
+                   broker: BrokerBook | None) -> NodeBook:
+        """The ledger's fills with their fees (the broker's for the fills it lists, else the
+        schedule's), from the opening positions; cash: the paper accounts' configured starting cash,
+        else the opening cash, less what the fills cost."""
+        fees = {f.exec_id: f.fee for f in broker.fills} if broker is not None and broker.fills else {}
+        if any(fees.values()) or not self._fees.free:
+            replace, schedule = msgspec.structs.replace, self._fees
+            fills = [replace(f, fee=fees[f.exec_id] if f.exec_id in fees else schedule.fee(f.qty, f.px))
+                     for f in fills]
+        start = paper_cash_baseline(self._cfg)
+        if start is None:
+            start = opening.cash
+        cash = cash_of(start, fills) if start is not None else None
+        return NodeBook(fills=fills, orders=orders, opening_positions=opening.positions, cash=cash)
+
+    def _with_fees(self, broker: BrokerBook) -> BrokerBook:
+        """A broker whose fills carry no fees: the schedule's stand in (its cash paid them)."""
+        if broker.fees_reported or self._fees.free:
+            return broker
+        schedule, replace = self._fees, msgspec.structs.replace
+        return replace(broker, fills=[replace(f, fee=schedule.fee(f.qty, f.px)) for f in broker.fills])
+
+    async def _save_opening(self, opening: Opening, summary: RunSummary) -> None:
+        held = {s: [q, opening.costs.get(s)] for s, q in opening.positions.items()}
+        conn = await asyncpg.connect(self._database_url, timeout=5.0)
+        try:
+            await conn.execute(_OPENING_INSERT, self._cfg.node_id, ",".join(summary.brokers), opening.cash,
+                               orjson.dumps(held).decode(), summary.run_id)
+        finally:
+            await conn.close()
 
     async def _book(self, diff: Diff, broker: BrokerBook) -> int:
         """Book, once, what the broker has and the node lacks: to `execution.events` (the ledger)
@@ -374,10 +434,29 @@ def merge_books(books: list[BrokerBook]) -> BrokerBook:
             positions[s] = positions.get(s, 0.0) + q
     cashes = [b.cash for b in books]
     cash = sum(c for c in cashes if c is not None) if all(c is not None for c in cashes) else None
+    pnl: dict[str, BrokerPnl] = {}
+    for b in books:
+        for s, p in b.pnl.items():
+            q = pnl.get(s)
+            pnl[s] = p if q is None else _sum_pnl(q, p)
     return BrokerBook(broker=",".join(b.broker for b in books), fills=[f for b in books for f in b.fills],
                       orders=[o for b in books for o in b.orders], positions=positions, cash=cash,
                       fills_since_ns=max((b.fills_since_ns for b in books), default=0),
-                      as_of_ns=min((b.as_of_ns for b in books), default=0))
+                      as_of_ns=min((b.as_of_ns for b in books), default=0),
+                      fees_reported=all(b.fees_reported for b in books), pnl=pnl)
+
+
+def _sum_pnl(a: BrokerPnl, b: BrokerPnl) -> BrokerPnl:
+    """One symbol held in two accounts: quantities and PnL summed, cost weighted (None if either lacks it)."""
+    def add(x: float | None, y: float | None) -> float | None:
+        return None if x is None or y is None else x + y
+
+    qty = a.qty + b.qty
+    cost = None
+    if a.avg_cost is not None and b.avg_cost is not None and abs(qty) > 1e-9:
+        cost = (a.avg_cost * a.qty + b.avg_cost * b.qty) / qty
+    return BrokerPnl(qty=qty, mark=b.mark, avg_cost=cost, unrealised=add(a.unrealised, b.unrealised),
+                     realised=add(a.realised, b.realised))
 
 
 def _holders(node: NodeBook) -> dict[str, set[str]]:

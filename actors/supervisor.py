@@ -1012,7 +1012,7 @@ class Supervisor:
         cfg = self._cfg
         name = self._name("ledger@" + str(time.time_ns()))
         ledger = spawn_ledger(name, cfg.ray_namespace, cfg.storage, self._redis_url, self._database_url,
-                              tuning=cfg.tuning)
+                              tuning=cfg.tuning, node_id=cfg.node_id)
         try:
             ray.get(ledger.start.remote(), timeout=120)
         except Exception:

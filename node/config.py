@@ -341,6 +341,7 @@ class ReconcileConfig(msgspec.Struct, **_BASE):
     qty_tolerance: NonNegFloat = 1e-6
     px_tolerance: NonNegFloat = 1e-6  # relative
     cash_tolerance_usd: NonNegFloat = 0.01
+    pnl_tolerance_usd: NonNegFloat = 0.05  # node vs the broker's account view, per symbol
     external_strategy: Annotated[str, msgspec.Meta(min_length=1, max_length=128)] = "EXTERNAL"
     fee_per_share_usd: NonNegFloat = 0.0
     fee_bps: NonNegFloat = 0.0

@@ -6,6 +6,10 @@ quantity closed; a fill that crosses zero closes the old position and opens the 
 Fees (`Fill.fee`, or a `FeeSchedule` for a ledger that has none) always reduce realised PnL.
 Unrealised = position x (mark - average cost), at the mark given per symbol (the last fill price
 when none is given).
+
+`compare_pnl` sets the node's PnL per symbol beside the broker's account view of it, at the
+broker's mark: the total (realised + unrealised) where the broker gives both (where a broker puts
+a commission, in the cost or in realised, then does not matter), else the unrealised alone.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from typing import Iterable
 import msgspec
 
 from node.messages import Side
-from node.reconcile import Fill
+from node.reconcile import BrokerPnl, Discrepancy, DiscrepancyKind, Fill, Opening
 
 _FLAT = 1e-9
 
@@ -108,4 +112,48 @@ def totals_by_strategy(lines: dict[tuple[str, str], PnlLine]) -> dict[str, dict[
         t["realised"] += line.realised
         t["unrealised"] += line.unrealised
         t["fees"] += line.fees
+    return out
+
+
+#: the strategy of the opening positions' stand-in fills (positions held before the node's first fill)
+OPENING = "$OPENING"
+
+
+def opening_fills(opening: Opening) -> list[Fill]:
+    """The opening positions as fills at their average cost (before every ledger fill), for the
+    symbols whose cost the broker gave."""
+    return [Fill("opening:" + sym, "", OPENING, sym, Side.BUY if q > 0 else Side.SELL, abs(q), opening.costs[sym])
+            for sym, q in sorted(opening.positions.items()) if sym in opening.costs]
+
+
+def compare_pnl(fills: list[Fill], opening: Opening, broker: dict[str, BrokerPnl], tolerance_usd: float,
+                skip: frozenset[str] | set[str] = frozenset()) -> list[Discrepancy]:
+    """A PNL_DRIFT for each symbol the broker values whose PnL differs from the node's (its
+    opening position at cost, then its fills, all strategies together, at the broker's mark) by
+    more than `tolerance_usd`. Not judged: symbols in `skip` (another difference explains them),
+    an opening position whose cost the broker never gave, a broker line with no PnL. Fees: the
+    fills' own (the caller puts the broker's, or the schedule's, on them)."""
+    wanted = {sym for sym, p in broker.items() if sym not in skip and (p.unrealised is not None)
+              and not (sym in opening.positions and sym not in opening.costs)}
+    if not wanted:
+        return []
+    mine = [f for f in opening_fills(opening) if f.symbol in wanted]
+    mine += [f for f in fills if f.symbol in wanted]
+    by_symbol: dict[str, list[float]] = {}  # symbol -> [position, realised, unrealised]
+    marks = {sym: broker[sym].mark for sym in wanted}
+    for (_, sym), line in pnl_by_strategy_symbol(mine, marks).items():
+        a = by_symbol.setdefault(sym, [0.0, 0.0, 0.0])
+        a[0] += line.position
+        a[1] += line.realised
+        a[2] += line.unrealised
+    out = []
+    for sym in sorted(wanted):
+        p = broker[sym]
+        pos, realised, unrealised = by_symbol.get(sym, (0.0, 0.0, 0.0))
+        both = p.realised is not None
+        node_value = realised + unrealised if both else unrealised
+        broker_value = (p.realised or 0.0) + (p.unrealised or 0.0) if both else (p.unrealised or 0.0)
+        if abs(node_value - broker_value) > tolerance_usd:
+            out.append(Discrepancy(kind=DiscrepancyKind.PNL_DRIFT, symbol=sym, node_qty=pos, broker_qty=p.qty,
+                                   node_pnl=node_value, broker_pnl=broker_value))
     return out

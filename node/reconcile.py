@@ -15,12 +15,17 @@ the typed, classified discrepancies, each with both sides' values:
 | PRICE_MISMATCH | the same fill at another price | alert (PnL differs) |
 | POSITION_DRIFT | the broker's position differs from the node's by more than every fill difference explains (a position edited at the venue) | fails closed |
 | CASH_DRIFT | the same for cash, when both sides give it | alert |
+| PNL_DRIFT | the broker's PnL of a symbol (its account view) differs from the node's at the broker's mark by more than the tolerance (`node.pnl.compare_pnl`) | alert |
 
 A difference explained by another is not reported twice: a dropped fill is exactly one
 MISSING_FILL (its order's quantity and the symbol's position are expected to differ by that fill).
 Broker fills and orders younger than `settle_ns` before the broker snapshot's time are in flight:
 not judged in this run (their differences still explain positions). Ledger fills older than the broker's window (`BrokerBook.fills_since_ns`) are not
 compared fill by fill (a broker answers for a window), but always count in positions.
+
+The node's positions and cash start from its opening book (`NodeBook.opening_positions`, `cash`):
+what the broker accounts held before the node's first fill, taken once by `opening_of` from the
+first broker book the node saw with an empty ledger.
 """
 
 from __future__ import annotations
@@ -53,6 +58,7 @@ class DiscrepancyKind(StrEnum):
     PRICE_MISMATCH = "PRICE_MISMATCH"
     POSITION_DRIFT = "POSITION_DRIFT"
     CASH_DRIFT = "CASH_DRIFT"
+    PNL_DRIFT = "PNL_DRIFT"
 
 
 #: kinds the reconciler resolves by booking what the broker has (never by sending anything)
@@ -97,8 +103,29 @@ class Order(msgspec.Struct, frozen=True, array_like=True, gc=False):
     ts_ns: int = 0  # its last activity (0: unknown); a broker's order younger than the settle time is in flight
 
 
+class BrokerPnl(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """One symbol as the broker's account view values it: its mark (market price) and, where the
+    broker gives them, its average cost, unrealised and realised PnL (None: not given)."""
+
+    qty: float
+    mark: float
+    avg_cost: float | None = None
+    unrealised: float | None = None
+    realised: float | None = None
+
+
+class Opening(msgspec.Struct, frozen=True, kw_only=True):
+    """The accounts before the node's first fill: positions, their average cost where the broker
+    gave one, and cash (None: a broker gave none)."""
+
+    positions: dict[str, float] = {}
+    costs: dict[str, float] = {}
+    cash: float | None = None
+
+
 class NodeBook(msgspec.Struct, frozen=True, kw_only=True):
-    """The node's side: the ledger's fills and orders. `cash` None: the node keeps no cash figure."""
+    """The node's side: the ledger's fills and orders, from its opening positions. `cash` None:
+    the node keeps no cash figure (else: its opening cash less what its fills cost, fees included)."""
 
     fills: list[Fill]
     orders: list[Order]
@@ -108,7 +135,9 @@ class NodeBook(msgspec.Struct, frozen=True, kw_only=True):
 
 class BrokerBook(msgspec.Struct, frozen=True, kw_only=True):
     """The broker's side. `fills_since_ns`: the start of the window its fills cover (0: all).
-    `as_of_ns`: when it was taken (the broker's clock). `cash` None: the broker gives none."""
+    `as_of_ns`: when it was taken (the broker's clock). `cash` None: the broker gives none.
+    `fees_reported`: its fills carry the fees it charged (else the node's fee schedule stands in).
+    `pnl`: its account view per symbol, where it gives one."""
 
     broker: str
     account: str = ""
@@ -118,6 +147,8 @@ class BrokerBook(msgspec.Struct, frozen=True, kw_only=True):
     cash: float | None = None
     fills_since_ns: int = 0
     as_of_ns: int = 0
+    fees_reported: bool = False
+    pnl: dict[str, BrokerPnl] = {}
 
 
 class Discrepancy(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
@@ -134,6 +165,8 @@ class Discrepancy(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True)
     broker_px: float | None = None
     node_state: str = ""
     broker_state: str = ""
+    node_pnl: float | None = None
+    broker_pnl: float | None = None
 
 
 class DiffConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -365,6 +398,30 @@ def to_book(diff: Diff, broker: BrokerBook, external_strategy: str = EXTERNAL_ST
                 strategy_id=o.strategy_id or external_strategy,
             ))
     return out
+
+
+def opening_of(broker: BrokerBook) -> Opening:
+    """The opening book a node with an empty ledger takes from its first broker book: the broker's
+    positions and cash less what every fill in its window did (those fills the node books, or
+    finds, as the broker's: an opening position is never counted twice). Average costs: the
+    broker's, for symbols no fill in its window touched."""
+    traded = positions_of(broker.fills)
+    positions = {}
+    for sym in set(broker.positions) | set(traded):
+        q = broker.positions.get(sym, 0.0) - traded.get(sym, 0.0)
+        if abs(q) > 1e-9:
+            positions[sym] = q
+    costs = {sym: p.avg_cost for sym, p in broker.pnl.items()
+             if sym in positions and sym not in traded and p.avg_cost is not None}
+    cash = None
+    if broker.cash is not None:
+        cash = broker.cash + math.fsum(f.signed_qty * f.px + f.fee for f in broker.fills)
+    return Opening(positions=positions, costs=costs, cash=cash)
+
+
+def cash_of(opening_cash: float, fills: Iterable[Fill]) -> float:
+    """The cash a node expects: its opening cash less what each fill cost (bought - sold + fees)."""
+    return opening_cash - math.fsum(f.signed_qty * f.px + f.fee for f in fills)
 
 
 def fill_of_report(rep: ExecutionReport, strategy_id: str = "") -> Fill:

@@ -110,12 +110,14 @@ def markdown(summary: RunSummary, diff: Diff | None, pnl: dict[tuple[str, str], 
         lines += ["| %s | %d |" % (k, v) for k, v in sorted(summary.counts.items())]
     if diff is not None and diff.discrepancies:
         lines += ["", "## Differences", "",
-                  "| kind | symbol | strategy | order | exec | node qty | broker qty | node px | broker px | node state | broker state |",
-                  "|---|---|---|---|---|---:|---:|---:|---:|---|---|"]
+                  "| kind | symbol | strategy | order | exec | node qty | broker qty | node px | broker px | node state "
+                  "| broker state | node PnL | broker PnL |",
+                  "|---|---|---|---|---|---:|---:|---:|---:|---|---|---:|---:|"]
         for d in diff.discrepancies[:max_rows]:
             lines.append("| " + " | ".join((
                 d.kind, d.symbol, d.strategy_id, d.client_order_id, d.exec_id, _num(d.node_qty), _num(d.broker_qty),
-                _num(d.node_px), _num(d.broker_px), d.node_state, d.broker_state)) + " |")
+                _num(d.node_px), _num(d.broker_px), d.node_state, d.broker_state, _num(d.node_pnl),
+                _num(d.broker_pnl))) + " |")
         if len(diff.discrepancies) > max_rows:
             lines.append("")
             lines.append("(%d more in reconciliation_results)" % (len(diff.discrepancies) - max_rows))

@@ -20,6 +20,13 @@ answer: an order accepted whose response was lost), "hang" (carried out, answere
 `hang_s`: longer than the client waits).
 
 `placed` records every order the fake made, in order: the broker's own record a ledger is compared with.
+
+The account (`GET .../accounts/{hash}?fields=positions`): `currentBalances.cashBalance` starts at
+`cash` and moves with every execution (bought - sold) and `commission_per_fill` (Schwab's orders
+answer names no fee: like its regulatory fees, they show in the cash only); each position carries
+`averagePrice` (average cost, fees apart), `marketValue` (at `price_of`), `longOpenProfitLoss` /
+`shortOpenProfitLoss`, as Schwab's positions do. `edit_position`, `adjust_cash`, `adjust_cost`:
+changes at the broker with no order (a journal, a fee charged apart, a cost-basis correction).
 """
 
 from __future__ import annotations
@@ -68,7 +75,9 @@ class SchwabFake:
         self.prices: dict[str, float] = {}
         self.hang_s = 3.0
         self.cash = 1_000_000.0
+        self.commission_per_fill = 0.0
         self.position_edits: dict[str, float] = {}
+        self.cost_edits: dict[str, float] = {}
         self._server: ThreadingHTTPServer | None = None
         self.base_url = ""
 
@@ -137,6 +146,40 @@ class SchwabFake:
         with self._lock:
             self.position_edits[symbol] = self.position_edits.get(symbol, 0.0) + qty
 
+    def adjust_cash(self, amount: float) -> None:
+        """Cash in or out with no order (a fee charged apart, a transfer)."""
+        with self._lock:
+            self.cash += amount
+
+    def adjust_cost(self, symbol: str, delta: float) -> None:
+        """The position's average price moved by `delta` with no execution (a cost-basis correction)."""
+        with self._lock:
+            self.cost_edits[symbol] = self.cost_edits.get(symbol, 0.0) + delta
+
+    def valuation(self) -> dict[str, tuple[float, float]]:
+        """symbol -> (net quantity, average price) from the executions (average cost; a sale
+        at or across zero opens the rest at its price), plus the edits."""
+        book: dict[str, list[float]] = {}
+        with self._lock:
+            execs = sorted(
+                ((a["activityId"], o["orderLegCollection"][0]["instrument"]["symbol"],
+                  1.0 if o["orderLegCollection"][0]["instruction"].startswith("BUY") else -1.0, a["quantity"],
+                  a["executionLegs"][0]["price"])
+                 for o in self.orders.values() for a in o["orderActivityCollection"]))
+            for _, sym, sign, qty, px in execs:
+                b = book.setdefault(sym, [0.0, 0.0])
+                q = sign * qty
+                if b[0] * q >= 0:
+                    b[1] = (b[1] * b[0] + px * q) / (b[0] + q) if b[0] + q else 0.0
+                elif abs(q) > abs(b[0]):
+                    b[1] = px
+                b[0] += q
+            for sym, q in self.position_edits.items():
+                book.setdefault(sym, [0.0, self.price_of(sym)])[0] += q
+            for sym, d in self.cost_edits.items():
+                book.setdefault(sym, [0.0, 0.0])[1] += d
+        return {s: (q, avg) for s, (q, avg) in book.items() if q}
+
     def positions(self) -> dict[str, float]:
         out: dict[str, float] = defaultdict(float, self.position_edits)
         with self._lock:
@@ -194,6 +237,8 @@ class SchwabFake:
         if order["status"] not in ("WORKING", "QUEUED", "ACCEPTED"):
             return
         qty = min(qty, order["remainingQuantity"])
+        sign = 1.0 if order["orderLegCollection"][0]["instruction"].startswith("BUY") else -1.0
+        self.cash -= sign * qty * price + self.commission_per_fill
         order["filledQuantity"] += qty
         order["remainingQuantity"] -= qty
         order["orderActivityCollection"].append({
@@ -285,8 +330,15 @@ class _Handler(BaseHTTPRequestHandler):
             return 200, out, {}
         if kind == "account":
             bp = fake.cash
-            positions = [{"instrument": {"symbol": s, "assetType": "EQUITY"}, "longQuantity": max(q, 0.0),
-                          "shortQuantity": max(-q, 0.0)} for s, q in fake.positions().items()]
+            positions = []
+            for s, (q, avg) in fake.valuation().items():
+                mark = fake.price_of(s)
+                open_pl = (mark - avg) * q
+                positions.append({
+                    "instrument": {"symbol": s, "assetType": "EQUITY"}, "longQuantity": max(q, 0.0),
+                    "shortQuantity": max(-q, 0.0), "averagePrice": avg, "marketValue": mark * q,
+                    "longOpenProfitLoss": open_pl if q > 0 else 0.0, "shortOpenProfitLoss": open_pl if q < 0 else 0.0,
+                })  # fmt: skip
             return 200, {"securitiesAccount": {"accountNumber": "12345678", "positions": positions,
                                                "currentBalances": {"cashBalance": fake.cash, "buyingPower": bp,
                                                                    "liquidationValue": fake.cash}}}, {}

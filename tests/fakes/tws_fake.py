@@ -13,6 +13,13 @@ What it does:
   order's orderRef and permId, a commissionReport, then orderStatus Filled); LMT / STP rest
   (orderStatus Submitted) until `fill(perm_id, qty, px)`; a symbol in `reject_symbols` gets
   error 201 (order rejected). cancelOrder (4): orderStatus Cancelled and error 202.
+- reqAccountUpdates (6) -> updatePortfolio (7) per position (position, marketPrice at `prices`,
+  marketValue, averageCost with commissions in it as TWS keeps it, unrealizedPNL, realizedPNL),
+  updateAccountValue (6: TotalCashValue, CashBalance), accountDownloadEnd (54); reqAccountSummary
+  (62) -> accountSummary (63: TotalCashValue) and accountSummaryEnd (64). Cash starts at `cash` and
+  moves with every execution (bought - sold) and its `commission`.
+- `edit_position`, `adjust_cash`, `adjust_cost`: changes at the broker with no execution (a
+  journal, a fee charged apart, a cost-basis correction).
 - Faults: `drop_on_next_place` (the order IS taken and filled, then the connection is closed
   before a word goes back: a drop mid-order); `correct_next_fill` (the fill is reported, then
   corrected: same execution stem, suffix .02); `refuse_connections` (the gateway is down).
@@ -45,6 +52,10 @@ class TwsFake:
         self.orders: dict[int, dict[str, Any]] = {}  # permId -> order
         self.executions: list[dict[str, Any]] = []
         self.position_edits: dict[str, float] = {}
+        self.cash = 1_000_000.0
+        self.commission = 1.0
+        self._book: dict[str, list[float]] = {}  # symbol -> [position, average cost, realised]
+        self._con_ids: dict[str, int] = {}
         self.received: list[list[str]] = []
         self.connections = 0
         self._perm = itertools.count(700_001)
@@ -96,8 +107,29 @@ class TwsFake:
         return out[0]
 
     def edit_position(self, symbol: str, qty: float) -> None:
-        """A position change with no execution (a journal, a transfer): reqPositions shows it."""
+        """A position change with no execution (a journal, a transfer): reqPositions and the
+        portfolio show it (a journal in at the market price as its cost)."""
+        self._loop.call_soon_threadsafe(self._edit_position, symbol, qty)
+
+    def _edit_position(self, symbol: str, qty: float) -> None:
         self.position_edits[symbol] = self.position_edits.get(symbol, 0.0) + qty
+        b = self._book.setdefault(symbol, [0.0, 0.0, 0.0])
+        new = b[0] + qty
+        if b[0] * qty >= 0 and new:
+            b[1] = (b[1] * b[0] + self.prices.get(symbol, 100.0) * qty) / new
+        b[0] = new
+
+    def adjust_cash(self, amount: float) -> None:
+        self._loop.call_soon_threadsafe(self._adjust_cash, amount)
+
+    def _adjust_cash(self, amount: float) -> None:
+        self.cash += amount
+
+    def adjust_cost(self, symbol: str, delta: float) -> None:
+        self._loop.call_soon_threadsafe(self._adjust_cost, symbol, delta)
+
+    def _adjust_cost(self, symbol: str, delta: float) -> None:
+        self._book.setdefault(symbol, [0.0, 0.0, 0.0])[1] += delta
 
     def by_ref(self, order_ref: str) -> dict[str, Any] | None:
         return next((o for o in self.orders.values() if o["ref"] == order_ref), None)
@@ -158,6 +190,19 @@ class TwsFake:
             for sym, qty in self._positions().items():
                 _send(w, 61, 3, ACCOUNT, 0, sym, "STK", "", 0.0, "", "", "SMART", "USD", sym, "", qty, 0.0)
             _send(w, 62, 1)
+        elif msg == 6:  # reqAccountUpdates (subscribe, account)
+            for sym, (pos, avg, realised) in self._portfolio().items():
+                mark = self.prices.get(sym, 100.0)
+                con_id = self._con_ids.setdefault(sym, 265_000 + len(self._con_ids))
+                _send(w, 7, 8, con_id, sym, "STK", "", 0.0, "", "", "NYSE", "USD", sym, sym, pos, mark, pos * mark,
+                      avg, (mark - avg) * pos, realised, ACCOUNT)
+            _send(w, 6, 2, "TotalCashValue", self.cash, "USD", ACCOUNT)
+            _send(w, 6, 2, "CashBalance", self.cash, "USD", ACCOUNT)
+            _send(w, 54, 1, ACCOUNT)
+        elif msg == 62:  # reqAccountSummary (reqId, group, tags)
+            req_id = int(f[2])
+            _send(w, 63, 1, req_id, ACCOUNT, "TotalCashValue", self.cash, "USD")
+            _send(w, 64, 1, req_id)
         elif msg == 5:  # reqOpenOrders
             _send(w, 53, 1)
         elif msg == 8:  # reqIds
@@ -213,6 +258,7 @@ class TwsFake:
         qty = min(qty, order["qty"] - order["filled"])
         order["filled"] += qty
         order["px_sum"] += qty * price
+        self._account(order["symbol"], qty if order["action"] == "BUY" else -qty, price)
         if order["filled"] >= order["qty"] - 1e-9:
             order["status"] = "Filled"
         stem = "0000e%03d.%08x.01" % (next(self._exec), order["perm_id"])
@@ -242,11 +288,29 @@ class TwsFake:
         _send(w, 3, order["order_id"], order["status"], order["filled"], order["qty"] - order["filled"], avg,
               order["perm_id"], 0, avg, order["client_id"], "", 0.0)
 
+    def _account(self, symbol: str, q: float, price: float) -> None:
+        """Cash and the symbol's average cost (commissions in it, as TWS keeps it) after one execution."""
+        fee = self.commission
+        self.cash -= q * price + fee
+        b = self._book.setdefault(symbol, [0.0, 0.0, 0.0])
+        pos, avg = b[0], b[1]
+        if pos * q >= 0:  # opening or adding: the commission goes into the cost
+            b[1] = (avg * pos + price * q + fee) / (pos + q)  # a short: the fee lowers its sale price
+            b[0] = pos + q
+            return
+        closed = min(abs(q), abs(pos))
+        b[2] += (price - avg) * closed * (1.0 if pos > 0 else -1.0) - fee
+        b[0] = pos + q
+        if abs(b[0]) < 1e-9:
+            b[0] = b[1] = 0.0
+        elif b[0] * pos < 0:
+            b[1] = price
+
+    def _portfolio(self) -> dict[str, tuple[float, float, float]]:
+        return {sym: (pos, avg, realised) for sym, (pos, avg, realised) in self._book.items() if pos}
+
     def _positions(self) -> dict[str, float]:
-        out: dict[str, float] = dict(self.position_edits)
-        for ex in self.executions:
-            out[ex["symbol"]] = out.get(ex["symbol"], 0.0) + (ex["shares"] if ex["side"] == "BOT" else -ex["shares"])
-        return out
+        return {sym: pos for sym, (pos, _, _) in self._book.items() if pos}
 
 
 async def _read_frame(reader: asyncio.StreamReader) -> bytes:

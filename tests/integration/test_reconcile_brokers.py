@@ -5,13 +5,16 @@ the day's executions and the positions), with the real ledger (Redis stream -> P
 dropped on the way, an order placed at the broker behind the node's back, a position edited at the
 broker, a node killed between a fill and its ledger row. Each is found, classified, written to
 reconciliation_results and resolved (booked once, adopted and never sent, or the strategy
-halted); nothing is booked twice, nothing is sent to the broker by the reconciler. (The paper
-venue's cases: tests/integration/test_reconcile_paper.py.)"""
+halted); nothing is booked twice, nothing is sent to the broker by the reconciler. Cash (from the
+opening book the first run takes, with each broker's commissions) and PnL (against the broker's
+own valuation: Schwab's averagePrice / open PnL, TWS's portfolio) are compared at each fake.
+(The paper venue's cases: tests/integration/test_reconcile_paper.py.)"""
 
 from __future__ import annotations
 
 import asyncio
 import secrets
+import threading
 import time
 
 import asyncpg
@@ -46,12 +49,21 @@ class SchwabBroker:
         sv.seed_token(cfg, self.fake.issue_token())
         self.venue = SchwabVenue(cfg, redis_prefix=tag + "schwab")
         self.foreign_fills = 3
+        # Schwab's orders answer names no fee; its cash pays one per execution: the node's schedule says so
+        self.fake.commission_per_fill = 0.65
+        self.fees = {"fee_min_per_fill_usd": 0.65}
 
     def place_behind_the_nodes_back(self) -> str:
         return self.foreign_prefix + str(self.fake.place("MSFT", "SELL_SHORT", 12.0))
 
     def edit_position(self, symbol: str, qty: float) -> None:
         self.fake.edit_position(symbol, qty)
+
+    def adjust_cash(self, amount: float) -> None:
+        self.fake.adjust_cash(amount)
+
+    def adjust_cost(self, symbol: str, delta: float) -> None:
+        self.fake.adjust_cost(symbol, delta)
 
     def orders_placed(self) -> int:
         return len(self.fake.placed)
@@ -71,18 +83,35 @@ class IbkrBroker:
         self.venue = IbkrVenue(IbkrConfig(port=self.fake.port, client_id=7, windows=[], reconnect_interval_ms=200,
                                           connect_timeout_ms=3_000, ack_timeout_ms=2_000))
         self.foreign_fills = 1
+        self.fees: dict[str, float] = {}  # TWS reports its commission on every execution
 
     def place_behind_the_nodes_back(self) -> str:
         return self.foreign_prefix + str(self.fake.place("MSFT", "SELL", 12.0))
 
     def edit_position(self, symbol: str, qty: float) -> None:
         self.fake.edit_position(symbol, qty)
+        _settled(self.fake)
+
+    def adjust_cash(self, amount: float) -> None:
+        self.fake.adjust_cash(amount)
+        _settled(self.fake)
+
+    def adjust_cost(self, symbol: str, delta: float) -> None:
+        self.fake.adjust_cost(symbol, delta)
+        _settled(self.fake)
 
     def orders_placed(self) -> int:
         return len(self.fake.orders)
 
     def stop(self) -> None:
         self.fake.stop()
+
+
+def _settled(fake: TwsFake) -> None:
+    """The fake's loop has run what was handed to it before now."""
+    done = threading.Event()
+    fake._loop.call_soon_threadsafe(done.set)
+    assert done.wait(10)
 
 
 BROKERS = {"schwab": SchwabBroker, "ibkr": IbkrBroker}
@@ -107,10 +136,11 @@ class Rig:
         self.sock.connect(self.host.start()["orders"])
         self.reports: list = []
         self.controls: list[tuple[str, str | None]] = []
-        self.ledger = Ledger(self.storage, redis_url, database, LedgerConfig(consumer="t-" + secrets.token_hex(3),
-                                                                             block_ms=10))
-        cfg = NodeConfig(storage=self.storage, broker=BrokerConfig(name=kind, kind=kind),
-                         reconcile=ReconcileConfig(settle_ms=0, reconcile_every_secs=0))
+        node_id = "t-" + secrets.token_hex(3)
+        self.ledger = Ledger(self.storage, redis_url, database, LedgerConfig(consumer=node_id, block_ms=10,
+                                                                             node_id=node_id))
+        cfg = NodeConfig(node_id=node_id, storage=self.storage, broker=BrokerConfig(name=kind, kind=kind),
+                         reconcile=ReconcileConfig(settle_ms=0, reconcile_every_secs=0, **self.broker.fees))
         self.reconciler = Reconciler(cfg, redis_url, database, self._books, self._control)
         self.n = 0
 
@@ -278,3 +308,81 @@ def test_a_reconnect_to_tws_grows_the_adapters_link_generation(database_url, red
         loop.run_until_complete(r.close())
         loop.close()
         asyncio.run(drop_database(database_url, name))
+
+
+def test_cash_with_commissions_agrees_and_a_fee_charged_apart_is_cash_drift(rig):
+    r, loop = rig
+    first = loop.run_until_complete(r.reconciler.reconcile("startup"))  # the node's first look: its opening book
+    assert first.matched, first.discrepancies
+    opening = loop.run_until_complete(r.fetch("SELECT cash FROM reconciliation_openings"))
+    assert opening[0]["cash"] == pytest.approx(1_000_000.0)
+    coid = r.order("AAPL", Side.BUY, 30.0)  # three executions, each with its commission
+    loop.run_until_complete(r.engine_publishes(r.wait_filled(coid)))
+    loop.run_until_complete(r.ledger.drain(idle_reads=2))
+    run = loop.run_until_complete(r.reconciler.reconcile("test"))
+    assert run.matched, run.discrepancies  # cash = opening - 3,000 bought - the commissions
+    r.broker.adjust_cash(-25.0)  # a fee charged apart from any execution
+    run = loop.run_until_complete(r.reconciler.reconcile("test"))
+    assert run.counts == {"CASH_DRIFT": 1} and r.controls == []  # an alert: nothing is halted for cash
+    d = run.discrepancies[0]
+    assert d.broker_qty - d.node_qty == pytest.approx(-25.0)
+    rows = loop.run_until_complete(r.fetch(
+        "SELECT ledger_qty, broker_qty, matched FROM reconciliation_results WHERE run_id = $1 AND symbol = '$CASH'",
+        run.run_id))
+    assert [(x["ledger_qty"], x["broker_qty"], x["matched"]) for x in rows] == [
+        (pytest.approx(d.node_qty), pytest.approx(d.broker_qty), False)]
+
+
+def test_pnl_against_the_brokers_valuation_agrees_until_the_cost_moves_at_the_broker(rig):
+    r, loop = rig
+    coid = r.order("AAPL", Side.BUY, 30.0)
+    loop.run_until_complete(r.engine_publishes(r.wait_filled(coid)))
+    loop.run_until_complete(r.ledger.drain(idle_reads=2))
+    assert loop.run_until_complete(r.reconciler.reconcile("test")).matched
+    r.broker.adjust_cost("AAPL", 0.5)  # a cost-basis correction at the broker, with no execution
+    run = loop.run_until_complete(r.reconciler.reconcile("test"))
+    assert run.counts == {"PNL_DRIFT": 1} and r.controls == [], run.discrepancies
+    d = run.discrepancies[0]
+    assert d.symbol == "AAPL" and d.node_pnl - d.broker_pnl == pytest.approx(15.0)  # 30 shares x 0.5
+    assert "PNL_DRIFT" in loop.run_until_complete(r.fetch(
+        "SELECT report_md FROM reconciliation_runs WHERE run_id = $1", run.run_id))[0]["report_md"]
+
+
+def test_positions_held_before_the_nodes_first_fill_are_its_opening_book(rig):
+    r, loop = rig
+    r.broker.edit_position("SPY", 40.0)  # held at the broker before the node ever traded
+    first = loop.run_until_complete(r.reconciler.reconcile("startup"))
+    assert first.matched, first.discrepancies
+    coid = r.order("SPY", Side.SELL, 10.0)
+    loop.run_until_complete(r.engine_publishes(r.wait_filled(coid)))
+    loop.run_until_complete(r.ledger.drain(idle_reads=2))
+    run = loop.run_until_complete(r.reconciler.reconcile("test"))
+    assert run.matched, run.discrepancies  # 40 opening - 10 sold = the broker's 30
+    r.broker.edit_position("SPY", 5.0)
+    run = loop.run_until_complete(r.reconciler.reconcile("test"))
+    assert run.counts == {"POSITION_DRIFT": 1}
+    d = run.discrepancies[0]
+    assert (d.node_qty, d.broker_qty) == (pytest.approx(30.0), pytest.approx(35.0))
+
+
+def test_the_reconciler_compares_only_its_own_nodes_ledger_rows(rig):
+    r, loop = rig
+    coid = r.order("AAPL", Side.BUY, 30.0)
+    loop.run_until_complete(r.engine_publishes(r.wait_filled(coid)))
+    loop.run_until_complete(r.ledger.drain(idle_reads=2))
+    assert {x["node_id"] for x in loop.run_until_complete(r.fetch("SELECT node_id FROM fills"))} == {
+        r.reconciler._cfg.node_id}
+
+    async def another_nodes_fill() -> None:
+        conn = await asyncpg.connect(r.database)
+        try:
+            await conn.execute(
+                "INSERT INTO fills (exec_id, client_order_id, strategy_id, symbol, side, qty, px, cum_qty, ts_ns, "
+                "stream_id, node_id) VALUES ('E-other', 'NAE-other-0', 's9', 'QQQ', 'BUY', 5, 400, 5, $1, '0-0', "
+                "'another-node')", time.time_ns())
+        finally:
+            await conn.close()
+
+    loop.run_until_complete(another_nodes_fill())
+    run = loop.run_until_complete(r.reconciler.reconcile("test"))
+    assert run.matched, run.discrepancies  # another node's fill is not this node's FILL_UNKNOWN_TO_BROKER

@@ -17,8 +17,10 @@ what it learns leaves as `ExecutionReport`s through `emit`.
   window (BROKER_MAINTENANCE, or held until it ends with `hold_in_window`), an order TWS cannot
   take (SIZE_SPEC, PRICE_REQUIRED).
 - Pacing: ib_async's client throttle, set to `max_messages_per_s` (IBKR allows 50 a second).
-- The reconciler's view (`account_book`): the day's executions and the positions, asked of TWS
-  afresh (`reqExecutions`, `reqPositions`), fills judged from the start of TWS's day.
+- The reconciler's view (`account_book`): the day's executions, the positions, and the account's
+  values and portfolio, asked of TWS afresh (`reqExecutions`, `reqPositions`, `reqAccountUpdates`:
+  TotalCashValue, per stock averageCost / unrealizedPNL / realizedPNL), fills judged from the start
+  of TWS's day.
 """
 
 from __future__ import annotations
@@ -161,13 +163,23 @@ class IbkrSession:
         try:
             fills = await asyncio.wait_for(self.ib.reqExecutionsAsync(), timeout)
             positions = await asyncio.wait_for(self.ib.reqPositionsAsync(), timeout)
+            account = self.cfg.account or next(iter(self.ib.managedAccounts()), "")
+            await asyncio.wait_for(self.ib.reqAccountUpdatesAsync(account), timeout)
+            values = self.ib.accountValues(account)
+            portfolio = self.ib.portfolio(account)
         except (asyncio.TimeoutError, ConnectionError) as exc:
             raise BrokerError("ibkr: the account could not be read (" + type(exc).__name__ + ")",
                               Reason.NO_CONNECTION, retriable=True) from exc
         ours = {coid: (t.intent.strategy_id, float(t.intent.quantity or 0.0), t.acked and not t.done)
                 for coid, t in self._orders.items()}
+        # TWS sends an execution's commission report after it (after execDetailsEnd, for a request):
+        # by now, after two more requests, it is in ib_async's own fill of that execution
+        commissions = dict(self.commissions)
+        for f in self.ib.fills():
+            if f.commissionReport and f.commissionReport.execId:
+                commissions[parsing.exec_key(f.execution.execId)] = float(f.commissionReport.commission)
         return parsing.account_book(fills, positions, ours, self._by_perm, parsing.day_start_ns(self._clock()),
-                                    time.time_ns())
+                                    time.time_ns(), values, portfolio, commissions)
 
     def _tick(self, now: float) -> None:
         """UNKNOWN after the ack deadline; held orders out once the window is over."""

@@ -11,7 +11,9 @@
 - `account_book(fills, positions, ours, ...)`: TWS's own view of the account (the day's executions,
   the positions) as the reconciler's `BrokerBook`: an execution names its order by `orderRef` (the
   node's client order id), else by permId (`IBKR-<permId>`: placed in TWS by hand or by another
-  program); a correction replaces the execution it corrects.
+  program); a correction replaces the execution it corrects. Its fills carry TWS's commissions;
+  with the account values (`reqAccountUpdates`: TotalCashValue) its cash, and with the portfolio
+  (updatePortfolio: marketPrice, averageCost, unrealizedPNL, realizedPNL) its PnL per stock.
 """
 
 from __future__ import annotations
@@ -19,13 +21,13 @@ from __future__ import annotations
 import datetime as dt
 from zoneinfo import ZoneInfo
 
-from ib_async import Contract, Fill, Option, Order, Position, Stock
+from ib_async import AccountValue, Contract, Fill, Option, Order, PortfolioItem, Position, Stock
 
 from node.config import MaintenanceWindow
 from node.instruments import OCC_SYMBOL
 from node.messages import ExecKind, OrderIntent, OrderType, Side
 from node.reasons import Reason
-from node.reconcile import BrokerBook
+from node.reconcile import BrokerBook, BrokerPnl
 from node.reconcile import Fill as BookFill
 from node.reconcile import Order as BookOrder
 
@@ -109,10 +111,38 @@ def day_start_ns(now: dt.datetime) -> int:
     return int(local.replace(hour=0, minute=0, second=0, microsecond=0).timestamp()) * 1_000_000_000
 
 
+def cash_of(values: list[AccountValue]) -> float | None:
+    """TotalCashValue in USD (or the account's BASE currency) from the account values; None when
+    TWS gave none or it is not a number."""
+    found = {v.currency: v.value for v in values if v.tag == "TotalCashValue"}
+    text = found.get("USD", found.get("BASE"))
+    try:
+        return float(text) if text is not None else None
+    except ValueError:
+        return None
+
+
+def pnl_of(portfolio: list[PortfolioItem]) -> dict[str, BrokerPnl]:
+    """TWS's valuation of each stock position (options left out: their cost is per contract)."""
+    out: dict[str, BrokerPnl] = {}
+    for item in portfolio:
+        c = item.contract
+        if c.secType != "STK" or not item.position:
+            continue
+        out[c.localSymbol or c.symbol] = BrokerPnl(
+            qty=float(item.position), mark=float(item.marketPrice), avg_cost=float(item.averageCost),
+            unrealised=float(item.unrealizedPNL), realised=float(item.realizedPNL))
+    return out
+
+
 def account_book(fills: list[Fill], positions: list[Position], ours: dict[str, tuple[str, float, bool]],
-                 by_perm: dict[int, str], fills_since_ns: int, as_of_ns: int) -> BrokerBook:
+                 by_perm: dict[int, str], fills_since_ns: int, as_of_ns: int,
+                 values: list[AccountValue] | None = None, portfolio: list[PortfolioItem] | None = None,
+                 commissions: dict[str, float] | None = None) -> BrokerBook:
     """See the module docstring. `ours`: client order id -> (strategy, quantity, still live) of the
-    orders this session placed; `by_perm`: permId -> client order id."""
+    orders this session placed; `by_perm`: permId -> client order id; `commissions`: execution
+    key -> commission, for the executions whose own report came apart from them."""
+    known = commissions or {}
     latest: dict[str, Fill] = {}
     for f in fills:  # the day's executions, a correction after what it corrects
         latest[exec_key(f.execution.execId)] = f
@@ -125,7 +155,8 @@ def account_book(fills: list[Fill], positions: list[Position], ours: dict[str, t
         side = side_of(ex.side)
         qty, px = float(ex.shares), float(ex.price)
         ts = int(ex.time.timestamp() * 1e9) if isinstance(ex.time, dt.datetime) else 0
-        fee = float(f.commissionReport.commission) if f.commissionReport and f.commissionReport.execId else 0.0
+        fee = (float(f.commissionReport.commission) if f.commissionReport and f.commissionReport.execId
+               else known.get(key, 0.0))
         strategy = ours.get(coid, ("", 0.0, False))[0]
         book_fills.append(BookFill(key, coid, strategy, symbol, side, qty, px, ts, fee, str(ex.permId)))
         a = acc.setdefault(coid, [symbol, side, 0.0, 0.0, str(ex.permId), 0])
@@ -145,4 +176,5 @@ def account_book(fills: list[Fill], positions: list[Position], ours: dict[str, t
             orders.append(BookOrder(coid, ExecKind.NEW, 0.0, total, strategy))
     held = {(p.contract.localSymbol or p.contract.symbol): float(p.position) for p in positions if p.position}
     return BrokerBook(broker="ibkr", fills=book_fills, orders=orders, positions=held, fills_since_ns=fills_since_ns,
-                      as_of_ns=as_of_ns)
+                      as_of_ns=as_of_ns, cash=cash_of(values or []), fees_reported=True,
+                      pnl=pnl_of(portfolio or []))

@@ -12,7 +12,8 @@
 - `account_book(orders, account, ours, ...)`: Schwab's own view of the account as the reconciler's
   `BrokerBook`: every listed order with its executions (the node's under their client order ids,
   any other as `SCHWAB-<orderId>`: placed by hand or by another program), the positions and cash
-  Schwab reports.
+  Schwab reports, and its valuation of each equity position (`pnl_of`: averagePrice, marketValue,
+  long/shortOpenProfitLoss; Schwab gives no realised PnL per position there).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import msgspec
 from node.instruments import OCC_SYMBOL
 from node.messages import ExecKind, OrderIntent, OrderType, Side
 from node.reasons import Reason
-from node.reconcile import BrokerBook, Fill, Order
+from node.reconcile import BrokerBook, BrokerPnl, Fill, Order
 
 #: contracts -> shares of the underlying (notional of an option order)
 OPTION_MULTIPLIER = 100
@@ -209,6 +210,31 @@ def positions_of(account: Any) -> dict[str, float]:
     return out
 
 
+def pnl_of(account: Any) -> dict[str, BrokerPnl]:
+    """Schwab's valuation of each equity position: the mark (marketValue / quantity), the average
+    price, the open PnL (unrealised). Options are left out (their marketValue is per contract of
+    100 shares; the node's PnL is not compared for them); a position that cannot be read, too."""
+    out: dict[str, BrokerPnl] = {}
+    try:
+        held = account["securitiesAccount"].get("positions") or ()
+    except (KeyError, TypeError, AttributeError):
+        return out
+    for p in held:
+        try:
+            symbol = node_symbol(str(p["instrument"]["symbol"]))
+            qty = float(p.get("longQuantity", 0.0)) - float(p.get("shortQuantity", 0.0))
+            if not qty or is_option(symbol) or "marketValue" not in p:
+                continue
+            open_pl = p.get("longOpenProfitLoss") if qty > 0 else p.get("shortOpenProfitLoss")
+            out[symbol] = BrokerPnl(
+                qty=qty, mark=float(p["marketValue"]) / qty,
+                avg_cost=float(p["averagePrice"]) if p.get("averagePrice") is not None else None,
+                unrealised=float(open_pl) if open_pl is not None else None)
+        except (KeyError, TypeError, ValueError, AttributeError):
+            continue
+    return out
+
+
 def balances_of(account: Any) -> tuple[float, float, float]:
     """(cash, buying power, equity) from an account answer; zeros when absent."""
     try:
@@ -269,5 +295,5 @@ def account_book(orders: list[Any], account: Any, ours: dict[str, tuple[str, str
                                  avg, last))
     cash, _, _ = balances_of(account)
     book = BrokerBook(broker="schwab", fills=fills, orders=book_orders, positions=positions_of(account),
-                      cash=cash, fills_since_ns=fills_since_ns, as_of_ns=as_of_ns)
+                      cash=cash, fills_since_ns=fills_since_ns, as_of_ns=as_of_ns, pnl=pnl_of(account))
     return book, unreadable
