@@ -20,7 +20,7 @@ SERVER_URL = os.environ.get("DATABASE_URL") or "postgresql://postgres@127.0.0.1:
 EXPECTED_TABLES = {
     "signals", "orders", "fills", "order_events", "ledger_dead_letters", "reconciliation_results",
     "circuit_breaker_state", "strategy_state", "oauth_tokens", "monitoring_events", "failover_events",
-    "schema_migrations", "reconciliation_runs", "control_events",
+    "schema_migrations", "reconciliation_runs", "control_events", "reconciliation_openings",
 }  # fmt: skip
 
 
