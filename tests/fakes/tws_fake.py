@@ -190,6 +190,8 @@ class TwsFake:
             for sym, qty in self._positions().items():
                 _send(w, 61, 3, ACCOUNT, 0, sym, "STK", "", 0.0, "", "", "SMART", "USD", sym, "", qty, 0.0)
             _send(w, 62, 1)
+        elif msg == 6 and f[2] in ("0", "False"):  # reqAccountUpdates unsubscribed: nothing more sent
+            pass
         elif msg == 6:  # reqAccountUpdates (subscribe, account)
             for sym, (pos, avg, realised) in self._portfolio().items():
                 mark = self.prices.get(sym, 100.0)

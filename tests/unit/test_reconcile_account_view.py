@@ -6,7 +6,7 @@ broker-style ledger (IBKR keeps commissions in the average cost; the node in rea
 from __future__ import annotations
 
 from hypothesis import given, settings, strategies as st
-from ib_async import AccountValue, PortfolioItem, Stock
+from ib_async import AccountValue, PortfolioItem, Position, Stock
 
 import pytest
 from adapters.brokers.ibkr import parsing as ibkr
@@ -151,5 +151,8 @@ def test_tws_account_values_and_portfolio_as_the_reconciler_reads_them():
     item = PortfolioItem(aapl, 30.0, 103.0, 3090.0, 100.1, 87.0, -1.0, "DU1")
     assert ibkr.pnl_of([item]) == {"AAPL": BrokerPnl(qty=30.0, mark=103.0, avg_cost=100.1, unrealised=87.0,
                                                      realised=-1.0)}
-    book = ibkr.account_book([], [], {}, {}, 0, 0, values, [item])
-    assert book.cash == 99000.25 and book.fees_reported and "AAPL" in book.pnl
+    msft = Stock("MSFT", "SMART", "USD")
+    msft.secType = "STK"
+    stale = PortfolioItem(msft, 5.0, 400.0, 2000.0, 390.0, 50.0, 0.0, "DU1")  # from an earlier download
+    book = ibkr.account_book([], [Position("DU1", aapl, 30.0, 100.1)], {}, {}, 0, 0, values, [item, stale])
+    assert book.cash == 99000.25 and book.fees_reported and list(book.pnl) == ["AAPL"]

@@ -164,7 +164,10 @@ class IbkrSession:
             fills = await asyncio.wait_for(self.ib.reqExecutionsAsync(), timeout)
             positions = await asyncio.wait_for(self.ib.reqPositionsAsync(), timeout)
             account = self.cfg.account or next(iter(self.ib.managedAccounts()), "")
-            await asyncio.wait_for(self.ib.reqAccountUpdatesAsync(account), timeout)
+            try:  # a fresh download each run (accountDownloadEnd), never left subscribed between runs
+                await asyncio.wait_for(self.ib.reqAccountUpdatesAsync(account), timeout)
+            finally:
+                self.ib.client.reqAccountUpdates(False, account)
             values = self.ib.accountValues(account)
             portfolio = self.ib.portfolio(account)
         except (asyncio.TimeoutError, ConnectionError) as exc:

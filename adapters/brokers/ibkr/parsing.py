@@ -143,6 +143,8 @@ def account_book(fills: list[Fill], positions: list[Position], ours: dict[str, t
     orders this session placed; `by_perm`: permId -> client order id; `commissions`: execution
     key -> commission, for the executions whose own report came apart from them."""
     known = commissions or {}
+    # (a portfolio line whose position is not reqPositions' is a stale one from an earlier download:
+    # not valued)
     latest: dict[str, Fill] = {}
     for f in fills:  # the day's executions, a correction after what it corrects
         latest[exec_key(f.execution.execId)] = f
@@ -177,4 +179,4 @@ def account_book(fills: list[Fill], positions: list[Position], ours: dict[str, t
     held = {(p.contract.localSymbol or p.contract.symbol): float(p.position) for p in positions if p.position}
     return BrokerBook(broker="ibkr", fills=book_fills, orders=orders, positions=held, fills_since_ns=fills_since_ns,
                       as_of_ns=as_of_ns, cash=cash_of(values or []), fees_reported=True,
-                      pnl=pnl_of(portfolio or []))
+                      pnl={s: p for s, p in pnl_of(portfolio or []).items() if abs(held.get(s, 0.0) - p.qty) < 1e-9})
