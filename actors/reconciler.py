@@ -4,8 +4,13 @@ the broker has and the node lacks, and fails closed on a drift.
 
 Contract:
 - `reconcile(trigger, act=True)` runs once (one at a time: a second caller waits and gets its own
-  run): reads the ledger's fills and orders, then asks every broker account for its book (one
-  adapter per account; in that order, so the broker's book is never older than the ledger), diffs them (`node.reconcile.diff_books`), and then:
+  run): reads this node's fills and orders from the ledger (`node_id`, sql/114) and its opening book,
+  then asks every broker account for its book (one adapter per account; in that order, so the
+  broker's book is never older than the ledger). The first run of a node with no fills of its own
+  takes its opening book from that answer (`node.reconcile.opening_of`, `reconciliation_openings`).
+  It diffs the books (`node.reconcile.diff_books`: positions and cash from the opening book, fees the
+  broker's per execution or the schedule's), compares PnL per symbol with the broker's valuation
+  (`node.pnl.compare_pnl`), and then:
   * books, once, what the broker has and the node lacks (`node.reconcile.to_book`): the reports go
     to `execution.events` (the ledger writes them; its unique keys make a second write a no-op)
     and to the events relay (the validator's positions, Optimus; they dedupe on exec_id). Nothing
@@ -209,8 +214,7 @@ class Reconciler:
             books = await self._broker_books()
             summary.brokers = [b.broker for b in books]
             broker = self._with_fees(merge_books(books))
-            if not (is_finite_book(broker) and all(math.isfinite(q) for q in broker.positions.values())
-                    and all(math.isfinite(p.mark) for p in broker.pnl.values())):
+            if not (is_finite_book(broker) and all(math.isfinite(q) for q in broker.positions.values())):
                 raise ValueError("BROKER_BOOK_INVALID: a quantity or price that is not a finite number")
             if opening is None and not fills:  # the node's first look at its accounts: its opening book
                 opening = opening_of(broker)

@@ -452,6 +452,13 @@ def orders_from_fills(fills: Iterable[Fill], totals: dict[str, float] | None = N
 
 
 def is_finite_book(book: NodeBook | BrokerBook) -> bool:
-    """Every quantity and price finite (a trust-boundary check before a diff)."""
+    """Every quantity, price, cash and valuation finite (a trust-boundary check before a diff)."""
+    cash = book.cash
     return all(math.isfinite(f.qty) and math.isfinite(f.px) for f in book.fills) and all(
-        math.isfinite(o.cum_qty) for o in book.orders)
+        math.isfinite(o.cum_qty) for o in book.orders) and (cash is None or math.isfinite(cash)) and (
+        not isinstance(book, BrokerBook) or all(is_finite_pnl(p) for p in book.pnl.values()))
+
+
+def is_finite_pnl(p: BrokerPnl) -> bool:
+    """Every number of a broker's valuation line finite (a line that is not is not read)."""
+    return all(x is None or math.isfinite(x) for x in (p.qty, p.mark, p.avg_cost, p.unrealised, p.realised))

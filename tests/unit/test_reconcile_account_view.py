@@ -22,6 +22,7 @@ from node.reconcile import (
     Opening,
     cash_of,
     diff_books,
+    is_finite_pnl,
     opening_of,
     orders_from_fills,
     positions_of,
@@ -156,3 +157,36 @@ def test_tws_account_values_and_portfolio_as_the_reconciler_reads_them():
     stale = PortfolioItem(msft, 5.0, 400.0, 2000.0, 390.0, 50.0, 0.0, "DU1")  # from an earlier download
     book = ibkr.account_book([], [Position("DU1", aapl, 30.0, 100.1)], {}, {}, 0, 0, values, [item, stale])
     assert book.cash == 99000.25 and book.fees_reported and list(book.pnl) == ["AAPL"]
+
+
+JSON = st.recursive(st.none() | st.booleans() | st.floats() | st.integers() | st.text(max_size=8),
+                    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=5),
+                    max_leaves=25)
+POSITION = st.fixed_dictionaries({"instrument": st.fixed_dictionaries({"symbol": st.sampled_from(SYMBOLS) | JSON})},
+                                 optional={k: JSON | st.floats() for k in (
+                                     "longQuantity", "shortQuantity", "averagePrice", "marketValue",
+                                     "longOpenProfitLoss", "shortOpenProfitLoss")})
+
+
+@settings(max_examples=300, deadline=None)
+@given(JSON | st.fixed_dictionaries({"securitiesAccount": st.fixed_dictionaries(
+    {"positions": st.lists(POSITION, max_size=4)}, optional={"currentBalances": JSON})}))
+def test_any_schwab_account_answer_reads_to_finite_values_or_nothing(answer):
+    """A trust boundary: whatever Schwab answers, the valuation is finite lines or none, never a raise."""
+    pnl = schwab.pnl_of(answer)
+    assert all(isinstance(s, str) for s in pnl)
+    assert all(is_finite_pnl(p) for p in pnl.values())
+    schwab.balances_of(answer)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["TotalCashValue", "CashBalance"]), st.sampled_from(["USD", "BASE", "EUR"]),
+                          st.text(max_size=10) | st.floats().map(str)), max_size=5),
+       st.floats() | st.sampled_from([1.7976931348623157e308]))
+def test_any_tws_account_values_and_portfolio_read_to_finite_values_or_nothing(values, x):
+    cash = ibkr.cash_of([AccountValue("DU1", t, v, c, "") for t, c, v in values])
+    assert cash is None or cash == cash and abs(cash) != float("inf")
+    aapl = Stock("AAPL", "SMART", "USD")
+    aapl.secType = "STK"
+    pnl = ibkr.pnl_of([PortfolioItem(aapl, 1.0, x, x, x, x, x, "DU1")])
+    assert pnl == {} or (abs(x) < 1e300 and pnl["AAPL"].mark == x)

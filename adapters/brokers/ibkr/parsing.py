@@ -19,6 +19,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import math
 from zoneinfo import ZoneInfo
 
 from ib_async import AccountValue, Contract, Fill, Option, Order, PortfolioItem, Position, Stock
@@ -27,7 +28,7 @@ from node.config import MaintenanceWindow
 from node.instruments import OCC_SYMBOL
 from node.messages import ExecKind, OrderIntent, OrderType, Side
 from node.reasons import Reason
-from node.reconcile import BrokerBook, BrokerPnl
+from node.reconcile import BrokerBook, BrokerPnl, is_finite_pnl
 from node.reconcile import Fill as BookFill
 from node.reconcile import Order as BookOrder
 
@@ -99,6 +100,9 @@ def side_of(exec_side: str) -> Side:
     return Side.BUY if exec_side in ("BOT", "BUY") else Side.SELL
 
 
+#: at or above this a TWS double is its "unset" value (UNSET_DOUBLE = sys.float_info.max)
+_UNSET = 1e300
+
 #: the client order id of an order the node did not place
 FOREIGN_PREFIX = "IBKR-"
 #: the day TWS answers `reqExecutions` for begins at midnight here
@@ -117,9 +121,10 @@ def cash_of(values: list[AccountValue]) -> float | None:
     found = {v.currency: v.value for v in values if v.tag == "TotalCashValue"}
     text = found.get("USD", found.get("BASE"))
     try:
-        return float(text) if text is not None else None
+        cash = float(text) if text is not None else None
     except ValueError:
         return None
+    return cash if cash is None or math.isfinite(cash) else None
 
 
 def pnl_of(portfolio: list[PortfolioItem]) -> dict[str, BrokerPnl]:
@@ -129,9 +134,12 @@ def pnl_of(portfolio: list[PortfolioItem]) -> dict[str, BrokerPnl]:
         c = item.contract
         if c.secType != "STK" or not item.position:
             continue
-        out[c.localSymbol or c.symbol] = BrokerPnl(
-            qty=float(item.position), mark=float(item.marketPrice), avg_cost=float(item.averageCost),
-            unrealised=float(item.unrealizedPNL), realised=float(item.realizedPNL))
+        line = BrokerPnl(qty=float(item.position), mark=float(item.marketPrice), avg_cost=float(item.averageCost),
+                         unrealised=float(item.unrealizedPNL), realised=float(item.realizedPNL))
+        # TWS sends its unset double (sys.float_info.max) before it has a price: not a valuation
+        if is_finite_pnl(line) and all(abs(x) < _UNSET for x in (line.mark, line.avg_cost, line.unrealised,
+                                                                  line.realised) if x is not None):
+            out[c.localSymbol or c.symbol] = line
     return out
 
 

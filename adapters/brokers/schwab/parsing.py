@@ -27,7 +27,7 @@ import msgspec
 from node.instruments import OCC_SYMBOL
 from node.messages import ExecKind, OrderIntent, OrderType, Side
 from node.reasons import Reason
-from node.reconcile import BrokerBook, BrokerPnl, Fill, Order
+from node.reconcile import BrokerBook, BrokerPnl, Fill, Order, is_finite_pnl
 
 #: contracts -> shares of the underlying (notional of an option order)
 OPTION_MULTIPLIER = 100
@@ -226,12 +226,14 @@ def pnl_of(account: Any) -> dict[str, BrokerPnl]:
             if not qty or is_option(symbol) or "marketValue" not in p:
                 continue
             open_pl = p.get("longOpenProfitLoss") if qty > 0 else p.get("shortOpenProfitLoss")
-            out[symbol] = BrokerPnl(
+            line = BrokerPnl(
                 qty=qty, mark=float(p["marketValue"]) / qty,
                 avg_cost=float(p["averagePrice"]) if p.get("averagePrice") is not None else None,
                 unrealised=float(open_pl) if open_pl is not None else None)
-        except (KeyError, TypeError, ValueError, AttributeError):
+        except (KeyError, TypeError, ValueError, AttributeError, ZeroDivisionError):
             continue
+        if is_finite_pnl(line):
+            out[symbol] = line
     return out
 
 
