@@ -84,8 +84,10 @@ Control = Callable[[str, "str | None"], Awaitable[Any]]
 
 # the node's own rows (sql/114), and those written before rows named their node ('': a database
 # one node used before the migration keeps its history)
-_FILLS_SQL = ("SELECT exec_id, client_order_id, strategy_id, symbol, side, qty, px, ts_ns, venue_order_id "
+_FILLS_SQL = ("SELECT exec_id, client_order_id, strategy_id, symbol, side, qty, px, ts_ns, venue_order_id, fee "
               "FROM fills WHERE node_id IN ($1, '') ORDER BY ts_ns, exec_id")
+_FEES_SQL = ("UPDATE fills AS f SET fee = u.fee FROM unnest($1::text[], $2::float8[]) AS u(exec_id, fee) "
+             "WHERE f.exec_id = u.exec_id AND f.fee IS NULL")
 _ORDERS_SQL = ("SELECT client_order_id, state, cum_qty, leaves_qty, strategy_id, symbol, side, venue_order_id, "
                "avg_px FROM orders WHERE node_id IN ($1, '')")
 _OPENING_SQL = "SELECT cash, positions FROM reconciliation_openings WHERE node_id = $1"
@@ -210,7 +212,7 @@ class Reconciler:
             # the ledger first, then the brokers: everything in the ledger came from a broker before,
             # so a fill made meanwhile is one the broker has and the ledger lacks (in flight, or
             # booked once), never a fill "unknown to the broker" that would halt a strategy
-            fills, orders, opening = await self._ledger_rows()
+            fills, orders, opening, no_fee = await self._ledger_rows()
             books = await self._broker_books()
             summary.brokers = [b.broker for b in books]
             broker = self._with_fees(merge_books(books))
@@ -219,7 +221,8 @@ class Reconciler:
             if opening is None and not fills:  # the node's first look at its accounts: its opening book
                 opening = opening_of(broker)
                 await self._save_opening(opening, summary)
-            node = self._node_side(fills, orders, opening or Opening(), broker)
+            node = self._node_side(fills, orders, opening or Opening(), broker, no_fee)
+            await self._record_fees(no_fee, broker)
             diff = diff_books(node, broker, self._diff_cfg)
             named = {d.symbol for d in diff.discrepancies}  # another difference explains their PnL
             diff.discrepancies.extend(compare_pnl(node.fills, opening or Opening(), broker.pnl,
@@ -262,8 +265,9 @@ class Reconciler:
         self.last = summary
         return summary
 
-    async def _ledger_rows(self) -> tuple[list[Fill], list[Order], Opening | None]:
-        """This node's fills and orders (sql/114: `node_id`), and its opening book if it has one."""
+    async def _ledger_rows(self) -> tuple[list[Fill], list[Order], Opening | None, set[str]]:
+        """This node's fills and orders (sql/114: `node_id`), its opening book if it has one, and
+        the exec ids of the fills with no fee recorded yet."""
         node_id = self._cfg.node_id
         conn = await asyncpg.connect(self._database_url, timeout=5.0)
         try:
@@ -272,7 +276,8 @@ class Reconciler:
             row = await conn.fetchrow(_OPENING_SQL, node_id)
         finally:
             await conn.close()
-        fills = [Fill(r[0], r[1], r[2], r[3], Side(r[4]), r[5], r[6], r[7], 0.0, r[8]) for r in fill_rows]
+        fills = [Fill(r[0], r[1], r[2], r[3], Side(r[4]), r[5], r[6], r[7], r[9] or 0.0, r[8]) for r in fill_rows]
+        no_fee = {r[0] for r in fill_rows if r[9] is None}
         orders = [Order(r[0], _STATES.get(r[1], ExecKind.UNKNOWN), r[2], r[3], r[4], r[5], Side(r[6]), r[7], r[8])
                   for r in order_rows]
         opening = None
@@ -280,28 +285,43 @@ class Reconciler:
             held = orjson.loads(row["positions"])
             opening = Opening(positions={s: float(v[0]) for s, v in held.items()},
                               costs={s: float(v[1]) for s, v in held.items() if v[1] is not None}, cash=row["cash"])
-        return fills, orders, opening
+        return fills, orders, opening, no_fee
 
     async def _node_book(self) -> NodeBook:
         """The node's side as a run sees it before the brokers answer (the bench's read path)."""
-        fills, orders, opening = await self._ledger_rows()
-        return self._node_side(fills, orders, opening or Opening(), None)
+        fills, orders, opening, no_fee = await self._ledger_rows()
+        return self._node_side(fills, orders, opening or Opening(), None, no_fee)
 
     def _node_side(self, fills: list[Fill], orders: list[Order], opening: Opening,
-                   broker: BrokerBook | None) -> NodeBook:
-        """The ledger's fills with their fees (the broker's for the fills it lists, else the
-        schedule's), from the opening positions; cash: the paper accounts' configured starting cash,
-        else the opening cash, less what the fills cost."""
-        fees = {f.exec_id: f.fee for f in broker.fills} if broker is not None and broker.fills else {}
-        if any(fees.values()) or not self._fees.free:
-            replace, schedule = msgspec.structs.replace, self._fees
-            fills = [replace(f, fee=fees[f.exec_id] if f.exec_id in fees else schedule.fee(f.qty, f.px))
-                     for f in fills]
+                   broker: BrokerBook | None, no_fee: set[str]) -> NodeBook:
+        """The ledger's fills with their fees (the one recorded, else the broker's for the fills it
+        lists, else the schedule's), from the opening positions; cash: the paper accounts'
+        configured starting cash, else the opening cash, less what the fills cost."""
+        if no_fee:
+            fees = {f.exec_id: f.fee for f in broker.fills} if broker is not None else {}
+            if any(fees.values()) or not self._fees.free:
+                replace, schedule = msgspec.structs.replace, self._fees
+                fills = [f if f.exec_id not in no_fee else replace(
+                    f, fee=fees[f.exec_id] if f.exec_id in fees else schedule.fee(f.qty, f.px)) for f in fills]
         start = paper_cash_baseline(self._cfg)
         if start is None:
             start = opening.cash
         cash = cash_of(start, fills) if start is not None else None
         return NodeBook(fills=fills, orders=orders, opening_positions=opening.positions, cash=cash)
+
+    async def _record_fees(self, no_fee: set[str], broker: BrokerBook) -> None:
+        """The fees a broker reports per execution, on the ledger's fills that have none yet (they
+        count in cash once the broker's window has moved past them)."""
+        if not (broker.fees_reported and no_fee):
+            return
+        found = [(f.exec_id, f.fee) for f in broker.fills if f.exec_id in no_fee]
+        if not found:
+            return
+        conn = await asyncpg.connect(self._database_url, timeout=5.0)
+        try:
+            await conn.execute(_FEES_SQL, [e for e, _ in found], [fee for _, fee in found])
+        finally:
+            await conn.close()
 
     def _with_fees(self, broker: BrokerBook) -> BrokerBook:
         """A broker whose fills carry no fees: the schedule's stand in (its cash paid them)."""

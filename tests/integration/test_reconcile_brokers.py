@@ -386,3 +386,33 @@ def test_the_reconciler_compares_only_its_own_nodes_ledger_rows(rig):
     loop.run_until_complete(another_nodes_fill())
     run = loop.run_until_complete(r.reconciler.reconcile("test"))
     assert run.matched, run.discrepancies  # another node's fill is not this node's FILL_UNKNOWN_TO_BROKER
+
+
+def test_tws_commissions_are_kept_in_the_ledger_so_cash_agrees_after_the_day_rolls(database_url, redis_url):
+    """TWS lists only the day's executions: the commission of each, learnt while it was listed, is
+    written on the ledger's fill, so the next day (TWS's list empty, its cash still net of them) the
+    node's cash agrees."""
+    import datetime as dt
+
+    name, url = asyncio.run(create_database(database_url, "nae_test_recbroker_"))
+    asyncio.run(apply_migrations(url))
+    loop = asyncio.new_event_loop()
+    r = Rig("ibkr", url, redis_url)
+    try:
+        loop.run_until_complete(r.start())
+        assert loop.run_until_complete(r.reconciler.reconcile("startup")).matched  # the opening book
+        coid = r.order("AAPL", Side.BUY, 30.0)
+        loop.run_until_complete(r.engine_publishes(r.wait_filled(coid)))
+        loop.run_until_complete(r.ledger.drain(idle_reads=2))
+        assert loop.run_until_complete(r.reconciler.reconcile("test")).matched
+        fees = [x["fee"] for x in loop.run_until_complete(r.fetch("SELECT fee FROM fills"))]
+        assert fees == [1.0, 1.0, 1.0]
+        tomorrow = dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=1)
+        r.venue.session._clock = lambda: tomorrow  # TWS's day rolled: yesterday's executions are gone
+        r.broker.fake.executions.clear()
+        run = loop.run_until_complete(r.reconciler.reconcile("test"))
+        assert run.matched, run.discrepancies  # cash = opening - 3,000 - 3 commissions, from the ledger
+    finally:
+        loop.run_until_complete(r.close())
+        loop.close()
+        asyncio.run(drop_database(database_url, name))
