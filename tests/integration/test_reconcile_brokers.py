@@ -416,3 +416,41 @@ def test_tws_commissions_are_kept_in_the_ledger_so_cash_agrees_after_the_day_rol
         loop.run_until_complete(r.close())
         loop.close()
         asyncio.run(drop_database(database_url, name))
+
+
+def test_the_tws_fake_answers_ib_asyncs_account_summary_and_updates_in_tws_framing():
+    """The fake's account messages decode in ib_async as TWS's do: accountSummary (63/64) and
+    updateAccountValue / updatePortfolio / accountDownloadEnd (6/7/54), cash net of the commission."""
+    from ib_async import IB, StartupFetch
+
+    fake = TwsFake(prices={"AAPL": 101.0}).start()
+    ib = IB()
+    try:
+        async def go():
+            await ib.connectAsync("127.0.0.1", fake.port, clientId=31, timeout=5,
+                                  fetchFields=StartupFetch.POSITIONS)
+            fake.place("AAPL", "BUY", 10.0)  # 10 at 101, commission 1
+            _settled(fake)
+            summary = {v.tag: v.value for v in await ib.accountSummaryAsync()}
+            await ib.reqAccountUpdatesAsync("DU1234567")
+            return summary, ib.accountValues("DU1234567"), ib.portfolio("DU1234567")
+
+        summary, values, portfolio = loop_run(go())
+        assert float(summary["TotalCashValue"]) == pytest.approx(1_000_000.0 - 1_010.0 - 1.0)
+        assert {v.tag: float(v.value) for v in values} == {"TotalCashValue": pytest.approx(998_989.0),
+                                                           "CashBalance": pytest.approx(998_989.0)}
+        (item,) = portfolio
+        assert (item.contract.symbol, item.position, item.marketPrice, item.averageCost) == (
+            "AAPL", 10.0, 101.0, pytest.approx(101.1))
+        assert item.unrealizedPNL == pytest.approx(-1.0) and item.realizedPNL == 0.0
+    finally:
+        ib.disconnect()
+        fake.stop()
+
+
+def loop_run(coro):
+    loop = asyncio.new_event_loop()
+    try:
+        return loop.run_until_complete(coro)
+    finally:
+        loop.close()
