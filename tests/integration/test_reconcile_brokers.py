@@ -27,7 +27,7 @@ import tests.integration.test_schwab_venue as sv
 from actors.broker import BrokerHost
 from actors.ledger import Ledger, LedgerConfig
 from actors.reconciler import Reconciler
-from adapters.brokers.ibkr.venue import IbkrVenue
+from adapters.brokers.ibkr.venue import IbkrVenue, ib_loop
 from adapters.brokers.schwab.venue import SchwabVenue
 from node.config import BrokerConfig, IbkrConfig, NodeConfig, ReconcileConfig, StorageConfig
 from node.messages import ExecKind, OrderIntent, OrderType, Side, SubmitOrder, broker_event_decoder, encode
@@ -424,33 +424,27 @@ def test_the_tws_fake_answers_ib_asyncs_account_summary_and_updates_in_tws_frami
     from ib_async import IB, StartupFetch
 
     fake = TwsFake(prices={"AAPL": 101.0}).start()
-    ib = IB()
-    try:
-        async def go():
-            await ib.connectAsync("127.0.0.1", fake.port, clientId=31, timeout=5,
-                                  fetchFields=StartupFetch.POSITIONS)
+
+    async def go():
+        ib = IB()
+        try:
+            await ib.connectAsync("127.0.0.1", fake.port, clientId=31, timeout=5, fetchFields=StartupFetch.POSITIONS)
             fake.place("AAPL", "BUY", 10.0)  # 10 at 101, commission 1
             _settled(fake)
             summary = {v.tag: v.value for v in await ib.accountSummaryAsync()}
             await ib.reqAccountUpdatesAsync("DU1234567")
             return summary, ib.accountValues("DU1234567"), ib.portfolio("DU1234567")
+        finally:
+            ib.disconnect()
 
-        summary, values, portfolio = loop_run(go())
-        assert float(summary["TotalCashValue"]) == pytest.approx(1_000_000.0 - 1_010.0 - 1.0)
-        assert {v.tag: float(v.value) for v in values} == {"TotalCashValue": pytest.approx(998_989.0),
-                                                           "CashBalance": pytest.approx(998_989.0)}
-        (item,) = portfolio
-        assert (item.contract.symbol, item.position, item.marketPrice, item.averageCost) == (
-            "AAPL", 10.0, 101.0, pytest.approx(101.1))
-        assert item.unrealizedPNL == pytest.approx(-1.0) and item.realizedPNL == 0.0
+    try:  # on the process's one IBKR loop: ib_async caches the first loop it sees (adapters/brokers/ibkr/venue.py)
+        summary, values, portfolio = asyncio.run_coroutine_threadsafe(go(), ib_loop()).result(30)
     finally:
-        ib.disconnect()
         fake.stop()
-
-
-def loop_run(coro):
-    loop = asyncio.new_event_loop()
-    try:
-        return loop.run_until_complete(coro)
-    finally:
-        loop.close()
+    assert float(summary["TotalCashValue"]) == pytest.approx(1_000_000.0 - 1_010.0 - 1.0)
+    assert {v.tag: float(v.value) for v in values} == {"TotalCashValue": pytest.approx(998_989.0),
+                                                       "CashBalance": pytest.approx(998_989.0)}
+    (item,) = portfolio
+    assert (item.contract.symbol, item.position, item.marketPrice, item.averageCost) == (
+        "AAPL", 10.0, 101.0, pytest.approx(101.1))
+    assert item.unrealizedPNL == pytest.approx(-1.0) and item.realizedPNL == 0.0
