@@ -219,6 +219,8 @@ def pnl_of(account: Any) -> dict[str, BrokerPnl]:
         held = account["securitiesAccount"].get("positions") or ()
     except (KeyError, TypeError, AttributeError):
         return out
+    if not isinstance(held, list):  # `positions: true` or an object: nothing readable
+        return out
     for p in held:
         try:
             symbol = node_symbol(str(p["instrument"]["symbol"]))
