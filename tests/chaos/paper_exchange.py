@@ -29,15 +29,25 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_exchange(config: Path | None = None) -> tuple[subprocess.Popen, str]:
-    """`python -m actors.exchange` on a free port (with `config`, a TOML of its symbols): (process, endpoint)."""
+def start_exchange(config: Path | None = None, steered: bool = False) -> tuple[subprocess.Popen, str]:
+    """`python -m actors.exchange` on a free port (with `config`, a TOML of its symbols): (process, endpoint).
+    `steered`: the exchange of `tests/chaos/steered_exchange.py`, whose prices `steer` moves."""
     port = free_port()
-    args = [sys.executable, "-m", "actors.exchange", "--port", str(port)]
+    program = [str(Path(__file__).with_name("steered_exchange.py"))] if steered else ["-m", "actors.exchange"]
+    args = [sys.executable, *program, "--port", str(port)]
     if config is not None:
         args += ["--config", str(config)]
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(args, stdin=subprocess.PIPE if steered else None, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
     assert "paper exchange on" in proc.stdout.readline()
     return proc, "tcp://127.0.0.1:%d" % port
+
+
+def steer(proc: subprocess.Popen, symbol: str, price: float) -> None:
+    """Set `symbol`'s mid at a steered exchange to `price` (from its next tick on)."""
+    assert proc.stdin is not None, "not a steered exchange"
+    proc.stdin.write("%s %r\n" % (symbol, price))
+    proc.stdin.flush()
 
 
 def stop_exchange(proc: subprocess.Popen) -> None:
