@@ -672,7 +672,9 @@ class EngineHost(EngineBase):
     def settle_stranded(self, endpoint: str) -> dict:
         """The lost broker is back (a new adapter on its address, in front of the same account): ask
         it about the orders stranded there, take its word for what it has, and re-drive to the
-        current broker what it never got (its old process, and what it held, are gone)."""
+        current broker what it never got or refused (its old process, and what it held, are gone).
+        What it does not know yet (listed UNKNOWN, or taken by its gate and not listed) stays stranded:
+        `still_stranded`, for the supervisor to ask again."""
 
         def run() -> dict:
             ids = self.manager.stranded_ids()

@@ -84,6 +84,11 @@ from node.supervisor_checkpoint import SupervisorCheckpoint, checkpoint_key, dec
 
 __all__ = ["Lane", "Supervisor"]
 
+#: how long, and how often, the leader of a group moved off a lost broker asks it again about the
+#: orders it does not know yet (it settles them within its own `unknown_settle_ms`, 30 s by default)
+_SETTLE_FOR_S = 120.0
+_SETTLE_EVERY_S = 1.0
+
 
 def _free_port(host: str) -> int:
     with socket.socket() as s:
@@ -602,14 +607,32 @@ class Supervisor:
                 except Exception:  # noqa: BLE001 - recorded by _move_lane; the adapter comes back below
                     stay.append(lane)
             self.restart_broker(reason="died", name=name, resync_lanes=stay)
-            for event in moved:  # across accounts: the adapter is back, ask it about the stranded
-                if not event["same_account"] and event["stranded"]:
-                    try:
-                        leader = self._actors["engine:" + self.lanes[event["group"]].leader]
-                        event["settled"] = ray.get(leader.settle_stranded.remote(self._registry["broker:" + name]),
-                                                   timeout=60)
-                    except Exception as exc:  # noqa: BLE001 - they stay UNKNOWN, for the operator
-                        event["settled"] = {"error": type(exc).__name__ + ": " + str(exc).splitlines()[0][:200]}
+        for event in moved:  # across accounts: the adapter is back, ask it about the stranded
+            if not event["same_account"] and event["stranded"]:
+                threading.Thread(target=self._settle_stranded, args=(event, name), daemon=True,
+                                 name="supervisor-settle-" + name).start()
+
+    def _settle_stranded(self, event: dict, name: str) -> None:
+        """Ask the leader of the moved group to settle its orders stranded at broker `name` (back on its
+        address) until that broker knows each: an order whose place died with the old adapter is
+        UNKNOWN there until its sweep finds it or settles it (Schwab: `unknown_settle_ms`). Asked every
+        `_SETTLE_EVERY_S` for at most `_SETTLE_FOR_S`; what stays in doubt is the operator's
+        (`execnode orders stranded`). The outcome lands in the event (`settled`), on a thread of its own."""
+        deadline = time.monotonic() + _SETTLE_FOR_S
+        attempts = 0
+        while True:
+            attempts += 1
+            try:
+                leader = self._actors["engine:" + self.lanes[event["group"]].leader]
+                result = dict(ray.get(leader.settle_stranded.remote(self._registry["broker:" + name]), timeout=60))
+            except Exception as exc:  # noqa: BLE001 - asked again; at the end they stay UNKNOWN, for the operator
+                result = {"error": type(exc).__name__ + ": " + str(exc).splitlines()[0][:200]}
+            if ("error" not in result and not result.get("still_stranded")) or time.monotonic() > deadline:
+                break
+            if self._stopping.wait(_SETTLE_EVERY_S):
+                break
+        result["attempts"] = attempts
+        event["settled"] = result
 
     # ---------------------------------------------------------------- validator restarts
 

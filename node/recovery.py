@@ -113,7 +113,11 @@ def moved_states(
 
 class SettlePlan(msgspec.Struct, frozen=True, gc=False):
     """The lost broker's word on the orders stranded there: `found` (adopt, book their fills);
-    `never_got` (it has no trace: re-drivable, to the current broker, after asking it)."""
+    `never_got` (it has no trace, or refused it with nothing filled, NOT_AT_BROKER included: it can
+    never execute there, so it is re-drivable, to the current broker, after asking it). The rest stay
+    stranded, to be asked again: what its gate took that its venue does not list yet, and what it lists
+    UNKNOWN (its new adapter does not know yet: a place saved before it was sent, whose answer died
+    with the old adapter, until the venue's sweep finds the order or settles it)."""
 
     found: list[OrderSnapshot] = []
     never_got: list[str] = []
@@ -126,6 +130,13 @@ def plan_settle(stranded: Sequence[str], answer: OrdersReport, booked_of: Booked
     wanted = set(stranded)
     listed = {s.client_order_id: s for s in answer.orders if s.client_order_id in wanted}
     taken = set(answer.sent)
-    never_got = [c for c in dict.fromkeys(stranded) if c not in listed and c not in taken]
+    never_got = [c for c in dict.fromkeys(stranded)
+                 if (c not in listed and c not in taken) or (c in listed and _refused(listed[c]))]
+    found = [s for s in listed.values() if s.kind is not ExecKind.UNKNOWN and not _refused(s)]
     fills = fills_to_book((f for f in answer.fills if f.client_order_id in wanted), booked_of)
-    return SettlePlan(found=list(listed.values()), never_got=never_got, fills=fills)
+    return SettlePlan(found=found, never_got=never_got, fills=fills)
+
+
+def _refused(snap: OrderSnapshot) -> bool:
+    """REJECTED with nothing filled: the broker will never execute it."""
+    return snap.kind is ExecKind.REJECTED and snap.cum_qty <= 0.0

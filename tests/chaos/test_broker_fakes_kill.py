@@ -8,7 +8,9 @@ TWS's socket API), and a broker failover Schwab -> IBKR (two accounts).
   executions, row for row.
 - Failover to another account: what the lost Schwab adapter never answered is UNKNOWN
   (BROKER_LOST), never sent to IBKR, until the Schwab adapter is back and asked; no order is at
-  both fakes and every ACKed signal is at one of them.
+  both fakes and every ACKed signal is at one of them. An order the new Schwab adapter does not know
+  yet (saved before its place, which never reached Schwab) is asked about again until Schwab's sweep
+  settles it, then sent to IBKR.
 """
 
 from __future__ import annotations
@@ -119,10 +121,11 @@ def tws_fills(tws: TwsFake) -> dict[str, tuple[float, float]]:
     return {e["exec_id"].rsplit(".", 1)[0]: (e["shares"], e["price"]) for e in tws.executions}
 
 
-def wait_for(pred, timeout_s: float = 60.0) -> None:
+def wait_for(pred, timeout_s: float = 60.0, why=lambda: "") -> None:
+    """Until `pred()`; on a time-out, `why()` says what was seen."""
     deadline = time.monotonic() + timeout_s
     while not pred():
-        assert time.monotonic() < deadline, "timed out"
+        assert time.monotonic() < deadline, "timed out " + str(why())
         time.sleep(0.5)
 
 
@@ -185,12 +188,52 @@ def test_failover_schwab_to_ibkr_never_sends_an_order_to_both(ray_session, make_
         def placed() -> tuple[set[str], list[str]]:
             return set(schwab_orders(schwab, redis_url)), [o["ref"] for o in tws.orders.values()]
 
-        wait_for(lambda: placed()[0] | set(placed()[1]) >= accepted, 180)
+        def missing() -> dict:
+            at_schwab, at_tws = placed()
+            return {"at_neither": len(accepted - at_schwab - set(at_tws)), "move": moved(),
+                    "unmapped_at_schwab": sorted(c for c in at_schwab if c.startswith("unmapped:"))}
+
+        wait_for(lambda: placed()[0] | set(placed()[1]) >= accepted, 180, missing)
         at_schwab, at_tws = placed()
+        settled = move.get("settled", {})
+        assert "error" not in settled and not settled.get("still_stranded"), move
         assert len(at_tws) == len(set(at_tws)), "each order once at TWS"
         assert not at_schwab & set(at_tws), "no order at both brokers"
         assert at_schwab | set(at_tws) == accepted, "every ACKed signal at one broker, and nothing else"
         assert at_tws, "orders after the failover went to IBKR"
         print("broker failover:", move)
+    finally:
+        runtime.stop()
+
+
+def test_an_order_lost_on_its_way_to_schwab_goes_to_ibkr_once_schwab_settles_it(
+        ray_session, make_config, fakes, token_db, redis_url):
+    """The failover's rare case made certain: the adapter saved an order (it does before sending) whose
+    place never reached Schwab, then died before a sweep settled it. The new adapter lists it UNKNOWN
+    until its own sweep says NOT_AT_BROKER (`unknown_settle_ms` after the send); a leader that asked it
+    once kept the order stranded for good: an ACKed signal at neither broker (the failover test above
+    timed out on this under load). Asked again until Schwab knows, it goes to IBKR, once."""
+    schwab, tws = fakes
+    schwab.fail_next("place", "drop")
+    schwab.fail_next("orders", "500", times=1_000_000)  # no sweep of the first adapter settles it
+    cfg = make_config(brokers=brokers(schwab, tws, token_db, redis_url), heartbeat_misses=10,
+                      groups=[EngineGroupConfig(name="g", engines=[EngineConfig(name="a")],
+                                                brokers=["schwab", "ibkr"])])
+    runtime = NodeRuntime(cfg, quiet)
+    runtime.start()
+    try:
+        sig = signals(1)[0]
+        assert run_burst(runtime, [sig], "broker:schwab") == {sig.request_id: "ACCEPTED"}
+        coid = client_order_id_for(signal_id_for(sig.request_id))
+        saved = "nae:broker:schwab:" + schwab.account_hash + ":orders"
+        wait_for(lambda: schwab.requests["place"] >= 1 and redis.Redis.from_url(redis_url).hexists(saved, coid), 30)
+        os.kill(runtime.call_supervisor("pid", "broker:schwab"), signal.SIGKILL)
+        schwab.clear_faults("orders")  # the new adapter's sweeps work
+        wait_for(lambda: coid in {o["ref"] for o in tws.orders.values()}, 90,
+                 lambda: runtime.stats()["supervisor"]["broker_failovers"])
+        assert not schwab.placed, "never at Schwab"
+        assert [o["ref"] for o in tws.orders.values()] == [coid], "once at IBKR"
+        moves = runtime.stats()["supervisor"]["broker_failovers"]
+        assert moves[0]["settled"]["redriven"] == 1 and moves[0]["settled"]["attempts"] > 1, moves
     finally:
         runtime.stop()

@@ -16,8 +16,9 @@ What it serves (paths and JSON shapes as Schwab documents them, what schwab-py s
 Faults, queued per request kind with `fail_next(kind, fault)`, kind in "place", "cancel",
 "replace", "orders", "order", "account", "token": "401" (this token no longer valid), "429",
 "500" (nothing done), "lose" (the request IS carried out, then the connection is closed with no
-answer: an order accepted whose response was lost), "hang" (carried out, answered after
-`hang_s`: longer than the client waits).
+answer: an order accepted whose response was lost), "drop" (nothing done, the connection closed with no
+answer: a request lost on its way; the client cannot tell it from "lose"), "hang" (carried out,
+answered after `hang_s`: longer than the client waits).
 
 `placed` records every order the fake made, in order: the broker's own record a ledger is compared with.
 
@@ -124,6 +125,11 @@ class SchwabFake:
     def fail_next(self, kind: str, fault: str, times: int = 1) -> None:
         with self._lock:
             self._faults[kind].extend([fault] * times)
+
+    def clear_faults(self, kind: str) -> None:
+        """The faults still queued for `kind` are dropped (its next requests work)."""
+        with self._lock:
+            self._faults.pop(kind, None)
 
     def fill(self, order_id: int, qty: float, price: float) -> None:
         with self._lock:
@@ -301,6 +307,10 @@ class _Handler(BaseHTTPRequestHandler):
                 return self._send(429, {"message": "too many requests"})
             if fault == "500":
                 return self._send(500, {"message": "internal error"})
+            if fault == "drop":
+                self.close_connection = True
+                self.connection.shutdown(2)  # nothing placed, and nothing said
+                return None
             status, body, headers = self._do(kind, method, url, raw)
         if fault == "lose":
             self.close_connection = True

@@ -73,6 +73,24 @@ def test_settle_adopts_what_the_lost_broker_has_and_keeps_stranded_what_its_gate
     assert [f.exec_id for f in plan.fills] == ["e1"]
 
 
+@pytest.mark.parametrize(
+    ("kind", "cum", "bucket"),
+    [
+        (ExecKind.NEW, 0.0, "found"),
+        (ExecKind.FILL, 10.0, "found"),
+        (ExecKind.CANCELED, 0.0, "found"),
+        (ExecKind.REJECTED, 2.0, "found"),  # something executed there: its word
+        (ExecKind.REJECTED, 0.0, "never_got"),  # refused, NOT_AT_BROKER included: it never executes there
+        (ExecKind.UNKNOWN, 0.0, "stranded"),  # its new adapter does not know yet: asked again
+    ],
+)
+def test_settle_redrives_what_the_lost_broker_refused_and_keeps_what_it_does_not_know_yet(
+        kind: ExecKind, cum: float, bucket: str) -> None:
+    plan = plan_settle(["a"], OrdersReport([OrderSnapshot("a", kind, cum, 0.0)], [], []), lambda coid: set())
+    assert [s.client_order_id for s in plan.found] == (["a"] if bucket == "found" else [])
+    assert plan.never_got == (["a"] if bucket == "never_got" else [])
+
+
 def test_moved_states_leaves_fills_and_unlisted_orders_alone() -> None:
     answer = OrdersReport([OrderSnapshot("a", ExecKind.CANCELED, 0.0, 0.0), OrderSnapshot("b", ExecKind.FILL, 1.0, 0.0),
                            OrderSnapshot("c", ExecKind.NEW, 0.0, 1.0)])
@@ -137,10 +155,12 @@ def test_an_unanswered_order_stays_unknown(ids: list[str]) -> None:
 
 @settings(max_examples=200, deadline=None)
 @given(_scenario(), st.lists(st.sampled_from(_IDS), max_size=12))
-def test_settle_never_unstrands_an_order_the_lost_broker_has_or_took(scenario, stranded: list[str]) -> None:
+def test_settle_never_unstrands_an_order_the_lost_broker_has_live_or_took(scenario, stranded: list[str]) -> None:
     _, answer, booked = scenario
     plan = plan_settle(stranded, answer, booked.get)
-    at_lost = {s.client_order_id for s in answer.orders} | set(answer.sent)
-    assert not set(plan.never_got) & at_lost
-    assert {s.client_order_id for s in plan.found} == set(stranded) & {s.client_order_id for s in answer.orders}
+    refused = {s.client_order_id for s in answer.orders if s.kind is ExecKind.REJECTED and s.cum_qty <= 0.0}
+    live_or_taken = ({s.client_order_id for s in answer.orders} - refused) | (set(answer.sent) - refused)
+    assert not set(plan.never_got) & live_or_taken  # what may still execute there is never sent elsewhere
+    answered = {s.client_order_id for s in answer.orders if s.kind is not ExecKind.UNKNOWN} - refused
+    assert {s.client_order_id for s in plan.found} == set(stranded) & answered
     assert all(f.client_order_id in stranded for f in plan.fills)
