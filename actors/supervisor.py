@@ -619,7 +619,7 @@ class Supervisor:
         `_SETTLE_EVERY_S` for at most `_SETTLE_FOR_S`; what stays in doubt is the operator's
         (`execnode orders stranded`). The outcome lands in the event (`settled`), on a thread of its own."""
         deadline = time.monotonic() + _SETTLE_FOR_S
-        attempts = 0
+        attempts, redriven, found = 0, 0, None
         while True:
             attempts += 1
             try:
@@ -627,10 +627,15 @@ class Supervisor:
                 result = dict(ray.get(leader.settle_stranded.remote(self._registry["broker:" + name]), timeout=60))
             except Exception as exc:  # noqa: BLE001 - asked again; at the end they stay UNKNOWN, for the operator
                 result = {"error": type(exc).__name__ + ": " + str(exc).splitlines()[0][:200]}
+            if "error" not in result:
+                redriven += result.get("redriven", 0)
+                found = result.get("found", 0) + (found or 0)  # each round adopts what it settled
             if ("error" not in result and not result.get("still_stranded")) or time.monotonic() > deadline:
                 break
             if self._stopping.wait(_SETTLE_EVERY_S):
                 break
+        if found is not None:
+            result.update(found=found, redriven=redriven)
         result["attempts"] = attempts
         event["settled"] = result
 
