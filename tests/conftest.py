@@ -88,16 +88,65 @@ def make_config(redis_url, database_url):
     return make
 
 
-@pytest.fixture(scope="module")
-def module_node(ray_session, make_config):
-    """A whole node without a ledger, shared by the tests of a module (each test makes its own
-    strategy ids and request ids, so none sees another's orders)."""
-    from node.runtime import NodeRuntime, quiet
+class _SharedNode:
+    """The one default node (no ledger) behind `module_node`: started by the first module that asks,
+    stopped when the last module of the run that uses it is done (`pytest_collection_modifyitems`
+    lists them and runs them one after another), so an idle node does not load the tests between."""
 
-    runtime = NodeRuntime(make_config(), quiet)
-    runtime.start()
-    yield runtime
-    runtime.stop()
+    def __init__(self) -> None:
+        self.runtime = None
+        self.modules: set[str] = set()  # the modules of this run still to use it
+
+    def get(self, make_config):
+        if self.runtime is None:
+            from node.runtime import NodeRuntime, quiet
+
+            runtime = NodeRuntime(make_config(), quiet)
+            runtime.start()
+            self.runtime = runtime
+        return self.runtime
+
+    def done(self, module: str) -> None:
+        self.modules.discard(module)
+        if not self.modules:
+            self.stop()
+
+    def stop(self) -> None:
+        if self.runtime is not None:
+            runtime, self.runtime = self.runtime, None
+            runtime.stop()
+
+
+_shared = _SharedNode()
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """The modules on `module_node` run one after another (where the first of them was), in their
+    order, so the shared node lives only while they run; every other test keeps its place."""
+    users = [item for item in items if "module_node" in getattr(item, "fixturenames", ()) and hasattr(item, "module")]
+    if not users:
+        return
+    _shared.modules = {item.module.__name__ for item in users}
+    first = items.index(users[0])
+    shared = set(map(id, users))
+    others = [item for item in items if id(item) not in shared]
+    items[:] = others[:first] + users + others[first:]
+
+
+@pytest.fixture(scope="session")
+def _shared_node_stop():
+    yield
+    _shared.stop()  # a run that ended early (-x, a selection whose users were not all collected)
+
+
+@pytest.fixture(scope="module")
+def module_node(request, ray_session, make_config, _shared_node_stop):
+    """A whole node without a ledger, shared by the tests of every module that asks (each test makes
+    its own strategy ids and request ids, and judges node-wide counters as before/after differences,
+    so none sees another's orders); one node start for all of them instead of one per module. A test
+    that needs a fresh node, or changes the node for the others, takes `fresh_node`."""
+    yield _shared.get(make_config)
+    _shared.done(request.module.__name__)
 
 
 @pytest.fixture()
