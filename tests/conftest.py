@@ -120,13 +120,16 @@ class _SharedNode:
 _shared = _SharedNode()
 
 
+@pytest.hookimpl(trylast=True)  # after -k / -m deselected theirs
 def pytest_collection_modifyitems(session, config, items):
-    """The modules on `module_node` run one after another (where the first of them was), in their
-    order, so the shared node lives only while they run; every other test keeps its place."""
-    users = [item for item in items if "module_node" in getattr(item, "fixturenames", ()) and hasattr(item, "module")]
-    if not users:
+    """The modules on `module_node` run one after another (where the first of them was), each whole
+    and in its order, so the shared node lives only while they run; every other test keeps its place."""
+    modules = {item.module.__name__ for item in items
+               if "module_node" in getattr(item, "fixturenames", ()) and hasattr(item, "module")}
+    if not modules:
         return
-    _shared.modules = {item.module.__name__ for item in users}
+    _shared.modules = modules
+    users = [item for item in items if getattr(getattr(item, "module", None), "__name__", None) in modules]
     first = items.index(users[0])
     shared = set(map(id, users))
     others = [item for item in items if id(item) not in shared]
