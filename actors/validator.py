@@ -1,8 +1,11 @@
 """The validator: ZeroMQ intake (ROUTER), the signal gate, the durable append, ACK/REJECT, forward.
 
-Per wake-up: drain up to `batch_max` frames, run each through the gate, append every accepted
-signal to `execution.signals` as one batch entry (one round trip), forward that batch with its
-entry id to the active engine, and send every reply. A signal is ACKed only after its append returned.
+Per round: drain up to `batch_max` frames, run each through the gate, append every accepted
+signal to `execution.signals` as one batch entry (one round trip), send every reply and forward that
+batch with its entry id to the engines. A signal is ACKed only after its append returned. Group
+commit: while a round's append is on the wire, the next round's frames are checked; then the first
+round's answer is read, its replies sent, and only then the next append sent (one in flight, so
+batches are logged and forwarded in intake order). Up to `_PIPELINE_ROUNDS` rounds a wake-up.
 
 The append's outcome (`node.fenced_log`): Redis refused it -> the batch's acceptances become REJECTED
 STORE_UNAVAILABLE and are forgotten, so a retry works. No answer (a stalled Redis may still apply it)
@@ -69,7 +72,30 @@ _FILL_KINDS = frozenset({ExecKind.PARTIAL_FILL, ExecKind.FILL})
 _SNAPSHOT_OVERLAP_NS = 5_000_000_000  # exec ids booked this long before a snapshot's events mark
 
 
+_PIPELINE_ROUNDS = 8  # rounds of one wake-up whose appends overlap the next round's checks
+_NO_EVENTS: dict = {}
+
 _log = logging.getLogger("nae.validator")
+
+
+class _Round:
+    """One round of a wake-up: its frames' replies, what it accepted, its batch and its stamps."""
+
+    __slots__ = ("now", "t0", "t_gate", "tx", "replies", "accepted", "packed")
+
+    def __init__(self, now: int) -> None:
+        self.now = now
+        self.t0 = self.t_gate = self.tx = time.perf_counter_ns()
+        self.replies: list[tuple[Any, Reply | bytes]] = []
+        self.accepted: list[tuple[int, bytes, Signal]] = []  # (index in replies, SignalAccepted bytes, signal)
+        self.packed = b""
+
+
+def _indexed(*lists: list):
+    """(list, index, item) over several lists: a rewrite in place of the replies of two rounds."""
+    for replies in lists:
+        for i, item in enumerate(replies):
+            yield replies, i, item
 
 
 def _plain_controls(state: ctl.ControlState) -> dict:
@@ -237,6 +263,9 @@ class Validator(LoopService):
             sock.close(0)
 
     def _on_wake(self, events: dict) -> None:
+        """Rounds of up to `batch_max` frames; a round's append is on the wire while the next round
+        is checked (group commit), and its replies go once its append answered, before the next
+        append is sent: one append in flight, batches logged and forwarded in intake order."""
         self._flush_unsent()
         if self._fills in events:
             self._take_fills()
@@ -245,27 +274,57 @@ class Validator(LoopService):
         if not events:
             self._housekeeping()
             return
-        t0 = time.perf_counter_ns()
-        now = self._clock_ns()
-        replies: list[tuple[bytes, Reply | bytes]] = []
-        accepted: list[tuple[int, bytes, Signal]] = []  # (index in replies, SignalAccepted bytes, signal)
-        batch = None
+        flying: _Round | None = None
         try:
-            self._admit_frames(events, replies, accepted, now)
-            t_gate = time.perf_counter_ns()
-            if accepted:
-                batch = self._append(replies, accepted, now)
-            t_app = time.perf_counter_ns()
+            for turn in range(_PIPELINE_ROUNDS):
+                r = _Round(self._clock_ns())
+                try:
+                    self._admit_frames(events if turn == 0 else _NO_EVENTS, r.replies, r.accepted, r.now)
+                except BaseException:
+                    self._undo(r)  # nothing of this round was logged
+                    raise
+                r.t_gate = time.perf_counter_ns()
+                if flying is not None:
+                    landing, flying = flying, None
+                    try:
+                        self._land(landing, r.replies)
+                    except BaseException:
+                        self._undo(r)  # checked, never sent
+                        raise
+                if r.accepted and self._send_append(r):
+                    flying = r  # answered next turn, after the next round's checks
+                    continue
+                self._answer(r, None)  # nothing to log, or its append already failed
+                break
+        finally:
+            if flying is not None:
+                self._land(flying, [])
+        if self._clock_ns() >= self._next_expire_ns:
+            self._housekeeping()
+
+    def _undo(self, r: _Round) -> None:
+        """Nothing of the round was logged: every acceptance undone (memory, risk), so none is left
+        remembered as ACCEPTED and never logged; their senders get no reply and retry."""
+        for _, _, signal in r.accepted:
+            self.gate.forget(signal, r.now)
+
+    def _land(self, r: _Round, later: list) -> None:
+        """Read the answer of `r`'s append, then send `r`'s replies and forward its batch. `later`: the
+        replies of the round checked meanwhile (a retry of one of `r`'s signals takes `r`'s fate)."""
+        try:
+            batch = self._finish_append(r, later)
         except BaseException:
-            # nothing of this wake-up was logged: undo every acceptance (memory, risk), so none is left
-            # remembered as ACCEPTED and never logged; their senders get no reply and retry
-            for _, _, signal in accepted:
-                self.gate.forget(signal, now)
+            self._undo(r)
             raise
+        self._answer(r, batch)
+
+    def _answer(self, r: _Round, batch: bytes | None) -> None:
+        """Send a round's replies; a logged batch goes to the engines whatever happened to them."""
+        t_app = time.perf_counter_ns()
         send = self._router.send_multipart
         redis_replies = []
         try:
-            for ident, reply in replies:
+            for ident, reply in r.replies:
                 if type(reply) is not bytes:
                     if reply.status is not Status.ACCEPTED:
                         self.rejected += 1
@@ -274,21 +333,19 @@ class Validator(LoopService):
                     redis_replies.append((ident, reply))
                 else:
                     send((ident, reply))
-        finally:  # a logged batch reaches the engines whatever happened to the replies
+        finally:
             if batch is not None:  # after the replies: on 2 cores a woken engine would delay them
-                n = len(accepted)
-                self.stages.observe(Stage.INTAKE_GATE, t_gate - t0, n)
-                self.stages.observe(Stage.APPEND, t_app - t_gate, n)
+                n = len(r.accepted)
+                self.stages.observe(Stage.INTAKE_GATE, r.t_gate - r.t0, n)
+                self.stages.observe(Stage.APPEND, t_app - r.t_gate, n)
                 self.stages.observe(Stage.REPLY, time.perf_counter_ns() - t_app, n)
                 self._forward(batch)
             if redis_replies:
                 self._answer_fallback(redis_replies)
-        if replies:
-            took = time.perf_counter_ns() - t0
+        if r.replies:
+            took = time.perf_counter_ns() - r.t0
             self.wake_ns.append(took)
-            self.reply_hist.observe_ns(took, len(replies))  # every signal of the wake-up: read .. replied
-        if now >= self._next_expire_ns:
-            self._housekeeping()
+            self.reply_hist.observe_ns(took, len(r.replies))  # every signal of the round: read .. replied
 
     def _admit_frames(self, events: dict, replies: list, accepted: list, now: int) -> None:
         router = self._router
@@ -336,41 +393,55 @@ class Validator(LoopService):
         replies.append((parts[0], Reply(status=Status.REJECTED, request_id="", reasons=[Reason.MALFORMED_FRAME],
                                         detail="expected one frame")))
 
-    def _append(self, replies: list, accepted: list, now: int) -> bytes | None:
-        """Log the batch; the batch to forward, or None (refused, or in doubt: see the module doc)."""
+    def _send_append(self, r: _Round) -> bool:
+        """Put the round's batch on the wire: True, or False when it is already refused or in doubt
+        (its replies rewritten; see the module doc)."""
         if self._in_doubt:  # Redis has not answered since an append went unanswered: send nothing
-            self._refuse_batch(replies, accepted, now)
-            return None
-        packed = pack_batch([a for _, a, _ in accepted])
-        tx = time.perf_counter_ns()
+            self._refuse_batch(r.replies, r.accepted, r.now, [])
+            return False
         try:
-            entry_id = self._fenced.append(packed)
+            r.packed = pack_batch([a for _, a, _ in r.accepted])
+            r.tx = time.perf_counter_ns()
+            self._fenced.send(r.packed)
         except AppendOutcomeUnknown:
             self.store_failures += 1
-            self._hold_in_doubt(replies, accepted, packed, now)
+            self._hold_in_doubt(r.replies, r.accepted, r.packed, r.now, [])
+            return False
+        except BaseException:
+            self._undo(r)
+            raise
+        return True
+
+    def _finish_append(self, r: _Round, later: list) -> bytes | None:
+        """The answer of the round's append: the batch to forward, or None (refused, or in doubt)."""
+        try:
+            entry_id = self._fenced.receive()
+        except AppendOutcomeUnknown:
+            self.store_failures += 1
+            self._hold_in_doubt(r.replies, r.accepted, r.packed, r.now, later)
             return None
         except StoreError:  # Redis answered with an error: nothing was appended
             self.store_failures += 1
-            self._refuse_batch(replies, accepted, now)
+            self._refuse_batch(r.replies, r.accepted, r.now, later)
             return None
         except Exception:  # noqa: BLE001 - not Redis's word: the append may have gone out
             self.store_failures += 1
-            self._hold_in_doubt(replies, accepted, packed, now)
+            self._hold_in_doubt(r.replies, r.accepted, r.packed, r.now, later)
             return None
-        took = time.perf_counter_ns() - tx
+        took = time.perf_counter_ns() - r.tx
         self.xadd_ns.append(took)
         self.append_hist.observe_ns(took)
-        self.accepted += len(accepted)
+        self.accepted += len(r.accepted)
         self._signals_tip = entry_id.decode()
         self._risk_dirty = True
-        return pack_signal_batch(entry_id.decode(), packed)
+        return pack_signal_batch(self._signals_tip, r.packed)
 
-    def _hold_in_doubt(self, replies: list, accepted: list, packed: bytes, now: int) -> None:
-        """The append went out unanswered: ERROR STORE_OUTCOME_UNKNOWN now and for retries, the
-        risk stays reserved, and `_settle` finds out which it was."""
+    def _hold_in_doubt(self, replies: list, accepted: list, packed: bytes, now: int, later: list) -> None:
+        """The append went out unanswered: ERROR STORE_OUTCOME_UNKNOWN now and for retries (in
+        `later` too), the risk stays reserved, and `_settle` finds out which it was."""
         signals = [(signal, replies[i][1].signal_id) for i, _, signal in accepted]
         doubtful = {signal.request_id for signal, _ in signals}
-        for i, (ident, reply) in enumerate(replies):
+        for rows, i, (ident, reply) in _indexed(replies, later):
             if type(reply) is Reply and reply.status is Status.ACCEPTED and reply.request_id in doubtful:
                 unknown = Reply(
                     status=Status.ERROR, request_id=reply.request_id, signal_id=reply.signal_id,
@@ -378,7 +449,7 @@ class Validator(LoopService):
                     detail="the signal log did not answer; the signal may yet be logged: retry with the same "
                            "request_id for the true answer (never a new request_id)",
                 )
-                replies[i] = (ident, unknown)
+                rows[i] = (ident, unknown)
                 self.gate.reanswer(reply.request_id, unknown)
                 self.gate.count(Reason.STORE_OUTCOME_UNKNOWN)
         self._in_doubt.append((packed, signals))
@@ -488,16 +559,16 @@ class Validator(LoopService):
         except Exception:  # noqa: BLE001 - unacknowledged entries are read again after a restart
             self.store_failures += 1
 
-    def _refuse_batch(self, replies: list, accepted: list, now: int) -> None:
-        """Nothing was appended: what this batch accepted (and retries of it) becomes STORE_UNAVAILABLE,
-        its risk reservations are released and its ids forgotten, so a retry can succeed."""
+    def _refuse_batch(self, replies: list, accepted: list, now: int, later: list) -> None:
+        """Nothing was appended: what this batch accepted (and retries of it, in `later` too) becomes
+        STORE_UNAVAILABLE, its risk reservations are released and its ids forgotten, so a retry can succeed."""
         failed = set()
         for _, _, signal in accepted:
             self.gate.forget(signal, now)
             failed.add(signal.request_id)
-        for i, (ident, reply) in enumerate(replies):
+        for rows, i, (ident, reply) in _indexed(replies, later):
             if type(reply) is Reply and reply.status is Status.ACCEPTED and reply.request_id in failed:
-                replies[i] = (
+                rows[i] = (
                     ident,
                     Reply(
                         status=Status.REJECTED,

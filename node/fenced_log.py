@@ -15,7 +15,8 @@ The append goes out on a connection of its own (`make_connection`: one EVALSHA w
 read), not through redis-py's command layer: `Script.__call__` -> `execute_command` -> the pool and
 the retry wrapper cost ~130 us of CPU per append against ~25 us this way (bench.append_report), on
 the intake's one thread. A script Redis no longer knows (NOSCRIPT: not run, so nothing appended) is
-loaded again and the append sent once more.
+loaded again and the append sent once more. `send` and `receive` split one append in two, so the
+caller can work while Redis runs it (the validator's group commit); one append is in flight at a time.
 
 Outcomes: an append that returned is ACCEPTED; one Redis answered with an error (`FENCED`, OOM,
 ...) is definitely not in the log (`AppendRefused`); one that timed out or lost its connection is
@@ -74,6 +75,7 @@ class FencedLog:
         self._fence_key = fence_key
         self._script = client.register_script(_APPEND)
         self._conn: Any = None  # the appends' own connection (a redis-py Connection)
+        self._sent: bytes | None = None  # the batch whose append is on the wire, its answer not read yet
         self.generation = b""
         self.last_id = b"0"  # the newest entry this writer knows is in the log
         self.settled = 0  # settle() runs that got an answer
@@ -95,30 +97,52 @@ class FencedLog:
 
     def append(self, packed: bytes) -> bytes:
         """The entry id. Raises `AppendRefused` (not appended) or `AppendOutcomeUnknown`."""
+        self.send(packed)
+        return self.receive()
+
+    def send(self, packed: bytes) -> None:
+        """Write the append and return at once; `receive` reads its answer (one append in flight at a
+        time: the validator checks the next batch meanwhile). Raises `AppendOutcomeUnknown`."""
+        self._sent = packed
+        try:
+            self._write(packed)
+        except redis.RedisError as exc:
+            self._sent = None
+            self._drop()
+            raise AppendOutcomeUnknown("redis append to " + self._stream + " not sent: " + type(exc).__name__) from exc
+
+    def receive(self) -> bytes:
+        """The entry id of the append `send` wrote. Raises `AppendRefused` or `AppendOutcomeUnknown`."""
+        packed, self._sent = self._sent, None
+        if packed is None:
+            raise AppendOutcomeUnknown("no append of " + self._stream + " is in flight")
         try:
             try:
-                entry_id = self._evalsha(packed)
+                entry_id = self._conn.read_response()
             except redis.exceptions.NoScriptError:  # Redis lost its scripts (restart, SCRIPT FLUSH): not run
                 self._client.script_load(_APPEND)
-                entry_id = self._evalsha(packed)
+                self._write(packed)
+                entry_id = self._conn.read_response()
         except redis.ResponseError as exc:
             raise AppendRefused("redis refused the append to " + self._stream + ": " + str(exc)[:120]) from exc
         except redis.RedisError as exc:
-            if self._conn is not None:
-                self._conn.disconnect()  # its reply may still come: the next append starts on a fresh socket
+            self._drop()  # its reply may still come: the next append starts on a fresh socket
             raise AppendOutcomeUnknown(
                 "redis append to " + self._stream + " unanswered: " + type(exc).__name__
             ) from exc
         self.last_id = entry_id
         return entry_id
 
-    def _evalsha(self, packed: bytes) -> Any:
+    def _drop(self) -> None:
+        if self._conn is not None:
+            self._conn.disconnect()
+
+    def _write(self, packed: bytes) -> None:
         conn = self._conn
         if conn is None:
             conn = self._conn = self._client.connection_pool.make_connection()
         conn.send_command("EVALSHA", self._script.sha, 2, self._stream, self._fence_key, self.generation,
                           self._maxlen, self._field, packed)
-        return conn.read_response()
 
     def settle(self, batches: list[bytes]) -> list[bytes | None]:
         """For each packed batch whose append had no answer: its entry id, or None if it is not in the
