@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections import deque
 from typing import Any, AsyncIterator, Callable, Iterable, Iterator, Mapping, MutableMapping
 
 import msgspec
@@ -61,14 +62,16 @@ def prepare(signal: SignalLike) -> tuple[str, bytes]:
     """(request_id, msgpack payload): a `request_id` and a `timestamp` are added when missing (into the
     caller's dict itself, so sending the same dict again is a retry the node answers with its first
     verdict, never a second order); the rest goes as given, so the node (not the client) judges it."""
-    if isinstance(signal, msgspec.Struct):
+    if type(signal) is dict:  # the common case, before the ABC checks (typing's isinstance costs ~10 us)
+        fields: MutableMapping[str, Any] = signal
+    elif isinstance(signal, msgspec.Struct):
         return getattr(signal, "request_id"), encode(signal)
-    if isinstance(signal, MutableMapping):
-        signal.setdefault("request_id", uuid.uuid4().hex)
-        signal.setdefault("timestamp", time.time())
-    fields = dict(signal)
-    fields.setdefault("request_id", uuid.uuid4().hex)
-    fields.setdefault("timestamp", time.time())
+    else:
+        fields = signal if isinstance(signal, MutableMapping) else dict(signal)
+    if "request_id" not in fields:
+        fields["request_id"] = uuid.uuid4().hex
+    if "timestamp" not in fields:
+        fields["timestamp"] = time.time()
     rid = fields["request_id"]
     return (rid if isinstance(rid, str) else ""), encode(fields)
 
@@ -121,6 +124,8 @@ class ExecutionClient(_Base):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._sub: zmq.Socket | None = None
+        self._poller = zmq.Poller()  # made once, the DEALER registered (again when it is replaced)
+        self._poller.register(self._sock, zmq.POLLIN)
 
     def __enter__(self) -> "ExecutionClient":
         return self
@@ -147,8 +152,10 @@ class ExecutionClient(_Base):
         except TransportError:
             # a frame the socket still holds (no intake to take it) would reach a restarted intake
             # later, beside the fallback's copy: a new socket drops it
+            self._poller.unregister(self._sock)
             self._sock.close(0)
             self._sock = self._dealer()
+            self._poller.register(self._sock, zmq.POLLIN)
             if self.fallback is None:
                 raise
             self.fallback.submit(self.frame(payload), self.fallback_max_age_ms)
@@ -157,16 +164,21 @@ class ExecutionClient(_Base):
     def send_frame(self, frame: bytes, request_id: str | None = None, ts_ns: int = 0) -> Reply:
         """Send a raw frame; with request_id None, the next reply is taken whatever its id. A reply
         to an earlier attempt of the same request_id (another `ts_ns`) is skipped."""
-        self._sock.send(frame)
+        sock = self._sock
+        sock.send(frame)
         deadline = time.monotonic() + self.timeout_s
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0 or not self._sock.poll(int(left * 1000) + 1):
+        wait_ms = int(self.timeout_s * 1000) + 1
+        while True:  # on the client's own Poller (`Socket.poll` builds a Poller per call)
+            if not self._poller.poll(wait_ms):
                 raise self._timeout("reply")
-            msg = response_decoder.decode(self._sock.recv())
+            msg = response_decoder.decode(sock.recv())
             if type(msg) is Reply and (request_id is None or msg.request_id in (request_id, "")):
                 if not ts_ns or msg.ts_ns in (ts_ns, 0):
                     return msg
+            left = deadline - time.monotonic()  # a reply to an earlier attempt: wait out the rest
+            if left <= 0:
+                raise self._timeout("reply")
+            wait_ms = int(left * 1000) + 1
 
     def endpoints(self) -> Endpoints:
         self._sock.send(encode(Discover()))
@@ -241,12 +253,17 @@ class AsyncExecutionClient(_Base):
 
     The sockets are plain ZeroMQ sockets watched by the event loop: one wake-up drains every
     queued reply or event, so thousands of signals in flight cost one callback per batch, not
-    one task per message.
+    one task per message (`zmq.asyncio` would add a future per receive). A signal costs one future
+    and no timer: the deadlines wait in send order, and one timer, armed for the oldest, fails those
+    that passed.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._pending: dict[str, tuple[asyncio.Future, asyncio.TimerHandle, int]] = {}
+        self._pending: dict[str, tuple[asyncio.Future, int]] = {}  # request_id -> (future, ts_ns of the attempt)
+        # deadlines in send order (one timeout for all: they come due in that order), swept by one timer
+        self._deadlines: deque[tuple[float, str, asyncio.Future]] = deque()
+        self._sweep: asyncio.TimerHandle | None = None
         self._hello: asyncio.Future | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._kick: Callable[[], None] | None = None
@@ -265,11 +282,14 @@ class AsyncExecutionClient(_Base):
             self._loop.remove_reader(self._sock.getsockopt(zmq.FD))
             if self._sub is not None:
                 self._loop.remove_reader(self._sub.getsockopt(zmq.FD))
-        for fut, timer, _ in self._pending.values():
-            timer.cancel()
+        if self._sweep is not None:
+            self._sweep.cancel()
+            self._sweep = None
+        for fut, _ in self._pending.values():
             if not fut.done():
                 fut.cancel()
         self._pending.clear()
+        self._deadlines.clear()
         self._sock.close(0)
         if self._sub is not None:
             self._sub.close(0)
@@ -286,19 +306,30 @@ class AsyncExecutionClient(_Base):
         msg = response_decoder.decode(parts[-1])
         if type(msg) is Reply:
             entry = self._pending.get(msg.request_id)
-            if entry is None or entry[0].done() or msg.ts_ns not in (entry[2], 0):
+            if entry is None or entry[0].done() or msg.ts_ns not in (entry[1], 0):
                 self.unmatched += 1  # an answer to an earlier attempt, or to nobody waiting
                 return
             del self._pending[msg.request_id]
-            entry[1].cancel()
             entry[0].set_result(msg)
         elif self._hello is not None and not self._hello.done():
             self._hello.set_result(msg)
 
-    def _expire(self, request_id: str) -> None:
-        entry = self._pending.pop(request_id, None)
-        if entry is not None and not entry[0].done():
-            entry[0].set_exception(self._timeout("reply"))
+    def _expire(self) -> None:
+        """The one timer: every signal whose deadline passed without its reply raises TransportError."""
+        self._sweep = None
+        loop = self._loop
+        assert loop is not None
+        now = loop.time()
+        due = self._deadlines
+        while due and due[0][0] <= now:
+            _, request_id, fut = due.popleft()
+            entry = self._pending.get(request_id)
+            if entry is not None and entry[0] is fut:
+                del self._pending[request_id]
+            if not fut.done():
+                fut.set_exception(self._timeout("reply"))
+        if due:
+            self._sweep = loop.call_at(due[0][0], self._expire)
 
     async def send_execution_signal(self, signal: Mapping[str, Any]) -> dict[str, Any]:
         return reply_dict(await self.send_signal(signal))
@@ -312,7 +343,11 @@ class AsyncExecutionClient(_Base):
         loop = self._attach()
         fut = loop.create_future()
         ts = time.time_ns()
-        self._pending[request_id] = (fut, loop.call_later(self.timeout_s, self._expire, request_id), ts)
+        self._pending[request_id] = (fut, ts)
+        deadline = loop.time() + self.timeout_s
+        self._deadlines.append((deadline, request_id, fut))
+        if self._sweep is None:  # no timer per signal: one, for the oldest deadline
+            self._sweep = loop.call_at(deadline, self._expire)
         self._sock.send(self.frame(payload, ts), zmq.NOBLOCK)
         self._kick()
         return fut
