@@ -96,8 +96,9 @@ def _request_id_of(payload: bytes, fmt: str = "msgpack") -> str:
 
 def id_violations(sig: Signal) -> list[str]:
     """The id and text fields that hold a control character (NUL included)."""
-    bad = [name for name in _ID_FIELDS if (v := getattr(sig, name)) is not None and _CONTROL.search(v)]
-    return bad
+    if not _CONTROL.search(sig.request_id + sig.strategy_id + (sig.model_id or "") + (sig.correlation_group or "")):
+        return []  # one search of the ids together; only a hit names the fields
+    return [name for name in _ID_FIELDS if (v := getattr(sig, name)) is not None and _CONTROL.search(v)]
 
 
 def timestamp_of(sig: Signal) -> float:
@@ -290,7 +291,7 @@ class SignalGate:
             return self._refuse(rid, [Reason.STALE_TIMESTAMP], "signal timestamp outside the dedupe window")
         if amend is not None and amend.kind is AmendKind.CANCEL:
             # a cancel takes no risk: it passes the kill switch, a halt and an UNKNOWN symbol alike
-            reply = Reply(status=Status.ACCEPTED, request_id=rid, signal_id=signal_id_for(rid))
+            reply = Reply(status=Status.ACCEPTED, request_id=rid, signal_id=signal_id_for(rid), ts_ns=env.ts_ns)
             self._memory.remember(rid, digest, ts, _remembered(reply))
             self.count("cancels")
             return Verdict(reply, sig)
@@ -305,7 +306,8 @@ class SignalGate:
         # reserve at once, so the next signal of the same batch sees this one (throttles, exposure)
         try:
             self._risk.commit(sig, now_ns)
-            reply = Reply(status=Status.ACCEPTED, request_id=rid, signal_id=signal_id)
+            # stamped as the envelope: admit_envelope then copies no reply (a retry's copy is restamped)
+            reply = Reply(status=Status.ACCEPTED, request_id=rid, signal_id=signal_id, ts_ns=env.ts_ns)
             self._memory.remember(rid, digest, ts, _remembered(reply))
         except BaseException:
             self._memory.forget(rid)

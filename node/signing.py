@@ -23,7 +23,6 @@ from nae_client.signing import make_envelope, sign, signing_bytes  # noqa: F401 
 from node.messages import SignedSignal
 from node.reasons import Reason
 
-_SHA256 = hashlib.sha256
 T = TypeVar("T")
 
 
@@ -32,19 +31,22 @@ class Verifier:
 
     def __init__(self, keys: dict[str, str | bytes], window_ms: int) -> None:
         self._keys = {k: (v.encode() if isinstance(v, str) else v) for k, v in keys.items()}
+        # one keyed HMAC per key, copied per envelope: the key schedule is not redone (~35% of the HMAC)
+        self._macs = {k: hmac.new(v, digestmod=hashlib.sha256) for k, v in self._keys.items()}
         self._window_ns = window_ms * 1_000_000
 
     def verify(self, env: SignedSignal, now_ns: int) -> Reason | None:
         """None when the envelope is authentic and fresh, else the reason it is not."""
         if not env.sig:
             return Reason.SIGNATURE_MISSING
-        secret = self._keys.get(env.key_id)
-        if secret is None:
+        keyed = self._macs.get(env.key_id)
+        if keyed is None:
             return Reason.UNKNOWN_KEY
         if env.ts_ns < 0 or env.ts_ns >= 1 << 64:
             return Reason.STALE_TIMESTAMP
-        expected = hmac.new(secret, signing_bytes(env.ts_ns, env.payload), _SHA256).digest()
-        if not hmac.compare_digest(expected, env.sig):
+        mac = keyed.copy()
+        mac.update(signing_bytes(env.ts_ns, env.payload))
+        if not hmac.compare_digest(mac.digest(), env.sig):
             return Reason.SIGNATURE_INVALID
         if abs(now_ns - env.ts_ns) > self._window_ns:
             return Reason.STALE_TIMESTAMP

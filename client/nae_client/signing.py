@@ -3,6 +3,7 @@ big-endian + payload)."""
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 
 from nae_client.wire import SignedSignal
@@ -13,7 +14,7 @@ def signing_bytes(ts_ns: int, payload: bytes) -> bytes:
 
 
 def sign(secret: bytes, ts_ns: int, payload: bytes) -> bytes:
-    return hmac.digest(secret, signing_bytes(ts_ns, payload), "sha256")  # one call into OpenSSL, no HMAC object
+    return hmac.new(secret, signing_bytes(ts_ns, payload), hashlib.sha256).digest()
 
 
 def make_envelope(key_id: str, secret: bytes, payload: bytes, ts_ns: int) -> SignedSignal:
