@@ -8,7 +8,9 @@ A, ...), each round starts `execnode up` from that build's checkout (`bench.user
 config and Optimus-like stream), warms it up, measures the floor of that minute (a bare ZeroMQ
 round trip + one Redis XADD), runs the paced stream (`--rate`/s for `--seconds`), then reads the
 validator's and the engine's stage histograms and garbage-collector pauses from the node's
-`/metrics`, and `--blocking` sequential sends through the blocking client. One JSON line per
+`/metrics`, and `--blocking` sequential sends through the blocking client; with `--senders-n` /
+`--max-n`, a run of 16 concurrent senders and a max-rate run (512 in flight). The client side is
+this checkout's `nae_client` for every build (its own A/B: `bench.client_report`). One JSON line per
 round on stderr, and on stdout one JSON object: per build, the median over its rounds of each
 figure and of the ratios to the floor.
 """
@@ -26,7 +28,7 @@ import urllib.request
 import orjson
 
 from bench.floor import measure_floor
-from bench.harness import run_paced, warm_up
+from bench.harness import run_concurrent, run_max_rate, run_paced, warm_up
 from bench.user_path import UserPathTarget
 
 _GC_FIELDS = ("gc0_collections", "gc1_collections", "gc2_collections", "gc2_pause_max_seconds",
@@ -55,8 +57,10 @@ def _delta(after: dict[str, float], before: dict[str, float]) -> dict[str, float
     return {k: (v - before.get(k, 0.0) if not k.endswith(("max_seconds", "gc_frozen")) else v) for k, v in after.items()}
 
 
-async def one_round(code_dir: str, seconds: int, rate: float, blocking: int) -> dict:
-    target = UserPathTarget(n_max=int(rate * seconds) + 3_000, code_dir=code_dir)
+async def one_round(code_dir: str, seconds: int, rate: float, blocking: int, senders_n: int = 0,
+                    max_n: int = 0) -> dict:
+    paced_n = int(rate * seconds)
+    target = UserPathTarget(n_max=paced_n + senders_n + max_n + 3_000, code_dir=code_dir)
     await target.start()
     try:
         await warm_up(target, 1_000, 0)
@@ -64,9 +68,17 @@ async def one_round(code_dir: str, seconds: int, rate: float, blocking: int) -> 
         api = target.endpoints.get("api", "")
         loop = asyncio.get_running_loop()
         before = await loop.run_in_executor(None, scrape, api) if api else {}
-        paced = await run_paced(target, rate, int(rate * seconds), 1_000, fill_timeout_s=10.0)
+        paced = await run_paced(target, rate, paced_n, 1_000, fill_timeout_s=10.0)
         after = await loop.run_in_executor(None, scrape, api) if api else {}
         block = await loop.run_in_executor(None, target.blocking_round_trips, blocking)
+        extra: dict = {}
+        if senders_n:  # 16 concurrent senders, each awaiting its reply
+            c = (await run_concurrent(target, 16, senders_n, 1_000 + paced_n)).figures()
+            extra |= {"senders16_p50_us": c["reply_p50_us"], "senders16_p99_us": c["reply_p99_us"],
+                      "senders16_per_s": c["rate_per_s"], "senders16_lost": c["lost"]}
+        if max_n:  # the sustained rate, 512 in flight
+            m = (await run_max_rate(target, max_n, 512, 1_000 + paced_n + senders_n)).figures()
+            extra |= {"max_per_s": m["rate_per_s"], "max_lost": m["lost"], "max_duplicates": m["duplicates"]}
     finally:
         await target.stop()
     f = paced.figures()
@@ -79,6 +91,7 @@ async def one_round(code_dir: str, seconds: int, rate: float, blocking: int) -> 
         "paced_p50_x_floor": round(f["reply_p50_us"] / floor_us, 2) if f["reply_p50_us"] else None,
         "blocking_p50_us": block["reply_p50_us"], "blocking_p99_us": block["reply_p99_us"],
         "blocking_p50_x_floor": round(block["reply_p50_us"] / floor_us, 2),
+        **extra,
         "load_avg_1m": round(os.getloadavg()[0], 1),
         "node": _delta(after, before),
     }
@@ -89,7 +102,8 @@ def _median(rounds: list[dict]) -> dict:
     return {k: round(statistics.median(r[k] for r in rounds if r.get(k) is not None), 2) for k in keys}
 
 
-async def main_async(builds: dict[str, str], rounds: int, seconds: int, rate: float, blocking: int) -> dict:
+async def main_async(builds: dict[str, str], rounds: int, seconds: int, rate: float, blocking: int,
+                     senders_n: int = 0, max_n: int = 0) -> dict:
     names = list(builds)
     results: dict[str, list[dict]] = {n: [] for n in names}
     for k in range(rounds):
@@ -97,7 +111,7 @@ async def main_async(builds: dict[str, str], rounds: int, seconds: int, rate: fl
         for name in order:
             t0 = time.monotonic()
             try:
-                r = await one_round(builds[name], seconds, rate, blocking)
+                r = await one_round(builds[name], seconds, rate, blocking, senders_n, max_n)
             except Exception as exc:  # noqa: BLE001 - `execnode up` did not come up (Ray's 30 s start on a
                 # loaded box), or a send timed out: that round is reported and skipped
                 sys.stderr.write(orjson.dumps({"round": k, "build": name, "error": str(exc)[-300:]}).decode() + "\n")
@@ -116,10 +130,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seconds", type=int, default=8)
     p.add_argument("--rate", type=float, default=1_000.0)
     p.add_argument("--blocking", type=int, default=300)
+    p.add_argument("--senders-n", type=int, default=0, help="signals sent by 16 concurrent senders (0: skip)")
+    p.add_argument("--max-n", type=int, default=0, help="signals of the max-rate run, 512 in flight (0: skip)")
     args = p.parse_args(argv)
     builds = dict(b.split("=", 1) for b in args.build)
     builds = {n: os.path.abspath(d) for n, d in builds.items()}
-    report = asyncio.run(main_async(builds, args.rounds, args.seconds, args.rate, args.blocking))
+    report = asyncio.run(main_async(builds, args.rounds, args.seconds, args.rate, args.blocking, args.senders_n,
+                                    args.max_n))
     sys.stdout.write(orjson.dumps(report).decode() + "\n")
     return 0
 
