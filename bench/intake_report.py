@@ -1,0 +1,164 @@
+"""The validator alone (intake -> gate -> durable append -> reply), two builds in one run: what the
+group commit and the gate's cuts change, without engines, a broker or Ray around it.
+
+    python -m bench.intake_report --build A=/tmp/main-src --build B=. [--rounds 2] [--json]
+                                  (REDIS_URL, else redis://127.0.0.1:6379/0)
+
+Each round starts, per build, a fresh interpreter with that checkout first on the path, which runs
+the build's `actors.validator.Validator` on its loop thread (no Ray: `LoopService.start`) against
+the machine's Redis, under a node id and streams of its own (deleted after). This process drives it
+through this checkout's `AsyncExecutionClient` (the same client for both builds): a paced run
+(`--rate`/s for `--seconds`: reply p50 / p99) and a max-rate run (`--max-n` signals, `--window` in
+flight: ACKs per second), every signal ACCEPTED or the round fails. The validator's own figures
+(wake-up and append percentiles, the gate/append/reply stage sums) come from its `stats()`. Rounds
+alternate the builds; read the ratios B/A, not the absolute times, on a shared machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import secrets
+import statistics
+import subprocess
+import sys
+import time
+
+import orjson
+
+from nae_client import AsyncExecutionClient
+
+_SERVE = r'''
+import secrets, sys, time
+import orjson, redis
+from actors.validator import Validator
+from node.config import IntakeConfig, NodeConfig, SigningConfig, StorageConfig
+from node.risk.config import throughput_limits
+
+url, node_id, secret = sys.argv[1], sys.argv[2], sys.argv[3]
+cfg = NodeConfig(node_id=node_id, signing=SigningConfig(keys={"bench": secret}), intake=IntakeConfig(port=0),
+                 risk=throughput_limits(), equity_usd=1e12,
+                 storage=StorageConfig(redis_url=url, signals_stream=node_id + ".signals",
+                                       events_stream=node_id + ".events", monitoring_stream=node_id + ".monitoring",
+                                       intake_stream=node_id + ".intake", controls_stream=node_id + ".controls",
+                                       allow_volatile_redis=True))
+v = Validator(cfg, url, ["tcp://127.0.0.1:1"], "tcp://127.0.0.1:2")
+try:
+    print(orjson.dumps({"symbols": [s.symbol for s in cfg.broker.paper.symbols], **v.start(timeout_s=60)}).decode(),
+          flush=True)
+    sys.stdin.readline()
+    st = v.stats()
+    keep = ("accepted", "rejected", "wake_p50_us", "wake_p99_us", "append_p50_us", "append_p99_us", "store_failures")
+    out = {k: st[k] for k in keep}
+    for stage in ("intake_gate", "append", "reply"):
+        h = st.get("stage_" + stage + "_hist") or {}
+        if h.get("count"):
+            out[stage + "_mean_us"] = round(h["sum_s"] / h["count"] * 1e6, 1)
+    print(orjson.dumps(out).decode(), flush=True)
+finally:
+    v.stop()
+    r = redis.Redis.from_url(url)
+    for key in r.scan_iter(node_id + "*"):
+        r.delete(key)
+'''
+
+
+def _pct(xs: list[int], q: float) -> float:
+    xs = sorted(xs)
+    return round(xs[min(len(xs) - 1, int(len(xs) * q))] / 1e3, 1)
+
+
+async def _drive(intake: str, secret: str, symbols: list[str], rate: float, seconds: float, max_n: int,
+                 window: int) -> dict:
+    run = secrets.token_hex(3)
+
+    def sig(i: int) -> dict:
+        return {"request_id": run + "-" + str(i), "strategy_id": "s" + str(i % 50), "symbol": symbols[i % len(symbols)],
+                "action": "BUY" if i % 2 else "SELL", "quantity": 1.0}
+
+    async with AsyncExecutionClient(intake, "bench", secret, timeout_s=30.0) as client:
+        async def one(i: int, lat: list[int]) -> None:
+            t = time.perf_counter_ns()
+            reply = await client.send_signal(sig(i))
+            lat.append(time.perf_counter_ns() - t)
+            if reply.status != "ACCEPTED":
+                raise RuntimeError("signal " + str(i) + ": " + str(reply.status) + " " + str(reply.reasons))
+
+        warm: list[int] = []
+        await asyncio.gather(*(one(i, warm) for i in range(500)))
+        paced: list[int] = []
+        n = int(rate * seconds)
+        t0 = time.perf_counter()
+        tasks = []
+        for k in range(n):
+            wait = t0 + k / rate - time.perf_counter()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            tasks.append(asyncio.ensure_future(one(1_000 + k, paced)))
+        await asyncio.gather(*tasks)
+        base = 1_000 + n
+        it = iter(range(base, base + max_n))
+        done: list[int] = []
+
+        async def lane() -> None:
+            for i in it:
+                await one(i, done)
+
+        t1 = time.perf_counter()
+        await asyncio.gather(*(lane() for _ in range(window)))
+        took = time.perf_counter() - t1
+    return {"paced_p50_us": _pct(paced, 0.5), "paced_p99_us": _pct(paced, 0.99),
+            "max_per_s": round(max_n / took), "max_p50_us": _pct(done, 0.5)}
+
+
+def _round(code_dir: str, redis_url: str, rate: float, seconds: float, max_n: int, window: int) -> dict:
+    code = os.path.abspath(code_dir)
+    node_id, secret = "bench-intake-" + secrets.token_hex(4), secrets.token_hex(16)
+    env = dict(os.environ, PYTHONPATH=code + os.pathsep + os.path.join(code, "client"))
+    proc = subprocess.Popen([sys.executable, "-c", _SERVE, redis_url, node_id, secret], env=env, cwd=code,
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert proc.stdin is not None and proc.stdout is not None
+    try:
+        hello = orjson.loads(proc.stdout.readline())
+        got = asyncio.run(_drive(hello["intake"], secret, hello["symbols"], rate, seconds, max_n, window))
+        proc.stdin.write("stats\n")
+        proc.stdin.flush()
+        got |= {"validator": orjson.loads(proc.stdout.readline())}
+        return got
+    finally:
+        proc.stdin.close()
+        proc.wait(60)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--build", action="append", required=True, help="NAME=checkout (twice: A and B)")
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--rate", type=float, default=1_000.0)
+    ap.add_argument("--seconds", type=float, default=5.0)
+    ap.add_argument("--max-n", type=int, default=20_000)
+    ap.add_argument("--window", type=int, default=256)
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+    redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+    builds = [b.split("=", 1) for b in args.build]
+    rounds: dict[str, list[dict]] = {name: [] for name, _ in builds}
+    for i in range(args.rounds):
+        for name, code in builds if i % 2 == 0 else builds[::-1]:
+            got = _round(code, redis_url, args.rate, args.seconds, args.max_n, args.window)
+            print(orjson.dumps({"round": i, "build": name, "load_1m": round(os.getloadavg()[0], 1), **got}).decode(),
+                  file=sys.stderr)
+            rounds[name].append(got)
+    keys = ("paced_p50_us", "paced_p99_us", "max_per_s", "max_p50_us")
+    medians = {name: {k: statistics.median(r[k] for r in rs) for k in keys} for name, rs in rounds.items()}
+    (a, _), (b, _) = builds[0], builds[1]
+    ratios = {k: round(medians[b][k] / medians[a][k], 3) for k in keys if medians[a][k]}
+    report = {"medians": medians, "ratios_b_over_a": ratios, "rounds": rounds, "load": os.getloadavg()}
+    print(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode() if args.json else
+          "\n".join(k + ": " + " ".join(n + "=" + str(medians[n][k]) for n in medians) + "  B/A " + str(ratios.get(k))
+                    for k in keys))
+
+
+if __name__ == "__main__":
+    main()
