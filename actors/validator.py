@@ -278,11 +278,13 @@ class Validator(LoopService):
         try:
             for turn in range(_PIPELINE_ROUNDS):
                 r = _Round(self._clock_ns())
-                try:
-                    self._admit_frames(events if turn == 0 else _NO_EVENTS, r.replies, r.accepted, r.now)
-                except BaseException:
-                    self._undo(r)  # nothing of this round was logged
-                    raise
+                # a later round reads only if frames wait (no failed receive, raising zmq.Again, per append)
+                if turn == 0 or self._router.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+                    try:
+                        self._admit_frames(events if turn == 0 else _NO_EVENTS, r.replies, r.accepted, r.now)
+                    except BaseException:
+                        self._undo(r)  # nothing of this round was logged
+                        raise
                 r.t_gate = time.perf_counter_ns()
                 if flying is not None:
                     landing, flying = flying, None
