@@ -6,6 +6,7 @@ beside Ray's own restart of the killed actor (kill -> its heartbeat back, as a s
         [--random SEED]                 # random kills: the supervisor (1 in 10), else the leader
                                         # (4 in 5) or a standby, random gaps
         [--supervisor-share 0.1]        # the share of random kills that hit the supervisor
+        [--others-share 0.3]            # ... that hit the validator, broker, ledger, reconciler, relay, API
         [--engines nautilus,nautilus]   # engine kinds in priority order
         [--gap 1.5]                     # seconds after a killed engine is back before the next kill
 
@@ -49,18 +50,25 @@ async def _answered(loop, fn, *args, timeout_s: float = 120.0):
             await asyncio.sleep(0.05)
 
 
+#: the actors other than engines and the supervisor a random kill may hit (`call_supervisor("pid", role)`)
+OTHER_ROLES = ("validator", "broker", "ledger", "reconciler", "relay", "api")
+
+
 async def run_failovers(runtime, kills: int, rate: float, gap_s: float = 1.5, progress=None,
-                        seed: int | None = None, supervisor_share: float = 0.1) -> dict:
+                        seed: int | None = None, supervisor_share: float = 0.1, others_share: float = 0.0) -> dict:
     """Drive `rate` signals/s while killing the leader `kills` times, `gap_s` apart. With `seed`:
-    random kills: each one hits the supervisor (`supervisor_share`), else the leader (4 in 5) or a
-    standby, after a random gap of 0.5x to 1.5x `gap_s`; failover times are measured on the leader
-    kills, the supervisor's return (kill -> it answers again, restarted by Ray) on its own."""
+    random kills: each one hits the supervisor (`supervisor_share`), or one of `OTHER_ROLES`
+    (`others_share`: the validator, the active broker adapter, the ledger, the reconciler, the events
+    relay, the HTTP API), else the leader (4 in 5) or a standby, after a random gap of 0.5x to 1.5x
+    `gap_s`; failover times are measured on the leader kills, the return of any other actor (kill -> it
+    answers again with a new pid, restarted by the supervisor or Ray) per role."""
     import random
 
     rng = random.Random(seed) if seed is not None else None
     standby_kills = 0
     supervisor_kills = 0
     supervisor_back_ms: list[float] = []
+    others_back_ms: dict[str, list[float]] = {}
     events: dict[int, dict] = {}  # epoch -> failover event (a restarted supervisor forgets its history)
     cfg = runtime.cfg
     key_id, secret = next(iter(cfg.signing.keys.items()))
@@ -116,6 +124,15 @@ async def run_failovers(runtime, kills: int, rate: float, gap_s: float = 1.5, pr
                 supervisor_back_ms.append((time.time_ns() - t_kill) / 1e6)
                 if progress:
                     progress("kill %d/%d: supervisor (back in %.0f ms)" % (k + 1, kills, supervisor_back_ms[-1]))
+                await asyncio.sleep(gap_s * rng.uniform(0.5, 1.5))
+                continue
+            if rng is not None and rng.random() < others_share / max(1e-9, 1.0 - supervisor_share):
+                role = rng.choice(OTHER_ROLES)
+                back = await _kill_and_wait_back(loop, runtime, role)
+                if back is not None:
+                    others_back_ms.setdefault(role, []).append(back)
+                if progress:
+                    progress("kill %d/%d: %s (back in %s ms)" % (k + 1, kills, role, "%.0f" % back if back else "-"))
                 await asyncio.sleep(gap_s * rng.uniform(0.5, 1.5))
                 continue
             victim = leader
@@ -181,6 +198,9 @@ async def run_failovers(runtime, kills: int, rate: float, gap_s: float = 1.5, pr
         "supervisor_kills": supervisor_kills,
         "supervisor_back_p50_ms": pct(supervisor_back_ms, 50),
         "supervisor_back_p99_ms": pct(supervisor_back_ms, 99),
+        "other_kills": {role: len(v) for role, v in sorted(others_back_ms.items())},
+        "other_back_p50_ms": {role: pct(v, 50) for role, v in sorted(others_back_ms.items())},
+        "other_back_max_ms": {role: round(max(v), 1) for role, v in sorted(others_back_ms.items())},
         "rate_per_s": rate,
         "sent": sent,
         "replied": len(replies),
@@ -203,6 +223,27 @@ async def run_failovers(runtime, kills: int, rate: float, gap_s: float = 1.5, pr
         "promote_marks_us": [dict(e.get("marks_us") or {}, asked=e.get("asked"), call_us=e.get("call_us"))
                              for e in stats["supervisor"]["failovers"]][-3:],
     }
+
+
+async def _kill_and_wait_back(loop, runtime, role: str, timeout_s: float = 60.0) -> float | None:
+    """kill -9 `role`'s process, then wait until the role answers with another pid: ms, or None
+    when the node runs no such actor (e.g. no ledger) or it did not come back within `timeout_s`."""
+    try:
+        pid = await _answered(loop, runtime.call_supervisor, "pid", role, timeout_s=10.0)
+    except Exception:  # noqa: BLE001 - not part of this node
+        return None
+    t_kill = time.time_ns()
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        await asyncio.sleep(0.02)
+        try:
+            new_pid = await loop.run_in_executor(None, runtime.call_supervisor, "pid", role)
+        except Exception:  # noqa: BLE001 - still restarting
+            continue
+        if new_pid != pid:
+            return (time.time_ns() - t_kill) / 1e6
+    return None
 
 
 def failover_config(base=None, kinds: tuple[str, ...] = ("native", "native", "native")):
@@ -230,6 +271,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--gap", type=float, default=1.5, help="seconds between a killed engine's return and the next kill")
     p.add_argument("--supervisor-share", type=float, default=0.1,
                    help="with --random: the share of kills that hit the supervisor (Ray restarts it)")
+    p.add_argument("--others-share", type=float, default=0.0,
+                   help="with --random: the share of kills that hit the validator, broker adapter, ledger, "
+                        "reconciler, events relay or HTTP API")
     p.add_argument("--engines", default="native,native,native",
                    help="engine kinds in priority order (e.g. nautilus,nautilus: Nautilus always leads)")
     args = p.parse_args(argv)
@@ -244,7 +288,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         runtime.start()
         out = asyncio.run(run_failovers(runtime, args.kills, args.rate, progress=stderr_progress, seed=args.random,
-                                        gap_s=args.gap, supervisor_share=args.supervisor_share))
+                                        gap_s=args.gap, supervisor_share=args.supervisor_share,
+                                        others_share=args.others_share))
     finally:
         runtime.stop()
         drop_node_keys(runtime.redis_url if cfg.storage.redis_url else None, cfg.node_id)
