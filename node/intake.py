@@ -347,7 +347,7 @@ class SignalGate:
             px = sig.limit_price or sig.stop_price or self._risk.last_price(sig.symbol)
             if not px or not px > 0.0:
                 return False  # no price to size it at: risk answers NO_PRICE
-            qty = sig.notional / px
+            qty = sig.notional / (px * self._risk.multiplier(sig.symbol))  # prices per share, units per contract
         return qty < self._min_qty
 
     def remember_accepted(self, request_id: str, signal_id: str, signal_ts_s: float) -> None:

@@ -4,7 +4,8 @@ Layout (the row constants below are compile-time constants for the numba kernels
 
 - `sf[row, i]` float64, per symbol slot `i`: last price, filled and pending net quantity, effective
   exposure (filled + pending, USD), (C.w)_i, C_ii, group id, UNKNOWN-state flag, price at the last
-  covariance sample.
+  covariance sample, contract multiplier (`node/instruments.py`: prices in `PX` are per contract, a
+  per-share tick is this many times larger there).
 - `sa[c, i, :]` float64, per strategy column `c` and symbol: effective quantity, filled quantity,
   then the duplicate-order ring (K signed sizes, K kinds); `sn[c, i, k]` int64: the ring's times.
 - `tf[row, c]` float64 / `ti[row, c]` int64, per column: column 0 is the node (kill switch, state,
@@ -20,11 +21,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from node.instruments import Multipliers
 from node.risk.config import RiskLimits
 
 # ---- sf rows (per symbol)
-PX, QTY, PEND, EXP, CW, CII, GRP, UNK, WPX = range(9)
-NSF = 9
+PX, QTY, PEND, EXP, CW, CII, GRP, UNK, WPX, MULT = range(10)
+NSF = 10
 # ---- sa layout (per strategy, symbol)
 DUP_K = 4
 SA_EFF, SA_FILL, SA_DUP = 0, 1, 2  # ring sizes at SA_DUP + k, kinds at SA_DUP + DUP_K + k
@@ -90,6 +92,7 @@ class RiskBook:
     def __init__(self, cfg: RiskLimits, equity: float) -> None:
         self.cfg = cfg
         self.prior_var = cfg.default_daily_vol * cfg.default_daily_vol
+        self.multipliers = Multipliers(cfg.option_multiplier, cfg.contract_multipliers)
         self.sym_ids: dict[str, int] = {}
         self.sym_names: list[str] = []
         self.strat_ids: dict[str, int] = {}  # -> column c (>= COL_FIRST_STRATEGY)
@@ -138,6 +141,7 @@ class RiskBook:
         self.sf[:, i] = 0.0
         self.sf[GRP, i] = NO_GROUP
         self.sf[CII, i] = self.prior_var
+        self.sf[MULT, i] = self.multipliers.of(symbol)
         self.cov[i, i] = self.prior_var
         group = self.cfg.symbol_groups.get(symbol)
         if group is not None:

@@ -17,7 +17,6 @@ from collections import OrderedDict
 
 import numpy as np
 
-from node.instruments import Multipliers
 from node.messages import BUY_ACTIONS, ExecKind, ExecutionReport, OrderType, Side, Signal
 from node.reasons import Reason
 from node.risk.book import (
@@ -51,7 +50,7 @@ class PreTradeRisk:
         self._allowed = frozenset(cfg.symbols)
         #: prices in the book are per contract (price x multiplier): every notional the kernels take
         #: (qty x price) is then the contract's; limit, stop and fill prices are scaled on the way in
-        self._mult = Multipliers(cfg.option_multiplier, cfg.contract_multipliers)
+        self._mult = self.book.multipliers
         self._pending: dict[str, list] = {}  # request_id -> [col, sym, remaining signed qty, commit ns]
         self._seen_fills: OrderedDict[str, None] = OrderedDict()
         self._reasons: dict[int, tuple[Reason, ...]] = {}
@@ -288,6 +287,10 @@ class PreTradeRisk:
     def resume(self, strategy_id: str) -> None:
         c = self.book.add_strategy(strategy_id)
         self.book.ti[I_PAUSED, c] = 0
+
+    def multiplier(self, symbol: str) -> float:
+        """Shares per unit of `symbol` (an OCC option's contract: 100), `node/instruments.py`."""
+        return self._mult.of(symbol)
 
     def last_price(self, symbol: str) -> float:
         """The symbol's last price, per share as quoted (0.0: none, or an unknown symbol); never adds a slot."""

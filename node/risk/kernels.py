@@ -19,8 +19,8 @@ from node.risk.book import (
     I_BR_PROBES, I_BR_STATE, I_BR_UNTIL, I_KILLED, I_PAUSED, I_STATE, I_TOK_NS, L_COLLAR_BPS, L_COLLAR_TICKS,
     L_DAILY, L_DD, L_DUP_NS, L_GROSS, L_GROUP, L_MAX_NOTIONAL, L_MAX_QTY, L_N_BURST, L_N_RATE, L_NET, L_POS_PCT,
     L_PROBES, L_S_BURST, L_S_RATE, L_SLIP_CAP, L_SLIP_DEFAULT, L_STRAT_EXP, L_STRAT_LONG, L_STRAT_SHORT,
-    L_SYM_LONG, L_SYM_SHORT, L_TICK, L_VAR, OT_LIMIT, OT_MARKET, OT_STOP, OT_STOP_LIMIT, PEND, PX, QTY, SA_DUP,
-    SA_EFF, SA_FILL, T_CASH, T_DAY0, T_LONG, T_MV, T_PEAK, T_SHORT, T_TOK, UNK, WPX,
+    L_SYM_LONG, L_SYM_SHORT, L_TICK, L_VAR, MULT, OT_LIMIT, OT_MARKET, OT_STOP, OT_STOP_LIMIT, PEND, PX, QTY,
+    SA_DUP, SA_EFF, SA_FILL, T_CASH, T_DAY0, T_LONG, T_MV, T_PEAK, T_SHORT, T_TOK, UNK, WPX,
 )
 
 #: bit k of a check mask means BITS[k] failed
@@ -152,7 +152,7 @@ def check_order(sf, tf, ti, sa, sn, g, c, i, gid, side, size, is_notional, otype
         mask |= B_MAX_NOTIONAL
     # ---- collars
     band = px * g[L_COLLAR_BPS] * 1e-4
-    ticks = g[L_COLLAR_TICKS] * g[L_TICK]
+    ticks = g[L_COLLAR_TICKS] * g[L_TICK] * sf[MULT, i]  # the tick is per share, prices per contract
     if otype == OT_LIMIT or otype == OT_STOP_LIMIT:
         dev = abs(limit_px - px)
         if dev > band or (ticks > 0.0 and dev > ticks):

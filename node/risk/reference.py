@@ -14,8 +14,8 @@ from node.risk.book import (
     I_BR_PROBES, I_BR_STATE, I_BR_UNTIL, I_KILLED, I_PAUSED, I_STATE, I_TOK_NS, L_COLLAR_BPS, L_COLLAR_TICKS,
     L_DAILY, L_DD, L_DUP_NS, L_GROSS, L_GROUP, L_MAX_NOTIONAL, L_MAX_QTY, L_N_BURST, L_N_RATE, L_NET, L_POS_PCT,
     L_PROBES, L_S_BURST, L_S_RATE, L_SLIP_CAP, L_SLIP_DEFAULT, L_STRAT_EXP, L_STRAT_LONG, L_STRAT_SHORT,
-    L_SYM_LONG, L_SYM_SHORT, L_TICK, L_VAR, OT_LIMIT, OT_MARKET, OT_STOP, OT_STOP_LIMIT, PEND, PX, QTY, SA_DUP,
-    SA_EFF, SA_FILL, T_CASH, T_DAY0, T_LONG, T_MV, T_PEAK, T_SHORT, T_TOK, UNK,
+    L_SYM_LONG, L_SYM_SHORT, L_TICK, L_VAR, MULT, OT_LIMIT, OT_MARKET, OT_STOP, OT_STOP_LIMIT, PEND, PX, QTY,
+    SA_DUP, SA_EFF, SA_FILL, T_CASH, T_DAY0, T_LONG, T_MV, T_PEAK, T_SHORT, T_TOK, UNK,
 )
 from node.risk.kernels import (
     B_BR_EXEC, B_BR_STRAT, B_BR_SYS, B_COLLAR, B_DAILY, B_DD, B_DUP, B_GROSS, B_GROUP, B_HALTED, B_KILL,
@@ -120,7 +120,7 @@ def check_order(sf, tf, ti, sa, sn, g, c, i, gid, side, size, is_notional, otype
     if qty * ref > g[L_MAX_NOTIONAL] * (1.0 + _EPS):
         mask |= B_MAX_NOTIONAL
     band = px * g[L_COLLAR_BPS] * 1e-4
-    ticks = g[L_COLLAR_TICKS] * g[L_TICK]
+    ticks = g[L_COLLAR_TICKS] * g[L_TICK] * sf[MULT][i]  # the tick is per share, prices per contract
     for applies, price in ((otype in (OT_LIMIT, OT_STOP_LIMIT), limit_px), (otype in (OT_STOP, OT_STOP_LIMIT), stop_px)):
         if applies:
             dev = abs(price - px)

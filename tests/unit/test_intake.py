@@ -178,3 +178,16 @@ def test_the_dedupe_memory_holds_nothing_the_garbage_collector_walks():
     assert again.reply.signal_id == accepted.reply.signal_id
     refused_again = admit(g, frame(good(request_id="too-big", quantity=1_000.0)))
     assert refused_again.reply.reasons == refused.reply.reasons and refused_again.reply.duplicate
+
+
+def test_an_option_notional_rounds_to_zero_by_the_contract_not_the_share():
+    put = "SPY251219P00500000"  # premium 2.50 a share: one contract is 250 USD
+    limits = msgspec.structs.replace(throughput_limits())
+    g = SignalGate(SIGNING, IntakeConfig(min_order_quantity=1.0),
+                   PreTradeRisk(limits, ["AAPL", put], {"AAPL": 200.0, put: 2.5}, 1_000_000.0))
+    short = admit(g, frame(good(symbol=put, quantity=None, notional=200.0)))  # 0.8 contract (80 shares)
+    assert short.reply.reasons == [Reason.ZERO_QUANTITY]
+    whole = admit(g, frame(good(symbol=put, quantity=None, notional=250.0, order_type="LIMIT", limit_price=2.5)))
+    assert whole.reply.status is Status.ACCEPTED
+    shares = admit(g, frame(good(quantity=None, notional=250.0)))  # 1.25 shares of AAPL: not zero
+    assert shares.reply.status is Status.ACCEPTED

@@ -70,3 +70,33 @@ def test_multipliers_default_and_override():
     m = Multipliers(100.0, {CALL: 10.0})
     assert (m.of(CALL), m.of("SPY251219P00500000"), m.of("AAPL")) == (10.0, 100.0, 1.0)
     assert RiskLimits().option_multiplier == 100.0
+
+
+# ---- options sizing: notionals are per contract (premium x 100), ticks and collars per share
+
+CHEAP = "SPY251219P00500000"  # premium 2.50 a share: one contract is 250 USD
+
+
+def test_one_contract_at_a_premium_of_2_50_is_250_usd():
+    r = PreTradeRisk(msgspec.structs.replace(throughput_limits(), max_notional_usd=249.0), [CHEAP], {CHEAP: 2.5}, 1e9)
+    assert Reason.MAX_NOTIONAL in r.check(signal(CHEAP, 1.0), 1)
+    r = PreTradeRisk(msgspec.structs.replace(throughput_limits(), max_notional_usd=250.0), [CHEAP], {CHEAP: 2.5}, 1e9)
+    assert r.check(signal(CHEAP, 1.0), 1) == []
+    # a notional order sized at its per-share limit price: 250 USD is one contract, 500 two
+    assert r.check(signal(CHEAP, 0.0, quantity=None, notional=250.0, order_type="LIMIT", limit_price=2.5), 1) == []
+    two = signal(CHEAP, 0.0, quantity=None, notional=500.0, order_type="LIMIT", limit_price=2.5)
+    assert Reason.MAX_NOTIONAL in r.check(two, 1)
+    assert r.multiplier(CHEAP) == 100.0 and r.multiplier("AAPL") == 1.0
+
+
+@pytest.mark.parametrize("symbol, last, limit, refused", [
+    (CALL, 5.0, 5.05, False),  # 5 ticks of 0.01 a share (5 USD a contract)
+    (CALL, 5.0, 5.15, True),  # 15 ticks
+    ("AAPL", 200.0, 200.05, False),
+    ("AAPL", 200.0, 200.15, True),
+])  # fmt: skip
+def test_the_tick_collar_counts_ticks_per_share(symbol, last, limit, refused):
+    cfg = msgspec.structs.replace(throughput_limits(), price_collar_ticks=10, price_collar_bps=10_000.0)
+    r = PreTradeRisk(cfg, [symbol], {symbol: last}, 1e9)
+    got = r.check(signal(symbol, 1.0, order_type="LIMIT", limit_price=limit), 1)
+    assert (Reason.PRICE_COLLAR in got) is refused

@@ -24,13 +24,10 @@ from typing import Any
 
 import msgspec
 
-from node.instruments import OCC_SYMBOL
+from node.instruments import DEFAULT_OPTION_MULTIPLIER, OCC_SYMBOL
 from node.messages import ExecKind, OrderIntent, OrderType, Side
 from node.reasons import Reason
 from node.reconcile import BrokerBook, BrokerPnl, Fill, Order, is_finite_pnl
-
-#: contracts -> shares of the underlying (notional of an option order)
-OPTION_MULTIPLIER = 100
 
 _ORDER_TYPE = {
     OrderType.MARKET: "MARKET",
@@ -109,7 +106,7 @@ def order_spec(intent: OrderIntent) -> tuple[dict[str, Any] | None, str]:
         notional = intent.notional or 0.0
         if not px or not notional > 0.0:
             return None, Reason.SIZE_SPEC.value
-        qty = math.floor(notional / (px * (OPTION_MULTIPLIER if option else 1)))
+        qty = math.floor(notional / (px * (DEFAULT_OPTION_MULTIPLIER if option else 1.0)))
     if not qty > 0.0 or qty != math.floor(qty) or math.isinf(qty):
         return None, Reason.SIZE_SPEC.value
     duration = _DURATION.get(intent.time_in_force.value)
