@@ -176,6 +176,14 @@ class SchwabConfig(msgspec.Struct, **_BASE):
     sweep_interval_ms: PositiveInt = 1_000
     #: an UNKNOWN submit no sweep has found after this long was never placed (REJECTED, NOT_AT_BROKER)
     unknown_settle_ms: PositiveInt = 30_000
+    #: status and fills pushed by Schwab's streamer (ACCT_ACTIVITY, `adapters/brokers/schwab/stream.py`);
+    #: the sweep above stays the backstop of whatever the stream misses
+    stream: bool = True
+    #: a stream with no frame (data or heartbeat) for this long is dead: reconnected, and swept at once
+    stream_idle_timeout_ms: PositiveInt = 30_000
+    #: a failed (re)connect waits this long, doubling up to `stream_reconnect_max_ms`
+    stream_reconnect_min_ms: PositiveInt = 250
+    stream_reconnect_max_ms: PositiveInt = 10_000
 
     def vault_keys(self) -> dict[str, bytes]:
         return {k: bytes.fromhex(v) for k, v in self.vault_keys_hex.items()}

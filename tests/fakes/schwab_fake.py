@@ -14,11 +14,16 @@ What it serves (paths and JSON shapes as Schwab documents them, what schwab-py s
   201 + Location), `GET .../accounts/{hash}?fields=positions` (positions and balances).
 
 Faults, queued per request kind with `fail_next(kind, fault)`, kind in "place", "cancel",
-"replace", "orders", "order", "account", "token": "401" (this token no longer valid), "429",
+"replace", "orders", "order", "account", "prefs", "token": "401" (this token no longer valid), "429",
 "500" (nothing done), "lose" (the request IS carried out, then the connection is closed with no
 answer: an order accepted whose response was lost), "drop" (nothing done, the connection closed with no
 answer: a request lost on its way; the client cannot tell it from "lose"), "hang" (carried out,
 answered after `hang_s`: longer than the client waits).
+
+`GET /trader/v1/userPreference`: the account and `streamerInfo` (the URL of the fake's streamer,
+`tests/fakes/schwab_streamer.py`, and the customer / correl ids its LOGIN and SUBS need): every
+order event (created, accepted, each execution, filled, canceled, replaced) is pushed there on
+`ACCT_ACTIVITY`. `streamer` is that server (its faults: drop_next, kill, refuse, send_raw).
 
 `placed` records every order the fake made, in order: the broker's own record a ledger is compared with.
 
@@ -43,6 +48,8 @@ from collections import defaultdict, deque
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+from tests.fakes.schwab_streamer import SchwabStreamer
 
 _ORDERS = re.compile(r"^/trader/v1/accounts/([^/]+)/orders$")
 _ORDER = re.compile(r"^/trader/v1/accounts/([^/]+)/orders/(\d+)$")
@@ -81,6 +88,8 @@ class SchwabFake:
         self.cost_edits: dict[str, float] = {}
         self._server: ThreadingHTTPServer | None = None
         self.base_url = ""
+        self.streamer = SchwabStreamer(self._authorized_token, "12345678", "cust-" + secrets.token_hex(4),
+                                       "correl-" + secrets.token_hex(4))
 
     # ---------------------------------------------------------------- test controls
 
@@ -94,9 +103,11 @@ class SchwabFake:
         self._server.daemon_threads = True
         self.base_url = "http://127.0.0.1:" + str(self._server.server_address[1])
         threading.Thread(target=self._server.serve_forever, daemon=True, name="schwab-fake").start()
+        self.streamer.start()
         return self
 
     def stop(self) -> None:
+        self.streamer.stop()
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
@@ -201,9 +212,22 @@ class SchwabFake:
         return q.popleft() if q else ""
 
     def _authorized(self, header: str) -> bool:
-        token = header[7:] if header.startswith("Bearer ") else ""
+        return self._authorized_token(header[7:] if header.startswith("Bearer ") else "")
+
+    def _authorized_token(self, token: str) -> bool:
         exp = self._access.get(token)
         return exp is not None and exp > time.time()
+
+    def _preferences(self) -> dict:
+        s = self.streamer
+        return {
+            "accounts": [{"accountNumber": s.account_number, "primaryAccount": True, "type": "BROKERAGE",
+                          "nickName": "fake", "displayAcctId": "...678", "autoPositionEffect": False}],
+            "streamerInfo": [{"streamerSocketUrl": s.url, "schwabClientCustomerId": s.customer_id,
+                              "schwabClientCorrelId": s.correl_id, "schwabClientChannel": "N9",
+                              "schwabClientFunctionId": "APIAPP"}],
+            "offers": [{"level2Permissions": False, "mktDataPermission": "NP"}],
+        }  # fmt: skip
 
     def _new_order(self, spec: dict) -> dict:
         leg = spec["orderLegCollection"][0]
@@ -228,6 +252,8 @@ class SchwabFake:
             order["stopPrice"] = float(spec["stopPrice"])
         self.orders[oid] = order
         self.placed.append(order)
+        self.streamer.publish(oid, "OrderCreated")
+        self.streamer.publish(oid, "OrderAccepted")
         if spec["orderType"] == "MARKET":
             px = self.price_of(leg["instrument"]["symbol"])
             legs = max(1, self.fill_legs)
@@ -253,9 +279,14 @@ class SchwabFake:
             "executionLegs": [{"legId": 1, "quantity": qty, "mismarkedQuantity": 0.0, "price": price,
                                "time": _iso(time.time())}],
         })  # fmt: skip
+        execution = order["orderActivityCollection"][-1]
+        self.streamer.publish(order["orderId"], "ExecutionCreated", {"ExecutionCreatedEventExecutionInfo": {
+            "ExecutionInfo": {"ExecutionId": str(execution["activityId"]), "ExecutionQuantity": qty,
+                              "ExecutionPrice": price}}})
         if order["remainingQuantity"] <= 0:
             order["status"] = "FILLED"
             order["cancelable"] = order["editable"] = False
+            self.streamer.publish(order["orderId"], "OrderFillCompleted")
 
     def _refusal(self, spec: dict) -> str:
         try:
@@ -322,6 +353,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _do(self, kind: str, method: str, url: Any, raw: bytes) -> tuple[int, Any, dict]:
         fake = self.owner
+        if kind == "prefs":
+            return 200, fake._preferences(), {}
         m = _ORDERS.match(url.path) or _ORDER.match(url.path) or _ACCOUNT.match(url.path)
         if m is None or m.group(1) != fake.account_hash:
             return 404, {"message": "no such account"}, {}
@@ -361,12 +394,14 @@ class _Handler(BaseHTTPRequestHandler):
             return 400, {"message": "order is not cancelable"}, {}
         if kind == "cancel":
             order["status"] = "CANCELED"
+            fake.streamer.publish(order["orderId"], "OrderUROutCompleted")
             return 200, None, {}
         spec = json.loads(raw or b"{}")
         why = fake._refusal(spec)
         if why:
             return 400, {"message": why}, {}
         order["status"] = "REPLACED"
+        fake.streamer.publish(order["orderId"], "ChangeAccepted")
         new = fake._new_order(spec)
         return 201, None, {"Location": "https://api.schwabapi.com" + base + str(new["orderId"])}
 
@@ -400,6 +435,8 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 def _kind(method: str, path: str) -> str:
+    if path == "/trader/v1/userPreference" and method == "GET":
+        return "prefs"
     if _ORDERS.match(path):
         return "place" if method == "POST" else "orders"
     if _ORDER.match(path):

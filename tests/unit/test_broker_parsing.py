@@ -105,3 +105,29 @@ def test_schwab_account_book_names_the_nodes_orders_and_the_others():
 def test_any_schwab_account_answer_is_a_book_never_raised(orders, account):
     book, unreadable = sw.account_book(orders, account, {}, 0, 0)
     assert unreadable + len(book.orders) == len(orders)
+
+
+def _activity(*entries) -> dict:
+    return {"service": "ACCT_ACTIVITY", "timestamp": 1, "command": "SUBS", "content": list(entries)}
+
+
+def test_account_activity_names_the_orders_it_is_about():
+    import json
+
+    created = {"seq": 1, "key": "k", "ACCOUNT": "1", "MESSAGE_TYPE": "OrderCreated",
+               "MESSAGE_DATA": json.dumps({"SchwabOrderID": "1001", "BaseEvent": {"EventType": "OrderCreated"}})}
+    numbered = {"1": "1", "2": "ExecutionCreated", "3": {"SchwabOrderID": 1002}}  # not relabelled; id an int
+    subscribed = {"MESSAGE_TYPE": "SUBSCRIBED", "MESSAGE_DATA": ""}
+    error = {"MESSAGE_TYPE": "ERROR", "MESSAGE_DATA": "Account activity is not available"}
+    assert sw.activity_order_ids(_activity(created, numbered, subscribed)) == (["1001", "1002"], 0)
+    assert sw.activity_order_ids(_activity(error, {"3": {"SchwabOrderID": "-5"}}, 7)) == ([], 3)
+    assert sw.activity_order_ids({"content": "x"}) == ([], 1) and sw.activity_order_ids(None) == ([], 1)
+
+
+@given(_json)
+@settings(max_examples=300)
+def test_any_account_activity_is_order_ids_or_counted_never_raised(obj):
+    for data in (obj, _activity(obj), _activity({"MESSAGE_TYPE": "X", "MESSAGE_DATA": obj}),
+                 _activity({"2": "X", "3": msgspec.json.encode(obj).decode()})):
+        ids, bad = sw.activity_order_ids(data)
+        assert bad >= 0 and all(i.isascii() and i.isdigit() and len(i) <= 20 for i in ids)

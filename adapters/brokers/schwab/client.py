@@ -200,6 +200,14 @@ class SchwabClient:
     def account(self) -> Sent:
         return self._request(lambda c: c.get_account(self._cfg.account_hash, fields=[Client.Account.Fields.POSITIONS]))
 
+    def preferences(self) -> tuple[Sent, str]:
+        """`GET /trader/v1/userPreference` (the streamer's URL and ids) and the access token now
+        (what the streamer's LOGIN carries); after the request, so a refresh it caused is in."""
+        sent = self._request(lambda c: c.get_user_preferences())
+        client = self._client
+        token = "" if client is None else str(client.session.token.get("access_token", ""))
+        return sent, token
+
     def _order_request(self, call: Callable[[Client], httpx.Response]) -> Sent:
         if not self.logged_in():
             return Sent(outcome=Outcome.NOT_SENT, reason=Reason.LOGIN_EXPIRED.value)

@@ -9,6 +9,9 @@
   (`<orderId>-<activityId>-<leg no.>`), so a fill seen on two sweeps is one fill.
 - `matches(intent, obj)`: whether an order the node does not know by id is the one an UNKNOWN
   submit sent (Schwab keeps no client order id): same symbol, instruction, quantity and type.
+- `activity_order_ids(data)`: the Schwab orderIds one ACCT_ACTIVITY data frame of the streamer
+  names (`MESSAGE_DATA.SchwabOrderID`), and how many of its entries could not be read. The event is
+  only a wake-up: the order itself is read (`read_order`), so a fill has one exec id however it is seen.
 - `account_book(orders, account, ours, ...)`: Schwab's own view of the account as the reconciler's
   `BrokerBook`: every listed order with its executions (the node's under their client order ids,
   any other as `SCHWAB-<orderId>`: placed by hand or by another program), the positions and cash
@@ -178,6 +181,52 @@ def read_order(obj: Any) -> SchwabOrder | None:
         )
     except (KeyError, IndexError, TypeError, ValueError, AttributeError):
         return None
+
+
+#: ACCT_ACTIVITY message types that name no order: the subscription's own confirmation
+_NO_ORDER_TYPES = frozenset({"SUBSCRIBED"})
+_MAX_ORDER_ID_DIGITS = 20
+
+
+def activity_order_ids(data: Any) -> tuple[list[str], int]:
+    """One ACCT_ACTIVITY data entry (as schwab-py's handler gets it: `content` entries with fields
+    relabelled MESSAGE_TYPE / MESSAGE_DATA, or still numbered "2" / "3") -> (orderIds, unreadable).
+
+    MESSAGE_DATA is a JSON object, or a string holding one, with `SchwabOrderID` (a string or an
+    integer of digits). An entry with none, an ERROR entry, or anything else that is not this
+    shape counts as unreadable; never raises."""
+    ids: list[str] = []
+    bad = 0
+    try:
+        content = data["content"]
+    except (KeyError, TypeError, IndexError):
+        return ids, 1
+    if not isinstance(content, list):
+        return ids, 1
+    for entry in content:
+        if not isinstance(entry, dict):
+            bad += 1
+            continue
+        kind = entry.get("MESSAGE_TYPE", entry.get("2"))
+        if kind in _NO_ORDER_TYPES:
+            continue
+        body = entry.get("MESSAGE_DATA", entry.get("3"))
+        if isinstance(body, (str, bytes)):
+            try:
+                body = msgspec.json.decode(body)
+            except msgspec.DecodeError:
+                bad += 1
+                continue
+        oid = body.get("SchwabOrderID") if isinstance(body, dict) else None
+        if isinstance(oid, bool) or not isinstance(oid, (str, int)):
+            bad += 1
+            continue
+        text = str(oid)
+        if not text.isascii() or not text.isdigit() or len(text) > _MAX_ORDER_ID_DIGITS:
+            bad += 1
+            continue
+        ids.append(text)
+    return ids, bad
 
 
 def matches(intent: OrderIntent, order: SchwabOrder) -> bool:

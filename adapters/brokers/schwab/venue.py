@@ -9,9 +9,11 @@ over an inproc socket the adapter polls (`socket`), handed out by `advance`.
   an adapter restarted, or another adapter of the account after a failover, knows every order ever
   sent (`sent_ids`), so nothing is sent twice, and sweeps them. The orderId comes from the
   `Location` header of the 201.
-- Status and fills come from reading the order right after each request and from a sweep of the
-  account's orders every `sweep_interval_ms` (the backstop of every lost answer). A fill is an
-  execution leg, exec id `<orderId>-<activityId>-<leg>`, reported once.
+- Status and fills come from reading the order right after each request, from Schwab's streamer
+  (`stream.py`: an account-activity event naming one of our orders has the worker read that order
+  at once) and from a sweep of the account's orders every `sweep_interval_ms` (the backstop of every
+  lost answer and of whatever the stream misses). A fill is an execution leg, exec id
+  `<orderId>-<activityId>-<leg>`, reported once however often and by whichever path it is seen.
 - Ambiguity. A place with no answer (timeout, dropped connection, 5xx, a 201 without a usable
   Location) is UNKNOWN; the sweep adopts the order that matches it (same symbol, side, quantity,
   type, entered after it was sent) or, when no sweep for `unknown_settle_ms` shows one, reports it
@@ -42,6 +44,7 @@ from adapters.brokers.budget import RequestBudget
 from adapters.brokers.schwab import parsing
 from adapters.brokers.schwab.client import Outcome, SchwabClient, Sent, TokenStore
 from adapters.brokers.schwab.config import SchwabConfig
+from adapters.brokers.schwab.stream import ActivityStream
 from adapters.brokers.worker_venue import WorkerVenue
 from node.errors import BrokerError
 from node.messages import ExecKind, ExecutionReport, OrderIntent, OrderSnapshot, encode
@@ -55,6 +58,7 @@ _EPS = 1e-9
 _SWEEP_LOOKBACK_S = 120.0  # orders entered this long before the oldest live one are swept too
 _ACCOUNT_EVERY = 10  # sweeps between two account reads (balances, positions)
 _DAY_S = 86_400
+_WOKEN_MAX = 64  # stream wake-ups gathered before they are read even while commands wait
 
 
 class _Tracked(msgspec.Struct, kw_only=True):
@@ -96,6 +100,7 @@ class SchwabVenue(WorkerVenue):
         self._balances = Balances()
         self._account_positions: dict[str, float] = {}
         self.worker: _Worker | None = None
+        self.stream: ActivityStream | None = None
 
     # ---------------------------------------------------------------- lifecycle (adapter's loop thread)
 
@@ -112,8 +117,25 @@ class SchwabVenue(WorkerVenue):
         self.worker = _Worker(self, client, r, saved, ctx, endpoint)
         self._thread = threading.Thread(target=self.worker.run, name="schwab-venue", daemon=True)
         self._thread.start()
+        if self.cfg.stream:
+            self.stream = ActivityStream(self.cfg, self._ask_stream_login, self._wake, self._resync)
+            self.stream.start()
+
+    def _ask_stream_login(self) -> concurrent.futures.Future:
+        done: concurrent.futures.Future = concurrent.futures.Future()
+        self._commands.put(("prefs", done, None))
+        return done
+
+    def _wake(self, order_id: str) -> None:
+        self._commands.put(("wake", order_id, None))
+
+    def _resync(self) -> None:
+        self._commands.put(("resync", None, None))
 
     def close(self) -> None:
+        if self.stream is not None:
+            self.stream.stop()
+            self.stream = None
         if self._thread is not None:
             self._commands.put(None)
             self._thread.join(timeout=10)
@@ -151,7 +173,10 @@ class SchwabVenue(WorkerVenue):
 
     def stats(self) -> dict:
         w = self.worker
-        return {} if w is None else w.stats()
+        out = {} if w is None else w.stats()
+        if self.stream is not None:
+            out.update(self.stream.stats())
+        return out
 
 
 class _Worker:
@@ -184,13 +209,16 @@ class _Worker:
         self.adopted = 0
         self.not_at_broker = 0
         self.cancel_refused = 0
+        self.stream_reads = 0
+        self._woken: dict[str, None] = {}  # orderIds the stream named, read when the commands are done
+        self._next_sweep = 0.0
 
     def stats(self) -> dict:
         c = self._client
         return {
             "sweeps": self.sweeps, "sweep_errors": self.sweep_errors, "unreadable": self.unreadable,
             "adopted": self.adopted, "not_at_broker": self.not_at_broker, "cancel_refused": self.cancel_refused,
-            "token_refreshes": c.refreshes, "unauthorized": c.unauthorized, "throttled": c.throttled,
+            "stream_reads": self.stream_reads, "token_refreshes": c.refreshes, "unauthorized": c.unauthorized, "throttled": c.throttled,
             "login_expires_in_s": c.login_expires_in_s(),
         }  # fmt: skip
 
@@ -203,10 +231,9 @@ class _Worker:
         try:
             self._login()
             interval = self._cfg.sweep_interval_ms / 1000
-            next_sweep = 0.0
             commands = self._venue._commands
             while True:
-                wait = max(next_sweep - time.monotonic(), 0.0)
+                wait = max(self._next_sweep - time.monotonic(), 0.0)
                 try:
                     cmd = commands.get(timeout=wait)
                 except queue.Empty:
@@ -216,9 +243,11 @@ class _Worker:
                 try:
                     if cmd:
                         self._command(*cmd)
-                    if time.monotonic() >= next_sweep:
+                    if self._woken and (commands.empty() or len(self._woken) >= _WOKEN_MAX):
+                        self._read_woken()
+                    if time.monotonic() >= self._next_sweep:
                         self._sweep()
-                        next_sweep = time.monotonic() + interval
+                        self._next_sweep = time.monotonic() + interval
                 except Exception:  # noqa: BLE001 - the worker's loop boundary: counted, logged, carries on
                     self.sweep_errors += 1
                     log.exception("schwab: worker step failed")
@@ -257,11 +286,44 @@ class _Worker:
             self._cancel(arg)
         elif kind == "replace":
             self._replace(arg, intent)
+        elif kind == "wake":
+            self._wake(arg)
+        elif kind == "resync":
+            self._next_sweep = 0.0
+        elif kind == "prefs":
+            self._stream_login(arg)
         elif kind == "book":
             try:
                 arg.set_result(self._account_book())
             except Exception as exc:  # noqa: BLE001 - the reconciler's run gets the error
                 arg.set_exception(exc)
+
+    def _stream_login(self, done: concurrent.futures.Future) -> None:
+        """The streamer's URL and ids (user preferences) and the access token, for `stream.py`."""
+        sent, token = self._client.preferences()
+        if sent.outcome is Outcome.ANSWERED and sent.status == 200 and isinstance(sent.body, dict) and token:
+            done.set_result((sent.body, token))
+        else:
+            done.set_exception(BrokerError("schwab: no streamer login (" + (sent.reason or str(sent.status)) + ")",
+                                           Reason.NO_CONNECTION, retriable=True))
+
+    def _wake(self, order_id: str) -> None:
+        """The stream named `order_id`: ours and live -> read it soon; not known by id while a
+        submit is UNKNOWN -> sweep now (it may be that order); anything else is not ours."""
+        coid = self._by_id.get(order_id)
+        if coid is not None:
+            if not self._orders[coid].done:
+                self._woken[order_id] = None
+        elif any(t.unknown and not t.order_id for t in self._orders.values()):
+            self._next_sweep = 0.0
+
+    def _read_woken(self) -> None:
+        woken, self._woken = self._woken, {}
+        for order_id in woken:
+            t = self._orders[self._by_id[order_id]]
+            if not t.done:
+                self.stream_reads += 1
+                self._read_one(t)
 
     def _account_book(self) -> BrokerBook:
         now = time.time()
