@@ -49,7 +49,22 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from tests.fakes.schwab_streamer import SchwabStreamer
+
+def _streamer_class() -> type:
+    """`schwab_streamer.SchwabStreamer`, loaded beside this file: outside pytest's tree (bench/)
+    schwab-py's own top-level `tests` package shadows the repository's."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("nae_fakes_schwab_streamer",
+                                                  Path(__file__).with_name("schwab_streamer.py"))
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.SchwabStreamer
+
+
+SchwabStreamer = _streamer_class()
 
 _ORDERS = re.compile(r"^/trader/v1/accounts/([^/]+)/orders$")
 _ORDER = re.compile(r"^/trader/v1/accounts/([^/]+)/orders/(\d+)$")
