@@ -59,6 +59,7 @@ _SWEEP_LOOKBACK_S = 120.0  # orders entered this long before the oldest live one
 _ACCOUNT_EVERY = 10  # sweeps between two account reads (balances, positions)
 _DAY_S = 86_400
 _WOKEN_MAX = 64  # stream wake-ups gathered before they are read even while commands wait
+_EARLY_SWEEP_GAP_S = 0.1  # a sweep the stream asks for comes no sooner than this after the last one
 
 
 class _Tracked(msgspec.Struct, kw_only=True):
@@ -212,6 +213,7 @@ class _Worker:
         self.stream_reads = 0
         self._woken: dict[str, None] = {}  # orderIds the stream named, read when the commands are done
         self._next_sweep = 0.0
+        self._swept_at = 0.0
 
     def stats(self) -> dict:
         c = self._client
@@ -247,7 +249,8 @@ class _Worker:
                         self._read_woken()
                     if time.monotonic() >= self._next_sweep:
                         self._sweep()
-                        self._next_sweep = time.monotonic() + interval
+                        self._swept_at = time.monotonic()
+                        self._next_sweep = self._swept_at + interval
                 except Exception:  # noqa: BLE001 - the worker's loop boundary: counted, logged, carries on
                     self.sweep_errors += 1
                     log.exception("schwab: worker step failed")
@@ -315,7 +318,8 @@ class _Worker:
             if not self._orders[coid].done:
                 self._woken[order_id] = None
         elif any(t.unknown and not t.order_id for t in self._orders.values()):
-            self._next_sweep = 0.0
+            # soon, not at once: a burst of events must not become a burst of sweeps
+            self._next_sweep = min(self._next_sweep, self._swept_at + _EARLY_SWEEP_GAP_S)
 
     def _read_woken(self) -> None:
         woken, self._woken = self._woken, {}
