@@ -221,12 +221,10 @@ class Reconciler:
             if opening is None and not fills:  # the node's first look at its accounts: its opening book
                 opening = opening_of(broker)
                 await self._save_opening(opening, summary)
-            node = self._node_side(fills, orders, opening or Opening(), broker, no_fee)
+            # the comparison is pure CPU over the whole window (a second or more for a million fills):
+            # on a thread, so the actor keeps answering its supervisor's calls (`alive`, `pid`) meanwhile
+            node, diff = await asyncio.to_thread(self._compare, fills, orders, opening or Opening(), broker, no_fee)
             await self._record_fees(no_fee, broker)
-            diff = diff_books(node, broker, self._diff_cfg)
-            named = {d.symbol for d in diff.discrepancies}  # another difference explains their PnL
-            diff.discrepancies.extend(compare_pnl(node.fills, opening or Opening(), broker.pnl,
-                                                  self._rc.pnl_tolerance_usd, named))
             if self._rc.adopt:
                 summary.booked = await self._book(diff, broker)
             summary.actions = self._actions(diff, node)
@@ -234,7 +232,7 @@ class Reconciler:
                 await self._apply(summary.actions)
             marks = {f.symbol: f.px for f in broker.fills}
             marks.update({sym: p.mark for sym, p in broker.pnl.items()})
-            pnl = pnl_by_strategy_symbol(opening_fills(opening or Opening()) + node.fills, marks)
+            pnl = await asyncio.to_thread(pnl_by_strategy_symbol, opening_fills(opening or Opening()) + node.fills, marks)
             summary.pnl = totals_by_strategy(pnl)
             summary.discrepancies = diff.discrepancies
             summary.counts = count_kinds(diff.discrepancies)
@@ -291,6 +289,15 @@ class Reconciler:
         """The node's side as a run sees it before the brokers answer (the bench's read path)."""
         fills, orders, opening, no_fee = await self._ledger_rows()
         return self._node_side(fills, orders, opening or Opening(), None, no_fee)
+
+    def _compare(self, fills: list[Fill], orders: list[Order], opening: Opening, broker: BrokerBook,
+                 no_fee: set[str]) -> tuple[NodeBook, Diff]:
+        """The node's book and its diff with the broker's, PnL drift included (pure: run on a thread)."""
+        node = self._node_side(fills, orders, opening, broker, no_fee)
+        diff = diff_books(node, broker, self._diff_cfg)
+        named = {d.symbol for d in diff.discrepancies}  # another difference explains their PnL
+        diff.discrepancies.extend(compare_pnl(node.fills, opening, broker.pnl, self._rc.pnl_tolerance_usd, named))
+        return node, diff
 
     def _node_side(self, fills: list[Fill], orders: list[Order], opening: Opening,
                    broker: BrokerBook | None, no_fee: set[str]) -> NodeBook:
