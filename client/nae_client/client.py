@@ -37,6 +37,7 @@ from typing import Any, AsyncIterator, Callable, Iterable, Iterator, Mapping, Mu
 import msgspec
 import zmq
 
+from nae_client.delivered import Delivered
 from nae_client.errors import TransportError
 from nae_client.fallback import DEFAULT_MAX_AGE_MS, FallbackChannel
 from nae_client.signing import signing_bytes
@@ -106,6 +107,7 @@ class _Base:
         self._events_endpoint = events_endpoint
         self._ctx = zmq.Context.instance()
         self._sock = self._dealer()
+        self.delivered = Delivered()  # each fill handed out once (by exec id); `.repeats` counts the drops
 
     def _dealer(self) -> zmq.Socket:
         sock = self._ctx.socket(zmq.DEALER)
@@ -221,10 +223,12 @@ class ExecutionClient(_Base):
         if self._sub is None:
             raise RuntimeError("call subscribe() first")
         wait = self.timeout_s if timeout_s is None else timeout_s
-        if not self._sub.poll(int(wait * 1000)):
-            return None
-        _, payload = self._sub.recv_multipart()
-        return report_decoder.decode(payload)
+        deadline = time.monotonic() + wait
+        while self._sub.poll(max(0, int((deadline - time.monotonic()) * 1000))):
+            report = report_decoder.decode(self._sub.recv_multipart()[-1])
+            if self.delivered.first(report):
+                return report
+        return None
 
     def events(self, timeout_s: float = 1.0) -> Iterator[ExecutionReport]:
         """Yield reports until none arrives for `timeout_s`."""
@@ -397,7 +401,14 @@ class AsyncExecutionClient(_Base):
             self._sub.connect(endpoint)
             put = self._events.put_nowait
             decode = report_decoder.decode
-            _drain_when_readable(self._attach(), self._sub, lambda parts: put(decode(parts[-1])))
+            first = self.delivered.first
+
+            def take(parts: list[bytes]) -> None:
+                report = decode(parts[-1])
+                if first(report):
+                    put(report)
+
+            _drain_when_readable(self._attach(), self._sub, take)
         for prefix in topic_prefixes(strategy_id, kinds):
             self._sub.setsockopt(zmq.SUBSCRIBE, prefix)
 
