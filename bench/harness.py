@@ -68,7 +68,9 @@ class Target(Protocol):
     - `wait_fills(timeout_s, indices)` waits up to `timeout_s` for the fills of the signals in
       `indices` (all sent so far when None) and returns the fill latencies in ns (signal sent ->
       fill received) of those that filled; a target without fills returns None.
-    - `counts()` -> cumulative dict with `sent`, `accepted`, `rejected`, `lost`, `duplicates`.
+    - `counts()` -> cumulative dict with `sent`, `accepted`, `rejected`, `lost`, `duplicates` (a second
+      execution of one signal), optionally `repeats` (a report seen again: same exec id) and
+      `unattributed` (a fill without a request_id to match).
     """
 
     name: str
@@ -98,7 +100,9 @@ class RunResult(msgspec.Struct, frozen=True, kw_only=True):
     fill: LatencyStats | None
     fills: int  # fills received for the run's signals (-1: the target has no fills)
     lost: int  # no reply (not a rejection) + accepted without a fill
-    duplicates: int  # duplicates the target counted during the run
+    duplicates: int  # duplicates the target counted during the run (a second execution of one signal)
+    repeats: int = 0  # reports the client saw again (same exec id) and dropped: not duplicates
+    unattributed: int = 0  # fill reports without a request_id the client could match
     late_sends: int = 0  # paced only: sends started more than one period after their deadline
     max_lag_ms: float = 0.0  # paced only: the worst delay of a send behind its deadline
     first_error: str = ""
@@ -118,6 +122,8 @@ class RunResult(msgspec.Struct, frozen=True, kw_only=True):
             "errors": self.errors,
             "lost": self.lost,
             "duplicates": self.duplicates,
+            "repeats": self.repeats,
+            "unattributed": self.unattributed,
             "late_sends": self.late_sends,
             "max_lag_ms": self.max_lag_ms,
         }
@@ -181,6 +187,8 @@ async def _finish(
         fills=fills,
         lost=no_reply + no_fill,
         duplicates=int(after.get("duplicates", 0) - before.get("duplicates", 0)),
+        repeats=int(after.get("repeats", 0) - before.get("repeats", 0)),
+        unattributed=int(after.get("unattributed", 0) - before.get("unattributed", 0)),
         late_sends=late_sends,
         max_lag_ms=round(max_lag_ns / 1e6, 1),
         first_error=rec.first_error,

@@ -37,7 +37,7 @@ import numpy as np
 from node.client import AsyncExecutionClient, ExecutionClient
 from node.config import PaperSymbol, load_config
 from node.migrations import database_url_for
-from node.messages import Action, ExecKind, OrderType, RiskMeta, Signal, encode
+from node.messages import Action, ExecKind, ExecutionReport, OrderType, RiskMeta, Signal, encode
 
 STREAMS = ("signals_stream", "events_stream", "monitoring_stream", "intake_stream")
 STRATEGIES = 50
@@ -176,6 +176,8 @@ class UserPathTarget:
         self._acked_resting = np.zeros(n_max, dtype=bool)  # resting stops ACKed: not to fill
         self._listener: asyncio.Task | None = None
         self._accepted = self._rejected = self._errors = self._fills = self._dup_fills = 0
+        self._exec_ids: set[str] = set()
+        self._repeats = self._unattributed = 0  # a fill report seen again (same exec id); one without request_id
 
     async def start(self) -> None:
         self._dir = tempfile.TemporaryDirectory(prefix="nae-bench-user-")
@@ -217,19 +219,31 @@ class UserPathTarget:
         self._listener = asyncio.get_running_loop().create_task(self._listen())
 
     async def _listen(self) -> None:
-        client, index, fill_ns = self._client, self._index, self._fill_ns
+        client = self._client
         while True:
             ev = await client.next_event(0.5)
-            if ev is None or ev.kind is not ExecKind.FILL:
-                continue
-            i = index.get(ev.request_id)
-            if i is None:
-                continue
-            if fill_ns[i]:
-                self._dup_fills += 1
-                continue
-            fill_ns[i] = time.perf_counter_ns()
-            self._fills += 1
+            if ev is not None and ev.kind is ExecKind.FILL:
+                self._on_fill(ev)
+
+    def _on_fill(self, ev: ExecutionReport) -> None:
+        """Fills by exec id, as the client contract says (README "The client"): a report whose exec id
+        was delivered already is a repeat, counted apart and dropped; a second exec id for a signal
+        already filled is a true duplicate (a second execution); a fill without a request_id cannot
+        be matched to its signal (counted)."""
+        key = ev.exec_id or ev.client_order_id + "-" + str(ev.cum_qty)
+        if key in self._exec_ids:
+            self._repeats += 1
+            return
+        self._exec_ids.add(key)
+        i = self._index.get(ev.request_id)
+        if i is None:
+            self._unattributed += 1
+            return
+        if self._fill_ns[i]:
+            self._dup_fills += 1
+            return
+        self._fill_ns[i] = time.perf_counter_ns()
+        self._fills += 1
 
     async def send(self, i: int) -> None:
         rid, payload = self._payloads[i]
@@ -270,7 +284,13 @@ class UserPathTarget:
             "accepted": self._accepted,
             "rejected": self._rejected,
             "lost": self._accepted - self._fills,
-            "duplicates": self._dup_fills + (self._client.unmatched if self._client else 0),
+            # a second execution for one signal; a report repeated (same exec id) is not one
+            "duplicates": self._dup_fills,
+            # reports seen again (same exec id): dropped by the client (`delivered.repeats`) or here
+            "repeats": self._repeats + (self._client.delivered.repeats if self._client else 0),
+            "unattributed": self._unattributed,
+            # answers to sends that had timed out already (counted as errors there): not duplicates
+            "late_replies": self._client.unmatched if self._client else 0,
         }
 
     def blocking_round_trips(self, n: int) -> dict:

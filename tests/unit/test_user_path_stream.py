@@ -6,9 +6,9 @@ import time
 
 import msgspec
 
-from bench.user_path import STRATEGIES, optimus_signal, paper_symbols, to_toml, user_config
+from bench.user_path import STRATEGIES, UserPathTarget, optimus_signal, paper_symbols, to_toml, user_config
 from node.config import load_config
-from node.messages import OrderType, Signal, encode
+from node.messages import ExecKind, ExecutionReport, OrderType, Signal, encode
 from node.risk.config import throughput_limits
 
 
@@ -33,3 +33,21 @@ def test_the_stream_covers_every_order_type_strategies_and_symbols_and_decodes_a
     for sig, must_fill in sigs:
         assert msgspec.msgpack.decode(encode(sig), type=Signal) == sig
         assert must_fill == (sig.order_type in (OrderType.MARKET, OrderType.LIMIT))
+
+
+def _fill(rid: str, exec_id: str, coid: str = "NAE-x-0") -> ExecutionReport:
+    return ExecutionReport(kind=ExecKind.FILL, client_order_id=coid, exec_id=exec_id, last_qty=1.0, cum_qty=1.0,
+                           request_id=rid)
+
+
+def test_the_user_path_counts_a_repeated_report_apart_from_a_second_execution():
+    """The harness's `duplicates` is a second execution of one signal; a report seen again (same exec
+    id, e.g. a new leader re-publishing a fill) is a `repeat`; a fill with no request_id is `unattributed`."""
+    target = UserPathTarget(n_max=4)
+    target._index = {"r0": 0, "r1": 1}
+    for ev in (_fill("r0", "E1"), _fill("r0", "E1"), _fill("", "E1"), _fill("", "E9"), _fill("r1", "E2"),
+               _fill("r1", "E3")):
+        target._on_fill(ev)
+    counts = target.counts()
+    assert (counts["repeats"], counts["unattributed"], counts["duplicates"]) == (2, 1, 1)
+    assert target._fills == 2
