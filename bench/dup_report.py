@@ -96,13 +96,15 @@ def client_counts(target: _RecordingTarget, venue_execs: set[str]) -> dict:
     client = target._client
     return {
         "fill_reports": sum(keys.values()),
-        "exec_id_repeats": sum(c - 1 for c in per_exec.values()),  # a fill the client saw again (true duplicate)
+        # a fill delivered again (the empty exec id: state reports a new leader restates, RECOVERED)
+        "exec_id_repeats": sum(c - 1 for e, c in per_exec.items() if e),
         "without_request_id": sum(c for (rid, _, _), c in keys.items() if not rid),
         "repeats_without_request_id": sum(c for (rid, e, _), c in keys.items() if not rid and per_exec[e] > c),
         "fills_second_exec": sum(c - 1 for c in per_rid.values()),  # another exec id for one request_id
         "exec_ids_not_at_venue": sum(1 for e in per_exec if e not in venue_execs) if venue_execs else -1,
         "empty_exec_id": per_exec.get("", 0),
         "unmatched_replies": client.unmatched if client is not None else 0,
+        "dropped_by_client": client.delivered.repeats if client is not None else 0,  # fills repeated, not delivered
     }
 
 
