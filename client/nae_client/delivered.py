@@ -5,7 +5,8 @@ from the broker's answer, and the old leader may have published some of them alr
 the venue's exec id on every copy). The client contract (README "The client") is that a subscriber
 sees each execution once: `Delivered.first` says whether a report is the first with its exec id.
 Reports without an exec id (NEW, CANCELED, REJECTED, UNKNOWN, and the state a new leader restates with
-reason RECOVERED) carry no execution and always pass. The memory is bounded (oldest forgotten first).
+reason RECOVERED) carry no execution and always pass. The memory is bounded (oldest forgotten first);
+`remember=0` delivers every copy (a test that counts what the node publishes).
 """
 
 from __future__ import annotations

@@ -19,6 +19,7 @@ from collections import Counter
 
 import pytest
 
+from nae_client.delivered import Delivered
 from node.client import ExecutionClient
 from node.config import BrokerConfig, EngineConfig, PaperSymbol, PaperVenueConfig
 from node.messages import ExecKind
@@ -110,6 +111,7 @@ class Subscriber:
         self.reports: list = []
         self._stop = threading.Event()
         self._client = ExecutionClient(intake, key_id, secret, timeout_s=5.0)
+        self._client.delivered = Delivered(remember=0)  # every copy: this test counts what the node publishes
         self._client.subscribe("")
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
