@@ -82,7 +82,7 @@ class NodeTarget:
             if i is None:
                 continue
             if fill_ns[i]:
-                self._dup_fills += 1
+                self._dup_fills += bool(ev.exec_id)  # no exec id: a state restated (RECOVERED), not a fill
                 continue
             fill_ns[i] = time.perf_counter_ns()
             self._fills += 1
@@ -123,7 +123,8 @@ class NodeTarget:
             "accepted": self._accepted,
             "rejected": self._rejected,
             "lost": self._accepted - self._fills,
-            "duplicates": self._dup_fills + (self._client.unmatched if self._client else 0),
+            "duplicates": self._dup_fills,  # a second fill for one signal (the client drops exec ids it delivered)
+            "late_replies": self._client.unmatched if self._client else 0,  # answers to sends timed out already
         }
 
     async def stop(self) -> None:

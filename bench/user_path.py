@@ -227,15 +227,19 @@ class UserPathTarget:
 
     def _on_fill(self, ev: ExecutionReport) -> None:
         """Fills by exec id, as the client contract says (README "The client"): a report whose exec id
-        was delivered already is a repeat, counted apart and dropped; a second exec id for a signal
-        already filled is a true duplicate (a second execution); a fill without a request_id cannot
-        be matched to its signal (counted)."""
-        key = ev.exec_id or ev.client_order_id + "-" + str(ev.cum_qty)
-        if key in self._exec_ids:
+        was delivered already, or a state restated (no exec id) for a signal already filled, is a
+        repeat, counted apart; a second exec id for a signal already filled is a true duplicate (a
+        second execution); a fill without a request_id cannot be matched to its signal (counted)."""
+        i = self._index.get(ev.request_id)
+        if not ev.exec_id:  # a state restated (reason RECOVERED): no execution; a fill only if none came
+            if i is None or self._fill_ns[i]:
+                self._repeats += 1
+                return
+        elif ev.exec_id in self._exec_ids:
             self._repeats += 1
             return
-        self._exec_ids.add(key)
-        i = self._index.get(ev.request_id)
+        else:
+            self._exec_ids.add(ev.exec_id)
         if i is None:
             self._unattributed += 1
             return

@@ -46,8 +46,8 @@ def test_the_user_path_counts_a_repeated_report_apart_from_a_second_execution():
     target = UserPathTarget(n_max=4)
     target._index = {"r0": 0, "r1": 1}
     for ev in (_fill("r0", "E1"), _fill("r0", "E1"), _fill("", "E1"), _fill("", "E9"), _fill("r1", "E2"),
-               _fill("r1", "E3")):
+               _fill("r1", "E3"), _fill("r0", "")):
         target._on_fill(ev)
     counts = target.counts()
-    assert (counts["repeats"], counts["unattributed"], counts["duplicates"]) == (2, 1, 1)
+    assert (counts["repeats"], counts["unattributed"], counts["duplicates"]) == (3, 1, 1)
     assert target._fills == 2
