@@ -63,7 +63,8 @@ from node.orders import ACTIVE_STATES, STATE_OF_KIND, OrderState, client_order_i
 from node.histogram import LatencyHistogram
 from node.logs import lifecycle, logger
 from node.config import NodeConfig
-from node.amends import CancelPlan, ReplacePlan
+from node.amends import CancelPlan, ReplacePlan, original_order_id
+from node.modes import is_shadow
 from node.messages import (
     CancelOrder,
     ExecKind,
@@ -81,7 +82,7 @@ from node.messages import (
 )
 from node.reasons import Reason
 from node.stages import Stage, StageClock
-from node.streams import unpack_signals
+from node.streams import EVENTS_FIELD, StreamLog, pack_batch, unpack_signals
 
 _MAX_PENDING_EVENTS = 1_000_000
 STALE_EPOCH = Reason.STALE_EPOCH.value
@@ -125,6 +126,9 @@ class EngineHost(EngineBase):
         self.fill_hist = LatencyHistogram()  # node.metrics: nae_signal_fill_seconds (the leader's fills)
         self.recovered_in_flight = 0  # asked orders the broker's gate had taken, not yet listed: not re-sent
         self._roll = DailyRoll(cfg.daily_roll_hour_utc, clock_ns())  # forgets finished orders (node.daily_roll)
+        self._shadow_events: list[bytes] = []  # reports of shadow copies (node.modes), for the shadow stream
+        self._shadow_log: StreamLog | None = None
+        self.shadow_published = 0
 
     # ---------------------------------------------------------------- sockets
 
@@ -142,6 +146,9 @@ class EngineHost(EngineBase):
         self._dealer = tune(ctx.socket(zmq.DEALER))
         self._dealer.connect(self._broker_endpoint)
         client = self._open_streams()
+        if client is not None and self._modes.active:
+            st = self._cfg.storage
+            self._shadow_log = StreamLog(client, st.shadow_stream, EVENTS_FIELD, st.stream_maxlen)
         if client is not None:
             saved = client.get(self._checkpoint_key)
             if saved:
@@ -197,6 +204,20 @@ class EngineHost(EngineBase):
             self._flush_events()
         if self._roll.due(self._clock_ns()):
             self.manager.roll()
+        if self._shadow_events and self._shadow_log is not None and self.role == "leader":
+            self._flush_shadow()
+
+    def _flush_shadow(self) -> None:
+        """The shadow copies' reports (node.modes) as one entry of the shadow stream (kept and
+        retried while Redis is away, the oldest dropped past the bound)."""
+        try:
+            self._shadow_log.append_packed(pack_batch(self._shadow_events))
+        except StoreError:
+            excess = len(self._shadow_events) - _MAX_PENDING_EVENTS
+            if excess > 0:
+                del self._shadow_events[:excess]
+            return
+        self._shadow_events = []
 
     def _take_signals(self) -> None:
         recv = self._pull.recv
@@ -381,6 +402,10 @@ class EngineHost(EngineBase):
         if order is not None:
             self.open_index.touch(order)
         payload = encode(out)
+        if is_shadow(out.strategy_id):  # a shadow copy's: never to risk, the ledger or subscribers
+            self._shadow_events.append(payload)
+            self.shadow_published += 1
+            return
         self._pub.send_multipart((event_topic(out.kind, out.strategy_id), payload))
         self._pending_events.append(payload)
         self.published += 1
@@ -388,6 +413,10 @@ class EngineHost(EngineBase):
             order = self.manager.orders.get(out.client_order_id)
             if order is not None and order.accepted_ns:
                 self.fill_hist.observe_ns(max(0, self._clock_ns() - order.accepted_ns))
+
+    def _original_strategy(self, acc: SignalAccepted) -> str | None:
+        order = self.manager.orders.get(original_order_id(acc.signal.amend.original_request_id))
+        return None if order is None else order.intent.strategy_id
 
     def _open_order_changes(self) -> tuple[str, dict[str, bytes], list[str]] | None:
         changes = self.open_index.changes()

@@ -14,6 +14,7 @@ from node import proctune
 from node.checkpoint import EntryCheckpoint, checkpoint_key
 from node.config import NodeConfig
 from node.errors import StoreError
+from node.modes import SHADOW_SUFFIX, ModeTable, Route, amend_at, is_shadow
 from node.router import Router
 from node.streams import EVENTS_FIELD, SIGNALS_FIELD, StreamLog, connect_redis, pack_batch
 
@@ -52,6 +53,7 @@ class EngineBase(LoopService):
         self._port = wiring.port
         self.group = wiring.group
         self._router = Router.from_config(cfg)
+        self._modes = ModeTable.from_config(cfg)  # paper / shadow / canary / live per strategy (node.modes)
         self._clock_ns = clock_ns
         self.checkpoint = EntryCheckpoint()
         self._checkpoint_key = checkpoint_key(cfg.node_id, wiring.group)
@@ -103,11 +105,32 @@ class EngineBase(LoopService):
         self.store_failures += 1
 
     def _routed_here(self, strategy_id: str, symbol: str) -> bool:
+        if self._modes.active:
+            entry = self._modes.entry_of(strategy_id[:-len(SHADOW_SUFFIX)] if is_shadow(strategy_id) else strategy_id)
+            if entry is not None:
+                return self.group in (entry.paper_group, entry.live_group)
         return self._router.single or self._router.group_of(strategy_id, symbol) == self.group
 
     def _mine(self, signals: list) -> list:
-        """The signals routed to this engine's group (node.router)."""
-        if self._router.single:
+        """The signals routed to this engine's group: by the validator's stamp for a strategy in
+        modes (node.modes: a shadow signal comes to the paper group as its copy), else by the router."""
+        if self._router.single and not self._modes.active:
             return signals
         route, group = self._router.group_of, self.group
-        return [acc for acc in signals if route(acc.signal.strategy_id, acc.signal.symbol) == group]
+        if not self._modes.active:
+            return [acc for acc in signals if route(acc.signal.strategy_id, acc.signal.symbol) == group]
+        out = []
+        take = self._modes.take
+        for acc in signals:
+            stamp = acc.route
+            if stamp and self._modes.entry_of(acc.signal.strategy_id) is not None:
+                got = amend_at(acc, self._original_strategy(acc)) if stamp == Route.AMEND else take(acc, group)
+                if got is not None:
+                    out.append(got)
+            elif self._router.single or route(acc.signal.strategy_id, acc.signal.symbol) == group:
+                out.append(acc)
+        return out
+
+    def _original_strategy(self, acc) -> str | None:
+        """The strategy id under which this engine holds the order an amend names (None: not held)."""
+        return None

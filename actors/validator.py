@@ -53,6 +53,8 @@ from node.messages import (
 from node.reasons import Reason
 from node.router import Router
 from node.amends import amendable_by
+from node.modes import CanaryUsage, ModeError, ModeTable, check_step
+from node.trading_mode import TradingMode
 from actors.fallback_intake import GROUP, FallbackReader
 from actors.risk_state import RiskStateStore
 from node.risk import controls as ctl
@@ -152,8 +154,9 @@ class Validator(LoopService):
             risk.set_state(state, strategy_id)
         self._initial_states = tuple(initial_states)  # recorded as controls once the store is open (_open)
         router = Router.from_config(cfg)
+        self.modes = ModeTable.from_config(cfg)  # paper / shadow / canary / live per strategy (node.modes)
         self.gate = SignalGate(cfg.signing, cfg.intake, risk, route=router.group_of if cfg.reject_unrouted else None,
-                               amendable=amendable_by(cfg, router.group_of))
+                               amendable=amendable_by(cfg, router.group_of, self.modes.entry_of))
         self.peer_limit = PeerLimiter(cfg.intake)  # per-connection limit on unauthenticated frames
         self._redis_url = redis_url
         self._engine_intakes = [engine_intakes] if isinstance(engine_intakes, str) else list(engine_intakes)
@@ -377,10 +380,26 @@ class Validator(LoopService):
             reply = verdict.reply
             limit.judged(ident, reply, now)
             if verdict.signal is not None:
-                accepted.append((len(replies), encode(SignalAccepted(reply.signal_id, now, verdict.signal)), verdict.signal))
+                sig = verdict.signal
+                route = self._stamp(sig) if self.modes.active else 0
+                accepted.append((len(replies), encode(SignalAccepted(reply.signal_id, now, sig, route)), sig))
             replies.append((ident, reply))
         if self._fallback in events:
             self._take_fallback(replies, accepted)
+
+    def _notional(self, signal: Signal) -> float:
+        """The signal's notional as far as it is known here (0: not known)."""
+        if signal.notional is not None:
+            return float(signal.notional)
+        px = signal.limit_price or signal.stop_price
+        if not px:
+            last = getattr(self.risk, "last_price", None)
+            px = last(signal.symbol) if last is not None else 0.0
+        return float(signal.quantity or 0.0) * float(px or 0.0)
+
+    def _stamp(self, signal: Signal) -> int:
+        """The route of an accepted signal of a strategy in modes (node.modes); 0 for the others."""
+        return self.modes.stamp(signal.strategy_id, signal.amend is not None, self._notional(signal))
 
     def _refuse_parts(self, parts: list, replies: list, now: int) -> None:
         """A message of other than one frame: MALFORMED_FRAME, charged to its peer (node.peer_limit)."""
@@ -546,7 +565,9 @@ class Validator(LoopService):
                 continue
             reply = verdict.reply
             if verdict.signal is not None:
-                accepted.append((len(replies), encode(SignalAccepted(reply.signal_id, appended_ns, verdict.signal)), verdict.signal))
+                sig = verdict.signal
+                route = self._stamp(sig) if self.modes.active else 0
+                accepted.append((len(replies), encode(SignalAccepted(reply.signal_id, appended_ns, sig, route)), sig))
             replies.append((target, reply))
             self.fallback_frames += 1
 
@@ -641,12 +662,21 @@ class Validator(LoopService):
         self._state = RiskStateStore(connect_redis(self._redis_url), self._cfg.node_id, st.controls_stream)
         self._control_fold = self._state.load_controls()
         self._control_fold.state.apply_to(self.risk)
+        for strategy_id, mode in self._control_fold.state.modes.items():
+            try:
+                self.modes.set_mode(strategy_id, mode)
+            except ModeError:  # the config no longer names it in [[modes]]: the router takes it
+                _log.warning("mode %s of %s kept in the control stream, but the strategy is in no [[modes]]",
+                             mode, strategy_id)
         saved = self._state.load_snapshot()
         signals_mark = events_mark = "0"
         if saved is not None:
             try:
                 self._unknown = risk_snapshot.restore(self.risk, saved)
                 signals_mark, events_mark = saved.signals_mark, saved.events_mark
+                for strategy_id, (n, notional, live, live_notional) in saved.canary.items():
+                    self.modes.canary[strategy_id] = CanaryUsage(
+                        signals=int(n), notional=notional, live_signals=int(live), live_notional=live_notional)
             except ValueError as exc:  # checked before anything changed: rebuild from the whole logs
                 _log.warning("risk snapshot unusable, replaying the logs from the start: %s", exc)
                 saved = None
@@ -664,6 +694,8 @@ class Validator(LoopService):
                     continue  # already reserved in the snapshot (an append that was in doubt then)
                 self.risk.check(acc.signal, acc.received_ns)  # gives a first-seen symbol its slot
                 self.risk.commit(acc.signal, acc.received_ns)
+                if acc.route:
+                    self.modes.replay(acc.signal.strategy_id, acc.route, self._notional(acc.signal))
                 signals += 1
         for entry_id, fields in self._state.entries_after(st.events_stream, events_mark):
             if EVENTS_FIELD not in fields:
@@ -711,6 +743,7 @@ class Validator(LoopService):
         snap.taken_ns = now
         snap.events_mark = self._events_mark
         snap.signals_mark = self._signals_tip
+        snap.canary = {s: [u.signals, u.notional, u.live_signals, u.live_notional] for s, u in self.modes.canary.items()}
         try:
             tip = self._state.tip(self._cfg.storage.events_stream)
             self._state.save_snapshot(snap)
@@ -735,6 +768,8 @@ class Validator(LoopService):
             risk.resume(control.strategy_id)
         elif isinstance(control, ctl.SetState):
             risk.set_state(control.state, control.strategy_id)
+        elif isinstance(control, ctl.SetMode):
+            self.modes.set_mode(control.strategy_id, control.mode)
         elif isinstance(control, ctl.SetLimits):
             risk.set_limits(control.changes)
         else:
@@ -794,6 +829,37 @@ class Validator(LoopService):
     def set_limits(self, changes: dict[str, float]) -> dict:
         """Change run-time limits (node.risk.controls.RUNTIME_LIMITS), recorded like every control."""
         return self.call_on_loop(lambda: self._control(ctl.SetLimits(dict(changes))))
+
+    def set_mode(self, strategy_id: str, mode: str, force: bool = False) -> dict:
+        """Promote or demote a strategy in modes one step (paper, shadow, canary, live; to paper, or
+        with `force`, any jump), recorded like every control; {"from", "to", "applied", "durable"}."""
+        try:
+            wanted = TradingMode(mode)
+        except ValueError:
+            raise ModeError("BAD_MODE", "mode must be one of " + ", ".join(m.value for m in TradingMode)) from None
+
+        def run() -> dict:
+            current = self.modes.mode_of(strategy_id)
+            if current is None:
+                raise ModeError("NOT_IN_MODES", repr(strategy_id) + " is in no [[modes]] entry of the config")
+            check_step(current, wanted, force)
+            done = self._control(ctl.SetMode(strategy_id, wanted))
+            return {"strategy_id": strategy_id, "from": current.value, "to": wanted.value, **done}
+
+        done = self.call_on_loop(run)
+        lifecycle(logger(self.name), "mode", strategy_id=strategy_id, mode_from=done["from"], mode_to=done["to"],
+                  durable=done.get("durable"))
+        return done
+
+    def modes_in_force(self) -> dict:
+        """Every strategy in modes seen so far, with its mode and a canary's counts."""
+
+        def run() -> dict:
+            names = set(self.modes.modes) | set(self.modes.canary)
+            return {s: {"mode": str(self.modes.mode_of(s)), "canary": msgspec.to_builtins(self.modes.canary.get(s))}
+                    for s in sorted(names)}
+
+        return self.call_on_loop(run)
 
     def controls(self) -> dict:
         """The controls in force (the fold of the control stream), as plain data."""

@@ -18,7 +18,7 @@ original's, whose state only the broker moves), with an AMEND_* reason code.
 
 from __future__ import annotations
 
-from typing import Callable, Mapping
+from typing import Any, Callable, Mapping
 
 import msgspec
 
@@ -81,14 +81,20 @@ def plan_amend(kind: AmendKind, original_request_id: str, amend: OrderIntent, or
     return ReplacePlan(coid, amend)
 
 
-def amendable_by(cfg: NodeConfig, group_of: Callable[[str, str], str | None]) -> Callable[[str, str], bool] | None:
+def amendable_by(
+    cfg: NodeConfig, group_of: Callable[[str, str], str | None], mode_entry: Callable[[str], Any] | None = None
+) -> Callable[[str, str], bool] | None:
     """(strategy_id, symbol) -> whether the engines of its group cancel and replace (the native
-    engine does; the Nautilus host does not yet). None: every group does, no check needed."""
+    engine does; the Nautilus host does not yet). None: every group does, no check needed. A
+    strategy in modes (`mode_entry`, node.modes) is amendable when both its groups are."""
     native = {g.name for g in cfg.group_list() if all(e.kind == EngineKind.NATIVE for e in g.engines)}
     if len(native) == len(cfg.group_list()):
         return None
 
     def amendable(strategy_id: str, symbol: str) -> bool:
+        entry = mode_entry(strategy_id) if mode_entry is not None else None
+        if entry is not None:
+            return entry.paper_group in native and entry.live_group in native
         return group_of(strategy_id, symbol) in native
 
     return amendable

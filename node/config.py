@@ -18,6 +18,7 @@ import msgspec
 from node import secrets
 from node.errors import ConfigError
 from node.risk.config import RiskLimits
+from node.trading_mode import CanaryBasis, TradingMode
 
 PositiveInt = Annotated[int, msgspec.Meta(gt=0)]
 NonNegInt = Annotated[int, msgspec.Meta(ge=0)]
@@ -271,6 +272,23 @@ class RouteConfig(msgspec.Struct, **_BASE):
     symbols: list[str] = []
 
 
+class ModeConfig(msgspec.Struct, **_BASE):
+    """Strategies (exact ids, or a prefix ending in `*`) traded in modes: `paper_group` is their paper
+    route, `live_group` their live one; `mode` is where they start (an admin promotion moves it, and
+    the move is kept in the control stream). Canary: at most `canary_share` of the strategy's flow
+    since it became canary (by `canary_basis`) goes live, and never more than `canary_max_orders`
+    signals or `canary_max_notional_usd` (0: no such cap) in all."""
+
+    strategies: list[str]
+    paper_group: str
+    live_group: str
+    mode: TradingMode = TradingMode.PAPER
+    canary_basis: CanaryBasis = CanaryBasis.COUNT
+    canary_share: Probability = 0.1
+    canary_max_orders: NonNegInt = 0
+    canary_max_notional_usd: NonNegFloat = 0.0
+
+
 class StorageConfig(msgspec.Struct, **_BASE):
     """Redis and PostgreSQL; None means the embedded server under `data_dir`."""
 
@@ -281,6 +299,7 @@ class StorageConfig(msgspec.Struct, **_BASE):
     monitoring_stream: str = "monitoring.events"
     intake_stream: str = "execution.intake"  # the fallback intake (see node.fallback)
     controls_stream: str = "execution.controls"  # operator controls (node.risk.controls), never trimmed
+    shadow_stream: str = "execution.shadow"  # reports of shadow copies at the paper group (node.modes)
     ledger: bool = True  # drain the streams into PostgreSQL (the ledger actor)
     stream_maxlen: PositiveInt = 10_000_000
     #: accept a Redis with `appendonly no` (ACKed signals then live in memory only); refused by default
@@ -406,6 +425,8 @@ class NodeConfig(msgspec.Struct, **_BASE):
     groups: list[EngineGroupConfig] = []
     routes: list[RouteConfig] = []  # strategy / symbol -> group; no match: the first group
     reject_unrouted: bool = False  # no route matches: REJECTED NO_ROUTE instead of the first group
+    #: strategies traded in paper / shadow / canary / live modes (node.modes); they bypass `routes`
+    modes: list[ModeConfig] = []
     storage: StorageConfig = StorageConfig()
     api: ApiConfig = ApiConfig()
     reconcile: ReconcileConfig = ReconcileConfig()
@@ -443,6 +464,17 @@ class NodeConfig(msgspec.Struct, **_BASE):
         for r in self.routes:
             if r.group not in names:
                 raise ValueError("routes: unknown group " + repr(r.group))
+        for m in self.modes:
+            for gname in (m.paper_group, m.live_group):
+                if gname not in names:
+                    raise ValueError("modes: unknown group " + repr(gname))
+            if m.paper_group == m.live_group:
+                raise ValueError("modes: paper_group and live_group are one group " + repr(m.paper_group))
+            if not m.strategies:
+                raise ValueError("modes: no strategies")
+            for grp in groups:
+                if grp.name in (m.paper_group, m.live_group) and any(e.kind != EngineKind.NATIVE for e in grp.engines):
+                    raise ValueError("modes: group " + repr(grp.name) + " has a Nautilus engine (modes need native groups)")
         roles = {"supervisor", "validator", "engine", "broker"} | {"engine:" + e for e in engines} | {
             "broker:" + b for b in brokers}
         for role, resource in self.placement.items():

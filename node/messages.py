@@ -140,6 +140,7 @@ class SignalAccepted(msgspec.Struct, frozen=True, array_like=True, gc=False, tag
     signal_id: str
     received_ns: int
     signal: Signal
+    route: int = 0  # node.modes.Route: the validator's route for a strategy in modes (0: the router's)
 
 
 class SignalBatch(msgspec.Struct, frozen=True, array_like=True, gc=False, tag="batch"):

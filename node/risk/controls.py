@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
+from node.trading_mode import TradingMode
 from node.risk.config import RiskLimits, TradingState
 
 if TYPE_CHECKING:
@@ -82,7 +83,14 @@ class LoadCovariance(msgspec.Struct, frozen=True, tag="covariance"):
     matrix: list[list[float]]
 
 
-Control = Kill | Unkill | Pause | Resume | SetState | SetLimits | LoadCovariance
+class SetMode(msgspec.Struct, frozen=True, tag="mode"):
+    """A strategy's paper / shadow / canary / live mode (node.modes)."""
+
+    strategy_id: str
+    mode: TradingMode
+
+
+Control = Kill | Unkill | Pause | Resume | SetState | SetLimits | LoadCovariance | SetMode
 
 
 class Switches(msgspec.Struct, kw_only=True):
@@ -110,6 +118,7 @@ class ControlState(msgspec.Struct, kw_only=True):
     strategies: dict[str, Switches] = {}
     limits: dict[str, float] = {}
     covariance: list[LoadCovariance] = []  # in order; a load covering an earlier one's symbols replaces it
+    modes: dict[str, TradingMode] = {}  # strategy -> mode set at run time (node.modes)
 
     def switches(self, target: str) -> Switches:
         if target == NODE:
@@ -131,6 +140,9 @@ class ControlState(msgspec.Struct, kw_only=True):
         elif isinstance(ctl, SetState):
             sw = self.switches(_target(ctl.strategy_id))
             sw.state = ctl.state
+        elif isinstance(ctl, SetMode):
+            self.modes[ctl.strategy_id] = ctl.mode
+            sw = self.switches(ctl.strategy_id)
         elif isinstance(ctl, SetLimits):
             self.limits.update(ctl.changes)
             return None
@@ -194,8 +206,8 @@ def checked_control(ctl: Control, base: RiskLimits) -> Control:
         n = len(ctl.symbols)
         if len(set(ctl.symbols)) != n or len(ctl.matrix) != n or any(len(row) != n for row in ctl.matrix):
             raise ControlError("BAD_COVARIANCE", "need distinct symbols and a len(symbols) x len(symbols) matrix")
-    elif isinstance(ctl, (Pause, Resume)) and not ctl.strategy_id:
-        raise ControlError("BAD_STRATEGY", "pause/resume need a strategy id")
+    elif isinstance(ctl, (Pause, Resume, SetMode)) and not ctl.strategy_id:
+        raise ControlError("BAD_STRATEGY", "pause/resume/mode need a strategy id")
     return ctl
 
 

@@ -61,6 +61,8 @@ class RiskSnapshot(msgspec.Struct, kw_only=True):
     unknown: dict[str, list[str]] = {}  # symbol -> client order ids in UNKNOWN
     loss_tripped: list[str] = []
     recent_exec_ids: list[str] = []
+    #: canary strategies' counts (node.modes.CanaryUsage as [signals, notional, live, live notional])
+    canary: dict[str, list[float]] = {}
 
     def positions(self) -> list[tuple[str, str, float]]:
         """(strategy, symbol, qty) of every position (for people and tests)."""
