@@ -21,7 +21,8 @@
   `/admin/kill` and `/admin/unkill` (`{"strategy_id"?}`), `/admin/pause/{strategy_id}`,
   `/admin/resume/{strategy_id}`, `/admin/state` (`{"state", "strategy_id"?}`), `/admin/breaker/reset`
   (`{"name"}`), `/admin/failover` (`{"to"?, "group"?}`), `/admin/failback` (`{"group"?}`),
-  `/admin/broker-failover` (`{"group"?, "to"?}`); the older spellings
+  `/admin/broker-failover` (`{"group"?, "to"?}`), `/admin/mode` (`{"strategy_id", "mode", "force"?}`:
+  paper / shadow / canary / live, node.modes), `/admin/modes`; the older spellings
   `/admin/{pause,resume,reset-breaker}` with a JSON body still work.
 
 Control-plane calls (stats, admin) block on Ray, so they run on a small thread pool, never on the
@@ -398,7 +399,7 @@ def build_app(
         route.__name__ = "admin_" + action.replace("-", "_")
         return route
 
-    for action in ("kill", "unkill", "state", "failover", "failback", "broker-failover"):
+    for action in ("kill", "unkill", "state", "mode", "modes", "failover", "failback", "broker-failover"):
         app.post("/admin/" + action)(named(action))
 
     @app.post("/admin/{action}", include_in_schema=False)  # the older spellings, and unknown actions (400)

@@ -322,6 +322,10 @@ class Supervisor:
     def registry(self) -> dict[str, str]:
         return dict(self._registry)
 
+    def redis_url(self) -> str:
+        """The Redis the node logs to (the embedded one's too): `execnode report` reads its streams."""
+        return self._redis_url
+
     def stats(self, timeout_s: float = 10.0) -> dict[str, Any]:
         """Every actor's counters; one deadline for all, a silent actor is reported `down`. Takes no
         lock (one atomic copy of the table), so a failover in progress never holds up /health."""
@@ -858,6 +862,10 @@ class Supervisor:
             return self.call("validator", "set_limits", dict(body["changes"]))
         if action == "controls":
             return self.call("validator", "controls")
+        if action == "mode":  # {"strategy_id", "mode", "force"?}: node.modes
+            return self.call("validator", "set_mode", body["strategy_id"], body["mode"], bool(body.get("force")))
+        if action == "modes":
+            return self.call("validator", "modes_in_force")
         if action == "failover":
             return self.failover(body.get("to"), reason="manual", group=body.get("group"))
         if action == "failback":

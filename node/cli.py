@@ -3,6 +3,8 @@
     execnode up [--config node.toml] [--dashboard | --no-dashboard]
     execnode status [--json]                       the running node: groups, engines, brokers, breakers, lag
     execnode admin kill [--cancel-open]|unkill|pause|resume|state|reset-breaker|covariance ...
+    execnode admin mode STRATEGY paper|shadow|canary|live [--force]   promote / demote (node.modes)
+    execnode report modes [--strategy S] [--json]  the routes of strategies in modes compared
     execnode failover | failback | broker-failover ...
     execnode orders stranded | settle --broker NAME | resolve --order ID --canceled|--filled Q --price P
     execnode config check                          validate a config, print it with secrets hidden
@@ -320,9 +322,13 @@ def cmd_admin(args: argparse.Namespace) -> int:
         return _die("admin " + args.action + " needs --" + need)
     if args.cancel_open and args.action != "kill":
         return _die("--cancel-open goes with admin kill only")
+    if (args.action == "mode") != bool(args.args) or (args.action == "mode" and len(args.args) != 2):
+        return _die("admin mode takes STRATEGY MODE (paper, shadow, canary, live); other actions take no arguments")
+    if args.force and args.action != "mode":
+        return _die("--force goes with admin mode only")
     params = {"kill": [args.strategy], "unkill": [args.strategy], "pause": [args.strategy],
               "resume": [args.strategy], "reset-breaker": [args.name], "state": [args.state, args.strategy],
-              "controls": []}
+              "controls": [], "modes": [], "mode": [*args.args, args.force]}
     if args.action == "limits":
         try:
             params["limits"] = [{k: float(v) for k, v in (item.split("=", 1) for item in args.limit)}]
@@ -339,7 +345,8 @@ def cmd_admin(args: argparse.Namespace) -> int:
     import ray
 
     sup = supervisor(load_config(args.config))
-    method = {"state": "set_state", "covariance": "load_covariance", "limits": "set_limits"}.get(
+    method = {"state": "set_state", "covariance": "load_covariance", "limits": "set_limits", "mode": "set_mode",
+              "modes": "modes_in_force"}.get(
         args.action, args.action.replace("-", "_"))
     try:
         if args.action == "kill" and args.cancel_open:
@@ -349,6 +356,37 @@ def cmd_admin(args: argparse.Namespace) -> int:
     except (ray.exceptions.RayError, TimeoutError) as exc:
         return _failure("admin " + args.action, exc)
     print(json.dumps({"ok": True, "action": args.action, "result": result}, default=str))
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """The routes of strategies in modes compared (node.mode_report), Markdown or JSON."""
+    cfg = load_config(args.config)
+    deadline(args.timeout, "report " + args.what)
+    url = cfg.storage.redis_url
+    if not url:  # the embedded Redis: the running node knows where
+        join_ray_env()
+        import ray
+
+        try:
+            url = ray.get(supervisor(cfg).redis_url.remote(), timeout=args.timeout)
+        except (ray.exceptions.RayError, TimeoutError) as exc:
+            return _failure("report " + args.what, exc)
+    from node import mode_report
+    from node.streams import connect_redis
+
+    st = cfg.storage
+    since_ms = int((time.time() - args.since_min * 60) * 1000) if args.since_min else 0
+    try:
+        signals, reports, shadow = mode_report.read_streams(connect_redis(url), st.signals_stream, st.events_stream,
+                                                            st.shadow_stream, since_ms)
+    except Exception as exc:  # noqa: BLE001 - one line, never a traceback
+        return _failure("report " + args.what, exc)
+    rows = mode_report.compare(signals, reports, shadow, args.strategy)
+    if args.json:
+        print(json.dumps(msgspec.to_builtins(rows), indent=2))
+    else:
+        print(mode_report.markdown(rows))
     return 0
 
 
@@ -527,7 +565,9 @@ def build_parser() -> argparse.ArgumentParser:
     st.set_defaults(func=cmd_status)
     ad = command("admin", help="risk controls: kill switch, pause, trading state, breakers")
     ad.add_argument("action", choices=["kill", "unkill", "pause", "resume", "state", "reset-breaker", "covariance",
-                                       "limits", "controls"])
+                                       "limits", "controls", "mode", "modes"])
+    ad.add_argument("args", nargs="*", metavar="ARG", help="mode: STRATEGY MODE (paper, shadow, canary, live)")
+    ad.add_argument("--force", action="store_true", help="mode: allow a jump of more than one step")
     ad.add_argument("--strategy", help="one strategy (kill/unkill/state: default node-wide)")
     ad.add_argument("--state", choices=["ACTIVE", "REDUCING", "HALTED"])
     ad.add_argument("--name", help="breaker: system, execution or strategy:<id>")
@@ -537,6 +577,13 @@ def build_parser() -> argparse.ArgumentParser:
                     help="kill: then every group's leader cancels its orders not yet finished (of --strategy, or all)")
     bounded(ad, 30)
     ad.set_defaults(func=cmd_admin)
+    rp = command("report", help="`report modes`: the routes of strategies in modes compared (fills, prices, latency)")
+    rp.add_argument("what", choices=["modes"])
+    rp.add_argument("--strategy", help="one strategy (default: every strategy in modes)")
+    rp.add_argument("--since-min", type=float, default=0.0, help="only what was logged in the last N minutes")
+    rp.add_argument("--json", action="store_true", help="JSON instead of a Markdown table")
+    bounded(rp, 60)
+    rp.set_defaults(func=cmd_report)
     od = command("orders", help="stranded UNKNOWN (BROKER_LOST) orders: list them, or settle them with their broker")
     od.add_argument("action", choices=["stranded", "settle", "resolve"])
     od.add_argument("--broker", help="settle: the lost broker, back on its address")

@@ -198,3 +198,36 @@ def test_config_refuses_bad_modes(over, match):
     mode = {"strategies": ["s*"], "paper_group": "eq", "live_group": "pp", **over}
     with pytest.raises(msgspec.ValidationError, match=match):
         msgspec.convert({"groups": groups, "modes": [mode]}, NodeConfig)
+
+
+def _fill(acc: SignalAccepted, px: float, qty: float, ts_ns: int, shadow: bool = False):
+    from node.messages import ExecKind, ExecutionReport
+
+    strategy = acc.signal.strategy_id + (SHADOW_SUFFIX if shadow else "")
+    return ExecutionReport(kind=ExecKind.FILL, client_order_id="NAE-" + acc.signal_id + "-0",
+                           exec_id=("S" if shadow else "L") + acc.signal_id, symbol="AAPL", last_qty=qty, last_px=px,
+                           cum_qty=qty, ts_ns=ts_ns, strategy_id=strategy, signal_id=acc.signal_id)
+
+
+def test_the_report_compares_the_routes():
+    from node.mode_report import compare, markdown
+
+    def stamped(rid, route, limit=None):
+        sig = Signal(request_id=rid, strategy_id="s1", timestamp=0.0, symbol="AAPL", action="BUY", quantity=2.0,
+                     order_type="LIMIT" if limit else "MARKET", limit_price=limit)
+        return SignalAccepted(signal_id_for(rid), 1_000_000, sig, route)
+
+    a, b, c = stamped("a", Route.SHADOW, 100.0), stamped("b", Route.CANARY_PAPER, 100.0), stamped("c", Route.ROUTER)
+    reports = [_fill(a, 100.5, 2.0, 3_000_000), _fill(b, 99.0, 2.0, 5_000_000), _fill(c, 1.0, 2.0, 1)]
+    reports.append(reports[0])  # a repeated report: booked once
+    shadow = [_fill(a, 100.0, 2.0, 2_000_000, shadow=True)]
+    [row] = compare([a, b, c], reports, shadow)
+    assert row.strategy_id == "s1"
+    live, paper, copy = row.routes["live"], row.routes["paper"], row.routes["shadow"]
+    assert (live.signals, live.filled, live.quantity, live.avg_px) == (1, 1, 2.0, 100.5)
+    assert live.slippage_bps == pytest.approx(50.0) and live.latency_ms_p50 == 2.0
+    assert (paper.filled, paper.slippage_bps) == (1, pytest.approx(-100.0))
+    assert (copy.filled, copy.avg_px) == (1, 100.0)
+    assert row.shadow_pairs == 1 and row.shadow_gap_bps == pytest.approx(50.0)
+    assert "| s1 | live | 1 | 1 |" in markdown([row])
+    assert compare([a, b, c], reports, shadow, strategy_id="other") == []
