@@ -70,6 +70,7 @@ def node_config(redis_url: str | None = None, database_url: str | None = None, *
             intake_stream="test." + run + ".intake",
             allow_volatile_redis=True,  # the CI Redis on 127.0.0.1:6379 runs with appendonly no
             controls_stream="test." + run + ".controls",
+            shadow_stream="test." + run + ".shadow",
         ),
     )
     return msgspec.structs.replace(cfg, **changes) if changes else cfg
