@@ -129,6 +129,9 @@ class EngineHost(EngineBase):
         self._shadow_events: list[bytes] = []  # reports of shadow copies (node.modes), for the shadow stream
         self._shadow_log: StreamLog | None = None
         self.shadow_published = 0
+        self._unknown_asks: dict[str, None] = {}  # leader: orders made UNKNOWN by a deadline, asked about
+        self._next_unknown_ask = 0.0
+        self.unknown_resolved = 0  # ... and resolved by the broker adapter's word
 
     # ---------------------------------------------------------------- sockets
 
@@ -197,9 +200,14 @@ class EngineHost(EngineBase):
             self._take_look()
         if self._unconfirmed and self.role != "leader":
             self._look_up_unconfirmed()
-        if self.role == "leader":  # sent with no broker word by the deadline: UNKNOWN, published
-            for rep in self.manager.overdue(self._clock_ns(), self._cfg.submit_timeout_ms * 1_000_000):
+        if self.role == "leader":  # sent (or canceled) with no broker word by the deadline: UNKNOWN, published
+            cfg = self._cfg
+            for rep in self.manager.overdue(self._clock_ns(), cfg.submit_timeout_ms * 1_000_000,
+                                            cfg.cancel_timeout_ms * 1_000_000):
                 self._publish(rep)
+                self._unknown_asks[rep.client_order_id] = None
+            if self._unknown_asks:
+                self._ask_about_unknown()
         if (self._pending_events or self.checkpoint.changed) and self._log is not None and self.role == "leader":
             self._flush_events()
         if self._roll.due(self._clock_ns()):
@@ -284,10 +292,42 @@ class EngineHost(EngineBase):
                 msg = broker_event_decoder.decode(self._look.recv(zmq.NOBLOCK))
             except zmq.Again:
                 return
-            if type(msg) is OrdersReport and self.role != "leader":
+            if type(msg) is not OrdersReport:
+                continue
+            if self.role != "leader":
                 for snap in msg.orders:
                     self.manager.adopt(snap)  # the broker's word; the leader published it already
                 self.looked_up += len(msg.orders)
+                continue
+            orders = self.manager.orders
+            for snap in msg.orders:  # the leader's asks about orders a deadline made UNKNOWN
+                order = orders.get(snap.client_order_id)
+                if order is None or order.state is not OrderState.UNKNOWN or snap.kind is ExecKind.UNKNOWN:
+                    continue
+                rep = self.manager.adopt(snap)
+                if rep is not None:
+                    self._publish(rep)
+                    self.unknown_resolved += 1
+
+    def _ask_about_unknown(self) -> None:
+        """Leader: every `unknown_ask_every_ms`, ask the broker adapter (a look: no fence, nothing
+        taken over) about the orders a deadline made UNKNOWN and still UNKNOWN; `_take_look` takes
+        its word. An order it does not list stays UNKNOWN (no made-up state)."""
+        now = time.monotonic()
+        if now < self._next_unknown_ask:
+            return
+        self._next_unknown_ask = now + self._cfg.unknown_ask_every_ms / 1000
+        orders = self.manager.orders
+        for coid in [c for c in self._unknown_asks if (o := orders.get(c)) is None or o.state is not OrderState.UNKNOWN]:
+            del self._unknown_asks[coid]
+        if not self._unknown_asks:
+            return
+        if self._look is None:
+            self._look = tune(self._ctx.socket(zmq.DEALER))
+            self._look.connect(self._broker_endpoint)
+            self.poller.register(self._look, zmq.POLLIN)
+        self._look.send(encode(QueryOrders(self.epoch, self._engine_name, self._clock_ns(), list(self._unknown_asks),
+                                           self.group, take_over=False)))
 
     def _close_look(self) -> None:
         if self._look is not None:
@@ -359,6 +399,7 @@ class EngineHost(EngineBase):
             return
         if type(plan) is CancelPlan:
             self._dealer.send(encode(CancelOrder(self.epoch, self._engine_name, plan.client_order_id, self.group)))
+            self.manager.cancel_sent(plan.client_order_id, self._clock_ns())
             self.cancels_sent += 1
         elif type(plan) is ReplacePlan:
             coid = plan.intent.client_order_id
@@ -784,8 +825,10 @@ class EngineHost(EngineBase):
                 return {"role": self.role, "canceled": 0}
             ids = [coid for coid, o in self.manager.orders.items()
                    if o.state in ACTIVE_STATES and (strategy_id is None or o.intent.strategy_id == strategy_id)]
+            now = self._clock_ns()
             for coid in ids:
                 self._dealer.send(encode(CancelOrder(self.epoch, self._engine_name, coid, self.group)))
+                self.manager.cancel_sent(coid, now)
             self.cancels_sent += len(ids)
             lifecycle(logger(self.name), "cancel_open", strategy_id=strategy_id or "*", orders=len(ids))
             return {"role": self.role, "canceled": len(ids), "client_order_ids": ids[:1000]}
@@ -828,6 +871,10 @@ class EngineHost(EngineBase):
             duplicate_signals=m.duplicate_signals,
             duplicate_amends=m.duplicate_amends,
             cancels_sent=self.cancels_sent,
+            cancels_timed_out=m.cancels_timed_out,
+            unknown_resolved=self.unknown_resolved,
+            timed_out=m.timed_out,
+            shadow_published=self.shadow_published,
             replaces_sent=self.replaces_sent,
             amends_refused=self.amends_refused,
             duplicate_fills=m.duplicate_fills,

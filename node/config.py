@@ -437,6 +437,12 @@ class NodeConfig(msgspec.Struct, **_BASE):
     #: an order sent with no word from its broker adapter by then is UNKNOWN (TIMEOUT) at the engine:
     #: new risk on its symbol waits until the broker's answer or a sweep resolves it
     submit_timeout_ms: PositiveInt = 30_000
+    #: a cancel sent with no word on its order by then (the order not finished) is UNKNOWN
+    #: (CANCEL_TIMEOUT): new risk on the symbol waits until the broker's word resolves it
+    cancel_timeout_ms: PositiveInt = 10_000
+    #: the leader asks its broker adapter about an order made UNKNOWN by a deadline this often
+    #: (without taking anything over) and takes its word
+    unknown_ask_every_ms: PositiveInt = 5_000
     #: a broker adapter silent this long (supervisor pings over ZeroMQ) = dead: its groups move to
     #: their next broker. Longer than the engines' limit: a move between accounts strands orders.
     broker_dead_ms: PositiveInt = 500

@@ -73,6 +73,8 @@ class Reason(StrEnum):
     VENUE_REJECT = "VENUE_REJECT"
     VENUE_UNAVAILABLE = "VENUE_UNAVAILABLE"
     TIMEOUT = "TIMEOUT"
+    #: a cancel with no word from the broker by its deadline: the order may or may not be canceled
+    CANCEL_TIMEOUT = "CANCEL_TIMEOUT"
     #: sent to a broker that died before answering, the group moved to a broker of another account:
     #: never sent again; UNKNOWN until that broker's word comes back
     BROKER_LOST = "BROKER_LOST"

@@ -84,6 +84,10 @@ class EngineStats(StageFields, kw_only=True):
     duplicate_signals: int
     duplicate_amends: int
     cancels_sent: int
+    cancels_timed_out: int  # orders made UNKNOWN (CANCEL_TIMEOUT) by a cancel's deadline
+    unknown_resolved: int  # orders a deadline made UNKNOWN, resolved by the broker adapter's word
+    timed_out: int  # orders made UNKNOWN (TIMEOUT) by the submit deadline
+    shadow_published: int  # shadow copies' reports, to the shadow stream (node.modes)
     replaces_sent: int
     amends_refused: int
     duplicate_fills: int

@@ -28,6 +28,7 @@ _UNANSWERED = frozenset({OrderState.PENDING, OrderState.SUBMITTED, OrderState.UN
 _SENT_UNANSWERED = frozenset({OrderState.SUBMITTED, OrderState.UNKNOWN})
 BROKER_LOST = Reason.BROKER_LOST.value
 TIMEOUT = Reason.TIMEOUT.value
+CANCEL_TIMEOUT = Reason.CANCEL_TIMEOUT.value
 MANUAL_RESOLUTION = "MANUAL_RESOLUTION"  # a stranded order closed on the operator's word (execnode orders resolve)
 
 
@@ -62,6 +63,8 @@ class NativeOrderManager:
         self._finished = Finished()  # the daily roll's view of `_done` (node.daily_roll)
         self.rolled = 0  # finished orders forgotten by daily rolls
         self._sent_ns: OrderedDict[str, int] = OrderedDict()  # sent, no broker word yet (oldest first)
+        self._cancel_ns: OrderedDict[str, int] = OrderedDict()  # canceled, the order not finished yet
+        self.cancels_timed_out = 0
         self.timed_out = 0
         self.duplicate_signals = 0
         self.duplicate_fills = 0
@@ -127,10 +130,21 @@ class NativeOrderManager:
         """The order left for the broker at `now_ns`: its deadline starts (see `overdue`)."""
         self._sent_ns[client_order_id] = now_ns
 
-    def overdue(self, now_ns: int, timeout_ns: int) -> list[ExecutionReport]:
-        """Orders sent `timeout_ns` ago or more with no broker word: UNKNOWN (TIMEOUT), never a
-        made-up reject; the reports to publish. The broker's next word moves them on."""
-        out = []
+    def cancel_sent(self, client_order_id: str, now_ns: int) -> None:
+        """A cancel of this order left for the broker: its deadline starts (see `overdue`). An order
+        finished or UNKNOWN already has none."""
+        order = self.orders.get(client_order_id)
+        if order is None or order.done or order.state is OrderState.UNKNOWN:
+            return
+        self._cancel_ns[client_order_id] = now_ns
+        self._cancel_ns.move_to_end(client_order_id)
+
+    def overdue(self, now_ns: int, timeout_ns: int, cancel_timeout_ns: int = 0) -> list[ExecutionReport]:
+        """Orders sent `timeout_ns` ago or more with no broker word: UNKNOWN (TIMEOUT); orders whose
+        cancel went `cancel_timeout_ns` ago (default `timeout_ns`) and that are not finished:
+        UNKNOWN (CANCEL_TIMEOUT). Never a made-up reject or cancel; the reports to publish. The
+        broker's next word moves them on."""
+        out = self._cancels_overdue(now_ns, cancel_timeout_ns or timeout_ns) if self._cancel_ns else []
         sent = self._sent_ns
         while sent:
             coid, ts = next(iter(sent.items()))
@@ -148,6 +162,29 @@ class NativeOrderManager:
                 kind=ExecKind.UNKNOWN, client_order_id=coid, symbol=intent.symbol, side=intent.side,
                 reason=TIMEOUT, ts_ns=now_ns, strategy_id=intent.strategy_id, request_id=intent.request_id,
                 signal_id=intent.signal_id,
+            ))  # fmt: skip
+        return out
+
+    def _cancels_overdue(self, now_ns: int, timeout_ns: int) -> list[ExecutionReport]:
+        out = []
+        cancels = self._cancel_ns
+        while cancels:
+            coid, ts = next(iter(cancels.items()))
+            if now_ns - ts < timeout_ns:
+                break
+            del cancels[coid]
+            order = self.orders.get(coid)
+            if order is None or order.done or order.state is OrderState.UNKNOWN:
+                continue
+            order.state = OrderState.UNKNOWN
+            order.reason = CANCEL_TIMEOUT
+            self._sent_ns.pop(coid, None)
+            self.cancels_timed_out += 1
+            intent = order.intent
+            out.append(ExecutionReport(
+                kind=ExecKind.UNKNOWN, client_order_id=coid, symbol=intent.symbol, side=intent.side,
+                cum_qty=order.cum_qty, reason=CANCEL_TIMEOUT, ts_ns=now_ns, strategy_id=intent.strategy_id,
+                request_id=intent.request_id, signal_id=intent.signal_id,
             ))  # fmt: skip
         return out
 
@@ -245,6 +282,7 @@ class NativeOrderManager:
         order.cum_qty = snap.cum_qty
         if order.state in DONE_STATES:
             self._retire(snap.client_order_id)
+            self._cancel_ns.pop(snap.client_order_id, None)
         intent = order.intent
         return ExecutionReport(
             kind=snap.kind,
@@ -275,6 +313,7 @@ class NativeOrderManager:
         if order.state in DONE_STATES:
             self._retire(report.client_order_id)
             self.cancels_held.pop(report.client_order_id, None)
+            self._cancel_ns.pop(report.client_order_id, None)
         if self.replaces and order.state is not OrderState.SUBMITTED:
             self.replaces.pop(report.client_order_id, None)
         intent = order.intent

@@ -35,3 +35,47 @@ def test_unanswered_order_becomes_unknown_at_its_deadline_and_answered_ones_do_n
     out = m.on_report(ExecutionReport(kind=ExecKind.FILL, client_order_id=a.client_order_id, exec_id="e1",
                                       last_qty=1.0, cum_qty=1.0))
     assert out is not None and m.orders[a.client_order_id].state is OrderState.FILLED
+
+
+def _acked(m: NativeOrderManager, n: int) -> str:
+    coid = m.on_signal(accepted(n)).client_order_id
+    m.sent(coid, 0)
+    m.on_report(ExecutionReport(kind=ExecKind.NEW, client_order_id=coid))
+    return coid
+
+
+def test_a_cancel_with_no_answer_by_its_deadline_is_unknown_and_the_brokers_word_resolves_it():
+    from node.messages import OrderSnapshot
+
+    m = NativeOrderManager()
+    answered, silent, partly = _acked(m, 10), _acked(m, 11), _acked(m, 12)
+    for coid in (answered, silent, partly):
+        m.cancel_sent(coid, 1 * S)
+    m.on_report(ExecutionReport(kind=ExecKind.CANCELED, client_order_id=answered))
+    m.on_report(ExecutionReport(kind=ExecKind.PARTIAL_FILL, client_order_id=partly, exec_id="p1", last_qty=0.5,
+                                cum_qty=0.5, last_px=1.0))  # a fill is not the cancel's answer
+    assert m.overdue(5 * S, 30 * S, 10 * S) == []  # not yet
+    reps = m.overdue(11 * S, 30 * S, 10 * S)
+    assert {(r.client_order_id, r.kind, r.reason) for r in reps} == {
+        (silent, ExecKind.UNKNOWN, Reason.CANCEL_TIMEOUT), (partly, ExecKind.UNKNOWN, Reason.CANCEL_TIMEOUT)}
+    assert m.orders[answered].state is OrderState.CANCELED
+    assert m.overdue(100 * S, 30 * S, 10 * S) == []  # reported once; the submit deadline does not fire again
+    # the broker adapter's word (a look) resolves one; a late CANCELED the other
+    rep = m.adopt(OrderSnapshot(silent, ExecKind.NEW, 0.0, 1.0))
+    assert rep is not None and m.orders[silent].state is OrderState.ACCEPTED
+    m.on_report(ExecutionReport(kind=ExecKind.CANCELED, client_order_id=partly, cum_qty=0.5))
+    assert m.orders[partly].state is OrderState.CANCELED
+    assert m.cancels_timed_out == 2
+
+
+def test_a_cancel_of_a_finished_or_unknown_order_has_no_deadline():
+    m = NativeOrderManager()
+    done = _acked(m, 20)
+    m.on_report(ExecutionReport(kind=ExecKind.FILL, client_order_id=done, exec_id="f", last_qty=1.0, cum_qty=1.0,
+                                last_px=1.0))
+    unknown = m.on_signal(accepted(21)).client_order_id
+    m.sent(unknown, 0)
+    assert len(m.overdue(30 * S, 30 * S)) == 1  # UNKNOWN (TIMEOUT)
+    m.cancel_sent(done, 31 * S)
+    m.cancel_sent(unknown, 31 * S)
+    assert m.overdue(1_000 * S, 30 * S, 10 * S) == []
