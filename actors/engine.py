@@ -59,7 +59,7 @@ from node.recovery import RecoveryPlan, fills_to_book, moved_states, plan_recove
 from node.stats import EngineStats
 from node.open_orders import OpenOrderIndex, decode_open_orders, open_orders_key
 from node.errors import StoreError
-from node.orders import ACTIVE_STATES, STATE_OF_KIND, OrderState, client_order_id_for
+from node.orders import ACTIVE_STATES, DONE_STATES, STATE_OF_KIND, OrderState, client_order_id_for
 from node.histogram import LatencyHistogram
 from node.logs import lifecycle, logger
 from node.config import NodeConfig
@@ -86,6 +86,7 @@ from node.streams import EVENTS_FIELD, StreamLog, pack_batch, unpack_signals
 
 _MAX_PENDING_EVENTS = 1_000_000
 STALE_EPOCH = Reason.STALE_EPOCH.value
+CANCEL_TIMEOUT = Reason.CANCEL_TIMEOUT.value
 _QUERY_TIMEOUT_MS = 15_000  # a loaded broker may take seconds to list a busy day
 _QUERY_MARGIN_MS = 60_000  # clocks of the Redis host and the broker may differ by this much
 _SWEEP_MARGIN_NS = 2_000_000_000  # broker report times are in (nearly) hand-out order: look back this far
@@ -304,6 +305,8 @@ class EngineHost(EngineBase):
                 order = orders.get(snap.client_order_id)
                 if order is None or order.state is not OrderState.UNKNOWN or snap.kind is ExecKind.UNKNOWN:
                     continue
+                if order.reason == CANCEL_TIMEOUT and STATE_OF_KIND[snap.kind] not in DONE_STATES:
+                    continue  # "still open" may be the adapter's view from before the lost answer: wait for more
                 rep = self.manager.adopt(snap)
                 if rep is not None:
                     self._publish(rep)
@@ -312,7 +315,9 @@ class EngineHost(EngineBase):
     def _ask_about_unknown(self) -> None:
         """Leader: every `unknown_ask_every_ms`, ask the broker adapter (a look: no fence, nothing
         taken over) about the orders a deadline made UNKNOWN and still UNKNOWN; `_take_look` takes
-        its word. An order it does not list stays UNKNOWN (no made-up state)."""
+        its word: any state for a submit's deadline; for a cancel's, only a finished one (an adapter
+        that lost the cancel's answer may still list the order open). An order it does not list
+        stays UNKNOWN (no made-up state)."""
         now = time.monotonic()
         if now < self._next_unknown_ask:
             return
