@@ -52,6 +52,7 @@ import zmq
 from node.config import NodeConfig
 from node.messages import ExecKind, ExecutionReport, Side, encode, event_topic
 from node.migrations import apply_migrations
+from node.modes import without_shadow
 from node.pnl import FeeSchedule, compare_pnl, opening_fills, pnl_by_strategy_symbol, totals_by_strategy
 from node.reconcile import (
     BOOKABLE,
@@ -215,7 +216,7 @@ class Reconciler:
             fills, orders, opening, no_fee = await self._ledger_rows()
             books = await self._broker_books()
             summary.brokers = [b.broker for b in books]
-            broker = self._with_fees(merge_books(books))
+            broker = self._with_fees(without_shadow(merge_books(books)))  # shadow copies (node.modes) have no ledger
             if not (is_finite_book(broker) and all(math.isfinite(q) for q in broker.positions.values())):
                 raise ValueError("BROKER_BOOK_INVALID: a quantity or price that is not a finite number")
             if opening is None and not fills:  # the node's first look at its accounts: its opening book

@@ -37,6 +37,7 @@ import msgspec
 from node.config import ModeConfig, NodeConfig
 from node.trading_mode import CanaryBasis, TradingMode
 from node.messages import SignalAccepted
+from node.reconcile import BrokerBook
 
 SHADOW_SUFFIX = "~shadow"
 _CACHE_MAX = 100_000
@@ -219,6 +220,25 @@ class ModeTable:
         if group == paper:
             return shadow_copy(acc) if acc.route == Route.SHADOW else acc
         return None
+
+
+def without_shadow(book: BrokerBook) -> BrokerBook:
+    """A broker's book without the shadow copies (their fills, orders, and what their fills did to
+    positions and cash): the node keeps no ledger of them, so the reconciler must not judge them."""
+    shadow_fills = [f for f in book.fills if is_shadow(f.strategy_id)]
+    shadow_orders = {o.client_order_id for o in book.orders if is_shadow(o.strategy_id)}
+    if not shadow_fills and not shadow_orders:
+        return book
+    positions = dict(book.positions)
+    cash = book.cash
+    for f in shadow_fills:
+        positions[f.symbol] = positions.get(f.symbol, 0.0) - f.signed_qty
+        if cash is not None:
+            cash += f.signed_qty * f.px + f.fee
+    positions = {s: q for s, q in positions.items() if abs(q) > 1e-12}
+    return msgspec.structs.replace(
+        book, fills=[f for f in book.fills if not is_shadow(f.strategy_id)],
+        orders=[o for o in book.orders if o.client_order_id not in shadow_orders], positions=positions, cash=cash)
 
 
 def amend_at(acc: SignalAccepted, original_strategy: str | None) -> SignalAccepted | None:

@@ -15,7 +15,7 @@ from node import mode_report
 from node.client import ExecutionClient
 from node.config import BrokerConfig, EngineConfig, EngineGroupConfig, ModeConfig, TradingMode
 from node.messages import Signal
-from node.modes import SHADOW_SUFFIX
+from node.modes import SHADOW_SUFFIX, without_shadow
 from node.orders import client_order_id_for, signal_id_for
 from node.runtime import NodeRuntime, quiet
 from node.streams import connect_redis
@@ -88,6 +88,12 @@ def test_a_strategy_goes_paper_shadow_canary_and_its_cap_survives_a_restart(node
     _, events, copies = streams(node)
     assert all(r.strategy_id == "m-1" for r in events if r.client_order_id in shadow)  # never a copy's
     assert all(r.strategy_id == "m-1" + SHADOW_SUFFIX for r in copies)
+    # the reconciler judges the paper venue's book without the copies (they have no ledger)
+    book = node.call("broker:pv", "book")
+    assert {f.client_order_id for f in book.fills if f.strategy_id == "m-1" + SHADOW_SUFFIX} == shadow
+    clean = without_shadow(book)
+    assert not {f.client_order_id for f in clean.fills} & shadow
+    assert clean.positions.get("AAPL", 0.0) == pytest.approx(sum(f.signed_qty for f in clean.fills if f.symbol == "AAPL"))
 
     # canary: a quarter of the flow live, at most CAP signals, the rest paper
     node.call("validator", "set_mode", "m-1", "canary")

@@ -231,3 +231,20 @@ def test_the_report_compares_the_routes():
     assert row.shadow_pairs == 1 and row.shadow_gap_bps == pytest.approx(50.0)
     assert "| s1 | live | 1 | 1 |" in markdown([row])
     assert compare([a, b, c], reports, shadow, strategy_id="other") == []
+
+
+def test_the_reconciler_judges_a_broker_book_without_the_shadow_copies():
+    from node.messages import ExecKind, Side
+    from node.modes import without_shadow
+    from node.reconcile import BrokerBook, Fill, Order
+
+    own = Fill("e1", "NAE-a-0", "s1", "AAPL", Side.BUY, 2.0, 100.0)
+    copy = Fill("e2", "NAE-b-0", "s1" + SHADOW_SUFFIX, "AAPL", Side.BUY, 3.0, 100.0, fee=1.0)
+    book = BrokerBook(broker="paper", fills=[own, copy], positions={"AAPL": 5.0}, cash=-501.0,
+                      orders=[Order("NAE-a-0", ExecKind.FILL, 2.0, strategy_id="s1"),
+                              Order("NAE-b-0", ExecKind.FILL, 3.0, strategy_id="s1" + SHADOW_SUFFIX)])
+    clean = without_shadow(book)
+    assert clean.fills == [own] and [o.client_order_id for o in clean.orders] == ["NAE-a-0"]
+    assert clean.positions == {"AAPL": 2.0} and clean.cash == pytest.approx(-200.0)
+    plain = msgspec.structs.replace(book, fills=[own], orders=[], positions={"AAPL": 2.0})
+    assert without_shadow(plain) is plain
