@@ -137,3 +137,31 @@ def _filled(node, coids: set[str]) -> bool:
     _, events, copies = streams(node)
     done = {r.client_order_id for r in events if r.kind == "FILL"}
     return coids <= done
+
+
+def test_a_cancel_in_shadow_cancels_the_live_order_and_its_copy(node):
+    from node.messages import Amend, AmendKind
+
+    assert node.call("validator", "set_mode", "m-2", "shadow")["to"] == "shadow"
+    key_id, secret = next(iter(node.cfg.signing.keys.items()))
+    tag = "sc-" + str(time.time_ns())
+    limit = 223.0  # below the market: rests at both venues
+
+    def signal(rid: str, amend: Amend | None = None) -> Signal:
+        return Signal(request_id=rid, strategy_id="m-2", timestamp=time.time(), symbol="AAPL", action="BUY",
+                      quantity=4.0, order_type="LIMIT", limit_price=limit, amend=amend)
+
+    coid = client_order_id_for(signal_id_for(tag + "-a"))
+    kind_at = lambda broker: {o.client_order_id: o.kind for o in node.call("broker:" + broker, "orders")}.get(coid)  # noqa: E731
+    with ExecutionClient(node.registry["intake"], key_id, secret, timeout_s=10) as c:
+        assert c.send_signal(signal(tag + "-a")).status == "ACCEPTED"
+        wait_for(lambda: kind_at("lv") == "NEW" and kind_at("pv") == "NEW")
+        cancel = Amend(kind=AmendKind.CANCEL, original_request_id=tag + "-a")
+        assert c.send_signal(signal(tag + "-c", amend=cancel)).status == "ACCEPTED"
+        wait_for(lambda: kind_at("lv") == "CANCELED" and kind_at("pv") == "CANCELED")
+    cancel_coid = client_order_id_for(signal_id_for(tag + "-c"))
+    wait_for(lambda: any(r.client_order_id == coid and r.kind == "CANCELED" for r in streams(node)[2]))
+    _, events, copies = streams(node)
+    assert [(r.kind, r.strategy_id) for r in events if r.client_order_id == coid and r.kind == "CANCELED"] == [
+        ("CANCELED", "m-2")]
+    assert not [r for r in events + copies if r.client_order_id == cancel_coid]  # no refusal from either group
