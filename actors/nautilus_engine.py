@@ -31,7 +31,8 @@ from adapters.engines.nautilus.host import NautilusEngineProcess
 from node.config import NodeConfig
 from node.control import ControlRefused
 from node.checkpoint import EntryCheckpoint
-from node.messages import batch_decoder, encode, report_decoder
+from node.logs import lifecycle, logger
+from node.messages import AmendKind, SignalAccepted, batch_decoder, encode, report_decoder
 from node.orders import client_order_id_for
 from node.reasons import Reason
 from node.stats import NautilusEngineStats
@@ -179,17 +180,18 @@ class NautilusEngineHost(EngineBase):
                 return
             batch = batch_decoder.decode(frame)
             self.signals += len(batch.signals)
-            # amends never reach a Nautilus group (the gate refuses them: AMEND_UNSUPPORTED); one logged
-            # under an older config is dropped here, never taken by the kernel for a new order
-            mine = [a for a in self._mine(batch.signals) if a.signal.amend is None]
+            # cancels go to the kernel; replaces never reach a Nautilus group (the gate refuses them:
+            # AMEND_UNSUPPORTED); one logged under an older config is dropped here
+            mine = [a for a in self._mine(batch.signals) if _to_kernel(a)]
             if self._to_child is not None:  # a standby's child holds them (see module doc)
                 send = self._to_child.send
                 for acc in mine:
                     send(encode(acc))
                 self.relayed += len(mine)
                 self.to_child += len(mine)
-            if self.role == "leader" and batch.entry_id not in self._replayed:
-                self.checkpoint.add_entry(batch.entry_id, [client_order_id_for(a.signal_id) for a in mine])
+            if self.role == "leader" and batch.entry_id not in self._replayed:  # a cancel is not waited for
+                self.checkpoint.add_entry(batch.entry_id, [client_order_id_for(a.signal_id) for a in mine
+                                                           if a.signal.amend is None])
 
     def _take_reports(self) -> None:
         """The child's reports, whatever the role: a standby child publishes nothing, so all that
@@ -221,7 +223,7 @@ class NautilusEngineHost(EngineBase):
                 return
             for entry_id, fields in entries:
                 for acc in self._mine(unpack_signals(fields)):
-                    if acc.signal.amend is not None:
+                    if not _to_kernel(acc):
                         continue  # see _take_signals
                     self._to_child.send(encode(acc))
                     self.replayed += 1
@@ -299,9 +301,17 @@ class NautilusEngineHost(EngineBase):
         return self.call_on_loop(run, timeout_s=120)
 
     def cancel_open(self, strategy_id: str | None = None) -> dict:
-        """Not built for this host (EngineControl): the kernel child holds the orders, and nothing
-        asks it to cancel them yet. Said so in the answer; the kill switch itself is on regardless."""
-        return {"role": self.role, "canceled": 0, "unsupported": "the Nautilus engine cannot cancel open orders yet"}
+        """The kill switch's `--cancel-open` (EngineControl): a leader's kernel child cancels its
+        open orders (of one strategy, or all) through Nautilus; a standby cancels nothing."""
+
+        def run() -> dict:
+            if self.role != "leader" or self._child is None:
+                return {"role": self.role, "canceled": 0}
+            out = self._child.cancel_open(strategy_id)
+            lifecycle(logger(self.name), "cancel_open", strategy_id=strategy_id or "*", orders=out.canceled)
+            return {"role": self.role, "canceled": out.canceled, "client_order_ids": list(out.client_order_ids)}
+
+        return self.call_on_loop(run)
 
     def settle_stranded(self, endpoint: str) -> dict:
         """Nothing to settle (EngineControl): this host never strands an order (see switch_broker)."""
@@ -334,3 +344,9 @@ class NautilusEngineHost(EngineBase):
             child_pid=self._child.pid if self._child is not None else None,
             child=child,
         )
+
+
+def _to_kernel(acc: SignalAccepted) -> bool:
+    """A new order or a cancel (the kernel cancels through Nautilus); a replace is not for it."""
+    amend = acc.signal.amend
+    return amend is None or amend.kind is AmendKind.CANCEL

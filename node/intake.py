@@ -178,7 +178,7 @@ class SignalGate:
         self._max_frame = intake.max_frame_bytes
         self._risk = risk or NoRisk()
         self._route = route  # (strategy_id, symbol) -> engine group, None: refused (NO_ROUTE)
-        self._amendable = amendable  # (strategy_id, symbol) -> its group's engine cancels and replaces
+        self._amendable = amendable  # (strategy_id, symbol) -> its group's engine replaces (every engine cancels)
         self._key_strategies = {k: _patterns(v) for k, v in signing.key_strategies.items()}
         self._strategy_allow = _patterns(intake.strategies) if intake.strategies else None
         self._max_strategies = intake.max_strategies
@@ -258,9 +258,10 @@ class SignalGate:
         if amend is not None:
             if amend.original_request_id == rid:
                 return self._refuse(rid, [Reason.AMEND_INVALID], "a signal cannot amend itself")
-            if self._amendable is not None and not self._amendable(sig.strategy_id, sig.symbol):
+            if (amend.kind is AmendKind.REPLACE and self._amendable is not None
+                    and not self._amendable(sig.strategy_id, sig.symbol)):
                 return self._refuse(rid, [Reason.AMEND_UNSUPPORTED], "the engine of this signal's group cannot "
-                                    "cancel or replace an order")
+                                    "replace an order (it can cancel one)")
         refused = self._universe(env.key_id, sig)
         if refused is not None:
             return refused

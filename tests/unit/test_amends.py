@@ -99,7 +99,7 @@ def test_malformed_amends_are_refused_with_a_reason(payload_amend, reason):
     assert verdict.reply.status is Status.REJECTED and verdict.reply.reasons == [reason]
 
 
-def test_amends_for_a_group_whose_engine_cannot_amend_are_refused(make_config):
+def test_replaces_for_a_group_whose_engine_cannot_replace_are_refused_and_cancels_pass(make_config):
     cfg = make_config(
         groups=[EngineGroupConfig(name="nat", engines=[EngineConfig(name="a")]),
                 EngineGroupConfig(name="nt", engines=[EngineConfig(name="b", kind="nautilus")])],
@@ -108,8 +108,10 @@ def test_amends_for_a_group_whose_engine_cannot_amend_are_refused(make_config):
     amendable = amendable_by(cfg, Router.from_config(cfg).group_of)
     assert amendable is not None and amendable("s1", "AAPL") and not amendable("nt-x", "AAPL")
     g, _ = gate(amendable)
-    verdict = g.admit(frame(signal("cx-3", cancel_of("o"), strategy_id="nt-x")), time.time_ns())
+    verdict = g.admit(frame(signal("cx-3", replace_of("o"), strategy_id="nt-x")), time.time_ns())
     assert verdict.reply.reasons == [Reason.AMEND_UNSUPPORTED]
+    cancel = g.admit(frame(signal("cx-5", cancel_of("o"), strategy_id="nt-x")), time.time_ns())
+    assert cancel.reply.status is Status.ACCEPTED  # the Nautilus engine cancels
     assert g.admit(frame(signal("cx-4", cancel_of("o"))), time.time_ns()).reply.status is Status.ACCEPTED
     native_only = make_config(groups=[EngineGroupConfig(name="nat", engines=[EngineConfig(name="a")])])
     assert amendable_by(native_only, Router.from_config(native_only).group_of) is None

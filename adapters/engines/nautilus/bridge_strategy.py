@@ -12,6 +12,12 @@ msgpack report]`. When the event came from a broker report, the broker's own rep
 exec_id, cum/leaves/avg) is published, enriched with strategy_id, request_id and signal_id; events
 Nautilus made itself (a RiskEngine denial, an in-flight resolution) are built from the order.
 
+A cancel signal (node.amends) cancels the original through Nautilus (`cancel_order`: the exec client
+sends our CancelOrder; the broker's CANCELED comes back as the original's report); it is refused with
+a REJECTED report on its own client order id when the original is unknown here, another strategy's,
+symbol's or side's, or finished. A standby child cancels nothing (its leader does); `cancel_open`
+cancels every open order of one strategy, or all (the kill switch's `--cancel-open`).
+
 A signal whose client order id Nautilus already holds is counted as a duplicate and dropped before
 `submit_order` (Nautilus would deny it too, but its denial path overwrites the cached order with
 the denied copy, and a REJECTED report for a live order would mislead subscribers).
@@ -38,7 +44,8 @@ from nautilus_trader.model.objects import Price, Quantity
 from nautilus_trader.trading.strategy import Strategy
 
 from adapters.engines.nautilus.parsing import OrderPlan, plan_order, quantity_precision
-from node.messages import ExecKind, ExecutionReport, OrderType, SignalAccepted, Side, encode, event_topic
+from node.amends import original_order_id
+from node.messages import AmendKind, ExecKind, ExecutionReport, OrderType, SignalAccepted, Side, encode, event_topic
 from node.orders import client_order_id_for
 from node.reasons import Reason
 
@@ -76,6 +83,8 @@ class BridgeBook:
         self.published = 0
         self.duplicates = 0
         self.rejected_local = 0
+        self.amends: dict[str, None] = {}  # cancel signals taken (their own client order ids), oldest first
+        self.cancels = 0
 
     def remember(self, coid: str, meta: SignalMeta) -> None:
         meta_map = self.meta
@@ -138,6 +147,9 @@ class BridgeStrategy(Strategy):
         coid_s = client_order_id_for(acc.signal_id)
         coid = ClientOrderId(coid_s)
         book = self.book
+        if sig.amend is not None:
+            self._on_cancel(acc, coid_s)
+            return
         if self.cache.order_exists(coid):
             book.duplicates += 1
             return
@@ -151,6 +163,51 @@ class BridgeStrategy(Strategy):
             self._reject_local(coid_s, plan)
             return
         self.submit_order(self._build(iid, coid, plan))
+
+    def _on_cancel(self, acc: SignalAccepted, coid_s: str) -> None:
+        """A cancel signal: the original canceled through Nautilus, or a REJECTED report on the
+        cancel's own client order id (never on the original, whose state only the broker moves)."""
+        book, sig = self.book, acc.signal
+        if coid_s in book.amends:
+            book.duplicates += 1
+            return
+        book.amends[coid_s] = None
+        if len(book.amends) > 100_000:
+            del book.amends[next(iter(book.amends))]
+        book.remember(coid_s, SignalMeta(sig.strategy_id, sig.request_id, acc.signal_id, sig.symbol, sig.side))
+        assert sig.amend is not None
+        if sig.amend.kind is not AmendKind.CANCEL:
+            self._reject_local(coid_s, Reason.AMEND_UNSUPPORTED)
+            return
+        original = original_order_id(sig.amend.original_request_id)
+        order = self.cache.order(ClientOrderId(original))
+        meta = book.meta.get(original)
+        if order is None or meta is None:
+            self._reject_local(coid_s, Reason.AMEND_UNKNOWN_ORIGINAL)
+        elif (meta.strategy_id, meta.symbol, meta.side) != (sig.strategy_id, sig.symbol, sig.side):
+            self._reject_local(coid_s, Reason.AMEND_MISMATCH)
+        elif order.is_closed:
+            self._reject_local(coid_s, Reason.AMEND_ORDER_DONE)
+        elif not book.muted:  # a standby's leader cancels it
+            self.cancel_order(order)
+            book.cancels += 1
+
+    def cancel_open(self, strategy_id: str | None) -> list[str]:
+        """Cancel every open order (of one strategy, or all); the client order ids asked. A standby
+        cancels nothing."""
+        if self.book.muted:
+            return []
+        ids = []
+        meta = self.book.meta
+        for order in self.cache.orders_open():
+            coid = order.client_order_id.value
+            m = meta.get(coid)
+            if strategy_id is not None and (m is None or m.strategy_id != strategy_id):
+                continue
+            self.cancel_order(order)
+            ids.append(coid)
+        self.book.cancels += len(ids)
+        return ids
 
     def _instrument_id(self, symbol: str) -> InstrumentId | None:
         iid = self._iids.get(symbol)

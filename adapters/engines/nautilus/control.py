@@ -45,7 +45,14 @@ class DemoteKernel(_Msg, tag="demote"):
     """Stop submitting at once (hold and follow again); answered `KernelDemoted`."""
 
 
-KernelCommand = StopKernel | AskKernelStats | SetKernelEpoch | PromoteKernel | DemoteKernel
+class CancelOpenOrders(_Msg, tag="cancel_open"):
+    """Cancel every open order (of `strategy_id`, or all) through Nautilus (the kill switch's
+    `--cancel-open`); a standby cancels nothing. Answered `KernelCanceled`."""
+
+    strategy_id: str | None = None
+
+
+KernelCommand = StopKernel | AskKernelStats | SetKernelEpoch | PromoteKernel | DemoteKernel | CancelOpenOrders
 
 
 # ---------------------------------------------------------------- child -> host
@@ -90,7 +97,13 @@ class KernelDemoted(_Msg, tag="demote"):
     pass
 
 
-KernelReply = KernelReady | KernelFailed | KernelStopped | KernelStatsReport | KernelEpochSet | KernelPromoted | KernelDemoted
+class KernelCanceled(_Msg, tag="cancel_open"):
+    canceled: int
+    client_order_ids: list[str] = []  # the first 1,000
+
+
+KernelReply = (KernelReady | KernelFailed | KernelStopped | KernelStatsReport | KernelEpochSet | KernelPromoted
+               | KernelDemoted | KernelCanceled)
 
 encode_control = msgspec.msgpack.Encoder().encode
 command_decoder = msgspec.msgpack.Decoder(KernelCommand)

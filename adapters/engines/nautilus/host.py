@@ -23,7 +23,9 @@ import zmq
 from adapters.engines.nautilus.config import NautilusEngineConfig, encode_config
 from adapters.engines.nautilus.control import (
     AskKernelStats,
+    CancelOpenOrders,
     DemoteKernel,
+    KernelCanceled,
     KernelCommand,
     KernelPromoted,
     KernelReady,
@@ -133,6 +135,13 @@ class NautilusEngineProcess:
         if type(reply) is not KernelStatsReport:
             raise TransportError("nautilus child answered stats with " + type(reply).__name__)
         return reply.stats
+
+    def cancel_open(self, strategy_id: str | None, timeout_ms: int = 10_000) -> KernelCanceled:
+        """The child cancels its open orders (of one strategy, or all) through Nautilus."""
+        reply = self._request(CancelOpenOrders(strategy_id), timeout_ms)
+        if type(reply) is not KernelCanceled:
+            raise TransportError("nautilus child did not cancel: " + str(reply)[:300])
+        return reply
 
     def set_epoch(self, epoch: int, timeout_ms: int = 2_000) -> None:
         """Submit under `epoch` from now on (the supervisor's grant)."""

@@ -26,7 +26,9 @@ import zmq.asyncio
 from adapters.engines.nautilus.config import NautilusEngineConfig, decode_config, rate_string
 from adapters.engines.nautilus.control import (
     AskKernelStats,
+    CancelOpenOrders,
     DemoteKernel,
+    KernelCanceled,
     KernelDemoted,
     KernelEpochSet,
     KernelFailed,
@@ -238,6 +240,9 @@ class KernelChild:
                 elif kind is SetKernelEpoch:
                     self.client.set_epoch(cmd.epoch)
                     await self._control.send(encode_control(KernelEpochSet(cmd.epoch)))
+                elif kind is CancelOpenOrders:
+                    ids = self.strategy.cancel_open(cmd.strategy_id)
+                    await self._control.send(encode_control(KernelCanceled(len(ids), ids[:1000])))
             if os.getppid() != self._parent:
                 await self._stop()
                 await self._close_sockets()
