@@ -325,7 +325,7 @@ def cmd_admin(args: argparse.Namespace) -> int:
     if (args.action == "mode") != bool(args.args) or (args.action == "mode" and len(args.args) != 2):
         return _die("admin mode takes STRATEGY MODE (paper, shadow, canary, live); other actions take no arguments")
     if args.force and args.action != "mode":
-        return _die("--force goes with admin mode only")
+        return _die("admin " + args.action + ": --force goes with admin mode only")
     params = {"kill": [args.strategy], "unkill": [args.strategy], "pause": [args.strategy],
               "resume": [args.strategy], "reset-breaker": [args.name], "state": [args.state, args.strategy],
               "controls": [], "modes": [], "mode": [*args.args, args.force]}

@@ -82,6 +82,8 @@ def test_admin_disabled_without_a_token():
         ("/admin/state", {"state": "REDUCING"}, "state", {"state": "REDUCING"}),
         ("/admin/breaker/reset", {"name": "system"}, "reset-breaker", {"name": "system"}),
         ("/admin/failover", {"to": "b"}, "failover", {"to": "b"}),
+        ("/admin/mode", {"strategy_id": "s1", "mode": "shadow"}, "mode", {"strategy_id": "s1", "mode": "shadow"}),
+        ("/admin/modes", None, "modes", {}),
     ],
 )
 def test_admin_routes_to_the_control(path, body, action, args):
@@ -168,7 +170,7 @@ def test_openapi_documents_every_route_with_typed_bodies():
     paths = doc["paths"]
     for path in ("/v1/signals", "/livez", "/readyz", "/health", "/metrics", "/admin/kill", "/admin/unkill",
                  "/admin/state", "/admin/pause/{strategy_id}", "/admin/resume/{strategy_id}", "/admin/breaker/reset",
-                 "/admin/failover", "/admin/failback", "/admin/broker-failover"):
+                 "/admin/failover", "/admin/failback", "/admin/broker-failover", "/admin/mode", "/admin/modes"):
         assert path in paths, path
     assert "/admin/{action}" not in paths
     schemas = doc["components"]["schemas"]

@@ -126,3 +126,19 @@ def test_orders_verbs_need_their_arguments(argv, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("execnode: orders ")
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["admin", "mode"],
+        ["admin", "mode", "s1"],
+        ["admin", "mode", "s1", "live", "extra"],
+        ["admin", "kill", "s1"],
+        ["admin", "kill", "--force"],
+    ],
+)
+def test_admin_mode_needs_a_strategy_and_a_mode_and_nothing_else_takes_arguments(argv, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("execnode: admin ")
