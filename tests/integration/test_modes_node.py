@@ -165,3 +165,32 @@ def test_a_cancel_in_shadow_cancels_the_live_order_and_its_copy(node):
     assert [(r.kind, r.strategy_id) for r in events if r.client_order_id == coid and r.kind == "CANCELED"] == [
         ("CANCELED", "m-2")]
     assert not [r for r in events + copies if r.client_order_id == cancel_coid]  # no refusal from either group
+
+
+def test_promotion_over_http_and_the_report_from_the_cli(node, tmp_path, capsys):
+    import json
+
+    import httpx
+
+    from node.cli import main
+
+    auth = {"X-Admin-Token": node.cfg.api.admin_token}
+    with httpx.Client(base_url=node.registry["api"], timeout=30) as http:
+        r = http.post("/admin/mode", json={"strategy_id": "m-3", "mode": "canary"}, headers=auth)
+        assert r.status_code == 400 and "MODE_STEP" in r.json()["detail"], r.text  # paper -> canary skips shadow
+        r = http.post("/admin/mode", json={"strategy_id": "m-3", "mode": "canary", "force": True}, headers=auth)
+        assert r.status_code == 200 and r.json()["result"]["to"] == "canary", r.text
+        r = http.post("/admin/mode", json={"strategy_id": "other", "mode": "live"}, headers=auth)
+        assert r.status_code == 400 and "NOT_IN_MODES" in r.json()["detail"], r.text
+        assert http.post("/admin/modes", headers=auth).json()["result"]["m-3"]["mode"] == "canary"
+    sent = send(node, 8, "http", strategy="m-3")
+    wait_for(lambda: sent <= orders_at(node, "lv") | orders_at(node, "pv"))
+    st = node.cfg.storage
+    cfg = tmp_path / "node.toml"
+    cfg.write_text("[storage]\nredis_url = %r\nsignals_stream = %r\nevents_stream = %r\nshadow_stream = %r\n"
+                   % (st.redis_url, st.signals_stream, st.events_stream, st.shadow_stream))
+    assert main(["report", "modes", "--strategy", "m-3", "--json", "--config", str(cfg)]) == 0
+    [row] = json.loads(capsys.readouterr().out)
+    assert row["strategy_id"] == "m-3" and row["routes"]["live"]["signals"] == 2 and row["routes"]["paper"]["signals"] == 6
+    assert main(["report", "modes", "--config", str(cfg)]) == 0
+    assert "| m-3 | live | 2 |" in capsys.readouterr().out
