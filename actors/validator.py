@@ -53,6 +53,7 @@ from node.messages import (
 from node.reasons import Reason
 from node.router import Router
 from node.amends import amendable_by
+from node.instruments import Multipliers
 from node.modes import CanaryUsage, ModeError, ModeTable, check_step
 from node.trading_mode import TradingMode
 from actors.fallback_intake import GROUP, FallbackReader
@@ -155,6 +156,7 @@ class Validator(LoopService):
         self._initial_states = tuple(initial_states)  # recorded as controls once the store is open (_open)
         router = Router.from_config(cfg)
         self.modes = ModeTable.from_config(cfg)  # paper / shadow / canary / live per strategy (node.modes)
+        self._mult = Multipliers(cfg.risk.option_multiplier, cfg.risk.contract_multipliers)  # a canary's notional
         self.gate = SignalGate(cfg.signing, cfg.intake, risk, route=router.group_of if cfg.reject_unrouted else None,
                                amendable=amendable_by(cfg, router.group_of, self.modes.entry_of))
         self.peer_limit = PeerLimiter(cfg.intake)  # per-connection limit on unauthenticated frames
@@ -395,7 +397,7 @@ class Validator(LoopService):
         if not px:
             last = getattr(self.risk, "last_price", None)
             px = last(signal.symbol) if last is not None else 0.0
-        return float(signal.quantity or 0.0) * float(px or 0.0)
+        return float(signal.quantity or 0.0) * float(px or 0.0) * self._mult.of(signal.symbol)
 
     def _stamp(self, signal: Signal) -> int:
         """The route of an accepted signal of a strategy in modes (node.modes); 0 for the others."""

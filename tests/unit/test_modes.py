@@ -248,3 +248,29 @@ def test_the_reconciler_judges_a_broker_book_without_the_shadow_copies():
     assert clean.positions == {"AAPL": 2.0} and clean.cash == pytest.approx(-200.0)
     plain = msgspec.structs.replace(book, fills=[own], orders=[], positions={"AAPL": 2.0})
     assert without_shadow(plain) is plain
+
+
+class _Prices:
+    """Just the last price risk would give the validator (no kernels needed here)."""
+
+    def __init__(self, prices: dict[str, float]) -> None:
+        self.prices = prices
+
+    def last_price(self, symbol: str) -> float:
+        return self.prices.get(symbol, 0.0)
+
+
+@pytest.mark.parametrize("fields, notional", [
+    ({"notional": 5_000.0}, 5_000.0),
+    ({"quantity": 10.0}, 2_300.0),  # the last price
+    ({"quantity": 10.0, "order_type": "LIMIT", "limit_price": 200.0}, 2_000.0),
+    ({"quantity": 2.0, "symbol": "AAPL250117C00150000", "order_type": "LIMIT", "limit_price": 3.0}, 600.0),  # x100
+    ({"quantity": 10.0, "symbol": "NOPX"}, 0.0),  # no price yet: not known
+])
+def test_the_validator_counts_a_canarys_notional_with_the_contract_multiplier(fields, notional):
+    from actors.validator import Validator
+
+    v = Validator(NodeConfig(), "", [], "", risk=_Prices({"AAPL": 230.0}))
+    sig = msgspec.convert({"request_id": "r", "strategy_id": "s1", "timestamp": 0.0, "symbol": "AAPL",
+                           "action": "BUY", **fields}, Signal)
+    assert v._notional(sig) == pytest.approx(notional)
