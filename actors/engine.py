@@ -252,13 +252,17 @@ class EngineHost(EngineBase):
         manager = self.manager
         orders, on_report = manager.orders, manager.on_report
         seen = self._seen_report_ns
+        modes = self._modes.active
         try:
             for rep in followed_reports(self._follow):
                 if rep.reason == STALE_EPOCH:  # a fenced engine's refusal says nothing about the order
                     continue
                 if rep.ts_ns > seen:
                     seen = rep.ts_ns
-                if rep.client_order_id in orders:
+                order = orders.get(rep.client_order_id)
+                if order is not None:
+                    if modes and order.intent.strategy_id != rep.strategy_id:
+                        continue  # the same id's other route (node.modes: a live order and its shadow copy)
                     on_report(rep)
                 else:
                     self._keep_early(rep)
@@ -353,6 +357,14 @@ class EngineHost(EngineBase):
         else:
             held.append(rep)
 
+    def _early_for(self, client_order_id: str, strategy_id: str) -> list[ExecutionReport]:
+        """The followed reports kept for an order before its signal came: those of its own route
+        (node.modes: a live order and its shadow copy share the client order id, not the strategy)."""
+        held = self._early.pop(client_order_id, ())
+        if not self._modes.active:
+            return list(held)
+        return [r for r in held if r.strategy_id == strategy_id]
+
     def _fenced(self, client_order_id: str) -> None:
         """The broker refused our epoch: another engine leads now. The refusal is no evidence about
         the order (the new leader owns it), so nothing is published; this engine steps down."""
@@ -379,7 +391,7 @@ class EngineHost(EngineBase):
                 continue
             if not leader:
                 if early:
-                    for rep in early.pop(intent.client_order_id, ()):
+                    for rep in self._early_for(intent.client_order_id, intent.strategy_id):
                         self.manager.on_report(rep)
                 self._unconfirmed.append((time.monotonic(), intent.client_order_id))
                 continue
@@ -397,8 +409,9 @@ class EngineHost(EngineBase):
         plan = self.manager.on_amend(acc, leader, self._clock_ns())
         if not leader:  # the leader's reports on a replacement that came before its signal
             coid = client_order_id_for(acc.signal_id)
-            if coid in self.manager.orders:
-                for rep in self._early.pop(coid, ()):
+            order = self.manager.orders.get(coid)
+            if order is not None:
+                for rep in self._early_for(coid, order.intent.strategy_id):
                     self.manager.on_report(rep)
         if plan is None:
             return
