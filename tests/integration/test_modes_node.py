@@ -154,7 +154,8 @@ def test_a_cancel_in_shadow_cancels_the_live_order_and_its_copy(node):
     coid = client_order_id_for(signal_id_for(tag + "-a"))
     kind_at = lambda broker: {o.client_order_id: o.kind for o in node.call("broker:" + broker, "orders")}.get(coid)  # noqa: E731
     with ExecutionClient(node.registry["intake"], key_id, secret, timeout_s=10) as c:
-        assert c.send_signal(signal(tag + "-a")).status == "ACCEPTED"
+        placed = c.send_signal(signal(tag + "-a"))
+        assert placed.status == "ACCEPTED", placed
         wait_for(lambda: kind_at("lv") == "NEW" and kind_at("pv") == "NEW")
         cancel = Amend(kind=AmendKind.CANCEL, original_request_id=tag + "-a")
         assert c.send_signal(signal(tag + "-c", amend=cancel)).status == "ACCEPTED"
