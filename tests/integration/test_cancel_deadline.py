@@ -39,7 +39,7 @@ def node(ray_session, make_config, fake, database_url):
     sc = SchwabConfig(
         api_key=fake.api_key, app_secret=fake.app_secret, account_hash=fake.account_hash, base_url=fake.base_url,
         database_url=token_db, vault_keys_hex={"k1": secrets.token_hex(32)}, vault_key_id="k1",
-        sweep_interval_ms=600_000,  # no sweep during the test: only the answers the test makes happen
+        sweep_interval_ms=600_000, stream=False,  # no sweep, no stream: only the answers the test makes happen
     )  # fmt: skip
     seed_token(sc, fake.issue_token())
     cfg = make_config(
