@@ -887,6 +887,10 @@ class Validator(LoopService):
     def exposures(self) -> dict[str, float]:
         return self.call_on_loop(self.risk.exposures)
 
+    def positions(self) -> dict[str, dict[str, float]]:
+        """Filled positions risk books: strategy -> symbol -> signed quantity."""
+        return self.call_on_loop(self.risk.positions)
+
     def _unknown_view(self) -> dict:
         """Orders in UNKNOWN and their symbols (read from another thread: a copy first)."""
         unknown = {sym: len(ids) for sym, ids in dict(getattr(self, "_unknown", {})).items() if ids}

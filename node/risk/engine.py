@@ -22,7 +22,7 @@ from node.reasons import Reason
 from node.risk.book import (
     COL_EXEC, COL_FIRST_STRATEGY, COL_NODE, DUP_K, G_EQUITY, G_GROSS, G_NET, G_VAR, I_BR_PROBES, I_BR_STATE,
     I_KILLED, I_PAUSED, I_STATE, L_N_BURST, L_S_BURST, OT_LIMIT, OT_MARKET, OT_STOP, OT_STOP_LIMIT, PX, SA_DUP,
-    T_CASH, T_DAY0, T_MV, T_PEAK, T_TOK, UNK, RiskBook, limits_vector,
+    SA_FILL, T_CASH, T_DAY0, T_MV, T_PEAK, T_TOK, UNK, RiskBook, limits_vector,
 )
 from node.risk.breakers import EXECUTION, STRATEGY_PREFIX, SYSTEM, Breakers
 from node.risk.config import BreakerState, RiskLimits, TradingState
@@ -362,6 +362,15 @@ class PreTradeRisk:
         g = self.book.g
         return {"gross_usd": float(g[G_GROSS]), "net_usd": float(g[G_NET]), "variance_usd2": float(g[G_VAR]),
                 "equity_usd": float(g[G_EQUITY])}
+
+    def positions(self) -> dict[str, dict[str, float]]:
+        """Filled positions (not pending reservations): strategy -> symbol -> signed quantity."""
+        b = self.book
+        held = b.sa[COL_FIRST_STRATEGY : b.n_cols, : b.n_symbols, SA_FILL]
+        out: dict[str, dict[str, float]] = {}
+        for c, i in zip(*held.nonzero()):
+            out.setdefault(b.strat_names[c], {})[b.sym_names[i]] = float(held[c, i])
+        return out
 
     def strategy_pnl(self, strategy_id: str) -> float:
         c = self.book.strat_ids.get(strategy_id)

@@ -89,8 +89,11 @@ def test_kill_minus_nine_of_the_validator_forgets_no_control_and_no_position(ray
         with _client(node) as client:
             assert _send(client, "pos", "AAPL", "BUY", 150.0).status == "ACCEPTED"
             assert _send(client, "reducer", "NVDA", "BUY", 10.0).status == "ACCEPTED"
-            _wait(lambda: node.call("validator", "exposures")["gross_usd"] > 30_000.0, "the fills in risk")
-            exposures = node.call("validator", "exposures")
+            # filled, not only reserved: gross exposure counts accepted orders' reservations at the
+            # reference price, the variance and the snapshot's positions only fills (at the venue's price)
+            held = {"pos": {"AAPL": 150.0}, "reducer": {"NVDA": 10.0}}
+            _wait(lambda: node.call("validator", "positions") == held, "the fills in risk")
+            exposures = node.call("validator", "exposures")  # no fill after this: no price moves either
             assert node.call("validator", "kill", "killed")["durable"] is True
             node.call("validator", "pause", "paused")
             node.call("validator", "set_state", "REDUCING", "reducer")
@@ -111,7 +114,8 @@ def test_kill_minus_nine_of_the_validator_forgets_no_control_and_no_position(ray
             _wait(lambda: len(node.stats()["supervisor"]["restarts"]) > before, "the validator restart")
 
             assert _probe(client) == killed_all  # refused again, for the same reasons
-            assert node.call("validator", "exposures") == pytest.approx(exposures)  # the same position
+            assert node.call("validator", "positions") == held  # the same positions
+            assert node.call("validator", "exposures") == pytest.approx(exposures)  # marked at the same prices
             restored = node.call("validator", "stats")["restored"]
             assert restored["snapshot"] is True, restored
             node.call("validator", "unkill")

@@ -171,6 +171,7 @@ def test_a_snapshot_rebuilds_positions_pnl_pending_and_unknown_symbols() -> None
     after = make()
     unknown = snap.restore(after, snap.decode(snap.encode(taken)))
     assert unknown == {"MSFT": {"c-9"}}
+    assert after.positions() == before.positions() == {"p1": {"AAPL": 300.0, "MSFT": -50.0}, "p2": {"AAPL": 100.0}}
     assert after.exposures() == pytest.approx(before.exposures())
     for s in ("p1", "p2"):
         assert after.strategy_pnl(s) == pytest.approx(before.strategy_pnl(s))
