@@ -190,10 +190,14 @@ def cmd_send(args: argparse.Namespace) -> int:
 
 def demo_config(base: NodeConfig) -> NodeConfig:
     """The demo runs on any free port with a fresh signing key and throughput-sized risk limits
-    (`node.risk.config.throughput_limits`), whatever the config file says."""
+    (`node.risk.config.throughput_limits`), whatever the config file says; and as a node of its own
+    for this run (`node.scratch.isolated`: its own node id and streams, so it neither adopts what an
+    earlier run or a real node left in the same Redis nor touches it)."""
     from node.risk.config import throughput_limits
+    from node.scratch import isolated
 
     keys = {DEV_KEY_ID: secrets.token_hex(32)}
+    base = isolated(base)
     return msgspec.structs.replace(
         base,
         signing=msgspec.structs.replace(base.signing, keys=keys),
@@ -216,10 +220,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     cfg = demo_config(load_config(args.config))
     progress = stderr_progress if not args.quiet else quiet
-    runtime = NodeRuntime(cfg, progress)
+    runtime = NodeRuntime(cfg, progress, scratch=True)  # its own database, its keys gone at stop
     # embedded stores live in the data folder: not while a node runs on it
     embedded = not (cfg.storage.redis_url and cfg.storage.database_url)
-    lock = DataDirLock(cfg.data_dir, cfg.node_id + "-demo").acquire() if embedded else None
+    lock = DataDirLock(cfg.data_dir, cfg.node_id).acquire() if embedded else None
     try:
         registry = runtime.start()
         prices = {s.symbol: s.price for s in cfg.broker.paper.symbols}
@@ -232,6 +236,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
         result = asyncio.run(go())
         summary = result.summary()
+        summary["node_id"] = cfg.node_id
         summary["node"] = runtime.stats()
     finally:
         runtime.stop()

@@ -29,9 +29,14 @@ def quiet(msg: str) -> None:
 class NodeRuntime:
     """`start()` -> endpoint registry; `stop()` undoes everything `start()` did, in reverse."""
 
-    def __init__(self, cfg: NodeConfig, progress: Progress = stderr_progress) -> None:
+    def __init__(self, cfg: NodeConfig, progress: Progress = stderr_progress, scratch: bool = False) -> None:
+        """`scratch`: a node that leaves nothing behind (the demo; `node.scratch`): its ledger writes
+        a database of its own, created at start and dropped at stop, and its Redis keys
+        (`<node_id>.*`; give it its own node id and streams, `node.scratch.isolated`) go at stop."""
         self.cfg = cfg
         self._progress = progress
+        self._scratch = scratch
+        self._scratch_db: tuple[str, str] | None = None  # (server URL, database name) to drop at stop
         self._embedded: Any = None
         self._started_ray = False
         self.supervisor: Any = None
@@ -48,6 +53,13 @@ class NodeRuntime:
         t0 = time.perf_counter()
         self.redis_url, self.database_url = self._storage()
         self._check_storage()
+        if self._scratch and self.database_url and not self.degraded:
+            from node import scratch
+
+            server = self.database_url
+            name, self.database_url = scratch.own_database(server)
+            self._scratch_db = (server, name)
+            self._progress("the ledger writes a database of its own: " + name + " (dropped at stop)")
         import ray
 
         from actors.ray_actors import ACTOR_OPTIONS, placement
@@ -105,6 +117,8 @@ class NodeRuntime:
         if self._started_ray:
             ray.shutdown()
             self._started_ray = False
+        if self._scratch:
+            self._remove_scratch()
         if self._embedded is not None:
             self._embedded.stop()
             self._embedded = None
@@ -154,6 +168,20 @@ class NodeRuntime:
         return None
 
     # ---------------------------------------------------------------- storage
+
+    def _remove_scratch(self) -> None:
+        """A scratch node's keys and database (after its actors are gone); a failure is one line."""
+        from node import scratch
+
+        try:
+            if self.redis_url:
+                scratch.delete_keys(self.redis_url, self.cfg.node_id)
+            if self._scratch_db is not None:
+                scratch.drop_own_database(*self._scratch_db)
+                self._scratch_db = None
+        except Exception as exc:  # noqa: BLE001 - stopping: say what was left, never a traceback
+            self._progress("left behind (" + type(exc).__name__ + ": " + str(exc)[:200] + "): keys "
+                           + self.cfg.node_id + ".* and database " + str(self._scratch_db and self._scratch_db[1]))
 
     def _storage(self) -> tuple[str, str | None]:
         st = self.cfg.storage

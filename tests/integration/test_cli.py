@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import redis
 
 EXECNODE = str(Path(sys.executable).parent / "execnode")
 
@@ -63,12 +64,25 @@ def test_unreachable_redis_is_one_clear_line(tmp_path):
     assert "Traceback" not in out.stderr and "redis://127.0.0.1:1/0" in out.stderr
 
 
-def test_demo_json_summary(tmp_path):
-    out = run("demo", "--signals", "500", "--json", "--quiet", cwd=str(tmp_path))
-    assert out.returncode == 0, out.stderr[-2000:]
-    summary = json.loads(out.stdout.strip().splitlines()[-1])
-    for key in ("sent", "accepted", "rejected", "filled", "lost", "duplicates", "p50_us", "p99_us", "fill_p50_us", "fill_p99_us"):
-        assert key in summary
-    assert summary["sent"] == 500 and summary["lost"] == 0 and summary["duplicates"] == 0
-    assert summary["accepted"] + summary["rejected"] == 500
-    assert summary["filled"] == summary["accepted"]
+def test_the_demo_twice_on_the_same_stores_is_clean_both_times_and_leaves_nothing(tmp_path, redis_url):
+    """A user runs the demo twice: the second run neither adopts the first's orders nor starts
+    HALTED on the first's ledger (each run is a node of its own), and neither leaves keys behind."""
+    ids = []
+    for _ in range(2):
+        out = run("demo", "--signals", "500", "--json", "--quiet", cwd=str(tmp_path))
+        assert out.returncode == 0, out.stderr[-2000:]
+        summary = json.loads(out.stdout.strip().splitlines()[-1])
+        for key in ("sent", "accepted", "rejected", "filled", "lost", "duplicates", "p50_us", "p99_us", "fill_p50_us", "fill_p99_us"):
+            assert key in summary
+        assert summary["sent"] == 500 and summary["lost"] == 0 and summary["duplicates"] == 0, summary
+        assert summary["accepted"] + summary["rejected"] == 500
+        assert summary["filled"] == summary["accepted"] > 0
+        assert "HALTED" not in summary["reasons"], summary["reasons"]
+        assert summary["node"].get("reconciler", {}).get("last_matched") is not False, summary["node"].get("reconciler")
+        ids.append(summary["node_id"])
+    assert ids[0] != ids[1]
+    client = redis.Redis.from_url(redis_url)
+    try:
+        assert [k for i in ids for k in client.scan_iter(match=i + ".*")] == []  # its keys went with it
+    finally:
+        client.close()
