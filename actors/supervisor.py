@@ -134,6 +134,8 @@ class Supervisor:
         # the writes to Redis, off the decision path (a frozen store never holds a failover up)
         self._recorder = Recorder(redis_url, cfg.storage.monitoring_stream, on_store=self._policy.on_store)
         self._budget = RestartBudget()  # restart intensity per role; past it the role is given up
+        self._stale_told: dict[str, float] = {}  # engine -> when it was last told to step down
+        self.stale_demotes = 0  # engines told to step down that still beat as a replaced leader
         self._gave_up_recorded: set[str] = set()
         self._ledger_degraded_at_start = False
         self.watch_errors = 0
@@ -345,6 +347,7 @@ class Supervisor:
                              "failovers": list(self.failovers), "broker_failovers": list(self.broker_failovers),
                              "groups": {name: lane.view() for name, lane in self.lanes.items()},
                              "epoch_grants": len(self._policy.grants), "recorder": self._recorder.stats(),
+                             "stale_demotes": self.stale_demotes,
                              "health": self.health(), "watch_errors": self.watch_errors, "resumed": self.resumed,
                              "last_watch_error": self.last_watch_error}
         degraded = [role + ": " + str(s["degraded"]) for role, s in out.items() if isinstance(s, dict) and s.get("degraded")]
@@ -485,6 +488,8 @@ class Supervisor:
                         except zmq.Again:
                             break
                         policy.on_beat(beat.sender, beat.role, beat.epoch, time.time_ns())
+                        if policy.stale_leader(beat.sender, beat.role, beat.epoch):
+                            self._demote_stale(beat.sender, beat.epoch)
                 now = time.time_ns()
                 for name in pings.exchange(now):
                     policy.on_broker_answer(name, now)
@@ -497,6 +502,20 @@ class Supervisor:
         finally:
             pings.close()
             hb.close(0)
+
+    def _demote_stale(self, engine: str, epoch: int) -> None:
+        """Tell an engine that still beats as a leader its group no longer has to step down (once
+        a second at most per engine; never waits: the heartbeat loop keeps reading beats)."""
+        now = time.monotonic()
+        if now - self._stale_told.get(engine, 0.0) < 1.0 or self._stopping.is_set():
+            return
+        self._stale_told[engine] = now
+        actor = self._actors.get("engine:" + engine)
+        if actor is None:
+            return
+        actor.demote.remote()
+        self.stale_demotes += 1
+        self._record("stale_leader", {"engine": engine, "epoch": epoch})
 
     def _on_leader_silent(self, lane: Lane, detected_ns: int) -> None:
         """Fail the group's silent leader over on a thread of its own, so this loop keeps reading

@@ -145,6 +145,19 @@ class FailoverPolicy:
             if engine == lane.leader and role == Role.LEADER:
                 lane.leader_seen_ns = now
 
+    def stale_leader(self, engine: str, role: str, epoch: int) -> bool:
+        """`engine` beats as the leader of an epoch its group has moved past while another engine
+        leads it: a leader failed over while it was only slow, or one Ray restarted with its first
+        wiring (leader at its old epoch). Its sends are fenced by the epoch all the same; it is told
+        to step down so that what it says of itself is true. A group's own leader is never stale
+        (during a broker move its epoch lags the lane's until it is told the new one)."""
+        if role != Role.LEADER:
+            return False
+        for lane in self.lanes.values():
+            if engine in lane.engines:
+                return engine != lane.leader and epoch < lane.epoch
+        return False
+
     def on_broker_answer(self, broker: str, now: int) -> None:
         self._broker_seen[broker] = now
 

@@ -5,6 +5,7 @@ with nothing lost and nothing sent twice."""
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 
@@ -53,3 +54,9 @@ def test_killing_the_nautilus_leader_fails_over_to_native(node):
     failovers = node.stats()["supervisor"]["failovers"]
     first = [(e["from"], e["to"]) for e in failovers if e["epoch"] == sup["epoch"] + 1]
     assert first == [("nt", "native-b")], failovers  # the kill's failover went to the native standby
+    # Ray restarts the killed engine as it was first wired (leader, epoch 1): the supervisor tells it
+    # to step down, so what it says of itself is true
+    deadline = time.monotonic() + 60
+    while (nt := node.stats()["engine:nt"]).get("role") != "standby":
+        assert time.monotonic() < deadline, nt
+        time.sleep(0.2)

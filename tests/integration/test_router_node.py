@@ -80,6 +80,9 @@ def test_killing_one_groups_leader_fails_over_that_group_only(node):
     groups = node.stats()["supervisor"]["groups"]
     assert groups["etf"]["epoch"] == before["etf"]["epoch"] + 1
     assert groups["eq"] == before["eq"], ("the other group is untouched", node.stats()["supervisor"]["failovers"])
+    # Ray restarts the killed engine as it was first wired (leader, epoch 1): told to step down, it
+    # says what it is (one leader per group in every status an operator reads)
+    wait_for(lambda: node.stats()["engine:c"].get("role") == "standby", timeout_s=60.0)
     after = send(node, "idx-2", "QQQ", 10) + send(node, "eq-2", "NVDA", 10)
     assert all(r.status == "ACCEPTED" for r in after)
     ids = {client_order_id_for(signal_id_for(r.request_id)) for r in after}

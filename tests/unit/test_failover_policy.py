@@ -295,3 +295,20 @@ def test_a_restarted_supervisor_judges_silence_only_after_its_grace():
     assert not policy.leader_silent(lane, restart + policy.settle_ns + 60 * MS)
     assert policy.leader_silent(lane, restart + policy.settle_ns + 61 * MS)
     assert not policy.broker_silent("p1", restart + policy.settle_ns + 500 * MS)
+
+
+def test_only_a_replaced_leader_of_an_older_epoch_is_a_stale_leader():
+    policy = make()
+    lane = policy.lanes["g"]
+    assert not policy.stale_leader("a", Role.LEADER, 1)  # the group's leader
+    policy.grant(lane, GrantKind.MOVE, "p2", "manual", T0)
+    assert not policy.stale_leader("a", Role.LEADER, 1)  # a broker move: its own leader lags the epoch
+    policy.grant(lane, GrantKind.PROMOTE, "b", "heartbeat", T0)
+    assert not policy.stale_leader("a", Role.LEADER, 2)  # still the leader until `b` is promoted
+    assert not policy.stale_leader("b", Role.STANDBY, 2)
+    policy.promoted(lane, "b", T0)
+    assert not policy.stale_leader("b", Role.LEADER, 3)
+    assert policy.stale_leader("a", Role.LEADER, 1)  # replaced, or restarted by Ray as it was first wired
+    assert not policy.stale_leader("a", Role.STANDBY, 1)
+    assert not policy.stale_leader("a", Role.LEADER, 3)  # promoted again at the lane's epoch (a failback)
+    assert not policy.stale_leader("nobody", Role.LEADER, 0)
