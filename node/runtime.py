@@ -53,7 +53,10 @@ class NodeRuntime:
         t0 = time.perf_counter()
         self.redis_url, self.database_url = self._storage()
         self._check_storage()
-        if self._scratch and self.database_url and not self.degraded:
+        if self._scratch and self.database_url and self.degraded:
+            self.database_url = None  # never the server's shared database once it is back: no ledger
+            self._progress("PostgreSQL is down: this run has no ledger")
+        elif self._scratch and self.database_url:
             from node import scratch
 
             server = self.database_url
@@ -67,14 +70,18 @@ class NodeRuntime:
 
         if not ray.is_initialized():
             self._progress("starting Ray" + (" (dashboard on)" if cfg.dashboard else ""))
-            ray.init(
-                address=cfg.ray_address,
-                namespace=cfg.ray_namespace,
-                include_dashboard=cfg.dashboard,
-                log_to_driver=False,
-                configure_logging=False,
-                runtime_env=_worker_env(cfg),
-            )
+            try:
+                ray.init(
+                    address=cfg.ray_address,
+                    namespace=cfg.ray_namespace,
+                    include_dashboard=cfg.dashboard,
+                    log_to_driver=False,
+                    configure_logging=False,
+                    runtime_env=_worker_env(cfg),
+                )
+            except Exception as exc:  # noqa: BLE001 - Ray raises plain Exception (a start-up timeout on a loaded host)
+                first = (str(exc).splitlines() or [""])[0][:300]
+                raise NodeError("Ray did not start: " + type(exc).__name__ + (": " + first if first else "")) from exc
             self._started_ray = True
         self._progress("starting actors: broker, engine, validator")
         self.supervisor = (
