@@ -41,7 +41,14 @@ from node.streams import unpack_signals
 STALE_EPOCH = Reason.STALE_EPOCH.value
 
 
+#: the kernel child's cold start allowed (import, kernel build, connect); the host's own start waits
+#: for it and a little more (10 s was too short for a kernel starting on a loaded host)
+CHILD_READY_TIMEOUT_MS = 60_000
+
+
 class NautilusEngineHost(EngineBase):
+    start_timeout_s = CHILD_READY_TIMEOUT_MS / 1000.0 + 10.0
+
     def __init__(
         self, cfg: NodeConfig, engine_name: str, wiring: EngineWiring, clock_ns: Callable[[], int] = time.time_ns
     ) -> None:
@@ -105,6 +112,7 @@ class NautilusEngineHost(EngineBase):
             bind_host=self._cfg.bind_host,
             symbols=[s.symbol for s in paper.symbols],
             reference_prices={s.symbol: s.price for s in paper.symbols},
+            ready_timeout_ms=CHILD_READY_TIMEOUT_MS,
         )
         self._drop_child()
         self._child = NautilusEngineProcess(ncfg, self._broker_endpoint)

@@ -165,7 +165,12 @@ class LoopService:
 
     # ---------------------------------------------------------------- lifecycle (any thread)
 
-    def start(self, timeout_s: float = 10.0) -> dict[str, str]:
+    #: how long `start` waits for the loop to open its sockets (a service with a slow child raises it)
+    start_timeout_s: float = 10.0
+
+    def start(self, timeout_s: float | None = None) -> dict[str, str]:
+        if timeout_s is None:
+            timeout_s = self.start_timeout_s
         if self._thread is not None:
             return dict(self._endpoints)
         self._running.set()

@@ -1153,7 +1153,7 @@ def _started(actor: Any) -> dict[str, str]:
     """Start a spawned actor and return its endpoints. Only a started actor joins the table the
     watch polls (`alive()` says no until its loop runs); one that fails to start is killed."""
     try:
-        return ray.get(actor.start.remote(), timeout=60)
+        return ray.get(actor.start.remote(), timeout=90)  # past any service's own start timeout (Nautilus: 70 s)
     except Exception:
         ray.kill(actor, no_restart=True)
         raise
