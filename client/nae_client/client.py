@@ -43,12 +43,14 @@ from nae_client.fallback import DEFAULT_MAX_AGE_MS, FallbackChannel
 from nae_client.signing import signing_bytes
 from nae_client.wire import (
     Discover,
+    HELLO_TOPIC,
     Endpoints,
     ExecKind,
     ExecutionReport,
     Reply,
     SignedSignal,
     encode,
+    hello_topic,
     report_decoder,
     response_decoder,
     topic_prefixes,
@@ -144,6 +146,7 @@ class ExecutionClient(_Base):
         self._sub: zmq.Socket | None = None
         self._poller = zmq.Poller()  # made once, the DEALER registered (again when it is replaced)
         self._poller.register(self._sock, zmq.POLLIN)
+        self._early: deque[ExecutionReport] = deque()  # reports that came while a subscribe awaited its greeting
 
     def __enter__(self) -> "ExecutionClient":
         return self
@@ -209,7 +212,11 @@ class ExecutionClient(_Base):
 
     def subscribe(self, strategy_id: str = "", kinds: Iterable[ExecKind] | None = None) -> None:
         """Start receiving execution reports: one strategy's ("" = all), some kinds (None = all).
-        The filter runs at the publisher, so unwanted kinds cost this process nothing."""
+        The filter runs at the publisher, so unwanted kinds cost this process nothing.
+
+        Returns once the events relay holds the subscription (its greeting came back), so no report of
+        what this client sends afterwards is lost; raises `TransportError` if no greeting comes within
+        `timeout_s`."""
         if self._sub is None:
             endpoint = self._events_endpoint or self.endpoints().events
             self._sub = self._ctx.socket(zmq.SUB)
@@ -218,14 +225,39 @@ class ExecutionClient(_Base):
             self._sub.connect(endpoint)
         for prefix in topic_prefixes(strategy_id, kinds):
             self._sub.setsockopt(zmq.SUBSCRIBE, prefix)
+        self._await_greeting(self._sub)
+
+    def _await_greeting(self, sub: zmq.Socket) -> None:
+        topic = hello_topic(uuid.uuid4().hex)
+        sub.setsockopt(zmq.SUBSCRIBE, topic)  # after the prefixes: the relay sees them first
+        deadline = time.monotonic() + self.timeout_s
+        try:
+            while True:
+                left = deadline - time.monotonic()
+                if left <= 0 or not sub.poll(int(left * 1000) + 1):
+                    raise TransportError("no greeting from the events relay within " + str(self.timeout_s) + " s")
+                head, *rest = sub.recv_multipart()
+                if head == topic:
+                    return
+                if not head.startswith(HELLO_TOPIC):
+                    report = report_decoder.decode(rest[-1])
+                    if self.delivered.first(report):
+                        self._early.append(report)
+        finally:
+            sub.setsockopt(zmq.UNSUBSCRIBE, topic)
 
     def next_event(self, timeout_s: float | None = None) -> ExecutionReport | None:
         if self._sub is None:
             raise RuntimeError("call subscribe() first")
+        if self._early:
+            return self._early.popleft()
         wait = self.timeout_s if timeout_s is None else timeout_s
         deadline = time.monotonic() + wait
         while self._sub.poll(max(0, int((deadline - time.monotonic()) * 1000))):
-            report = report_decoder.decode(self._sub.recv_multipart()[-1])
+            parts = self._sub.recv_multipart()
+            if parts[0].startswith(HELLO_TOPIC):
+                continue  # another subscriber's greeting (this one may subscribe to every topic): not a report
+            report = report_decoder.decode(parts[-1])
             if self.delivered.first(report):
                 return report
         return None
@@ -289,6 +321,7 @@ class AsyncExecutionClient(_Base):
         self._kick: Callable[[], None] | None = None
         self._sub: zmq.Socket | None = None
         self._events: asyncio.Queue[ExecutionReport] = asyncio.Queue()
+        self._greetings: dict[bytes, asyncio.Future] = {}
         self.unmatched = 0
 
     async def __aenter__(self) -> "AsyncExecutionClient":
@@ -399,18 +432,30 @@ class AsyncExecutionClient(_Base):
             self._sub.setsockopt(zmq.LINGER, 0)
             self._sub.setsockopt(zmq.RCVHWM, 0)
             self._sub.connect(endpoint)
-            put = self._events.put_nowait
-            decode = report_decoder.decode
-            first = self.delivered.first
-
-            def take(parts: list[bytes]) -> None:
-                report = decode(parts[-1])
-                if first(report):
-                    put(report)
-
-            _drain_when_readable(self._attach(), self._sub, take)
+            _drain_when_readable(self._attach(), self._sub, self._on_event)
         for prefix in topic_prefixes(strategy_id, kinds):
             self._sub.setsockopt(zmq.SUBSCRIBE, prefix)
+        # returns once the events relay holds the subscription, as the blocking client's subscribe
+        topic = hello_topic(uuid.uuid4().hex)
+        greeted = self._greetings[topic] = self._attach().create_future()
+        self._sub.setsockopt(zmq.SUBSCRIBE, topic)
+        try:
+            await asyncio.wait_for(greeted, self.timeout_s)
+        except asyncio.TimeoutError:
+            raise TransportError("no greeting from the events relay within " + str(self.timeout_s) + " s") from None
+        finally:
+            del self._greetings[topic]
+            self._sub.setsockopt(zmq.UNSUBSCRIBE, topic)
+
+    def _on_event(self, parts: list[bytes]) -> None:
+        if not parts[0].startswith(HELLO_TOPIC):
+            report = report_decoder.decode(parts[-1])
+            if self.delivered.first(report):
+                self._events.put_nowait(report)
+            return
+        greeted = self._greetings.get(parts[0])  # else another subscriber's greeting
+        if greeted is not None and not greeted.done():
+            greeted.set_result(None)
 
     async def next_event(self, timeout_s: float | None = None) -> ExecutionReport | None:
         if self._sub is None:

@@ -114,6 +114,16 @@ def topic_prefixes(strategy_id: str = "", kinds: Iterable[ExecKind] | None = Non
     return [(k + "/" + tail).encode() for k in (kinds or ExecKind)]
 
 
+#: The events feed's greeting topic: a subscriber that adds `HELLO_TOPIC + <nonce>` after its own
+#: prefixes gets one message on exactly that topic from the relay once the relay holds all of them
+#: (a subscription is otherwise silent: reports published before it lands are lost to that subscriber).
+HELLO_TOPIC = b"hello/"
+
+
+def hello_topic(nonce: str) -> bytes:
+    return HELLO_TOPIC + nonce.encode()
+
+
 encode = msgspec.msgpack.Encoder().encode
 response_decoder = msgspec.msgpack.Decoder(IntakeResponse)
 report_decoder = msgspec.msgpack.Decoder(ExecutionReport)

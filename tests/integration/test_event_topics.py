@@ -3,12 +3,13 @@ a subscriber of `optimus.momentum` never receives `optimus.momentum/evil`'s repo
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import zmq
 
 from actors.events_relay import EventsRelay
-from node.client import ExecutionClient
+from node.client import AsyncExecutionClient, ExecutionClient
 from node.messages import ExecKind, ExecutionReport, encode, event_topic
 
 
@@ -43,5 +44,53 @@ def test_a_subscriber_gets_only_its_own_strategy():
         assert {r.strategy_id for r in got} == {"optimus.momentum"}
     finally:
         client.close()
+        pub.close(0)
+        relay.stop()
+
+
+def test_a_report_published_right_after_subscribe_returns_is_received():
+    """subscribe() returns only once the relay holds the subscription: the one report published at
+    once is not lost (before the relay's greeting, it returned at once and this report was lost)."""
+    relay = EventsRelay("127.0.0.1")
+    endpoints = relay.start()
+    ctx = zmq.Context.instance()
+    pub = ctx.socket(zmq.PUB)  # in this process: the subscription reaches it as it reaches the relay
+    pub.setsockopt(zmq.LINGER, 0)
+    pub.connect(relay.inproc_publish)
+    client = ExecutionClient("tcp://127.0.0.1:1", "k", b"s", timeout_s=10.0, events_endpoint=endpoints["events"])
+    other = ExecutionClient("tcp://127.0.0.1:1", "k", b"s", timeout_s=10.0, events_endpoint=endpoints["events"])
+    try:
+        other.subscribe()  # every strategy: it sees the greeting below and must not take it for a report
+        client.subscribe("s1")
+        rep = report("s1", 1)
+        pub.send_multipart((event_topic(rep.kind, rep.strategy_id), encode(rep)))
+        assert client.next_event(5.0) == rep
+        assert other.next_event(5.0) == rep
+        assert client.next_event(0.2) is None and other.next_event(0.2) is None
+    finally:
+        client.close()
+        other.close()
+        pub.close(0)
+        relay.stop()
+
+
+def test_the_async_client_s_subscribe_returns_once_the_relay_holds_it():
+    relay = EventsRelay("127.0.0.1")
+    endpoints = relay.start()
+    pub = zmq.Context.instance().socket(zmq.PUB)
+    pub.setsockopt(zmq.LINGER, 0)
+    pub.connect(relay.inproc_publish)
+
+    async def scenario() -> ExecutionReport | None:
+        async with AsyncExecutionClient("tcp://127.0.0.1:1", "k", b"s", timeout_s=10.0,
+                                        events_endpoint=endpoints["events"]) as client:
+            await client.subscribe("s1")
+            rep = report("s1", 2)
+            pub.send_multipart((event_topic(rep.kind, rep.strategy_id), encode(rep)))
+            return await client.next_event(5.0)
+
+    try:
+        assert asyncio.run(scenario()) == report("s1", 2)
+    finally:
         pub.close(0)
         relay.stop()
