@@ -79,6 +79,7 @@ from node.messages import (
     broker_event_decoder,
     encode,
     event_topic,
+    topic_prefixes,
 )
 from node.reasons import Reason
 from node.stages import Stage, StageClock
@@ -177,7 +178,8 @@ class EngineHost(EngineBase):
         self._follow.setsockopt(zmq.LINGER, 0)
         self._follow.setsockopt(zmq.RCVHWM, 0)
         self._follow.connect(self._events_endpoint_for_follow or events_endpoint)
-        self._follow.setsockopt(zmq.SUBSCRIBE, b"")
+        for prefix in topic_prefixes():  # every report; not the relay's greetings of subscribers
+            self._follow.setsockopt(zmq.SUBSCRIBE, prefix)
         self.poller.register(self._follow, zmq.POLLIN)
 
     def _close(self) -> None:

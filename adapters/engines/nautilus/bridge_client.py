@@ -84,6 +84,7 @@ from node.messages import (
     broker_event_decoder,
     encode,
     report_decoder,
+    topic_prefixes,
 )
 from node.messages import OrderType as OurOrderType
 
@@ -418,7 +419,8 @@ class BridgeExecutionClient(LiveExecutionClient):
         sock.setsockopt(zmq.LINGER, 0)
         sock.setsockopt(zmq.RCVHWM, 0)
         sock.connect(self._cfg.follow_endpoint)
-        sock.setsockopt(zmq.SUBSCRIBE, b"")
+        for prefix in topic_prefixes():  # every report; not the relay's greetings of subscribers
+            sock.setsockopt(zmq.SUBSCRIBE, prefix)
         self._follow = sock
         self._follow_task = self.create_task(self._follow_loop(sock), log_msg="bridge_follow_loop")
 
