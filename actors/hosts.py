@@ -1,18 +1,23 @@
 """Builders: one function per actor kind that makes its plain service object from config.
 
-Kept apart from Ray so tests build the same objects in-process (no cluster needed).
+Kept apart from Ray so tests build the same objects in-process (no cluster needed). Each builder
+imports its own kind's module: an actor process loads what it runs (only the validator numba's risk
+kernels, only a Nautilus engine NautilusTrader), which is most of an actor's start.
 """
 
 from __future__ import annotations
 
-from actors.broker import BrokerHost
-from actors.engine import EngineHost
-from actors.service import LoopService
-from actors.validator import Validator
+from typing import TYPE_CHECKING
+
 from actors.wiring import EngineWiring
 from node.config import BrokerConfig, EngineConfig, NodeConfig, StorageConfig
 from node.errors import ConfigError
 from node.logs import configure as configure_logging
+
+if TYPE_CHECKING:
+    from actors.broker import BrokerHost
+    from actors.service import LoopService
+    from actors.validator import Validator
 
 
 def build_venue(cfg: BrokerConfig, storage: StorageConfig | None = None, node_id: str = ""):
@@ -56,6 +61,8 @@ def build_venue(cfg: BrokerConfig, storage: StorageConfig | None = None, node_id
 
 
 def build_broker(cfg: NodeConfig, broker: BrokerConfig | None = None, port: int = 0) -> BrokerHost:
+    from actors.broker import BrokerHost
+
     broker = broker or cfg.broker
     groups = frozenset(g.name for g in cfg.group_list())
     host = BrokerHost(broker.name, cfg.bind_host, build_venue(broker, cfg.storage, cfg.node_id), port=port, groups=groups,
@@ -71,11 +78,15 @@ def build_engine(cfg: NodeConfig, engine: EngineConfig, wiring: EngineWiring) ->
         return NautilusEngineHost(cfg, engine.name, wiring)
     if engine.kind != "native":
         raise ConfigError("engines: unknown engine kind " + repr(engine.kind) + " (known: native, nautilus)")
+    from actors.engine import EngineHost
+
     return EngineHost(cfg, engine.name, wiring)
 
 
 def build_validator(cfg: NodeConfig, redis_url: str, engine_intake: str, events_endpoint: str,
                     initial_states: tuple = ()) -> Validator:
+    from actors.validator import Validator
+
     return Validator(cfg, redis_url, engine_intake, events_endpoint, initial_states=initial_states)
 
 
