@@ -64,7 +64,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 import msgspec
 import ray
@@ -143,6 +143,7 @@ class Supervisor:
         self._broker_handling: set[str] = set()
         self._failing: set[str] = set()  # groups whose leader failover is under way
         self.restarts: list[dict] = []
+        self.start_took_ms: dict[str, float] = {}  # per start-up phase (see start)
         self.failovers: list[dict] = []
         self.broker_failovers: list[dict] = []
         self.resumed: dict[str, Any] = {}  # what the last restart of this supervisor found (stats)
@@ -167,25 +168,39 @@ class Supervisor:
             if self._registry:
                 return dict(self._registry)
             cfg = self._cfg
+            took = self.start_took_ms
+            mark = _Stopwatch(took)
             self._recorder.start()
-            self._registry = self._start_relay()
             hb = self._bind_heartbeats(0)
+            # children that need nothing of each other start at once (their processes and imports
+            # overlap), each batch before the next that needs its addresses
+            first = [self._spawn_relay()]
             if self._database_url and cfg.storage.ledger:
-                self._start_ledger()
-            for name in self._brokers:
-                self._start_broker(name)
+                first.append(self._spawn_ledger())
+            self._await_started(first + [self._spawn_broker(name) for name in self._brokers])
+            mark("relay_ledger_brokers")
+            # the reconciler's process starts beside the engines; its start and the start-up run come after
+            reconciler = self._new_reconciler() if self._reconciles_at_start() else None
+            self._await_started([self._spawn_engine(engine, Role.LEADER if engine == lane.leader else Role.STANDBY)
+                                 for lane in self.lanes.values() for engine in lane.engines]
+                                + ([_Spawned(reconciler[0], reconciler[0].pid.remote(), lambda _: None)]
+                                   if reconciler else []))
             for lane in self.lanes.values():
-                for engine in lane.engines:
-                    self._start_engine(engine, role=Role.LEADER if engine == lane.leader else Role.STANDBY)
                 lane.leader_seen_ns = time.time_ns()
             self._checkpoint()
-            startup = self._start_reconciler()  # before the node trades: nothing is sent meanwhile
+            mark("engines")
+            startup = self._start_reconciler(reconciler)  # before the node trades: nothing is sent meanwhile
+            mark("reconcile")
             self._start_validator(initial_states=tuple(
                 (a.state, a.strategy_id) for a in (startup.actions if startup is not None else [])))
+            mark("validator")
             if cfg.api.enabled:
                 self._start_api()
+                mark("api")
             self._checkpoint()
             self._run_loops(hb)
+            mark("total", since_start=True)
+            lifecycle(self._log, "node_started", **{k + "_ms": v for k, v in took.items()})
             return dict(self._registry)
 
     def _run_loops(self, hb: zmq.Socket) -> None:
@@ -272,19 +287,19 @@ class Supervisor:
         missing = []
         if "relay" not in self._hosts:
             missing.append("relay")
-            self._registry.update(self._start_relay())
+            self._await_started([self._spawn_relay()])
         if self._database_url and cfg.storage.ledger and "ledger" not in self._actors:
             missing.append("ledger")
-            self._start_ledger()
+            self._await_started([self._spawn_ledger()])
         for name in self._brokers:
             if "broker:" + name not in self._actors:
                 missing.append("broker:" + name)
-                self._start_broker(name)
+                self._await_started([self._spawn_broker(name)])
         for lane in self.lanes.values():
             for engine in lane.engines:
                 if "engine:" + engine not in self._actors:
                     missing.append("engine:" + engine)
-                    self._start_engine(engine, role=Role.STANDBY)
+                    self._await_started([self._spawn_engine(engine, Role.STANDBY)])
         if self._database_url and cfg.storage.ledger and cfg.reconcile.enabled and "reconciler" not in self._actors:
             missing.append("reconciler")
             self._spawn_reconciler()
@@ -344,6 +359,7 @@ class Supervisor:
         out["engine"] = out.get("engine:" + self.leader, {})
         out["broker"] = out.get("broker:" + self._first.broker, {})
         out["supervisor"] = {"epoch": self.epoch, "leader": self.leader, "restarts": list(self.restarts),
+                             "start_took_ms": dict(self.start_took_ms),
                              "failovers": list(self.failovers), "broker_failovers": list(self.broker_failovers),
                              "groups": {name: lane.view() for name, lane in self.lanes.items()},
                              "epoch_grants": len(self._policy.grants), "recorder": self._recorder.stats(),
@@ -722,16 +738,23 @@ class Supervisor:
     # ---------------------------------------------------------------- spawning
 
     def _start_broker(self, name: str) -> None:
+        self._await_started([self._spawn_broker(name)])
+
+    def _spawn_broker(self, name: str) -> _Spawned:
         cfg = self._cfg
         port = self._broker_ports.setdefault(name, _free_port(cfg.bind_host))
         # the node's resolved Redis (the embedded one's too): a paper venue keeps its account there
         cfg = msgspec.structs.replace(cfg, storage=msgspec.structs.replace(cfg.storage, redis_url=self._redis_url))
         actor_name = self._name("broker:" + name + "@" + str(time.time_ns()))
         broker = spawn("broker", actor_name, cfg.ray_namespace, cfg, self._brokers[name], port)
-        self._registry["broker:" + name] = _started(broker)["orders"]
-        self._own("broker:" + name, broker, actor_name)
-        self._registry["broker"] = self._registry.get("broker:" + self._first.broker, "")
-        self._policy.on_broker_answer(name, time.time_ns())
+
+        def started(endpoints: dict[str, str]) -> None:
+            self._registry["broker:" + name] = endpoints["orders"]
+            self._own("broker:" + name, broker, actor_name)
+            self._registry["broker"] = self._registry.get("broker:" + self._first.broker, "")
+            self._policy.on_broker_answer(name, time.time_ns())
+
+        return _Spawned(broker, broker.start.remote(), started)
 
     def restart_broker(self, reason: str = "manual", name: str | None = None,
                        resync_lanes: list[Lane] | None = None) -> dict:
@@ -761,7 +784,7 @@ class Supervisor:
             self._reconcile_later("broker_restart")
             return event
 
-    def _start_engine(self, name: str, role: str) -> None:
+    def _spawn_engine(self, name: str, role: str) -> _Spawned:
         cfg = self._cfg
         lane = self._lane_of[name]
         engine = next(e for e in cfg.engine_list() if e.name == name)
@@ -786,11 +809,14 @@ class Supervisor:
                 group=lane.name,
             ),
         )
-        intake = _started(actor)["intake"]
-        self._registry["engine:" + name] = intake
-        if role == "leader" and lane is self._first:
-            self._registry["engine"] = intake
-        self._own("engine:" + name, actor, actor_name)
+
+        def started(endpoints: dict[str, str]) -> None:
+            self._registry["engine:" + name] = endpoints["intake"]
+            if role == "leader" and lane is self._first:
+                self._registry["engine"] = endpoints["intake"]
+            self._own("engine:" + name, actor, actor_name)
+
+        return _Spawned(actor, actor.start.remote(), started)
 
     def _engine_intakes(self) -> list[str]:
         return [self._registry["engine:" + e] for e in self._lane_of]
@@ -808,16 +834,19 @@ class Supervisor:
         self._registry["intake"] = _started(validator)["intake"]
         self._own("validator", validator, actor_name)
 
-    def _start_relay(self) -> dict[str, str]:
+    def _spawn_relay(self) -> _Spawned:
         """The events relay, an actor of its own on fixed ports (Ray restarts it where peers look)."""
         cfg = self._cfg
         host = cfg.bind_host
         name = self._name("relay")
         relay = spawn_plain(RelayActor, "relay", name, cfg.ray_namespace, cfg, host,
                             cfg.events_port or _free_port(host), _free_port(host))
-        endpoints = ray.get(relay.endpoints.remote(), timeout=60)
-        self._own("relay", relay, name)
-        return endpoints
+
+        def started(endpoints: dict[str, str]) -> None:
+            self._registry.update(endpoints)
+            self._own("relay", relay, name)
+
+        return _Spawned(relay, relay.endpoints.remote(), started)
 
     def _start_api(self) -> None:
         """The HTTP API, an actor of its own (an HTTP flood never shares the heartbeats' process); it
@@ -897,26 +926,36 @@ class Supervisor:
 
     # ---------------------------------------------------------------- reconciliation (actors/reconciler.py)
 
-    def _start_reconciler(self) -> Any:
-        """Spawn the reconciler and run the start-up reconciliation (the validator is not up yet,
-        so its actions come back: the validator starts with them, before its intake opens)."""
+    def _reconciles_at_start(self) -> bool:
+        cfg = self._cfg
+        return bool(self._database_url and cfg.storage.ledger and cfg.reconcile.enabled) and not self._ledger_degraded()
+
+    def _start_reconciler(self, spawned: tuple[Any, str] | None = None) -> Any:
+        """Start the reconciler (`spawned` beforehand, or now) and run the start-up reconciliation (the
+        validator is not up yet, so its actions come back: the validator starts with them, before its
+        intake opens)."""
         cfg = self._cfg
         if not (self._database_url and cfg.storage.ledger and cfg.reconcile.enabled):
             return None  # without the ledger PostgreSQL holds no book of this node's
         if self._ledger_degraded():
+            if spawned is not None:
+                ray.kill(spawned[0], no_restart=True)
             self._ledger_degraded_at_start = True
             # PostgreSQL is down: the node starts degraded and trades (the signal path does not need
             # it); the start-up run waits for PostgreSQL and then acts like any other run
             self._spawn_thread(self._reconcile_when_ledger_back, "reconcile-deferred")
             return None
-        actor = self._spawn_reconciler()
+        actor = self._spawn_reconciler(spawned)
         return ray.get(actor.reconcile.remote("startup", False), timeout=120)
 
-    def _spawn_reconciler(self) -> Any:
+    def _new_reconciler(self) -> tuple[Any, str]:
         cfg = self._cfg
         name = self._name("reconciler@" + str(time.time_ns()))
-        actor = spawn_reconciler(name, cfg.ray_namespace, cfg, self._redis_url,
-                                 self._database_url, self._name("supervisor"), self._registry["publish"])
+        return spawn_reconciler(name, cfg.ray_namespace, cfg, self._redis_url, self._database_url,
+                                self._name("supervisor"), self._registry["publish"]), name
+
+    def _spawn_reconciler(self, spawned: tuple[Any, str] | None = None) -> Any:
+        actor, name = spawned or self._new_reconciler()
         try:
             ray.get(actor.start.remote(), timeout=120)
         except Exception:
@@ -1064,16 +1103,27 @@ class Supervisor:
             self._notice(role + " back")
 
     def _start_ledger(self) -> None:
+        self._await_started([self._spawn_ledger()])
+
+    def _spawn_ledger(self) -> _Spawned:
         cfg = self._cfg
         name = self._name("ledger@" + str(time.time_ns()))
         ledger = spawn_ledger(name, cfg.ray_namespace, cfg.storage, self._redis_url, self._database_url,
                               tuning=cfg.tuning, node_id=cfg.node_id)
+        return _Spawned(ledger, ledger.start.remote(), lambda _: self._own("ledger", ledger, name))
+
+    def _await_started(self, batch: list[_Spawned], timeout_s: float = 120.0) -> None:
+        """Wait on the ready calls of children spawned together (their processes start at once), then
+        each joins the table in the batch's order. If one fails, none joins: every child of the batch
+        is killed and the first failure raised (as one child's failed start was before)."""
         try:
-            ray.get(ledger.start.remote(), timeout=120)
+            answers = ray.get([child.ready for child in batch], timeout=timeout_s)
         except Exception:
-            ray.kill(ledger, no_restart=True)
+            for child in batch:
+                ray.kill(child.actor, no_restart=True)
             raise
-        self._own("ledger", ledger, name)
+        for child, answer in zip(batch, answers):
+            child.started(answer)
 
     def _may_restart(self, role: str) -> bool:
         """Within the restart intensity; the first refusal is recorded (the node is then unhealthy)."""
@@ -1147,6 +1197,27 @@ class _BrokerPings:
     def close(self) -> None:
         for sock in self._socks.values():
             sock.close(0)
+
+
+class _Spawned(NamedTuple):
+    """A child spawned, its ready call sent: `started(answer)` puts it in the table."""
+
+    actor: Any
+    ready: Any  # ray.ObjectRef of its start (or endpoints) call
+    started: Callable[[Any], None]
+
+
+class _Stopwatch:
+    """Milliseconds per start-up phase into `took` (each since the previous mark; `total` since the first)."""
+
+    def __init__(self, took: dict[str, float]) -> None:
+        self._took = took
+        self._t0 = self._last = time.perf_counter()
+
+    def __call__(self, phase: str, since_start: bool = False) -> None:
+        now = time.perf_counter()
+        self._took[phase] = round((now - (self._t0 if since_start else self._last)) * 1e3, 1)
+        self._last = now
 
 
 def _started(actor: Any) -> dict[str, str]:
