@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 import urllib.error
 import urllib.request
 
@@ -17,7 +18,10 @@ from node.demo import make_signals
 pytestmark = pytest.mark.chaos
 
 FLOOD_THREADS = 8
-REQUESTS_PER_THREAD = 1_500  # 12,000 requests: issue 10's flood
+# issue 10's flood (12,000 requests in 15 s) failed the leader over: its heartbeats, read in the API's
+# process then, go unread for 3 x 20 ms at the API's full load, which these threads keep up from the
+# first second, so the flood is bounded by that time, not by a count (the count took ~2 min under load)
+FLOOD_S = 15.0
 
 
 @pytest.fixture()
@@ -25,8 +29,8 @@ def node(fresh_node):
     return fresh_node
 
 
-def flood(api: str, answers: dict[int, int]) -> None:
-    for _ in range(REQUESTS_PER_THREAD // 2):
+def flood(api: str, answers: dict[int, int], until: float) -> None:
+    while time.monotonic() < until:
         for req in (urllib.request.Request(api + "/v1/signals", data=b"{}", method="POST"),
                     urllib.request.Request(api + "/metrics")):
             try:
@@ -54,7 +58,8 @@ async def send_while(node, signals, flooding: list[threading.Thread]) -> dict[st
 def test_an_http_flood_fails_no_leader_over_and_the_intake_keeps_answering(node):
     before = node.call_supervisor("stats")["supervisor"]
     answers: list[dict[int, int]] = [{} for _ in range(FLOOD_THREADS)]
-    threads = [threading.Thread(target=flood, args=(node.registry["api"], a), daemon=True) for a in answers]
+    until = time.monotonic() + FLOOD_S
+    threads = [threading.Thread(target=flood, args=(node.registry["api"], a, until), daemon=True) for a in answers]
     prices = {s.symbol: s.price for s in node.cfg.broker.paper.symbols}
     signals = make_signals(200_000, prices, seed=5, bad_every=0)
     for t in threads:
@@ -67,7 +72,8 @@ def test_an_http_flood_fails_no_leader_over_and_the_intake_keeps_answering(node)
         for status, n in a.items():
             total[status] = total.get(status, 0) + n
     assert set(replies.values()) == {"ACCEPTED"}, total
-    assert replies and sum(total.values()) == FLOOD_THREADS * REQUESTS_PER_THREAD, total
+    print("HTTP flood: %d requests in %.0f s, %d signals answered meanwhile" % (sum(total.values()), FLOOD_S, len(replies)))
+    assert replies and sum(total.values()) >= 2 * FLOOD_THREADS, total
     assert total.get(400, 0) + total.get(429, 0) > 0, total  # refused at the API, never at the gate
     after = node.call_supervisor("stats")["supervisor"]
     assert after["failovers"] == [] and after["epoch"] == before["epoch"] and after["leader"] == before["leader"], total
