@@ -1,6 +1,7 @@
 """The client hands each fill to its caller once (by exec id), whatever the node publishes twice.
 
-A real PUB socket stands in for the node's events relay: after a failover a new leader may publish a
+The node's own events relay (actors.events_relay, which also greets each subscription) carries the
+reports a PUB socket publishes, as an engine's does: after a failover a new leader may publish a
 fill the old one published already (bench.dup_report measured it: no order and no execution twice at
 the venue, thousands of fill reports twice at the client). Both clients drop the repeat and count it;
 reports without an exec id (state reports) always pass.
@@ -11,8 +12,10 @@ from __future__ import annotations
 import asyncio
 import time
 
+import pytest
 import zmq
 
+from actors.events_relay import EventsRelay
 from nae_client import AsyncExecutionClient, ExecutionClient
 from nae_client.delivered import Delivered
 from nae_client.wire import ExecKind, ExecutionReport, encode, event_topic
@@ -28,11 +31,25 @@ SEQUENCE = [_rep(ExecKind.FILL, "E1"), _rep(ExecKind.FILL, "E1"), _rep(ExecKind.
 EXPECTED = [("E1", ExecKind.FILL), ("E2", ExecKind.PARTIAL_FILL), ("", ExecKind.FILL), ("E3", ExecKind.FILL)]
 
 
+_RELAYS: list[EventsRelay] = []
+
+
 def _publisher() -> tuple[zmq.Socket, str]:
+    """An engine's PUB connected to a started events relay, and the relay's subscribers' endpoint."""
+    relay = EventsRelay("127.0.0.1")
+    endpoints = relay.start()
+    _RELAYS.append(relay)
     pub = zmq.Context.instance().socket(zmq.PUB)
     pub.setsockopt(zmq.LINGER, 0)
-    port = pub.bind_to_random_port("tcp://127.0.0.1")
-    return pub, "tcp://127.0.0.1:" + str(port)
+    pub.connect(endpoints["publish"])
+    return pub, endpoints["events"]
+
+
+@pytest.fixture(autouse=True)
+def _stop_relays():
+    yield
+    while _RELAYS:
+        _RELAYS.pop().stop()
 
 
 def _send(pub: zmq.Socket, rep: ExecutionReport) -> None:
