@@ -125,7 +125,13 @@ def test_up_with_no_flags_refuses_a_second_stops_clean_and_up_again_reconciles_c
         for word in ("GROUP", "ENGINE", "BROKER", "default", "leader", "paper", "breakers:", "stranded", "ledger"):
             assert word in table.stdout, (word, table.stdout)
         machine = json.loads(run("status", "--json", cwd=tmp_path, env=env).stdout)
-        assert machine["view"]["groups"][0]["leader"] == "native" and machine["view"]["ready"] is True
+        view = machine["view"]
+        group = view["groups"][0]
+        roles = {e["name"]: e["role"] for e in view["engines"]}
+        assert view["ready"] is True and roles.get(group["leader"]) == "leader", view
+        # the default pair: "native" leads, unless the node says it failed over (the 60 ms default
+        # detection on a loaded 2-core host can): the status an operator reads is the truth either way
+        assert group["leader"] == "native" or view["failovers"] > 0, view
 
         fill(tmp_path, "AAPL", "BUY", 5)
         fill(tmp_path, "MSFT", "SELL", 3)
