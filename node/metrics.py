@@ -25,6 +25,9 @@ Names (all `nae_*`; every per-actor series carries `actor="validator" | "broker"
   `nae_group_epoch{group}`, `nae_group_leader_info{group,engine}`, `nae_group_broker_info{group,broker}`;
 - a broker with a login (Schwab): `nae_broker_token_expiry_timestamp_seconds{actor,broker}`, when its
   OAuth refresh token lapses (alerts NaeBrokerTokenExpiry / NaeBrokerTokenExpired, deploy/prometheus).
+- a broker with an order-event stream (Schwab): `nae_broker_stream_up{actor}` (connected or not) and the
+  counters `nae_broker_stream_{connects,disconnects,frames,wakeups,dropped,unreadable}_total`
+  (alerts NaeBrokerStreamDown / NaeBrokerStreamDropping).
 """
 
 from __future__ import annotations
@@ -111,6 +114,13 @@ FIELDS: dict[str, dict[str, tuple[str, str, str]]] = {
         "refused_group": ("broker_refused_unknown_group", COUNTER, "Commands naming no configured engine group"),
         "venue_ok": ("broker_venue_ok", GAUGE, "1 when the venue takes orders (0: refused with its health reason)"),
         "login_expires_at_s": ("broker_token_expiry_timestamp_seconds", GAUGE, "When the broker's login lapses"),
+        "stream_up": ("broker_stream_up", GAUGE, "1 while the broker's order-event stream (Schwab streamer) is connected"),
+        "stream_connects": ("broker_stream_connects", COUNTER, "Order-event stream connections made (the first and each reconnect)"),
+        "stream_disconnects": ("broker_stream_disconnects", COUNTER, "Order-event stream connections lost"),
+        "stream_frames": ("broker_stream_frames", COUNTER, "Order-event stream frames taken"),
+        "stream_wakeups": ("broker_stream_wakeups", COUNTER, "Order reads the stream asked for"),
+        "stream_dropped": ("broker_stream_dropped", COUNTER, "Order-event stream frames dropped (not JSON, not a streamer frame)"),
+        "stream_unreadable": ("broker_stream_unreadable", COUNTER, "Order-event stream entries naming no order that can be read"),
     },
     "api": {
         "forwarded": ("api_signals_forwarded", COUNTER, "POST /v1/signals forwarded to the intake"),
@@ -131,6 +141,9 @@ FIELDS: dict[str, dict[str, tuple[str, str, str]]] = {
         "last_matched": ("reconcile_last_matched", GAUGE, "1 when the last reconciliation found the books equal"),
     },
 }
+
+#: fields of a broker's nested `venue` stats that are exported (as in FIELDS["broker"]); the rest of it is not
+_VENUE_FIELDS = tuple(f for f in FIELDS["broker"] if f.startswith("stream_"))
 
 
 def _le(bound: float) -> str:
@@ -232,6 +245,9 @@ def _actor(out: _Families, role: str, values: Mapping[str, Any]) -> None:
                 out.add("reconcile_discrepancies", COUNTER, "Discrepancies found, by kind (node.reconcile)",
                         {"actor": role, "kind": str(k)}, float(value[k]))
             continue
+        if field == "venue" and kind == "broker" and isinstance(value, Mapping):
+            _venue(out, labels, value)
+            continue
         if is_snapshot(value):
             name, help_text = HISTOGRAMS.get(field) or (_snake(kind + "_" + field.removesuffix("_hist")) + "_seconds",
                                                          "Latency histogram " + field + ", seconds")
@@ -254,6 +270,15 @@ def _actor(out: _Families, role: str, values: Mapping[str, Any]) -> None:
                 name, number = name[: -len(suffix)] + "_seconds", number * factor
                 break
         out.add(name, GAUGE, "The actor's stats field " + field, labels, number)
+
+
+def _venue(out: _Families, labels: dict[str, str], values: Mapping[str, Any]) -> None:
+    """A broker's `venue` counters (the venue's own `stats()`): its order-event stream's health."""
+    for field in _VENUE_FIELDS:
+        number = _number(values.get(field))
+        if number is not None:
+            spec = FIELDS["broker"][field]
+            out.add(spec[0], spec[1], spec[2], labels, number)
 
 
 def _reasons(out: _Families, role: str, counts: Mapping[str, Any]) -> None:

@@ -164,3 +164,23 @@ def test_a_brokers_login_expiry_is_a_timestamp_gauge_labelled_by_broker():
     assert ('nae_broker_token_expiry_timestamp_seconds{actor="broker:schwab",broker="schwab"} 1.8e+09' in text)
     assert 'broker="paper"' not in text
     assert 'nae_broker_venue_ok{actor="broker:paper"} 1.0' in text
+
+
+def test_a_brokers_stream_health_is_exported_from_its_venue_stats():
+    """Schwab's stream counters live in the broker's nested `venue` stats: connected or not as a gauge,
+    drops, unreadable entries and reconnects as counters (what NaeBrokerStreamDown/-Dropping read);
+    the rest of `venue` and a venue without a stream export nothing."""
+    venue = {"stream_up": False, "stream_connects": 3, "stream_disconnects": 2, "stream_frames": 40,
+             "stream_wakeups": 9, "stream_dropped": 4, "stream_unreadable": 1, "throttled": 5}
+    text = render({"broker:schwab": {"venue_ok": True, "venue": venue},
+                   "broker:paper": {"venue_ok": True, "venue": {"fills": 3}}}).decode()
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+               for family in text_string_to_metric_families(text) for s in family.samples}
+    schwab = (("actor", "broker:schwab"),)
+    assert samples[("nae_broker_stream_up", schwab)] == 0
+    assert samples[("nae_broker_stream_connects_total", schwab)] == 3
+    assert samples[("nae_broker_stream_disconnects_total", schwab)] == 2
+    assert samples[("nae_broker_stream_dropped_total", schwab)] == 4
+    assert samples[("nae_broker_stream_unreadable_total", schwab)] == 1
+    assert not any("stream" in name and dict(labels).get("actor") == "broker:paper" for name, labels in samples)
+    assert "throttled" not in text and "fills" not in text
