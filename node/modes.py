@@ -37,7 +37,8 @@ import msgspec
 from node.config import ModeConfig, NodeConfig
 from node.trading_mode import CanaryBasis, TradingMode
 from node.messages import SignalAccepted
-from node.reconcile import BrokerBook
+from node.pnl import pnl_by_strategy_symbol
+from node.reconcile import BrokerBook, BrokerPnl, Fill
 
 SHADOW_SUFFIX = "~shadow"
 _CACHE_MAX = 100_000
@@ -224,7 +225,8 @@ class ModeTable:
 
 def without_shadow(book: BrokerBook) -> BrokerBook:
     """A broker's book without the shadow copies (their fills, orders, and what their fills did to
-    positions and cash): the node keeps no ledger of them, so the reconciler must not judge them."""
+    positions, cash and the broker's PnL): the node keeps no ledger of them, so the reconciler must not
+    judge them."""
     shadow_fills = [f for f in book.fills if is_shadow(f.strategy_id)]
     shadow_orders = {o.client_order_id for o in book.orders if is_shadow(o.strategy_id)}
     if not shadow_fills and not shadow_orders:
@@ -238,7 +240,30 @@ def without_shadow(book: BrokerBook) -> BrokerBook:
     positions = {s: q for s, q in positions.items() if abs(q) > 1e-12}
     return msgspec.structs.replace(
         book, fills=[f for f in book.fills if not is_shadow(f.strategy_id)],
-        orders=[o for o in book.orders if o.client_order_id not in shadow_orders], positions=positions, cash=cash)
+        orders=[o for o in book.orders if o.client_order_id not in shadow_orders], positions=positions, cash=cash,
+        pnl=_pnl_without(book.pnl, shadow_fills))
+
+
+def _pnl_without(pnl: dict[str, BrokerPnl], shadow_fills: list[Fill]) -> dict[str, BrokerPnl]:
+    """The broker's PnL per symbol less what the shadow copies' fills made there (their own average-cost
+    PnL at the broker's mark, fees included): quantity, cost basis, realised and unrealised each less
+    the copies'. Realised + unrealised is then exact (PnL is additive over fills); a broker that gives
+    unrealised alone is judged on the copies' own unrealised taken out (exact unless the copies and the
+    strategies closed against each other). Copies' fills outside the book's window are not known here."""
+    if not pnl or not shadow_fills:
+        return pnl
+    out = dict(pnl)
+    marks = {sym: p.mark for sym, p in pnl.items()}
+    for (_, sym), line in pnl_by_strategy_symbol([f for f in shadow_fills if f.symbol in out], marks).items():
+        p = out[sym]
+        qty = p.qty - line.position
+        cost = None
+        if p.avg_cost is not None and abs(qty) > 1e-9:
+            cost = (p.avg_cost * p.qty - line.avg_cost * line.position) / qty
+        out[sym] = BrokerPnl(qty=qty, mark=p.mark, avg_cost=cost,
+                             unrealised=None if p.unrealised is None else p.unrealised - line.unrealised,
+                             realised=None if p.realised is None else p.realised - line.realised)
+    return out
 
 
 def amend_at(acc: SignalAccepted, original_strategy: str | None) -> SignalAccepted | None:

@@ -274,3 +274,40 @@ def test_the_validator_counts_a_canarys_notional_with_the_contract_multiplier(fi
     sig = msgspec.convert({"request_id": "r", "strategy_id": "s1", "timestamp": 0.0, "symbol": "AAPL",
                            "action": "BUY", **fields}, Signal)
     assert v._notional(sig) == pytest.approx(notional)
+
+
+_QTY = st.integers(min_value=-50, max_value=50).filter(bool)
+_PX = st.floats(min_value=1.0, max_value=500.0, allow_nan=False)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.booleans(), _QTY, _PX, st.floats(min_value=0.0, max_value=2.0)), min_size=1, max_size=30),
+       _PX, st.booleans())
+def test_the_reconciler_judges_a_broker_pnl_without_the_shadow_copies(trades, mark, gives_realised):
+    """The broker's account view values the strategies' fills and their shadow copies together (one
+    average cost over the account); without the copies it is the node's own PnL, so no PNL_DRIFT, while
+    the copies left in drift whenever they made or lost money."""
+    from node.messages import Side
+    from node.modes import without_shadow
+    from node.pnl import compare_pnl, pnl_by_strategy_symbol
+    from node.reconcile import BrokerBook, BrokerPnl, Fill, Opening
+
+    fills = [Fill(f"e{i}", f"NAE-{i}", "s1" + (SHADOW_SUFFIX if shadow else ""), "AAPL",
+                  Side.BUY if q > 0 else Side.SELL, float(abs(q)), px, fee=fee)
+             for i, (shadow, q, px, fee) in enumerate(trades)]
+    account = pnl_by_strategy_symbol([msgspec.structs.replace(f, strategy_id="account") for f in fills],
+                                     {"AAPL": mark})[("account", "AAPL")]
+    line = BrokerPnl(qty=account.position, mark=mark, avg_cost=account.avg_cost, unrealised=account.unrealised,
+                     realised=account.realised if gives_realised else None)
+    book = BrokerBook(broker="paper", fills=fills, orders=[], positions={"AAPL": account.position},
+                      pnl={"AAPL": line})
+    own = [f for f in fills if not is_shadow(f.strategy_id)]
+    clean = without_shadow(book)
+    mine = pnl_by_strategy_symbol(own, {"AAPL": mark}).get(("s1", "AAPL"))
+    assert clean.pnl["AAPL"].qty == pytest.approx(mine.position if mine else 0.0, abs=1e-9)
+    if gives_realised:  # realised + unrealised is additive over fills: exact
+        assert compare_pnl(own, Opening(), clean.pnl, 1e-3) == []  # a cent's tenth: float sums only
+        copies = pnl_by_strategy_symbol([f for f in fills if is_shadow(f.strategy_id)], {"AAPL": mark})
+        made = sum(c.total for c in copies.values())
+        if abs(made) > 0.01:
+            assert compare_pnl(own, Opening(), book.pnl, 1e-3)
