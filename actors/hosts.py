@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from actors.wiring import EngineWiring
 from node.config import BrokerConfig, EngineConfig, NodeConfig, StorageConfig
 from node.errors import ConfigError
+from node.instruments import Multipliers
 from node.logs import configure as configure_logging
 
 if TYPE_CHECKING:
@@ -20,16 +21,18 @@ if TYPE_CHECKING:
     from actors.validator import Validator
 
 
-def build_venue(cfg: BrokerConfig, storage: StorageConfig | None = None, node_id: str = ""):
+def build_venue(cfg: BrokerConfig, storage: StorageConfig | None = None, node_id: str = "",
+                multipliers: Multipliers | None = None):
+    """`multipliers`: the node's contract multipliers (risk config), which the paper venue sizes a notional by."""
     if cfg.kind == "paper":
         redis_url = storage.redis_url if storage is not None else None
         if cfg.paper.persist and redis_url and node_id:  # the account outlives the adapter, as a broker's does
             from adapters.paper.journal import log_key, open_paper_venue
 
-            return open_paper_venue(cfg.paper, redis_url, log_key(node_id, cfg.name))
+            return open_paper_venue(cfg.paper, redis_url, log_key(node_id, cfg.name), multipliers=multipliers)
         from adapters.paper.venue import PaperVenue
 
-        return PaperVenue(cfg.paper)
+        return PaperVenue(cfg.paper, multipliers=multipliers)
     if cfg.kind == "paper-remote":
         if not cfg.exchange_endpoint:
             raise ConfigError("broker.exchange_endpoint: required for kind paper-remote")
@@ -65,8 +68,9 @@ def build_broker(cfg: NodeConfig, broker: BrokerConfig | None = None, port: int 
 
     broker = broker or cfg.broker
     groups = frozenset(g.name for g in cfg.group_list())
-    host = BrokerHost(broker.name, cfg.bind_host, build_venue(broker, cfg.storage, cfg.node_id), port=port, groups=groups,
-                      roll_hour_utc=cfg.daily_roll_hour_utc)
+    multipliers = Multipliers(cfg.risk.option_multiplier, cfg.risk.contract_multipliers)
+    host = BrokerHost(broker.name, cfg.bind_host, build_venue(broker, cfg.storage, cfg.node_id, multipliers), port=port,
+                      groups=groups, roll_hour_utc=cfg.daily_roll_hour_utc)
     host.gc_freeze, host.gc_threshold0 = cfg.tuning.gc_freeze, cfg.tuning.gc_threshold0
     return host
 

@@ -22,6 +22,7 @@ from adapters.paper.records import Record, decode_records, encode_records
 from adapters.paper.venue import PaperVenue
 from node.config import PaperVenueConfig
 from node.errors import StoreError
+from node.instruments import Multipliers
 
 log = logging.getLogger("nae.broker.paper")
 
@@ -81,12 +82,12 @@ class RedisBookLog:
 
 
 def open_paper_venue(cfg: PaperVenueConfig, redis_url: str, key: str, now_ns: int | None = None,
-                     compact_after: int = COMPACT_AFTER) -> PaperVenue:
+                     compact_after: int = COMPACT_AFTER, multipliers: Multipliers | None = None) -> PaperVenue:
     """A paper venue that keeps its account in Redis under `key`: restored from its log, the log
     compacted when long. Redis unreachable or the log unreadable: StoreError (the adapter does not
     start with an empty account while the ledger remembers one)."""
     book_log = RedisBookLog(redis_url, key)
-    venue = PaperVenue(cfg, book_log)
+    venue = PaperVenue(cfg, book_log, multipliers)
     try:
         t0 = time.perf_counter()
         records, entries = book_log.load()

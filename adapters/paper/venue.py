@@ -41,6 +41,7 @@ import numpy as np
 from adapters.paper.pricing import CHUNK, PricePath, symbol_streams
 from adapters.paper.records import BookLog, OrderTaken, PositionAdjusted, Record
 from node.config import PaperVenueConfig
+from node.instruments import Multipliers
 from node.messages import ExecKind, ExecutionReport, OrderIntent, OrderSnapshot, OrderType, Side, TimeInForce
 from node.reasons import Reason
 from node.reconcile import Order
@@ -118,8 +119,10 @@ class _Order:
 class PaperVenue(VenueBase):
     """The simulated venue behind the paper broker (see the module docstring); a `node.venue.Venue`."""
 
-    def __init__(self, cfg: PaperVenueConfig, log: BookLog | None = None) -> None:
+    def __init__(self, cfg: PaperVenueConfig, log: BookLog | None = None, multipliers: Multipliers | None = None) -> None:
         self._cfg = cfg
+        # a notional buys contracts: its price is per share, one contract is `multiplier` shares (options: 100)
+        self._multipliers = multipliers if multipliers is not None else Multipliers()
         self._log = log
         self.log_errors = 0  # book-log writes that failed (their reports went out on a later wake-up)
         self._log_retry_ns = 0  # after a failed write, nothing is handed out before this time
@@ -157,7 +160,7 @@ class PaperVenue(VenueBase):
         self._step(now_ns)
         self._n_orders += 1
         book = self._books.get(intent.symbol)
-        qty, reason = (0.0, UNKNOWN_SYMBOL) if book is None else _size_of(intent, book.path.mid)
+        qty, reason = (0.0, UNKNOWN_SYMBOL) if book is None else _size_of(intent, book.path.mid, self._multipliers.of(intent.symbol))
         order = _Order(intent, "P-%06d" % self._n_orders, qty)
         self._orders[coid] = order
         due = now_ns + self._latency_ns
@@ -624,8 +627,9 @@ def _vid_number(vid: str) -> int:
     return int(digits) if digits.isdigit() else 0
 
 
-def _size_of(intent: OrderIntent, mid: float) -> tuple[float, str]:
-    """The order's quantity, or a reason it has none usable."""
+def _size_of(intent: OrderIntent, mid: float, multiplier: float = 1.0) -> tuple[float, str]:
+    """The order's quantity (contracts of `multiplier` shares at `mid` a share, for a notional), or a
+    reason it has none usable."""
     kind = intent.order_type
     if kind is not OrderType.MARKET and kind is not OrderType.STOP:
         if intent.limit_price is None or not intent.limit_price > 0.0:
@@ -637,7 +641,7 @@ def _size_of(intent: OrderIntent, mid: float) -> tuple[float, str]:
         notional = intent.notional
         if notional is None or not notional > 0.0:
             return 0.0, SIZE_SPEC
-        qty = math.floor(notional / mid * 1e4 + 1e-6) / 1e4
+        qty = math.floor(notional / (mid * multiplier) * 1e4 + 1e-6) / 1e4
     if not qty > 0.0 or math.isinf(qty):
         return 0.0, SIZE_SPEC
     return qty, ""

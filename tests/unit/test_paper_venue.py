@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from adapters.paper.pricing import PricePath, symbol_streams
 from adapters.paper.venue import DEPTH_LEVELS, PaperVenue
 from node.config import PaperSymbol, PaperVenueConfig
+from node.instruments import Multipliers
 from node.messages import ExecKind, ExecutionReport, OrderIntent, OrderType, Side
 
 T0 = 1_000_000_000_000_000_000  # a wall-clock-sized ns value, on the 50 ms grid
@@ -116,6 +117,25 @@ def test_notional_is_sized_at_the_price_rounded_down(notional, price, expect):
     v = venue(price=price, top=1e6)
     o = OrderIntent(client_order_id="n1", signal_id="s", request_id="r", strategy_id="st", symbol="AAPL",
                     side=Side.BUY, order_type=OrderType.MARKET, notional=notional)
+    v.submit(o, T0)
+    fills = fills_of(v.advance(T0), "n1")
+    assert fills[-1].kind is ExecKind.FILL and fills[-1].cum_qty == expect
+
+
+@pytest.mark.parametrize(
+    "symbol, multipliers, expect",
+    [("AAPL250117C00150000", None, 2.0),  # an OCC option: 100 shares a contract by default
+     ("AAPL  250117C00150000", Multipliers(option_multiplier=10.0), 20.0),  # the node's configured option size
+     ("ESZ6", Multipliers(configured={"ESZ6": 50.0}), 4.0),  # a configured contract
+     ("AAPL", Multipliers(configured={"ESZ6": 50.0}), 200.0)],  # a share
+)
+def test_notional_buys_contracts_of_the_symbols_multiplier(symbol, multipliers, expect):
+    """A notional of $1,000 at $5 a share: 200 shares, or 200 / multiplier contracts (an option's
+    premium is quoted per share; one contract is 100 of them), never 100x too many."""
+    v = PaperVenue(PaperVenueConfig(symbols=[PaperSymbol(symbol=symbol, price=5.0, volatility_bps=0.0, top_size=1e6)]),
+                   multipliers=multipliers)
+    o = OrderIntent(client_order_id="n1", signal_id="s", request_id="r", strategy_id="st", symbol=symbol,
+                    side=Side.BUY, order_type=OrderType.MARKET, notional=1_000.0)
     v.submit(o, T0)
     fills = fills_of(v.advance(T0), "n1")
     assert fills[-1].kind is ExecKind.FILL and fills[-1].cum_qty == expect
