@@ -32,7 +32,7 @@ from node.config import NodeConfig
 from node.control import ControlRefused
 from node.checkpoint import EntryCheckpoint
 from node.logs import lifecycle, logger
-from node.messages import AmendKind, SignalAccepted, batch_decoder, encode, report_decoder
+from node.messages import SignalAccepted, batch_decoder, encode, report_decoder
 from node.orders import client_order_id_for
 from node.reasons import Reason
 from node.stats import NautilusEngineStats
@@ -188,9 +188,8 @@ class NautilusEngineHost(EngineBase):
                 return
             batch = batch_decoder.decode(frame)
             self.signals += len(batch.signals)
-            # cancels go to the kernel; replaces never reach a Nautilus group (the gate refuses them:
-            # AMEND_UNSUPPORTED); one logged under an older config is dropped here
-            mine = [a for a in self._mine(batch.signals) if _to_kernel(a)]
+            # cancels and replaces go to the kernel too (the bridge strategy carries them out)
+            mine = self._mine(batch.signals)
             if self._to_child is not None:  # a standby's child holds them (see module doc)
                 send = self._to_child.send
                 for acc in mine:
@@ -231,8 +230,6 @@ class NautilusEngineHost(EngineBase):
                 return
             for entry_id, fields in entries:
                 for acc in self._mine(unpack_signals(fields)):
-                    if not _to_kernel(acc):
-                        continue  # see _take_signals
                     self._to_child.send(encode(acc))
                     self.replayed += 1
                     self.to_child += 1
@@ -352,9 +349,3 @@ class NautilusEngineHost(EngineBase):
             child_pid=self._child.pid if self._child is not None else None,
             child=child,
         )
-
-
-def _to_kernel(acc: SignalAccepted) -> bool:
-    """A new order or a cancel (the kernel cancels through Nautilus); a replace is not for it."""
-    amend = acc.signal.amend
-    return amend is None or amend.kind is AmendKind.CANCEL

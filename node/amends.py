@@ -81,13 +81,18 @@ def plan_amend(kind: AmendKind, original_request_id: str, amend: OrderIntent, or
     return ReplacePlan(coid, amend)
 
 
+#: engine kinds that replace an order (the native engine by ReplaceOrder; a Nautilus kernel by a cancel,
+#: then the new order once the original's CANCELED is in: never both live)
+_REPLACING = frozenset({EngineKind.NATIVE, EngineKind.NAUTILUS})
+
+
 def amendable_by(
     cfg: NodeConfig, group_of: Callable[[str, str], str | None], mode_entry: Callable[[str], Any] | None = None
 ) -> Callable[[str, str], bool] | None:
     """(strategy_id, symbol) -> whether the engines of its group replace an order (the native
-    engine does; the Nautilus host cancels but does not replace yet). None: every group does, no
+    engine does; so does the Nautilus host, by cancel then new order). None: every group does, no
     check needed. A strategy in modes (`mode_entry`, node.modes) is amendable when both its groups are."""
-    native = {g.name for g in cfg.group_list() if all(e.kind == EngineKind.NATIVE for e in g.engines)}
+    native = {g.name for g in cfg.group_list() if all(e.kind in _REPLACING for e in g.engines)}
     if len(native) == len(cfg.group_list()):
         return None
 

@@ -1,6 +1,7 @@
 """Cancels through a real Nautilus kernel (the node's Nautilus engine leading, the paper venue): a
 cancel signal cancels a resting order through Nautilus's `cancel_order`; a cancel of an order that
-never was is refused on its own id; a replace is refused at the gate (AMEND_UNSUPPORTED); and the
+never was is refused on its own id; a replace of a canceled order is refused (AMEND_ORDER_DONE), a
+replace of a resting one cancels it (CANCELED, REPLACED) and only then sends the new order; and the
 kill switch's `--cancel-open` cancels the strategy's resting orders through the kernel."""
 
 from __future__ import annotations
@@ -69,9 +70,20 @@ def test_cancels_and_cancel_open_through_the_nautilus_kernel(node):
         wait_for(lambda: [(r.kind, r.reason) for r in reports(node) if r.client_order_id == coid(tag + "-c2")]
                  == [("REJECTED", "AMEND_UNKNOWN_ORIGINAL")])
 
-        replace = Amend(kind=AmendKind.REPLACE, original_request_id=tag + "-a")
-        refused = c.send_signal(signal(tag + "-r", amend=replace))
-        assert refused.status == "REJECTED" and refused.reasons == ["AMEND_UNSUPPORTED"], refused
+        done = Amend(kind=AmendKind.REPLACE, original_request_id=tag + "-a")  # -a is canceled
+        assert c.send_signal(signal(tag + "-r", amend=done)).status == "ACCEPTED"
+        wait_for(lambda: [(r.kind, r.reason) for r in reports(node) if r.client_order_id == coid(tag + "-r")]
+                 == [("REJECTED", "AMEND_ORDER_DONE")])
+
+        assert c.send_signal(signal(tag + "-b")).status == "ACCEPTED"
+        wait_for(lambda: kinds_at_broker(node).get(coid(tag + "-b")) == "NEW")
+        replace = Amend(kind=AmendKind.REPLACE, original_request_id=tag + "-b")
+        assert c.send_signal(signal(tag + "-r2", qty=2.0, amend=replace)).status == "ACCEPTED"
+        wait_for(lambda: kinds_at_broker(node).get(coid(tag + "-r2")) == "NEW")
+        assert kinds_at_broker(node).get(coid(tag + "-b")) == "CANCELED"  # the new order went out after
+        wait_for(lambda: ("CANCELED", "REPLACED") in {(r.kind, r.reason) for r in reports(node)
+                                                      if r.client_order_id == coid(tag + "-b")})
+        assert {o.leaves_qty for o in node.call("broker", "orders") if o.client_order_id == coid(tag + "-r2")} == {2.0}
 
         resting = [tag + "-k" + str(i) for i in range(2)]
         for i, rid in enumerate(resting):

@@ -15,7 +15,13 @@ Nautilus made itself (a RiskEngine denial, an in-flight resolution) are built fr
 A cancel signal (node.amends) cancels the original through Nautilus (`cancel_order`: the exec client
 sends our CancelOrder; the broker's CANCELED comes back as the original's report); it is refused with
 a REJECTED report on its own client order id when the original is unknown here, another strategy's,
-symbol's or side's, or finished. A standby child cancels nothing (its leader does); `cancel_open`
+symbol's or side's, or finished. A replace (a new client order id, which Nautilus's `modify_order`
+cannot give) is a cancel of the original, then, once its CANCELED is in (published with reason
+REPLACED), the new order under the replace's own id: the two are never both live. It is refused
+(on its own id) for the reasons above, AMEND_MISMATCH for another order type, AMEND_NOT_LIVE for an
+original not yet acknowledged, UNKNOWN or already being replaced, and, after the cancel went out,
+AMEND_ORDER_DONE when the original fills, is rejected or expires instead, AMEND_NOT_LIVE when the
+broker refuses the cancel of a live original. A standby child cancels nothing (its leader does); `cancel_open`
 cancels every open order of one strategy, or all (the kill switch's `--cancel-open`).
 
 A signal whose client order id Nautilus already holds is counted as a duplicate and dropped before
@@ -31,9 +37,11 @@ import msgspec
 import zmq
 from nautilus_trader.config import StrategyConfig
 from nautilus_trader.model.enums import OrderSide
+from nautilus_trader.model.enums import OrderType as NtOrderType
 from nautilus_trader.model.events import (
     OrderAccepted,
     OrderCanceled,
+    OrderCancelRejected,
     OrderDenied,
     OrderExpired,
     OrderFilled,
@@ -85,6 +93,10 @@ class BridgeBook:
         self.rejected_local = 0
         self.amends: dict[str, None] = {}  # cancel signals taken (their own client order ids), oldest first
         self.cancels = 0
+        #: replaces under way: original's client order id -> the replace (its new order waits for the
+        #: original's CANCELED, so the two are never both live)
+        self.replacing: dict[str, SignalAccepted] = {}
+        self.replaces = 0
 
     def remember(self, coid: str, meta: SignalMeta) -> None:
         meta_map = self.meta
@@ -116,6 +128,8 @@ class BridgeStrategyConfig(StrategyConfig, frozen=True, kw_only=True):
 
 
 _SIDE = {Side.BUY: OrderSide.BUY, Side.SELL: OrderSide.SELL}
+_NT_TYPE = {OrderType.MARKET: NtOrderType.MARKET, OrderType.LIMIT: NtOrderType.LIMIT,
+            OrderType.STOP: NtOrderType.STOP_MARKET, OrderType.STOP_LIMIT: NtOrderType.STOP_LIMIT}
 #: the reason Nautilus's in-flight check writes when it resolves a SUBMITTED order by itself
 _INFLIGHT_REASON = "UNKNOWN"
 
@@ -176,21 +190,52 @@ class BridgeStrategy(Strategy):
             del book.amends[next(iter(book.amends))]
         book.remember(coid_s, SignalMeta(sig.strategy_id, sig.request_id, acc.signal_id, sig.symbol, sig.side))
         assert sig.amend is not None
-        if sig.amend.kind is not AmendKind.CANCEL:
-            self._reject_local(coid_s, Reason.AMEND_UNSUPPORTED)
-            return
+        replace = sig.amend.kind is AmendKind.REPLACE
         original = original_order_id(sig.amend.original_request_id)
         order = self.cache.order(ClientOrderId(original))
         meta = book.meta.get(original)
         if order is None or meta is None:
             self._reject_local(coid_s, Reason.AMEND_UNKNOWN_ORIGINAL)
-        elif (meta.strategy_id, meta.symbol, meta.side) != (sig.strategy_id, sig.symbol, sig.side):
+        elif (meta.strategy_id, meta.symbol, meta.side) != (sig.strategy_id, sig.symbol, sig.side) or (
+                replace and order.order_type != _NT_TYPE.get(sig.order_type)):
             self._reject_local(coid_s, Reason.AMEND_MISMATCH)
         elif order.is_closed:
             self._reject_local(coid_s, Reason.AMEND_ORDER_DONE)
+        elif replace and (not order.is_open or original in book.unknown or original in book.replacing):
+            self._reject_local(coid_s, Reason.AMEND_NOT_LIVE)  # not acknowledged, UNKNOWN, or being replaced
+        elif replace:
+            if self.cache.order_exists(ClientOrderId(coid_s)):
+                book.duplicates += 1
+                return
+            book.replacing[original] = acc
+            book.replaces += 1
+            if not book.muted:  # a standby's leader cancels it
+                self.cancel_order(order)
+                book.cancels += 1
         elif not book.muted:  # a standby's leader cancels it
             self.cancel_order(order)
             book.cancels += 1
+
+    def _replace_after(self, original: str, done: bool) -> None:
+        """The original of a replace under way has ended: canceled (`done` False: the new order goes
+        out now, the original being dead) or filled/rejected (the replace is refused AMEND_ORDER_DONE)."""
+        acc = self.book.replacing.pop(original, None)
+        if acc is None:
+            return
+        coid_s = client_order_id_for(acc.signal_id)
+        if done:
+            self._reject_local(coid_s, Reason.AMEND_ORDER_DONE)
+            return
+        iid = self._instrument_id(acc.signal.symbol)
+        if iid is None:
+            self._reject_local(coid_s, Reason.UNKNOWN_SYMBOL)
+            return
+        plan = plan_order(acc.signal, self.book.last_px, self._fallback)
+        if type(plan) is not OrderPlan:
+            self._reject_local(coid_s, plan)
+            return
+        # a standby submits too: its exec client holds the order, and a promotion sends it if the broker lacks it
+        self.submit_order(self._build(iid, ClientOrderId(coid_s), plan))
 
     def cancel_open(self, strategy_id: str | None) -> list[str]:
         """Cancel every open order (of one strategy, or all); the client order ids asked. A standby
@@ -244,10 +289,32 @@ class BridgeStrategy(Strategy):
         self._publish_event(event.client_order_id.value, ExecKind.NEW, event)
 
     def on_order_canceled(self, event: OrderCanceled) -> None:
-        self._publish_event(event.client_order_id.value, ExecKind.CANCELED, event)
+        coid = event.client_order_id.value
+        book = self.book
+        replaced = coid in book.replacing
+        if replaced:
+            raw = book.raw.get((coid, ExecKind.CANCELED))
+            if raw is not None:
+                book.raw[(coid, ExecKind.CANCELED)] = _replace(raw, reason=Reason.REPLACED)
+        self._publish_event(coid, ExecKind.CANCELED, event, Reason.REPLACED if replaced else "")
+        if replaced:
+            self._replace_after(coid, done=False)
 
     def on_order_expired(self, event: OrderExpired) -> None:
-        self._publish_event(event.client_order_id.value, ExecKind.CANCELED, event)
+        coid = event.client_order_id.value
+        self._publish_event(coid, ExecKind.CANCELED, event)
+        self._replace_after(coid, done=True)  # it ended by itself before our cancel: the replace is refused
+
+    def on_order_cancel_rejected(self, event: OrderCancelRejected) -> None:
+        """The broker refused the cancel of a replace's original: the replace is refused (the
+        original lives on unchanged); its fill or cancel, if it comes, is the original's own report."""
+        coid = event.client_order_id.value
+        acc = self.book.replacing.pop(coid, None)
+        if acc is not None:
+            order = self.cache.order(event.client_order_id)
+            done = order is None or order.is_closed
+            self._reject_local(client_order_id_for(acc.signal_id),
+                               Reason.AMEND_ORDER_DONE if done else Reason.AMEND_NOT_LIVE)
 
     def on_order_rejected(self, event: OrderRejected) -> None:
         coid = event.client_order_id.value
@@ -262,18 +329,24 @@ class BridgeStrategy(Strategy):
             book.publish(ExecutionReport(kind=ExecKind.UNKNOWN, client_order_id=coid, reason=Reason.TIMEOUT, ts_ns=event.ts_event))
         else:
             self._publish_event(coid, ExecKind.REJECTED, event, event.reason)
+        self._replace_after(coid, done=True)
 
     def on_order_denied(self, event: OrderDenied) -> None:
         self._publish_event(event.client_order_id.value, ExecKind.REJECTED, event, "DENIED: " + event.reason)
 
     def on_order_filled(self, event: OrderFilled) -> None:
         coid = event.client_order_id.value
+        order = self.cache.order(event.client_order_id)
+        done = order is not None and order.is_closed
         raw = self.book.raw.pop(event.trade_id.value, None)
         if raw is not None:
             self.book.publish(raw)
-            return
-        order = self.cache.order(event.client_order_id)
-        done = order is not None and order.is_closed
+        else:
+            self._publish_fill(coid, event, order, done)
+        if done:
+            self._replace_after(coid, done=True)
+
+    def _publish_fill(self, coid: str, event: OrderFilled, order: Any, done: bool) -> None:
         self.book.publish(
             ExecutionReport(
                 kind=ExecKind.FILL if done else ExecKind.PARTIAL_FILL,
