@@ -1,11 +1,15 @@
-"""Paper / shadow / canary / live on a whole node (node.modes): two engine groups, "paper" over one
-paper venue and "live" over another (the live route), one strategy promoted step by step. Each
-stamp sends a signal to exactly one live route or none; shadow copies stay at the paper venue, out of
-the events stream; the canary's cap holds across a kill -9 of the validator; the report compares."""
+"""Paper / shadow / canary / live on a whole node (node.modes): two engine groups, "paper" over the
+paper venue and "live" over the Schwab adapter in front of the local Schwab fake (its HTTP API and
+streamer, tests/fakes/schwab_fake.py), one strategy promoted step by step. Each stamp sends a signal
+to exactly one live route or none (checked against the fake's own record of what it was sent);
+shadow copies stay at the paper venue, out of the events stream; the canary's cap holds across a
+kill -9 of the validator; the report compares the routes."""
 
 from __future__ import annotations
 
+import asyncio
 import os
+import secrets
 import signal
 import time
 
@@ -13,20 +17,37 @@ import pytest
 
 from node import mode_report
 from node.client import ExecutionClient
-from node.config import BrokerConfig, EngineConfig, EngineGroupConfig, ModeConfig, TradingMode
+from node.config import BrokerConfig, EngineConfig, EngineGroupConfig, ModeConfig, SchwabConfig, TradingMode
 from node.messages import Signal
 from node.modes import SHADOW_SUFFIX, without_shadow
 from node.orders import client_order_id_for, signal_id_for
 from node.runtime import NodeRuntime, quiet
+from node.migrations import apply_migrations, create_database, drop_database
 from node.streams import connect_redis
+from tests.fakes.pair import broker_fakes
+from tests.integration.test_schwab_venue import seed_token
 
 CAP = 3
 
 
 @pytest.fixture(scope="module")
-def node(ray_session, make_config):
+def schwab():
+    with broker_fakes({"AAPL": 230.0}) as (schwab, _tws):  # the paper venue's AAPL price too
+        yield schwab
+
+
+@pytest.fixture(scope="module")
+def node(ray_session, make_config, schwab, database_url):
+    name, token_db = asyncio.run(create_database(database_url, "nae_modes_"))
+    asyncio.run(apply_migrations(token_db))
+    sc = SchwabConfig(
+        api_key=schwab.api_key, app_secret=schwab.app_secret, account_hash=schwab.account_hash,
+        base_url=schwab.base_url, database_url=token_db, vault_keys_hex={"k1": secrets.token_hex(32)},
+        vault_key_id="k1", sweep_interval_ms=200,
+    )  # fmt: skip
+    seed_token(sc, schwab.issue_token())
     cfg = make_config(
-        brokers=[BrokerConfig(name="pv"), BrokerConfig(name="lv")],
+        brokers=[BrokerConfig(name="pv"), BrokerConfig(name="lv", kind="schwab", schwab=sc)],
         groups=[
             EngineGroupConfig(name="paper", engines=[EngineConfig(name="p1")], brokers=["pv"]),
             EngineGroupConfig(name="live", engines=[EngineConfig(name="l1")], brokers=["lv"]),
@@ -39,6 +60,7 @@ def node(ray_session, make_config):
     runtime.start()
     yield runtime
     runtime.stop()
+    asyncio.run(drop_database(database_url, name))
 
 
 def send(node, n: int, tag: str, strategy: str = "m-1") -> set[str]:
@@ -69,7 +91,8 @@ def streams(node):
                                     st.shadow_stream)
 
 
-def test_a_strategy_goes_paper_shadow_canary_and_its_cap_survives_a_restart(node):
+def test_a_strategy_goes_paper_shadow_canary_and_its_cap_survives_a_restart(node, schwab):
+    at_broker = len(schwab.placed)  # the Schwab fake's own record: every order it was sent
     # paper: the paper venue only
     paper = send(node, 5, "paper")
     wait_for(lambda: paper <= (orders_at(node, "pv")))
@@ -119,6 +142,9 @@ def test_a_strategy_goes_paper_shadow_canary_and_its_cap_survives_a_restart(node
     assert row.routes["live"].signals == 5 + CAP and row.routes["live"].filled == 5 + CAP
     assert row.routes["paper"].signals == 5 + 20 - CAP
     assert row.routes["shadow"].filled == 5 and row.shadow_pairs == 5
+    # the broker was sent exactly the live route's orders, each filled there (none twice, no copy)
+    sent = schwab.placed[at_broker:]
+    assert len(sent) == 5 + CAP and all(o["status"] == "FILLED" for o in sent), sent
     assert node.call("validator", "set_mode", "m-1", "paper")["to"] == "paper"
     back = send(node, 3, "paper-again")
     wait_for(lambda: back <= (orders_at(node, "pv")))
@@ -139,8 +165,10 @@ def _filled(node, coids: set[str]) -> bool:
     return coids <= done
 
 
-def test_a_cancel_in_shadow_cancels_the_live_order_and_its_copy(node):
+def test_a_cancel_in_shadow_cancels_the_live_order_and_its_copy(node, schwab):
     from node.messages import Amend, AmendKind
+
+    at_broker = len(schwab.placed)
 
     assert node.call("validator", "set_mode", "m-2", "shadow")["to"] == "shadow"
     key_id, secret = next(iter(node.cfg.signing.keys.items()))
@@ -166,6 +194,7 @@ def test_a_cancel_in_shadow_cancels_the_live_order_and_its_copy(node):
     assert [(r.kind, r.strategy_id) for r in events if r.client_order_id == coid and r.kind == "CANCELED"] == [
         ("CANCELED", "m-2")]
     assert not [r for r in events + copies if r.client_order_id == cancel_coid]  # no refusal from either group
+    assert [o["status"] for o in schwab.placed[at_broker:]] == ["CANCELED"]  # one order at the broker, canceled
 
 
 def test_promotion_over_http_and_the_report_from_the_cli(node, tmp_path, capsys):
