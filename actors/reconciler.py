@@ -52,6 +52,7 @@ import zmq
 from node.config import NodeConfig
 from node.messages import ExecKind, ExecutionReport, Side, encode, event_topic
 from node.migrations import apply_migrations
+from node.instruments import Multipliers
 from node.modes import without_shadow
 from node.pnl import FeeSchedule, compare_pnl, opening_fills, pnl_by_strategy_symbol, totals_by_strategy
 from node.reconcile import (
@@ -119,6 +120,8 @@ class Reconciler:
         self._diff_cfg = DiffConfig(qty_tolerance=self._rc.qty_tolerance, px_tolerance=self._rc.px_tolerance,
                                     cash_tolerance=self._rc.cash_tolerance_usd,
                                     settle_ns=self._rc.settle_ms * 1_000_000)
+        #: cash and PnL at the node's contract multipliers (its risk config), as the paper venue's account
+        self._mult = Multipliers(cfg.risk.option_multiplier, cfg.risk.contract_multipliers)
         self._fees = FeeSchedule(per_share_usd=self._rc.fee_per_share_usd, bps_of_notional=self._rc.fee_bps,
                                  min_per_fill_usd=self._rc.fee_min_per_fill_usd)
         self._lock = asyncio.Lock()
@@ -216,11 +219,11 @@ class Reconciler:
             fills, orders, opening, no_fee = await self._ledger_rows()
             books = await self._broker_books()
             summary.brokers = [b.broker for b in books]
-            broker = self._with_fees(without_shadow(merge_books(books)))  # shadow copies (node.modes) have no ledger
+            broker = self._with_fees(without_shadow(merge_books(books), self._mult))  # shadow copies (node.modes) have no ledger
             if not (is_finite_book(broker) and all(math.isfinite(q) for q in broker.positions.values())):
                 raise ValueError("BROKER_BOOK_INVALID: a quantity or price that is not a finite number")
             if opening is None and not fills:  # the node's first look at its accounts: its opening book
-                opening = opening_of(broker)
+                opening = opening_of(broker, self._mult)
                 await self._save_opening(opening, summary)
             # the comparison is pure CPU over the whole window (a second or more for a million fills):
             # on a thread, so the actor keeps answering its supervisor's calls (`alive`, `pid`) meanwhile
@@ -233,7 +236,8 @@ class Reconciler:
                 await self._apply(summary.actions)
             marks = {f.symbol: f.px for f in broker.fills}
             marks.update({sym: p.mark for sym, p in broker.pnl.items()})
-            pnl = await asyncio.to_thread(pnl_by_strategy_symbol, opening_fills(opening or Opening()) + node.fills, marks)
+            pnl = await asyncio.to_thread(pnl_by_strategy_symbol, opening_fills(opening or Opening()) + node.fills, marks,
+                                           None, self._mult)
             summary.pnl = totals_by_strategy(pnl)
             summary.discrepancies = diff.discrepancies
             summary.counts = count_kinds(diff.discrepancies)
@@ -295,9 +299,10 @@ class Reconciler:
                  no_fee: set[str]) -> tuple[NodeBook, Diff]:
         """The node's book and its diff with the broker's, PnL drift included (pure: run on a thread)."""
         node = self._node_side(fills, orders, opening, broker, no_fee)
-        diff = diff_books(node, broker, self._diff_cfg)
+        diff = diff_books(node, broker, self._diff_cfg, self._mult)
         named = {d.symbol for d in diff.discrepancies}  # another difference explains their PnL
-        diff.discrepancies.extend(compare_pnl(node.fills, opening, broker.pnl, self._rc.pnl_tolerance_usd, named))
+        diff.discrepancies.extend(compare_pnl(node.fills, opening, broker.pnl, self._rc.pnl_tolerance_usd, named,
+                                                self._mult))
         return node, diff
 
     def _node_side(self, fills: list[Fill], orders: list[Order], opening: Opening,
@@ -310,11 +315,11 @@ class Reconciler:
             if any(fees.values()) or not self._fees.free:
                 replace, schedule = msgspec.structs.replace, self._fees
                 fills = [f if f.exec_id not in no_fee else replace(
-                    f, fee=fees[f.exec_id] if f.exec_id in fees else schedule.fee(f.qty, f.px)) for f in fills]
+                    f, fee=fees[f.exec_id] if f.exec_id in fees else schedule.fee(f.qty, f.px, self._mult.of(f.symbol))) for f in fills]
         start = paper_cash_baseline(self._cfg)
         if start is None:
             start = opening.cash
-        cash = cash_of(start, fills) if start is not None else None
+        cash = cash_of(start, fills, self._mult) if start is not None else None
         return NodeBook(fills=fills, orders=orders, opening_positions=opening.positions, cash=cash)
 
     async def _record_fees(self, no_fee: set[str], broker: BrokerBook) -> None:
@@ -336,7 +341,7 @@ class Reconciler:
         if broker.fees_reported or self._fees.free:
             return broker
         schedule, replace = self._fees, msgspec.structs.replace
-        return replace(broker, fills=[replace(f, fee=schedule.fee(f.qty, f.px)) for f in broker.fills])
+        return replace(broker, fills=[replace(f, fee=schedule.fee(f.qty, f.px, self._mult.of(f.symbol))) for f in broker.fills])
 
     async def _save_opening(self, opening: Opening, summary: RunSummary) -> None:
         held = {s: [q, opening.costs.get(s)] for s, q in opening.positions.items()}

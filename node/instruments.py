@@ -3,7 +3,10 @@
 An OCC option symbol (`AAPL250117C00150000`, or Schwab's padded `AAPL  250117C00150000`: root,
 expiry yymmdd, C/P, strike x 1000 in 8 digits) is one contract on `option_multiplier` (100) shares;
 anything else is one share, unless `contract_multipliers` names it. Pre-trade risk counts every
-notional as quantity x price x multiplier (node/risk/engine.py).
+notional as quantity x price x multiplier (node/risk/engine.py); so does every cash and PnL figure
+(`Multipliers.value`): the node's PnL (node/pnl.py), its expected cash and the reconciler's cash diff
+(node/reconcile.py), the shadow copies taken out of a broker's book (node/modes.py), and the paper
+venue's cash and equity. Prices stay per share (as fills and brokers quote them).
 """
 
 from __future__ import annotations
@@ -36,3 +39,11 @@ class Multipliers:
             if len(self._known) < 1_000_000:
                 self._known[symbol] = m
         return m
+
+    def value(self, symbol: str, qty: float, px: float) -> float:
+        """What `qty` contracts of `symbol` at `px` (per share) are worth: qty x px x multiplier."""
+        return qty * px * self.of(symbol)
+
+
+#: the default multipliers (OCC options 100, anything else 1): a caller without the node's risk config
+DEFAULT_MULTIPLIERS = Multipliers()

@@ -36,6 +36,7 @@ import msgspec
 
 from node.config import ModeConfig, NodeConfig
 from node.trading_mode import CanaryBasis, TradingMode
+from node.instruments import DEFAULT_MULTIPLIERS, Multipliers
 from node.messages import SignalAccepted
 from node.pnl import pnl_by_strategy_symbol
 from node.reconcile import BrokerBook, BrokerPnl, Fill
@@ -223,10 +224,10 @@ class ModeTable:
         return None
 
 
-def without_shadow(book: BrokerBook) -> BrokerBook:
+def without_shadow(book: BrokerBook, mult: Multipliers = DEFAULT_MULTIPLIERS) -> BrokerBook:
     """A broker's book without the shadow copies (their fills, orders, and what their fills did to
     positions, cash and the broker's PnL): the node keeps no ledger of them, so the reconciler must not
-    judge them."""
+    judge them. Cash and PnL at each symbol's contract multiplier (`mult`)."""
     shadow_fills = [f for f in book.fills if is_shadow(f.strategy_id)]
     shadow_orders = {o.client_order_id for o in book.orders if is_shadow(o.strategy_id)}
     if not shadow_fills and not shadow_orders:
@@ -236,15 +237,15 @@ def without_shadow(book: BrokerBook) -> BrokerBook:
     for f in shadow_fills:
         positions[f.symbol] = positions.get(f.symbol, 0.0) - f.signed_qty
         if cash is not None:
-            cash += f.signed_qty * f.px + f.fee
+            cash += mult.value(f.symbol, f.signed_qty, f.px) + f.fee
     positions = {s: q for s, q in positions.items() if abs(q) > 1e-12}
     return msgspec.structs.replace(
         book, fills=[f for f in book.fills if not is_shadow(f.strategy_id)],
         orders=[o for o in book.orders if o.client_order_id not in shadow_orders], positions=positions, cash=cash,
-        pnl=_pnl_without(book.pnl, shadow_fills))
+        pnl=_pnl_without(book.pnl, shadow_fills, mult))
 
 
-def _pnl_without(pnl: dict[str, BrokerPnl], shadow_fills: list[Fill]) -> dict[str, BrokerPnl]:
+def _pnl_without(pnl: dict[str, BrokerPnl], shadow_fills: list[Fill], mult: Multipliers) -> dict[str, BrokerPnl]:
     """The broker's PnL per symbol less what the shadow copies' fills made there (their own average-cost
     PnL at the broker's mark, fees included): quantity, cost basis, realised and unrealised each less
     the copies'. Realised + unrealised is then exact (PnL is additive over fills); a broker that gives
@@ -254,7 +255,7 @@ def _pnl_without(pnl: dict[str, BrokerPnl], shadow_fills: list[Fill]) -> dict[st
         return pnl
     out = dict(pnl)
     marks = {sym: p.mark for sym, p in pnl.items()}
-    for (_, sym), line in pnl_by_strategy_symbol([f for f in shadow_fills if f.symbol in out], marks).items():
+    for (_, sym), line in pnl_by_strategy_symbol([f for f in shadow_fills if f.symbol in out], marks, mult=mult).items():
         p = out[sym]
         qty = p.qty - line.position
         cost = None

@@ -5,7 +5,8 @@ position moves its average cost; a fill that reduces it realises (fill price - a
 quantity closed; a fill that crosses zero closes the old position and opens the rest at its price.
 Fees (`Fill.fee`, or a `FeeSchedule` for a ledger that has none) always reduce realised PnL.
 Unrealised = position x (mark - average cost), at the mark given per symbol (the last fill price
-when none is given).
+when none is given). Prices and average costs are per share; realised and unrealised PnL are in
+dollars, at each symbol's contract multiplier (node/instruments.py: an OCC option's 100).
 
 `compare_pnl` sets the node's PnL per symbol beside the broker's account view of it, at the
 broker's mark: the total (realised + unrealised) where the broker gives both (where a broker puts
@@ -19,6 +20,7 @@ from typing import Iterable
 
 import msgspec
 
+from node.instruments import DEFAULT_MULTIPLIERS, Multipliers
 from node.messages import Side
 from node.reconcile import BrokerPnl, Discrepancy, DiscrepancyKind, Fill, Opening
 
@@ -26,15 +28,16 @@ _FLAT = 1e-9
 
 
 class FeeSchedule(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """Fees of one fill when the broker reports none: per share + bps of the notional, at least
-    `min_per_fill_usd` (0 everywhere: no fees, the paper venue's default)."""
+    """Fees of one fill when the broker reports none: per share (per contract) + bps of the notional
+    (quantity x price x `multiplier`), at least `min_per_fill_usd` (0 everywhere: no fees, the paper
+    venue's default)."""
 
     per_share_usd: float = 0.0
     bps_of_notional: float = 0.0
     min_per_fill_usd: float = 0.0
 
-    def fee(self, qty: float, px: float) -> float:
-        f = qty * self.per_share_usd + qty * px * self.bps_of_notional * 1e-4
+    def fee(self, qty: float, px: float, multiplier: float = 1.0) -> float:
+        f = qty * self.per_share_usd + qty * px * multiplier * self.bps_of_notional * 1e-4
         return f if f >= self.min_per_fill_usd else self.min_per_fill_usd
 
     @property
@@ -62,10 +65,12 @@ class PnlLine(msgspec.Struct, kw_only=True):
 
 
 def pnl_by_strategy_symbol(
-    fills: Iterable[Fill], marks: dict[str, float] | None = None, fees: FeeSchedule | None = None
+    fills: Iterable[Fill], marks: dict[str, float] | None = None, fees: FeeSchedule | None = None,
+    mult: Multipliers = DEFAULT_MULTIPLIERS,
 ) -> dict[tuple[str, str], PnlLine]:
     """Average-cost PnL per (strategy_id, symbol), fills taken in the order given (ledger order:
-    by time). A fill's own `fee` counts; with none and a `fees` schedule, the schedule's."""
+    by time), at each symbol's multiplier. A fill's own `fee` counts; with none and a `fees`
+    schedule, the schedule's."""
     # per key: [position, avg cost, realised, fees, last px, fills] (plain lists: this loop is the cost)
     acc: defaultdict[tuple[str, str], list] = defaultdict(lambda: [0.0, 0.0, 0.0, 0.0, 0.0, 0])
     schedule = fees if fees is not None and not fees.free else None
@@ -74,7 +79,7 @@ def pnl_by_strategy_symbol(
         a = acc[(f.strategy_id, f.symbol)]
         px = f.px
         q = f.qty if f.side is buy else -f.qty
-        fee = f.fee if f.fee or schedule is None else schedule.fee(f.qty, px)
+        fee = f.fee if f.fee or schedule is None else schedule.fee(f.qty, px, mult.of(f.symbol))
         pos = a[0]
         if pos * q >= 0.0:  # opening or adding
             new = pos + q
@@ -83,7 +88,7 @@ def pnl_by_strategy_symbol(
         else:
             aq, ap = abs(q), abs(pos)
             closed = aq if aq < ap else ap
-            a[2] += (px - a[1]) * closed * (1.0 if pos > 0.0 else -1.0)
+            a[2] += (px - a[1]) * closed * (1.0 if pos > 0.0 else -1.0) * mult.of(f.symbol)
             new = pos + q
             if abs(new) <= _FLAT:
                 a[0] = a[1] = 0.0
@@ -98,7 +103,7 @@ def pnl_by_strategy_symbol(
     lines: dict[tuple[str, str], PnlLine] = {}
     for (strategy, symbol), (pos, avg, realised, paid, last, n) in acc.items():
         mark = marks.get(symbol, last) if marks else last
-        unrealised = pos * (mark - avg) if abs(pos) > _FLAT else 0.0
+        unrealised = mult.value(symbol, pos, mark - avg) if abs(pos) > _FLAT else 0.0
         lines[(strategy, symbol)] = PnlLine(strategy_id=strategy, symbol=symbol, position=pos, avg_cost=avg,
                                             realised=realised, fees=paid, unrealised=unrealised, mark=mark, fills=n)
     return lines
@@ -127,7 +132,8 @@ def opening_fills(opening: Opening) -> list[Fill]:
 
 
 def compare_pnl(fills: list[Fill], opening: Opening, broker: dict[str, BrokerPnl], tolerance_usd: float,
-                skip: frozenset[str] | set[str] = frozenset()) -> list[Discrepancy]:
+                skip: frozenset[str] | set[str] = frozenset(),
+                mult: Multipliers = DEFAULT_MULTIPLIERS) -> list[Discrepancy]:
     """A PNL_DRIFT for each symbol the broker values whose PnL differs from the node's (its
     opening position at cost, then its fills, all strategies together, at the broker's mark) by
     more than `tolerance_usd`. Not judged: symbols in `skip` (another difference explains them),
@@ -141,7 +147,7 @@ def compare_pnl(fills: list[Fill], opening: Opening, broker: dict[str, BrokerPnl
     mine += [f for f in fills if f.symbol in wanted]
     by_symbol: dict[str, list[float]] = {}  # symbol -> [position, realised, unrealised]
     marks = {sym: broker[sym].mark for sym in wanted}
-    for (_, sym), line in pnl_by_strategy_symbol(mine, marks).items():
+    for (_, sym), line in pnl_by_strategy_symbol(mine, marks, mult=mult).items():
         a = by_symbol.setdefault(sym, [0.0, 0.0, 0.0])
         a[0] += line.position
         a[1] += line.realised

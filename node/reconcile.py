@@ -37,6 +37,7 @@ from typing import Iterable
 
 import msgspec
 
+from node.instruments import DEFAULT_MULTIPLIERS, Multipliers
 from node.messages import ExecKind, ExecutionReport, Side
 
 #: order states in which an order can still trade
@@ -190,8 +191,11 @@ class Diff(msgspec.Struct, frozen=True, kw_only=True):
         return not self.discrepancies
 
 
-def diff_books(node: NodeBook, broker: BrokerBook, cfg: DiffConfig = DiffConfig()) -> Diff:
-    """Classify every difference between the two books (see the module docstring)."""
+def diff_books(node: NodeBook, broker: BrokerBook, cfg: DiffConfig = DiffConfig(),
+               mult: Multipliers = DEFAULT_MULTIPLIERS) -> Diff:
+    """Classify every difference between the two books (see the module docstring). Cash at each
+    symbol's contract multiplier (`mult`)."""
+    value = mult.value
     tol, ptol = cfg.qty_tolerance, cfg.px_tolerance
     out: list[Discrepancy] = []
     node_fills = {f.exec_id: f for f in node.fills}
@@ -229,7 +233,7 @@ def diff_books(node: NodeBook, broker: BrokerBook, cfg: DiffConfig = DiffConfig(
                     client_order_id=bf.client_order_id, exec_id=eid, broker_qty=bq, broker_px=bf.px,
                 ))
             explained[bf.symbol] = explained.get(bf.symbol, 0.0) + bq
-            explained_cash -= bq * bf.px + bf.fee
+            explained_cash -= value(bf.symbol, bq, bf.px) + bf.fee
             extra_cum[bf.client_order_id] = extra_cum.get(bf.client_order_id, 0.0) + bf.qty
             continue
         nq = nf.signed_qty
@@ -248,7 +252,7 @@ def diff_books(node: NodeBook, broker: BrokerBook, cfg: DiffConfig = DiffConfig(
                 client_order_id=bf.client_order_id, exec_id=eid, node_qty=nq, broker_qty=bq,
                 node_px=nf.px, broker_px=bf.px,
             ))
-        explained_cash -= bq * bf.px + bf.fee - nq * nf.px - nf.fee
+        explained_cash -= value(bf.symbol, bq, bf.px) + bf.fee - value(nf.symbol, nq, nf.px) - nf.fee
     if matched < len(node_fills):  # some ledger fills the broker did not name: which, in its window
         seen = {f.exec_id for f in broker.fills}
         window = broker.fills_since_ns
@@ -261,7 +265,7 @@ def diff_books(node: NodeBook, broker: BrokerBook, cfg: DiffConfig = DiffConfig(
                 client_order_id=nf.client_order_id, exec_id=nf.exec_id, node_qty=nq, node_px=nf.px,
             ))
             explained[nf.symbol] = explained.get(nf.symbol, 0.0) - nq
-            explained_cash += nq * nf.px + nf.fee
+            explained_cash += value(nf.symbol, nq, nf.px) + nf.fee
             extra_cum[nf.client_order_id] = extra_cum.get(nf.client_order_id, 0.0) - nf.qty
     if settle_before is not None:  # an order the broker moved within the settle time: judged next run
         for coid, bo in broker_orders.items():
@@ -400,7 +404,7 @@ def to_book(diff: Diff, broker: BrokerBook, external_strategy: str = EXTERNAL_ST
     return out
 
 
-def opening_of(broker: BrokerBook) -> Opening:
+def opening_of(broker: BrokerBook, mult: Multipliers = DEFAULT_MULTIPLIERS) -> Opening:
     """The opening book a node with an empty ledger takes from its first broker book: the broker's
     positions and cash less what every fill in its window did (those fills the node books, or
     finds, as the broker's: an opening position is never counted twice). Average costs: the
@@ -415,13 +419,14 @@ def opening_of(broker: BrokerBook) -> Opening:
              if sym in positions and sym not in traded and p.avg_cost is not None}
     cash = None
     if broker.cash is not None:
-        cash = broker.cash + math.fsum(f.signed_qty * f.px + f.fee for f in broker.fills)
+        cash = broker.cash + math.fsum(mult.value(f.symbol, f.signed_qty, f.px) + f.fee for f in broker.fills)
     return Opening(positions=positions, costs=costs, cash=cash)
 
 
-def cash_of(opening_cash: float, fills: Iterable[Fill]) -> float:
-    """The cash a node expects: its opening cash less what each fill cost (bought - sold + fees)."""
-    return opening_cash - math.fsum(f.signed_qty * f.px + f.fee for f in fills)
+def cash_of(opening_cash: float, fills: Iterable[Fill], mult: Multipliers = DEFAULT_MULTIPLIERS) -> float:
+    """The cash a node expects: its opening cash less what each fill cost (bought - sold, at the
+    symbol's contract multiplier, + fees)."""
+    return opening_cash - math.fsum(mult.value(f.symbol, f.signed_qty, f.px) + f.fee for f in fills)
 
 
 def fill_of_report(rep: ExecutionReport, strategy_id: str = "") -> Fill:

@@ -254,7 +254,7 @@ class PaperVenue(VenueBase):
             self._fills_of.setdefault(rep.client_order_id, []).append(rep)
             signed = order.sign * rep.last_qty
             self._positions[rep.symbol] = self._positions.get(rep.symbol, 0.0) + signed
-            self._cash -= signed * rep.last_px
+            self._cash -= self._multipliers.value(rep.symbol, signed, rep.last_px)
 
     def next_due_ns(self) -> int | None:
         """The earliest time `advance` has work: a report due, or the next tick while orders rest."""
@@ -322,11 +322,13 @@ class PaperVenue(VenueBase):
                 "book_log_errors": self.log_errors}
 
     def cash(self) -> float:
-        """`starting_cash_usd` less what the fills handed out cost (buys), plus what they brought (sells)."""
+        """`starting_cash_usd` less what the fills handed out cost (buys), plus what they brought (sells),
+        at each symbol's contract multiplier."""
         return self._cash
 
     def balances(self) -> Balances:
-        equity = self._cash + sum(q * self._books[s].path.mid for s, q in self._positions.items() if s in self._books)
+        value = self._multipliers.value
+        equity = self._cash + sum(value(s, q, self._books[s].path.mid) for s, q in self._positions.items() if s in self._books)
         return Balances(cash=self._cash, buying_power=self._cash, equity=equity)
 
     # ---------------------------------------------------------------- the book across restarts
