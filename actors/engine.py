@@ -55,7 +55,7 @@ from actors.service import Heartbeats, bind_at, bind_random, followed_reports, t
 from adapters.engines.native import NativeOrderManager
 from node.checkpoint import EntryCheckpoint
 from node.daily_roll import DailyRoll
-from node.recovery import RecoveryPlan, fills_to_book, moved_states, plan_recovery, plan_settle
+from node.recovery import FILL_KINDS, RecoveryPlan, fills_to_book, moved_states, plan_recovery, plan_settle
 from node.stats import EngineStats
 from node.open_orders import OpenOrderIndex, decode_open_orders, open_orders_key
 from node.errors import StoreError
@@ -92,6 +92,7 @@ _QUERY_TIMEOUT_MS = 15_000  # a loaded broker may take seconds to list a busy da
 _QUERY_MARGIN_MS = 60_000  # clocks of the Redis host and the broker may differ by this much
 _SWEEP_MARGIN_NS = 2_000_000_000  # broker report times are in (nearly) hand-out order: look back this far
 _EARLY_MAX = 100_000  # followed reports kept for signals not here yet
+_FOLLOWED_EXECS_MAX = 1_000_000  # exec ids of followed fills remembered (oldest forgotten first)
 _LOOK_AFTER_S = 0.5  # a standby asks the broker about an order still without word after this
 
 
@@ -117,6 +118,9 @@ class EngineHost(EngineBase):
         self._marks: list[tuple[str, int]] = []  # the last promotion's steps (ns since its start)
         self.asked_last = 0  # orders the last recovery asked the broker about
         self._early: OrderedDict[str, list[ExecutionReport]] = OrderedDict()  # standby: reports before their signal
+        #: exec ids of the fills followed from the leader (published already): a new leader never publishes them again
+        self._followed_execs: OrderedDict[str, None] = OrderedDict()
+        self.repeats_withheld = 0  # fills a new leader booked and did not publish (their exec id was followed)
         self._unconfirmed: deque[tuple[float, str]] = deque()  # standby: (when recorded, order) with no word yet
         self._next_look = 0.0
         self._look: zmq.Socket | None = None  # standby: its own socket for looks at the broker
@@ -255,12 +259,17 @@ class EngineHost(EngineBase):
         orders, on_report = manager.orders, manager.on_report
         seen = self._seen_report_ns
         modes = self._modes.active
+        execs = self._followed_execs
         try:
             for rep in followed_reports(self._follow):
                 if rep.reason == STALE_EPOCH:  # a fenced engine's refusal says nothing about the order
                     continue
                 if rep.ts_ns > seen:
                     seen = rep.ts_ns
+                if rep.exec_id and rep.kind in FILL_KINDS:
+                    execs[rep.exec_id] = None
+                    if len(execs) > _FOLLOWED_EXECS_MAX:
+                        execs.popitem(last=False)
                 order = orders.get(rep.client_order_id)
                 if order is not None:
                     if modes and order.intent.strategy_id != rep.strategy_id:
@@ -454,9 +463,24 @@ class EngineHost(EngineBase):
             self._fenced(msg.client_order_id)
             return
         self.checkpoint.answered(msg.client_order_id)
+        if self._early and msg.client_order_id not in self.manager.orders:
+            self._apply_early(msg.client_order_id, msg.strategy_id)  # followed before its signal: published, booked first
         out = self.manager.on_report(msg)
-        if out is not None:
-            self._publish(out)
+        if out is None:
+            return
+        if out.exec_id and self._followed_execs and out.exec_id in self._followed_execs:
+            self.repeats_withheld += 1  # the old leader published this execution: booked, not again
+            order = self.manager.orders.get(out.client_order_id)
+            if order is not None:
+                self.open_index.touch(order)
+            return
+        self._publish(out)
+
+    def _apply_early(self, client_order_id: str, strategy_id: str) -> None:
+        """Book the followed reports held for an order whose signal never came here (they were
+        published by the old leader; the first names the order's request_id, strategy and signal)."""
+        for rep in self._early_for(client_order_id, strategy_id):
+            self.manager.on_report(rep)
 
     def _publish(self, out: ExecutionReport) -> None:
         order = self.manager.orders.get(out.client_order_id)
@@ -598,12 +622,19 @@ class EngineHost(EngineBase):
                     if acc.signal.amend is not None:  # recorded as a standby would; sent by the recovery
                         self.manager.on_amend(acc, False, self._clock_ns())
                         replacement = self.manager.orders.get(client_order_id_for(acc.signal_id))
+                        if replacement is not None and self._early:
+                            for rep in self._early_for(replacement.intent.client_order_id,
+                                                       replacement.intent.strategy_id):
+                                self.manager.on_report(rep)
                         if replacement is not None and replacement.state is OrderState.PENDING:
                             new.append(replacement.intent)
                         continue
                     intent = on_signal(acc, False)
                     if intent is not None:
                         new.append(intent)
+                        if self._early:  # followed before this signal came: published already, booked now
+                            for rep in self._early_for(intent.client_order_id, intent.strategy_id):
+                                self.manager.on_report(rep)
                 entries.append(entry_id.decode())
             position = batch[-1][0]
 

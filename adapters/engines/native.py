@@ -273,12 +273,17 @@ class NativeOrderManager:
 
     def adopt(self, snap: OrderSnapshot) -> ExecutionReport | None:
         """Take the broker's word for an order it already has (recovery, failover); returns the
-        state report to publish (reason RECOVERED: subscribers may have missed the original)."""
+        state report to publish (reason RECOVERED: subscribers may have missed the original), or
+        None when nothing moved (the state and filled quantity this engine had already: the
+        subscribers have that word; a restatement would only repeat it)."""
         order = self.orders.get(snap.client_order_id)
         if order is None:
             return None
         self._sent_ns.pop(snap.client_order_id, None)
-        order.state = STATE_OF_KIND[snap.kind]
+        state = STATE_OF_KIND[snap.kind]
+        if order.state is state and order.cum_qty == snap.cum_qty:
+            return None
+        order.state = state
         order.cum_qty = snap.cum_qty
         if order.state in DONE_STATES:
             self._retire(snap.client_order_id)

@@ -79,3 +79,20 @@ def test_a_cancel_of_a_finished_or_unknown_order_has_no_deadline():
     m.cancel_sent(done, 31 * S)
     m.cancel_sent(unknown, 31 * S)
     assert m.overdue(1_000 * S, 30 * S, 10 * S) == []
+
+
+def test_adopting_an_order_restates_only_what_moved():
+    """A new leader's adoption restates an order (reason RECOVERED) only when the broker's word moves
+    it: a state and filled quantity the engine already had (followed) were published, never again."""
+    from node.messages import OrderSnapshot
+
+    m = NativeOrderManager()
+    filled, open_ = _acked(m, 20), _acked(m, 21)
+    m.on_report(ExecutionReport(kind=ExecKind.FILL, client_order_id=filled, exec_id="f1", last_qty=1.0,
+                                cum_qty=1.0, last_px=1.0))
+    assert m.adopt(OrderSnapshot(filled, ExecKind.FILL, 1.0, 0.0)) is None
+    assert m.adopt(OrderSnapshot(open_, ExecKind.NEW, 0.0, 1.0)) is None
+    rep = m.adopt(OrderSnapshot(open_, ExecKind.CANCELED, 0.0, 0.0))
+    assert rep is not None and (rep.kind, rep.reason, rep.exec_id, rep.last_qty) == (
+        ExecKind.CANCELED, "RECOVERED", "", 0.0)
+    assert m.orders[open_].state is OrderState.CANCELED
