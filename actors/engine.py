@@ -917,6 +917,7 @@ class EngineHost(EngineBase):
             rolled=m.rolled,
             fenced=self.fenced,
             swept_fills=self.swept_fills,
+            repeats_withheld=self.repeats_withheld,
             looked_up=self.looked_up,
             unconfirmed=len(self._unconfirmed),
             duplicate_signals=m.duplicate_signals,

@@ -94,6 +94,7 @@ FIELDS: dict[str, dict[str, tuple[str, str, str]]] = {
         "recovered_adopted": ("recovered_adopted", COUNTER, "Orders the broker already had after a failover"),
         "fenced": ("engine_fenced", COUNTER, "Commands refused by the broker for a stale epoch"),
         "swept_fills": ("swept_fills", COUNTER, "Fills found by the executions sweep of a new leader"),
+        "repeats_withheld": ("engine_repeats_withheld", COUNTER, "Fills a new leader booked and did not publish again"),
         "duplicate_signals": ("engine_duplicate_signals", COUNTER, "Signals the engine already had"),
         "duplicate_fills": ("engine_duplicate_fills", COUNTER, "Fills dropped as duplicates (by exec_id)"),
         "ignored_reports": ("engine_ignored_reports", COUNTER, "Broker reports ignored"),

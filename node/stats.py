@@ -100,6 +100,7 @@ class EngineStats(StageFields, kw_only=True):
     events_dropped: int
     tuned: dict[str, Any]
     fill_hist: Hist
+    repeats_withheld: int = 0  # fills a new leader booked, not published again (exec id followed from the old leader)
 
 
 class KernelStats(_Stats, kw_only=True):
