@@ -83,7 +83,7 @@ from node.messages import (
 )
 from node.reasons import Reason
 from node.stages import Stage, StageClock
-from node.streams import EVENTS_FIELD, StreamLog, pack_batch, unpack_signals
+from node.streams import EVENTS_FIELD, StreamLog, pack_batch, unpack_reports, unpack_signals
 
 _MAX_PENDING_EVENTS = 1_000_000
 STALE_EPOCH = Reason.STALE_EPOCH.value
@@ -92,6 +92,7 @@ _QUERY_TIMEOUT_MS = 15_000  # a loaded broker may take seconds to list a busy da
 _QUERY_MARGIN_MS = 60_000  # clocks of the Redis host and the broker may differ by this much
 _SWEEP_MARGIN_NS = 2_000_000_000  # broker report times are in (nearly) hand-out order: look back this far
 _EARLY_MAX = 100_000  # followed reports kept for signals not here yet
+_EVENTS_LOOKBACK = 5_000  # event batch entries a recovery reads back for fills published already
 _FOLLOWED_EXECS_MAX = 1_000_000  # exec ids of followed fills remembered (oldest forgotten first)
 _LOOK_AFTER_S = 0.5  # a standby asks the broker about an order still without word after this
 
@@ -663,9 +664,31 @@ class EngineHost(EngineBase):
             order = orders.get(coid)
             return None if order is None else order.exec_ids
 
-        for fill in fills_to_book(fills, booked_of):
+        to_book = fills_to_book(fills, booked_of)
+        execs = self._followed_execs
+        for exec_id in self._logged_exec_ids(to_book):  # the old leader published these: booked, not again
+            execs[exec_id] = None
+        for fill in to_book:
             self._on_report(fill)
             self.swept_fills += 1
+
+    def _logged_exec_ids(self, fills: list[ExecutionReport]) -> set[str]:
+        """The exec ids of `fills` the events stream holds already (an engine this one did not follow,
+        e.g. before a Ray restart, published them). Unreadable: none (a repeat, never a loss)."""
+        wanted = {f.exec_id for f in fills if f.exec_id and f.exec_id not in self._followed_execs}
+        if self._log is None or not wanted:
+            return set()
+        since_ms = max(0, min(f.ts_ns for f in fills) // 1_000_000 - _QUERY_MARGIN_MS)
+        try:
+            entries = self._log.newest(since_ms, _EVENTS_LOOKBACK)
+        except StoreError:
+            return set()
+        found = set()
+        for _, fields in entries:
+            for rep in unpack_reports(fields):
+                if rep.exec_id in wanted:
+                    found.add(rep.exec_id)
+        return found
 
     def _query_since_ns(self) -> int:
         """The activity the broker must list besides the orders asked about: since the newest report
