@@ -470,10 +470,14 @@ class EngineHost(EngineBase):
         if out is None:
             return
         if out.exec_id and self._followed_execs and out.exec_id in self._followed_execs:
-            self.repeats_withheld += 1  # the old leader published this execution: booked, not again
+            # the old leader published this execution: booked, not sent to subscribers again; logged
+            # (the old leader may have died before its events flush: the ledger dedupes by exec id)
+            self.repeats_withheld += 1
             order = self.manager.orders.get(out.client_order_id)
             if order is not None:
                 self.open_index.touch(order)
+            if not is_shadow(out.strategy_id):
+                self._pending_events.append(encode(out))
             return
         self._publish(out)
 

@@ -73,7 +73,7 @@ from node.reconcile import (
     to_book,
 )
 from node.reconcile_report import RESULT_COLUMNS, Action, RunSummary, count_kinds, markdown, result_rows
-from node.streams import EVENTS_FIELD, pack_batch
+from node.streams import EVENTS_FIELD, pack_batch, unpack_reports
 
 log = logging.getLogger("nae.reconciler")
 
@@ -99,6 +99,8 @@ _RUN_SQL = ("INSERT INTO reconciliation_runs (run_id, trigger, brokers, matched,
             "in_flight, took_ms, error, report_md, started_at) VALUES "
             "($1, $2, $3, $4, $5::jsonb, $6::jsonb, $7, $8, $9, $10, $11, to_timestamp($12))")
 _STATES = {k.value: k for k in ExecKind}
+_LOGGED_MARGIN_MS = 60_000  # the clocks of the broker and the Redis host may differ by this much
+_LOGGED_LOOKBACK = 5_000  # event batch entries read back for fills published already
 
 
 class Reconciler:
@@ -359,10 +361,12 @@ class Reconciler:
             return 0
         reports = [r for r in to_book(diff, broker, self._rc.external_strategy, self._clock_ns())
                    if _key(r) not in self._booked]
+        assert self._redis is not None
+        logged = await self._logged_exec_ids(reports)
+        reports = [r for r in reports if not (r.exec_id and r.exec_id in logged)]
         if not reports:
             return 0
         payloads = [encode(r) for r in reports]
-        assert self._redis is not None
         await self._redis.xadd(self._cfg.storage.events_stream, {EVENTS_FIELD: pack_batch(payloads)},
                                maxlen=self._cfg.storage.stream_maxlen, approximate=True)
         if self._pub is not None:
@@ -371,6 +375,24 @@ class Reconciler:
         self._booked.update(_key(r) for r in reports)
         self.booked += len(reports)
         return len(reports)
+
+    async def _logged_exec_ids(self, reports: list[ExecutionReport]) -> set[str]:
+        """The exec ids of `reports` the events stream holds already: an engine published them and the
+        ledger has not written them yet (a new leader's recovery can outlast the settle time); booking
+        them again would publish the execution twice to subscribers."""
+        wanted = {r.exec_id for r in reports if r.exec_id}
+        if not wanted:
+            return set()
+        since_ms = max(0, min(r.ts_ns for r in reports if r.exec_id) // 1_000_000 - _LOGGED_MARGIN_MS)
+        assert self._redis is not None
+        entries = await self._redis.xrevrange(self._cfg.storage.events_stream, max="+", min=str(since_ms),
+                                              count=_LOGGED_LOOKBACK)
+        found = set()
+        for _, fields in entries:
+            for rep in unpack_reports(fields):
+                if rep.exec_id in wanted:
+                    found.add(rep.exec_id)
+        return found
 
     def _actions(self, diff: Diff, node: NodeBook) -> list[Action]:
         """Who a drift stops: each strategy it names, or the node (no strategy named, or node scope)."""

@@ -133,14 +133,14 @@ def test_each_execution_published_once_across_failovers_mid_burst(ray_session, m
             time.sleep(0.5)
         assert venue, "the venue executed nothing"
         assert all(n == 1 for n in venue.values())
+        assert set(heard) == set(venue), (len(set(venue) - set(heard)), len(set(heard) - set(venue)))
+        assert ledger == venue, (len(set(venue) - set(ledger)), len(set(ledger) - set(venue)))
         twice = {e: n for e, n in heard.items() if n > 1}
         copies = [(r.exec_id, r.request_id[:6], r.reason, r.ts_ns) for r in subscriber.reports if r.exec_id in twice][:6]
         assert not twice, "%d exec ids published more than once (of %d): %s; engines %s" % (
             len(twice), len(heard), copies, {k: (v.get("role"), v.get("published"), v.get("repeats_withheld"),
                                                  v.get("swept_fills"), v.get("orphan_reports"))
                                              for k, v in runtime.stats().items() if k.startswith("engine")})
-        assert set(heard) == set(venue), (len(set(venue) - set(heard)), len(set(heard) - set(venue)))
-        assert ledger == venue, (len(set(venue) - set(ledger)), len(set(ledger) - set(venue)))
     finally:
         subscriber.close()
         runtime.stop()
