@@ -219,6 +219,9 @@ class NodeRuntime:
             self.redis_url, self.redis_persistence, self.cfg.storage.allow_volatile_redis
         )
         self._progress("Redis " + preflight.mask_url(self.redis_url) + ": " + self.redis_persistence.describe())
+        from node import stream_claim
+
+        stream_claim.claim(self.redis_url, self.cfg.node_id, self.cfg.storage)  # another node's streams: refused
         if self.database_url:
             try:
                 asyncio.run(preflight.check_postgres(self.database_url))

@@ -1,6 +1,6 @@
 """A node that leaves nothing behind (the demo): its own identity on shared stores, removed at stop.
 
-A node's state in Redis is its keys `<node_id>.*` plus the five streams `StorageConfig` names; in
+A node's state in Redis is its keys `<node_id>.*` plus the six streams `StorageConfig` names; in
 PostgreSQL it is the whole database its ledger writes (one node per database). `isolated` gives a
 config a node id of its own for this run and streams under it, so every key the node writes starts
 with `<node_id>.`; `own_database` makes it a database of its own on the same server. At stop,
@@ -17,6 +17,7 @@ import msgspec
 from node.config import NodeConfig
 from node.errors import StoreError
 from node.migrations import create_database, drop_database
+from node.stream_claim import STREAM_FIELDS
 
 DATABASE_PREFIX = "nae_demo_"
 
@@ -27,7 +28,7 @@ def isolated(base: NodeConfig, tag: str = "demo") -> NodeConfig:
     st = base.storage
     streams = {
         field: node_id + "." + getattr(st, field)
-        for field in ("signals_stream", "events_stream", "monitoring_stream", "intake_stream", "controls_stream")
+        for field in STREAM_FIELDS  # every stream: one left shared would be claimed by this scratch id
     }
     return msgspec.structs.replace(base, node_id=node_id, storage=msgspec.structs.replace(st, **streams))
 
