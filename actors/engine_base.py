@@ -13,6 +13,7 @@ from actors.wiring import EngineWiring
 from node import proctune
 from node.checkpoint import EntryCheckpoint, checkpoint_key
 from node.config import NodeConfig
+from node.engine_opening import opened_before, opening, spawn_key
 from node.errors import StoreError
 from node.modes import SHADOW_SUFFIX, ModeTable, Route, amend_at, is_shadow
 from node.router import Router
@@ -48,6 +49,8 @@ class EngineBase(LoopService):
         self._publish_endpoint = wiring.publish_endpoint
         self.epoch = wiring.epoch
         self._recover = wiring.recover
+        self._spawn_id = wiring.spawn_id
+        self.restarted = False  # this spawn opened before: Ray restarted it (node.engine_opening)
         self.role = wiring.role
         self._heartbeat_endpoint = wiring.heartbeat_endpoint
         self._port = wiring.port
@@ -72,7 +75,22 @@ class EngineBase(LoopService):
         st = self._cfg.storage
         self._log = StreamLog(client, st.events_stream, EVENTS_FIELD, st.stream_maxlen)
         self._signals = StreamLog(client, st.signals_stream, SIGNALS_FIELD, st.stream_maxlen)
+        self._rejoin_if_restarted(client)
         return client
+
+    def _rejoin_if_restarted(self, client: redis.Redis) -> None:
+        """Before the role decides anything: a spawn that opened before (Ray re-ran its constructor
+        with its first wiring) opens as a standby and waits for the supervisor (node.engine_opening).
+        Redis not answering: the wiring stands (Ray's own flag already made a restart a standby)."""
+        if not self._spawn_id:
+            return
+        try:
+            previous = client.set(spawn_key(self._cfg.node_id, self._engine_name), self._spawn_id, get=True)
+        except redis.RedisError:
+            return
+        if opened_before(previous, self._spawn_id):
+            self.restarted = True
+            self.role, self._recover = opening(self.role, self._recover, restarted=True)
 
     def _flush_events(self) -> None:
         """The reports published since the last flush, as one `execution.events` entry, and the

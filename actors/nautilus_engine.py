@@ -86,7 +86,8 @@ class NautilusEngineHost(EngineBase):
         self._open_streams()
         self.poller.register(self._pull, zmq.POLLIN)
         if self.role == "leader" and self._recover:
-            # a recovering leader starts as a standby and promotes itself: it looks the log
+            # a recovering leader (its first open only: a spawn Ray restarted opened above as a
+            # standby, node.engine_opening) starts as a standby and promotes itself: it looks the log
             # after the checkpoint up at the broker instead of re-sending it blind
             self.role = "standby"
             self._start_child()

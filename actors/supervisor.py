@@ -61,6 +61,7 @@ Contract:
 
 from __future__ import annotations
 
+import secrets
 import socket
 import threading
 import time
@@ -807,6 +808,7 @@ class Supervisor:
                 follow_endpoint=self._registry["events"],
                 port=port,
                 group=lane.name,
+                spawn_id=secrets.token_hex(8),  # node.engine_opening: a Ray restart opens as a standby
             ),
         )
 

@@ -17,6 +17,7 @@ class EngineWiring(msgspec.Struct, frozen=True, kw_only=True):
     follow_endpoint: str | None = None  # the relay's XPUB side, for a standby following the leader
     port: int = 0  # the intake port (0: any); a restarted engine comes back on it
     group: str = "default"  # the engine group it serves (node.router): its signals and its epoch
+    spawn_id: str = ""  # new for each spawn by the supervisor; seen again at open: Ray restarted it
 
     def as_restarted(self) -> "EngineWiring":
         """What a process Ray brought back gets: whatever it was, it rejoins as a standby."""
