@@ -54,9 +54,11 @@ def test_killing_the_nautilus_leader_fails_over_to_native(node):
     failovers = node.stats()["supervisor"]["failovers"]
     first = [(e["from"], e["to"]) for e in failovers if e["epoch"] == sup["epoch"] + 1]
     assert first == [("nt", "native-b")], failovers  # the kill's failover went to the native standby
-    # Ray restarts the killed engine as it was first wired (leader, epoch 1): the supervisor tells it
-    # to step down, so what it says of itself is true
+    # Ray re-creates the killed engine with its first wiring (leader, recover=True, epoch 1): it opens
+    # as a standby (node.engine_opening), so what it says of itself is true, and nobody had to tell
+    # it to step down (no churn)
     deadline = time.monotonic() + 60
     while (nt := node.stats()["engine:nt"]).get("role") != "standby":
         assert time.monotonic() < deadline, nt
         time.sleep(0.2)
+    assert node.stats()["supervisor"]["stale_demotes"] == 0
