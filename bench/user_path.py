@@ -37,9 +37,12 @@ import numpy as np
 from node.client import AsyncExecutionClient, ExecutionClient
 from node.config import PaperSymbol, load_config
 from node.migrations import database_url_for
+from node.stream_claim import STREAM_FIELDS
 from node.messages import Action, ExecKind, ExecutionReport, OrderType, RiskMeta, Signal, encode
 
-STREAMS = ("signals_stream", "events_stream", "monitoring_stream", "intake_stream")
+#: every stream a node uses, named under the bench node id (one left at its default would be claimed
+#: by this run and shared with other nodes: node.stream_claim)
+STREAMS = STREAM_FIELDS
 STRATEGIES = 50
 SYMBOLS = 24
 START_TIMEOUT_S = 180.0
