@@ -65,9 +65,10 @@ def test_kill_minus_nine_whole_node_mid_burst(tmp_path, redis_url, exchange):
         '[signing]\nkeys = { optimus = "s3cret-%s" }\n'
         '[storage]\nsignals_stream = "whole.%s.signals"\nevents_stream = "whole.%s.events"\n'
         'intake_stream = "whole.%s.intake"\nmonitoring_stream = "whole.%s.monitoring"\nledger = false\n'
+        'controls_stream = "whole.%s.controls"\nshadow_stream = "whole.%s.shadow"\n'
         'allow_volatile_redis = true\n'  # the machine's Redis runs with appendonly no
         '[broker]\nkind = "paper-remote"\nexchange_endpoint = "%s"\n'
-        % (run, run, port, run, run, run, run, run, exchange)
+        % (run, run, port, run, run, run, run, run, run, run, exchange)
         + risk_toml()
     )
     env = dict(os.environ, REDIS_URL=redis_url, DATABASE_URL=os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"))

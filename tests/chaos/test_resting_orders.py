@@ -239,8 +239,9 @@ def test_fills_of_resting_orders_survive_a_whole_node_restart(tmp_path, redis_ur
         '[signing]\nkeys = { optimus = "s3cret-%s" }\n'
         '[storage]\nsignals_stream = "rest.%s.signals"\nevents_stream = "rest.%s.events"\n'
         'intake_stream = "rest.%s.intake"\nmonitoring_stream = "rest.%s.monitoring"\nallow_volatile_redis = true\n'
+        'controls_stream = "rest.%s.controls"\nshadow_stream = "rest.%s.shadow"\n'
         '[broker]\nkind = "paper-remote"\nexchange_endpoint = "%s"\n'
-        % (run, run, port, run, run, run, run, run, exchange.endpoint)
+        % (run, run, port, run, run, run, run, run, run, run, exchange.endpoint)
         + "".join('[[broker.paper.symbols]]\nsymbol = "%s"\nprice = %r\n' % (s, p) for s, p in _PRICES.items())
         + risk_toml()
     )

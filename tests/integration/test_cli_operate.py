@@ -30,6 +30,7 @@ def test_up_then_operate_it(tmp_path, redis_url, database_url):
          '[api]\nport = 0\n[intake]\nport = 0\n'
          '[storage]\nsignals_stream = "cliopRUN.signals"\nevents_stream = "cliopRUN.events"\n'
          'intake_stream = "cliopRUN.intake"\ncontrols_stream = "cliopRUN.controls"\nledger = false\n'
+         'monitoring_stream = "cliopRUN.monitoring"\nshadow_stream = "cliopRUN.shadow"\n'
          'allow_volatile_redis = true\n'  # the machine's Redis runs with appendonly no
          ).replace("RUN", run_id) +
         '[[engines]]\nname = "alpha"\n[[engines]]\nname = "beta"\n'

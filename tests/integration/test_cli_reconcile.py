@@ -27,10 +27,11 @@ def test_reconcile_from_the_shell(tmp_path, redis_url, database_url):
     node_id = "cli-rec-" + name[-8:]  # its own: the paper account (in Redis under it) is this run's, as its database is
     (tmp_path / "node.toml").write_text(
         'node_id = "' + node_id + '"\nray_namespace = "cli-rec"\n[api]\nport = 0\n[intake]\nport = 0\n'
-        '[storage]\nsignals_stream = "clirec.signals"\nevents_stream = "clirec.events"\n'
-        'monitoring_stream = "clirec.monitoring"\nintake_stream = "clirec.intake"\nledger = true\n'
+        '[storage]\nsignals_stream = "NID.signals"\nevents_stream = "NID.events"\n'
+        'monitoring_stream = "NID.monitoring"\nintake_stream = "NID.intake"\nledger = true\n'
+        'controls_stream = "NID.controls"\nshadow_stream = "NID.shadow"\n'
         'allow_volatile_redis = true\n'  # the machine's Redis runs with appendonly no
-        '[reconcile]\nsettle_ms = 500\n'
+        '[reconcile]\nsettle_ms = 500\n'.replace("NID", node_id)  # its own streams too (node.stream_claim)
     )
     env = dict(os.environ, REDIS_URL=redis_url, DATABASE_URL=url)
     up = subprocess.Popen([EXECNODE, "--config", "node.toml", "up", "--no-dashboard"], cwd=tmp_path, env=env,

@@ -30,6 +30,8 @@ signals_stream = "clibrkRUN.signals"
 events_stream = "clibrkRUN.events"
 intake_stream = "clibrkRUN.intake"
 controls_stream = "clibrkRUN.controls"
+monitoring_stream = "clibrkRUN.monitoring"
+shadow_stream = "clibrkRUN.shadow"
 ledger = false
 allow_volatile_redis = true
 
