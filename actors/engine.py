@@ -83,7 +83,7 @@ from node.messages import (
 )
 from node.reasons import Reason
 from node.stages import Stage, StageClock
-from node.streams import EVENTS_FIELD, StreamLog, pack_batch, unpack_reports, unpack_signals
+from node.streams import EVENTS_FIELD, StreamLog, exec_ids_in, logged_since_ms, pack_batch, unpack_reports, unpack_signals
 
 _MAX_PENDING_EVENTS = 1_000_000
 STALE_EPOCH = Reason.STALE_EPOCH.value
@@ -682,17 +682,11 @@ class EngineHost(EngineBase):
         wanted = {f.exec_id for f in fills if f.exec_id and f.exec_id not in self._followed_execs}
         if self._log is None or not wanted:
             return set()
-        since_ms = max(0, min(f.ts_ns for f in fills) // 1_000_000 - _QUERY_MARGIN_MS)
         try:
-            entries = self._log.newest(since_ms, _EVENTS_LOOKBACK)
+            entries = self._log.newest(logged_since_ms(fills), _EVENTS_LOOKBACK)
         except StoreError:
             return set()
-        found = set()
-        for _, fields in entries:
-            for rep in unpack_reports(fields):
-                if rep.exec_id in wanted:
-                    found.add(rep.exec_id)
-        return found
+        return exec_ids_in(entries, wanted)
 
     def _query_since_ns(self) -> int:
         """The activity the broker must list besides the orders asked about: since the newest report

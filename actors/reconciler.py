@@ -73,7 +73,7 @@ from node.reconcile import (
     to_book,
 )
 from node.reconcile_report import RESULT_COLUMNS, Action, RunSummary, count_kinds, markdown, result_rows
-from node.streams import EVENTS_FIELD, pack_batch, unpack_reports
+from node.streams import EVENTS_FIELD, exec_ids_in, logged_since_ms, pack_batch, unpack_reports
 
 log = logging.getLogger("nae.reconciler")
 
@@ -99,7 +99,6 @@ _RUN_SQL = ("INSERT INTO reconciliation_runs (run_id, trigger, brokers, matched,
             "in_flight, took_ms, error, report_md, started_at) VALUES "
             "($1, $2, $3, $4, $5::jsonb, $6::jsonb, $7, $8, $9, $10, $11, to_timestamp($12))")
 _STATES = {k.value: k for k in ExecKind}
-_LOGGED_MARGIN_MS = 60_000  # the clocks of the broker and the Redis host may differ by this much
 _LOGGED_LOOKBACK = 5_000  # event batch entries read back for fills published already
 
 
@@ -383,16 +382,11 @@ class Reconciler:
         wanted = {r.exec_id for r in reports if r.exec_id}
         if not wanted:
             return set()
-        since_ms = max(0, min(r.ts_ns for r in reports if r.exec_id) // 1_000_000 - _LOGGED_MARGIN_MS)
+        since_ms = logged_since_ms([r for r in reports if r.exec_id])
         assert self._redis is not None
         entries = await self._redis.xrevrange(self._cfg.storage.events_stream, max="+", min=str(since_ms),
                                               count=_LOGGED_LOOKBACK)
-        found = set()
-        for _, fields in entries:
-            for rep in unpack_reports(fields):
-                if rep.exec_id in wanted:
-                    found.add(rep.exec_id)
-        return found
+        return exec_ids_in(entries, wanted)
 
     def _actions(self, diff: Diff, node: NodeBook) -> list[Action]:
         """Who a drift stops: each strategy it names, or the node (no strategy named, or node scope)."""

@@ -45,6 +45,26 @@ def unpack_reports(fields: dict) -> list[ExecutionReport]:
     return report_batch_decoder.decode(fields[EVENTS_FIELD])
 
 
+#: how far before a fill's own time its report may sit in the events stream: the clocks of the
+#: broker and of the Redis host (the stream's ids) may differ by this much
+LOGGED_MARGIN_MS = 60_000
+
+
+def logged_since_ms(reports: list[ExecutionReport]) -> int:
+    """The stream id (ms) from which the events stream may hold any of `reports` (by their times)."""
+    return max(0, min(r.ts_ns for r in reports) // 1_000_000 - LOGGED_MARGIN_MS)
+
+
+def exec_ids_in(entries: list, wanted: set[str]) -> set[str]:
+    """Which of the exec ids `wanted` the events-stream `entries` ((id, fields) pairs) hold."""
+    found = set()
+    for _, fields in entries:
+        for rep in unpack_reports(fields):
+            if rep.exec_id in wanted:
+                found.add(rep.exec_id)
+    return found
+
+
 def connect_redis(url: str, timeout_s: float = 2.0) -> redis.Redis:
     return redis.Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
 
