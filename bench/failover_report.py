@@ -69,6 +69,9 @@ async def run_failovers(runtime, kills: int, rate: float, gap_s: float = 1.5, pr
     supervisor_kills = 0
     supervisor_back_ms: list[float] = []
     others_back_ms: dict[str, list[float]] = {}
+    # epoch -> the new leader's first send at the broker, gathered before every kill: a killed broker
+    # adapter comes back with an empty record, so the figure is read from what was seen before
+    first_seen: dict[str, int] = {}
     events: dict[int, dict] = {}  # epoch -> failover event (a restarted supervisor forgets its history)
     cfg = runtime.cfg
     key_id, secret = next(iter(cfg.signing.keys.items()))
@@ -111,6 +114,7 @@ async def run_failovers(runtime, kills: int, rate: float, gap_s: float = 1.5, pr
         await asyncio.sleep(1.0)
         for k in range(kills):
             stats = await _answered(loop, runtime.stats)
+            _note_first_sends(first_seen, stats)
             events.update({e["epoch"]: e for e in stats["supervisor"]["failovers"]})
             epoch = stats["supervisor"]["epoch"]
             leader = stats["supervisor"]["leader"]
@@ -171,7 +175,8 @@ async def run_failovers(runtime, kills: int, rate: float, gap_s: float = 1.5, pr
         await asyncio.sleep(1.0)
 
     stats = await _answered(loop, runtime.stats)
-    first = stats["broker"]["first_submit_ns"].get(DEFAULT_GROUP, {})
+    _note_first_sends(first_seen, stats)
+    first = first_seen
     failover_ms = []
     phases: dict[str, list[float]] = {"detect": [], "decide": [], "promote": [], "first_order": []}
     events.update({e["epoch"]: e for e in stats["supervisor"]["failovers"]})
@@ -223,6 +228,15 @@ async def run_failovers(runtime, kills: int, rate: float, gap_s: float = 1.5, pr
         "promote_marks_us": [dict(e.get("marks_us") or {}, asked=e.get("asked"), call_us=e.get("call_us"))
                              for e in stats["supervisor"]["failovers"]][-3:],
     }
+
+
+def _note_first_sends(first_seen: dict[str, int], stats: dict) -> None:
+    """Keep each epoch's first send at the broker (the adapter's record, if it is up now)."""
+    broker = stats.get("broker")
+    record = broker.get("first_submit_ns") if isinstance(broker, dict) else None
+    if isinstance(record, dict):
+        for epoch, ns in (record.get(DEFAULT_GROUP) or {}).items():
+            first_seen.setdefault(epoch, ns)
 
 
 async def _kill_and_wait_back(loop, runtime, role: str, timeout_s: float = 60.0) -> float | None:
