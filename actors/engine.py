@@ -476,7 +476,9 @@ class EngineHost(EngineBase):
             order = self.manager.orders.get(out.client_order_id)
             if order is not None:
                 self.open_index.touch(order)
-            if not is_shadow(out.strategy_id):
+            if is_shadow(out.strategy_id):  # a shadow copy's log is the shadow stream (the report dedupes)
+                self._shadow_events.append(encode(out))
+            else:
                 self._pending_events.append(encode(out))
             return
         self._publish(out)

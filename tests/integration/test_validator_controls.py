@@ -92,7 +92,7 @@ def test_a_control_that_cannot_apply_is_refused_with_a_reason_and_not_recorded(m
         assert refused.value.reason == reason
         assert v.controls() == {
             "node": {"killed": False, "paused": False, "state": "ACTIVE"}, "strategies": {}, "limits": {},
-            "covariance": [],
+            "covariance": [], "modes": {},
         }
         assert _reasons(v, "any") == []
     finally:
