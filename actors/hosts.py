@@ -25,14 +25,16 @@ def build_venue(cfg: BrokerConfig, storage: StorageConfig | None = None, node_id
                 multipliers: Multipliers | None = None):
     """`multipliers`: the node's contract multipliers (risk config), which the paper venue sizes a notional by."""
     if cfg.kind == "paper":
+        prefix = cfg.name + "-" if cfg.name else ""  # exec ids unique across the node's paper venues
         redis_url = storage.redis_url if storage is not None else None
         if cfg.paper.persist and redis_url and node_id:  # the account outlives the adapter, as a broker's does
             from adapters.paper.journal import log_key, open_paper_venue
 
-            return open_paper_venue(cfg.paper, redis_url, log_key(node_id, cfg.name), multipliers=multipliers)
+            return open_paper_venue(cfg.paper, redis_url, log_key(node_id, cfg.name), multipliers=multipliers,
+                                    exec_prefix=prefix)
         from adapters.paper.venue import PaperVenue
 
-        return PaperVenue(cfg.paper, multipliers=multipliers)
+        return PaperVenue(cfg.paper, multipliers=multipliers, exec_prefix=prefix)
     if cfg.kind == "paper-remote":
         if not cfg.exchange_endpoint:
             raise ConfigError("broker.exchange_endpoint: required for kind paper-remote")

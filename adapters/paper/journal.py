@@ -82,12 +82,13 @@ class RedisBookLog:
 
 
 def open_paper_venue(cfg: PaperVenueConfig, redis_url: str, key: str, now_ns: int | None = None,
-                     compact_after: int = COMPACT_AFTER, multipliers: Multipliers | None = None) -> PaperVenue:
+                     compact_after: int = COMPACT_AFTER, multipliers: Multipliers | None = None,
+                     exec_prefix: str = "") -> PaperVenue:
     """A paper venue that keeps its account in Redis under `key`: restored from its log, the log
     compacted when long. Redis unreachable or the log unreadable: StoreError (the adapter does not
     start with an empty account while the ledger remembers one)."""
     book_log = RedisBookLog(redis_url, key)
-    venue = PaperVenue(cfg, book_log, multipliers)
+    venue = PaperVenue(cfg, book_log, multipliers, exec_prefix)
     try:
         t0 = time.perf_counter()
         records, entries = book_log.load()

@@ -119,8 +119,12 @@ class _Order:
 class PaperVenue(VenueBase):
     """The simulated venue behind the paper broker (see the module docstring); a `node.venue.Venue`."""
 
-    def __init__(self, cfg: PaperVenueConfig, log: BookLog | None = None, multipliers: Multipliers | None = None) -> None:
+    def __init__(self, cfg: PaperVenueConfig, log: BookLog | None = None, multipliers: Multipliers | None = None,
+                 exec_prefix: str = "") -> None:
         self._cfg = cfg
+        # in every exec id: two paper venues of one node (two groups, a paper and a live route) count
+        # their orders from 1 each, and the ledger keys a fill by its exec id alone
+        self._exec_prefix = exec_prefix
         # a notional buys contracts: its price is per share, one contract is `multiplier` shares (options: 100)
         self._multipliers = multipliers if multipliers is not None else Multipliers()
         self._log = log
@@ -517,7 +521,7 @@ class PaperVenue(VenueBase):
                 kind=kind,
                 client_order_id=order.coid,
                 venue_order_id=order.vid,
-                exec_id="E-" + order.vid + "-" + str(order.n_fills),
+                exec_id="E-" + self._exec_prefix + order.vid + "-" + str(order.n_fills),
                 symbol=intent.symbol,
                 side=intent.side,
                 last_qty=qty,

@@ -451,3 +451,21 @@ def test_the_query_views_are_the_full_lists_cut_by_id_and_time():
     cut = every[9].ts_ns
     assert v.fills_since(cut) == [f for f in every if f.ts_ns >= cut]
     assert v.fills_since(0) == every and v.fills_since(every[-1].ts_ns + 1) == []
+
+
+def test_two_paper_venues_of_one_node_never_share_an_exec_id():
+    """The ledger keys a fill by its exec id alone: a node's paper venues (two groups, or a paper and a
+    live route) each count orders from 1, so the broker's name is in every exec id
+    (`actors.hosts.build_venue`); without it the second venue's fill was dropped as a duplicate row."""
+    from node.config import BrokerConfig
+
+    from actors.hosts import build_venue
+
+    cfg = PaperVenueConfig(symbols=[PaperSymbol(symbol="AAPL", price=100.0, top_size=100.0, volatility_bps=0.0)])
+    execs = []
+    for name in ("pv", "lv"):
+        v = build_venue(BrokerConfig(name=name, kind="paper", paper=cfg))
+        o = intent(250.0)
+        v.submit(o, T0)
+        execs.append({r.exec_id for r in of(v.advance(T0), o.client_order_id) if r.kind in FILLS})
+    assert execs[0] and execs[1] and not execs[0] & execs[1], execs
