@@ -19,6 +19,8 @@ under a fenced epoch.
 
 from __future__ import annotations
 
+from collections import Counter
+
 import argparse
 import asyncio
 import json
@@ -76,6 +78,7 @@ async def run_failovers(runtime, kills: int, rate: float, gap_s: float = 1.5, pr
     cfg = runtime.cfg
     key_id, secret = next(iter(cfg.signing.keys.items()))
     replies: dict[str, str] = {}
+    refused: Counter[str] = Counter()  # reason code -> signals refused for it
     sent = 0
     stop = asyncio.Event()
     kill_times: list[tuple[int, int]] = []  # (kill ns, epoch before)
@@ -87,7 +90,10 @@ async def run_failovers(runtime, kills: int, rate: float, gap_s: float = 1.5, pr
         async def one(sig: Signal) -> None:
             for _ in range(20):
                 try:
-                    replies[sig.request_id] = (await client.send_signal(sig)).status
+                    reply = await client.send_signal(sig)
+                    replies[sig.request_id] = reply.status
+                    if reply.status != "ACCEPTED":
+                        refused.update(reply.reasons or ("<none>",))
                     return
                 except Exception:  # noqa: BLE001 - retried with the same request_id
                     await asyncio.sleep(0.05)
@@ -210,6 +216,7 @@ async def run_failovers(runtime, kills: int, rate: float, gap_s: float = 1.5, pr
         "sent": sent,
         "replied": len(replies),
         "accepted": len(accepted),
+        "refused_reasons": dict(refused.most_common()),
         "lost": lost + (sent - len(replies)),
         "duplicate_broker_orders": len(orders) - len(at_broker),
         "broker_orders": len(orders),
