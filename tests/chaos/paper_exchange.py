@@ -119,6 +119,17 @@ def check_exactly_once(endpoint: str, signals, replies: dict[str, str]) -> None:
     assert not missing, "%d acked signals never executed" % len(missing)
 
 
+def wait_leader_change(runtime, old: str, timeout_s: float = 30.0) -> str:
+    """The first group's new leader once the supervisor has replaced `old` (kill -9 of it)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        leader = runtime.call_supervisor("stats")["supervisor"]["leader"]
+        if leader not in (old, "standby", None):
+            return leader
+        time.sleep(0.05)
+    raise AssertionError("no failover after killing " + old)
+
+
 def risk_toml() -> str:
     """The throughput limits as a [risk] table (a node under test run from a TOML file)."""
     from node.risk.config import RiskLimits, throughput_limits

@@ -27,7 +27,7 @@ from node.client import ExecutionClient
 from node.config import BrokerConfig, EngineConfig, PaperSymbol, PaperVenueConfig
 from node.messages import ExecKind, report_decoder
 from node.runtime import NodeRuntime, quiet
-from tests.chaos.paper_exchange import exchange_report, start_exchange, stop_exchange
+from tests.chaos.paper_exchange import exchange_report, start_exchange, stop_exchange, wait_leader_change
 
 pytestmark = pytest.mark.chaos
 
@@ -83,16 +83,6 @@ def _signals(n: int) -> list[dict]:
              "quantity": float(rnd.randint(1, 20)), "order_type": "MARKET"} for _ in range(n)]
 
 
-def _wait_leader_change(runtime: NodeRuntime, old: str, timeout_s: float = 30.0) -> str:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        leader = runtime.call_supervisor("stats")["supervisor"]["leader"]
-        if leader not in (old, "standby", None):
-            return leader
-        time.sleep(0.05)
-    raise AssertionError("no failover after killing " + old)
-
-
 def test_each_execution_published_once_across_failovers_mid_burst(ray_session, make_config, database_url, exchange):
     from actors.ledger import ledger_fills
     from node.migrations import create_database, drop_database
@@ -131,7 +121,7 @@ def test_each_execution_published_once_across_failovers_mid_burst(ray_session, m
             pid = runtime.call_supervisor("pid", "engine")
             kills.append(time.monotonic())
             os.kill(pid, signal.SIGKILL)
-            leader = _wait_leader_change(runtime, leader)
+            leader = wait_leader_change(runtime, leader)
         assert done.wait(120), "the burst did not finish"
         accepted = sum(r.status == "ACCEPTED" for r in sent)
         assert accepted >= 300, Counter(r.status for r in sent)

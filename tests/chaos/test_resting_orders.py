@@ -33,6 +33,7 @@ from tests.chaos.paper_exchange import (
     start_exchange,
     steer,
     stop_exchange,
+    wait_leader_change,
 )
 
 pytestmark = pytest.mark.chaos
@@ -161,16 +162,6 @@ def _wait_subscribed(subscriber: Subscriber, intake: str, secret: str, timeout_s
             assert time.monotonic() < deadline, "the subscriber heard nothing of the node after its restart"
 
 
-def _wait_leader_change(runtime: NodeRuntime, old: str, timeout_s: float = 30.0) -> str:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        leader = runtime.call_supervisor("stats")["supervisor"]["leader"]
-        if leader != old:
-            return leader
-        time.sleep(0.1)
-    raise AssertionError("no failover after killing " + old)
-
-
 def test_fills_of_resting_orders_survive_two_leader_kills(ray_session, make_config, database_url, exchange):
     from actors.ledger import ledger_fills
     from node.migrations import create_database, drop_database
@@ -194,13 +185,13 @@ def test_fills_of_resting_orders_survive_two_leader_kills(ray_session, make_conf
         os.kill(runtime.call_supervisor("pid", "engine"), signal.SIGKILL)
         killed_ns = time.time_ns()
         exchange.cross("AAPL", buys=True)  # the venue fills some while the leader is dead
-        second = _wait_leader_change(runtime, first)
+        second = wait_leader_change(runtime, first)
         wait_venue_fills(exchange.endpoint, killed_ns, 3)
         _wait_standby(runtime, first)  # Ray brought the first engine back: the second kill has a successor
         os.kill(runtime.call_supervisor("pid", "engine"), signal.SIGKILL)
         second_killed_ns = time.time_ns()
         exchange.cross("MSFT", buys=False)
-        _wait_leader_change(runtime, second)
+        wait_leader_change(runtime, second)
         # the new leader never saw these orders placed: their fills must still reach us
         venue = wait_venue_fills(exchange.endpoint, second_killed_ns, 5)
         deadline = time.monotonic() + 60
