@@ -38,12 +38,14 @@ from node.messages import (
     encode,
 )
 from node.daily_roll import DailyRoll, Finished
+from node.logs import RepeatLimiter, logger
 from node.reasons import Reason
 from node.reconcile import BrokerBook, Order, fill_of_report
 from node.stats import BrokerStats
 from node.venue import DONE_KINDS, Venue
 
 
+_log = logger("broker")
 _ORDER_SLACK_NS = 1_000_000_000  # report times (venue due times) may step back a little: scan this far past
 
 
@@ -57,6 +59,9 @@ class BrokerHost(LoopService):
         #: a command from another group could dodge its group's fence, so it is refused
         self._groups = groups
         self.refused_group = 0
+        self.stale_from: dict[str, int] = {}  # engine -> its commands refused under a fenced epoch
+        self.last_stale = ""  # the newest command refused under a fenced epoch ("" none)
+        self._stale_lines = RepeatLimiter(10.0)
         self._port = port
         self.name = "broker:" + name
         self._bind_host = bind_host
@@ -159,12 +164,15 @@ class BrokerHost(LoopService):
                 self.submitted += 1
                 self.venue.submit(cmd.intent, now)
             elif verdict is Admit.STALE_EPOCH:
+                self._stale(cmd, "submit")
                 self._reply(ident, _refusal(cmd.intent, Reason.STALE_EPOCH, now))
             else:
                 self._owner[coid] = (ident, cmd.group, self._takeovers)  # the newest asker hears from now on
         elif kind is CancelOrder:
             if self.gate.fence(cmd.epoch, cmd.group):
                 self.venue.cancel(cmd.client_order_id, now)
+            else:
+                self._stale(cmd, "cancel")
         elif kind is ReplaceOrder:
             coid = cmd.intent.client_order_id  # the replacement is an order like any other: sent once
             verdict = self.gate.admit_submit(cmd.epoch, coid, cmd.group)
@@ -174,6 +182,7 @@ class BrokerHost(LoopService):
                 self.submitted += 1
                 self.venue.replace(cmd.client_order_id, cmd.intent, now)
             elif verdict is Admit.STALE_EPOCH:
+                self._stale(cmd, "replace")
                 self._reply(ident, _refusal(cmd.intent, Reason.STALE_EPOCH, now))
         elif kind is QueryOrders:
             # a look (take_over False: a standby catching up, a settle) changes nothing, so it is
@@ -184,8 +193,21 @@ class BrokerHost(LoopService):
                     self._takeovers += 1  # the group's orders sent before now are the new leader's to hear about
                     self._takeover[cmd.group] = (ident, self._takeovers)
                 self._reply(ident, self._orders_report(cmd.since_ns, cmd.client_order_ids))
+            else:
+                self._stale(cmd, "query")
         elif kind is Heartbeat:
             self._reply(ident, Heartbeat(self.name, self.gate.epoch, cmd.seq, now))
+
+    def _stale(self, cmd: SubmitOrder | CancelOrder | ReplaceOrder | QueryOrders, what: str) -> None:
+        """A command under a fenced epoch (refused by the gate): who sent it is kept for `stats` and
+        logged (rate-limited): a dead leader's last commands still in flight are expected around a
+        failover; an engine that keeps sending under an old epoch is not."""
+        floor = self.gate.epochs.get(cmd.group, 0)
+        self.stale_from[cmd.engine] = self.stale_from.get(cmd.engine, 0) + 1
+        self.last_stale = "%s from %s (group %r) epoch %d < %d" % (what, cmd.engine, cmd.group, cmd.epoch, floor)
+        suppressed = self._stale_lines.allow(cmd.engine)
+        if suppressed is not None:
+            _log.warning("refused under a fenced epoch: %s (%d more from it not logged)", self.last_stale, suppressed)
 
     def _orders_report(self, since_ns: int, asked: list[str]) -> OrdersReport:
         """since_ns 0: every order and fill. Else the `asked` orders (any age) with their fills, and
@@ -263,6 +285,8 @@ class BrokerHost(LoopService):
             epoch=self.gate.epoch,
             epochs=dict(self.gate.epochs),
             refused_stale=self.gate.refused_stale,
+            stale_from=dict(self.stale_from),
+            last_stale=self.last_stale,
             refused_duplicate=self.gate.refused_duplicate,
             refused_group=self.refused_group,
             malformed=self.malformed,

@@ -221,6 +221,7 @@ async def run_failovers(runtime, kills: int, rate: float, gap_s: float = 1.5, pr
         "duplicate_broker_orders": len(orders) - len(at_broker),
         "broker_orders": len(orders),
         "refused_stale_epoch": stats["broker"]["refused_stale"],
+        "refused_stale_from": stats["broker"].get("stale_from", {}),
         "refused_duplicate_ids": stats["broker"]["refused_duplicate"],
         "failovers": len(events),
         "failover_p50_ms": pct(failover_ms, 50),

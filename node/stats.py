@@ -165,6 +165,8 @@ class BrokerStats(LoopFields, kw_only=True):
     epoch: int
     epochs: dict[str, int]
     refused_stale: int
+    stale_from: dict[str, int]
+    last_stale: str
     refused_duplicate: int
     refused_group: int
     malformed: int
