@@ -72,7 +72,9 @@ class NodeRuntime:
             self._progress("starting Ray" + (" (dashboard on)" if cfg.dashboard else ""))
             try:
                 ray.init(
-                    address=cfg.ray_address,
+                    # no address: a Ray of its own, never a cluster found on the machine (another
+                    # node's, a test's): "auto" or an address joins one on purpose
+                    address=cfg.ray_address or "local",
                     namespace=cfg.ray_namespace,
                     include_dashboard=cfg.dashboard,
                     log_to_driver=False,
