@@ -16,11 +16,12 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import os
-import statistics
 import subprocess
 import sys
 
 import orjson
+
+from bench.rounds import add_build_args, alternate, builds_of, report
 
 _ROUND = r'''
 import asyncio, os, sys, time
@@ -82,7 +83,6 @@ def _echo(endpoint_q, secret: bytes) -> None:
     """The echo intake (its own process): decode, answer ACCEPTED with the request_id and stamp."""
     import msgspec
     import zmq
-
     from nae_client.wire import Reply, SignedSignal, Status, encode
 
     env_decode = msgspec.msgpack.Decoder(SignedSignal).decode
@@ -106,33 +106,19 @@ def _round(code_dir: str, endpoint: str, n: int) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--build", action="append", required=True, help="NAME=checkout (twice: A and B)")
-    ap.add_argument("--rounds", type=int, default=3)
+    add_build_args(ap, rounds=3)
     ap.add_argument("--n", type=int, default=3_000)
-    ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
-    builds = [b.split("=", 1) for b in args.build]
+    builds = builds_of(args)
     q: multiprocessing.Queue = multiprocessing.Queue()
     echo = multiprocessing.Process(target=_echo, args=(q, b"bench-secret"), daemon=True)
     echo.start()
     endpoint = q.get(timeout=30)
-    rounds: dict[str, list[dict]] = {name: [] for name, _ in builds}
     try:
-        for i in range(args.rounds):
-            order = builds if i % 2 == 0 else builds[::-1]
-            for name, code in order:
-                got = _round(code, endpoint, args.n)
-                print(orjson.dumps({"round": i, "build": name, **got}).decode(), file=sys.stderr)
-                rounds[name].append(got)
+        rounds = alternate(builds, args.rounds, lambda code: _round(code, endpoint, args.n))
     finally:
         echo.terminate()
-    medians = {name: {k: statistics.median(r[k] for r in rs) for k in rs[0]} for name, rs in rounds.items()}
-    (a, _), (b, _) = builds[0], builds[1]
-    ratios = {k: round(medians[b][k] / medians[a][k], 3) for k in medians[a] if medians[a][k]}
-    report = {"medians": medians, "ratios_b_over_a": ratios, "rounds": rounds, "load": os.getloadavg()}
-    print(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode() if args.json else
-          "\n".join(k + ": " + " ".join(n + "=" + str(medians[n][k]) for n in medians) + "  B/A " + str(ratios.get(k))
-                    for k in medians[a]))
+    report(builds, rounds, list(rounds[builds[0][0]][0]), args.json)
 
 
 if __name__ == "__main__":

@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import subprocess
 import sys
 
 import orjson
+
+from bench.rounds import add_build_args, alternate, builds_of, report
 
 _ROUND = r'''
 import secrets, sys, time
@@ -73,25 +74,11 @@ def _round(code_dir: str, n: int) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--build", action="append", required=True, help="NAME=checkout (twice: A and B)")
-    ap.add_argument("--rounds", type=int, default=3)
+    add_build_args(ap, rounds=3)
     ap.add_argument("--n", type=int, default=20_000)
-    ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
-    builds = [b.split("=", 1) for b in args.build]
-    rounds: dict[str, list[dict]] = {name: [] for name, _ in builds}
-    for i in range(args.rounds):
-        for name, code in builds if i % 2 == 0 else builds[::-1]:
-            got = _round(code, args.n)
-            print(orjson.dumps({"round": i, "build": name, **got}).decode(), file=sys.stderr)
-            rounds[name].append(got)
-    medians = {name: statistics.median(r["admit_cpu_us"] for r in rs) for name, rs in rounds.items()}
-    (a, _), (b, _) = builds[0], builds[1]
-    report = {"admit_cpu_us": medians, "b_over_a": round(medians[b] / medians[a], 3), "rounds": rounds,
-              "load": os.getloadavg()}
-    print(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode() if args.json else
-          "admit CPU us/signal: " + " ".join(k + "=" + str(v) for k, v in medians.items()) + "  B/A "
-          + str(report["b_over_a"]))
+    builds = builds_of(args)
+    report(builds, alternate(builds, args.rounds, lambda code: _round(code, args.n)), ("admit_cpu_us",), args.json)
 
 
 if __name__ == "__main__":

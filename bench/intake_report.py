@@ -20,14 +20,14 @@ import argparse
 import asyncio
 import os
 import secrets
-import statistics
 import subprocess
 import sys
 import time
 
 import orjson
-
 from nae_client import AsyncExecutionClient
+
+from bench.rounds import add_build_args, alternate, builds_of, report
 
 _SERVE = r'''
 import secrets, sys, time
@@ -133,31 +133,17 @@ def _round(code_dir: str, redis_url: str, rate: float, seconds: float, max_n: in
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--build", action="append", required=True, help="NAME=checkout (twice: A and B)")
-    ap.add_argument("--rounds", type=int, default=2)
+    add_build_args(ap, rounds=2)
     ap.add_argument("--rate", type=float, default=1_000.0)
     ap.add_argument("--seconds", type=float, default=5.0)
     ap.add_argument("--max-n", type=int, default=20_000)
     ap.add_argument("--window", type=int, default=256)
-    ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
-    builds = [b.split("=", 1) for b in args.build]
-    rounds: dict[str, list[dict]] = {name: [] for name, _ in builds}
-    for i in range(args.rounds):
-        for name, code in builds if i % 2 == 0 else builds[::-1]:
-            got = _round(code, redis_url, args.rate, args.seconds, args.max_n, args.window)
-            print(orjson.dumps({"round": i, "build": name, "load_1m": round(os.getloadavg()[0], 1), **got}).decode(),
-                  file=sys.stderr)
-            rounds[name].append(got)
-    keys = ("paced_p50_us", "paced_p99_us", "max_per_s", "max_p50_us")
-    medians = {name: {k: statistics.median(r[k] for r in rs) for k in keys} for name, rs in rounds.items()}
-    (a, _), (b, _) = builds[0], builds[1]
-    ratios = {k: round(medians[b][k] / medians[a][k], 3) for k in keys if medians[a][k]}
-    report = {"medians": medians, "ratios_b_over_a": ratios, "rounds": rounds, "load": os.getloadavg()}
-    print(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode() if args.json else
-          "\n".join(k + ": " + " ".join(n + "=" + str(medians[n][k]) for n in medians) + "  B/A " + str(ratios.get(k))
-                    for k in keys))
+    builds = builds_of(args)
+    rounds = alternate(builds, args.rounds,
+                       lambda code: _round(code, redis_url, args.rate, args.seconds, args.max_n, args.window))
+    report(builds, rounds, ("paced_p50_us", "paced_p99_us", "max_per_s", "max_p50_us"), args.json)
 
 
 if __name__ == "__main__":
