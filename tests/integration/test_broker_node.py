@@ -4,23 +4,17 @@ signals execute through both, each fake's own record matches what the node repor
 
 from __future__ import annotations
 
-import asyncio
-import secrets
 import time
 
 import pytest
 
 from node.client import ExecutionClient
-from node.config import BrokerConfig, EngineConfig, EngineGroupConfig, IbkrConfig, RouteConfig, SchwabConfig
+from node.config import BrokerConfig, EngineConfig, EngineGroupConfig, IbkrConfig, RouteConfig
 from node.messages import Signal
-from node.migrations import apply_migrations, create_database, drop_database
 from node.orders import client_order_id_for, signal_id_for
 from node.runtime import NodeRuntime, quiet
-from tests.fakes.pair import broker_fakes
-from tests.fakes.schwab_fake import SchwabFake
-from tests.fakes.tws_fake import TwsFake
+from tests.fakes.pair import broker_fakes, schwab_account
 from tests.integration.amend_flow import amend_flow, broker_orders, coid
-from tests.integration.test_schwab_venue import seed_token
 
 PRICES = {"AAPL": 230.0, "MSFT": 420.0}
 
@@ -34,27 +28,19 @@ def fakes():
 @pytest.fixture(scope="module")
 def node(ray_session, make_config, fakes, redis_url, database_url):
     schwab, tws = fakes
-    name, token_db = asyncio.run(create_database(database_url, "nae_brokers_"))
-    asyncio.run(apply_migrations(token_db))
-    sc = SchwabConfig(
-        api_key=schwab.api_key, app_secret=schwab.app_secret, account_hash=schwab.account_hash,
-        base_url=schwab.base_url, database_url=token_db, vault_keys_hex={"k1": secrets.token_hex(32)},
-        vault_key_id="k1", sweep_interval_ms=200, unknown_settle_ms=6_000,
-    )  # fmt: skip
-    seed_token(sc, schwab.issue_token())
-    ib = IbkrConfig(port=tws.port, client_id=11, windows=[], reconnect_interval_ms=500)
-    cfg = make_config(
-        brokers=[BrokerConfig(name="schwab", kind="schwab", schwab=sc), BrokerConfig(name="ibkr", kind="ibkr", ibkr=ib)],
-        groups=[EngineGroupConfig(name="sch", engines=[EngineConfig(name="a")], brokers=["schwab"]),
-                EngineGroupConfig(name="ib", engines=[EngineConfig(name="b")], brokers=["ibkr"])],
-        routes=[RouteConfig(group="sch", strategies=["sch-*"]), RouteConfig(group="ib", strategies=["ib-*"])],
-        reject_unrouted=True, heartbeat_misses=10,
-    )  # fmt: skip
-    runtime = NodeRuntime(cfg, quiet)
-    runtime.start()
-    yield runtime
-    runtime.stop()
-    asyncio.run(drop_database(database_url, name))
+    with schwab_account(schwab, database_url, "nae_brokers_", sweep_interval_ms=200, unknown_settle_ms=6_000) as (_, sc):
+        ib = IbkrConfig(port=tws.port, client_id=11, windows=[], reconnect_interval_ms=500)
+        cfg = make_config(
+            brokers=[BrokerConfig(name="schwab", kind="schwab", schwab=sc), BrokerConfig(name="ibkr", kind="ibkr", ibkr=ib)],
+            groups=[EngineGroupConfig(name="sch", engines=[EngineConfig(name="a")], brokers=["schwab"]),
+                    EngineGroupConfig(name="ib", engines=[EngineConfig(name="b")], brokers=["ibkr"])],
+            routes=[RouteConfig(group="sch", strategies=["sch-*"]), RouteConfig(group="ib", strategies=["ib-*"])],
+            reject_unrouted=True, heartbeat_misses=10,
+        )  # fmt: skip
+        runtime = NodeRuntime(cfg, quiet)
+        runtime.start()
+        yield runtime
+        runtime.stop()
 
 
 def send(node, strategy: str, symbol: str, n: int) -> list:

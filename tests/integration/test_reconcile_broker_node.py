@@ -9,19 +9,16 @@ POSITION_DRIFT, written to reconciliation_results with both values, and acted on
 from __future__ import annotations
 
 import asyncio
-import secrets
 import time
 
 import asyncpg
 import pytest
 
 from node.client import ExecutionClient
-from node.config import BrokerConfig, EngineConfig, EngineGroupConfig, ReconcileConfig, RouteConfig, SchwabConfig
+from node.config import BrokerConfig, EngineConfig, EngineGroupConfig, ReconcileConfig, RouteConfig
 from node.messages import Signal
-from node.migrations import apply_migrations, create_database, drop_database
 from node.runtime import NodeRuntime, quiet
-from tests.fakes.pair import broker_fakes
-from tests.integration.test_schwab_venue import seed_token
+from tests.fakes.pair import broker_fakes, schwab_account
 
 PRICES = {"AAPL": 230.0, "MSFT": 420.0}
 FEE = 0.65  # Schwab's cash pays it on every execution; the node's schedule says so
@@ -37,27 +34,20 @@ def fakes():
 def node(ray_session, make_config, fakes, database_url):
     schwab, _ = fakes
     schwab.commission_per_fill = FEE
-    name, url = asyncio.run(create_database(database_url, "nae_test_recbrokernode_"))
-    asyncio.run(apply_migrations(url))
-    sc = SchwabConfig(
-        api_key=schwab.api_key, app_secret=schwab.app_secret, account_hash=schwab.account_hash,
-        base_url=schwab.base_url, database_url=url, vault_keys_hex={"k1": secrets.token_hex(32)},
-        vault_key_id="k1", sweep_interval_ms=200, unknown_settle_ms=6_000,
-    )  # fmt: skip
-    seed_token(sc, schwab.issue_token())
-    cfg = make_config(
-        database_url_override=url,
-        brokers=[BrokerConfig(name="schwab", kind="schwab", schwab=sc)],
-        groups=[EngineGroupConfig(name="sch", engines=[EngineConfig(name="a")], brokers=["schwab"])],
-        routes=[RouteConfig(group="sch", strategies=["sch-*"])], reject_unrouted=True, heartbeat_misses=10,
-        reconcile=ReconcileConfig(reconcile_every_secs=0, settle_ms=500, on_drift="REDUCING",
-                                  fee_min_per_fill_usd=FEE),
-    )  # fmt: skip
-    runtime = NodeRuntime(cfg, quiet)
-    runtime.start()
-    yield runtime
-    runtime.stop()
-    asyncio.run(drop_database(database_url, name))
+    with schwab_account(schwab, database_url, "nae_test_recbrokernode_", sweep_interval_ms=200,
+                        unknown_settle_ms=6_000) as (url, sc):
+        cfg = make_config(
+            database_url_override=url,
+            brokers=[BrokerConfig(name="schwab", kind="schwab", schwab=sc)],
+            groups=[EngineGroupConfig(name="sch", engines=[EngineConfig(name="a")], brokers=["schwab"])],
+            routes=[RouteConfig(group="sch", strategies=["sch-*"])], reject_unrouted=True, heartbeat_misses=10,
+            reconcile=ReconcileConfig(reconcile_every_secs=0, settle_ms=500, on_drift="REDUCING",
+                                      fee_min_per_fill_usd=FEE),
+        )  # fmt: skip
+        runtime = NodeRuntime(cfg, quiet)
+        runtime.start()
+        yield runtime
+        runtime.stop()
 
 
 def _fetch(url: str, sql: str, *args):
@@ -108,7 +98,9 @@ def test_a_schwab_position_edited_at_the_broker_moves_the_strategy_to_reducing(n
         assert time.monotonic() < deadline, schwab.positions()
         time.sleep(0.2)
     run = _reconcile_until_matched(node)
-    assert run["matched"] and run["error"] == "", run  # positions, cash with fees, PnL at Schwab's valuation
+    # positions, cash with fees, PnL at Schwab's valuation
+    differences = [dict(r) for r in _fetch(url, "SELECT * FROM reconciliation_results WHERE run_id = $1", run["run_id"])]
+    assert run["matched"] and run["error"] == "", (run["counts"], run["error"], differences)
     assert {r["node_id"] for r in _fetch(url, "SELECT node_id FROM fills")} == {node.cfg.node_id}
 
     schwab.edit_position("AAPL", 4.0)  # a journal at the broker, no order
