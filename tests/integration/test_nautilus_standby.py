@@ -79,7 +79,8 @@ def test_killing_the_native_leader_promotes_the_warm_nautilus_standby(node):
     print("\nnautilus standby -> leader: promote %.1f ms (warm; this kernel's cold start %.0f ms); %s"
           % (promote_ms, cold_ms, nt["last_promotion"]))
     # warm: the kernel that ran as the standby leads (how long the promotion takes is measured by
-    # bench/nautilus_report.py, not asserted here: the child works through the replayed log first)
+    # `python -m bench.failover_report --engines native,nautilus` (phases_ms), not asserted here: the
+    # child works through the replayed log first)
     assert not nt["last_promotion"]["cold"], nt["last_promotion"]
     assert nt["child"]["sent"] > 0 and not nt["child"]["standby"], nt["child"]
 
