@@ -134,7 +134,8 @@ def test_schwab_account_answer_as_the_reconciler_reads_it():
     ], "currentBalances": {"cashBalance": 12345.5}}}
     pnl = schwab.pnl_of(account)
     assert pnl == {"AAPL": BrokerPnl(qty=30.0, mark=103.0, avg_cost=101.5, unrealised=45.0),
-                   "MSFT": BrokerPnl(qty=-12.0, mark=402.0, avg_cost=400.0, unrealised=-24.0)}
+                   "MSFT": BrokerPnl(qty=-12.0, mark=402.0, avg_cost=400.0, unrealised=-24.0),
+                   "AAPL250117C00150000": BrokerPnl(qty=2.0, mark=3.5, avg_cost=3.0, unrealised=100.0)}
     book, bad = schwab.account_book([], account, {}, 0, 0)
     assert book.cash == 12345.5 and book.pnl == pnl and not book.fees_reported and bad == 0
     assert schwab.pnl_of({"nope": 1}) == {} and schwab.pnl_of(None) == {}

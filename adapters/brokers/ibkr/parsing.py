@@ -13,7 +13,12 @@
   node's client order id), else by permId (`IBKR-<permId>`: placed in TWS by hand or by another
   program); a correction replaces the execution it corrects. Its fills carry TWS's commissions;
   with the account values (`reqAccountUpdates`: TotalCashValue) its cash, and with the portfolio
-  (updatePortfolio: marketPrice, averageCost, unrealizedPNL, realizedPNL) its PnL per stock.
+  (updatePortfolio: marketPrice, averageCost, unrealizedPNL, realizedPNL) its PnL per stock and
+  option, prices per share (an option's averageCost, per contract at TWS, over its multiplier).
+- `symbol_of(contract)`: the node's symbol of a TWS contract (an option: the OCC symbol unpadded,
+  TWS's localSymbol is padded); every position, fill and valuation is keyed by it.
+- `intent_of(trade)`: an open order TWS lists (`reqAllOpenOrders`) as the node's order, by its
+  orderRef (the client order id), for a restarted adapter to adopt it.
 """
 
 from __future__ import annotations
@@ -22,11 +27,11 @@ import datetime as dt
 import math
 from zoneinfo import ZoneInfo
 
-from ib_async import AccountValue, Contract, Fill, Option, Order, PortfolioItem, Position, Stock
+from ib_async import AccountValue, Contract, Fill, Option, Order, PortfolioItem, Position, Stock, Trade
 
 from node.config import MaintenanceWindow
-from node.instruments import OCC_SYMBOL
-from node.messages import ExecKind, OrderIntent, OrderType, Side
+from node.instruments import DEFAULT_MULTIPLIERS, OCC_SYMBOL, Multipliers
+from node.messages import ExecKind, OrderIntent, OrderType, Side, TimeInForce
 from node.reasons import Reason
 from node.reconcile import BrokerBook, BrokerPnl, is_finite_pnl
 from node.reconcile import Fill as BookFill
@@ -49,6 +54,56 @@ def contract_of(symbol: str) -> Contract:
         return Stock(symbol, "SMART", "USD")
     root, yymmdd, right, strike = m.groups()
     return Option(root, "20" + yymmdd, int(strike) / 1000, right, "SMART", OPTION_MULTIPLIER, "USD")
+
+
+def symbol_of(contract: Contract) -> str:
+    """The node's spelling of a TWS contract: an option as its OCC symbol without the padding
+    ('AAPL250117C00150000'; TWS's localSymbol is the padded 'AAPL  250117C00150000'), built from
+    the contract's fields when its localSymbol is not one; anything else its localSymbol or symbol."""
+    local = contract.localSymbol or ""
+    if contract.secType != "OPT":
+        return local or contract.symbol
+    if OCC_SYMBOL.match(local):
+        return local.replace(" ", "")
+    expiry, right = str(contract.lastTradeDateOrContractMonth or ""), str(contract.right or "")[:1].upper()
+    try:
+        strike = round(float(contract.strike) * 1000)
+    except (TypeError, ValueError, OverflowError):  # not a number, NaN, infinite
+        strike = -1
+    built = "%s%s%s%08d" % (contract.symbol, expiry[2:8], right, strike) if 0 <= strike < 10**8 else ""
+    return built if len(expiry) == 8 and OCC_SYMBOL.match(built) else local or contract.symbol
+
+
+def multiplier_of(contract: Contract, symbol: str, mult: Multipliers = DEFAULT_MULTIPLIERS) -> float:
+    """TWS's own multiplier of the contract (an option's "100"), else the node's for the symbol."""
+    try:
+        m = float(contract.multiplier or 0.0)
+    except (TypeError, ValueError):
+        m = 0.0
+    return m if math.isfinite(m) and 0.0 < m < 1e9 else mult.of(symbol)
+
+
+_ORDER_TYPES = {v: k for k, v in _TYPES.items()}
+
+
+def intent_of(trade: Trade) -> OrderIntent | None:
+    """An open order TWS lists (reqAllOpenOrders) as the node's order it was sent as: the client
+    order id is its orderRef (None: no ref, an order the node did not place). What TWS does not
+    keep (the strategy, the signal) is left empty; a type the node never sends reads as LIMIT."""
+    o = trade.order
+    ref = o.orderRef or ""
+    qty = float(o.totalQuantity or 0.0)
+    if not ref or not (math.isfinite(qty) and qty > 0.0):
+        return None
+    kind = _ORDER_TYPES.get(o.orderType, OrderType.LIMIT)
+    lmt = float(o.lmtPrice) if 0.0 < float(o.lmtPrice or 0.0) < _UNSET else None
+    aux = float(o.auxPrice) if 0.0 < float(o.auxPrice or 0.0) < _UNSET else None
+    tif = o.tif if o.tif in TimeInForce.__members__ else "DAY"
+    limited, stopped = kind in (OrderType.LIMIT, OrderType.STOP_LIMIT), kind in (OrderType.STOP, OrderType.STOP_LIMIT)
+    return OrderIntent(client_order_id=ref, signal_id="", request_id="", strategy_id="",
+                       symbol=symbol_of(trade.contract), side=Side.BUY if o.action == "BUY" else Side.SELL,
+                       order_type=kind, quantity=qty, limit_price=lmt if limited else None,
+                       stop_price=aux if stopped else None, time_in_force=TimeInForce(tif))
 
 
 def order_of(intent: OrderIntent, account: str = "") -> tuple[Order | None, str]:
@@ -127,26 +182,33 @@ def cash_of(values: list[AccountValue]) -> float | None:
     return cash if cash is None or math.isfinite(cash) else None
 
 
-def pnl_of(portfolio: list[PortfolioItem]) -> dict[str, BrokerPnl]:
-    """TWS's valuation of each stock position (options left out: their cost is per contract)."""
+def pnl_of(portfolio: list[PortfolioItem], mult: Multipliers = DEFAULT_MULTIPLIERS) -> dict[str, BrokerPnl]:
+    """TWS's valuation of each stock and option position, by the node's symbol (`symbol_of`), every
+    price per share: TWS gives an option's marketPrice per share but its averageCost per contract
+    (x the multiplier), so that cost is divided by the contract's multiplier (`multiplier_of`);
+    unrealizedPNL and realizedPNL are dollars either way."""
     out: dict[str, BrokerPnl] = {}
     for item in portfolio:
         c = item.contract
-        if c.secType != "STK" or not item.position:
+        if c.secType not in ("STK", "OPT") or not item.position:
             continue
-        line = BrokerPnl(qty=float(item.position), mark=float(item.marketPrice), avg_cost=float(item.averageCost),
-                         unrealised=float(item.unrealizedPNL), realised=float(item.realizedPNL))
+        raw = (float(item.marketPrice), float(item.averageCost), float(item.unrealizedPNL), float(item.realizedPNL))
         # TWS sends its unset double (sys.float_info.max) before it has a price: not a valuation
-        if is_finite_pnl(line) and all(abs(x) < _UNSET for x in (line.mark, line.avg_cost, line.unrealised,
-                                                                  line.realised) if x is not None):
-            out[c.localSymbol or c.symbol] = line
+        if not all(math.isfinite(x) and abs(x) < _UNSET for x in raw):
+            continue
+        symbol = symbol_of(c)
+        per = multiplier_of(c, symbol, mult) if c.secType == "OPT" else 1.0
+        line = BrokerPnl(qty=float(item.position), mark=raw[0], avg_cost=raw[1] / per, unrealised=raw[2],
+                         realised=raw[3])
+        if is_finite_pnl(line):
+            out[symbol] = line
     return out
 
 
 def account_book(fills: list[Fill], positions: list[Position], ours: dict[str, tuple[str, float, bool]],
                  by_perm: dict[int, str], fills_since_ns: int, as_of_ns: int,
                  values: list[AccountValue] | None = None, portfolio: list[PortfolioItem] | None = None,
-                 commissions: dict[str, float] | None = None) -> BrokerBook:
+                 commissions: dict[str, float] | None = None, mult: Multipliers = DEFAULT_MULTIPLIERS) -> BrokerBook:
     """See the module docstring. `ours`: client order id -> (strategy, quantity, still live) of the
     orders this session placed; `by_perm`: permId -> client order id; `commissions`: execution
     key -> commission, for the executions whose own report came apart from them."""
@@ -161,7 +223,7 @@ def account_book(fills: list[Fill], positions: list[Position], ours: dict[str, t
     for key, f in latest.items():
         ex = f.execution
         coid = ex.orderRef or by_perm.get(ex.permId, "") or FOREIGN_PREFIX + str(ex.permId)
-        symbol = f.contract.localSymbol or f.contract.symbol
+        symbol = symbol_of(f.contract)
         side = side_of(ex.side)
         qty, px = float(ex.shares), float(ex.price)
         ts = int(ex.time.timestamp() * 1e9) if isinstance(ex.time, dt.datetime) else 0
@@ -184,7 +246,8 @@ def account_book(fills: list[Fill], positions: list[Position], ours: dict[str, t
     for coid, (strategy, total, live) in ours.items():  # live orders with no execution yet
         if live and coid not in acc:
             orders.append(BookOrder(coid, ExecKind.NEW, 0.0, total, strategy))
-    held = {(p.contract.localSymbol or p.contract.symbol): float(p.position) for p in positions if p.position}
+    held = {symbol_of(p.contract): float(p.position) for p in positions if p.position}
     return BrokerBook(broker="ibkr", fills=book_fills, orders=orders, positions=held, fills_since_ns=fills_since_ns,
                       as_of_ns=as_of_ns, cash=cash_of(values or []), fees_reported=True,
-                      pnl={s: p for s, p in pnl_of(portfolio or []).items() if abs(held.get(s, 0.0) - p.qty) < 1e-9})
+                      pnl={s: p for s, p in pnl_of(portfolio or [], mult).items()
+                           if abs(held.get(s, 0.0) - p.qty) < 1e-9})

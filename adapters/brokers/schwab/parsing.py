@@ -15,8 +15,9 @@
 - `account_book(orders, account, ours, ...)`: Schwab's own view of the account as the reconciler's
   `BrokerBook`: every listed order with its executions (the node's under their client order ids,
   any other as `SCHWAB-<orderId>`: placed by hand or by another program), the positions and cash
-  Schwab reports, and its valuation of each equity position (`pnl_of`: averagePrice, marketValue,
-  long/shortOpenProfitLoss; Schwab gives no realised PnL per position there).
+  Schwab reports, and its valuation of each equity and option position (`pnl_of`: averagePrice,
+  marketValue, long/shortOpenProfitLoss, prices per share at the option's multiplier; Schwab gives
+  no realised PnL per position there).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from typing import Any
 
 import msgspec
 
-from node.instruments import DEFAULT_OPTION_MULTIPLIER, OCC_SYMBOL
+from node.instruments import DEFAULT_MULTIPLIERS, DEFAULT_OPTION_MULTIPLIER, OCC_SYMBOL, Multipliers
 from node.messages import ExecKind, OrderIntent, OrderType, Side
 from node.reasons import Reason
 from node.reconcile import BrokerBook, BrokerPnl, Fill, Order, is_finite_pnl
@@ -256,10 +257,13 @@ def positions_of(account: Any) -> dict[str, float]:
     return out
 
 
-def pnl_of(account: Any) -> dict[str, BrokerPnl]:
-    """Schwab's valuation of each equity position: the mark (marketValue / quantity), the average
-    price, the open PnL (unrealised). Options are left out (their marketValue is per contract of
-    100 shares; the node's PnL is not compared for them); a position that cannot be read, too."""
+def pnl_of(account: Any, mult: Multipliers = DEFAULT_MULTIPLIERS) -> dict[str, BrokerPnl]:
+    """Schwab's valuation of each equity and option position, by the node's symbol (an option's
+    padded OCC symbol unpadded): the mark per share (marketValue / quantity / multiplier: Schwab's
+    marketValue is dollars, an option's 100 shares a contract), the average price (per share, as
+    Schwab quotes it), the open PnL (unrealised, dollars). The multiplier: the instrument's own
+    `optionMultiplier` where Schwab gives one, else the node's (`node.instruments`). A position that
+    cannot be read is left out."""
     out: dict[str, BrokerPnl] = {}
     try:
         held = account["securitiesAccount"].get("positions") or ()
@@ -269,20 +273,33 @@ def pnl_of(account: Any) -> dict[str, BrokerPnl]:
         return out
     for p in held:
         try:
-            symbol = node_symbol(str(p["instrument"]["symbol"]))
+            instrument = p["instrument"]
+            symbol = node_symbol(str(instrument["symbol"]))
             qty = float(p.get("longQuantity", 0.0)) - float(p.get("shortQuantity", 0.0))
-            if not qty or is_option(symbol) or "marketValue" not in p:
+            if not qty or "marketValue" not in p:
                 continue
+            per = _multiplier(instrument, symbol, mult) if is_option(symbol) else 1.0
             open_pl = p.get("longOpenProfitLoss") if qty > 0 else p.get("shortOpenProfitLoss")
             line = BrokerPnl(
-                qty=qty, mark=float(p["marketValue"]) / qty,
+                qty=qty, mark=float(p["marketValue"]) / qty / per,
                 avg_cost=float(p["averagePrice"]) if p.get("averagePrice") is not None else None,
                 unrealised=float(open_pl) if open_pl is not None else None)
-        except (KeyError, TypeError, ValueError, AttributeError, ZeroDivisionError):
+        except (KeyError, TypeError, ValueError, AttributeError, ZeroDivisionError, OverflowError):
             continue
         if is_finite_pnl(line):
             out[symbol] = line
     return out
+
+
+def _multiplier(instrument: Any, symbol: str, mult: Multipliers) -> float:
+    """An option position's contract multiplier: Schwab's `optionMultiplier` (its AccountOption
+    schema) when it is a positive number, else the node's for the symbol."""
+    given = instrument.get("optionMultiplier") if isinstance(instrument, dict) else None
+    try:
+        m = float(given) if given is not None and not isinstance(given, bool) else 0.0
+    except (TypeError, ValueError):
+        m = 0.0
+    return m if math.isfinite(m) and 0.0 < m < 1e9 else mult.of(symbol)
 
 
 def balances_of(account: Any) -> tuple[float, float, float]:
