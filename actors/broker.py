@@ -258,7 +258,9 @@ class BrokerHost(LoopService):
         active = self._active_ns
         pop = active.pop
         finished = self._finished
+        sent = self.gate.note_sent  # an order the venue reports on is at the venue: never sent again
         for rep in reports:
+            sent(rep.client_order_id)
             pop(rep.client_order_id, None)  # keeps the dict in order of last activity
             active[rep.client_order_id] = rep.ts_ns or self._clock_ns()
             if rep.kind in DONE_KINDS:

@@ -6,7 +6,8 @@
 - Exactly-once: a client order id is sent to the venue at most once, whoever asks; a second
   submit of the same id is not sent (counted as refused_duplicate), and the order's reports go to
   the newest asker from then on. (A new leader asks with QueryOrders before it re-drives, so it
-  learns the state of what the broker has without submitting it again.)
+  learns the state of what the broker has without submitting it again.) An id the venue reports
+  on is sent too (`note_sent`), whenever the venue learns of it.
 """
 
 from __future__ import annotations
@@ -66,3 +67,9 @@ class BrokerGate:
     def load_sent(self, ids: list[str]) -> None:
         """Seed from the venue's own order list after a restart."""
         self._sent.update(ids)
+
+    def note_sent(self, client_order_id: str) -> None:
+        """The venue reported on this order, so it has it: never sent again (a restarted IBKR
+        adapter learns its predecessor's open orders from TWS only once connected, after the
+        seed)."""
+        self._sent.add(client_order_id)

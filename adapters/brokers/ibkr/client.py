@@ -9,10 +9,12 @@ what it learns leaves as `ExecutionReport`s through `emit`.
 - Fills are deduped on the execution's stem (`parsing.exec_key`): a live report, the same one
   again in a sweep, and a correction (`.02` of `.01`) are one fill. Commissions are kept by the
   same key.
-- Connect, and after any drop reconnect every `reconnect_interval_ms`; every (re)connect sweeps
-  the executions (`reqExecutions`) before it takes new orders, so fills that happened while away
-  are reported. An order sent and not acknowledged when the connection dropped is UNKNOWN until a
-  fill or status names it.
+- Connect, and after any drop reconnect every `reconnect_interval_ms`; every (re)connect asks
+  TWS's open orders (`reqAllOpenOrders`: one the node sent that this session does not track, a
+  predecessor's, is adopted by its orderRef: NEW, known, cancelable) and sweeps the executions
+  (`reqExecutions`) before it takes new orders, so fills that happened while away are reported.
+  An order sent and not acknowledged when the connection dropped is UNKNOWN until a fill or
+  status names it.
 - Refused before sending (REJECTED, never sent): not connected (NO_CONNECTION), in a maintenance
   window (BROKER_MAINTENANCE, or held until it ends with `hold_in_window`), an order TWS cannot
   take (SIZE_SPEC, PRICE_REQUIRED).
@@ -94,6 +96,9 @@ class IbkrSession:
         self.corrections = 0
         self.orphan_fills = 0
         self.refused_window = 0
+        self.adopted = 0  # open orders TWS held that this session had not sent (a predecessor's)
+        self.foreign_open = 0  # open orders with no ref (not the node's), counted at each connect
+        self.cancel_foreign = 0  # cancels not sent: the order was placed under another client id
         ib = self.ib
         ib.orderStatusEvent += self._on_status
         ib.execDetailsEvent += self._on_exec
@@ -126,8 +131,10 @@ class IbkrSession:
             log.warning("ibkr: no connection to %s:%s (%s)", self.cfg.host, self.cfg.port, type(exc).__name__)
             return
         self.connects += 1
-        self.positions = {p.contract.localSymbol or p.contract.symbol: float(p.position) for p in self.ib.positions()}
-        if not await self.sweep():  # what happened while away, before anything new is sent
+        self.positions = {parsing.symbol_of(p.contract): float(p.position) for p in self.ib.positions()}
+        # what TWS holds and what happened while away, before anything new is sent: the open orders
+        # first (an adopted order's fills in the sweep are then its own, not an unknown ref's)
+        if not await self.open_orders() or not await self.sweep():
             self.ib.disconnect()
             return
         self.connected = True
@@ -137,9 +144,48 @@ class IbkrSession:
                 _, intent = self._before_sweep.popleft()
                 t = self._orders[intent.client_order_id]
                 if t.acked or t.exec_ids or t.done:
-                    continue  # the sweep found it at TWS (a predecessor sent it): adopted, never sent again
+                    continue  # TWS has it (a predecessor sent it): adopted, never sent again
                 del self._orders[intent.client_order_id]
                 self.submit(intent)
+
+    async def open_orders(self) -> bool:
+        """Every open order TWS holds for the account (`reqAllOpenOrders`): one the node sent (its
+        orderRef a client order id) and this session does not track is adopted (NEW, by permId), so
+        it is known (never sent again), listed open, and can be canceled; ib_async keeps its Trade,
+        so its statuses arrive from now on. (ib_async forgets its trades on a disconnect: this
+        binds them again on every reconnect.)"""
+        try:
+            trades = await asyncio.wait_for(self.ib.reqAllOpenOrdersAsync(), self.cfg.connect_timeout_ms / 1000)
+        except (asyncio.TimeoutError, ConnectionError) as exc:
+            log.warning("ibkr: open orders request failed (%s)", type(exc).__name__)
+            return False
+        for trade in trades:
+            self._adopt(trade)
+        return True
+
+    def _adopt(self, trade: Trade) -> None:
+        status = trade.orderStatus.status
+        if status not in parsing.LIVE_STATUSES:
+            return  # ended at TWS: its fills come with the sweep
+        intent = parsing.intent_of(trade)
+        if intent is None:
+            self.foreign_open += 1  # no ref: placed by hand or by another program, not the node's
+            return
+        coid = intent.client_order_id
+        t = self._orders.get(coid)
+        if t is None:
+            t = self._orders[coid] = _Tracked(intent=intent)
+            self.adopted += 1
+        if t.done:
+            return
+        t.order_id = trade.order.orderId or t.order_id
+        perm = trade.order.permId or trade.orderStatus.permId
+        if perm:
+            t.perm_id = perm
+            self._by_perm[perm] = coid
+        self._foreign_refs.discard(coid)
+        if not t.acked:
+            self._ack(t)
 
     async def sweep(self) -> bool:
         """Every execution TWS has for today, each reported once (deduped by its stem)."""
@@ -252,7 +298,12 @@ class IbkrSession:
         if t is None or t.done or not self.connected:
             return
         trade = next((tr for tr in self.ib.trades() if tr.order.orderRef == coid), None)
-        if trade is not None:
+        if trade is not None and trade.order.clientId not in (0, self.cfg.client_id):
+            # placed under another client id: TWS names orders per client id, so this id, sent as
+            # ours, could cancel another order of ours. Not sent: the engine's cancel deadline tells
+            self.cancel_foreign += 1
+            log.warning("ibkr: cancel of %s not sent: placed under client id %s", coid, trade.order.clientId)
+        elif trade is not None:
             self.ib.cancelOrder(trade.order)
         elif t.order_id:
             self.ib.client.cancelOrder(t.order_id)

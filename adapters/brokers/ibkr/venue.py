@@ -155,4 +155,5 @@ class IbkrVenue(WorkerVenue):
         if s is None:
             return {}
         return {"connected": s.connected, "connects": s.connects, "swept_fills": s.swept_fills,
-                "corrections": s.corrections, "orphan_fills": s.orphan_fills, "refused_window": s.refused_window}
+                "corrections": s.corrections, "orphan_fills": s.orphan_fills, "refused_window": s.refused_window,
+                "adopted": s.adopted, "foreign_open": s.foreign_open, "cancel_foreign": s.cancel_foreign}
