@@ -7,12 +7,16 @@ the first the message id. Server version 157 (ib_async's minimum: the fewest fie
 
 What it does:
 - startApi (71) -> nextValidId (9), managedAccounts (15); reqPositions (61) -> position (61) and
-  positionEnd (62); reqOpenOrders (5) -> openOrderEnd (53); reqIds (8) -> nextValidId;
+  positionEnd (62); reqOpenOrders (5: the connection's client id's) and reqAllOpenOrders (16:
+  every client's) -> per open order an openOrder (5, every field ib_async reads at version 157)
+  and its orderStatus (3), then openOrderEnd (53); reqIds (8) -> nextValidId;
   reqExecutions (7) -> every execution of the day (11), its commission (59), execDetailsEnd (55).
 - placeOrder (3): a MKT order fills at once (`fill_legs` executions, each an execDetails with the
   order's orderRef and permId, a commissionReport, then orderStatus Filled); LMT / STP rest
   (orderStatus Submitted) until `fill(perm_id, qty, px)`; a symbol in `reject_symbols` gets
-  error 201 (order rejected). cancelOrder (4): orderStatus Cancelled and error 202.
+  error 201 (order rejected). cancelOrder (4) of an order id of the connection's client id:
+  orderStatus Cancelled and error 202; of no such open order: error 10147 (as TWS: "OrderId ...
+  that needs to be cancelled is not found"). `cancels` counts the cancels carried out.
 - reqAccountUpdates (6) -> updatePortfolio (7) per position (position, marketPrice at `prices`,
   marketValue, averageCost with commissions in it as TWS keeps it, unrealizedPNL, realizedPNL),
   updateAccountValue (6: TotalCashValue, CashBalance), accountDownloadEnd (54); reqAccountSummary
@@ -58,6 +62,8 @@ class TwsFake:
         self._con_ids: dict[str, int] = {}
         self.received: list[list[str]] = []
         self.connections = 0
+        self.cancels = 0
+        self._client_ids: dict[asyncio.StreamWriter, int] = {}
         self._perm = itertools.count(700_001)
         self._exec = itertools.count(1)
         self._next_id = 1
@@ -178,12 +184,14 @@ class TwsFake:
         finally:
             if writer in self._writers:
                 self._writers.remove(writer)
+            self._client_ids.pop(writer, None)
             writer.close()
 
     def _handle(self, w: asyncio.StreamWriter, f: list[str]) -> None:
         msg = int(f[0])
         if msg == 71:  # startApi
             self._client_id = int(f[2])
+            self._client_ids[w] = self._client_id
             _send(w, 9, 1, self._next_id)
             _send(w, 15, 1, ACCOUNT)
         elif msg == 61:  # reqPositions
@@ -205,7 +213,12 @@ class TwsFake:
             req_id = int(f[2])
             _send(w, 63, 1, req_id, ACCOUNT, "TotalCashValue", self.cash, "USD")
             _send(w, 64, 1, req_id)
-        elif msg == 5:  # reqOpenOrders
+        elif msg in (5, 16):  # reqOpenOrders (this client id's), reqAllOpenOrders (every client's)
+            mine = self._client_ids.get(w)
+            for order in list(self.orders.values()):
+                if order["status"] == "Submitted" and (msg == 16 or order["client_id"] == mine):
+                    self._open_order(w, order)
+                    self._status(w, order)
             _send(w, 53, 1)
         elif msg == 8:  # reqIds
             _send(w, 9, 1, self._next_id)
@@ -219,11 +232,16 @@ class TwsFake:
         elif msg == 3:
             self._place(w, f)
         elif msg == 4:  # cancelOrder
-            order = next((o for o in self.orders.values() if o["order_id"] == int(f[2])), None)
-            if order is not None and order["status"] == "Submitted":
-                order["status"] = "Cancelled"
-                self._status(w, order)
-                _send(w, 4, 2, order["order_id"], 202, "Order Canceled - reason:")
+            mine = self._client_ids.get(w)
+            order = next((o for o in self.orders.values() if o["order_id"] == int(f[2]) and o["client_id"] == mine
+                          and o["status"] == "Submitted"), None)  # fmt: skip
+            if order is None:
+                _send(w, 4, 2, int(f[2]), 10147, "OrderId %s that needs to be cancelled is not found." % f[2], "")
+                return
+            order["status"] = "Cancelled"
+            self.cancels += 1
+            self._status(w, order)
+            _send(w, 4, 2, order["order_id"], 202, "Order Canceled - reason:")
 
     def _place(self, w: asyncio.StreamWriter, f: list[str]) -> None:
         order_id = int(f[1])
@@ -235,7 +253,8 @@ class TwsFake:
             return
         order = {"order_id": order_id, "perm_id": next(self._perm), "symbol": symbol, "action": action, "qty": qty,
                  "type": otype, "lmt": lmt, "ref": ref, "filled": 0.0, "px_sum": 0.0, "status": "Submitted",
-                 "client_id": self._client_id}  # fmt: skip
+                 "client_id": self._client_ids.get(w, self._client_id), "contract": f[4:14], "aux": f[20],
+                 "tif": f[21], "account": f[23] or ACCOUNT}  # fmt: skip
         self.orders[order["perm_id"]] = order
         drop = self.drop_on_next_place
         self.drop_on_next_place = False
@@ -289,6 +308,28 @@ class TwsFake:
         avg = order["px_sum"] / order["filled"] if order["filled"] else 0.0
         _send(w, 3, order["order_id"], order["status"], order["filled"], order["qty"] - order["filled"], avg,
               order["perm_id"], 0, avg, order["client_id"], "", 0.0)
+
+    def _open_order(self, w: asyncio.StreamWriter, order: dict) -> None:
+        """openOrder (5) as TWS sends it at server version 157 (no version field; the fields in
+        ib_async's `Decoder.openOrder` order): the contract as placed, the order, its state."""
+        sec, expiry, strike, right, mult, exchange, _primary, currency, local, trading_class = order.get(
+            "contract", ["STK", "", 0.0, "", "", "SMART", "", "USD", order["symbol"], ""])
+        _send(w, 5, order["order_id"], 0, order["symbol"], sec, expiry, strike, right, mult, exchange, currency,
+              local or order["symbol"], trading_class, order["action"], order["qty"], order["type"], order["lmt"] or "",
+              order.get("aux", ""), order.get("tif", "DAY"), "", order.get("account", ACCOUNT), "O", 0, order["ref"],
+              order["client_id"], order["perm_id"], 0, 0, 0.0, "", "",  # ... goodAfterTime, sharesAllocation
+              "", "", "", "",  # faGroup, faMethod, faPercentage, faProfile
+              "", "", "", "", "", 0, "", "", 0,  # modelCode .. auctionStrategy
+              "", "", "", "", "", "", 0, 0, 0, "", 0, 0, 0, 0, 0, 0, "", 0, "", "",  # startingPrice .. dnAuxPrice
+              0, 0, "", "", "", "", "",  # continuousUpdate .. comboLegsDescrip
+              0, 0, 0,  # combo legs, order combo legs, smart combo routing params
+              "", "", "",  # scaleInitLevelSize, scaleSubsLevelSize, scalePriceIncrement
+              "",  # hedgeType
+              0, "", "", 0, 0,  # optOutSmartRouting, clearingAccount, clearingIntent, notHeld, no delta-neutral
+              "",  # algoStrategy
+              0, 0, order["status"], "", "", "", "", "", "", "", "", "", "", "", "", "", "", 0, 0,  # .. randomizePrice
+              0,  # conditions
+              "", "", "", "", "", "", "", 0, "", "", "", "", 0, 0, "", 0)  # adjustedOrderType .. usePriceMgmtAlgo
 
     def _account(self, symbol: str, q: float, price: float) -> None:
         """Cash and the symbol's average cost (commissions in it, as TWS keeps it) after one execution."""

@@ -196,6 +196,47 @@ def test_after_a_restart_an_order_the_predecessor_filled_is_adopted_never_sent_a
         d2.close()
 
 
+def test_after_a_restart_a_resting_order_redriven_before_the_first_sweep_is_adopted_never_sent_again(tws, drive):
+    d1 = drive()
+    it = intent(1, OrderType.LIMIT, limit=50.0)
+    d1.venue.submit(it, time.time_ns())
+    d1.wait_for(lambda: ExecKind.NEW in d1.kinds(it.client_order_id))
+    d1.close()
+    d2 = Driver(IbkrVenue(no_windows(port=tws.port)))  # a restarted adapter, re-driven at once
+    try:
+        d2.venue.submit(it, time.time_ns())  # before its first sweep: held until TWS was asked
+        d2.wait_for(lambda: ExecKind.NEW in d2.kinds(it.client_order_id) and d2.connected())
+        assert d2.venue.stats()["adopted"] == 0  # it was the re-drive's own order: found, not new
+        d2.venue.cancel(it.client_order_id, time.time_ns())
+        d2.wait_for(lambda: ExecKind.CANCELED in d2.kinds(it.client_order_id))
+        assert d2.kinds(it.client_order_id) == [ExecKind.NEW, ExecKind.CANCELED]
+        assert [o["ref"] for o in tws.orders.values()] == [it.client_order_id] and tws.cancels == 1
+    finally:
+        d2.close()
+
+
+def test_an_open_order_of_another_client_id_is_known_but_its_cancel_is_not_sent(tws, drive):
+    """TWS names orders per client id: a cancel by id from this client could hit another order."""
+    d1 = drive(client_id=8)
+    it = intent(1, OrderType.LIMIT, limit=50.0)
+    d1.venue.submit(it, time.time_ns())
+    d1.wait_for(lambda: ExecKind.NEW in d1.kinds(it.client_order_id))
+    d1.close()
+    d2 = drive()  # client id 7
+    d2.wait_for(lambda: ExecKind.NEW in d2.kinds(it.client_order_id))  # listed by reqAllOpenOrders: adopted
+    assert d2.venue.stats()["adopted"] == 1
+    d2.venue.cancel(it.client_order_id, time.time_ns())
+    d2.wait_for(lambda: d2.venue.stats()["cancel_foreign"] == 1)
+    d2.venue.submit(it, time.time_ns())  # known: never sent again
+    connects = d2.venue.session.connects
+    tws.drop_connections()  # a round trip through TWS after both commands: the reconnect's requests
+    d2.wait_for(lambda: d2.venue.session.connects > connects and d2.connected())
+    assert tws.by_ref(it.client_order_id)["status"] == "Submitted" and tws.cancels == 0
+    assert not [f for f in tws.received if f[0] == "4"], "no cancelOrder reached TWS"
+    assert [o["ref"] for o in tws.orders.values()] == [it.client_order_id]
+    assert d2.kinds(it.client_order_id) == [ExecKind.NEW]  # re-bound at the reconnect: no second NEW, no send
+
+
 def test_not_connected_after_the_first_sweep_refuses_with_a_reason(tws, drive):
     d = drive(reconnect_interval_ms=60_000)
     tws.refuse_connections = True
