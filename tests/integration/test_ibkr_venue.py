@@ -215,6 +215,22 @@ def test_after_a_restart_a_resting_order_redriven_before_the_first_sweep_is_adop
         d2.close()
 
 
+def test_a_resting_order_is_bound_again_after_a_reconnect_so_its_cancel_is_reported(tws, drive):
+    """ib_async forgets its Trades on a disconnect: without the open orders asked again, TWS's
+    Cancelled status after a reconnect names no order it knows and the cancel is never reported."""
+    d = drive()
+    it = intent(1, OrderType.LIMIT, limit=50.0)
+    d.venue.submit(it, time.time_ns())
+    d.wait_for(lambda: ExecKind.NEW in d.kinds(it.client_order_id))
+    connects = d.venue.session.connects
+    tws.drop_connections()
+    d.wait_for(lambda: d.venue.session.connects > connects and d.connected())
+    d.venue.cancel(it.client_order_id, time.time_ns())
+    d.wait_for(lambda: ExecKind.CANCELED in d.kinds(it.client_order_id))
+    assert d.kinds(it.client_order_id) == [ExecKind.NEW, ExecKind.CANCELED] and tws.cancels == 1
+    assert d.venue.stats()["adopted"] == 0
+
+
 def test_an_open_order_of_another_client_id_is_known_but_its_cancel_is_not_sent(tws, drive):
     """TWS names orders per client id: a cancel by id from this client could hit another order."""
     d1 = drive(client_id=8)

@@ -78,3 +78,11 @@ def test_broker_gate_fences_old_epochs_and_sends_each_id_once():
     assert g.admit_submit(1, "b") is Admit.STALE_EPOCH  # the old leader woke up
     assert g.admit_submit(2, "b") is Admit.SEND
     assert (g.refused_stale, g.refused_duplicate) == (1, 2)
+
+
+def test_broker_gate_never_sends_an_id_its_venue_reported_on():
+    g = BrokerGate()
+    g.load_sent([])  # a restarted adapter whose venue knows nothing yet (IBKR before it reached TWS)
+    g.note_sent("adopted")  # then the venue reports on an order its predecessor sent
+    assert g.known("adopted") and g.admit_submit(3, "adopted") is Admit.DUPLICATE
+    assert g.admit_submit(3, "new") is Admit.SEND
