@@ -39,6 +39,7 @@ from node.peer_limit import PeerLimiter
 from node.stages import Stage, StageClock
 from node.risk import PreTradeRisk, TradingState
 from node.messages import (
+    AmendKind,
     Endpoints,
     ExecKind,
     ExecutionReport,
@@ -53,6 +54,7 @@ from node.messages import (
 from node.reasons import Reason
 from node.router import Router
 from node.amends import amendable_by
+from node.amend_routes import AmendRoutes
 from node.instruments import Multipliers
 from node.modes import CanaryUsage, ModeError, ModeTable, check_step
 from node.trading_mode import TradingMode
@@ -72,6 +74,7 @@ _RISK_KINDS = (ExecKind.PARTIAL_FILL, ExecKind.FILL, ExecKind.CANCELED, ExecKind
 _NOT_BROKER_FAULTS = frozenset({"STALE_EPOCH"} | {str(r) for r in Reason if r.startswith("AMEND_")})
 _SETTLE_EVERY_NS = 200_000_000  # while an append is in doubt, ask Redis at most this often
 _FILL_KINDS = frozenset({ExecKind.PARTIAL_FILL, ExecKind.FILL})
+_DONE_KINDS = frozenset({ExecKind.FILL, ExecKind.CANCELED, ExecKind.REJECTED})
 _SNAPSHOT_OVERLAP_NS = 5_000_000_000  # exec ids booked this long before a snapshot's events mark
 
 
@@ -156,6 +159,7 @@ class Validator(LoopService):
         self._initial_states = tuple(initial_states)  # recorded as controls once the store is open (_open)
         router = Router.from_config(cfg)
         self.modes = ModeTable.from_config(cfg)  # paper / shadow / canary / live per strategy (node.modes)
+        self.amend_routes = AmendRoutes()  # where each order of a strategy in modes went (node.amend_routes)
         self._mult = Multipliers(cfg.risk.option_multiplier, cfg.risk.contract_multipliers)  # a canary's notional
         self.gate = SignalGate(cfg.signing, cfg.intake, risk, route=router.group_of if cfg.reject_unrouted else None,
                                amendable=amendable_by(cfg, router.group_of, self.modes.entry_of))
@@ -401,7 +405,8 @@ class Validator(LoopService):
 
     def _stamp(self, signal: Signal) -> int:
         """The route of an accepted signal of a strategy in modes (node.modes); 0 for the others."""
-        return self.modes.stamp(signal.strategy_id, signal.amend is not None, self._notional(signal))
+        route = self.modes.stamp(signal.strategy_id, signal.amend is not None, self._notional(signal))
+        return self.amend_routes.stamp(signal, route) if route else route
 
     def _refuse_parts(self, parts: list, replies: list, now: int) -> None:
         """A message of other than one frame: MALFORMED_FRAME, charged to its peer (node.peer_limit)."""
@@ -542,6 +547,8 @@ class Validator(LoopService):
                 risk.set_symbol_unknown(rep.symbol, False)
         if rep.exec_id and kind in _FILL_KINDS:
             self._booked.append((self._clock_ns(), rep.exec_id))
+        if kind in _DONE_KINDS and rep.request_id and self.amend_routes.open:
+            self.amend_routes.finished(rep.request_id)
         risk.on_fill(rep, rep.strategy_id)
         if rep.last_px > 0.0:
             risk.on_price(rep.symbol, rep.last_px, rep.ts_ns or self._clock_ns())
@@ -679,6 +686,7 @@ class Validator(LoopService):
                 for strategy_id, (n, notional, live, live_notional) in saved.canary.items():
                     self.modes.canary[strategy_id] = CanaryUsage(
                         signals=int(n), notional=notional, live_signals=int(live), live_notional=live_notional)
+                self.amend_routes.restore(saved.amend_routes_open, saved.amend_routes_done)
             except ValueError as exc:  # checked before anything changed: rebuild from the whole logs
                 _log.warning("risk snapshot unusable, replaying the logs from the start: %s", exc)
                 saved = None
@@ -698,6 +706,7 @@ class Validator(LoopService):
                 self.risk.commit(acc.signal, acc.received_ns)
                 if acc.route:
                     self.modes.replay(acc.signal.strategy_id, acc.route, self._notional(acc.signal))
+                    self._replay_route(acc)
                 signals += 1
         for entry_id, fields in self._state.entries_after(st.events_stream, events_mark):
             if EVENTS_FIELD not in fields:
@@ -719,6 +728,12 @@ class Validator(LoopService):
             "restore_ms": round((time.perf_counter_ns() - t0) / 1e6, 1),
         }  # fmt: skip
         _log.info("risk state restored: %s", {k: v for k, v in self.restored.items() if k != "controls"})
+
+    def _replay_route(self, acc: SignalAccepted) -> None:
+        """A stamped signal logged after the snapshot: the route of its order remembered again."""
+        amend = acc.signal.amend
+        if amend is None or amend.kind is not AmendKind.CANCEL:
+            self.amend_routes.record(acc.signal.request_id, acc.route)
 
     def _save_risk_state(self, now: int) -> None:
         """About once a second while risk changes: the snapshot, its events mark being the events
@@ -746,6 +761,7 @@ class Validator(LoopService):
         snap.events_mark = self._events_mark
         snap.signals_mark = self._signals_tip
         snap.canary = {s: [u.signals, u.notional, u.live_signals, u.live_notional] for s, u in self.modes.canary.items()}
+        snap.amend_routes_open, snap.amend_routes_done = self.amend_routes.open, self.amend_routes.done
         try:
             tip = self._state.tip(self._cfg.storage.events_stream)
             self._state.save_snapshot(snap)

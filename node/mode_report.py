@@ -16,7 +16,7 @@ from typing import Any, Iterable
 import msgspec
 
 from node.messages import ExecKind, ExecutionReport, SignalAccepted
-from node.modes import LIVE_ROUTES, SHADOW_SUFFIX, Route, is_shadow
+from node.modes import AMEND_ROUTES, LIVE_ROUTES, SHADOW_SUFFIX, Route, is_shadow
 
 _FILLS = (ExecKind.PARTIAL_FILL, ExecKind.FILL)
 _SELLS = ("SELL", "SELL_SHORT", "SELL_TO_OPEN", "SELL_TO_CLOSE")
@@ -72,7 +72,7 @@ def compare(signals: Iterable[SignalAccepted], reports: Iterable[ExecutionReport
     """The comparison of every strategy with stamped signals (or just `strategy_id`)."""
     stamped: dict[str, SignalAccepted] = {}
     for acc in signals:
-        if acc.route and acc.route != Route.AMEND and (strategy_id is None or acc.signal.strategy_id == strategy_id):
+        if acc.route and acc.route not in AMEND_ROUTES and (strategy_id is None or acc.signal.strategy_id == strategy_id):
             stamped[acc.signal_id] = acc
     fills: dict[tuple[str, str], _Fill] = {}  # (signal id, "live"/"paper"/"shadow")
     for reps, shadow in ((reports, False), (shadow_reports, True)):

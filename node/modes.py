@@ -23,9 +23,11 @@ are kept in the risk snapshot and the stamps logged after it are counted again (
 A shadow copy is the signal under the strategy id `<strategy>~shadow` at the paper group: its orders,
 reports and positions never mix with the strategy's own (its reports go to the shadow stream, not to
 risk, the ledger or subscribers: `is_shadow`), and whoever adopts one after a failover knows it by
-its strategy id alone. A cancel or replace of a strategy in modes is stamped AMEND: every engine of
-both groups gets it and only the one that holds the original acts on it (`amend_at`), on the copy's
-strategy id when the original is a copy.
+its strategy id alone. A cancel or replace of a strategy in modes is stamped for the group(s) its
+original went to (node.amend_routes: AMEND_PAPER, AMEND_LIVE, AMEND_SHADOW; AMEND_UNKNOWN goes to
+the paper group alone, which refuses it when it does not hold the original), on the copy's strategy
+id at the paper group for a shadow order. An AMEND stamp (logged before the validator kept routes)
+goes to both groups and only the engine that holds the original acts on it (`amend_at`).
 """
 
 from __future__ import annotations
@@ -55,11 +57,19 @@ class Route(IntEnum):
     SHADOW = 3  # live, and a copy at the paper group
     CANARY_PAPER = 4
     CANARY_LIVE = 5
-    AMEND = 6  # a cancel / replace: the group holding the original acts
+    AMEND = 6  # a cancel / replace logged before the validator kept routes: both groups, the holder acts
+    AMEND_PAPER = 7  # a cancel / replace of an order at the paper group (node.amend_routes)
+    AMEND_LIVE = 8  # ... of an order at the live group
+    AMEND_SHADOW = 9  # ... of a shadow order: the live group, and the paper group for the copy
+    AMEND_UNKNOWN = 10  # ... of an order the validator does not know: the paper group alone answers
 
 
 #: the stamps that send a signal to the live group (exactly one live route each)
 LIVE_ROUTES = frozenset({Route.LIVE, Route.SHADOW, Route.CANARY_LIVE})
+#: the stamps of cancels and replaces (not counted as a route's signals)
+AMEND_ROUTES = frozenset({Route.AMEND, Route.AMEND_PAPER, Route.AMEND_LIVE, Route.AMEND_SHADOW, Route.AMEND_UNKNOWN})
+#: the stamps that send a copy of the signal to the paper group
+_COPIED = frozenset({Route.SHADOW, Route.AMEND_SHADOW})
 _STAMP_OF = {TradingMode.PAPER: Route.PAPER, TradingMode.LIVE: Route.LIVE, TradingMode.SHADOW: Route.SHADOW}
 #: the promotion ladder, one step at a time either way
 LADDER = (TradingMode.PAPER, TradingMode.SHADOW, TradingMode.CANARY, TradingMode.LIVE)
@@ -210,17 +220,20 @@ class ModeTable:
             return None, None
         if route in LIVE_ROUTES:
             return entry.live_group, entry.paper_group if route == Route.SHADOW else None
-        if route == Route.AMEND:
+        if route == Route.AMEND or route == Route.AMEND_SHADOW:
             return entry.live_group, entry.paper_group
+        if route == Route.AMEND_LIVE:
+            return entry.live_group, None
         return None, entry.paper_group
 
     def take(self, acc: SignalAccepted, group: str) -> SignalAccepted | None:
-        """What group `group` gets of a stamped, non-amend signal: the signal, its shadow copy, or None."""
+        """What group `group` gets of a stamped signal (not a legacy AMEND: `amend_at`): the signal,
+        its shadow copy, or None."""
         live, paper = self.groups_of(acc.signal.strategy_id, acc.route)
         if group == live:
             return acc
         if group == paper:
-            return shadow_copy(acc) if acc.route == Route.SHADOW else acc
+            return shadow_copy(acc) if acc.route in _COPIED else acc
         return None
 
 

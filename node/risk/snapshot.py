@@ -63,6 +63,9 @@ class RiskSnapshot(msgspec.Struct, kw_only=True):
     recent_exec_ids: list[str] = []
     #: canary strategies' counts (node.modes.CanaryUsage as [signals, notional, live, live notional])
     canary: dict[str, list[float]] = {}
+    #: where the orders of strategies in modes went (node.amend_routes): request_id -> route, open / done
+    amend_routes_open: dict[str, int] = {}
+    amend_routes_done: dict[str, int] = {}
 
     def positions(self) -> list[tuple[str, str, float]]:
         """(strategy, symbol, qty) of every position (for people and tests)."""
