@@ -114,6 +114,7 @@ class NautilusEngineHost(EngineBase):
             symbols=[s.symbol for s in paper.symbols],
             reference_prices={s.symbol: s.price for s in paper.symbols},
             ready_timeout_ms=CHILD_READY_TIMEOUT_MS,
+            cancel_timeout_ms=self._cfg.cancel_timeout_ms,
         )
         self._drop_child()
         self._child = NautilusEngineProcess(ncfg, self._broker_endpoint)

@@ -132,6 +132,8 @@ class KernelStats(_Stats, kw_only=True):
     adopted: int
     in_flight: int
     swept: int
+    cancels: int = 0  # cancels sent to the broker (cancel signals, replaces' cancels, --cancel-open)
+    cancels_timed_out: int = 0  # orders made UNKNOWN (CANCEL_TIMEOUT) by a cancel's deadline
 
 
 class NautilusEngineStats(LoopFields, kw_only=True):

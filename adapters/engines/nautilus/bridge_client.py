@@ -197,6 +197,7 @@ class BridgeExecutionClient(LiveExecutionClient):
         """Share the strategy's book (raw reports, last prices, signal ids); a standby's is muted."""
         self.book = book
         book.muted = self.standby
+        book.send_cancel = self.send_cancel
 
     def set_epoch(self, epoch: int) -> None:
         self._epoch = epoch
@@ -276,6 +277,12 @@ class BridgeExecutionClient(LiveExecutionClient):
         if self._dealer is not None and not self.standby:
             self._dealer.send(encode(CancelOrder(self._epoch, self._engine, command.client_order_id.value, self._group)))
 
+    def send_cancel(self, client_order_id: str) -> None:
+        """Our CancelOrder straight to the broker, past Nautilus (an order it will not cancel again:
+        PENDING_CANCEL, or closed by itself while the broker's word is unknown). A standby sends none."""
+        if self._dealer is not None and not self.standby:
+            self._dealer.send(encode(CancelOrder(self._epoch, self._engine, client_order_id, self._group)))
+
     async def _cancel_all_orders(self, command) -> None:  # noqa: ANN001 - Nautilus command type
         if self._dealer is None or self.standby:
             return
@@ -324,6 +331,7 @@ class BridgeExecutionClient(LiveExecutionClient):
             book.publish(rep)
             if kind is ExecKind.FILL or kind is ExecKind.CANCELED or kind is ExecKind.REJECTED:
                 book.unknown.discard(coid_s)
+                book.deadlines.finished(coid_s)
             self.passthrough_reports += 1
             return
         ts = rep.ts_ns or self._clock.timestamp_ns()
@@ -529,6 +537,14 @@ class BridgeExecutionClient(LiveExecutionClient):
         order = self._cache.order(ClientOrderId(snap.client_order_id))
         if status is None or order is None:
             return None
+        book = self.book
+        if status == OrderStatus.CANCELED and book is not None and book.deadlines.waiting(snap.client_order_id):
+            # the broker's word on a cancel we wait for: the CANCELED Nautilus makes of it is the broker's
+            key = (snap.client_order_id, ExecKind.CANCELED)
+            if key not in book.raw:
+                self._keep_raw(key, ExecutionReport(
+                    kind=ExecKind.CANCELED, client_order_id=snap.client_order_id, cum_qty=snap.cum_qty,
+                    reason="RECOVERED", ts_ns=self._clock.timestamp_ns()))  # fmt: skip
         prec = order.quantity.precision
         filled = snap.cum_qty
         avg_px: Decimal | None = None

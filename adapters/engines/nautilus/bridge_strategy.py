@@ -24,6 +24,15 @@ AMEND_ORDER_DONE when the original fills, is rejected or expires instead, AMEND_
 broker refuses the cancel of a live original. A standby child cancels nothing (its leader does); `cancel_open`
 cancels every open order of one strategy, or all (the kill switch's `--cancel-open`).
 
+Every cancel sent has the native engine's deadline (`cancel_deadline.py`): no finishing word from the
+broker within `cancel_timeout_ms` and the order is published UNKNOWN (CANCEL_TIMEOUT), so the
+validator refuses new risk on the symbol until the broker's next word (its CANCELED, a fill, the
+answer to another cancel). Nautilus's own in-flight check, which after its retries closes a
+PENDING_CANCEL order with a CANCELED of its own making, is never published as CANCELED: the order is
+UNKNOWN and the broker's later reports about it pass through as they come. A cancel of an order
+Nautilus holds as PENDING_CANCEL or closed by itself is sent to the broker directly (Nautilus would
+not send a second one; the order may still be there).
+
 A signal whose client order id Nautilus already holds is counted as a duplicate and dropped before
 `submit_order` (Nautilus would deny it too, but its denial path overwrites the cached order with
 the denied copy, and a REJECTED report for a live order would mislead subscribers).
@@ -31,7 +40,8 @@ the denied copy, and a REJECTED report for a live order would mislead subscriber
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import timedelta
+from typing import Any, Callable
 
 import msgspec
 import zmq
@@ -51,6 +61,7 @@ from nautilus_trader.model.identifiers import ClientOrderId, InstrumentId, Symbo
 from nautilus_trader.model.objects import Price, Quantity
 from nautilus_trader.trading.strategy import Strategy
 
+from adapters.engines.nautilus.cancel_deadline import CancelDeadlines
 from adapters.engines.nautilus.parsing import OrderPlan, plan_order, quantity_precision
 from node.amends import original_order_id
 from node.messages import AmendKind, ExecKind, ExecutionReport, OrderType, SignalAccepted, Side, encode, event_topic
@@ -78,7 +89,7 @@ class BridgeBook:
     price per symbol (used to size notional signals).
     """
 
-    def __init__(self, pub: zmq.Socket, max_orders: int = 1_000_000) -> None:
+    def __init__(self, pub: zmq.Socket, max_orders: int = 1_000_000, cancel_timeout_ms: int = 10_000) -> None:
         self._pub = pub
         self._max_orders = max_orders
         self.meta: dict[str, SignalMeta] = {}
@@ -97,6 +108,11 @@ class BridgeBook:
         #: original's CANCELED, so the two are never both live)
         self.replacing: dict[str, SignalAccepted] = {}
         self.replaces = 0
+        #: cancels sent and not finished by the broker's word yet (cancel_deadline.py)
+        self.deadlines = CancelDeadlines(cancel_timeout_ms * 1_000_000)
+        #: sends our CancelOrder straight to the broker (set by the exec client): for an order Nautilus
+        #: will not cancel again (PENDING_CANCEL, or closed by itself while the broker's word is unknown)
+        self.send_cancel: Callable[[str], None] | None = None
 
     def remember(self, coid: str, meta: SignalMeta) -> None:
         meta_map = self.meta
@@ -147,7 +163,10 @@ class BridgeStrategy(Strategy):
         self.signals = 0
 
     def on_start(self) -> None:
-        """Nothing to subscribe: signals arrive through `on_accepted`, called by the child's intake loop."""
+        """Nothing to subscribe (signals arrive through `on_accepted`, called by the child's intake loop);
+        the cancels' deadlines are checked on a timer of a tenth of the deadline (10 ms to 1 s)."""
+        every_ms = min(1_000, max(10, self.book.deadlines.timeout_ns // 10_000_000))
+        self.clock.set_timer("nae-cancel-deadlines", timedelta(milliseconds=every_ms), callback=self._check_deadlines)
 
     def on_stop(self) -> None:
         """Open orders stay with the broker: a stopping engine cancels nothing on its own."""
@@ -194,15 +213,17 @@ class BridgeStrategy(Strategy):
         original = original_order_id(sig.amend.original_request_id)
         order = self.cache.order(ClientOrderId(original))
         meta = book.meta.get(original)
+        unknown = original in book.unknown or original in book.deadlines.timed_out
         if order is None or meta is None:
             self._reject_local(coid_s, Reason.AMEND_UNKNOWN_ORIGINAL)
         elif (meta.strategy_id, meta.symbol, meta.side) != (sig.strategy_id, sig.symbol, sig.side) or (
                 replace and order.order_type != _NT_TYPE.get(sig.order_type)):
             self._reject_local(coid_s, Reason.AMEND_MISMATCH)
-        elif order.is_closed:
+        elif order.is_closed and original not in book.unknown:
             self._reject_local(coid_s, Reason.AMEND_ORDER_DONE)
-        elif replace and (not order.is_open or original in book.unknown or original in book.replacing):
-            self._reject_local(coid_s, Reason.AMEND_NOT_LIVE)  # not acknowledged, UNKNOWN, or being replaced
+        elif replace and (not order.is_open or unknown or original in book.replacing or order.is_pending_cancel):
+            # not acknowledged, UNKNOWN, being canceled or replaced
+            self._reject_local(coid_s, Reason.AMEND_NOT_LIVE)
         elif replace:
             if self.cache.order_exists(ClientOrderId(coid_s)):
                 book.duplicates += 1
@@ -210,11 +231,42 @@ class BridgeStrategy(Strategy):
             book.replacing[original] = acc
             book.replaces += 1
             if not book.muted:  # a standby's leader cancels it
-                self.cancel_order(order)
-                book.cancels += 1
-        elif not book.muted:  # a standby's leader cancels it
+                self._cancel(order)
+        elif not book.muted:  # a standby's leader cancels it (an UNKNOWN order too: it may be there)
+            self._cancel(order)
+
+    def _cancel(self, order: Any) -> None:
+        """Cancel one order at the broker and start its deadline: through Nautilus (`cancel_order`), or
+        straight to the broker for an order Nautilus would not cancel again (PENDING_CANCEL, or closed
+        by Nautilus itself while the broker's word is unknown)."""
+        book = self.book
+        coid = order.client_order_id.value
+        if order.is_pending_cancel or order.is_closed:
+            if book.send_cancel is not None:
+                book.send_cancel(coid)
+        else:
             self.cancel_order(order)
-            book.cancels += 1
+        book.cancels += 1
+        book.deadlines.sent(coid, self.clock.timestamp_ns())
+
+    def _check_deadlines(self, _event: Any = None) -> None:
+        """Timer: the orders whose cancel's deadline passed with no finishing word, published UNKNOWN."""
+        now = self.clock.timestamp_ns()
+        for coid in self.book.deadlines.overdue(now, self._still_open):
+            self._publish_unknown(coid, now)
+
+    def _still_open(self, coid: str) -> bool:
+        order = self.cache.order(ClientOrderId(coid))
+        return order is not None and not order.is_closed
+
+    def _publish_unknown(self, coid: str, ts_ns: int) -> None:
+        order = self.cache.order(ClientOrderId(coid))
+        meta = self.book.meta.get(coid)
+        self.book.publish(ExecutionReport(
+            kind=ExecKind.UNKNOWN, client_order_id=coid, symbol=meta.symbol if meta is not None else "",
+            side=meta.side if meta is not None else Side.BUY,
+            cum_qty=float(order.filled_qty) if order is not None else 0.0, reason=Reason.CANCEL_TIMEOUT, ts_ns=ts_ns,
+        ))  # fmt: skip
 
     def _replace_after(self, original: str, done: bool) -> None:
         """The original of a replace under way has ended: canceled (`done` False: the new order goes
@@ -249,9 +301,8 @@ class BridgeStrategy(Strategy):
             m = meta.get(coid)
             if strategy_id is not None and (m is None or m.strategy_id != strategy_id):
                 continue
-            self.cancel_order(order)
+            self._cancel(order)
             ids.append(coid)
-        self.book.cancels += len(ids)
         return ids
 
     def _instrument_id(self, symbol: str) -> InstrumentId | None:
@@ -286,11 +337,22 @@ class BridgeStrategy(Strategy):
     # ---------------------------------------------------------------- Nautilus events out
 
     def on_order_accepted(self, event: OrderAccepted) -> None:
-        self._publish_event(event.client_order_id.value, ExecKind.NEW, event)
+        coid = event.client_order_id.value
+        if coid in self.book.deadlines.timed_out:
+            # an order UNKNOWN by its cancel's deadline listed open again (Nautilus's in-flight query of
+            # the PENDING_CANCEL order; the adapter may not know of the cancel's answer): not the cancel's
+            # answer, so not published (it would clear the validator's block on the symbol)
+            self.book.raw.pop((coid, ExecKind.NEW), None)
+            return
+        self._publish_event(coid, ExecKind.NEW, event)
 
     def on_order_canceled(self, event: OrderCanceled) -> None:
         coid = event.client_order_id.value
         book = self.book
+        if book.deadlines.waiting(coid) and (coid, ExecKind.CANCELED) not in book.raw:
+            self._made_up_cancel(coid, event.ts_event)
+            return
+        book.deadlines.finished(coid)
         replaced = coid in book.replacing
         if replaced:
             raw = book.raw.get((coid, ExecKind.CANCELED))
@@ -300,8 +362,22 @@ class BridgeStrategy(Strategy):
         if replaced:
             self._replace_after(coid, done=False)
 
+    def _made_up_cancel(self, coid: str, ts_ns: int) -> None:
+        """Nautilus's in-flight check gave up on our cancel and closed the order with a CANCELED of its
+        own: the broker never said so. The order is UNKNOWN (published once), its later broker reports
+        pass through as they come (`book.unknown`), and a replace waiting on it is refused (the
+        original may still be live)."""
+        book = self.book
+        book.unknown.add(coid)
+        if book.deadlines.made_up_cancel(coid):
+            self._publish_unknown(coid, ts_ns)
+        acc = book.replacing.pop(coid, None)
+        if acc is not None:
+            self._reject_local(client_order_id_for(acc.signal_id), Reason.AMEND_NOT_LIVE)
+
     def on_order_expired(self, event: OrderExpired) -> None:
         coid = event.client_order_id.value
+        self.book.deadlines.finished(coid)
         self._publish_event(coid, ExecKind.CANCELED, event)
         self._replace_after(coid, done=True)  # it ended by itself before our cancel: the replace is refused
 
@@ -309,6 +385,7 @@ class BridgeStrategy(Strategy):
         """The broker refused the cancel of a replace's original: the replace is refused (the
         original lives on unchanged); its fill or cancel, if it comes, is the original's own report."""
         coid = event.client_order_id.value
+        self.book.deadlines.finished(coid)  # the broker's word: the order lives on
         acc = self.book.replacing.pop(coid, None)
         if acc is not None:
             order = self.cache.order(event.client_order_id)
@@ -319,6 +396,7 @@ class BridgeStrategy(Strategy):
     def on_order_rejected(self, event: OrderRejected) -> None:
         coid = event.client_order_id.value
         book = self.book
+        book.deadlines.finished(coid)
         raw = book.raw.pop((coid, ExecKind.REJECTED), None)
         if raw is not None:
             book.publish(raw)
@@ -344,6 +422,7 @@ class BridgeStrategy(Strategy):
         else:
             self._publish_fill(coid, event, order, done)
         if done:
+            self.book.deadlines.finished(coid)
             self._replace_after(coid, done=True)
 
     def _publish_fill(self, coid: str, event: OrderFilled, order: Any, done: bool) -> None:

@@ -56,6 +56,9 @@ class NautilusEngineConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unk
     inflight_check_interval_ms: PositiveInt = 2_000
     inflight_check_threshold_ms: PositiveInt = 5_000
     inflight_check_retries: PositiveInt = 5
+    #: a cancel sent with no finishing word from the broker by then makes the order UNKNOWN
+    #: (CANCEL_TIMEOUT), as the native engine's (the node's `cancel_timeout_ms`; see bridge_strategy)
+    cancel_timeout_ms: PositiveInt = 10_000
     #: the in-flight and open-order checks start this long after the node is up
     reconciliation_startup_delay_ms: PositiveInt = 10_000
     #: keep Nautilus's PortfolioAnalyzer trade statistics (each closed position appends to a pandas

@@ -146,7 +146,7 @@ class KernelChild:
         self._pub.setsockopt(zmq.LINGER, 0)
         self._pub.setsockopt(zmq.SNDHWM, 1_000_000)
         events = host + ":" + str(self._pub.bind_to_random_port(host))
-        self.book = BridgeBook(self._pub)
+        self.book = BridgeBook(self._pub, cancel_timeout_ms=cfg.cancel_timeout_ms)
         self.strategy = BridgeStrategy(
             BridgeStrategyConfig(
                 strategy_id="BRIDGE-001",
@@ -293,6 +293,8 @@ class KernelChild:
             adopted=c.adopted,
             in_flight=c.in_flight_kept,
             swept=c.swept,
+            cancels=b.cancels,
+            cancels_timed_out=b.deadlines.count,
         )
 
     async def _stop(self) -> None:
