@@ -224,3 +224,60 @@ def test_promotion_over_http_and_the_report_from_the_cli(node, tmp_path, capsys)
     assert row["strategy_id"] == "m-3" and row["routes"]["live"]["signals"] == 2 and row["routes"]["paper"]["signals"] == 6
     assert main(["report", "modes", "--config", str(cfg)]) == 0
     assert "| m-3 | live | 2 |" in capsys.readouterr().out
+
+
+def test_an_amend_goes_only_to_the_group_holding_its_original_and_an_unknown_one_is_refused_once(node, schwab):
+    """The validator remembers where each order went (node.amend_routes): a cancel reaches only the
+    group(s) holding its original, so the other refuses nothing; a cancel of an order neither group
+    holds is refused AMEND_UNKNOWN_ORIGINAL exactly once (by the paper group alone); the routes survive
+    a kill -9 of the validator."""
+    from node.messages import Amend, AmendKind
+
+    key_id, secret = next(iter(node.cfg.signing.keys.items()))
+    tag = "ar-" + str(time.time_ns())
+    coid = lambda rid: client_order_id_for(signal_id_for(tag + "-" + rid))  # noqa: E731
+    kind_at = lambda broker, rid: {o.client_order_id: o.kind for o in node.call("broker:" + broker, "orders")}.get(coid(rid))  # noqa: E731
+
+    def sig(rid: str, cancel_of: str | None = None) -> Signal:
+        amend = Amend(kind=AmendKind.CANCEL, original_request_id=tag + "-" + cancel_of) if cancel_of else None
+        return Signal(request_id=tag + "-" + rid, strategy_id="m-4", timestamp=time.time(), symbol="AAPL",
+                      action="BUY", quantity=2.0, order_type="LIMIT", limit_price=223.0, amend=amend)  # rests
+
+    def answers(rid: str) -> tuple[list, list]:
+        _, events, copies = streams(node)
+        mine = coid(rid)
+        return ([(r.kind, r.reason) for r in events if r.client_order_id == mine],
+                [(r.kind, r.reason) for r in copies if r.client_order_id == mine])
+
+    def barrier(rid: str) -> None:
+        """A shadow order through both groups, its NEW from each: every signal logged before it has
+        been through both groups' engines (each takes the log in order) and reported."""
+        assert c.send_signal(sig(rid)).status == "ACCEPTED"
+        wait_for(lambda: [k for k, _ in answers(rid)[0]][:1] == ["NEW"] and [k for k, _ in answers(rid)[1]][:1] == ["NEW"])
+
+    with ExecutionClient(node.registry["intake"], key_id, secret, timeout_s=10) as c:
+        assert node.call("validator", "set_mode", "m-4", "paper")["to"] == "paper"
+        assert c.send_signal(sig("b")).status == "ACCEPTED"  # at the paper group only
+        wait_for(lambda: kind_at("pv", "b") == "NEW")
+        assert node.call("validator", "set_mode", "m-4", "shadow")["to"] == "shadow"
+        assert c.send_signal(sig("cb", cancel_of="b")).status == "ACCEPTED"  # now in shadow: still paper's
+        wait_for(lambda: kind_at("pv", "b") == "CANCELED")
+        assert c.send_signal(sig("cn", cancel_of="never")).status == "ACCEPTED"
+        barrier("c")
+        assert answers("cb") == ([], [])  # the live group never saw it: no refusal
+        assert answers("cn") == ([("REJECTED", "AMEND_UNKNOWN_ORIGINAL")], [])  # once, to the trader
+
+    old = node.call_supervisor("pid", "validator")
+    os.kill(old, signal.SIGKILL)
+    wait_for(lambda: _validator_back(node, old), timeout_s=60)
+    with ExecutionClient(node.registry["intake"], key_id, secret, timeout_s=10) as c:
+        assert node.call("validator", "set_mode", "m-4", "live", True)["to"] == "live"  # the route is the original's
+        assert c.send_signal(sig("cc", cancel_of="c")).status == "ACCEPTED"
+        wait_for(lambda: kind_at("lv", "c") == "CANCELED" and kind_at("pv", "c") == "CANCELED")
+        assert c.send_signal(sig("cn2", cancel_of="never-2")).status == "ACCEPTED"
+        assert node.call("validator", "set_mode", "m-4", "shadow", True)["to"] == "shadow"
+        barrier("d")
+    live, copy = answers("c")
+    assert [k for k, _ in live] == ["NEW", "CANCELED"] and [k for k, _ in copy] == ["NEW", "CANCELED"]
+    assert answers("cc") == ([], [])  # no refusal from either group
+    assert answers("cn2") == ([("REJECTED", "AMEND_UNKNOWN_ORIGINAL")], [])
