@@ -148,6 +148,8 @@ _NT_TYPE = {OrderType.MARKET: NtOrderType.MARKET, OrderType.LIMIT: NtOrderType.L
             OrderType.STOP: NtOrderType.STOP_MARKET, OrderType.STOP_LIMIT: NtOrderType.STOP_LIMIT}
 #: the reason Nautilus's in-flight check writes when it resolves a SUBMITTED order by itself
 _INFLIGHT_REASON = "UNKNOWN"
+#: the kernel timer that checks the cancels' deadlines
+_DEADLINE_TIMER = "nae-cancel-deadlines"
 
 
 class BridgeStrategy(Strategy):
@@ -166,7 +168,8 @@ class BridgeStrategy(Strategy):
         """Nothing to subscribe (signals arrive through `on_accepted`, called by the child's intake loop);
         the cancels' deadlines are checked on a timer of a tenth of the deadline (10 ms to 1 s)."""
         every_ms = min(1_000, max(10, self.book.deadlines.timeout_ns // 10_000_000))
-        self.clock.set_timer("nae-cancel-deadlines", timedelta(milliseconds=every_ms), callback=self._check_deadlines)
+        if _DEADLINE_TIMER not in self.clock.timer_names:  # a strategy started again keeps its timer
+            self.clock.set_timer(_DEADLINE_TIMER, timedelta(milliseconds=every_ms), callback=self._check_deadlines)
 
     def on_stop(self) -> None:
         """Open orders stay with the broker: a stopping engine cancels nothing on its own."""
