@@ -700,13 +700,14 @@ class Validator(LoopService):
             except (msgspec.DecodeError, msgspec.ValidationError):
                 continue  # the ledger dead-letters it
             for acc in batch:
+                if acc.route:
+                    self._replay_route(acc)  # idempotent: before the skip below
                 if acc.signal.request_id in getattr(self.risk, "_pending", ()):
                     continue  # already reserved in the snapshot (an append that was in doubt then)
                 self.risk.check(acc.signal, acc.received_ns)  # gives a first-seen symbol its slot
                 self.risk.commit(acc.signal, acc.received_ns)
                 if acc.route:
                     self.modes.replay(acc.signal.strategy_id, acc.route, self._notional(acc.signal))
-                    self._replay_route(acc)
                 signals += 1
         for entry_id, fields in self._state.entries_after(st.events_stream, events_mark):
             if EVENTS_FIELD not in fields:
