@@ -416,6 +416,10 @@ class BridgeExecutionClient(LiveExecutionClient):
         try:
             return await asyncio.wait_for(fut, timeout_ms / 1000.0)
         except asyncio.TimeoutError:
+            # no longer waiting: left in the list, it made every later query a follower of one
+            # that was never answered, so the broker was never asked again
+            if fut in self._query_waiters:
+                self._query_waiters.remove(fut)
             return None
 
     # ---------------------------------------------------------------- standby: follow, promote, demote
