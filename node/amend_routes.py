@@ -9,16 +9,19 @@ amend naming that `request_id` is stamped for the group(s) that hold its origina
 | PAPER, CANARY_PAPER (or an amend that went there) | AMEND_PAPER | the paper group |
 | LIVE, CANARY_LIVE (or an amend that went there) | AMEND_LIVE | the live group |
 | SHADOW (or an amend that went there) | AMEND_SHADOW | the live group; the paper group as the copy's amend |
-| not remembered | AMEND_UNKNOWN | the paper group alone, which answers for it |
+| not remembered | AMEND_UNKNOWN | the live group alone, which answers for it |
 
 So an amend whose original neither group holds gets one refusal (AMEND_UNKNOWN_ORIGINAL, from the
-paper group's engine, on the amend's own client order id), and a group that does not hold the
-original never sees the amend, so it refuses nothing. A remembered route that is wrong (a signal
+live group's engine, on the amend's own client order id), and a group that does not hold the
+original never sees the amend, so it refuses nothing. The live group answers the unknown ones because
+an order placed before its strategy joined `[[modes]]` (routed, not stamped) is there: a trader can
+still cancel it (sending the amend to the paper group would refuse the cancel of a live order). A remembered route that is wrong (a signal
 stamped whose append then failed) only sends the amend to a group that answers "unknown" itself.
 
 Memory stays bounded: an order's route moves from `open` to `done` when the validator books its
 final report (FILL, CANCELED, REJECTED), and `done` keeps the latest `keep_done` (an amend of an
-order finished longer ago is answered AMEND_UNKNOWN_ORIGINAL instead of AMEND_ORDER_DONE); `open` is
+order finished longer ago goes to the live group: AMEND_ORDER_DONE if it was a live order, else
+AMEND_UNKNOWN_ORIGINAL); `open` is
 capped at `keep_open` (oldest dropped). A cancel makes no order, so its own `request_id` is not kept.
 Both maps travel in the validator's risk snapshot; the signals and reports logged after it are
 applied again at a restart (`record` / `finished` are idempotent).

@@ -25,7 +25,8 @@ reports and positions never mix with the strategy's own (its reports go to the s
 risk, the ledger or subscribers: `is_shadow`), and whoever adopts one after a failover knows it by
 its strategy id alone. A cancel or replace of a strategy in modes is stamped for the group(s) its
 original went to (node.amend_routes: AMEND_PAPER, AMEND_LIVE, AMEND_SHADOW; AMEND_UNKNOWN goes to
-the paper group alone, which refuses it when it does not hold the original), on the copy's strategy
+the live group alone, which holds an order routed before its strategy joined `[[modes]]` and refuses
+an original it does not hold), on the copy's strategy
 id at the paper group for a shadow order. An AMEND stamp (logged before the validator kept routes)
 goes to both groups and only the engine that holds the original acts on it (`amend_at`).
 """
@@ -61,7 +62,7 @@ class Route(IntEnum):
     AMEND_PAPER = 7  # a cancel / replace of an order at the paper group (node.amend_routes)
     AMEND_LIVE = 8  # ... of an order at the live group
     AMEND_SHADOW = 9  # ... of a shadow order: the live group, and the paper group for the copy
-    AMEND_UNKNOWN = 10  # ... of an order the validator does not know: the paper group alone answers
+    AMEND_UNKNOWN = 10  # ... of an order the validator does not know: the live group alone answers
 
 
 #: the stamps that send a signal to the live group (exactly one live route each)
@@ -222,7 +223,7 @@ class ModeTable:
             return entry.live_group, entry.paper_group if route == Route.SHADOW else None
         if route == Route.AMEND or route == Route.AMEND_SHADOW:
             return entry.live_group, entry.paper_group
-        if route == Route.AMEND_LIVE:
+        if route == Route.AMEND_LIVE or route == Route.AMEND_UNKNOWN:
             return entry.live_group, None
         return None, entry.paper_group
 

@@ -229,7 +229,7 @@ def test_promotion_over_http_and_the_report_from_the_cli(node, tmp_path, capsys)
 def test_an_amend_goes_only_to_the_group_holding_its_original_and_an_unknown_one_is_refused_once(node, schwab):
     """The validator remembers where each order went (node.amend_routes): a cancel reaches only the
     group(s) holding its original, so the other refuses nothing; a cancel of an order neither group
-    holds is refused AMEND_UNKNOWN_ORIGINAL exactly once (by the paper group alone); the routes survive
+    holds is refused AMEND_UNKNOWN_ORIGINAL exactly once (by the live group alone); the routes survive
     a kill -9 of the validator."""
     from node.messages import Amend, AmendKind
 

@@ -1,6 +1,7 @@
 """Cancels and replaces of a strategy in modes (node.amend_routes): an amend goes to the group(s) its
 original went to and only those; an amend of an original the validator does not know goes to the
-paper group alone (one answer: its AMEND_UNKNOWN_ORIGINAL); the routes survive a snapshot and stay
+live group alone (one answer: its AMEND_UNKNOWN_ORIGINAL, or the cancel of an order routed there before
+its strategy joined modes); the routes survive a snapshot and stay
 bounded. Fuzzed with hypothesis against the engines' own view (ModeTable.take, node.amends.plan_amend)."""
 
 import msgspec
@@ -63,16 +64,31 @@ def test_an_amend_goes_only_where_its_original_went():
         assert {g: a.signal.strategy_id for g, a in got.items() if a is not None} == where
 
 
-def test_an_amend_of_an_unknown_original_goes_to_the_paper_group_alone_which_refuses_it():
+def test_an_amend_of_an_unknown_original_goes_to_the_live_group_alone_which_refuses_it():
     modes, routes = table(), AmendRoutes()
-    modes.set_mode("s1", TradingMode.LIVE)
+    modes.set_mode("s1", TradingMode.PAPER)
     acc = stamped(modes, routes, signal("c1", cancel("never")))
     assert acc.route == Route.AMEND_UNKNOWN
     got = {g: modes.take(acc, g) for g in (PAPER, LIVE)}
-    assert got[LIVE] is None and got[PAPER] is acc
+    assert got[PAPER] is None and got[LIVE] is acc
     plan = plan_amend(AmendKind.CANCEL, "never", intent_of(acc), {}, 1)
     assert type(plan) is RefusePlan and plan.report.reason == Reason.AMEND_UNKNOWN_ORIGINAL
     assert plan.report.client_order_id == client_order_id_for(signal_id_for("c1"))  # the amend's own id
+
+
+def test_a_live_order_placed_before_its_strategy_joined_modes_can_still_be_canceled():
+    """Routed (not stamped) to the live group before `[[modes]]` named the strategy: the validator
+    does not know it, the cancel goes to the live group, which holds it and cancels it."""
+    modes, routes = table(), AmendRoutes()
+    before = intent_of(SignalAccepted(signal_id_for("old"), 0, signal("old"), Route.ROUTER))
+    held_live = {before.client_order_id: Order(intent=before, state=OrderState.ACCEPTED)}
+    modes.set_mode("s1", TradingMode.PAPER)
+    acc = stamped(modes, routes, signal("c-old", cancel("old")))
+    assert modes.take(acc, PAPER) is None
+    got = modes.take(acc, LIVE)
+    assert got is acc
+    plan = plan_amend(AmendKind.CANCEL, "old", intent_of(got), held_live, 1)
+    assert type(plan) is CancelPlan and plan.client_order_id == before.client_order_id
 
 
 def test_a_replace_is_remembered_where_its_original_was_and_a_cancel_is_not():
