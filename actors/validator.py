@@ -60,6 +60,7 @@ from node.modes import CanaryUsage, ModeError, ModeTable, check_step
 from node.trading_mode import TradingMode
 from actors.fallback_intake import GROUP, FallbackReader
 from actors.risk_state import RiskStateStore
+from actors.snapshot_writer import SnapshotWriter
 from node.risk import controls as ctl
 from node.risk import snapshot as risk_snapshot
 from node.fallback import REPLY_FIELD, lateness
@@ -76,6 +77,9 @@ _SETTLE_EVERY_NS = 200_000_000  # while an append is in doubt, ask Redis at most
 _FILL_KINDS = frozenset({ExecKind.PARTIAL_FILL, ExecKind.FILL})
 _DONE_KINDS = frozenset({ExecKind.FILL, ExecKind.CANCELED, ExecKind.REJECTED})
 _SNAPSHOT_OVERLAP_NS = 5_000_000_000  # exec ids booked this long before a snapshot's events mark
+_SNAPSHOT_EVERY_NS = 1_000_000_000  # a snapshot at most this often, and this long after its events mark was read
+_SNAPSHOT_POLL_NS = 10_000_000  # while a snapshot is being written, look for its outcome this often
+_TIDY_EVERY_NS = 1_000_000_000  # dedupe expiry, breakers, controls, store health
 
 
 _PIPELINE_ROUNDS = 8  # rounds of one wake-up whose appends overlap the next round's checks
@@ -193,6 +197,11 @@ class Validator(LoopService):
         self._signals_tip = "0"  # the last signals entry this validator appended (or found at start)
         self._events_mark = "0"  # the events tip read at the previous snapshot
         self._mark_ns = 0
+        self._writer: SnapshotWriter | None = None  # writes the risk snapshot off the loop (_open)
+        self._snapshot_due_ns = 0  # the next look at the snapshot (take one, or collect the one written)
+        self._snapshot_taken_ns = 0  # when the snapshot being written was taken (its `_mark_ns` once saved)
+        self._next_tidy_ns = 0
+        self.snapshot_write_hist = LatencyHistogram()  # the writer's tip read + encode + SET, off the loop
         self._unsaved_controls: deque[ctl.ControlEvent] = deque()
         self.restored: dict = {}
         self.stages = StageClock()  # per wake-up: gate, append, reply (node.stages)
@@ -246,6 +255,11 @@ class Validator(LoopService):
         )
         self._reader.start()
         self._hello = encode(Endpoints(intake=intake, events=self._events_endpoint, node_id=self._cfg.node_id))
+        st = self._cfg.storage  # the snapshot's own Redis client: its waits never hold the loop's
+        self._writer = SnapshotWriter(RiskStateStore(connect_redis(self._redis_url), self._cfg.node_id,
+                                                     st.controls_stream), st.events_stream, self._clock_ns,
+                                      name=self.name + "-snapshot")
+        self._writer.start()
         return {"intake": intake}
 
     def _warm_memory(self) -> None:
@@ -265,6 +279,8 @@ class Validator(LoopService):
         self.warmed = warmed
 
     def _close(self) -> None:
+        if self._writer is not None and not self._writer.stop():
+            _log.warning("the risk snapshot writer did not end within its timeout (Redis stalled)")
         self._reader.stop()
         for push, _ in self._pushes.values():
             push.close(0)
@@ -631,12 +647,15 @@ class Validator(LoopService):
 
     def _housekeeping(self) -> None:
         now = self._clock_ns()
-        if now >= self._next_expire_ns:
+        if now >= self._next_tidy_ns:
             self.gate.expire(now)
             self._save_breakers()
-            self._save_risk_state(now)
+            self._save_controls()
             self._log_store_health()
-            self._next_expire_ns = now + 1_000_000_000
+            self._next_tidy_ns = now + _TIDY_EVERY_NS
+        if now >= self._snapshot_due_ns:
+            self._save_risk_state(now)
+        self._next_expire_ns = min(self._next_tidy_ns, self._snapshot_due_ns)
 
     def _restore_breakers(self) -> None:
         """Breaker states survive a restart: they are saved (on change, once a second) in Redis,
@@ -736,18 +755,43 @@ class Validator(LoopService):
         if amend is None or amend.kind is not AmendKind.CANCEL:
             self.amend_routes.record(acc.signal.request_id, acc.route)
 
-    def _save_risk_state(self, now: int) -> None:
-        """About once a second while risk changes: the snapshot, its events mark being the events
-        tip read at the previous snapshot (every report logged before it has reached this loop),
-        with the exec ids booked since shortly before that mark (so the replay skips them)."""
+    def _save_controls(self) -> bool:
+        """Record the controls the control stream missed (Redis was away), in order; True when none waits."""
         while self._unsaved_controls:
             event = self._unsaved_controls[0]
             try:
                 self._state.record_control(event, self._control_fold)
             except StoreError:
-                return
+                return False
             self._unsaved_controls.popleft()
-        if not self._risk_dirty:
+        return True
+
+    def _save_risk_state(self, now: int) -> None:
+        """About once a second while risk changes: take the snapshot here (copies: `take`), hand it to
+        the writer thread (`actors.snapshot_writer`), which reads the events tip and SETs it off the
+        loop; a later look collects the outcome. The snapshot's events mark is the events tip read
+        when the previous one was written, at least `_SNAPSHOT_EVERY_NS` before this one is taken
+        (every report logged before it has reached this loop), with the exec ids booked since shortly
+        before the previous snapshot was taken (so the replay skips them)."""
+        writer = self._writer
+        if writer is None:
+            return
+        done = writer.collect()
+        if done is not None:
+            if done.ok:
+                self._events_mark, self._mark_ns = done.events_tip, self._snapshot_taken_ns
+                self._snapshot_due_ns = done.tip_read_ns + _SNAPSHOT_EVERY_NS
+                self.snapshot_write_hist.observe_ns(done.write_ns)
+            else:  # the marks stay; what it held is taken again a period later
+                self._risk_dirty = True
+                self._snapshot_due_ns = now + _SNAPSHOT_EVERY_NS
+            if now < self._snapshot_due_ns:
+                return
+        elif writer.busy:
+            self._snapshot_due_ns = now + _SNAPSHOT_POLL_NS
+            return
+        if not self._risk_dirty or self._unsaved_controls:
+            self._snapshot_due_ns = now + _SNAPSHOT_EVERY_NS
             return
         # the marks only move on: fills booked before this one's overlap are never listed again, so
         # they leave the deque (a scan of the whole deque, up to 200k fills, cost the loop ~10 ms a
@@ -762,14 +806,13 @@ class Validator(LoopService):
         snap.events_mark = self._events_mark
         snap.signals_mark = self._signals_tip
         snap.canary = {s: [u.signals, u.notional, u.live_signals, u.live_notional] for s, u in self.modes.canary.items()}
-        snap.amend_routes_open, snap.amend_routes_done = self.amend_routes.open, self.amend_routes.done
-        try:
-            tip = self._state.tip(self._cfg.storage.events_stream)
-            self._state.save_snapshot(snap)
-        except StoreError:
+        # copies: the writer encodes the snapshot off the loop, while the loop goes on changing these
+        snap.amend_routes_open, snap.amend_routes_done = dict(self.amend_routes.open), dict(self.amend_routes.done)
+        if not writer.submit(snap):  # the writer stopped (the loop is closing)
             return
-        self._events_mark, self._mark_ns = tip, now
-        self._risk_dirty = False
+        self._snapshot_taken_ns = now
+        self._risk_dirty = False  # a failed write sets it again
+        self._snapshot_due_ns = now + _SNAPSHOT_POLL_NS
 
     def _control(self, control: ctl.Control) -> dict:
         """Check, apply, then record one control (on the loop thread). It is applied even when the
@@ -913,6 +956,13 @@ class Validator(LoopService):
         unknown = {sym: len(ids) for sym, ids in dict(getattr(self, "_unknown", {})).items() if ids}
         return {"unknown_orders": sum(unknown.values()), "unknown_symbols": sorted(unknown)}
 
+    def _snapshot_view(self) -> dict:
+        """The risk snapshot's writer: saved, failed, one being written now, the write's histogram."""
+        w = self._writer
+        return {"snapshots_saved": w.saved if w else 0, "snapshot_failures": w.failures if w else 0,
+                "snapshot_writing": bool(w and w.busy), "snapshot_last_error": w.last_error if w else "",
+                "snapshot_write_hist": self.snapshot_write_hist.snapshot()}
+
     def _log_store_health(self) -> None:
         """Once a second at most: a store outage begins (appends failed since the last look) or ends."""
         failures, seen = self.store_failures, getattr(self, "_store_failures_seen", 0)
@@ -951,6 +1001,7 @@ class Validator(LoopService):
             "append_hist": self.append_hist.snapshot(),
             "restored": {k: v for k, v in self.restored.items() if k != "controls"},
             "unsaved_controls": len(self._unsaved_controls),
+            **self._snapshot_view(),
             "reasons": self._reason_counts(),
             "peer_limited": self.peer_limit.limited,
             "peers": len(self.peer_limit),
