@@ -10,7 +10,9 @@ the machine's Redis, under a node id and streams of its own (deleted after). Thi
 through this checkout's `AsyncExecutionClient` (the same client for both builds): a paced run
 (`--rate`/s for `--seconds`: reply p50 / p99) and a max-rate run (`--max-n` signals, `--window` in
 flight: ACKs per second), every signal ACCEPTED or the round fails. The validator's own figures
-(wake-up and append percentiles, the gate/append/reply stage sums) come from its `stats()`. Rounds
+(wake-up and append percentiles, the gate/append/reply stage sums) come from its `stats()`, and
+`loop_cpu_us_per_signal` is the CPU its loop thread spent from start to the end of the round (warm-up,
+paced and max-rate runs) per signal accepted, read through the thread's own CPU clock. Rounds
 alternate the builds; read the ratios B/A, not the absolute times, on a shared machine.
 """
 
@@ -45,12 +47,16 @@ cfg = NodeConfig(node_id=node_id, signing=SigningConfig(keys={"bench": secret}),
                                        allow_volatile_redis=True))
 v = Validator(cfg, url, ["tcp://127.0.0.1:1"], "tcp://127.0.0.1:2")
 try:
-    print(orjson.dumps({"symbols": [s.symbol for s in cfg.broker.paper.symbols], **v.start(timeout_s=60)}).decode(),
-          flush=True)
+    hello = v.start(timeout_s=60)
+    loop_clock = time.pthread_getcpuclockid(v._thread.ident)  # the loop thread's CPU, read from this one
+    cpu0 = time.clock_gettime_ns(loop_clock)
+    print(orjson.dumps({"symbols": [s.symbol for s in cfg.broker.paper.symbols], **hello}).decode(), flush=True)
     sys.stdin.readline()
+    cpu = time.clock_gettime_ns(loop_clock) - cpu0
     st = v.stats()
     keep = ("accepted", "rejected", "wake_p50_us", "wake_p99_us", "append_p50_us", "append_p99_us", "store_failures")
     out = {k: st[k] for k in keep}
+    out["loop_cpu_us_per_signal"] = round(cpu / max(1, st["accepted"]) / 1e3, 2)
     for stage in ("intake_gate", "append", "reply"):
         h = st.get("stage_" + stage + "_hist") or {}
         if h.get("count"):
@@ -125,6 +131,7 @@ def _round(code_dir: str, redis_url: str, rate: float, seconds: float, max_n: in
         proc.stdin.write("stats\n")
         proc.stdin.flush()
         got |= {"validator": orjson.loads(proc.stdout.readline())}
+        got["loop_cpu_us_per_signal"] = got["validator"]["loop_cpu_us_per_signal"]
         return got
     finally:
         proc.stdin.close()
@@ -143,7 +150,8 @@ def main() -> None:
     builds = builds_of(args)
     rounds = alternate(builds, args.rounds,
                        lambda code: _round(code, redis_url, args.rate, args.seconds, args.max_n, args.window))
-    report(builds, rounds, ("paced_p50_us", "paced_p99_us", "max_per_s", "max_p50_us"), args.json)
+    report(builds, rounds, ("paced_p50_us", "paced_p99_us", "max_per_s", "max_p50_us", "loop_cpu_us_per_signal"),
+           args.json)
 
 
 if __name__ == "__main__":
