@@ -16,7 +16,8 @@ Figures: the client's reply p50 / p99 / p99.9 / max over the paced run; the inta
 `Validator._save_risk_state` (wall and CPU of the loop thread, per second of the run, and the longest
 single call: the stall one snapshot puts on the intake), timed by a wrapper both builds' loops call
 through; and the snapshots written (`RiskStateStore.save_snapshot`, on whichever thread). Rounds
-alternate the builds; read the ratios B/A, not the absolute times, on a shared machine.
+alternate the builds; read the ratios B/A, not the absolute times, on a shared machine. `--profile OUT`
+also records a py-spy profile (speedscope) of the validator's process in each round.
 """
 
 from __future__ import annotations
@@ -25,10 +26,12 @@ import argparse
 import asyncio
 import os
 import secrets
+import shutil
 import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import orjson
 
@@ -194,8 +197,14 @@ def _round(code_dir: str, redis_url: str, args: argparse.Namespace) -> dict:
     proc = subprocess.Popen([sys.executable, "-c", _SERVE, *argv], env=env, cwd=code, stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, text=True)
     assert proc.stdin is not None and proc.stdout is not None
+    spy = None
     try:
         hello = orjson.loads(proc.stdout.readline())
+        if args.profile:  # py-spy (not a dependency: `pip install py-spy`) over the warm-up and the paced run
+            py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+            spy = subprocess.Popen([py_spy, "record", "-p", str(proc.pid), "-d", str(int(args.seconds) + 2), "-r", "200",
+                                    "--format", "speedscope", "-o", args.profile + "-" + os.path.basename(code) + ".json",
+                                    "--nonblocking"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         got = asyncio.run(_drive(hello["intake"], secret, hello["symbols"], args.rate, args.seconds, proc))
         proc.stdin.write("stats\n")
         proc.stdin.flush()
@@ -203,6 +212,8 @@ def _round(code_dir: str, redis_url: str, args: argparse.Namespace) -> dict:
     finally:
         proc.stdin.close()
         proc.wait(60)
+        if spy is not None:
+            spy.wait(60)
 
 
 _KEYS = ("paced_p50_us", "paced_p99_us", "paced_p999_us", "paced_max_us", "loop_ms_per_s", "loop_cpu_ms_per_s",
@@ -220,6 +231,7 @@ def main() -> None:
     ap.add_argument("--events", type=int, default=1_000)
     ap.add_argument("--event-bytes", type=int, default=2_000)
     ap.add_argument("--fill-rate", type=int, default=800)
+    ap.add_argument("--profile", default="", help="OUT: a py-spy profile of each round, OUT-<checkout>.json")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
