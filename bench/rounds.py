@@ -1,5 +1,5 @@
 """A/B of two builds in one run, round by round (shared by `bench.client_report`, `bench.gate_report`,
-`bench.intake_report`): the rounds alternate the builds (A, B, B, A, ...) so each build meets the
+`bench.intake_report`, `bench.snapshot_report`, `bench.wake_report`): the rounds alternate the builds (A, B, B, A, ...) so each build meets the
 same minutes of a shared machine; each figure is the median over a build's rounds, judged as B/A."""
 
 from __future__ import annotations

@@ -27,15 +27,15 @@ import asyncio
 import os
 import secrets
 import shutil
-import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import orjson
-
 from nae_client import AsyncExecutionClient
+
+from bench.rounds import add_build_args, alternate, builds_of, report
 
 _SERVE = r'''
 import sys, threading, time
@@ -222,8 +222,7 @@ _KEYS = ("paced_p50_us", "paced_p99_us", "paced_p999_us", "paced_max_us", "loop_
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--build", action="append", required=True, help="NAME=checkout (twice: A and B)")
-    ap.add_argument("--rounds", type=int, default=4)
+    add_build_args(ap, rounds=4)
     ap.add_argument("--rate", type=float, default=1_000.0)
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--positions", type=int, default=1_200)
@@ -232,25 +231,11 @@ def main() -> None:
     ap.add_argument("--event-bytes", type=int, default=2_000)
     ap.add_argument("--fill-rate", type=int, default=800)
     ap.add_argument("--profile", default="", help="OUT: a py-spy profile of each round, OUT-<checkout>.json")
-    ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
-    builds = [b.split("=", 1) for b in args.build]
-    rounds: dict[str, list[dict]] = {name: [] for name, _ in builds}
-    for i in range(args.rounds):
-        for name, code in builds if i % 2 == 0 else builds[::-1]:
-            got = _round(code, redis_url, args)
-            print(orjson.dumps({"round": i, "build": name, "load_1m": round(os.getloadavg()[0], 1), **got}).decode(),
-                  file=sys.stderr)
-            rounds[name].append(got)
-    medians = {name: {k: statistics.median(r[k] for r in rs) for k in _KEYS} for name, rs in rounds.items()}
-    (a, _), (b, _) = builds[0], builds[1]
-    ratios = {k: round(medians[b][k] / medians[a][k], 3) for k in _KEYS if medians[a][k]}
-    report = {"medians": medians, "ratios_b_over_a": ratios, "rounds": rounds, "load": os.getloadavg(),
-              "args": vars(args)}
-    print(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode() if args.json else
-          "\n".join(k + ": " + " ".join(n + "=" + str(medians[n][k]) for n in medians) + "  B/A " + str(ratios.get(k))
-                    for k in _KEYS))
+    builds = builds_of(args)
+    rounds = alternate(builds, args.rounds, lambda code: _round(code, redis_url, args))
+    report(builds, rounds, _KEYS, args.json)
 
 
 if __name__ == "__main__":

@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import subprocess
 import sys
 
 import orjson
+
+from bench.rounds import add_build_args, alternate, builds_of, report
 
 _ROUND = r'''
 import secrets, sys, time
@@ -115,28 +116,14 @@ _KEYS = ("one_cpu_us", "burst_cpu_us")
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--build", action="append", required=True, help="NAME=checkout (twice: A and B)")
-    ap.add_argument("--rounds", type=int, default=6)
+    add_build_args(ap, rounds=6)
     ap.add_argument("--n", type=int, default=5_000)
     ap.add_argument("--n-one", type=int, default=500)
-    ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
-    builds = [b.split("=", 1) for b in args.build]
-    rounds: dict[str, list[dict]] = {name: [] for name, _ in builds}
-    for i in range(args.rounds):
-        for name, code in builds if i % 2 == 0 else builds[::-1]:
-            got = _round(code, redis_url, args.n, args.n_one)
-            print(orjson.dumps({"round": i, "build": name, "load_1m": round(os.getloadavg()[0], 1), **got}).decode(),
-                  file=sys.stderr)
-            rounds[name].append(got)
-    medians = {name: {k: statistics.median(r[k] for r in rs) for k in _KEYS} for name, rs in rounds.items()}
-    (a, _), (b, _) = builds[0], builds[1]
-    ratios = {k: round(medians[b][k] / medians[a][k], 3) for k in _KEYS if medians[a][k]}
-    report = {"medians": medians, "ratios_b_over_a": ratios, "rounds": rounds, "load": os.getloadavg()}
-    print(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode() if args.json else
-          "\n".join(k + ": " + " ".join(n + "=" + str(medians[n][k]) for n in medians) + "  B/A " + str(ratios.get(k))
-                    for k in _KEYS))
+    builds = builds_of(args)
+    rounds = alternate(builds, args.rounds, lambda code: _round(code, redis_url, args.n, args.n_one))
+    report(builds, rounds, _KEYS, args.json)
 
 
 if __name__ == "__main__":
