@@ -18,7 +18,7 @@ import threading
 from actors.broker import BrokerHost
 from adapters.paper.venue import PaperVenue
 from node.config import load_config
-from node.instruments import Multipliers
+from node.instruments import node_multipliers
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--config")
     args = p.parse_args(argv)
     cfg = load_config(args.config)
-    host = BrokerHost("exchange", args.host, PaperVenue(cfg.broker.paper, multipliers=Multipliers(cfg.risk.option_multiplier, cfg.risk.contract_multipliers)), port=args.port)
+    host = BrokerHost("exchange", args.host, PaperVenue(cfg.broker.paper, multipliers=node_multipliers(cfg.risk)), port=args.port)
     endpoints = host.start()
     print("paper exchange on " + endpoints["orders"], flush=True)
     done = threading.Event()

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from actors.wiring import EngineWiring
 from node.config import BrokerConfig, EngineConfig, NodeConfig, StorageConfig
 from node.errors import ConfigError
-from node.instruments import Multipliers
+from node.instruments import Multipliers, node_multipliers
 from node.logs import configure as configure_logging
 
 if TYPE_CHECKING:
@@ -23,7 +23,9 @@ if TYPE_CHECKING:
 
 def build_venue(cfg: BrokerConfig, storage: StorageConfig | None = None, node_id: str = "",
                 multipliers: Multipliers | None = None):
-    """`multipliers`: the node's contract multipliers (risk config), which the paper venue sizes a notional by."""
+    """`multipliers`: the node's contract multipliers (its risk config, `node_multipliers`): the paper
+    venue sizes a notional by them and values its account at them; the broker venues size a notional
+    by them and value an option position the broker gives no multiplier for at them."""
     if cfg.kind == "paper":
         prefix = cfg.name + "-" if cfg.name else ""  # exec ids unique across the node's paper venues
         redis_url = storage.redis_url if storage is not None else None
@@ -56,11 +58,11 @@ def build_venue(cfg: BrokerConfig, storage: StorageConfig | None = None, node_id
                 sc, redis_url=sc.redis_url or storage.redis_url or "", database_url=sc.database_url or storage.database_url or "")
         if not (sc.account_hash and sc.redis_url and sc.database_url):
             raise ConfigError("broker.schwab: account_hash, redis_url and database_url are required for kind schwab")
-        return SchwabVenue(sc)
+        return SchwabVenue(sc, multipliers=multipliers)
     if cfg.kind == "ibkr":
         from adapters.brokers.ibkr.venue import IbkrVenue
 
-        return IbkrVenue(cfg.ibkr)
+        return IbkrVenue(cfg.ibkr, multipliers=multipliers)
     raise ConfigError(
         "broker.kind: unknown broker kind " + repr(cfg.kind) + " (known: paper, paper-remote, lean, schwab, ibkr)")
 
@@ -70,7 +72,7 @@ def build_broker(cfg: NodeConfig, broker: BrokerConfig | None = None, port: int 
 
     broker = broker or cfg.broker
     groups = frozenset(g.name for g in cfg.group_list())
-    multipliers = Multipliers(cfg.risk.option_multiplier, cfg.risk.contract_multipliers)
+    multipliers = node_multipliers(cfg.risk)
     host = BrokerHost(broker.name, cfg.bind_host, build_venue(broker, cfg.storage, cfg.node_id, multipliers), port=port,
                       groups=groups, roll_hour_utc=cfg.daily_roll_hour_utc)
     host.gc_freeze, host.gc_threshold0 = cfg.tuning.gc_freeze, cfg.tuning.gc_threshold0

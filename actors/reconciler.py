@@ -52,7 +52,7 @@ import zmq
 from node.config import NodeConfig
 from node.messages import ExecKind, ExecutionReport, Side, encode, event_topic
 from node.migrations import apply_migrations
-from node.instruments import Multipliers
+from node.instruments import node_multipliers
 from node.modes import without_shadow
 from node.pnl import FeeSchedule, compare_pnl, opening_fills, pnl_by_strategy_symbol, totals_by_strategy
 from node.reconcile import (
@@ -122,7 +122,7 @@ class Reconciler:
                                     cash_tolerance=self._rc.cash_tolerance_usd,
                                     settle_ns=self._rc.settle_ms * 1_000_000)
         #: cash and PnL at the node's contract multipliers (its risk config), as the paper venue's account
-        self._mult = Multipliers(cfg.risk.option_multiplier, cfg.risk.contract_multipliers)
+        self._mult = node_multipliers(cfg.risk)
         self._fees = FeeSchedule(per_share_usd=self._rc.fee_per_share_usd, bps_of_notional=self._rc.fee_bps,
                                  min_per_fill_usd=self._rc.fee_min_per_fill_usd)
         self._lock = asyncio.Lock()

@@ -55,7 +55,7 @@ from node.reasons import Reason
 from node.router import Router
 from node.amends import amendable_by
 from node.amend_routes import AmendRoutes
-from node.instruments import Multipliers
+from node.instruments import node_multipliers
 from node.modes import CanaryUsage, ModeError, ModeTable, check_step
 from node.trading_mode import TradingMode
 from actors.fallback_intake import GROUP, FallbackReader
@@ -171,7 +171,7 @@ class Validator(LoopService):
         router = Router.from_config(cfg)
         self.modes = ModeTable.from_config(cfg)  # paper / shadow / canary / live per strategy (node.modes)
         self.amend_routes = AmendRoutes()  # where each order of a strategy in modes went (node.amend_routes)
-        self._mult = Multipliers(cfg.risk.option_multiplier, cfg.risk.contract_multipliers)  # a canary's notional
+        self._mult = node_multipliers(cfg.risk)  # a canary's notional
         self.gate = SignalGate(cfg.signing, cfg.intake, risk, route=router.group_of if cfg.reject_unrouted else None,
                                amendable=amendable_by(cfg, router.group_of, self.modes.entry_of))
         self.peer_limit = PeerLimiter(cfg.intake)  # per-connection limit on unauthenticated frames

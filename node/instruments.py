@@ -12,7 +12,10 @@ venue's cash and equity. Prices stay per share (as fills and brokers quote them)
 from __future__ import annotations
 
 import re
-from typing import Mapping
+from typing import TYPE_CHECKING, Mapping
+
+if TYPE_CHECKING:
+    from node.risk.config import RiskLimits
 
 #: OCC option symbol, the root padded or not: root, yymmdd, C/P, strike * 1000 in 8 digits
 OCC_SYMBOL = re.compile(r"^([A-Z0-9.]{1,6}) *(\d{6})([CP])(\d{8})$")
@@ -43,6 +46,13 @@ class Multipliers:
     def value(self, symbol: str, qty: float, px: float) -> float:
         """What `qty` contracts of `symbol` at `px` (per share) are worth: qty x px x multiplier."""
         return qty * px * self.of(symbol)
+
+
+def node_multipliers(risk: RiskLimits) -> Multipliers:
+    """The node's contract multipliers, from its risk config (`option_multiplier`,
+    `contract_multipliers`): the one place every part of the node takes them from (pre-trade risk,
+    the validator, the reconciler, the paper venue and the broker venues)."""
+    return Multipliers(risk.option_multiplier, risk.contract_multipliers)
 
 
 #: the default multipliers (OCC options 100, anything else 1): a caller without the node's risk config

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from node.instruments import Multipliers
+from node.instruments import node_multipliers
 from node.risk.config import RiskLimits
 
 # ---- sf rows (per symbol)
@@ -92,7 +92,7 @@ class RiskBook:
     def __init__(self, cfg: RiskLimits, equity: float) -> None:
         self.cfg = cfg
         self.prior_var = cfg.default_daily_vol * cfg.default_daily_vol
-        self.multipliers = Multipliers(cfg.option_multiplier, cfg.contract_multipliers)
+        self.multipliers = node_multipliers(cfg)
         self.sym_ids: dict[str, int] = {}
         self.sym_names: list[str] = []
         self.strat_ids: dict[str, int] = {}  # -> column c (>= COL_FIRST_STRATEGY)

@@ -41,6 +41,7 @@ from ib_async.ib import StartupFetch
 from adapters.brokers.ibkr import parsing
 from node.config import IbkrConfig
 from node.errors import BrokerError
+from node.instruments import DEFAULT_MULTIPLIERS, Multipliers
 from node.messages import ExecKind, ExecutionReport, OrderIntent
 from node.reasons import Reason
 from node.reconcile import BrokerBook
@@ -69,8 +70,10 @@ class _Tracked(msgspec.Struct, kw_only=True):
 
 class IbkrSession:
     def __init__(self, cfg: IbkrConfig, emit: Callable[[ExecutionReport], None],
-                 clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.timezone.utc)) -> None:
+                 clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.timezone.utc),
+                 multipliers: Multipliers = DEFAULT_MULTIPLIERS) -> None:
         self.cfg = cfg
+        self.multipliers = multipliers  # the node's: an option's value when TWS names no multiplier
         self._emit = emit
         self._clock = clock
         self.ib = IB()
@@ -228,7 +231,7 @@ class IbkrSession:
             if f.commissionReport and f.commissionReport.execId:
                 commissions[parsing.exec_key(f.execution.execId)] = float(f.commissionReport.commission)
         return parsing.account_book(fills, positions, ours, self._by_perm, parsing.day_start_ns(self._clock()),
-                                    time.time_ns(), values, portfolio, commissions)
+                                    time.time_ns(), values, portfolio, commissions, self.multipliers)
 
     def _tick(self, now: float) -> None:
         """UNKNOWN after the ack deadline; held orders out once the window is over."""

@@ -21,6 +21,7 @@ from adapters.brokers.ibkr.client import IbkrSession
 from adapters.brokers.worker_venue import WorkerVenue
 from node.config import IbkrConfig
 from node.errors import BrokerError
+from node.instruments import DEFAULT_MULTIPLIERS, Multipliers
 from node.messages import ExecutionReport, OrderIntent, encode
 from node.reasons import Reason
 from node.reconcile import BrokerBook
@@ -67,9 +68,12 @@ async def _call_on_loop(fn) -> None:
 
 
 class IbkrVenue(WorkerVenue):
-    def __init__(self, cfg: IbkrConfig) -> None:
+    def __init__(self, cfg: IbkrConfig, multipliers: Multipliers | None = None) -> None:
+        """`multipliers`: the node's (`node.instruments.node_multipliers`, its risk config), for an
+        option position whose contract TWS names no multiplier for."""
         super().__init__("ibkr")
         self.cfg = cfg
+        self.multipliers = multipliers if multipliers is not None else DEFAULT_MULTIPLIERS
         self.session: IbkrSession | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
@@ -100,7 +104,7 @@ class IbkrVenue(WorkerVenue):
             out.send(encode(rep))
 
         self._stop = asyncio.Event()
-        self.session = IbkrSession(self.cfg, emit)
+        self.session = IbkrSession(self.cfg, emit, multipliers=self.multipliers)
 
         async def run() -> None:
             try:

@@ -28,7 +28,7 @@ from typing import Any
 
 import msgspec
 
-from node.instruments import DEFAULT_MULTIPLIERS, DEFAULT_OPTION_MULTIPLIER, OCC_SYMBOL, Multipliers
+from node.instruments import DEFAULT_MULTIPLIERS, OCC_SYMBOL, Multipliers
 from node.messages import ExecKind, OrderIntent, OrderType, Side
 from node.reasons import Reason
 from node.reconcile import BrokerBook, BrokerPnl, Fill, Order, is_finite_pnl
@@ -95,8 +95,9 @@ def node_symbol(symbol: str) -> str:
     return symbol.replace(" ", "") if OCC_SYMBOL.match(symbol) else symbol
 
 
-def order_spec(intent: OrderIntent) -> tuple[dict[str, Any] | None, str]:
-    """(the order body, "") or (None, reason code)."""
+def order_spec(intent: OrderIntent, mult: Multipliers = DEFAULT_MULTIPLIERS) -> tuple[dict[str, Any] | None, str]:
+    """(the order body, "") or (None, reason code). A notional is sized in whole contracts at the
+    symbol's multiplier (`mult`: the node's)."""
     kind = intent.order_type
     if kind in (OrderType.LIMIT, OrderType.STOP_LIMIT) and not (intent.limit_price or 0.0) > 0.0:
         return None, Reason.PRICE_REQUIRED.value
@@ -110,7 +111,7 @@ def order_spec(intent: OrderIntent) -> tuple[dict[str, Any] | None, str]:
         notional = intent.notional or 0.0
         if not px or not notional > 0.0:
             return None, Reason.SIZE_SPEC.value
-        qty = math.floor(notional / (px * (DEFAULT_OPTION_MULTIPLIER if option else 1.0)))
+        qty = math.floor(notional / (px * mult.of(intent.symbol)))
     if not qty > 0.0 or qty != math.floor(qty) or math.isinf(qty):
         return None, Reason.SIZE_SPEC.value
     duration = _DURATION.get(intent.time_in_force.value)
@@ -230,9 +231,9 @@ def activity_order_ids(data: Any) -> tuple[list[str], int]:
     return ids, bad
 
 
-def matches(intent: OrderIntent, order: SchwabOrder) -> bool:
+def matches(intent: OrderIntent, order: SchwabOrder, mult: Multipliers = DEFAULT_MULTIPLIERS) -> bool:
     """Whether `order` (not known by id) can be the one an unanswered submit of `intent` placed."""
-    spec, _ = order_spec(intent)
+    spec, _ = order_spec(intent, mult)
     if spec is None:
         return False
     leg = spec["orderLegCollection"][0]
@@ -334,10 +335,11 @@ def iso_ns(text: str) -> int:
 
 
 def account_book(orders: list[Any], account: Any, ours: dict[str, tuple[str, str]], fills_since_ns: int,
-                 as_of_ns: int) -> tuple[BrokerBook, int]:
+                 as_of_ns: int, mult: Multipliers = DEFAULT_MULTIPLIERS) -> tuple[BrokerBook, int]:
     """Schwab's answers (`GET .../orders`, `GET .../accounts/{hash}?fields=positions`) as a
     `BrokerBook`, and how many order objects could not be read. `ours`: Schwab orderId ->
-    (client order id, strategy) of the orders the node placed."""
+    (client order id, strategy) of the orders the node placed; `mult`: the node's multipliers (an
+    option position whose instrument names no `optionMultiplier` is valued at them)."""
     book_orders: list[Order] = []
     fills: list[Fill] = []
     unreadable = 0
@@ -362,5 +364,5 @@ def account_book(orders: list[Any], account: Any, ours: dict[str, tuple[str, str
                                  avg, last))
     cash, _, _ = balances_of(account)
     book = BrokerBook(broker="schwab", fills=fills, orders=book_orders, positions=positions_of(account),
-                      cash=cash, fills_since_ns=fills_since_ns, as_of_ns=as_of_ns, pnl=pnl_of(account))
+                      cash=cash, fills_since_ns=fills_since_ns, as_of_ns=as_of_ns, pnl=pnl_of(account, mult))
     return book, unreadable

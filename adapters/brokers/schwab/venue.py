@@ -47,6 +47,7 @@ from adapters.brokers.schwab.config import SchwabConfig
 from adapters.brokers.schwab.stream import ActivityStream
 from adapters.brokers.worker_venue import WorkerVenue
 from node.errors import BrokerError
+from node.instruments import DEFAULT_MULTIPLIERS, Multipliers
 from node.messages import ExecKind, ExecutionReport, OrderIntent, OrderSnapshot, encode
 from node.reasons import Reason
 from node.reconcile import BrokerBook
@@ -90,9 +91,12 @@ _saved_decoder = msgspec.msgpack.Decoder(_Saved)
 
 
 class SchwabVenue(WorkerVenue):
-    def __init__(self, cfg: SchwabConfig, redis_prefix: str = "") -> None:
+    def __init__(self, cfg: SchwabConfig, redis_prefix: str = "", multipliers: Multipliers | None = None) -> None:
+        """`multipliers`: the node's (`node.instruments.node_multipliers`, its risk config): a notional
+        is sized in contracts by them, and an option position Schwab names no multiplier for valued."""
         super().__init__("schwab")
         self.cfg = cfg
+        self.multipliers = multipliers if multipliers is not None else DEFAULT_MULTIPLIERS
         self._prefix = redis_prefix or "nae:broker:schwab:" + cfg.account_hash
         self._commands: queue.Queue = queue.Queue()
         self._thread: threading.Thread | None = None
@@ -342,7 +346,7 @@ class _Worker:
             raise BrokerError("schwab: the orders answer is not a list", Reason.VENUE_REJECT)
         ours = {t.order_id: (coid, t.intent.strategy_id) for coid, t in self._orders.items() if t.order_id}
         book, unreadable = parsing.account_book(orders.body, account.body, ours, int(today) * 1_000_000_000,
-                                                time.time_ns())
+                                                time.time_ns(), self._venue.multipliers)
         self.unreadable += unreadable
         return book
 
@@ -350,7 +354,7 @@ class _Worker:
         coid = intent.client_order_id
         if coid in self._orders:
             return  # sent before (by this adapter or another of the account): never twice
-        spec, why = parsing.order_spec(intent)
+        spec, why = parsing.order_spec(intent, self._venue.multipliers)
         t = _Tracked(intent=intent, sent_s=time.time())
         self._orders[coid] = t
         if spec is None:
@@ -396,7 +400,7 @@ class _Worker:
         if old is None or old.done or not old.order_id:
             self._refuse(new, Reason.UNKNOWN_ORDER.value)
             return
-        spec, why = parsing.order_spec(intent)
+        spec, why = parsing.order_spec(intent, self._venue.multipliers)
         if spec is None:
             self._refuse(new, why)
             return
@@ -434,7 +438,7 @@ class _Worker:
                 continue
             coid = self._by_id.get(order.order_id)
             if coid is None:
-                t = next((u for u in unknown if parsing.matches(u.intent, order)), None)
+                t = next((u for u in unknown if parsing.matches(u.intent, order, self._venue.multipliers)), None)
                 if t is None:
                     continue
                 unknown.remove(t)
