@@ -33,6 +33,14 @@ answer names no fee: like its regulatory fees, they show in the cash only); each
 `averagePrice` (average cost, fees apart), `marketValue` (at `price_of`), `longOpenProfitLoss` /
 `shortOpenProfitLoss`, as Schwab's positions do. `edit_position`, `adjust_cash`, `adjust_cost`:
 changes at the broker with no order (a journal, a fee charged apart, a cost-basis correction).
+
+Options: a leg with `assetType` OPTION takes Schwab's padded OCC symbol (`AAPL  250117C00150000`:
+the root padded to 6, 21 characters) and an option instruction (BUY_TO_OPEN, SELL_TO_CLOSE, ...);
+anything else for an option (an OCC symbol as EQUITY, an unpadded one, BUY) is refused 400, nothing
+placed. Prices stay per share (`prices` by the padded or the unpadded symbol); every dollar figure is
+x `option_multiplier` (100) a contract: the cash an execution moves, `marketValue`, the open PnL.
+An option position's instrument is an AccountOption (`assetType` OPTION, `putCall`,
+`underlyingSymbol`, and `optionMultiplier` unless `send_option_multiplier` is False).
 """
 
 from __future__ import annotations
@@ -69,6 +77,10 @@ SchwabStreamer = _streamer_class()
 _ORDERS = re.compile(r"^/trader/v1/accounts/([^/]+)/orders$")
 _ORDER = re.compile(r"^/trader/v1/accounts/([^/]+)/orders/(\d+)$")
 _ACCOUNT = re.compile(r"^/trader/v1/accounts/([^/]+)$")
+#: Schwab's option symbol: the root padded to 6, yymmdd, C/P, strike x 1000 in 8 digits (21 characters)
+_SCHWAB_OCC = re.compile(r"^[A-Z0-9. ]{6}\d{6}[CP]\d{8}$")
+_ANY_OCC = re.compile(r"^[A-Z0-9.]{1,6} *\d{6}[CP]\d{8}$")
+_OPTION_INSTRUCTIONS = frozenset({"BUY_TO_OPEN", "BUY_TO_CLOSE", "SELL_TO_OPEN", "SELL_TO_CLOSE"})
 
 
 def _iso(ts: float) -> str:
@@ -101,6 +113,8 @@ class SchwabFake:
         self.commission_per_fill = 0.0
         self.position_edits: dict[str, float] = {}
         self.cost_edits: dict[str, float] = {}
+        self.option_multiplier = 100.0
+        self.send_option_multiplier = True
         self._server: ThreadingHTTPServer | None = None
         self.base_url = ""
         self.streamer = SchwabStreamer(self._authorized_token, "12345678", "cust-" + secrets.token_hex(4),
@@ -162,7 +176,12 @@ class SchwabFake:
             self._fill(self.orders[order_id], qty, price)
 
     def price_of(self, symbol: str) -> float:
-        return self.prices.get(symbol, 100.0)
+        """Per share (an option's premium per share), by Schwab's spelling or the unpadded one."""
+        return self.prices.get(symbol, self.prices.get(symbol.replace(" ", ""), 100.0))
+
+    def multiplier_of(self, symbol: str) -> float:
+        """Dollars per unit of price for one contract: an option's `option_multiplier`, else 1."""
+        return self.option_multiplier if _ANY_OCC.match(symbol) else 1.0
 
     def place(self, symbol: str, instruction: str, qty: float) -> int:
         """An order placed at Schwab by someone else (by hand, another program): a MARKET order that
@@ -285,7 +304,8 @@ class SchwabFake:
             return
         qty = min(qty, order["remainingQuantity"])
         sign = 1.0 if order["orderLegCollection"][0]["instruction"].startswith("BUY") else -1.0
-        self.cash -= sign * qty * price + self.commission_per_fill
+        self.cash -= sign * qty * price * self.multiplier_of(order["orderLegCollection"][0]["instrument"]["symbol"])
+        self.cash -= self.commission_per_fill
         order["filledQuantity"] += qty
         order["remainingQuantity"] -= qty
         order["orderActivityCollection"].append({
@@ -303,6 +323,16 @@ class SchwabFake:
             order["cancelable"] = order["editable"] = False
             self.streamer.publish(order["orderId"], "OrderFillCompleted")
 
+    def _instrument(self, symbol: str) -> dict[str, Any]:
+        """A position's instrument: an AccountEquity, or an AccountOption for an OCC symbol."""
+        if not _ANY_OCC.match(symbol):
+            return {"symbol": symbol, "assetType": "EQUITY"}
+        out: dict[str, Any] = {"symbol": symbol, "assetType": "OPTION", "underlyingSymbol": symbol[:-15].strip(),
+                               "putCall": "CALL" if symbol[-9] == "C" else "PUT", "type": "VANILLA"}
+        if self.send_option_multiplier:
+            out["optionMultiplier"] = self.option_multiplier
+        return out
+
     def _refusal(self, spec: dict) -> str:
         try:
             leg = spec["orderLegCollection"][0]
@@ -312,6 +342,11 @@ class SchwabFake:
             return "malformed order"
         if sym in self.reject_symbols:
             return "symbol " + sym + " is not tradable"
+        option = leg["instrument"].get("assetType") == "OPTION"
+        if option != bool(_ANY_OCC.match(sym)) or (option and not _SCHWAB_OCC.match(sym)):
+            return "symbol " + sym + " is not a valid " + ("option" if option else "equity") + " symbol"
+        if option != (leg.get("instruction") in _OPTION_INSTRUCTIONS):
+            return "instruction " + str(leg.get("instruction")) + " is not valid for the instrument"
         if qty > self.max_quantity:
             return "quantity exceeds the account's limit"
         return ""
@@ -390,11 +425,11 @@ class _Handler(BaseHTTPRequestHandler):
             bp = fake.cash
             positions = []
             for s, (q, avg) in fake.valuation().items():
-                mark = fake.price_of(s)
-                open_pl = (mark - avg) * q
+                mark, per = fake.price_of(s), fake.multiplier_of(s)
+                open_pl = (mark - avg) * q * per
                 positions.append({
-                    "instrument": {"symbol": s, "assetType": "EQUITY"}, "longQuantity": max(q, 0.0),
-                    "shortQuantity": max(-q, 0.0), "averagePrice": avg, "marketValue": mark * q,
+                    "instrument": fake._instrument(s), "longQuantity": max(q, 0.0),
+                    "shortQuantity": max(-q, 0.0), "averagePrice": avg, "marketValue": mark * q * per,
                     "longOpenProfitLoss": open_pl if q > 0 else 0.0, "shortOpenProfitLoss": open_pl if q < 0 else 0.0,
                 })  # fmt: skip
             return 200, {"securitiesAccount": {"accountNumber": "12345678", "positions": positions,

@@ -28,6 +28,15 @@ What it does:
   before a word goes back: a drop mid-order); `correct_next_fill` (the fill is reported, then
   corrected: same execution stem, suffix .02); `refuse_connections` (the gateway is down).
 
+Options: placeOrder of an `Option` contract (secType OPT, lastTradeDateOrContractMonth yyyymmdd,
+strike, right C/P, multiplier "" or `option_multiplier`) is the option the node calls by its OCC
+symbol (`AAPL250117C00150000`: `prices`, `executions`, positions keyed by it); an OPT contract with a
+field missing or another multiplier gets error 200 (no security definition), nothing placed. Every
+message names it as TWS does: secType OPT, its expiry, strike, right, multiplier "100", the padded
+localSymbol (`AAPL  250117C00150000`). Prices per share; cash x the multiplier; updatePortfolio's
+marketValue and PnL dollars and its averageCost per contract (x the multiplier, commission in), as
+TWS reports an option.
+
 `executions` is the broker's own record of fills (exec id, order ref, shares, price).
 """
 
@@ -35,6 +44,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import re
 import struct
 import threading
 import time
@@ -42,6 +52,8 @@ from typing import Any
 
 SERVER_VERSION = 157
 ACCOUNT = "DU1234567"
+#: the node's option symbol: root, yymmdd, C/P, strike x 1000 in 8 digits
+_OCC = re.compile(r"^([A-Z0-9.]{1,6})(\d{6})([CP])(\d{8})$")
 
 
 class TwsFake:
@@ -58,6 +70,7 @@ class TwsFake:
         self.position_edits: dict[str, float] = {}
         self.cash = 1_000_000.0
         self.commission = 1.0
+        self.option_multiplier = 100.0
         self._book: dict[str, list[float]] = {}  # symbol -> [position, average cost, realised]
         self._con_ids: dict[str, int] = {}
         self.received: list[list[str]] = []
@@ -122,7 +135,7 @@ class TwsFake:
         b = self._book.setdefault(symbol, [0.0, 0.0, 0.0])
         new = b[0] + qty
         if b[0] * qty >= 0 and new:
-            b[1] = (b[1] * b[0] + self.prices.get(symbol, 100.0) * qty) / new
+            b[1] = (b[1] * b[0] + self.prices.get(symbol, 100.0) * self.multiplier_of(symbol) * qty) / new
         b[0] = new
 
     def adjust_cash(self, amount: float) -> None:
@@ -136,6 +149,31 @@ class TwsFake:
 
     def _adjust_cost(self, symbol: str, delta: float) -> None:
         self._book.setdefault(symbol, [0.0, 0.0, 0.0])[1] += delta
+
+    def multiplier_of(self, symbol: str) -> float:
+        """Dollars per unit of price for one contract: an option's `option_multiplier`, else 1."""
+        return self.option_multiplier if _OCC.match(symbol) else 1.0
+
+    def contract_fields(self, symbol: str, exchange: str = "SMART") -> tuple:
+        """symbol, secType, lastTradeDateOrContractMonth, strike, right, multiplier, exchange,
+        currency, localSymbol, tradingClass of the node's `symbol`, as TWS names the contract."""
+        m = _OCC.match(symbol)
+        if m is None:
+            return (symbol, "STK", "", 0.0, "", "", exchange, "USD", symbol, "")
+        root, yymmdd, right, strike = m.groups()
+        return (root, "OPT", "20" + yymmdd, int(strike) / 1000, right, "%g" % self.option_multiplier, exchange, "USD",
+                root.ljust(6) + yymmdd + right + strike, root)
+
+    def _option_symbol(self, f: list[str]) -> str:
+        """The OCC symbol of placeOrder's OPT contract (fields 3..8), or "" when TWS would find none."""
+        root, expiry, strike, right, mult = f[3], f[5], f[6], f[7][:1].upper(), f[8]
+        try:
+            strike_k = round(float(strike) * 1000)
+            size_ok = not mult or float(mult) == self.option_multiplier
+        except ValueError:
+            return ""
+        symbol = "%s%s%s%08d" % (root, expiry[2:], right, strike_k) if len(expiry) == 8 and 0 < strike_k < 10**8 else ""
+        return symbol if size_ok and _OCC.match(symbol) else ""
 
     def by_ref(self, order_ref: str) -> dict[str, Any] | None:
         return next((o for o in self.orders.values() if o["ref"] == order_ref), None)
@@ -196,16 +234,17 @@ class TwsFake:
             _send(w, 15, 1, ACCOUNT)
         elif msg == 61:  # reqPositions
             for sym, qty in self._positions().items():
-                _send(w, 61, 3, ACCOUNT, 0, sym, "STK", "", 0.0, "", "", "SMART", "USD", sym, "", qty, 0.0)
+                _send(w, 61, 3, ACCOUNT, 0, *self.contract_fields(sym), qty, 0.0)
             _send(w, 62, 1)
         elif msg == 6 and f[2] in ("0", "False"):  # reqAccountUpdates unsubscribed: nothing more sent
             pass
         elif msg == 6:  # reqAccountUpdates (subscribe, account)
             for sym, (pos, avg, realised) in self._portfolio().items():
-                mark = self.prices.get(sym, 100.0)
+                mark, per = self.prices.get(sym, 100.0), self.multiplier_of(sym)
                 con_id = self._con_ids.setdefault(sym, 265_000 + len(self._con_ids))
-                _send(w, 7, 8, con_id, sym, "STK", "", 0.0, "", "", "NYSE", "USD", sym, sym, pos, mark, pos * mark,
-                      avg, (mark - avg) * pos, realised, ACCOUNT)
+                c = self.contract_fields(sym, "NYSE")
+                c = c if c[1] == "OPT" else c[:9] + (sym,)
+                _send(w, 7, 8, con_id, *c, pos, mark, pos * mark * per, avg, (mark * per - avg) * pos, realised, ACCOUNT)
             _send(w, 6, 2, "TotalCashValue", self.cash, "USD", ACCOUNT)
             _send(w, 6, 2, "CashBalance", self.cash, "USD", ACCOUNT)
             _send(w, 54, 1, ACCOUNT)
@@ -248,13 +287,19 @@ class TwsFake:
         self._next_id = max(self._next_id, order_id + 1)
         symbol, action, qty, otype, ref = f[3], f[16], float(f[17]), f[18], f[26]
         lmt = float(f[19]) if f[19] else 0.0
+        root = symbol
+        if f[4] == "OPT":
+            symbol = self._option_symbol(f)
+            if not symbol:
+                _send(w, 4, 2, order_id, 200, "No security definition has been found for the request")
+                return
         if symbol in self.reject_symbols:
             _send(w, 4, 2, order_id, 201, "Order rejected - reason: symbol not tradable")
             return
         order = {"order_id": order_id, "perm_id": next(self._perm), "symbol": symbol, "action": action, "qty": qty,
                  "type": otype, "lmt": lmt, "ref": ref, "filled": 0.0, "px_sum": 0.0, "status": "Submitted",
                  "client_id": self._client_ids.get(w, self._client_id), "contract": f[4:14], "aux": f[20],
-                 "tif": f[21], "account": f[23] or ACCOUNT}  # fmt: skip
+                 "tif": f[21], "account": f[23] or ACCOUNT, "root": root}  # fmt: skip
         self.orders[order["perm_id"]] = order
         drop = self.drop_on_next_place
         self.drop_on_next_place = False
@@ -300,7 +345,7 @@ class TwsFake:
         self._status(w, order)
 
     def _send_exec(self, w: asyncio.StreamWriter, req_id: int, ex: dict) -> None:
-        _send(w, 11, req_id, ex["order_id"], 0, ex["symbol"], "STK", "", 0.0, "", "", "SMART", "USD", ex["symbol"], "",
+        _send(w, 11, req_id, ex["order_id"], 0, *self.contract_fields(ex["symbol"]),
               ex["exec_id"], str(int(time.time())), ACCOUNT, "NYSE", ex["side"], ex["shares"], ex["price"],
               ex["perm_id"], ex["client_id"], 0, ex["cum"], ex["avg"], ex["ref"], "", "", "", 0)  # fmt: skip
 
@@ -314,8 +359,8 @@ class TwsFake:
         ib_async's `Decoder.openOrder` order): the contract as placed, the order, its state."""
         sec, expiry, strike, right, mult, exchange, _primary, currency, local, trading_class = order.get(
             "contract", ["STK", "", 0.0, "", "", "SMART", "", "USD", order["symbol"], ""])
-        _send(w, 5, order["order_id"], 0, order["symbol"], sec, expiry, strike, right, mult, exchange, currency,
-              local or order["symbol"], trading_class, order["action"], order["qty"], order["type"], order["lmt"] or "",
+        _send(w, 5, order["order_id"], 0, order.get("root", order["symbol"]), sec, expiry, strike, right, mult, exchange, currency,
+              local or self.contract_fields(order["symbol"])[8], trading_class, order["action"], order["qty"], order["type"], order["lmt"] or "",
               order.get("aux", ""), order.get("tif", "DAY"), "", order.get("account", ACCOUNT), "O", 0, order["ref"],
               order["client_id"], order["perm_id"], 0, 0, 0.0, "", "",  # ... goodAfterTime, sharesAllocation
               "", "", "", "",  # faGroup, faMethod, faPercentage, faProfile
@@ -332,8 +377,10 @@ class TwsFake:
               "", "", "", "", "", "", "", 0, "", "", "", "", 0, 0, "", 0)  # adjustedOrderType .. usePriceMgmtAlgo
 
     def _account(self, symbol: str, q: float, price: float) -> None:
-        """Cash and the symbol's average cost (commissions in it, as TWS keeps it) after one execution."""
+        """Cash and the symbol's average cost (commissions in it, as TWS keeps it; an option's per
+        contract) after one execution."""
         fee = self.commission
+        price = price * self.multiplier_of(symbol)  # dollars a contract
         self.cash -= q * price + fee
         b = self._book.setdefault(symbol, [0.0, 0.0, 0.0])
         pos, avg = b[0], b[1]
