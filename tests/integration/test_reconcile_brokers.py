@@ -7,7 +7,9 @@ broker, a node killed between a fill and its ledger row. Each is found, classifi
 reconciliation_results and resolved (booked once, adopted and never sent, or the strategy
 halted); nothing is booked twice, nothing is sent to the broker by the reconciler. Cash (from the
 opening book the first run takes, with each broker's commissions) and PnL (against the broker's
-own valuation: Schwab's averagePrice / open PnL, TWS's portfolio) are compared at each fake.
+own valuation: Schwab's averagePrice / open PnL, TWS's portfolio) are compared at each fake, for
+stocks and for an option bought and sold by its OCC symbol (valued at its contract multiplier by the
+fake as by the broker; a node configured with another multiplier is CASH_DRIFT and PNL_DRIFT).
 (The paper venue's cases: tests/integration/test_reconcile_paper.py.)"""
 
 from __future__ import annotations
@@ -30,8 +32,10 @@ from actors.reconciler import Reconciler
 from adapters.brokers.ibkr.venue import IbkrVenue, ib_loop
 from adapters.brokers.schwab.venue import SchwabVenue
 from node.config import BrokerConfig, IbkrConfig, NodeConfig, ReconcileConfig, StorageConfig
+from node.instruments import Multipliers, node_multipliers
 from node.messages import ExecKind, OrderIntent, OrderType, Side, SubmitOrder, broker_event_decoder, encode
 from node.migrations import apply_migrations, create_database, drop_database
+from node.risk.config import RiskLimits
 from node.streams import EVENTS_FIELD, pack_batch
 from tests.fakes.schwab_fake import SchwabFake
 from tests.fakes.tws_fake import TwsFake
@@ -42,12 +46,13 @@ class SchwabBroker:
 
     foreign_prefix = "SCHWAB-"
 
-    def __init__(self, database: str, redis_url: str, tag: str) -> None:
+    def __init__(self, database: str, redis_url: str, tag: str, multipliers: Multipliers) -> None:
         self.fake = SchwabFake(account_hash="H" + secrets.token_hex(4)).start()
         self.fake.fill_legs = 3
         cfg = sv.make_cfg(self.fake, database, redis_url)
         sv.seed_token(cfg, self.fake.issue_token())
-        self.venue = SchwabVenue(cfg, redis_prefix=tag + "schwab")
+        self.venue = SchwabVenue(cfg, redis_prefix=tag + "schwab", multipliers=multipliers)
+        self.fee_per_fill = 0.65
         self.foreign_fills = 3
         # Schwab's orders answer names no fee; its cash pays one per execution: the node's schedule says so
         self.fake.commission_per_fill = 0.65
@@ -65,6 +70,9 @@ class SchwabBroker:
     def adjust_cost(self, symbol: str, delta: float) -> None:
         self.fake.adjust_cost(symbol, delta)
 
+    def set_price(self, symbol: str, px: float) -> None:
+        self.fake.prices[symbol] = px
+
     def orders_placed(self) -> int:
         return len(self.fake.placed)
 
@@ -77,11 +85,12 @@ class IbkrBroker:
 
     foreign_prefix = "IBKR-"
 
-    def __init__(self, database: str, redis_url: str, tag: str) -> None:
+    def __init__(self, database: str, redis_url: str, tag: str, multipliers: Multipliers) -> None:
         self.fake = TwsFake().start()
         self.fake.fill_legs = 3
         self.venue = IbkrVenue(IbkrConfig(port=self.fake.port, client_id=7, windows=[], reconnect_interval_ms=200,
-                                          connect_timeout_ms=3_000, ack_timeout_ms=2_000))
+                                          connect_timeout_ms=3_000, ack_timeout_ms=2_000), multipliers=multipliers)
+        self.fee_per_fill = 1.0
         self.foreign_fills = 1
         self.fees: dict[str, float] = {}  # TWS reports its commission on every execution
 
@@ -99,6 +108,9 @@ class IbkrBroker:
     def adjust_cost(self, symbol: str, delta: float) -> None:
         self.fake.adjust_cost(symbol, delta)
         _settled(self.fake)
+
+    def set_price(self, symbol: str, px: float) -> None:
+        self.fake.prices[symbol] = px
 
     def orders_placed(self) -> int:
         return len(self.fake.orders)
@@ -122,13 +134,15 @@ class Rig:
     an "engine" that sends orders and publishes the adapter's reports to execution.events, the
     ledger, and the reconciler reading the adapter's `book`."""
 
-    def __init__(self, kind: str, database: str, redis_url: str) -> None:
+    def __init__(self, kind: str, database: str, redis_url: str, risk: RiskLimits | None = None) -> None:
         self.database = database
         self.redis_url = redis_url
         tag = "test:recbroker:" + secrets.token_hex(4) + ":"
         self.storage = StorageConfig(redis_url=redis_url, database_url=database, signals_stream=tag + "signals",
                                      events_stream=tag + "events", monitoring_stream=tag + "monitoring")
-        self.broker = BROKERS[kind](database, redis_url, tag)
+        risk = risk or RiskLimits()
+        # the node's multipliers, taken where the node takes them (actors/hosts.py: build_broker)
+        self.broker = BROKERS[kind](database, redis_url, tag, node_multipliers(risk))
         self.venue = self.broker.venue
         self.host = BrokerHost(kind, "127.0.0.1", self.venue)
         self.sock = zmq.Context.instance().socket(zmq.DEALER)
@@ -139,7 +153,7 @@ class Rig:
         node_id = "t-" + secrets.token_hex(3)
         self.ledger = Ledger(self.storage, redis_url, database, LedgerConfig(consumer=node_id, block_ms=10,
                                                                              node_id=node_id))
-        cfg = NodeConfig(node_id=node_id, storage=self.storage, broker=BrokerConfig(name=kind, kind=kind),
+        cfg = NodeConfig(node_id=node_id, storage=self.storage, broker=BrokerConfig(name=kind, kind=kind), risk=risk,
                          reconcile=ReconcileConfig(settle_ms=0, reconcile_every_secs=0, **self.broker.fees))
         self.reconciler = Reconciler(cfg, redis_url, database, self._books, self._control)
         self.n = 0
@@ -213,6 +227,29 @@ def rig(request, database_url, redis_url):
     loop.run_until_complete(r.start())
     yield r, loop
     loop.run_until_complete(r.close())
+    loop.close()
+    asyncio.run(drop_database(database_url, name))
+
+
+@pytest.fixture(params=sorted(BROKERS))
+def rig_with(request, database_url, redis_url):
+    """A rig on a node with the given risk config (its contract multipliers)."""
+    made: list = []
+
+    def make(risk: RiskLimits):
+        name, url = asyncio.run(create_database(database_url, "nae_test_recbroker_"))
+        asyncio.run(apply_migrations(url))
+        loop = asyncio.new_event_loop()
+        made.append((name, loop))
+        r = Rig(request.param, url, redis_url, risk)
+        made.append(r)
+        loop.run_until_complete(r.start())
+        return r, loop
+
+    yield make
+    (name, loop), *rest = made
+    for r in rest:
+        loop.run_until_complete(r.close())
     loop.close()
     asyncio.run(drop_database(database_url, name))
 
@@ -448,3 +485,59 @@ def test_the_tws_fake_answers_ib_asyncs_account_summary_and_updates_in_tws_frami
     assert (item.contract.symbol, item.position, item.marketPrice, item.averageCost) == (
         "AAPL", 10.0, 101.0, pytest.approx(101.1))
     assert item.unrealizedPNL == pytest.approx(-1.0) and item.realizedPNL == 0.0
+
+
+#: an option the node calls by its OCC symbol: Schwab's padded `AAPL  261218C00150000`, TWS's Option contract
+OPTION = "AAPL261218C00150000"
+
+
+def _trade(r, loop, side: Side, qty: float) -> list:
+    coid = r.order(OPTION, side, qty)  # three executions of one contract
+    reports = r.wait_filled(coid)
+    loop.run_until_complete(r.engine_publishes(reports))
+    loop.run_until_complete(r.ledger.drain(idle_reads=2))
+    return [x for x in reports if x.last_qty > 0]
+
+
+def test_an_option_bought_and_sold_at_the_broker_reconciles_at_its_contract_multiplier(rig_with):
+    r, loop = rig_with(RiskLimits())
+    fee = r.broker.fee_per_fill
+    r.broker.set_price(OPTION, 1.5)
+    assert loop.run_until_complete(r.reconciler.reconcile("startup")).matched  # the opening book
+    fills = _trade(r, loop, Side.BUY, 3.0)
+    assert [(x.symbol, x.last_qty, x.last_px) for x in fills] == [(OPTION, 1.0, 1.5)] * 3
+    book = r.host.book("acct")  # the broker's own view: the option under the node's symbol, dollars x 100
+    assert book.positions == {OPTION: pytest.approx(3.0)}
+    assert book.cash == pytest.approx(1_000_000.0 - 3 * 1.5 * 100 - 3 * fee)
+    run = loop.run_until_complete(r.reconciler.reconcile("test"))
+    assert run.matched, run.discrepancies
+    r.broker.set_price(OPTION, 2.1)  # the mark moves: 3 contracts x 0.60 x 100 = 180 USD unrealised
+    book = r.host.book("acct")
+    assert (book.pnl[OPTION].qty, book.pnl[OPTION].mark) == (pytest.approx(3.0), pytest.approx(2.1))
+    assert book.pnl[OPTION].unrealised == pytest.approx(180.0 - (3 * fee if r.broker.foreign_prefix == "IBKR-" else 0.0))
+    run = loop.run_until_complete(r.reconciler.reconcile("test"))
+    assert run.matched, run.discrepancies  # the node's PnL at x100 is the broker's
+    _trade(r, loop, Side.SELL, 3.0)  # sold to close at 2.10
+    book = r.host.book("acct")
+    assert OPTION not in book.positions
+    assert book.cash == pytest.approx(1_000_000.0 + 3 * 0.6 * 100 - 6 * fee)
+    run = loop.run_until_complete(r.reconciler.reconcile("test"))
+    assert run.matched, run.discrepancies
+    assert r.broker.orders_placed() == 2 and r.controls == []
+
+
+def test_a_node_at_the_wrong_option_multiplier_shows_cash_and_pnl_drift(rig_with):
+    r, loop = rig_with(RiskLimits(contract_multipliers={OPTION: 10.0}))  # the broker's contract is 100 shares
+    r.broker.set_price(OPTION, 1.5)
+    assert loop.run_until_complete(r.reconciler.reconcile("startup")).matched
+    _trade(r, loop, Side.BUY, 3.0)
+    run = loop.run_until_complete(r.reconciler.reconcile("test"))
+    assert run.counts == {"CASH_DRIFT": 1}, run.discrepancies  # the positions agree; the node paid 45, not 450
+    (d,) = run.discrepancies
+    assert d.broker_qty - d.node_qty == pytest.approx(-3 * 1.5 * (100 - 10))
+    r.broker.set_price(OPTION, 2.1)
+    run = loop.run_until_complete(r.reconciler.reconcile("test"))
+    assert run.counts == {"CASH_DRIFT": 1, "PNL_DRIFT": 1}, run.discrepancies
+    (p,) = [x for x in run.discrepancies if x.kind.value == "PNL_DRIFT"]
+    assert p.symbol == OPTION and p.node_pnl - p.broker_pnl == pytest.approx(3 * 0.6 * (10 - 100))
+    assert r.controls == []  # alerts: nothing halted for cash or PnL
