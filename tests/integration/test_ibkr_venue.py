@@ -176,9 +176,11 @@ def test_after_a_restart_an_order_the_predecessor_filled_is_adopted_never_sent_a
     d1.venue.submit(it, time.time_ns())
     d1.wait_for(lambda: ExecKind.FILL in d1.kinds(it.client_order_id))
     d1.close()
+    tws.refuse_connections = True  # the re-drive lands before the restarted adapter's first sweep
     d2 = Driver(IbkrVenue(no_windows(port=tws.port)))  # a restarted adapter, re-driven at once
     try:
         d2.venue.submit(it, time.time_ns())  # before its first sweep: held
+        tws.refuse_connections = False
         d2.wait_for(lambda: ExecKind.FILL in d2.kinds(it.client_order_id))
         time.sleep(0.5)
         d2.pump()
@@ -202,9 +204,11 @@ def test_after_a_restart_a_resting_order_redriven_before_the_first_sweep_is_adop
     d1.venue.submit(it, time.time_ns())
     d1.wait_for(lambda: ExecKind.NEW in d1.kinds(it.client_order_id))
     d1.close()
+    tws.refuse_connections = True  # the re-drive lands before the restarted adapter's first sweep
     d2 = Driver(IbkrVenue(no_windows(port=tws.port)))  # a restarted adapter, re-driven at once
     try:
         d2.venue.submit(it, time.time_ns())  # before its first sweep: held until TWS was asked
+        tws.refuse_connections = False
         d2.wait_for(lambda: ExecKind.NEW in d2.kinds(it.client_order_id) and d2.connected())
         assert d2.venue.stats()["adopted"] == 0  # it was the re-drive's own order: found, not new
         d2.venue.cancel(it.client_order_id, time.time_ns())
