@@ -32,7 +32,7 @@ from node.config import NodeConfig
 from node.control import ControlRefused
 from node.checkpoint import EntryCheckpoint
 from node.logs import lifecycle, logger
-from node.messages import SignalAccepted, batch_decoder, encode, report_decoder
+from node.messages import AmendKind, SignalAccepted, batch_decoder, encode, report_decoder
 from node.orders import client_order_id_for
 from node.reasons import Reason
 from node.stats import NautilusEngineStats
@@ -198,9 +198,12 @@ class NautilusEngineHost(EngineBase):
                     send(encode(acc))
                 self.relayed += len(mine)
                 self.to_child += len(mine)
-            if self.role == "leader" and batch.entry_id not in self._replayed:  # a cancel is not waited for
+            if self.role == "leader" and batch.entry_id not in self._replayed:
+                # a cancel is not waited for (its answer is the original's report); a replace is: its
+                # own id gets the new order's reports or the refusal
                 self.checkpoint.add_entry(batch.entry_id, [client_order_id_for(a.signal_id) for a in mine
-                                                           if a.signal.amend is None])
+                                                           if a.signal.amend is None
+                                                           or a.signal.amend.kind is AmendKind.REPLACE])
 
     def _take_reports(self) -> None:
         """The child's reports, whatever the role: a standby child publishes nothing, so all that
@@ -264,7 +267,8 @@ class NautilusEngineHost(EngineBase):
         self.last_promotion = {"epoch": epoch, "took_us": took_us, "cold": cold,
                                "replayed": self.replayed - replayed, "resent": out.resent,
                                "adopted": out.adopted, "in_flight": out.in_flight, "swept": out.swept,
-                               "child_ms": out.took_ms}
+                               "amend_cancels": out.amend_cancels, "amend_refused": out.amend_refused,
+                               "amend_adopted": out.amend_adopted, "child_ms": out.took_ms}
         return {**self.last_promotion, "redriven": out.resent}
 
     def demote(self) -> None:

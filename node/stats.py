@@ -134,6 +134,9 @@ class KernelStats(_Stats, kw_only=True):
     swept: int
     cancels: int = 0  # cancels sent to the broker (cancel signals, replaces' cancels, --cancel-open)
     cancels_timed_out: int = 0  # orders made UNKNOWN (CANCEL_TIMEOUT) by a cancel's deadline
+    held_cancels: int = 0  # a standby's cancels held, not sent (a promotion sends those still open)
+    held_amends: int = 0  # cancels and replaces a standby held since it started (counter)
+    adopted_replacements: int = 0  # replacements a promotion found at the broker: adopted, not sent
 
 
 class NautilusEngineStats(LoopFields, kw_only=True):

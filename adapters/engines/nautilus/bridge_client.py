@@ -19,7 +19,9 @@ account state is emitted and awaited, as Nautilus's own adapters do.
 Standby (`role = "standby"`): the client sends nothing to the broker (no submit, cancel or query:
 a query would re-route the leader's reports here). It holds each submitted intent and follows the
 node's events feed instead (see `standby.py`); `promote(epoch)` asks the broker under the new
-epoch, adopts or sends the held orders and starts submitting; `demote()` goes back to holding.
+epoch (about the held amends' orders too), adopts or sends the held orders, plans the held cancels
+and replaces (`held_amends.py`: the strategy carries the plan out) and starts submitting; `demote()`
+goes back to holding.
 """
 
 from __future__ import annotations
@@ -69,6 +71,7 @@ from nautilus_trader.model.instruments import Equity
 from nautilus_trader.model.objects import AccountBalance, Money, Price, Quantity
 
 from adapters.engines.nautilus.bridge_strategy import BridgeBook
+from adapters.engines.nautilus.held_amends import Adopted, Takeover, plan_takeover
 from adapters.engines.nautilus.standby import ShadowBook, plan_promotion
 from node.open_orders import BookedOrphans
 from node.messages import (
@@ -87,6 +90,7 @@ from node.messages import (
     topic_prefixes,
 )
 from node.messages import OrderType as OurOrderType
+from node.orders import client_order_id_for
 
 _SIDE = {OrderSide.BUY: Side.BUY, OrderSide.SELL: Side.SELL}
 _TYPE = {
@@ -192,6 +196,11 @@ class BridgeExecutionClient(LiveExecutionClient):
         self.passthrough_reports = 0
         self.bad_frames = 0
         self.last_orders: list[OrderSnapshot] = []
+        #: a promotion's plan for the held amends (held_amends.py), carried out by the strategy after it
+        self.takeover = Takeover()
+        #: replacements the broker already has (a promotion found them): adopted when submitted, never sent
+        self._at_broker: dict[str, Adopted] = {}
+        self.adopted_replacements = 0
 
     def attach(self, book: BridgeBook) -> None:
         """Share the strategy's book (raw reports, last prices, signal ids); a standby's is muted."""
@@ -262,6 +271,14 @@ class BridgeExecutionClient(LiveExecutionClient):
             for rep in self.shadow.hold(intent):
                 self._apply_followed(rep)
             return
+        if self._at_broker:
+            adopted = self._at_broker.pop(coid, None)
+            if adopted is not None:  # a replacement the old leader sent: the broker's word, not a second send
+                self.adopted_replacements += 1
+                self.generate_order_submitted(order.strategy_id, order.instrument_id, order.client_order_id, now)
+                for rep in adopted.reports:
+                    self._on_report(rep)
+                return
         try:
             self._dealer.send(encode(SubmitOrder(self._epoch, self._engine, intent, self._group)), zmq.NOBLOCK)
         except (zmq.ZMQError, AttributeError) as exc:
@@ -474,6 +491,10 @@ class BridgeExecutionClient(LiveExecutionClient):
             return
         coid = rep.client_order_id
         shadow = self.shadow
+        if rep.kind is ExecKind.REJECTED and self.book is not None and self.book.held.is_amend(coid) \
+                and self._cache.order(ClientOrderId(coid)) is None:
+            self._amend_ended(coid)  # the leader refused a cancel or replace this standby holds
+            return
         if not shadow.holds_order(coid):
             order = self._cache.order(ClientOrderId(coid))
             if order is None or order.status == OrderStatus.INITIALIZED:
@@ -483,6 +504,13 @@ class BridgeExecutionClient(LiveExecutionClient):
         if (rep.kind is ExecKind.PARTIAL_FILL or rep.kind is ExecKind.FILL) and rep.last_qty <= 0.0:
             return  # a recovered state, not a fill: the promotion's sweep brings the real fills
         self._on_report(rep)
+
+    def _amend_ended(self, amend_id: str) -> None:
+        book = self.book
+        original = book.held.refused(amend_id)
+        acc = book.replacing.get(original) if original is not None else None
+        if acc is not None and client_order_id_for(acc.signal_id) == amend_id:
+            del book.replacing[original]
 
     def _open_state(self, coid: str) -> bool | None:
         order = self._cache.order(ClientOrderId(coid))
@@ -505,12 +533,20 @@ class BridgeExecutionClient(LiveExecutionClient):
         ids = list(self.shadow.held)
         ids.extend(o.client_order_id.value for o in self._cache.orders_open(venue=self.venue)
                    if o.client_order_id.value not in self.shadow.held)
+        held = self.book.held
+        replaces = {orig: client_order_id_for(acc.signal_id) for orig, acc in self.book.replacing.items()}
+        asked = set(ids)  # the held amends' orders are asked about too (a replacement the old leader sent)
+        ids.extend(c for c in (*held.cancels, *replaces, *replaces.values()) if c not in asked)
         since = max(0, time.time_ns() - _QUERY_MARGIN_NS)
         answer = await self._query(QueryOrders(epoch, self._engine, since, ids, group=self._group), timeout_ms)
         if answer is None:
             self.demote()
             raise TimeoutError("the broker did not list its orders in time; staying standby")
         plan = plan_promotion(self.shadow.unanswered(), answer, self._open_state, self._seen_exec_ids)
+        # the held amends: planned before the broker's word is applied (a replace's original CANCELED
+        # submits its replacement, which must find the broker's copy of it: held_amends.py)
+        self.takeover = plan_takeover(list(held.cancels), replaces, answer, [i.client_order_id for i in plan.send])
+        self._at_broker = dict(self.takeover.adopt)
         for rep in plan.reports:
             self._on_report(rep)
         send = self._dealer.send
@@ -524,12 +560,14 @@ class BridgeExecutionClient(LiveExecutionClient):
         self.swept += plan.swept
         self.promotions += 1
         return {"epoch": epoch, "resent": len(plan.send), "adopted": plan.adopted, "swept": plan.swept,
-                "in_flight": plan.in_flight,
+                "in_flight": plan.in_flight, "amend_cancels": len(self.takeover.cancel),
+                "amend_refused": len(self.takeover.refuse), "amend_adopted": len(self.takeover.adopt),
                 "took_ms": round((time.perf_counter() - t0) * 1e3, 3)}
 
     def demote(self) -> None:
         """Stop sending at once; hold from now on and follow the new leader's reports."""
         self.standby = True
+        self._at_broker.clear()
         if self.book is not None:
             self.book.muted = True
         self._open_follow()

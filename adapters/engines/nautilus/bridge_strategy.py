@@ -21,7 +21,9 @@ REPLACED), the new order under the replace's own id: the two are never both live
 (on its own id) for the reasons above, AMEND_MISMATCH for another order type, AMEND_NOT_LIVE for an
 original not yet acknowledged, UNKNOWN or already being replaced, and, after the cancel went out,
 AMEND_ORDER_DONE when the original fills, is rejected or expires instead, AMEND_NOT_LIVE when the
-broker refuses the cancel of a live original. A standby child cancels nothing (its leader does); `cancel_open`
+broker refuses the cancel of a live original. A standby child cancels nothing (its leader does): it
+holds the cancels and replaces it takes (`held_amends.py`) and, once promoted, `take_over` sends the
+cancels of originals the broker still lists open and completes or refuses the replaces; `cancel_open`
 cancels every open order of one strategy, or all (the kill switch's `--cancel-open`).
 
 Every cancel sent has the native engine's deadline (`cancel_deadline.py`): no finishing word from the
@@ -62,6 +64,7 @@ from nautilus_trader.model.objects import Price, Quantity
 from nautilus_trader.trading.strategy import Strategy
 
 from adapters.engines.nautilus.cancel_deadline import CancelDeadlines
+from adapters.engines.nautilus.held_amends import HeldAmends, Takeover
 from adapters.engines.nautilus.parsing import OrderPlan, plan_order, quantity_precision
 from node.amends import original_order_id
 from node.messages import AmendKind, ExecKind, ExecutionReport, OrderType, SignalAccepted, Side, encode, event_topic
@@ -113,6 +116,8 @@ class BridgeBook:
         #: sends our CancelOrder straight to the broker (set by the exec client): for an order Nautilus
         #: will not cancel again (PENDING_CANCEL, or closed by itself while the broker's word is unknown)
         self.send_cancel: Callable[[str], None] | None = None
+        #: a standby's cancels and replaces, not sent (held_amends.py); a promotion carries them out
+        self.held = HeldAmends()
 
     def remember(self, coid: str, meta: SignalMeta) -> None:
         meta_map = self.meta
@@ -224,8 +229,10 @@ class BridgeStrategy(Strategy):
             self._reject_local(coid_s, Reason.AMEND_MISMATCH)
         elif order.is_closed and original not in book.unknown:
             self._reject_local(coid_s, Reason.AMEND_ORDER_DONE)
-        elif replace and (not order.is_open or unknown or original in book.replacing or order.is_pending_cancel):
-            # not acknowledged, UNKNOWN, being canceled or replaced
+        elif replace and (not (order.is_open or (book.muted and order.is_inflight)) or unknown
+                          or original in book.replacing or order.is_pending_cancel):
+            # not acknowledged, UNKNOWN, being canceled or replaced (a standby's view may lag its
+            # leader's: an original it holds unanswered is recorded; the leader's word decides)
             self._reject_local(coid_s, Reason.AMEND_NOT_LIVE)
         elif replace:
             if self.cache.order_exists(ClientOrderId(coid_s)):
@@ -233,10 +240,38 @@ class BridgeStrategy(Strategy):
                 return
             book.replacing[original] = acc
             book.replaces += 1
-            if not book.muted:  # a standby's leader cancels it
+            if not book.muted:
                 self._cancel(order)
-        elif not book.muted:  # a standby's leader cancels it (an UNKNOWN order too: it may be there)
+            else:  # its leader cancels it; recorded so a promotion completes it (held_amends.py)
+                book.held.hold_replace(original, coid_s)
+        elif not book.muted:  # an UNKNOWN order too: it may be there
             self._cancel(order)
+        else:  # a standby's leader cancels it; held, so a promotion sends it if the order is still open
+            book.held.hold_cancel(original, coid_s)
+
+    def take_over(self, plan: Takeover) -> int:
+        """A promoted standby's held amends (held_amends.plan_takeover), once the broker's word the
+        promotion applied went through Nautilus: refuse the replaces of originals never live, cancel
+        the originals still open at the broker. Returns the cancels sent."""
+        book = self.book
+        for original in plan.refuse:
+            acc = book.replacing.pop(original, None)
+            if acc is not None:
+                self._reject_local(client_order_id_for(acc.signal_id), Reason.AMEND_NOT_LIVE)
+        sent = 0
+        for original in plan.cancel:
+            order = self.cache.order(ClientOrderId(original))
+            if order is None:
+                continue
+            if order.is_open or order.is_closed:
+                self._cancel(order)
+            elif book.send_cancel is not None:  # just sent again (SUBMITTED): the cancel follows it
+                book.send_cancel(original)
+                book.cancels += 1
+                book.deadlines.sent(original, self.clock.timestamp_ns())
+            sent += 1
+        book.held.clear()
+        return sent
 
     def _cancel(self, order: Any) -> None:
         """Cancel one order at the broker and start its deadline: through Nautilus (`cancel_order`), or
@@ -257,6 +292,9 @@ class BridgeStrategy(Strategy):
         now = self.clock.timestamp_ns()
         for coid in self.book.deadlines.overdue(now, self._still_open):
             self._publish_unknown(coid, now)
+            acc = self.book.replacing.pop(coid, None)
+            if acc is not None:  # the original may still be live: its replace is refused, never left unanswered
+                self._reject_local(client_order_id_for(acc.signal_id), Reason.AMEND_NOT_LIVE)
 
     def _still_open(self, coid: str) -> bool:
         order = self.cache.order(ClientOrderId(coid))
@@ -352,6 +390,8 @@ class BridgeStrategy(Strategy):
     def on_order_canceled(self, event: OrderCanceled) -> None:
         coid = event.client_order_id.value
         book = self.book
+        if book.muted:
+            book.held.finished(coid)
         if book.deadlines.waiting(coid) and (coid, ExecKind.CANCELED) not in book.raw:
             self._made_up_cancel(coid, event.ts_event)
             return
@@ -381,6 +421,7 @@ class BridgeStrategy(Strategy):
     def on_order_expired(self, event: OrderExpired) -> None:
         coid = event.client_order_id.value
         self.book.deadlines.finished(coid)
+        self.book.held.finished(coid)
         self._publish_event(coid, ExecKind.CANCELED, event)
         self._replace_after(coid, done=True)  # it ended by itself before our cancel: the replace is refused
 
@@ -400,6 +441,7 @@ class BridgeStrategy(Strategy):
         coid = event.client_order_id.value
         book = self.book
         book.deadlines.finished(coid)
+        book.held.finished(coid)
         raw = book.raw.pop((coid, ExecKind.REJECTED), None)
         if raw is not None:
             book.publish(raw)
@@ -426,6 +468,7 @@ class BridgeStrategy(Strategy):
             self._publish_fill(coid, event, order, done)
         if done:
             self.book.deadlines.finished(coid)
+            self.book.held.finished(coid)
             self._replace_after(coid, done=True)
 
     def _publish_fill(self, coid: str, event: OrderFilled, order: Any, done: bool) -> None:

@@ -91,6 +91,9 @@ class KernelPromoted(_Msg, tag="promote"):
     in_flight: int = 0
     swept: int = 0
     took_ms: float = 0.0
+    amend_cancels: int = 0  # held cancels (and replaces' cancels) sent: the broker lists the original open
+    amend_refused: int = 0  # held replaces refused AMEND_NOT_LIVE (the original never live)
+    amend_adopted: int = 0  # replacements the old leader sent: taken from the broker, not sent again
 
 
 class KernelDemoted(_Msg, tag="demote"):

@@ -262,6 +262,11 @@ class KernelChild:
             out = await self.client.promote(epoch, self._cfg.promote_query_timeout_ms)
         except Exception as exc:  # noqa: BLE001 - reported to the host, which stays standby
             return KernelFailed(repr(exc))
+        # the held cancels and replaces once the broker's word the promotion applied went through
+        # Nautilus (an original it lists open is ACCEPTED here by then: canceled through Nautilus)
+        while (risk.cmd_qsize() or exe.cmd_qsize() or exe.evt_qsize()) and time.monotonic() < deadline:
+            await asyncio.sleep(0.001)
+        out["amend_cancels"] = self.strategy.take_over(self.client.takeover)
         return KernelPromoted(**out)
 
     def stats(self) -> KernelStats:
@@ -295,6 +300,9 @@ class KernelChild:
             swept=c.swept,
             cancels=b.cancels,
             cancels_timed_out=b.deadlines.count,
+            held_cancels=len(b.held.cancels),
+            held_amends=b.held.held,
+            adopted_replacements=c.adopted_replacements,
         )
 
     async def _stop(self) -> None:
