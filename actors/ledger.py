@@ -56,6 +56,7 @@ from node.ledger_rows import (
 )
 from node.ledger_rows import field_value
 from node.migrations import apply_migrations
+from node.stats import LedgerStats
 
 _log = logging.getLogger("nae.ledger")
 #: SQLSTATE classes that say "this data", not "this connection": the rows are set aside, never retried
@@ -517,18 +518,18 @@ class Ledger:
 
     # ------------------------------------------------------------ observation
 
-    def stats(self) -> dict[str, Any]:
+    def stats(self) -> LedgerStats:
         """Counters, running flag, last error, and batch commit latency p50/p99 in microseconds."""
         lat = sorted(self._latencies_ns)
-        out: dict[str, Any] = dict(self._counts)
-        out["running"] = self._running
-        out["last_error"] = self._last_error
+        degraded = None
         if self._writer is None and self._last_error:  # not connected to PostgreSQL (yet): degraded
-            out["degraded"] = "ledger not writing: " + self._last_error
-        out["commit_p50_us"] = lat[len(lat) // 2] / 1000.0 if lat else 0.0
-        out["commit_p99_us"] = lat[min(len(lat) - 1, (len(lat) * 99) // 100)] / 1000.0 if lat else 0.0
-        out["commit_hist"] = self._commit_hist.snapshot()
-        return out
+            degraded = "ledger not writing: " + self._last_error
+        return LedgerStats(
+            **self._counts, running=self._running, last_error=self._last_error, degraded=degraded,
+            commit_p50_us=lat[len(lat) // 2] / 1000.0 if lat else 0.0,
+            commit_p99_us=lat[min(len(lat) - 1, (len(lat) * 99) // 100)] / 1000.0 if lat else 0.0,
+            commit_hist=self._commit_hist.snapshot(),
+        )
 
     async def _drop_connections(self) -> None:
         await self._cancel_prefetch()

@@ -148,7 +148,7 @@ class LedgerActor:
         return {}
 
     async def stats(self) -> dict:
-        return self._ledger.stats()
+        return to_plain(self._ledger.stats())  # a stats struct leaves as plain data
 
     async def alive(self) -> bool:
         """The drain task runs (the supervisor restarts a ledger that says no, or is dead)."""
@@ -212,7 +212,7 @@ class ReconcilerActor:
         return await self._rec.reconcile(trigger, act)
 
     async def stats(self) -> dict:
-        return self._rec.stats()
+        return to_plain(self._rec.stats())  # a stats struct leaves as plain data
 
     async def alive(self) -> bool:
         return True

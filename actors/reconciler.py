@@ -73,6 +73,7 @@ from node.reconcile import (
     to_book,
 )
 from node.reconcile_report import RESULT_COLUMNS, Action, RunSummary, count_kinds, markdown, result_rows
+from node.stats import ReconcilerStats
 from node.streams import EVENTS_FIELD, exec_ids_in, logged_since_ms, pack_batch, unpack_reports
 
 log = logging.getLogger("nae.reconciler")
@@ -457,15 +458,15 @@ class Reconciler:
         except Exception as exc:  # noqa: BLE001 - monitoring must not stop the reconciler
             log.warning("reconciliation event not on the monitoring stream: %s", exc)
 
-    def stats(self) -> dict[str, Any]:
+    def stats(self) -> ReconcilerStats:
         last = self.last
-        return {
-            "runs": self.runs, "mismatched_runs": self.mismatched_runs, "errors": self.errors, "booked": self.booked,
-            "discrepancies": dict(self.discrepancies),
-            "last_run_id": last.run_id if last else "", "last_matched": last.matched if last else None,
-            "last_took_ms": last.took_ms if last else 0.0, "last_trigger": last.trigger if last else "",
-            "last_error": last.error if last else "",
-        }  # fmt: skip
+        return ReconcilerStats(
+            runs=self.runs, mismatched_runs=self.mismatched_runs, errors=self.errors, booked=self.booked,
+            discrepancies=dict(self.discrepancies),
+            last_run_id=last.run_id if last else "", last_matched=last.matched if last else None,
+            last_took_ms=last.took_ms if last else 0.0, last_trigger=last.trigger if last else "",
+            last_error=last.error if last else "",
+        )  # fmt: skip
 
 
 def paper_cash_baseline(cfg: NodeConfig) -> float | None:

@@ -81,6 +81,7 @@ from node.control import EngineKind, Role
 from node.failover import Detector, FailoverPolicy, GrantKind, Lane, RestartBudget
 from node.logs import configure as configure_logging, lifecycle, logger
 from node.messages import Heartbeat, encode, heartbeat_decoder
+from node.stats import SupervisorStats, to_plain
 from node.supervisor_checkpoint import SupervisorCheckpoint, checkpoint_key, decode as decode_checkpoint, orphans
 
 __all__ = ["Lane", "Supervisor"]
@@ -359,16 +360,15 @@ class Supervisor:
             out.setdefault(role, {"down": "restarting"})
         out["engine"] = out.get("engine:" + self.leader, {})
         out["broker"] = out.get("broker:" + self._first.broker, {})
-        out["supervisor"] = {"epoch": self.epoch, "leader": self.leader, "restarts": list(self.restarts),
-                             "start_took_ms": dict(self.start_took_ms),
-                             "failovers": list(self.failovers), "broker_failovers": list(self.broker_failovers),
-                             "groups": {name: lane.view() for name, lane in self.lanes.items()},
-                             "epoch_grants": len(self._policy.grants), "recorder": self._recorder.stats(),
-                             "stale_demotes": self.stale_demotes,
-                             "health": self.health(), "watch_errors": self.watch_errors, "resumed": self.resumed,
-                             "last_watch_error": self.last_watch_error}
+        # the node trades, but something is behind (PostgreSQL down)
         degraded = [role + ": " + str(s["degraded"]) for role, s in out.items() if isinstance(s, dict) and s.get("degraded")]
-        out["supervisor"]["degraded"] = degraded  # the node trades, but something is behind (PostgreSQL down)
+        out["supervisor"] = to_plain(SupervisorStats(
+            epoch=self.epoch, leader=self.leader, restarts=list(self.restarts), start_took_ms=dict(self.start_took_ms),
+            failovers=list(self.failovers), broker_failovers=list(self.broker_failovers),
+            groups={name: lane.view() for name, lane in self.lanes.items()},
+            epoch_grants=len(self._policy.grants), recorder=self._recorder.stats(), stale_demotes=self.stale_demotes,
+            health=self.health(), watch_errors=self.watch_errors, resumed=self.resumed,
+            last_watch_error=self.last_watch_error, degraded=degraded))  # plain data: this is the Ray boundary
         return out
 
     def _expected_roles(self) -> list[str]:

@@ -37,6 +37,7 @@ from node.logs import lifecycle, logger
 from node.intake import RiskCheck, SignalGate
 from node.peer_limit import PeerLimiter
 from node.stages import Stage, StageClock
+from node.stats import ValidatorStats
 from node.risk import PreTradeRisk, TradingState
 from node.messages import (
     AmendKind,
@@ -993,33 +994,33 @@ class Validator(LoopService):
             counts[Reason.RATE_LIMITED] = counts.get(Reason.RATE_LIMITED, 0) + self.peer_limit.limited
         return counts
 
-    def stats(self) -> dict:
-        return {
-            "accepted": self.accepted,
-            "rejected": self.rejected,
-            "store_failures": self.store_failures,
-            "in_doubt": sum(len(s) for _, s in self._in_doubt),
-            "in_doubt_logged": self.in_doubt_logged,
-            "in_doubt_voided": self.in_doubt_voided,
-            "unsent": sum(len(u) for _, u in self._pushes.values()),
-            "warmed": self.warmed,
-            "fallback_frames": self.fallback_frames,
-            "fallback_errors": self._reader.errors,
-            "wake_p50_us": _pct_us(self.wake_ns, 50),
-            "wake_p99_us": _pct_us(self.wake_ns, 99),
-            "append_p50_us": _pct_us(self.xadd_ns, 50),
-            "append_p99_us": _pct_us(self.xadd_ns, 99),
-            "loop_errors": self.loop_errors,
-            "last_error": self.last_error,
+    def stats(self) -> ValidatorStats:
+        return ValidatorStats(
+            accepted=self.accepted,
+            rejected=self.rejected,
+            store_failures=self.store_failures,
+            in_doubt=sum(len(s) for _, s in self._in_doubt),
+            in_doubt_logged=self.in_doubt_logged,
+            in_doubt_voided=self.in_doubt_voided,
+            unsent=sum(len(u) for _, u in self._pushes.values()),
+            warmed=self.warmed,
+            fallback_frames=self.fallback_frames,
+            fallback_errors=self._reader.errors,
+            wake_p50_us=_pct_us(self.wake_ns, 50),
+            wake_p99_us=_pct_us(self.wake_ns, 99),
+            append_p50_us=_pct_us(self.xadd_ns, 50),
+            append_p99_us=_pct_us(self.xadd_ns, 99),
+            loop_errors=self.loop_errors,
+            last_error=self.last_error,
             **self._unknown_view(),
-            "reply_hist": self.reply_hist.snapshot(),
-            "append_hist": self.append_hist.snapshot(),
-            "restored": {k: v for k, v in self.restored.items() if k != "controls"},
-            "unsaved_controls": len(self._unsaved_controls),
+            reply_hist=self.reply_hist.snapshot(),
+            append_hist=self.append_hist.snapshot(),
+            restored={k: v for k, v in self.restored.items() if k != "controls"},
+            unsaved_controls=len(self._unsaved_controls),
             **self._snapshot_view(),
-            "reasons": self._reason_counts(),
-            "peer_limited": self.peer_limit.limited,
-            "peers": len(self.peer_limit),
+            reasons=self._reason_counts(),
+            peer_limited=self.peer_limit.limited,
+            peers=len(self.peer_limit),
             **self.stages.snapshot(),
             **self.gc.snapshot(),
-        }
+        )

@@ -27,6 +27,7 @@ from actors.ledger import Ledger, LedgerConfig
 from node.config import StorageConfig
 from node.messages import ExecKind, ExecutionReport, Side, Signal, SignalAccepted, encode
 from node.migrations import create_database, drop_database
+from node.stats import to_plain
 
 ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -114,7 +115,7 @@ async def run_report(
             if time.monotonic() > deadline:
                 raise RuntimeError("ledger drained " + str(done) + " of " + str(total) + " entries in time")
         elapsed_s = (time.perf_counter_ns() - t0) / 1e9
-        stats = ledger.stats()
+        stats = to_plain(ledger.stats())  # the dict the node's stats carry
         conn = await asyncpg.connect(db_url)
         try:
             tables = ("order_events", "fills", "orders", "signals")

@@ -184,6 +184,99 @@ class BrokerStats(LoopFields, kw_only=True):
     venue: dict[str, Any]
 
 
+class ValidatorStats(StageFields, kw_only=True):
+    """The validator (`actors/validator.py`): intake counts, the in-doubt appends, UNKNOWN orders,
+    the risk state it restored at start (`restored`: {} before that), the gate's refusals by reason."""
+
+    accepted: int
+    rejected: int
+    store_failures: int
+    in_doubt: int
+    in_doubt_logged: int
+    in_doubt_voided: int
+    unsent: int
+    warmed: int
+    fallback_frames: int
+    fallback_errors: int
+    wake_p50_us: float
+    wake_p99_us: float
+    append_p50_us: float
+    append_p99_us: float
+    unknown_orders: int
+    unknown_symbols: list[str]
+    reply_hist: Hist
+    append_hist: Hist
+    restored: dict[str, Any]
+    unsaved_controls: int
+    snapshots_saved: int  # the risk snapshot's writer (actors/snapshot_writer.py)
+    snapshot_failures: int
+    snapshot_writing: bool
+    snapshot_last_error: str
+    snapshot_write_hist: Hist
+    reasons: dict[str, int]
+    peer_limited: int
+    peers: int
+
+
+class LedgerStats(_Stats, kw_only=True):
+    """The PostgreSQL ledger (`actors/ledger.py`): entries drained by stream, commit latency;
+    `degraded` only while it is not writing (not connected to PostgreSQL yet)."""
+
+    signals: int
+    events: int
+    monitoring: int
+    dead_letters: int
+    entries: int
+    batches: int
+    claimed: int
+    errors: int
+    refused_rows: int
+    running: bool
+    last_error: str
+    commit_p50_us: float
+    commit_p99_us: float
+    commit_hist: Hist
+    degraded: str | None = None
+
+
+class ReconcilerStats(_Stats, kw_only=True):
+    """The reconciler (`actors/reconciler.py`): runs, discrepancies by kind, the last run ("" / None /
+    0.0 before the first; `last_matched` is there, None, until a run ends)."""
+
+    runs: int
+    mismatched_runs: int
+    errors: int
+    booked: int
+    discrepancies: dict[str, int]
+    last_run_id: str
+    last_matched: bool | None
+    last_took_ms: float
+    last_trigger: str
+    last_error: str
+
+
+class SupervisorStats(_Stats, kw_only=True):
+    """The supervisor's own line of `Supervisor.stats()` (`actors/supervisor.py`): the first group's
+    epoch and leader, restarts and failovers (events as recorded), every group's lane, the recorder's
+    counters, health (`ok`, `gave_up`) and the roles that run degraded."""
+
+    epoch: int
+    leader: str
+    restarts: list[dict[str, Any]]
+    start_took_ms: dict[str, float]
+    failovers: list[dict[str, Any]]
+    broker_failovers: list[dict[str, Any]]
+    groups: dict[str, dict[str, Any]]
+    epoch_grants: int
+    recorder: dict[str, int]
+    stale_demotes: int
+    health: dict[str, Any]
+    watch_errors: int
+    resumed: dict[str, Any]
+    last_watch_error: str
+    degraded: list[str]
+
+
 def to_plain(stats: Any) -> Any:
     """What leaves the actor: a stats struct as plain data (dicts, lists, numbers, strings); anything
     else as it is."""

@@ -160,7 +160,7 @@ async def test_drains_signals_events_and_monitoring(db: str, storage: StorageCon
     assert {(f["client_order_id"], f["qty"], f["px"]) for f in fills if f["client_order_id"] == "o3"} == {
         ("o3", 4.0, 140.0), ("o3", 6.0, 141.0),
     }  # fmt: skip
-    assert led.stats()["entries"] == n + 2 and led.stats()["batches"] >= 1
+    assert led.stats().entries == n + 2 and led.stats().batches >= 1
 
 
 async def test_crash_before_xack_redelivers_and_rows_are_written_once(db: str, storage: StorageConfig) -> None:
@@ -206,7 +206,7 @@ async def test_entries_pending_on_a_dead_consumer_are_claimed_and_finished(db: s
         await survivor.close()
     assert (await counts(db))["orders"] == 15 and (await counts(db))["fills"] == 30
     assert await pending(storage) == 0
-    assert survivor.stats()["claimed"] == n
+    assert survivor.stats().claimed == n
 
 
 async def test_replayed_older_event_does_not_roll_an_order_back(db: str, storage: StorageConfig) -> None:
@@ -248,7 +248,7 @@ async def test_run_survives_a_dropped_database_connection(db: str, storage: Stor
         n1 = await fill_orders(storage, 0, 10)
 
         async def reached(n: int):
-            return led.stats()["entries"] >= n
+            return led.stats().entries >= n
 
         await wait_for(lambda: reached(n1))
         admin = await asyncpg.connect(SERVER_URL)
@@ -263,11 +263,11 @@ async def test_run_survives_a_dropped_database_connection(db: str, storage: Stor
         n2 = await fill_orders(storage, 10, 10)
         await wait_for(lambda: reached(n1 + n2))
         stats = led.stats()
-        assert stats["errors"] >= 1 and stats["last_error"]
+        assert stats.errors >= 1 and stats.last_error
     finally:
         await led.stop()
         await asyncio.wait_for(task, 10.0)
-    assert led.stats()["running"] is False
+    assert led.stats().running is False
     c = await counts(db)
     assert (c["orders"], c["fills"], c["signals"], c["order_events"]) == (20, 40, 20, 60)
     assert await pending(storage) == 0
@@ -330,7 +330,7 @@ async def test_a_row_postgresql_refuses_is_set_aside_and_the_rest_is_written(db:
     got = await counts(db)
     assert got["signals"] == 20 and got["orders"] == 20 and got["fills"] == 40
     assert got["ledger_dead_letters"] == 4
-    assert stats["refused_rows"] == 4 and stats["entries"] == n + 4
+    assert stats.refused_rows == 4 and stats.entries == n + 4
     assert await pending(storage) == 0
     conn = await asyncpg.connect(db)
     try:

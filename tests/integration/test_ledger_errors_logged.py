@@ -35,14 +35,14 @@ async def test_a_postgres_outage_is_logged_once_without_the_password():
     task = asyncio.create_task(ledger.run())
     try:
         for _ in range(600):
-            if ledger.stats()["errors"] >= 5:
+            if ledger.stats().errors >= 5:
                 break
             await asyncio.sleep(0.05)
     finally:
         await ledger.stop()
         await asyncio.wait_for(task, 30)
         log.removeHandler(handler)
-    assert ledger.stats()["errors"] >= 5
+    assert ledger.stats().errors >= 5
     assert len(handler.lines) == 1, handler.lines  # once per 10 s per exception type
     line = handler.lines[0]
     assert "Traceback" in line and "loop error" in line

@@ -9,10 +9,12 @@ import time
 
 import asyncpg
 import httpx
+import msgspec
 import pytest
 
 from node.client import AsyncExecutionClient
 from node.demo import make_signals, play
+from node.stats import LedgerStats, ReconcilerStats, SupervisorStats, ValidatorStats, to_plain
 
 
 @pytest.fixture(scope="module")
@@ -76,6 +78,14 @@ def test_start_up_run_then_a_burst_reconciles_equal_on_demand_and_after_failover
     node.call_supervisor("restart_broker")  # a reconnect: the adapter back on its address
     after = _wait_for_run(node, "broker_restart")
     assert after["error"] == ""
+
+
+@pytest.mark.parametrize(("role", "struct"), [("validator", ValidatorStats), ("ledger", LedgerStats),
+                                              ("reconciler", ReconcilerStats), ("supervisor", SupervisorStats)])
+def test_each_role_s_stats_are_its_typed_struct_as_plain_data(node, role, struct):
+    """What a whole node's actors send is exactly their struct: every field there and of its type, no other key."""
+    plain = node.stats()[role]
+    assert to_plain(msgspec.convert(plain, struct)) == plain
 
 
 def test_a_drift_found_at_start_up_halts_the_strategy_before_the_intake_opens(ray_session, make_config,

@@ -313,7 +313,7 @@ async def test_a_broker_that_does_not_answer_is_a_failed_run_never_a_match(node)
     node.reconciler._broker_books = broken
     run = await node.reconciler.reconcile("test")
     assert not run.matched and "TimeoutError" in run.error and node.controls == []
-    assert node.reconciler.stats()["errors"] == 1
+    assert node.reconciler.stats().errors == 1
     rows = await node.fetch("SELECT matched, error FROM reconciliation_runs WHERE run_id = $1", run.run_id)
     assert rows[0]["matched"] is False and "broker silent" in rows[0]["error"]
     # before the node trades, a run that cannot compare halts the node: it never starts blind
@@ -328,10 +328,10 @@ async def test_the_schedule_runs_every_reconcile_every_secs_until_stopped(databa
     try:
         task = asyncio.ensure_future(n.reconciler.run())
         deadline = time.monotonic() + 30
-        while n.reconciler.stats()["runs"] < 2 and time.monotonic() < deadline:
+        while n.reconciler.stats().runs < 2 and time.monotonic() < deadline:
             await asyncio.sleep(0.1)
-        assert n.reconciler.stats()["runs"] >= 2 and n.reconciler.stats()["last_trigger"] == "schedule"
-        assert n.reconciler.stats()["last_matched"] is True
+        assert n.reconciler.stats().runs >= 2 and n.reconciler.stats().last_trigger == "schedule"
+        assert n.reconciler.stats().last_matched is True
         await n.reconciler.stop()
         await asyncio.wait_for(task, 5)
     finally:
@@ -362,14 +362,14 @@ async def test_a_broker_reconnect_runs_a_reconciliation(database):
     try:
         task = asyncio.ensure_future(n.reconciler.run())
         await asyncio.sleep(0.5)
-        assert n.reconciler.stats()["runs"] == 0  # no schedule, no reconnect: no run
+        assert n.reconciler.stats().runs == 0  # no schedule, no reconnect: no run
         generation["paper"] = 2  # the adapter's link to its broker came back up
         deadline = time.monotonic() + 20
-        while n.reconciler.stats()["runs"] < 1 and time.monotonic() < deadline:
+        while n.reconciler.stats().runs < 1 and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
-        assert n.reconciler.stats()["last_trigger"] == "reconnect" and n.reconciler.stats()["runs"] == 1
+        assert n.reconciler.stats().last_trigger == "reconnect" and n.reconciler.stats().runs == 1
         await asyncio.sleep(0.3)
-        assert n.reconciler.stats()["runs"] == 1  # once per reconnect
+        assert n.reconciler.stats().runs == 1  # once per reconnect
         await n.reconciler.stop()
         await asyncio.wait_for(task, 5)
     finally:

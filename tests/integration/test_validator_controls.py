@@ -53,9 +53,9 @@ def test_a_control_set_while_redis_is_down_applies_at_once_and_survives_a_restar
         answer = first.pause("p1")
         assert answer["applied"] is True and answer["durable"] is False
         assert _reasons(first, "p1") == [Reason.STRATEGY_PAUSED]  # in force before it is durable
-        assert first.stats()["unsaved_controls"] == 1
+        assert first.stats().unsaved_controls == 1
         server = start_redis(port, tmp_path)  # AOF: what was recorded is still there
-        _wait(lambda: first.stats()["unsaved_controls"] == 0, "the control to be recorded")
+        _wait(lambda: first.stats().unsaved_controls == 0, "the control to be recorded")
         first.stop()
         first = None
 
