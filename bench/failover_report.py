@@ -79,6 +79,9 @@ async def run_failovers(runtime, kills: int, rate: float, gap_s: float = 1.5, pr
     key_id, secret = next(iter(cfg.signing.keys.items()))
     replies: dict[str, str] = {}
     refused: Counter[str] = Counter()  # reason code -> signals refused for it
+    t0 = time.monotonic()
+    refused_at: Counter[tuple[str, int]] = Counter()  # (reason, second of the run) -> refused
+    kill_log: list[tuple[float, str]] = []  # (second of the run, the role killed)
     sent = 0
     stop = asyncio.Event()
     kill_times: list[tuple[int, int]] = []  # (kill ns, epoch before)
@@ -94,6 +97,8 @@ async def run_failovers(runtime, kills: int, rate: float, gap_s: float = 1.5, pr
                     replies[sig.request_id] = reply.status
                     if reply.status != "ACCEPTED":
                         refused.update(reply.reasons or ("<none>",))
+                        second = int(time.monotonic() - t0)
+                        refused_at.update((r, second) for r in reply.reasons or ("<none>",))
                     return
                 except Exception:  # noqa: BLE001 - retried with the same request_id
                     await asyncio.sleep(0.05)
@@ -126,6 +131,7 @@ async def run_failovers(runtime, kills: int, rate: float, gap_s: float = 1.5, pr
             leader = stats["supervisor"]["leader"]
             if rng is not None and rng.random() < supervisor_share:
                 pid = await _answered(loop, runtime.call_supervisor, "pid", "supervisor")
+                kill_log.append((round(time.monotonic() - t0, 1), "supervisor"))
                 t_kill = time.time_ns()
                 os.kill(pid, signal.SIGKILL)
                 supervisor_kills += 1
@@ -138,6 +144,7 @@ async def run_failovers(runtime, kills: int, rate: float, gap_s: float = 1.5, pr
                 continue
             if rng is not None and rng.random() < others_share / max(1e-9, 1.0 - supervisor_share):
                 role = rng.choice(OTHER_ROLES)
+                kill_log.append((round(time.monotonic() - t0, 1), role))
                 back = await _kill_and_wait_back(loop, runtime, role)
                 if back is not None:
                     others_back_ms.setdefault(role, []).append(back)
@@ -153,6 +160,7 @@ async def run_failovers(runtime, kills: int, rate: float, gap_s: float = 1.5, pr
                     victim = rng.choice(standbys)
                     standby_kills += 1
             pid = await _answered(loop, runtime.call_supervisor, "pid", "engine:" + victim)
+            kill_log.append((round(time.monotonic() - t0, 1), "leader" if victim == leader else "standby"))
             t_kill = time.time_ns()
             os.kill(pid, signal.SIGKILL)
             if victim == leader:
@@ -217,6 +225,13 @@ async def run_failovers(runtime, kills: int, rate: float, gap_s: float = 1.5, pr
         "replied": len(replies),
         "accepted": len(accepted),
         "refused_reasons": dict(refused.most_common()),
+        # when: each reason's refusals as [from second, to second, count] spans of the run, beside the kills
+        "refused_spans": refusal_spans(refused_at),
+        "kill_log": kill_log,
+        "run_s": round(time.monotonic() - t0, 1),
+        "unknown_symbols_at_end": (stats.get("validator") or {}).get("unknown_symbols"),
+        "reconciler_at_end": {k: v for k, v in (stats.get("reconciler") or {}).items()
+                              if k in ("runs", "mismatched_runs", "discrepancies", "last_matched", "last_trigger")},
         "lost": lost + (sent - len(replies)),
         "duplicate_broker_orders": len(orders) - len(at_broker),
         "broker_orders": len(orders),
@@ -236,6 +251,20 @@ async def run_failovers(runtime, kills: int, rate: float, gap_s: float = 1.5, pr
         "promote_marks_us": [dict(e.get("marks_us") or {}, asked=e.get("asked"), call_us=e.get("call_us"))
                              for e in stats["supervisor"]["failovers"]][-3:],
     }
+
+
+def refusal_spans(refused_at: Counter[tuple[str, int]], gap_s: int = 2) -> dict[str, list[list[int]]]:
+    """Per reason, the seconds with refusals merged into [from, to, count] spans (a gap of more than
+    `gap_s` seconds without one starts a new span)."""
+    out: dict[str, list[list[int]]] = {}
+    for (reason, second), n in sorted(refused_at.items()):
+        spans = out.setdefault(reason, [])
+        if spans and second - spans[-1][1] <= gap_s:
+            spans[-1][1] = second
+            spans[-1][2] += n
+        else:
+            spans.append([second, second, n])
+    return out
 
 
 def _note_first_sends(first_seen: dict[str, int], stats: dict) -> None:
