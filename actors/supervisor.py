@@ -65,7 +65,8 @@ import secrets
 import socket
 import threading
 import time
-from typing import Any, Callable, NamedTuple
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator, NamedTuple
 
 import msgspec
 import ray
@@ -698,7 +699,8 @@ class Supervisor:
             old = self._actors.pop("validator", None)
             if old is not None:
                 ray.kill(old, no_restart=True)
-            self._start_validator()
+            with _kept_on_failure(self._actors, "validator", old):
+                self._start_validator()
             resync = self._resync_leaders()
             self.restarts.append({"role": role, "reason": reason, "resync": resync,
                                   "took_ms": round((time.perf_counter() - t0) * 1e3, 1)})
@@ -772,7 +774,8 @@ class Supervisor:
             old = self._actors.pop("broker:" + name, None)
             if old is not None:
                 ray.kill(old, no_restart=True)
-            self._start_broker(name)
+            with _kept_on_failure(self._actors, "broker:" + name, old):
+                self._start_broker(name)
             if reason == "died":
                 self._notice("broker:" + name + " back")
             if resync_lanes is None:
@@ -1069,23 +1072,30 @@ class Supervisor:
             if validator is not None and not _answers(validator) and not self._stopping.is_set():
                 try:
                     self.restart("validator", reason="died", dead=validator)
-                except Exception:  # noqa: BLE001 - try again next round
-                    pass
+                except Exception as exc:  # noqa: BLE001 - the dead handle stays in the table: next round
+                    self._watch_failed("validator", exc)
             for name in self._brokers:
                 actor = self._actors.get("broker:" + name)
                 if actor is not None and _state(actor) == "dead":  # a slow one is the heartbeat's call
                     try:
                         self._broker_died(name, actor, "ray")
-                    except Exception:  # noqa: BLE001 - try again next round
-                        pass
+                    except Exception as exc:  # noqa: BLE001 - the dead handle stays in the table: next round
+                        self._watch_failed("broker:" + name, exc)
             for role, spawn in (("ledger", self._start_ledger), ("reconciler", self._spawn_reconciler)):
                 actor = self._actors.get(role)
                 if actor is not None and _state(actor) == "dead" and not self._stopping.is_set():
                     try:
                         self._restart_service(role, actor, spawn)
                     except Exception as exc:  # noqa: BLE001 - kept for stats; tried again next round
-                        self.watch_errors += 1
-                        self.last_watch_error = _brief(exc)
+                        self._watch_failed(role, exc)
+
+    def _watch_failed(self, role: str, exc: BaseException) -> None:
+        """A restart the watch tried failed (its new actor did not start: Redis too slow to answer its
+        start-up reads, a port not free yet): counted, the newest kept for stats, logged; the dead
+        actor is still in the table, so the next round tries again (within the restart intensity)."""
+        self.watch_errors += 1
+        self.last_watch_error = role + ": " + _brief(exc)
+        self._log.warning("restart of %s failed, tried again: %s", role, self.last_watch_error)
 
     def _restart_service(self, role: str, dead: Any, spawn: Callable[[], Any]) -> None:
         """A dead ledger or reconciler comes back, within the restart intensity. The ledger resumes its
@@ -1098,7 +1108,8 @@ class Supervisor:
             self._notice(role + " died")
             self._actors.pop(role, None)
             ray.kill(dead, no_restart=True)
-            spawn()
+            with _kept_on_failure(self._actors, role, dead):
+                spawn()
             event = {"role": role, "reason": "died", "took_ms": round((time.perf_counter() - t0) * 1e3, 1)}
             self.restarts.append(event)
             self._record("restart", event)
@@ -1229,6 +1240,20 @@ def _started(actor: Any) -> dict[str, str]:
         return ray.get(actor.start.remote(), timeout=90)  # past any service's own start timeout (Nautilus: 70 s)
     except Exception:
         ray.kill(actor, no_restart=True)
+        raise
+
+
+@contextmanager
+def _kept_on_failure(actors: dict[str, Any], role: str, dead: Any) -> Iterator[None]:
+    """Around the start of `role`'s replacement: if it fails, the handle it replaces (dead, or just
+    killed) goes back into the table, so the watch finds it dead and tries again. Without it the role
+    left the table for good: the watch polls only the actors in it (a validator that failed one
+    restart under load stayed down until the supervisor itself restarted)."""
+    try:
+        yield
+    except BaseException:
+        if dead is not None and role not in actors:
+            actors[role] = dead
         raise
 
 
