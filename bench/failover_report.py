@@ -230,6 +230,7 @@ async def run_failovers(runtime, kills: int, rate: float, gap_s: float = 1.5, pr
         "kill_log": kill_log,
         "run_s": round(time.monotonic() - t0, 1),
         "unknown_symbols_at_end": (stats.get("validator") or {}).get("unknown_symbols"),
+        "validator_reasons_at_end": (stats.get("validator") or {}).get("reasons"),  # since its last start
         "reconciler_at_end": {k: v for k, v in (stats.get("reconciler") or {}).items()
                               if k in ("runs", "mismatched_runs", "discrepancies", "last_matched", "last_trigger")},
         "lost": lost + (sent - len(replies)),
