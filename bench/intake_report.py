@@ -33,10 +33,9 @@ from bench.rounds import add_build_args, alternate, builds_of, report
 
 _SERVE = r'''
 import secrets, sys, time
-import orjson, redis
+import msgspec, orjson, redis
 from actors.validator import Validator
 from node.config import IntakeConfig, NodeConfig, SigningConfig, StorageConfig
-from node.stats import to_plain
 from node.risk.config import throughput_limits
 
 url, node_id, secret = sys.argv[1], sys.argv[2], sys.argv[3]
@@ -54,7 +53,8 @@ try:
     print(orjson.dumps({"symbols": [s.symbol for s in cfg.broker.paper.symbols], **hello}).decode(), flush=True)
     sys.stdin.readline()
     cpu = time.clock_gettime_ns(loop_clock) - cpu0
-    st = to_plain(v.stats())  # the dict the node's stats carry
+    st = v.stats()
+    st = st if isinstance(st, dict) else msgspec.to_builtins(st)  # a stats struct (node.stats) in newer builds
     keep = ("accepted", "rejected", "wake_p50_us", "wake_p99_us", "append_p50_us", "append_p99_us", "store_failures")
     out = {k: st[k] for k in keep}
     out["loop_cpu_us_per_signal"] = round(cpu / max(1, st["accepted"]) / 1e3, 2)
