@@ -39,7 +39,7 @@ from bench.rounds import add_build_args, alternate, builds_of, report
 
 _SERVE = r'''
 import sys, threading, time
-import orjson, redis, zmq
+import msgspec, orjson, redis, zmq
 from actors.risk_state import RiskStateStore
 from actors.validator import Validator
 from node.config import IntakeConfig, NodeConfig, SigningConfig, StorageConfig
@@ -135,6 +135,7 @@ try:
     stop.set()
     took = time.perf_counter() - t_start
     st = v.stats()
+    st = st if isinstance(st, dict) else msgspec.to_builtins(st)  # a stats struct (node.stats) in newer builds
     out = {"seconds": round(took, 2), "snapshots": len(saved) - n_saved0, "save_calls": timing["calls"],
            "loop_ms_per_s": round(timing["wall_ns"] / 1e6 / took, 3),
            "loop_cpu_ms_per_s": round(timing["cpu_ns"] / 1e6 / took, 3),

@@ -64,10 +64,10 @@ def test_a_message_of_several_frames_is_refused_whole_and_the_next_ones_are_judg
         assert got[1].detail == "expected one frame"
         # replies come back in the order of their messages: a frame of the refused one judged on its own
         # would have answered between it and `second`
-        assert v.stats()["accepted"] == 2
+        assert v.stats().accepted == 2
         # and nothing else was judged: a left-over frame read as a message is refused (to an identity
         # that routes nowhere, so the sender never sees it) and counted here
-        assert v.stats()["reasons"] == {Reason.MALFORMED_FRAME: 1}
+        assert v.stats().reasons == {Reason.MALFORMED_FRAME: 1}
     finally:
         sock.close(0)
         ctx.term()

@@ -116,21 +116,21 @@ def test_a_stalled_redis_delays_the_snapshot_not_the_intake_loop(make_config, tm
     try:
         first = Validator(cfg, url, ["tcp://127.0.0.1:" + str(free_port())], events_endpoint)
         first.start(timeout_s=60)
-        _wait(lambda: first.stats()["snapshots_saved"] >= 1, "the snapshot taken at start")
+        _wait(lambda: first.stats().snapshots_saved >= 1, "the snapshot taken at start")
 
         def booked(qty: float) -> bool:
             pub.send_multipart(_fill("warm", 1.0))  # the same exec id again: booked once (the SUB may join late)
             return first.positions().get("snap", {}).get("AAPL") == qty
 
         _wait(lambda: booked(1.0), "the first fill in risk")
-        _wait(lambda: first.stats()["snapshots_saved"] >= 2 and not first.stats()["snapshot_writing"],
+        _wait(lambda: first.stats().snapshots_saved >= 2 and not first.stats().snapshot_writing,
               "the snapshot holding the first fill")
 
         os.kill(server.pid, signal.SIGSTOP)  # Redis stops answering: a write now waits out its socket timeout
         stopped = True
         pub.send_multipart(_fill("stalled", 4.0))
         _wait(lambda: first.positions() == {"snap": {"AAPL": 5.0}}, "the second fill in risk")
-        _wait(lambda: first.stats()["snapshot_writing"], "a snapshot write out to the stalled Redis")
+        _wait(lambda: first.stats().snapshot_writing, "a snapshot write out to the stalled Redis")
         # the loop answers at once, again and again, for longer than the write's socket timeout (2 s)
         end = time.monotonic() + 3.0
         turns = 0
@@ -144,14 +144,14 @@ def test_a_stalled_redis_delays_the_snapshot_not_the_intake_loop(make_config, tm
 
         os.kill(server.pid, signal.SIGCONT)
         stopped = False
-        saved = first.stats()["snapshots_saved"]
-        _wait(lambda: first.stats()["snapshots_saved"] > saved, "a snapshot once Redis is back")
+        saved = first.stats().snapshots_saved
+        _wait(lambda: first.stats().snapshots_saved > saved, "a snapshot once Redis is back")
         first.stop()
         first = None
 
         second = Validator(cfg, url, ["tcp://127.0.0.1:" + str(free_port())], events_endpoint)
         second.start(timeout_s=60)
-        assert second.stats()["restored"]["snapshot"] is True
+        assert second.stats().restored["snapshot"] is True
         assert second.positions() == {"snap": {"AAPL": 5.0}}  # in no log: only the snapshot holds it
     finally:
         if stopped:
