@@ -100,7 +100,7 @@ class EngineStats(StageFields, kw_only=True):
     events_dropped: int
     tuned: dict[str, Any]
     fill_hist: Hist
-    repeats_withheld: int = 0  # fills a new leader booked, not published again (exec id followed from the old leader)
+    repeats_withheld: int  # fills a new leader booked, not published again (exec id followed from the old leader)
 
 
 class KernelStats(_Stats, kw_only=True):
@@ -132,11 +132,11 @@ class KernelStats(_Stats, kw_only=True):
     adopted: int
     in_flight: int
     swept: int
-    cancels: int = 0  # cancels sent to the broker (cancel signals, replaces' cancels, --cancel-open)
-    cancels_timed_out: int = 0  # orders made UNKNOWN (CANCEL_TIMEOUT) by a cancel's deadline
-    held_cancels: int = 0  # a standby's cancels held, not sent (a promotion sends those still open)
-    held_amends: int = 0  # cancels and replaces a standby held since it started (counter)
-    adopted_replacements: int = 0  # replacements a promotion found at the broker: adopted, not sent
+    cancels: int  # cancels sent to the broker (cancel signals, replaces' cancels, --cancel-open)
+    cancels_timed_out: int  # orders made UNKNOWN (CANCEL_TIMEOUT) by a cancel's deadline
+    held_cancels: int  # a standby's cancels held, not sent (a promotion sends those still open)
+    held_amends: int  # cancels and replaces a standby held since it started (counter)
+    adopted_replacements: int  # replacements a promotion found at the broker: adopted, not sent
 
 
 class NautilusEngineStats(LoopFields, kw_only=True):

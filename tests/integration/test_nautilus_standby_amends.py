@@ -77,15 +77,15 @@ def test_a_cancel_held_by_the_nautilus_standby_is_sent_once_after_its_promotion(
         wait_for(lambda: kinds_at_broker(node).get(coid(original)) == "NEW")
         wait_for(lambda: reports(node, coid(original)) == [("NEW", "")])
         before = kernel(node)
-        assert before["standby"] and before.get("held_cancels", 0) == 0, before
+        assert before["standby"] and before["held_cancels"] == 0, before
         pid = node.call_supervisor("pid", "engine:native-a")
         os.kill(pid, signal.SIGSTOP)  # the leader takes nothing more, sends nothing
         try:
             cancel = Amend(kind=AmendKind.CANCEL, original_request_id=original)
             assert c.send_signal(signal_(tag + "-c", amend=cancel)).status == "ACCEPTED"
-            wait_for(lambda: kernel(node).get("held_cancels", 0) == 1)  # the standby holds it, sends nothing
+            wait_for(lambda: kernel(node)["held_cancels"] == 1)  # the standby holds it, sends nothing
             held = kernel(node)
-            assert held["standby"] and held.get("cancels", 0) == before.get("cancels", 0), held  # not promoted yet
+            assert held["standby"] and held["cancels"] == before["cancels"], held  # not promoted yet
             assert kinds_at_broker(node)[coid(original)] == "NEW"  # nobody sent the cancel
         finally:
             os.kill(pid, signal.SIGKILL)  # the frozen leader dies: Ray's death notice fails it over
@@ -95,8 +95,8 @@ def test_a_cancel_held_by_the_nautilus_standby_is_sent_once_after_its_promotion(
     stats = node.call("engine:nt-b", "stats")
     assert stats["role"] == "leader" and stats["last_promotion"]["amend_cancels"] == 1, stats["last_promotion"]
     after = stats["child"]
-    assert not after["standby"] and after.get("cancels", 0) == before.get("cancels", 0) + 1, after  # sent once
-    assert after.get("held_cancels", 0) == 0, after
+    assert not after["standby"] and after["cancels"] == before["cancels"] + 1, after  # sent once
+    assert after["held_cancels"] == 0, after
     assert [k for k, _ in reports(node, coid(original))] == ["NEW", "CANCELED"]  # one answer, the broker's
     assert not reports(node, coid(tag + "-c"))  # the cancel itself is not refused
     broker = node.stats()["broker"]
@@ -141,7 +141,7 @@ def test_a_replace_held_by_the_nautilus_standby_is_completed_after_its_promotion
     wait_for(lambda: [k for k, _ in reports(node, coid(replace))] == ["NEW"])
     stats = node.call("engine:nt-b", "stats")
     assert stats["last_promotion"]["amend_cancels"] == 1, stats["last_promotion"]
-    assert stats["child"].get("cancels", 0) == before.get("cancels", 0) + 1, stats["child"]  # the original's cancel, once
+    assert stats["child"]["cancels"] == before["cancels"] + 1, stats["child"]  # the original's cancel, once
     assert [k for k, _ in reports(node, coid(original))] == ["NEW", "CANCELED"]
     broker = node.stats()["broker"]
     assert broker["refused_duplicate"] == 0, broker

@@ -146,3 +146,18 @@ def test_the_ledger_says_degraded_only_while_not_writing_and_reconciler_keeps_la
 def test_a_counter_of_the_wrong_type_fails() -> None:
     with pytest.raises(msgspec.ValidationError, match="accepted"):
         msgspec.convert({**_validator_plain(), "accepted": "ten"}, ValidatorStats)
+
+
+def test_only_optional_fields_have_a_default_so_a_counter_at_zero_is_still_there() -> None:
+    """The structs leave out fields at their default (`omit_defaults`, for the histograms of stages
+    never observed): a counter with a default of 0 vanished while 0, and a reader's `["cancels"]`
+    raised KeyError until the first cancel. Only a None default is allowed."""
+    import node.stats as stats
+
+    structs = [v for v in vars(stats).values()
+               if isinstance(v, type) and issubclass(v, msgspec.Struct) and v.__module__ == stats.__name__]
+    assert len(structs) > 8
+    defaulted = [(s.__name__, f.name, f.default) for s in structs for f in msgspec.structs.fields(s)
+                 if (f.default is not msgspec.NODEFAULT and f.default is not None)
+                 or f.default_factory is not msgspec.NODEFAULT]
+    assert defaulted == []
