@@ -9,7 +9,6 @@ kernel publishes UNKNOWN instead."""
 
 from __future__ import annotations
 
-import asyncio
 import secrets
 import threading
 import time
@@ -17,9 +16,9 @@ import time
 import pytest
 import zmq
 
-from node.client import ExecutionClient
-from node.config import BrokerConfig, EngineConfig, EngineGroupConfig, SchwabConfig
 from adapters.engines.nautilus import NautilusEngineConfig, NautilusEngineProcess
+from node.client import ExecutionClient
+from node.config import BrokerConfig, EngineConfig, EngineGroupConfig
 from node.messages import (
     Amend,
     AmendKind,
@@ -34,12 +33,11 @@ from node.messages import (
     encode,
     report_decoder,
 )
-from node.migrations import apply_migrations, create_database, drop_database
 from node.orders import client_order_id_for, signal_id_for
 from node.runtime import NodeRuntime, quiet
 from node.streams import EVENTS_FIELD, connect_redis, unpack_reports
+from tests.fakes.pair import schwab_account
 from tests.fakes.schwab_fake import SchwabFake
-from tests.integration.test_schwab_venue import seed_token
 
 PRICE = 230.0
 
@@ -54,24 +52,19 @@ def fake():
 
 @pytest.fixture(scope="module")
 def node(ray_session, make_config, fake, database_url):
-    name, token_db = asyncio.run(create_database(database_url, "nae_nt_cancel_dl_"))
-    asyncio.run(apply_migrations(token_db))
-    sc = SchwabConfig(
-        api_key=fake.api_key, app_secret=fake.app_secret, account_hash=fake.account_hash, base_url=fake.base_url,
-        database_url=token_db, vault_keys_hex={"k1": secrets.token_hex(32)}, vault_key_id="k1",
-        sweep_interval_ms=600_000, stream=False,  # no sweep, no stream: only the answers the test makes happen
-    )  # fmt: skip
-    seed_token(sc, fake.issue_token())
-    cfg = make_config(
-        brokers=[BrokerConfig(name="schwab", kind="schwab", schwab=sc)],
-        groups=[EngineGroupConfig(name="nts", engines=[EngineConfig(name="nt", kind="nautilus")], brokers=["schwab"])],
-        cancel_timeout_ms=1_000, heartbeat_misses=10,
-    )  # fmt: skip
-    runtime = NodeRuntime(cfg, quiet)
-    runtime.start()
-    yield runtime
-    runtime.stop()
-    asyncio.run(drop_database(database_url, name))
+    # no sweep, no stream: only the answers the test makes happen
+    with schwab_account(fake, database_url, "nae_nt_cancel_dl_", sweep_interval_ms=600_000,
+                        stream=False) as (_, sc):
+        cfg = make_config(
+            brokers=[BrokerConfig(name="schwab", kind="schwab", schwab=sc)],
+            groups=[EngineGroupConfig(name="nts", engines=[EngineConfig(name="nt", kind="nautilus")],
+                                      brokers=["schwab"])],
+            cancel_timeout_ms=1_000, heartbeat_misses=10,
+        )  # fmt: skip
+        runtime = NodeRuntime(cfg, quiet)
+        runtime.start()
+        yield runtime
+        runtime.stop()
 
 
 def wait_for(pred, timeout_s: float = 30.0):
