@@ -15,6 +15,7 @@ from node.orders import client_order_id_for, signal_id_for
 from node.runtime import NodeRuntime, quiet
 from tests.fakes.pair import broker_fakes, schwab_account
 from tests.integration.amend_flow import amend_flow, broker_orders, coid
+from tests.waits import wait_for
 
 PRICES = {"AAPL": 230.0, "MSFT": 420.0}
 
@@ -50,13 +51,6 @@ def send(node, strategy: str, symbol: str, n: int) -> list:
         return [c.send_signal(Signal(request_id="bk-" + run + "-" + str(i), strategy_id=strategy, timestamp=time.time(),
                                      symbol=symbol, action="BUY" if i % 3 else "SELL", quantity=float(1 + i % 4)))
                 for i in range(n)]
-
-
-def wait_for(pred, timeout_s: float = 30.0):
-    deadline = time.monotonic() + timeout_s
-    while not pred():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.2)
 
 
 def test_signals_execute_through_schwab_and_ibkr_and_match_each_fakes_record(node, fakes):

@@ -18,6 +18,7 @@ from node.orders import client_order_id_for, signal_id_for
 from node.runtime import NodeRuntime, quiet
 from tests.fakes.pair import schwab_account
 from tests.fakes.schwab_fake import SchwabFake
+from tests.waits import wait_for
 
 PRICE = 230.0
 
@@ -44,13 +45,6 @@ def node(ray_session, make_config, fake, database_url):
         runtime.start()
         yield runtime
         runtime.stop()
-
-
-def wait_for(pred, timeout_s: float = 30.0):
-    deadline = time.monotonic() + timeout_s
-    while not pred():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.2)
 
 
 def test_a_cancel_whose_answer_is_lost_is_unknown_blocks_the_symbol_and_the_next_answer_resolves_it(node, fake):

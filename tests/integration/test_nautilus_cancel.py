@@ -16,6 +16,7 @@ from node.messages import Amend, AmendKind, Signal
 from node.orders import client_order_id_for, signal_id_for
 from node.runtime import NodeRuntime, quiet
 from node.streams import EVENTS_FIELD, connect_redis, unpack_reports
+from tests.waits import wait_for
 
 
 @pytest.fixture(scope="module")
@@ -25,13 +26,6 @@ def node(ray_session, make_config):
     runtime.start()
     yield runtime
     runtime.stop()
-
-
-def wait_for(pred, timeout_s: float = 30.0):
-    deadline = time.monotonic() + timeout_s
-    while not pred():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.2)
 
 
 def coid(rid: str) -> str:

@@ -38,6 +38,7 @@ from node.runtime import NodeRuntime, quiet
 from node.streams import EVENTS_FIELD, connect_redis, unpack_reports
 from tests.fakes.pair import schwab_account
 from tests.fakes.schwab_fake import SchwabFake
+from tests.waits import wait_for
 
 PRICE = 230.0
 
@@ -65,13 +66,6 @@ def node(ray_session, make_config, fake, database_url):
         runtime.start()
         yield runtime
         runtime.stop()
-
-
-def wait_for(pred, timeout_s: float = 30.0):
-    deadline = time.monotonic() + timeout_s
-    while not pred():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.2)
 
 
 def reports(node, coid: str) -> list[tuple[str, str]]:
