@@ -859,6 +859,16 @@ class EngineHost(EngineBase):
 
         return self.call_on_loop(run)
 
+    def order_states(self, client_order_ids: list[str]) -> dict[str, list[str]]:
+        """Each asked order as this engine sees it: [state, reason], or absent when it never had it
+        (the failover report's look at an accepted signal that never reached the venue)."""
+
+        def run() -> dict[str, list[str]]:
+            orders = self.manager.orders
+            return {c: [str(o.state), o.reason] for c in client_order_ids if (o := orders.get(c)) is not None}
+
+        return self.call_on_loop(run)
+
     def resolve_stranded(self, client_order_id: str, filled_qty: float, avg_px: float) -> dict:
         """Close a stranded order on the operator's word (see NativeOrderManager.resolve_stranded):
         its reports are published (the validator's risk and the ledger take them like any other)."""

@@ -9,12 +9,18 @@ beside Ray's own restart of the killed actor (kill -> its heartbeat back, as a s
         [--others-share 0.3]            # ... that hit the validator, broker, ledger, reconciler, relay, API
         [--engines nautilus,nautilus]   # engine kinds in priority order
         [--gap 1.5]                     # seconds after a killed engine is back before the next kill
+        [--roles broker,reconciler]     # the other roles a random kill may hit (default: all of them)
+        [--settle 30]                   # seconds, after the stream stops, for accepted signals to reach the venue
 
 Also reports where the time goes (`phases_ms`: detection, decision, promotion, first order) and
 the last promotions' steps (`promote_marks_us`).
 
 Also checks what must hold at every kill: zero lost, zero duplicate broker orders, nothing sent
-under a fenced epoch.
+under a fenced epoch. Lost is judged after a settle period (`--settle`): every accepted signal must
+be an order at the venue by then; `late_at_venue` counts those that were still in flight when the
+stream stopped, `lost_orders` names those that never came, with the leader's state of each
+(`engine_states`: [state, reason], absent when the engine never had it). The reconciler's runs that
+did not match (`reconcile_mismatches`: trigger, error, counts, actions) say where a HALTED came from.
 """
 
 from __future__ import annotations
@@ -57,7 +63,8 @@ OTHER_ROLES = ("validator", "broker", "ledger", "reconciler", "relay", "api")
 
 
 async def run_failovers(runtime, kills: int, rate: float, gap_s: float = 1.5, progress=None,
-                        seed: int | None = None, supervisor_share: float = 0.1, others_share: float = 0.0) -> dict:
+                        seed: int | None = None, supervisor_share: float = 0.1, others_share: float = 0.0,
+                        roles: tuple[str, ...] = OTHER_ROLES, settle_s: float = 30.0) -> dict:
     """Drive `rate` signals/s while killing the leader `kills` times, `gap_s` apart. With `seed`:
     random kills: each one hits the supervisor (`supervisor_share`), or one of `OTHER_ROLES`
     (`others_share`: the validator, the active broker adapter, the ledger, the reconciler, the events
@@ -143,7 +150,7 @@ async def run_failovers(runtime, kills: int, rate: float, gap_s: float = 1.5, pr
                 await asyncio.sleep(gap_s * rng.uniform(0.5, 1.5))
                 continue
             if rng is not None and rng.random() < others_share / max(1e-9, 1.0 - supervisor_share):
-                role = rng.choice(OTHER_ROLES)
+                role = rng.choice(roles)
                 kill_log.append((round(time.monotonic() - t0, 1), role))
                 back = await _kill_and_wait_back(loop, runtime, role)
                 if back is not None:
@@ -205,12 +212,20 @@ async def run_failovers(runtime, kills: int, rate: float, gap_s: float = 1.5, pr
             phases["decide"].append((event["started_ns"] - event["detected_ns"]) / 1e6)
             phases["promote"].append((event["promoted_ns"] - event["started_ns"]) / 1e6)
             phases["first_order"].append((first[nxt] - event["started_ns"]) / 1e6)
-    orders = await _answered(loop, runtime.call, "broker", "orders")
     accepted = [rid for rid, st in replies.items() if st == "ACCEPTED"]
     from node.orders import client_order_id_for, signal_id_for
 
+    wanted = {client_order_id_for(signal_id_for(rid)): rid for rid in accepted}
+    orders, missing_at_stop, missing = await _settle_at_venue(loop, runtime, set(wanted), settle_s)
     at_broker = {o.client_order_id for o in orders}
-    lost = sum(1 for rid in accepted if client_order_id_for(signal_id_for(rid)) not in at_broker)
+    lost = len(missing)
+    engine_states: dict = {}
+    if missing:
+        try:
+            engine_states = await _answered(loop, runtime.call, "engine", "order_states", sorted(missing)[:50])
+        except Exception as exc:  # noqa: BLE001 - a Nautilus leader keeps no such table
+            engine_states = {"error": type(exc).__name__}
+    mismatches = await _reconcile_mismatches(cfg.storage.database_url)
     return {
         "kills": kills,
         "standby_kills": standby_kills,
@@ -234,6 +249,13 @@ async def run_failovers(runtime, kills: int, rate: float, gap_s: float = 1.5, pr
         "reconciler_at_end": {k: v for k, v in (stats.get("reconciler") or {}).items()
                               if k in ("runs", "mismatched_runs", "discrepancies", "last_matched", "last_trigger")},
         "lost": lost + (sent - len(replies)),
+        "unanswered": sent - len(replies),
+        "late_at_venue": len(missing_at_stop) - lost,  # in flight when the stream stopped, at the venue after
+        "settle_s": settle_s,
+        "lost_orders": [[c, wanted[c]] for c in sorted(missing)[:50]],
+        "engine_states": engine_states,
+        "reconcile_mismatches": mismatches,
+        "loadavg": [round(x, 2) for x in os.getloadavg()],
         "duplicate_broker_orders": len(orders) - len(at_broker),
         "broker_orders": len(orders),
         "refused_stale_epoch": stats["broker"]["refused_stale"],
@@ -252,6 +274,50 @@ async def run_failovers(runtime, kills: int, rate: float, gap_s: float = 1.5, pr
         "promote_marks_us": [dict(e.get("marks_us") or {}, asked=e.get("asked"), call_us=e.get("call_us"))
                              for e in stats["supervisor"]["failovers"]][-3:],
     }
+
+
+async def _settle_at_venue(loop, runtime, wanted: set[str], settle_s: float, every_s: float = 2.0):
+    """The venue's orders once every `wanted` id is among them or `settle_s` passed; the ids missing at
+    the first look (in flight when the stream stopped) and those still missing at the end (lost)."""
+    deadline = time.monotonic() + settle_s
+    first_missing: set[str] | None = None
+    while True:
+        orders = await _answered(loop, runtime.call, "broker", "orders")
+        have = {o.client_order_id for o in orders}
+        missing = {c for c in wanted if c not in have}
+        if first_missing is None:
+            first_missing = missing
+        if not missing or time.monotonic() >= deadline:
+            return orders, first_missing, missing
+        await asyncio.sleep(every_s)
+
+
+async def _reconcile_mismatches(database_url: str | None, limit: int = 40) -> list[dict]:
+    """The reconciler's runs that did not match, oldest first (its rows in the run's database)."""
+    if not database_url:
+        return []
+    import asyncpg
+
+    try:
+        conn = await asyncpg.connect(database_url, timeout=5.0)
+    except Exception as exc:  # noqa: BLE001 - the report says so
+        return [{"error": type(exc).__name__}]
+    try:
+        rows = await conn.fetch("SELECT run_id, trigger, error, counts, actions, in_flight, started_at "
+                                "FROM reconciliation_runs WHERE NOT matched ORDER BY started_at LIMIT $1", limit)
+        details = await conn.fetch("SELECT run_id, symbol, strategy_id, ledger_qty, broker_qty, action, detail "
+                                   "FROM reconciliation_results WHERE NOT matched AND run_id = ANY($1::text[])",
+                                   [r["run_id"] for r in rows])
+    finally:
+        await conn.close()
+    rows_of: dict[str, list] = {}
+    for d in details:
+        rows_of.setdefault(d["run_id"], []).append(
+            [d["symbol"], d["strategy_id"], d["ledger_qty"], d["broker_qty"], d["action"], str(d["detail"])[:400]])
+    return [{"at": r["started_at"].isoformat(), "trigger": r["trigger"], "error": r["error"],
+             "counts": json.loads(r["counts"]) if isinstance(r["counts"], str) else r["counts"],
+             "actions": json.loads(r["actions"]) if isinstance(r["actions"], str) else r["actions"],
+             "in_flight": r["in_flight"], "results": rows_of.get(r["run_id"], [])[:6]} for r in rows]
 
 
 def refusal_spans(refused_at: Counter[tuple[str, int]], gap_s: int = 2) -> dict[str, list[list[int]]]:
@@ -326,6 +392,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--others-share", type=float, default=0.0,
                    help="with --random: the share of kills that hit the validator, broker adapter, ledger, "
                         "reconciler, events relay or HTTP API")
+    p.add_argument("--roles", default=",".join(OTHER_ROLES),
+                   help="with --others-share: the roles those kills may hit (comma-separated)")
+    p.add_argument("--settle", type=float, default=30.0,
+                   help="seconds after the stream stops for every accepted signal to reach the venue")
     p.add_argument("--engines", default="native,native,native",
                    help="engine kinds in priority order (e.g. nautilus,nautilus: Nautilus always leads)")
     args = p.parse_args(argv)
@@ -341,7 +411,8 @@ def main(argv: list[str] | None = None) -> int:
         runtime.start()
         out = asyncio.run(run_failovers(runtime, args.kills, args.rate, progress=stderr_progress, seed=args.random,
                                         gap_s=args.gap, supervisor_share=args.supervisor_share,
-                                        others_share=args.others_share))
+                                        others_share=args.others_share, roles=tuple(args.roles.split(",")),
+                                        settle_s=args.settle))
     finally:
         runtime.stop()
         drop_node_keys(runtime.redis_url if cfg.storage.redis_url else None, cfg.node_id)
