@@ -125,7 +125,7 @@ def _plain_controls(state: ctl.ControlState) -> dict:
 
 
 def _plain_switches(sw: ctl.Switches) -> dict:
-    return {"killed": sw.killed, "paused": sw.paused, "state": sw.state.name}
+    return {"killed": sw.killed, "paused": sw.paused, "state": sw.state.name, "state_by": sw.state_by}
 
 
 def _pct_us(samples: deque[int], q: float) -> float:
@@ -166,7 +166,7 @@ class Validator(LoopService):
             risk = PreTradeRisk(cfg.risk, list(prices), prices, cfg.equity_usd)
             risk.warm()  # compile now, never on the first live signal
         self.risk = risk
-        for state, strategy_id in initial_states:  # (state, strategy or None), in force before the intake opens
+        for state, strategy_id, *_ in initial_states:  # (state, strategy or None[, by]), in force before the intake opens
             risk.set_state(state, strategy_id)
         self._initial_states = tuple(initial_states)  # recorded as controls once the store is open (_open)
         router = Router.from_config(cfg)
@@ -238,9 +238,9 @@ class Validator(LoopService):
         except BaseException:
             self._fills.close(0)
             raise
-        for state, strategy_id in self._initial_states:  # e.g. the start-up reconciliation's REDUCING: kept
+        for state, strategy_id, *by in self._initial_states:  # e.g. the start-up reconciliation's REDUCING: kept
             st = state if isinstance(state, TradingState) else TradingState[str(state)]
-            self._control(ctl.SetState(st, strategy_id))
+            self._control(ctl.SetState(st, strategy_id, by[0] if by else ""))
         self._router = tune(ctx.socket(zmq.ROUTER))
         self._router.setsockopt(zmq.RCVHWM, self._cfg.intake.peer_queue_frames)  # per peer, both ways
         self._router.setsockopt(zmq.SNDHWM, self._cfg.intake.peer_queue_frames)
@@ -899,10 +899,28 @@ class Validator(LoopService):
     def resume(self, strategy_id: str) -> dict:
         return self.call_on_loop(lambda: self._control(ctl.Resume(strategy_id)))
 
-    def set_state(self, state: str, strategy_id: str | None = None) -> dict:
+    def set_state(self, state: str, strategy_id: str | None = None, by: str = "") -> dict:
+        """`by`: who sets it ("" an operator; the reconciler names itself, `node.reconcile_halts`)."""
         if state not in TradingState.__members__:
             raise ctl.ControlError("BAD_STATE", "state must be one of " + ", ".join(TradingState.__members__))
-        return self.call_on_loop(lambda: self._control(ctl.SetState(TradingState[state], strategy_id)))
+        return self.call_on_loop(lambda: self._control(ctl.SetState(TradingState[state], strategy_id, by)))
+
+    def lift_states(self, by: str) -> dict:
+        """Back to ACTIVE every trading state `by` set and nothing set since (`ControlState.placed_by`),
+        in one step on the loop (an operator's state set meanwhile is never lifted); recorded like
+        every control. {"lifted": [strategy ids, "*" the node]}."""
+
+        def run() -> dict:
+            lifted = []
+            for target in self._control_fold.state.placed_by(by):
+                self._control(ctl.SetState(TradingState.ACTIVE, target, by))
+                lifted.append(target or ctl.NODE)
+            return {"lifted": lifted}
+
+        done = self.call_on_loop(run)
+        if done["lifted"]:
+            lifecycle(logger(self.name), "trading_state_lifted", by=by, targets=",".join(done["lifted"]))
+        return done
 
     def set_limits(self, changes: dict[str, float]) -> dict:
         """Change run-time limits (node.risk.controls.RUNTIME_LIMITS), recorded like every control."""

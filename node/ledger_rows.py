@@ -371,7 +371,9 @@ def add_controls(batch: Batch, stream: str, entries: Sequence[Entry]) -> None:
 
 
 def payload_reason(payload: dict) -> str:
-    return str(payload.get("reason", "")) if isinstance(payload, dict) else ""
+    if not isinstance(payload, dict):
+        return ""
+    return str(payload.get("reason") or payload.get("by") or "")  # a SetState names who set it (`by`)
 
 
 def build_batch(

@@ -72,6 +72,7 @@ class Resume(msgspec.Struct, frozen=True, tag="resume"):
 class SetState(msgspec.Struct, frozen=True, tag="state"):
     state: TradingState
     strategy_id: str | None = None
+    by: str = ""  # who set it: "" an operator; "reconciler:<reason>" the reconciler (node.reconcile_halts)
 
 
 class SetLimits(msgspec.Struct, frozen=True, tag="limits"):
@@ -99,6 +100,7 @@ class Switches(msgspec.Struct, kw_only=True):
     killed: bool = False
     paused: bool = False
     state: TradingState = TradingState.ACTIVE
+    state_by: str = ""  # the `by` of the SetState that set `state`
 
 
 class ControlEvent(msgspec.Struct, frozen=True, kw_only=True):
@@ -140,6 +142,7 @@ class ControlState(msgspec.Struct, kw_only=True):
         elif isinstance(ctl, SetState):
             sw = self.switches(_target(ctl.strategy_id))
             sw.state = ctl.state
+            sw.state_by = ctl.by
         elif isinstance(ctl, SetMode):
             self.modes[ctl.strategy_id] = ctl.mode
             sw = self.switches(ctl.strategy_id)
@@ -151,6 +154,13 @@ class ControlState(msgspec.Struct, kw_only=True):
             self.covariance = [c for c in self.covariance if not set(c.symbols) <= covered] + [ctl]
             return None
         return msgspec.structs.replace(sw)
+
+    def placed_by(self, by: str) -> list[str | None]:
+        """The targets (None: the node) whose trading state is not ACTIVE and was set by `by`, and
+        by nothing since: what `by` may lift (an operator's later state is never anyone else's)."""
+        out: list[str | None] = [None] if self.node.state is not TradingState.ACTIVE and self.node.state_by == by else []
+        out += [t for t, sw in self.strategies.items() if sw.state is not TradingState.ACTIVE and sw.state_by == by]
+        return out
 
     def apply_to(self, risk: "PreTradeRisk") -> None:
         """Set every switch, limit and covariance block of the fold on `risk` (a fresh one)."""

@@ -64,8 +64,8 @@ def test_a_control_set_while_redis_is_down_applies_at_once_and_survives_a_restar
         assert _reasons(second, "p1") == [Reason.STRATEGY_PAUSED]
         assert _reasons(second, "free") == []
         assert second.controls()["strategies"] == {
-            "k1": {"killed": True, "paused": False, "state": "ACTIVE"},
-            "p1": {"killed": False, "paused": True, "state": "ACTIVE"},
+            "k1": {"killed": True, "paused": False, "state": "ACTIVE", "state_by": ""},
+            "p1": {"killed": False, "paused": True, "state": "ACTIVE", "state_by": ""},
         }
     finally:
         for v in (first, second):
@@ -91,7 +91,7 @@ def test_a_control_that_cannot_apply_is_refused_with_a_reason_and_not_recorded(m
             call(v)
         assert refused.value.reason == reason
         assert v.controls() == {
-            "node": {"killed": False, "paused": False, "state": "ACTIVE"}, "strategies": {}, "limits": {},
+            "node": {"killed": False, "paused": False, "state": "ACTIVE", "state_by": ""}, "strategies": {}, "limits": {},
             "covariance": [], "modes": {},
         }
         assert _reasons(v, "any") == []
@@ -113,3 +113,33 @@ def test_a_start_up_state_from_reconciliation_is_recorded_and_kept_by_the_next_s
         assert _reasons(second, "other") == [Reason.HALTED]
     finally:
         second.stop()
+
+
+def test_lift_states_lifts_only_what_its_setter_set_last_and_the_next_start_keeps_it(make_config, redis_url):
+    from node.reconcile_halts import FAILED_BY
+
+    cfg = make_config()
+    drift_by = "reconciler:RECONCILE_POSITION_DRIFT"
+    first = _validator(cfg, redis_url, initial_states=(("HALTED", None, FAILED_BY), ("HALTED", "s1", FAILED_BY)))
+    try:
+        first.set_state("HALTED", "s1")  # an operator's, after the reconciler's: the operator's now
+        first.set_state("HALTED", "d1", drift_by)
+        assert first.controls()["node"] == {"killed": False, "paused": False, "state": "HALTED", "state_by": FAILED_BY}
+    finally:
+        first.stop()
+    second = _validator(cfg, redis_url)  # who set each state comes back with it
+    try:
+        assert second.lift_states(FAILED_BY) == {"lifted": ["*"]}
+        assert second.lift_states(FAILED_BY) == {"lifted": []}
+        assert _reasons(second, "other") == []
+        assert _reasons(second, "s1") == [Reason.HALTED]
+        assert _reasons(second, "d1") == [Reason.HALTED]
+    finally:
+        second.stop()
+    third = _validator(cfg, redis_url)  # the lift was recorded like any control
+    try:
+        assert third.controls()["node"]["state"] == "ACTIVE"
+        assert third.controls()["strategies"]["s1"] == {"killed": False, "paused": False, "state": "HALTED",
+                                                        "state_by": ""}
+    finally:
+        third.stop()
