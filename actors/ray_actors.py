@@ -185,7 +185,7 @@ class ReconcilerActor:
         self._sup_name = supervisor_name
         self._namespace = cfg.ray_namespace
         self._rec = Reconciler(cfg, redis_url, database_url, self._broker_books, self._control, publish_endpoint,
-                               links=self._broker_links)
+                               links=self._broker_links, lift=self._lift)
         self._task: Any = None
 
     def _supervisor(self) -> Any:
@@ -197,8 +197,11 @@ class ReconcilerActor:
     async def _broker_links(self) -> dict:
         return await self._supervisor().broker_links.remote()
 
-    async def _control(self, state: str, strategy_id: str | None) -> None:
-        await self._supervisor().call.remote("validator", "set_state", state, strategy_id)
+    async def _control(self, state: str, strategy_id: str | None, by: str) -> None:
+        await self._supervisor().call.remote("validator", "set_state", state, strategy_id, by)
+
+    async def _lift(self, by: str) -> dict:
+        return await self._supervisor().call.remote("validator", "lift_states", by)
 
     async def start(self) -> dict[str, str]:
         import asyncio

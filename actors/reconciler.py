@@ -24,7 +24,15 @@ Contract:
     monitoring stream (kind `reconciliation`, `alert: true` on a mismatch), counts per kind.
 - A broker or store error is the run's `error` (counted, logged once per run, never raised past
   the loop boundary): a run that could not compare anything is not a match, and at start-up
-  (trigger `startup`) it halts the node: it never starts trading blind.
+  (trigger `startup`) it halts the node: it never starts trading blind. Before it halts, the
+  start-up run tries again (`[reconcile] startup_attempts`, the waits doubling from
+  `startup_retry_ms` up to `startup_retry_max_ms`; each try is a run of its own, recorded and
+  logged): a broker adapter that is restarting answers within seconds.
+- The halts it places name it (`SetState.by`, `node.reconcile_halts`). A RECONCILE_FAILED halt is
+  lifted by the reconciler itself (`lift`, the validator's `lift_states`) at the first later run
+  that compares the books and finds nothing that fails closed; while one of its own is in force,
+  it runs again every `startup_retry_max_ms` instead of waiting for the schedule. A drift halt, or
+  any state an operator set since, is never lifted here: it stays for an operator.
 - `run()` repeats every `reconcile_every_secs` until `stop()`, and runs once (trigger `reconnect`)
   whenever a broker adapter's link generation grows (`links`, polled every `reconnect_poll_ms`: a
   reconnect to the broker); `stats()` never blocks.
@@ -72,6 +80,14 @@ from node.reconcile import (
     opening_of,
     to_book,
 )
+from node.reconcile_halts import (
+    FAILED_BY,
+    FAILED_REASON,
+    StartupRetry,
+    by_of,
+    lifts_failed_halt,
+    startup_retry_delay,
+)
 from node.reconcile_report import RESULT_COLUMNS, Action, RunSummary, count_kinds, markdown, result_rows
 from node.stats import ReconcilerStats
 from node.streams import EVENTS_FIELD, exec_ids_in, logged_since_ms, pack_batch, unpack_reports
@@ -83,7 +99,8 @@ STARTUP = "startup"
 
 BrokerBooks = Callable[[], Awaitable[list[BrokerBook]]]
 Links = Callable[[], Awaitable[dict[str, int]]]
-Control = Callable[[str, "str | None"], Awaitable[Any]]
+Control = Callable[[str, "str | None", str], Awaitable[Any]]  # (state, strategy or None, by)
+Lift = Callable[[str], Awaitable[dict]]  # by -> {"lifted": [targets]}: the validator's `lift_states`
 
 # the node's own rows (sql/114), and those written before rows named their node ('': a database
 # one node used before the migration keeps its history)
@@ -108,7 +125,8 @@ class Reconciler:
 
     def __init__(self, cfg: NodeConfig, redis_url: str, database_url: str, broker_books: BrokerBooks,
                  control: Control | None = None, publish_endpoint: str | None = None,
-                 clock_ns: Callable[[], int] = time.time_ns, links: Links | None = None) -> None:
+                 clock_ns: Callable[[], int] = time.time_ns, links: Links | None = None,
+                 lift: Lift | None = None) -> None:
         self._cfg = cfg
         self._rc = cfg.reconcile
         self._redis_url = redis_url
@@ -118,6 +136,13 @@ class Reconciler:
         self._publish_endpoint = publish_endpoint
         self._clock_ns = clock_ns
         self._links = links
+        self._lift = lift
+        self._retry = StartupRetry(attempts=self._rc.startup_attempts, first_ms=self._rc.startup_retry_ms,
+                                   max_ms=self._rc.startup_retry_max_ms)
+        #: a RECONCILE_FAILED halt of this process's may be in force: run again soon, lift it when clean
+        self.failed_halt = False
+        self._failed_at = 0.0
+        self.lifted = 0  # RECONCILE_FAILED halts lifted (targets)
         self._link_seen: dict[str, int] = {}
         self._diff_cfg = DiffConfig(qty_tolerance=self._rc.qty_tolerance, px_tolerance=self._rc.px_tolerance,
                                     cash_tolerance=self._rc.cash_tolerance_usd,
@@ -158,14 +183,17 @@ class Reconciler:
         broker (when `links` is given), until `stop()`."""
         every = self._rc.reconcile_every_secs
         poll = self._rc.reconnect_poll_ms / 1000 if self._links is not None else None
-        if not every and poll is None:
+        if not every and poll is None and not self.failed_halt:
             return
         self._stopping.clear()
         if poll is not None:
             await self._reconnected()  # the generations as they are now: what grows after is a reconnect
         next_run = time.monotonic() + every if every else math.inf
         while not self._stopping.is_set():
-            wait = min(next_run - time.monotonic(), poll if poll is not None else math.inf)
+            due = next_run
+            if self.failed_halt:  # its own RECONCILE_FAILED halt in force: look again soon, not in a minute
+                due = min(due, self._failed_at + self._retry.max_ms / 1000)
+            wait = min(due - time.monotonic(), poll if poll is not None else math.inf)
             try:
                 await asyncio.wait_for(self._stopping.wait(), max(wait, 0.0))
                 return
@@ -175,7 +203,10 @@ class Reconciler:
                 await self.reconcile("reconnect")
             if time.monotonic() >= next_run:
                 await self.reconcile("schedule")
-                next_run = time.monotonic() + every
+                next_run = time.monotonic() + every if every else math.inf
+            elif self.failed_halt and time.monotonic() >= self._failed_at + self._retry.max_ms / 1000:
+                self._failed_at = time.monotonic()
+                await self.reconcile("retry")
 
     async def _reconnected(self) -> bool:
         """Whether a broker's link generation grew since the last look (a broker not answering: no)."""
@@ -203,10 +234,53 @@ class Reconciler:
     # ---------------------------------------------------------------- one run
 
     async def reconcile(self, trigger: str = "manual", act: bool = True) -> RunSummary:
+        """One run (at start-up: tried again, bounded, before it halts); then, when it compared the
+        books clean, the RECONCILE_FAILED halts lifted (`node.reconcile_halts`)."""
         async with self._lock:
-            return await self._reconcile(trigger, act)
+            failed = 0
+            while True:
+                last_try = trigger != STARTUP or startup_retry_delay(failed + 1, self._retry) is None
+                summary = await self._reconcile(trigger, act, halt_on_error=last_try)
+                if not summary.error or last_try:
+                    break
+                failed += 1
+                delay = startup_retry_delay(failed, self._retry)
+                log.warning("reconciliation %s (startup) could not compare (try %d of %d): trying again in %.1f s",
+                            summary.run_id, failed, self._retry.attempts, delay)
+                if await self._stopped_within(delay or 0.0):
+                    return summary
+            if any(a.reason == FAILED_REASON for a in summary.actions):
+                self.failed_halt, self._failed_at = True, time.monotonic()
+            elif lifts_failed_halt(summary) and act:
+                await self._lift_failed(summary)
+            return summary
 
-    async def _reconcile(self, trigger: str, act: bool) -> RunSummary:
+    async def _stopped_within(self, seconds: float) -> bool:
+        try:
+            await asyncio.wait_for(self._stopping.wait(), seconds)
+            return True
+        except asyncio.TimeoutError:
+            return False
+
+    async def _lift_failed(self, summary: RunSummary) -> None:
+        """The halts this reconciler placed because it could not compare (and nothing set since):
+        back to ACTIVE now that a run compared clean. A validator that does not answer: next run."""
+        if self._lift is None:
+            return
+        try:
+            done = await self._lift(FAILED_BY)
+        except Exception as exc:  # noqa: BLE001 - the loop boundary: tried again at the next clean run
+            log.warning("reconciliation %s: RECONCILE_FAILED halts not lifted: %s", summary.run_id, exc)
+            return
+        self.failed_halt = False
+        lifted = list(done.get("lifted") or [])
+        if lifted:
+            self.lifted += len(lifted)
+            summary.lifted = lifted
+            log.warning("reconciliation %s (%s) compared clean: lifted the RECONCILE_FAILED halt of %s",
+                        summary.run_id, summary.trigger, ", ".join(lifted))
+
+    async def _reconcile(self, trigger: str, act: bool, halt_on_error: bool = True) -> RunSummary:
         started = self._clock_ns()
         t0 = time.perf_counter()
         run_id = time.strftime("%Y%m%dT%H%M%S", time.gmtime(started / 1e9)) + "-" + secrets.token_hex(3)
@@ -251,8 +325,8 @@ class Reconciler:
             text = str(exc).splitlines()[0][:300] if str(exc) else ""
             summary.error = type(exc).__name__ + (": " + text if text else "")
             log.warning("reconciliation %s (%s) failed: %s", run_id, trigger, summary.error)
-            if trigger == STARTUP:  # a node that could not compare its books does not start trading blind
-                summary.actions = [Action(state="HALTED", reason="RECONCILE_FAILED")]
+            if trigger == STARTUP and halt_on_error:  # a node that could not compare its books does not start trading blind
+                summary.actions = [Action(state="HALTED", reason=FAILED_REASON)]
                 if act:
                     try:
                         await self._apply(summary.actions)
@@ -416,7 +490,7 @@ class Reconciler:
         if self._control is None:
             return
         for a in actions:
-            await self._control(a.state, a.strategy_id)
+            await self._control(a.state, a.strategy_id, by_of(a.reason))
 
     async def _record(self, summary: RunSummary, diff: Diff | None, report: str) -> None:
         """The rows, the run and its report, the monitoring event; a store error is logged, counted."""
@@ -465,7 +539,7 @@ class Reconciler:
             discrepancies=dict(self.discrepancies),
             last_run_id=last.run_id if last else "", last_matched=last.matched if last else None,
             last_took_ms=last.took_ms if last else 0.0, last_trigger=last.trigger if last else "",
-            last_error=last.error if last else "",
+            last_error=last.error if last else "", failed_halt=self.failed_halt, lifted=self.lifted,
         )  # fmt: skip
 
 

@@ -82,6 +82,7 @@ from node.control import EngineKind, Role
 from node.failover import Detector, FailoverPolicy, GrantKind, Lane, RestartBudget
 from node.logs import configure as configure_logging, lifecycle, logger
 from node.messages import Heartbeat, encode, heartbeat_decoder
+from node.reconcile_halts import by_of
 from node.stats import SupervisorStats, to_plain
 from node.supervisor_checkpoint import SupervisorCheckpoint, checkpoint_key, decode as decode_checkpoint, orphans
 
@@ -194,8 +195,8 @@ class Supervisor:
             mark("engines")
             startup = self._start_reconciler(reconciler)  # before the node trades: nothing is sent meanwhile
             mark("reconcile")
-            self._start_validator(initial_states=tuple(
-                (a.state, a.strategy_id) for a in (startup.actions if startup is not None else [])))
+            self._start_validator(initial_states=tuple(  # each names the reconciler (node.reconcile_halts)
+                (a.state, a.strategy_id, by_of(a.reason)) for a in (startup.actions if startup is not None else [])))
             mark("validator")
             if cfg.api.enabled:
                 self._start_api()

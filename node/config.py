@@ -365,6 +365,13 @@ class ReconcileConfig(msgspec.Struct, **_BASE):
     drift_scope: Literal["strategy", "node"] = "strategy"
     adopt: bool = True  # book the broker's orders and fills the node lacks (never re-sent)
     settle_ms: NonNegInt = 2_000  # broker fills younger than this are in flight: judged next run
+    # a start-up run that cannot compare (a broker adapter restarting) tries this often in all before it
+    # halts the node, the waits doubling from startup_retry_ms up to startup_retry_max_ms; while its
+    # RECONCILE_FAILED halt is in force the reconciler runs again every startup_retry_max_ms and lifts it
+    # at the first run that compares clean (node.reconcile_halts)
+    startup_attempts: PositiveInt = 5
+    startup_retry_ms: PositiveInt = 500
+    startup_retry_max_ms: PositiveInt = 8_000
     qty_tolerance: NonNegFloat = 1e-6
     px_tolerance: NonNegFloat = 1e-6  # relative
     cash_tolerance_usd: NonNegFloat = 0.01

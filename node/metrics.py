@@ -140,6 +140,8 @@ FIELDS: dict[str, dict[str, tuple[str, str, str]]] = {
         "errors": ("reconcile_errors", COUNTER, "Reconciliation runs or records that failed"),
         "booked": ("reconcile_booked_reports", COUNTER, "Reports booked from the broker (adopted orders, missed fills)"),
         "last_matched": ("reconcile_last_matched", GAUGE, "1 when the last reconciliation found the books equal"),
+        "failed_halt": ("reconcile_failed_halt", GAUGE, "1 while a RECONCILE_FAILED halt of the reconciler's may be in force"),
+        "lifted": ("reconcile_lifted", COUNTER, "RECONCILE_FAILED halts the reconciler lifted after a clean run"),
     },
 }
 

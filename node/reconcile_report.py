@@ -48,6 +48,7 @@ class RunSummary(msgspec.Struct, kw_only=True):
     pnl: dict[str, dict[str, float]] = {}
     error: str = ""
     report_path: str = ""
+    lifted: list[str] = []  # the RECONCILE_FAILED halts this run lifted (strategy ids, "*" the node)
 
 
 def count_kinds(discrepancies: Iterable[Discrepancy]) -> dict[str, int]:

@@ -253,6 +253,8 @@ class ReconcilerStats(_Stats, kw_only=True):
     last_took_ms: float
     last_trigger: str
     last_error: str
+    failed_halt: bool  # a RECONCILE_FAILED halt of its own may be in force (it runs again soon, to lift it)
+    lifted: int  # RECONCILE_FAILED halts it lifted (targets), after a run that compared clean
 
 
 class SupervisorStats(_Stats, kw_only=True):

@@ -161,7 +161,7 @@ class Rig:
     async def _books(self):
         return [await asyncio.get_running_loop().run_in_executor(None, self.host.book, "acct")]
 
-    async def _control(self, state: str, strategy_id: str | None) -> None:
+    async def _control(self, state: str, strategy_id: str | None, by: str = "") -> None:
         self.controls.append((state, strategy_id))
 
     async def start(self) -> None:

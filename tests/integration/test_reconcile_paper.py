@@ -79,7 +79,7 @@ class Node:
     async def _books(self):
         return [book_of_venue(self.venue, "paper", "paper-acct", time.time_ns())]
 
-    async def _control(self, state: str, strategy_id: str | None) -> None:
+    async def _control(self, state: str, strategy_id: str | None, by: str = "") -> None:
         self.controls.append((state, strategy_id))
 
     async def start(self) -> None:

@@ -99,7 +99,8 @@ def _ledger_plain() -> dict:
 
 def _reconciler_plain() -> dict:
     return {"runs": 2, "mismatched_runs": 1, "errors": 0, "booked": 0, "discrepancies": {"POSITION_DRIFT": 1},
-            "last_run_id": "r-2", "last_matched": None, "last_took_ms": 0.0, "last_trigger": "", "last_error": ""}
+            "last_run_id": "r-2", "last_matched": None, "last_took_ms": 0.0, "last_trigger": "", "last_error": "",
+            "failed_halt": False, "lifted": 0}
 
 
 def _supervisor_plain() -> dict:
