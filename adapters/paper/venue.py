@@ -28,7 +28,8 @@ The account outlives the process, as a broker's does: given a `BookLog`, the ven
 it is about to hand out before it does (`adapters.paper.records`: the order the first time it shows,
 each report, each position edit), and `restore` rebuilds orders, fills, positions and cash from that
 log at the next start; an order still open then works on at the current price. A log write that
-fails hands nothing out: the reports stay due and go out (logged) at the next wake-up.
+fails hands nothing out: the reports stay due and go out (logged) at the next wake-up. A write the
+store took but did not answer in time is so written twice: `restore` applies each report once.
 """
 
 from __future__ import annotations
@@ -346,11 +347,18 @@ class PaperVenue(VenueBase):
             raise RuntimeError("PaperVenue.restore: the venue has taken orders already")
         orders = self._orders
         last_px: dict[str, float] = {}
+        # a write the store took but did not answer in time is written again with the next wake-up's
+        # (`_write_ahead`): the log may hold a report twice; each is applied once
+        seen: set[tuple] = set()
         for rec in records:
             if type(rec) is ExecutionReport:
                 order = orders.get(rec.client_order_id)
                 if order is None:
                     continue  # a report of an order never logged (cannot happen: logged with its first report)
+                key = (rec.client_order_id, rec.kind, rec.exec_id, rec.cum_qty, rec.leaves_qty, rec.ts_ns)
+                if key in seen:
+                    continue
+                seen.add(key)
                 self._show(order, rec)
                 order.state = rec.kind
                 if rec.last_qty:

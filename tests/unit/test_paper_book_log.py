@@ -177,3 +177,32 @@ def test_restore_refuses_a_venue_that_traded():
     v.submit(intent(1.0), T0)
     with pytest.raises(RuntimeError):
         v.restore([], T0)
+
+
+class LateLog(ListLog):
+    """A store that takes a write and then times out answering it (`late`): the venue retries the
+    records, so the log holds them twice."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.late = False
+
+    def append(self, records: list[Record]) -> None:
+        super().append(records)
+        if self.late:
+            self.late = False
+            raise TimeoutError("the store took it, the answer was lost")
+
+
+def test_a_write_the_store_took_but_did_not_answer_restores_once():
+    log = LateLog()
+    v = PaperVenue(cfg(), log)
+    v.submit(intent(250.0), T0)  # walks levels: several fills
+    v.submit(intent(30.0, Side.SELL, symbol="MSFT"), T0)
+    log.late = True
+    assert v.advance(T0 + TICK) == []  # not handed out: its write "failed"
+    out = v.advance(T0 + TICK + 200 * MS)  # retried: the log holds these records twice
+    assert out and len({r.exec_id for r in out if r.exec_id}) == len([r for r in out if r.exec_id])
+    again = PaperVenue(cfg(), log)
+    again.restore(log.records(), T0 + 10 * TICK)
+    assert account(again) == account(v)  # each fill once: positions and cash as handed out
