@@ -90,6 +90,8 @@ async def run_failovers(runtime, kills: int, rate: float, gap_s: float = 1.5, pr
     refused_at: Counter[tuple[str, int]] = Counter()  # (reason, second of the run) -> refused
     kill_log: list[tuple[float, str]] = []  # (second of the run, the role killed)
     sent = 0
+    venue_log_errors = 0  # the paper venue's failed book-log writes, summed over the adapters killed
+    restarts: dict[tuple, dict] = {}  # the supervisor's restart events (a broker's: its leaders' resync answers)
     stop = asyncio.Event()
     kill_times: list[tuple[int, int]] = []  # (kill ns, epoch before)
     restart_ms: list[float] = []
@@ -134,6 +136,8 @@ async def run_failovers(runtime, kills: int, rate: float, gap_s: float = 1.5, pr
             stats = await _answered(loop, runtime.stats)
             _note_first_sends(first_seen, stats)
             events.update({e["epoch"]: e for e in stats["supervisor"]["failovers"]})
+            restarts.update({(e.get("role"), e.get("took_ms")): e for e in stats["supervisor"].get("restarts", [])})
+            log_errors_now = ((stats.get("broker") or {}).get("venue") or {}).get("book_log_errors", 0)
             epoch = stats["supervisor"]["epoch"]
             leader = stats["supervisor"]["leader"]
             if rng is not None and rng.random() < supervisor_share:
@@ -151,6 +155,8 @@ async def run_failovers(runtime, kills: int, rate: float, gap_s: float = 1.5, pr
                 continue
             if rng is not None and rng.random() < others_share / max(1e-9, 1.0 - supervisor_share):
                 role = rng.choice(roles)
+                if role == "broker":
+                    venue_log_errors += log_errors_now
                 kill_log.append((round(time.monotonic() - t0, 1), role))
                 back = await _kill_and_wait_back(loop, runtime, role)
                 if back is not None:
@@ -197,6 +203,8 @@ async def run_failovers(runtime, kills: int, rate: float, gap_s: float = 1.5, pr
 
     stats = await _answered(loop, runtime.stats)
     _note_first_sends(first_seen, stats)
+    restarts.update({(e.get("role"), e.get("took_ms")): e for e in stats["supervisor"].get("restarts", [])})
+    venue_log_errors += ((stats.get("broker") or {}).get("venue") or {}).get("book_log_errors", 0)
     first = first_seen
     failover_ms = []
     phases: dict[str, list[float]] = {"detect": [], "decide": [], "promote": [], "first_order": []}
@@ -255,6 +263,9 @@ async def run_failovers(runtime, kills: int, rate: float, gap_s: float = 1.5, pr
         "lost_orders": [[c, wanted[c]] for c in sorted(missing)[:50]],
         "engine_states": engine_states,
         "reconcile_mismatches": mismatches,
+        "venue_log_errors": venue_log_errors,
+        # each broker restart the supervisor recorded: its leaders' resync (re-drive) answers
+        "broker_resyncs": [e.get("resync") for e in restarts.values() if e.get("role") == "broker"],
         "loadavg": [round(x, 2) for x in os.getloadavg()],
         "duplicate_broker_orders": len(orders) - len(at_broker),
         "broker_orders": len(orders),
