@@ -294,6 +294,8 @@ class Reconciler:
             # booked once), never a fill "unknown to the broker" that would halt a strategy
             fills, orders, opening, no_fee = await self._ledger_rows()
             books = await self._broker_books()
+            if not books:  # no book is not an empty account: every ledger fill would be "unknown to the broker"
+                raise LookupError("BROKER_BOOK_MISSING: no broker answered with its book")
             summary.brokers = [b.broker for b in books]
             broker = self._with_fees(without_shadow(merge_books(books), self._mult))  # shadow copies (node.modes) have no ledger
             if not (is_finite_book(broker) and all(math.isfinite(q) for q in broker.positions.values())):

@@ -82,7 +82,9 @@ from node.control import EngineKind, Role
 from node.failover import Detector, FailoverPolicy, GrantKind, Lane, RestartBudget
 from node.logs import configure as configure_logging, lifecycle, logger
 from node.messages import Heartbeat, encode, heartbeat_decoder
-from node.reconcile_halts import by_of
+from node.errors import BrokerError
+from node.reasons import Reason
+from node.reconcile_halts import FAILED_BY, by_of, lifts_failed_halt
 from node.stats import SupervisorStats, to_plain
 from node.supervisor_checkpoint import SupervisorCheckpoint, checkpoint_key, decode as decode_checkpoint, orphans
 
@@ -197,6 +199,8 @@ class Supervisor:
             mark("reconcile")
             self._start_validator(initial_states=tuple(  # each names the reconciler (node.reconcile_halts)
                 (a.state, a.strategy_id, by_of(a.reason)) for a in (startup.actions if startup is not None else [])))
+            if startup is not None and lifts_failed_halt(startup):  # a RECONCILE_FAILED halt a previous run left
+                self._lift_failed_halts()
             mark("validator")
             if cfg.api.enabled:
                 self._start_api()
@@ -954,6 +958,18 @@ class Supervisor:
         actor = self._spawn_reconciler(spawned)
         return ray.get(actor.reconcile.remote("startup", False), timeout=120)
 
+    def _lift_failed_halts(self) -> None:
+        """The start-up run compared clean: a RECONCILE_FAILED halt the control stream kept from the
+        node's previous run (stopped while it could not read its books) is lifted, as the reconciler
+        lifts its own at a clean run (node.reconcile_halts); an operator's state stays."""
+        try:
+            done = ray.get(self._actors["validator"].call.remote("lift_states", FAILED_BY), timeout=30)
+        except Exception as exc:  # noqa: BLE001 - the reconciler's next clean run lifts it
+            self._log.warning("start-up: RECONCILE_FAILED halts not looked at: %s", exc)
+            return
+        if done.get("lifted"):
+            self._notice("start-up reconciliation clean: lifted the RECONCILE_FAILED halt of " + ", ".join(done["lifted"]))
+
     def _new_reconciler(self) -> tuple[Any, str]:
         cfg = self._cfg
         name = self._name("reconciler@" + str(time.time_ns()))
@@ -992,16 +1008,19 @@ class Supervisor:
             return
 
     def broker_books(self) -> list:
-        """Every broker account's book (one adapter per account), for the reconciler."""
-        seen: set[str] = set()
-        refs = []
+        """Every broker account's book (one adapter per account), for the reconciler. An account none
+        of whose adapters is in the table (being restarted: `restart_broker` takes the dead one out
+        first) fails the call: a run must never take a missing book for an empty account."""
+        refs: dict[str, Any] = {}
         for name, broker in self._brokers.items():
             actor = self._actors.get("broker:" + name)
-            if actor is None or broker.account_id in seen:
-                continue
-            seen.add(broker.account_id)
-            refs.append(actor.call.remote("book", broker.account_id))
-        return ray.get(refs, timeout=60)
+            if actor is not None and broker.account_id not in refs:
+                refs[broker.account_id] = actor.call.remote("book", broker.account_id)
+        missing = sorted({b.account_id for b in self._brokers.values()} - set(refs))
+        if missing:
+            raise BrokerError("no live broker adapter for account " + ", ".join(missing) + " (restarting)",
+                              Reason.VENUE_UNAVAILABLE, retriable=True)
+        return ray.get(list(refs.values()), timeout=60)
 
     def broker_links(self) -> dict[str, int]:
         """Each broker adapter's link generation (grows on a reconnect to its broker), for the

@@ -159,3 +159,45 @@ def test_other_runs_are_tried_once_and_never_lift_on_an_error_or_a_drift():
     rec.drift = True
     asyncio.run(rec.reconcile("reconnect"))
     assert rec.lifts == []  # a drift halt is the operator's; nothing is lifted on one
+
+
+def test_no_broker_book_is_an_error_never_an_empty_account():
+    """A run that got no book (the supervisor's table between a dead adapter and its replacement)
+    cannot compare: an error, never every ledger fill FILL_UNKNOWN_TO_BROKER and a halt."""
+
+    async def no_books():
+        return []
+
+    async def never(*args):
+        raise AssertionError("nothing is set on an error outside start-up")
+
+    rec = Reconciler(NodeConfig(), "redis://unused", "postgresql://unused", no_books, never)
+
+    async def ledger_rows():
+        return [], [], None, set()
+
+    async def recorded(*args):
+        return None
+
+    rec._ledger_rows = ledger_rows  # type: ignore[method-assign]
+    rec._record = recorded  # type: ignore[method-assign]
+    rec.start = recorded  # type: ignore[method-assign]
+    summary = asyncio.run(rec.reconcile("schedule"))
+    assert summary.error.startswith("LookupError: BROKER_BOOK_MISSING") and not summary.actions
+    summary = asyncio.run(rec._reconcile(STARTUP, act=False))  # at start-up: the node does not trade blind
+    assert [(a.state, a.reason) for a in summary.actions] == [("HALTED", FAILED_REASON)]
+
+
+def test_the_supervisor_gives_no_books_while_an_accounts_adapter_is_out_of_its_table():
+    from types import SimpleNamespace
+
+    import pytest
+
+    from actors.supervisor import Supervisor
+    from node.config import BrokerConfig
+    from node.errors import BrokerError
+
+    table = SimpleNamespace(_brokers={"paper": BrokerConfig(name="paper")}, _actors={})  # `restart_broker` popped it
+    with pytest.raises(BrokerError) as refused:
+        Supervisor.broker_books(table)  # type: ignore[arg-type]
+    assert refused.value.retriable and "broker:paper" in str(refused.value)
