@@ -94,6 +94,9 @@ __all__ = ["Lane", "Supervisor"]
 #: orders it does not know yet (it settles them within its own `unknown_settle_ms`, 30 s by default)
 _SETTLE_FOR_S = 120.0
 _SETTLE_EVERY_S = 1.0
+#: a leader's resync after a broker restart that failed is asked again this often, for this long
+_RESYNC_EVERY_S = 2.0
+_RESYNC_FOR_S = 120.0
 
 
 def _free_port(host: str) -> int:
@@ -299,10 +302,12 @@ class Supervisor:
         if self._database_url and cfg.storage.ledger and "ledger" not in self._actors:
             missing.append("ledger")
             self._await_started([self._spawn_ledger()])
+        brokers_started = []
         for name in self._brokers:
             if "broker:" + name not in self._actors:
                 missing.append("broker:" + name)
                 self._await_started([self._spawn_broker(name)])
+                brokers_started.append(name)
         for lane in self.lanes.values():
             for engine in lane.engines:
                 if "engine:" + engine not in self._actors:
@@ -315,6 +320,8 @@ class Supervisor:
             missing.append("validator")
             self._start_validator()
             self._resync_leaders()
+        elif brokers_started:  # a broker adapter that died with this supervisor: its leaders re-drive what it lost
+            self._resync_leaders([lane for lane in self.lanes.values() if lane.broker in brokers_started])
         if cfg.api.enabled and "api" not in self._hosts:
             missing.append("api")
             self._start_api()
@@ -791,7 +798,31 @@ class Supervisor:
             self.restarts.append(event)
             self._record("restart", event)
             self._reconcile_later("broker_restart")
+            failed = self._resync_failed(resync_lanes or [], resync)
+            if failed:  # what the dead adapter lost is re-driven by a resync only: asked again until answered
+                self._spawn_thread(self._resync_again, "resync-" + name, failed, event)
             return event
+
+    def _resync_failed(self, lanes: list[Lane], answer: dict) -> list[Lane]:
+        """The lanes whose leader's resync did not answer (`_resync_leaders`' answer: one lane's, or per lane)."""
+        per_lane = {lanes[0].name: answer} if len(self.lanes) == 1 and lanes else answer
+        return [lane for lane in lanes if "error" in (per_lane.get(lane.name) or {})]
+
+    def _resync_again(self, lanes: list[Lane], event: dict) -> None:
+        """A leader's resync after a broker restart failed (the leader busy or restarting, the new
+        adapter slow to list): the orders the dead adapter never took reach the venue only by a resync
+        (the leader's own look at them leaves an order the broker does not list UNKNOWN), so it is
+        asked again every `_RESYNC_EVERY_S` for at most `_RESYNC_FOR_S`; the outcome lands in the event."""
+        deadline = time.monotonic() + _RESYNC_FOR_S
+        tries = 0
+        while lanes and time.monotonic() < deadline and not self._stopping.wait(_RESYNC_EVERY_S):
+            tries += 1
+            lanes = self._resync_failed(lanes, self._resync_leaders(lanes))
+        event["resync_retries"] = tries
+        event["resync_failed"] = [lane.name for lane in lanes]
+        if lanes and not self._stopping.is_set():
+            self._notice("resync after a broker restart failed for " + ", ".join(event["resync_failed"])
+                         + ": orders the dead adapter lost wait for a failover (execnode admin failover)")
 
     def _spawn_engine(self, name: str, role: str) -> _Spawned:
         cfg = self._cfg

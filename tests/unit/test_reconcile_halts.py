@@ -201,3 +201,4 @@ def test_the_supervisor_gives_no_books_while_an_accounts_adapter_is_out_of_its_t
     with pytest.raises(BrokerError) as refused:
         Supervisor.broker_books(table)  # type: ignore[arg-type]
     assert refused.value.retriable and "broker:paper" in str(refused.value)
+
