@@ -3,8 +3,6 @@ restart, and position limits that see the fills."""
 
 from __future__ import annotations
 
-import time
-
 import msgspec
 import pytest
 
@@ -12,6 +10,7 @@ from node.client import ExecutionClient
 from node.reasons import Reason
 from node.risk.config import throughput_limits
 from node.runtime import NodeRuntime, quiet
+from tests.waits import wait_for
 
 
 @pytest.fixture(scope="module")
@@ -28,6 +27,11 @@ def client(node):
     key_id, secret = next(iter(node.cfg.signing.keys.items()))
     with ExecutionClient(node.registry["intake"], key_id, secret, timeout_s=5.0) as c:
         yield c
+
+
+def held(node, strategy: str, symbol: str) -> float:
+    """The filled position the validator's risk books for `strategy` in `symbol`."""
+    return node.call("validator", "positions").get(strategy, {}).get(symbol, 0.0)
 
 
 def buy(client, strategy="risk", symbol="MSFT", qty=1.0):
@@ -55,7 +59,7 @@ def test_pause_and_resume_a_strategy(node, client):
 
 def test_reducing_state_lets_only_reducing_orders_through(node, client):
     assert buy(client, strategy="reduce", symbol="NVDA", qty=10).status == "ACCEPTED"
-    time.sleep(0.3)  # the fill reaches the validator's position book
+    wait_for(lambda: held(node, "reduce", "NVDA") == 10)  # the fill reached the validator's position book
     node.call("validator", "set_state", "REDUCING")
     try:
         assert Reason.REDUCE_ONLY in buy(client, strategy="reduce", symbol="NVDA", qty=1).reasons
@@ -78,7 +82,7 @@ def test_breaker_state_survives_a_validator_restart(node, client):
 def test_position_limit_counts_fills(node, client):
     # AAPL starts at 230: 150 shares ~ 34.5k USD, under the 50k per-symbol long limit
     assert buy(client, strategy="pos", symbol="AAPL", qty=150).status == "ACCEPTED"
-    time.sleep(0.3)
+    wait_for(lambda: held(node, "pos", "AAPL") == 150)
     reply = buy(client, strategy="pos", symbol="AAPL", qty=100)  # would make ~57.5k
     assert Reason.MAX_POSITION in reply.reasons, reply
     assert buy(client, strategy="pos", symbol="AAPL", qty=10).status == "ACCEPTED"
