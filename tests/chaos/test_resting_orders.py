@@ -175,8 +175,7 @@ def test_fills_of_resting_orders_survive_two_leader_kills(ray_session, make_conf
     key_id, secret = next(iter(cfg.signing.keys.items()))
     subscriber = Subscriber(runtime.registry["intake"], key_id, secret)
     client = ExecutionClient(runtime.registry["intake"], key_id, secret, timeout_s=5.0)
-    try:
-        time.sleep(0.5)  # the subscription reaches the relay
+    try:  # Subscriber(...) returned once the relay held its subscription
         replies = [client.send_signal(s) for s in resting_signals(300)]
         accepted = sum(r.status == "ACCEPTED" for r in replies)
         assert accepted >= 150, Counter(tuple(r.reasons) for r in replies)
@@ -244,8 +243,7 @@ def test_fills_of_resting_orders_survive_a_whole_node_restart(tmp_path, redis_ur
     intake = "tcp://127.0.0.1:%d" % port
     nodes = [up()]
     subscribers = [Subscriber(intake, "optimus", "s3cret-" + run)]
-    try:
-        time.sleep(0.5)
+    try:  # Subscriber(...) returned once the relay held its subscription
         with ExecutionClient(intake, "optimus", "s3cret-" + run, timeout_s=5.0) as client:
             replies = [client.send_signal(s) for s in resting_signals(300)]
         accepted = sum(r.status == "ACCEPTED" for r in replies)

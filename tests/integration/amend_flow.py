@@ -44,8 +44,7 @@ def amend_flow(node, strategy: str, symbol: str, price: float, timeout_s: float 
         return d
 
     with ExecutionClient(node.registry["intake"], key_id, secret, timeout_s=10) as c:
-        c.subscribe(strategy)
-        time.sleep(0.3)  # the subscription reaches the relay
+        c.subscribe(strategy)  # returns once the relay holds it
 
         def wait(pred) -> None:
             deadline = time.monotonic() + timeout_s

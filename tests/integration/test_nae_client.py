@@ -87,8 +87,7 @@ def test_a_client_that_reconnects_misses_no_fill(node):
     strategy = "nc-replay-" + uuid.uuid4().hex[:6]
     log = ReportLog(node.redis_url, node.cfg.storage.events_stream)
     with _client(node) as live:
-        live.subscribe(strategy)
-        time.sleep(0.3)
+        live.subscribe(strategy)  # returns once the relay holds it
         first = [_signal(strategy) for _ in range(10)]
         assert all(live.send_signal(s).status == "ACCEPTED" for s in first)
         seen = _wait_fills(live, {s["request_id"] for s in first})

@@ -22,8 +22,7 @@ def test_every_accepted_signal_is_stamped_through_every_stage(node):
     before = stage_fields(node.stats())
     n = 60
     with ExecutionClient(node.registry["intake"], key_id, secret, timeout_s=10) as client:
-        client.subscribe()
-        time.sleep(0.3)
+        client.subscribe()  # returns once the relay holds it
         replies = [client.send_signal({"strategy_id": "stamps", "symbol": "AAPL", "action": "BUY" if i % 2 else "SELL",
                                        "quantity": 1.0}) for i in range(n)]
         assert all(r.status == "ACCEPTED" for r in replies), [r for r in replies if r.status != "ACCEPTED"][:3]
