@@ -112,8 +112,7 @@ async def play(
     """Send every signal (at most `window` awaiting a reply), then wait up to `settle_s` for every
     accepted order to reach a terminal state."""
     res = DemoResult()
-    await client.subscribe(kinds=TERMINAL)
-    await asyncio.sleep(0.3)  # let the subscription reach the publisher before the first fill
+    await client.subscribe(kinds=TERMINAL)  # returns once the events relay holds the subscription
     sent_at: dict[str, int] = {}
     outstanding: set[str] = set()  # accepted, not terminal
     terminal_seen: set[str] = set()
