@@ -67,7 +67,8 @@ def amend_flow(node, strategy: str, symbol: str, price: float, timeout_s: float 
         assert again.status == "ACCEPTED" and again.duplicate
         replace = signal(run.replacement, quantity=3.0, limit_price=round(price * 0.96, 2),
                          amend={"kind": "REPLACE", "original_request_id": run.second})
-        assert c.send_signal(replace).status == "ACCEPTED"
+        replaced = c.send_signal(replace)
+        assert replaced.status == "ACCEPTED", replaced
         wait(lambda: any(k == "CANCELED" for k, _ in kinds(run.first))
              and ("CANCELED", Reason.REPLACED) in kinds(run.second) and ("NEW", "") in kinds(run.replacement))
 
