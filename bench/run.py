@@ -170,6 +170,10 @@ async def drive(target: Target, plan: Plan, progress: Progress = _progress) -> d
         if hasattr(target, "blocking_round_trips"):  # the user path: what a blocking-client script sees
             blocking = await asyncio.get_running_loop().run_in_executor(None, target.blocking_round_trips, plan.blocking_n)
             progress("%s: blocking client %s" % (name, blocking))
+        venue = None
+        if hasattr(target, "venue_check"):  # the user path: the venue's and the ledger's counts per signal
+            venue = await target.venue_check()
+            progress("%s: venue %s" % (name, venue))
     finally:
         await target.stop()
     runs = (warm, paced, conc, maxr)
@@ -183,6 +187,7 @@ async def drive(target: Target, plan: Plan, progress: Progress = _progress) -> d
         "errors": sum(r.errors for r in runs),
         "counts": counts,
         **({"blocking": blocking} if blocking else {}),
+        **({"venue": venue} if venue is not None else {}),
         **({"stages": stages} if stages is not None else {}),  # the paced run's budget per stage
     }
 

@@ -29,6 +29,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections import Counter
 from pathlib import Path
 
 import msgspec
@@ -39,6 +40,7 @@ from node.config import PaperSymbol, load_config
 from node.migrations import database_url_for
 from node.stream_claim import STREAM_FIELDS
 from node.messages import Action, ExecKind, ExecutionReport, OrderType, RiskMeta, Signal, encode
+from node.orders import client_order_id_for, signal_id_for
 
 #: every stream a node uses, named under the bench node id (one left at its default would be claimed
 #: by this run and shared with other nodes: node.stream_claim)
@@ -181,6 +183,11 @@ class UserPathTarget:
         self._accepted = self._rejected = self._errors = self._fills = self._dup_fills = 0
         self._exec_ids: set[str] = set()
         self._repeats = self._unattributed = 0  # a fill report seen again (same exec id); one without request_id
+        self._first_fill: dict[int, tuple[str, str]] = {}  # signal -> the (exec id, reason) of its first FILL
+        #: second FILLs of a signal, by "<first's reason or exec> -> <second's>" (what they were)
+        self.dup_kinds: Counter[str] = Counter()
+        self._second_exec_ids: set[str] = set()  # the exec ids of those second FILLs
+        self.venue: dict | None = None  # `venue_check`'s answer
 
     async def start(self) -> None:
         self._dir = tempfile.TemporaryDirectory(prefix="nae-bench-user-")
@@ -248,8 +255,13 @@ class UserPathTarget:
             return
         if self._fill_ns[i]:
             self._dup_fills += 1
+            first = self._first_fill.get(i, ("", ""))
+            self.dup_kinds[_fill_kind(*first) + " -> " + _fill_kind(ev.exec_id, ev.reason)] += 1
+            if ev.exec_id:
+                self._second_exec_ids.add(ev.exec_id)
             return
         self._fill_ns[i] = time.perf_counter_ns()
+        self._first_fill[i] = (ev.exec_id, ev.reason)
         self._fills += 1
 
     async def send(self, i: int) -> None:
@@ -315,6 +327,30 @@ class UserPathTarget:
         p50, p99 = np.percentile(lat, (50.0, 99.0))
         return {"n": n, "ok": int(ok), "reply_p50_us": round(float(p50) / 1e3, 1), "reply_p99_us": round(float(p99) / 1e3, 1)}
 
+    async def venue_check(self, settle_s: float = 30.0) -> dict:
+        """What the venue and the ledger hold per signal, read once the ledger has caught up (its fill
+        count unchanged for a second, at most `settle_s`): see `venue_counts`. Kept as `self.venue`."""
+        rids = [rid for rid, _ in self._payloads]
+        sent = self._sent_ns
+        coids = {client_order_id_for(signal_id_for(rid)) for k, rid in enumerate(rids) if sent[k]}
+        redis_url = os.environ.get("REDIS_URL", "")
+        database_url = database_url_for(*self._db) if self._db is not None else ""
+        ledger: dict[str, list[tuple[str, float]]] = {}
+        last, stable_since, deadline = -1, time.monotonic(), time.monotonic() + settle_s
+        while database_url:
+            ledger = await ledger_fills(database_url)
+            n = sum(len(v) for v in ledger.values())
+            if n != last:
+                last, stable_since = n, time.monotonic()
+            elif time.monotonic() - stable_since >= 1.0 or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.25)
+        venue = await asyncio.to_thread(venue_book, redis_url, self._node_id) if redis_url else None
+        self.venue = venue_counts(coids, venue, ledger if database_url else None, self._second_exec_ids)
+        self.venue["report_dups"] = self._dup_fills
+        self.venue["report_dup_kinds"] = dict(self.dup_kinds)
+        return self.venue
+
     async def stop(self) -> None:
         if self._listener is not None:
             self._listener.cancel()
@@ -336,6 +372,100 @@ class UserPathTarget:
             self._db = None
         if self._dir is not None:
             self._dir.cleanup()
+
+
+class VenueBook(msgspec.Struct):
+    """The paper venue's book log, per client order id: the venue order ids it took (one per
+    `OrderTaken`), the quantity each works, and its executions (exec id -> (kind, qty))."""
+
+    taken: dict[str, list[str]]
+    qty: dict[str, float]
+    execs: dict[str, dict[str, tuple[str, float]]]
+    exec_records: dict[str, int]  # exec id -> reports handed out with it (1 each: a second is a repeat)
+
+
+def venue_book(redis_url: str, node_id: str) -> VenueBook:
+    """Read every paper book log of `node_id` (`<node_id>.paper.<broker>`, adapters.paper.journal)."""
+    import redis
+
+    from adapters.paper.journal import FIELD, PAGE
+    from adapters.paper.records import OrderTaken, decode_records
+
+    book = VenueBook(taken={}, qty={}, execs={}, exec_records={})
+    r = redis.Redis.from_url(redis_url)
+    try:
+        for key in r.scan_iter(match=node_id + ".paper.*", count=1_000):
+            start = "-"
+            while page := r.xrange(key, min=start, max="+", count=PAGE):
+                for _, fields in page:
+                    for rec in decode_records(fields[FIELD]):
+                        if type(rec) is OrderTaken:
+                            coid = rec.intent.client_order_id
+                            book.taken.setdefault(coid, []).append(rec.venue_order_id)
+                            book.qty[coid] = book.qty.get(coid, 0.0) + rec.qty
+                        elif type(rec) is ExecutionReport and rec.exec_id and rec.last_qty > 0.0:
+                            book.exec_records[rec.exec_id] = book.exec_records.get(rec.exec_id, 0) + 1
+                            book.execs.setdefault(rec.client_order_id, {})[rec.exec_id] = (rec.kind.value, rec.last_qty)
+                start = "(" + page[-1][0].decode()
+    finally:
+        r.close()
+    return book
+
+
+async def ledger_fills(database_url: str) -> dict[str, list[tuple[str, float]]]:
+    """The ledger's fills (PostgreSQL `fills`) per client order id: (exec id, qty)."""
+    import asyncpg
+
+    conn = await asyncpg.connect(database_url, timeout=10.0)
+    try:
+        rows = await conn.fetch("SELECT client_order_id, exec_id, qty FROM fills")
+    finally:
+        await conn.close()
+    out: dict[str, list[tuple[str, float]]] = {}
+    for coid, exec_id, qty in rows:
+        out.setdefault(coid, []).append((exec_id, qty))
+    return out
+
+
+def venue_counts(coids: set[str], venue: VenueBook | None, ledger: dict[str, list[tuple[str, float]]] | None,
+                 second_exec_ids: set[str]) -> dict:
+    """Per signal sent (`coids`: their client order ids), what the venue and the ledger hold:
+
+    - `venue_dup_orders`: signals the venue took more than one order for (a duplicated order);
+    - `venue_dup_execs`: signals the venue executed more than the order's quantity, or that hold an
+      exec id handed out twice (a duplicated execution);
+    - `ledger_dup_fills`: signals whose ledger fills are more than the venue's executions (an exec
+      id the venue does not have for it, or more quantity);
+    - `report_dups_at_venue` / `report_dups_not_at_venue`: the exec ids of the second FILLs the
+      client saw that the venue has / has not (a second FILL the venue has is a report of an
+      execution that happened, a restated one of its fills; one it has not is invented).
+    -1: that side was not readable."""
+    out: dict = {"venue_orders": -1, "venue_dup_orders": -1, "venue_execs": -1, "venue_dup_execs": -1,
+                 "ledger_fills": -1, "ledger_dup_fills": -1, "report_dups_at_venue": -1, "report_dups_not_at_venue": -1}
+    if venue is not None:
+        all_execs = {e for ex in venue.execs.values() for e in ex}
+        out["venue_orders"] = sum(len(venue.taken.get(c, ())) for c in coids)
+        out["venue_dup_orders"] = sum(1 for c in coids if len(venue.taken.get(c, ())) > 1)
+        out["venue_execs"] = sum(len(venue.execs.get(c, ())) for c in coids)
+        out["venue_dup_execs"] = sum(
+            1 for c in coids
+            if sum(q for _, q in venue.execs.get(c, {}).values()) > venue.qty.get(c, 0.0) + 1e-6
+            or any(venue.exec_records[e] > 1 for e in venue.execs.get(c, ())))
+        out["report_dups_at_venue"] = len(second_exec_ids & all_execs)
+        out["report_dups_not_at_venue"] = len(second_exec_ids - all_execs)
+    if ledger is not None:
+        out["ledger_fills"] = sum(len(ledger.get(c, ())) for c in coids)
+        if venue is not None:
+            out["ledger_dup_fills"] = sum(
+                1 for c in coids
+                if any(e not in venue.execs.get(c, {}) for e, _ in ledger.get(c, ()))
+                or sum(q for _, q in ledger.get(c, ())) > sum(q for _, q in venue.execs.get(c, {}).values()) + 1e-6)
+    return out
+
+
+def _fill_kind(exec_id: str, reason: str) -> str:
+    """A FILL report as the duplicate counts name it: its reason, and whether it carries an exec id."""
+    return (reason or "-") + ("" if exec_id else "/no-exec-id")
 
 
 async def make_user_path_target(quick: bool) -> UserPathTarget:
