@@ -536,7 +536,7 @@ class EngineHost(EngineBase):
         answer, early = self._ask([i.client_order_id for i in asked], self._clock_ns())
         fills = list(answer.fills)
         mark("answered", t0)
-        self._carry_out(plan_recovery(asked, answer))
+        self._carry_out(plan_recovery(asked, answer), fills)
         mark("redriven", t0)
         # the group's open orders (resting at the venue, behind the checkpoint) this engine did not know
         opened = self._adopt_open_orders()
@@ -552,7 +552,7 @@ class EngineHost(EngineBase):
         mark("log_read", t0)
         if new:
             answer, early2 = self._ask([i.client_order_id for i in new], self._clock_ns())
-            self._carry_out(plan_recovery(new, answer))
+            self._carry_out(plan_recovery(new, answer), answer.fills)
             fills += answer.fills
             early += early2
             mark("log_orders_sent", t0)
@@ -702,10 +702,11 @@ class EngineHost(EngineBase):
             return 0
         return max(0, (int(ms) - _QUERY_MARGIN_MS) * 1_000_000)
 
-    def _carry_out(self, plan: RecoveryPlan) -> None:
+    def _carry_out(self, plan: RecoveryPlan, fills: list[ExecutionReport]) -> None:
         """A recovery plan (`node.recovery`): send what the broker lacks at once (same ids), wait
-        for what it took and does not list yet, then adopt what it has. `unknown` (no answer) is
-        not reached: `_ask` raises first."""
+        for what it took and does not list yet, then adopt what it has: its fills (`fills`, the
+        broker's answer) first, then its state where they do not explain it. `unknown` (no answer)
+        is not reached: `_ask` raises first."""
         send = self._dealer.send
         manager = self.manager
         epoch, name, group = self.epoch, self._engine_name, self.group
@@ -724,11 +725,21 @@ class EngineHost(EngineBase):
         self.recovered_submitted += len(plan.redrive)
         self.recovered_in_flight += len(plan.in_flight)
         self.checkpoint.hold(plan.waiting)
-        for snap in plan.adopt:
+        self._adopt_with_fills(plan.adopt, fills)
+        self.recovered_adopted += len(plan.adopt)
+
+    def _adopt_with_fills(self, snaps: list[OrderSnapshot], fills: list[ExecutionReport]) -> None:
+        """Take the broker's word for orders it has: their executions first (each with its exec id,
+        `_sweep_fills`), then a state they do not explain (restated, reason RECOVERED). A restated
+        FILL ahead of the fill itself told a subscriber of an order filled twice (once without an
+        exec id, once with the venue's)."""
+        adopted = {s.client_order_id for s in snaps}
+        self._sweep_fills([f for f in fills if f.client_order_id in adopted])
+        manager = self.manager
+        for snap in snaps:
             recovered = manager.adopt(snap)
             if recovered is not None:
                 self._publish(recovered)
-        self.recovered_adopted += len(plan.adopt)
 
     def promote(self, epoch: int) -> dict:
         """Become the leader with `epoch`: stop following, ask the broker, re-drive in-flight orders."""
@@ -830,11 +841,8 @@ class EngineHost(EngineBase):
             plan = plan_settle(ids, report, lambda c: o.exec_ids if (o := orders.get(c)) is not None else None)
             for coid in plan.never_got:
                 self.manager.unstrand(coid)
-            for snap in plan.found:
-                recovered = self.manager.adopt(snap)
-                if recovered is not None:
-                    self._publish(recovered)
-            self._sweep_fills(plan.fills)
+            self._adopt_with_fills(plan.found, plan.fills)
+            self._sweep_fills(plan.fills)  # the fills of orders it did not list
             before = self.recovered_submitted
             self._recover_in_flight()  # the current broker: what it lacks of the unstranded is sent
             settled = len(plan.found) + len(plan.never_got)
