@@ -26,7 +26,7 @@ import sys
 from collections import Counter
 
 from bench.harness import run_max_rate, run_paced, warm_up
-from bench.user_path import UserPathTarget
+from bench.user_path import UserPathTarget, failovers, venue_book
 from node.messages import ExecKind, ExecutionReport
 
 
@@ -43,46 +43,18 @@ class _RecordingTarget(UserPathTarget):
 
 
 def venue_counts(redis_url: str, node_id: str) -> tuple[dict, set[str]]:
-    """Orders and executions in the paper venue's book log(s) of `node_id`."""
-    import redis
-
-    from adapters.paper.journal import FIELD
-    from adapters.paper.records import OrderTaken, decode_records
-
-    r = redis.Redis.from_url(redis_url)
-    taken: Counter[str] = Counter()
-    coids_of_signal: dict[str, set[str]] = {}
-    execs: Counter[str] = Counter()
-    fills_of_coid: Counter[str] = Counter()
-    try:
-        for key in r.scan_iter(match=node_id + ".paper.*", count=1_000):
-            last = "-"
-            while True:
-                page = r.xrange(key, min=last, max="+", count=1_000)
-                if last != "-":
-                    page = page[1:]
-                if not page:
-                    break
-                for _, fields in page:
-                    for rec in decode_records(fields[FIELD]):
-                        if type(rec) is OrderTaken:
-                            taken[rec.intent.client_order_id] += 1
-                            coids_of_signal.setdefault(rec.intent.signal_id, set()).add(rec.intent.client_order_id)
-                        elif type(rec) is ExecutionReport and rec.kind in (ExecKind.FILL, ExecKind.PARTIAL_FILL):
-                            execs[rec.exec_id] += 1
-                            if rec.kind is ExecKind.FILL:
-                                fills_of_coid[rec.client_order_id] += 1
-                last = page[-1][0].decode()
-    finally:
-        r.close()
+    """Orders and executions in the paper venue's book log(s) of `node_id` (`bench.user_path.venue_book`)."""
+    book = venue_book(redis_url, node_id)
+    signals: Counter[str] = Counter(coid.rpartition("-")[0] for coid in book.taken)  # NAE-<signal>-<leg>
     return {
-        "orders": len(taken),
-        "orders_taken_twice": sum(1 for c in taken.values() if c > 1),
-        "signals_with_two_orders": sum(1 for s in coids_of_signal.values() if len(s) > 1),
-        "executions": len(execs),
-        "exec_ids_repeated": sum(1 for c in execs.values() if c > 1),
-        "orders_filled_twice": sum(1 for c in fills_of_coid.values() if c > 1),
-    }, set(execs)
+        "orders": len(book.taken),
+        "orders_taken_twice": sum(1 for vids in book.taken.values() if len(vids) > 1),
+        "signals_with_two_orders": sum(1 for n in signals.values() if n > 1),
+        "executions": len(book.exec_records),
+        "exec_ids_repeated": sum(1 for n in book.exec_records.values() if n > 1),
+        "orders_filled_twice": sum(1 for ex in book.execs.values()
+                                   if sum(kind == ExecKind.FILL.value for kind, _ in ex.values()) > 1),
+    }, set(book.exec_records)
 
 
 def client_counts(target: _RecordingTarget, venue_execs: set[str]) -> dict:
@@ -106,21 +78,6 @@ def client_counts(target: _RecordingTarget, venue_execs: set[str]) -> dict:
         "unmatched_replies": client.unmatched if client is not None else 0,
         "dropped_by_client": client.delivered.repeats if client is not None else 0,  # fills repeated, not delivered
     }
-
-
-def failovers(target: UserPathTarget) -> int:
-    """`nae_failovers_total` from the node's /metrics (-1: not readable)."""
-    import urllib.request
-
-    api = target.endpoints.get("api", "")
-    if not api.startswith("http"):
-        return -1
-    try:
-        with urllib.request.urlopen(api.rstrip("/") + "/metrics", timeout=10) as resp:
-            text = resp.read().decode()
-    except OSError:
-        return -1
-    return int(sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith("nae_failovers_total")))
 
 
 def admin_failover(target: UserPathTarget, token: str) -> bool:

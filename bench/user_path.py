@@ -327,28 +327,36 @@ class UserPathTarget:
         p50, p99 = np.percentile(lat, (50.0, 99.0))
         return {"n": n, "ok": int(ok), "reply_p50_us": round(float(p50) / 1e3, 1), "reply_p99_us": round(float(p99) / 1e3, 1)}
 
-    async def venue_check(self, settle_s: float = 30.0) -> dict:
-        """What the venue and the ledger hold per signal, read once the ledger has caught up (its fill
-        count unchanged for a second, at most `settle_s`): see `venue_counts`. Kept as `self.venue`."""
-        rids = [rid for rid, _ in self._payloads]
+    async def venue_check(self, settle_s: float = 60.0) -> dict:
+        """What the venue and the ledger hold per signal sent (`venue_counts`), the ledger read once it
+        has every execution the venue made for them, or has not moved for 5 s, or after `settle_s`
+        (it lags the venue under load). Kept as `self.venue`."""
         sent = self._sent_ns
-        coids = {client_order_id_for(signal_id_for(rid)) for k, rid in enumerate(rids) if sent[k]}
+        coids = {client_order_id_for(signal_id_for(rid)): k for k, (rid, _) in enumerate(self._payloads) if sent[k]}
         redis_url = os.environ.get("REDIS_URL", "")
-        database_url = database_url_for(*self._db) if self._db is not None else ""
-        ledger: dict[str, list[tuple[str, float]]] = {}
-        last, stable_since, deadline = -1, time.monotonic(), time.monotonic() + settle_s
-        while database_url:
-            ledger = await ledger_fills(database_url)
-            n = sum(len(v) for v in ledger.values())
-            if n != last:
-                last, stable_since = n, time.monotonic()
-            elif time.monotonic() - stable_since >= 1.0 or time.monotonic() > deadline:
-                break
-            await asyncio.sleep(0.25)
         venue = await asyncio.to_thread(venue_book, redis_url, self._node_id) if redis_url else None
-        self.venue = venue_counts(coids, venue, ledger if database_url else None, self._second_exec_ids)
+        database_url = database_url_for(*self._db) if self._db is not None else ""
+        ledger: dict[str, list[tuple[str, float]]] | None = None
+        if database_url:
+            want = sum(len(venue.execs.get(c, ())) for c in coids) if venue is not None else -1
+            last, moved, deadline = -1, time.monotonic(), time.monotonic() + settle_s
+            while True:
+                ledger = await ledger_fills(database_url)
+                n = sum(len(ledger.get(c, ())) for c in coids)
+                if n != last:
+                    last, moved = n, time.monotonic()
+                if n >= want or time.monotonic() - moved > 5.0 or time.monotonic() > deadline:
+                    break
+                await asyncio.sleep(0.5)
+        self.venue = venue_counts(set(coids), venue, ledger, self._second_exec_ids)
+        self.venue["failovers"] = await asyncio.to_thread(failovers, self)
         self.venue["report_dups"] = self._dup_fills
         self.venue["report_dup_kinds"] = dict(self.dup_kinds)
+        if venue is not None:  # must-fill signals the venue took and never executed, by order type
+            unfilled: Counter[str] = Counter(
+                venue.types.get(c, "?") for c, k in coids.items() if self._must_fill[k] and c in venue.taken
+                and not venue.execs.get(c))
+            self.venue["venue_unfilled_must_fill"] = dict(unfilled)
         return self.venue
 
     async def stop(self) -> None:
@@ -379,6 +387,7 @@ class VenueBook(msgspec.Struct):
     `OrderTaken`), the quantity each works, and its executions (exec id -> (kind, qty))."""
 
     taken: dict[str, list[str]]
+    types: dict[str, str]  # its order type
     qty: dict[str, float]
     execs: dict[str, dict[str, tuple[str, float]]]
     exec_records: dict[str, int]  # exec id -> reports handed out with it (1 each: a second is a repeat)
@@ -391,7 +400,7 @@ def venue_book(redis_url: str, node_id: str) -> VenueBook:
     from adapters.paper.journal import FIELD, PAGE
     from adapters.paper.records import OrderTaken, decode_records
 
-    book = VenueBook(taken={}, qty={}, execs={}, exec_records={})
+    book = VenueBook(taken={}, types={}, qty={}, execs={}, exec_records={})
     r = redis.Redis.from_url(redis_url)
     try:
         for key in r.scan_iter(match=node_id + ".paper.*", count=1_000):
@@ -402,6 +411,7 @@ def venue_book(redis_url: str, node_id: str) -> VenueBook:
                         if type(rec) is OrderTaken:
                             coid = rec.intent.client_order_id
                             book.taken.setdefault(coid, []).append(rec.venue_order_id)
+                            book.types[coid] = rec.intent.order_type.value
                             book.qty[coid] = book.qty.get(coid, 0.0) + rec.qty
                         elif type(rec) is ExecutionReport and rec.exec_id and rec.last_qty > 0.0:
                             book.exec_records[rec.exec_id] = book.exec_records.get(rec.exec_id, 0) + 1
@@ -461,6 +471,21 @@ def venue_counts(coids: set[str], venue: VenueBook | None, ledger: dict[str, lis
                 if any(e not in venue.execs.get(c, {}) for e, _ in ledger.get(c, ()))
                 or sum(q for _, q in ledger.get(c, ())) > sum(q for _, q in venue.execs.get(c, {}).values()) + 1e-6)
     return out
+
+
+def failovers(target: UserPathTarget) -> int:
+    """`nae_failovers_total` from the node's /metrics (-1: not readable)."""
+    import urllib.request
+
+    api = target.endpoints.get("api", "")
+    if not api.startswith("http"):
+        return -1
+    try:
+        with urllib.request.urlopen(api.rstrip("/") + "/metrics", timeout=10) as resp:
+            text = resp.read().decode()
+    except OSError:
+        return -1
+    return int(sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith("nae_failovers_total")))
 
 
 def _fill_kind(exec_id: str, reason: str) -> str:
