@@ -38,6 +38,12 @@ ACTOR_OPTIONS: dict[str, dict[str, Any]] = {
 DETACHED = "detached"
 
 
+def this_process() -> tuple[str, int]:
+    """(Ray node id, pid) of the calling actor: the supervisor judges a child dead when that pid is gone
+    on its own machine (node.liveness)."""
+    return ray.get_runtime_context().get_node_id(), os.getpid()
+
+
 class ServiceActor:
     """Hosts one service built by `actors.hosts.build(kind, ...)`; its loop runs on its own thread."""
 
@@ -91,6 +97,9 @@ class ServiceActor:
 
     def pid(self) -> int:
         return os.getpid()
+
+    def process(self) -> tuple[str, int]:
+        return this_process()
 
     def alive(self) -> bool:
         return self._svc.alive()
@@ -166,6 +175,9 @@ class LedgerActor:
     def pid(self) -> int:
         return os.getpid()
 
+    def process(self) -> tuple[str, int]:
+        return this_process()
+
 
 def spawn_ledger(name: str, namespace: str, *args: Any, **kwargs: Any) -> "ray.actor.ActorHandle":
     return (ray.remote(LedgerActor).options(name=name, namespace=namespace, lifetime=DETACHED, **ACTOR_OPTIONS["ledger"])
@@ -229,6 +241,9 @@ class ReconcilerActor:
     def pid(self) -> int:
         return os.getpid()
 
+    def process(self) -> tuple[str, int]:
+        return this_process()
+
 
 def spawn_reconciler(name: str, namespace: str, *args: Any) -> "ray.actor.ActorHandle":
     return (ray.remote(ReconcilerActor)
@@ -260,6 +275,9 @@ class RelayActor:
 
     def pid(self) -> int:
         return os.getpid()
+
+    def process(self) -> tuple[str, int]:
+        return this_process()
 
 
 class ApiActor:
@@ -305,6 +323,9 @@ class ApiActor:
 
     def pid(self) -> int:
         return os.getpid()
+
+    def process(self) -> tuple[str, int]:
+        return this_process()
 
 
 def spawn_plain(cls: type, kind: str, name: str, namespace: str, cfg: Any, *args: Any) -> "ray.actor.ActorHandle":
