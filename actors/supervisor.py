@@ -23,9 +23,12 @@ Contract:
   failover up), as are every epoch grant, failover, move, restart and error (the monitoring stream).
 - How a restarted supervisor finds its children (`_resume`, run by its constructor when Ray
   reconstructed it): it reads the checkpoint, `ray.get_actor(name)` for each child, restores the lane
-  table (`FailoverPolicy.restore`), asks each engine its role and epoch (`FailoverPolicy.adopt`: the
-  engines' word wins over a lagging checkpoint, and the epoch is bumped by one past anything seen, for
-  a grant that may have been on its way when it died), kills actors under the node's prefix the
+  table (`FailoverPolicy.restore`), asks each engine its role and epoch at once, one deadline for all
+  (`FailoverPolicy.adopt`: the engines' word wins over a lagging checkpoint, and the epoch is bumped by
+  one past anything seen, for a grant that may have been on its way when it died), promotes the best
+  standby of every group whose leader's process is gone or answers as a standby right then
+  (node.liveness.resume_verdict: a leader killed while the supervisor was down is failed over as soon as
+  it is back, `resumed["promoted"]` says how long after its restart), kills actors under the node's prefix the
   checkpoint does not list (orphans), starts again any role with no live actor, binds the heartbeat
   socket at its old address (engines reconnect by themselves) and runs its loops again. Without a
   checkpoint it kills every child and starts afresh. The data plane never waits for it: signals are
@@ -38,8 +41,15 @@ Contract:
   `_restart_service` (ledger, reconciler) only if the actor they saw die is still the current one;
   each engine control call carries the epoch it acts under (node.control.EngineControl), so a repeat
   after an ambiguous Ray error (or a supervisor that died mid-call and was restarted) is harmless.
-  Calls that change state (`failover`, `failback`, `restart`, `broker_failover`) run one at a time
-  under a lock.
+  Calls that change the lane table (`failover`, `failback`, `broker_failover`) run one at a time
+  under one lock, restarts (`restart`, `restart_broker`, the ledger's, the reconciler's) under another,
+  taken first when both are: a leader failover never waits for a restart (a broker adapter's took 24 s
+  under load, and leader kills meanwhile waited that long to be failed over).
+- Liveness (node.liveness): the validator, the ledger and the reconciler are judged dead on evidence
+  only: Ray's death notice, their own "not alive", or their process gone (the supervisor learns each
+  child's node and pid when it starts, and the leader's at each promotion; `os.kill(pid, 0)` on this
+  machine). A late `alive()` answer is only slow and never restarts one; silent 30 s with its process
+  still there, it is hung and restarted (recorded `hung`).
 - Restarts: a dead validator, broker adapter, ledger or reconciler is restarted within a restart
   intensity (node.failover.RestartBudget); past it the role is given up and `health()` says so
   (`execnode up` then exits non-zero). Engines, the relay and the API are restarted by Ray
@@ -61,6 +71,7 @@ Contract:
 
 from __future__ import annotations
 
+import os
 import secrets
 import socket
 import threading
@@ -73,13 +84,14 @@ import ray
 import zmq
 
 from actors.ray_actors import (ApiActor, RelayActor, node_actor_names, spawn, spawn_ledger, spawn_plain,
-                               spawn_reconciler)
+                               spawn_reconciler, this_process)
 from actors.recorder import Recorder, read_checkpoint
 from actors.service import bind_at
 from actors.wiring import EngineWiring
 from node.config import BrokerConfig, EngineGroupConfig, NodeConfig
 from node.control import EngineKind, Role
 from node.failover import Detector, FailoverPolicy, GrantKind, Lane, RestartBudget
+from node.liveness import Answer, LivenessPolicy, Process, ResumeVerdict, Verdict, resume_verdict
 from node.logs import configure as configure_logging, lifecycle, logger
 from node.messages import Heartbeat, encode, heartbeat_decoder
 from node.errors import BrokerError
@@ -97,6 +109,8 @@ _SETTLE_EVERY_S = 1.0
 #: a leader's resync after a broker restart that failed is asked again this often, for this long
 _RESYNC_EVERY_S = 2.0
 _RESYNC_FOR_S = 120.0
+#: the reasons of a restart the watch made (node.liveness: DEAD, HUNG), against an operator's
+_UNASKED = ("died", "hung")
 
 
 def _free_port(host: str) -> int:
@@ -130,7 +144,14 @@ class Supervisor:
         self._registry: dict[str, str] = {}
         self._names: dict[str, str] = {}  # role -> the Ray name of the detached actor playing it now
         self._hosts: dict[str, Any] = {}  # "relay", "api": stateless actors Ray restarts in place
+        # two locks, always taken in this order: `_restart_lock` (a restart of the validator, a broker
+        # adapter, the ledger or the reconciler: seconds, tens under load) and `_lock` (the lane table:
+        # failovers and broker moves). A leader failover never waits for a restart to finish.
+        self._restart_lock = threading.RLock()
         self._lock = threading.RLock()
+        self._liveness = LivenessPolicy()  # the restartable children's verdicts (node/liveness.py)
+        self._procs: dict[str, tuple[str, int]] = {}  # role -> (Ray node id, pid) when last learned
+        self._here = _this_node()
         self._watch = watch
         self._watch_s = watch_interval_ms / 1000
         self._stopping = threading.Event()
@@ -173,7 +194,7 @@ class Supervisor:
     # ---------------------------------------------------------------- start / stop
 
     def start(self) -> dict[str, str]:
-        with self._lock:
+        with self._restart_lock, self._lock:
             if self._registry:
                 return dict(self._registry)
             cfg = self._cfg
@@ -233,9 +254,9 @@ class Supervisor:
         kill orphans, start again whatever role has no live actor, bind the heartbeat socket at its old
         address and carry on (heartbeats, watch). Without a checkpoint: every child is killed and the
         node starts afresh."""
-        t0 = time.perf_counter()
+        t0, started_ns = time.perf_counter(), time.time_ns()
         cfg = self._cfg
-        with self._lock:
+        with self._restart_lock, self._lock:
             self._recorder.start()
             saved = decode_checkpoint(read_checkpoint(self._redis_url, checkpoint_key(cfg.node_id), timeout_ms=2000))
             if saved is None:
@@ -247,19 +268,18 @@ class Supervisor:
             self._engine_ports.update(saved.engine_ports)
             self._broker_ports.update(saved.broker_ports)
             self._policy.restore(saved.lanes)
-            found = {role: actor for role, name in saved.children.items()
-                     if (actor := _named(name, cfg.ray_namespace)) is not None}
+            self._procs.update(saved.processes)
+            found = _named_all(saved.children, cfg.ray_namespace)
             for role, actor in found.items():
                 self._adopt_child(role, actor, saved.children[role])
             self._kill_orphans(self._names)
-            for lane in self.lanes.values():
-                self._policy.adopt(lane, self._engine_views(lane))
+            promoted = self._look_at_every_lane(started_ns)
             hb = self._bind_heartbeats(int(saved.registry["heartbeat"].rsplit(":", 1)[1]))
             missing = self._start_missing()
             self._checkpoint()
             self.resumed = {"found": sorted(found), "missing": missing,
                             "groups": {name: lane.view() for name, lane in self.lanes.items()},
-                            "took_ms": round((time.perf_counter() - t0) * 1e3, 1)}
+                            "promoted": promoted, "took_ms": round((time.perf_counter() - t0) * 1e3, 1)}
             self._record("supervisor_restart", {"resumed": True, **self.resumed})
             self._notice("supervisor restarted: found " + ", ".join(sorted(found)) + "; started again: "
                          + (", ".join(missing) or "none"))
@@ -280,13 +300,46 @@ class Supervisor:
             if actor is not None:
                 ray.kill(actor, no_restart=True)
 
-    def _engine_views(self, lane: Lane) -> dict[str, tuple[str, int]]:
-        """name -> (role, epoch), from each engine of the lane that answers."""
-        refs = {e: self._actors["engine:" + e].stats.remote() for e in lane.engines if "engine:" + e in self._actors}
+    def _look_at_every_lane(self, restarted_ns: int) -> dict[str, dict]:
+        """A restarted supervisor's first look, at every lane at once: the engines' word on roles and
+        epochs (`FailoverPolicy.adopt`), each answer taken as a beat, and a group whose leader's
+        process is gone (or that answers as a standby: Ray restarted the process that led) gets its
+        best standby promoted now (node.liveness.resume_verdict), not after the detection windows.
+        Returns group -> {to, epoch, after_ms (from this supervisor's restart)} or {error}."""
+        lanes = list(self.lanes.values())
+        gone = {e for lane in lanes for e in lane.engines if self._process("engine:" + e) == Process.GONE}
+        views = self._engine_views(lanes, skip=gone)
+        now = time.time_ns()
+        for lane in lanes:
+            self._policy.adopt(lane, views)
+            for engine in lane.engines:
+                if engine in views:
+                    self._policy.on_beat(engine, views[engine][0], views[engine][1], now)
+        out: dict[str, dict] = {}
+        for lane in lanes:
+            verdict = resume_verdict(views.get(lane.leader),
+                                     Process.GONE if lane.leader in gone else self._process("engine:" + lane.leader))
+            if verdict != ResumeVerdict.PROMOTE:
+                continue
+            try:
+                event = self.failover(reason=Detector.RESUME, detected_ns=restarted_ns, group=lane.name)
+                out[lane.name] = {"to": event["to"], "epoch": event["epoch"],
+                                  "after_ms": round((event["promoted_ns"] - restarted_ns) / 1e6, 1)}
+            except Exception as exc:  # noqa: BLE001 - recorded by failover; the heartbeats take it from here
+                out[lane.name] = {"error": _brief(exc)}
+        return out
+
+    def _engine_views(self, lanes: list[Lane], skip: frozenset[str] | set[str] = frozenset(),
+                      timeout_s: float = 10.0) -> dict[str, tuple[str, int]]:
+        """name -> (role, epoch), from each engine of `lanes` that answers within one deadline for all
+        (`skip`: engines whose process is known gone, not waited for while Ray restarts them)."""
+        refs = {e: self._actors["engine:" + e].stats.remote() for lane in lanes for e in lane.engines
+                if "engine:" + e in self._actors and e not in skip}
+        deadline = time.monotonic() + timeout_s
         views = {}
         for engine, ref in refs.items():
             try:
-                got = ray.get(ref, timeout=10)
+                got = ray.get(ref, timeout=max(0.0, deadline - time.monotonic()))
                 views[engine] = (str(got.get("role", "")), int(got.get("epoch", 0)))
             except Exception:  # noqa: BLE001 - a dead or slow engine: Ray restarts it, it rejoins as a standby
                 continue
@@ -332,7 +385,7 @@ class Supervisor:
         api = self._hosts.pop("api", None)
         if api is not None:
             _stop_and_kill(api)
-        with self._lock:
+        with self._restart_lock, self._lock:
             roles = (["validator"] + ["engine:" + e for e in self._lane_of]
                      + ["broker:" + b for b in self._brokers] + ["reconciler", "ledger"])
             for role in roles:
@@ -454,6 +507,7 @@ class Supervisor:
                                                 "error": _brief(exc)})
                 raise
             self._policy.promoted(lane, target, time.time_ns())
+            self._learn_process("engine:" + target, self._actors["engine:" + target])
             self._checkpoint()
             if reason != Detector.MANUAL:
                 self._notice("engine:" + old + " lost the lead (" + reason + "); engine:" + target
@@ -499,7 +553,7 @@ class Supervisor:
         for a restarted supervisor (node.supervisor_checkpoint); queued, written in order."""
         saved = SupervisorCheckpoint(lanes=self._policy.checkpoint(), children=dict(self._names),
                                      registry=dict(self._registry), engine_ports=dict(self._engine_ports),
-                                     broker_ports=dict(self._broker_ports))
+                                     broker_ports=dict(self._broker_ports), processes=dict(self._procs))
         self._recorder.checkpoint(checkpoint_key(self._cfg.node_id), msgspec.json.encode(saved))
 
     def _heartbeat_loop(self, hb: zmq.Socket) -> None:
@@ -637,8 +691,10 @@ class Supervisor:
     def _broker_died(self, name: str, actor: Any, reason: str) -> None:
         """Every group on broker `name` moves to its next live broker; then the adapter comes back
         on its old address (a standby broker), or, for a group with nowhere to go, the leader
-        resyncs with it. Called from the heartbeat and the watch threads: acts once per death."""
-        with self._lock:
+        resyncs with it. Called from the heartbeat and the watch threads: acts once per death. The
+        moves hold the lane table's lock; the restart only the restart lock (a leader failover meanwhile
+        does not wait for the new adapter: its promotion asks the broker, which answers once it is back)."""
+        with self._restart_lock:
             if self._stopping.is_set() or actor is None or self._actors.get("broker:" + name) is not actor:
                 return  # stopping, or already replaced
             if reason == Detector.HEARTBEAT:
@@ -648,17 +704,18 @@ class Supervisor:
                                                 venue_inside=self._brokers[name].venue_inside):
                     return
             stay, moved = [], []
-            for lane in self.lanes.values():
-                if lane.broker != name:
-                    continue
-                target = self._next_broker(lane, exclude=name)
-                if target is None:
-                    stay.append(lane)
-                    continue
-                try:
-                    moved.append(self._move_lane(lane, target, reason="broker " + name + " died (" + reason + ")"))
-                except Exception:  # noqa: BLE001 - recorded by _move_lane; the adapter comes back below
-                    stay.append(lane)
+            with self._lock:
+                for lane in self.lanes.values():
+                    if lane.broker != name:
+                        continue
+                    target = self._next_broker(lane, exclude=name)
+                    if target is None:
+                        stay.append(lane)
+                        continue
+                    try:
+                        moved.append(self._move_lane(lane, target, reason="broker " + name + " died (" + reason + ")"))
+                    except Exception:  # noqa: BLE001 - recorded by _move_lane; the adapter comes back below
+                        stay.append(lane)
             self.restart_broker(reason="died", name=name, resync_lanes=stay)
         for event in moved:  # across accounts: the adapter is back, ask it about the stranded
             if not event["same_account"] and event["stranded"]:
@@ -696,18 +753,18 @@ class Supervisor:
 
     def restart(self, role: str = "validator", reason: str = "manual", dead: Any = None) -> dict[str, str]:
         """Replace the validator with a fresh one on the same port; returns the registry. With
-        `dead` (the handle found dead), only if that one is still the current validator: it may
-        have been stopped or replaced while the death was being noticed."""
+        `dead` (the handle found dead, or hung: node.liveness), only if that one is still the current
+        validator: it may have been stopped or replaced while the death was being noticed."""
         if role != "validator":
             raise ValueError("engines fail over (failover/failback); only the validator restarts")
         t0 = time.perf_counter()
-        with self._lock:
+        with self._restart_lock:
             if dead is not None and self._actors.get("validator") is not dead:
                 return dict(self._registry)
-            if reason == "died" and not self._may_restart("validator"):
+            if reason in _UNASKED and not self._may_restart("validator"):
                 return dict(self._registry)
-            if reason == "died":
-                self._notice("validator died")
+            if reason in _UNASKED:
+                self._notice("validator " + reason)
             old = self._actors.pop("validator", None)
             if old is not None:
                 ray.kill(old, no_restart=True)
@@ -717,7 +774,7 @@ class Supervisor:
             self.restarts.append({"role": role, "reason": reason, "resync": resync,
                                   "took_ms": round((time.perf_counter() - t0) * 1e3, 1)})
             self._record("restart", self.restarts[-1])
-            if reason == "died":
+            if reason in _UNASKED:
                 self._notice("validator back")
             return dict(self._registry)
 
@@ -726,17 +783,19 @@ class Supervisor:
         restarted broker adapter may lack orders): each leader reads the signal log after its
         checkpoint, asks the broker and sends what it lacks. One group: its answer alone."""
         lanes = list(self.lanes.values()) if lanes is None else lanes
+        refs = {lane.name: self._actors["engine:" + lane.leader].resync.remote() for lane in lanes}
+        deadline = time.monotonic() + 30.0  # one for all: a leader Ray is restarting holds up no other
         out = {}
-        for lane in lanes:
+        for group, ref in refs.items():
             try:
-                out[lane.name] = ray.get(self._actors["engine:" + lane.leader].resync.remote(), timeout=30)
+                out[group] = ray.get(ref, timeout=max(0.0, deadline - time.monotonic()))
             except Exception as exc:  # noqa: BLE001 - recorded; the next failover replays anyway
-                out[lane.name] = {"error": type(exc).__name__ + ": " + str(exc).splitlines()[0][:200]}
+                out[group] = {"error": _brief(exc)}
         return out[lanes[0].name] if len(self.lanes) == 1 and lanes else out
 
     def stop_role(self, role: str) -> None:
         """Stop the validator and leave it down (the watch ignores it) until `start_role`."""
-        with self._lock:
+        with self._restart_lock:
             actor = self._actors.pop(role, None)
             self._names.pop(role, None)
             self._checkpoint()
@@ -744,7 +803,7 @@ class Supervisor:
                 _kill_and_wait(actor)
 
     def start_role(self, role: str) -> dict[str, str]:
-        with self._lock:
+        with self._restart_lock:
             if role not in self._actors and role == "validator":
                 self._start_validator()
                 self._resync_leaders()
@@ -777,7 +836,7 @@ class Supervisor:
         leaders of the groups still on it (default: every group whose active broker it is) ask it
         what the venue has and re-drive the rest."""
         t0 = time.perf_counter()
-        with self._lock:
+        with self._restart_lock:
             name = name or self._first.broker
             if reason == "died" and not self._may_restart("broker:" + name):
                 return {"role": "broker", "broker": name, "gave_up": True}
@@ -909,8 +968,11 @@ class Supervisor:
         self._own("api", api, name)
 
     def _own(self, role: str, actor: Any, name: str) -> None:
-        """A started child joins the table (and the checkpoint, for a restarted supervisor)."""
+        """A started child joins the table (and the checkpoint, for a restarted supervisor), with its
+        process (node.liveness: its death is judged by it)."""
         self._adopt_child(role, actor, name)
+        self._learn_process(role, actor)
+        self._liveness.started(role, time.time_ns())
         self._checkpoint()
 
     def admin(self, action: str, body: dict) -> Any:
@@ -1115,14 +1177,17 @@ class Supervisor:
                 pass
 
     def _watch_loop(self) -> None:
-        """The validator and the broker adapters: polled over Ray; a dead validator is restarted on
-        the same address, a dead broker handled as `_broker_died` says."""
+        """The validator, the ledger, the reconciler and the broker adapters: polled over Ray. A
+        validator, ledger or reconciler is restarted on evidence of its death or when it has been hung
+        far longer than a slow answer (node.liveness: a late answer alone never restarts it); the
+        validator on the same address. A dead broker is handled as `_broker_died` says."""
         while not self._stopping.wait(self._watch_s):
             self._check_leaders_with_ray()
             validator = self._actors.get("validator")
-            if validator is not None and not _answers(validator) and not self._stopping.is_set():
+            verdict = self._judge("validator", validator)
+            if verdict in (Verdict.DEAD, Verdict.HUNG) and not self._stopping.is_set():
                 try:
-                    self.restart("validator", reason="died", dead=validator)
+                    self.restart("validator", reason="died" if verdict == Verdict.DEAD else "hung", dead=validator)
                 except Exception as exc:  # noqa: BLE001 - the dead handle stays in the table: next round
                     self._watch_failed("validator", exc)
             for name in self._brokers:
@@ -1134,9 +1199,10 @@ class Supervisor:
                         self._watch_failed("broker:" + name, exc)
             for role, spawn in (("ledger", self._start_ledger), ("reconciler", self._spawn_reconciler)):
                 actor = self._actors.get(role)
-                if actor is not None and _state(actor) == "dead" and not self._stopping.is_set():
+                verdict = self._judge(role, actor)
+                if verdict in (Verdict.DEAD, Verdict.HUNG) and not self._stopping.is_set():
                     try:
-                        self._restart_service(role, actor, spawn)
+                        self._restart_service(role, actor, spawn, "died" if verdict == Verdict.DEAD else "hung")
                     except Exception as exc:  # noqa: BLE001 - kept for stats; tried again next round
                         self._watch_failed(role, exc)
 
@@ -1148,20 +1214,48 @@ class Supervisor:
         self.last_watch_error = role + ": " + _brief(exc)
         self._log.warning("restart of %s failed, tried again: %s", role, self.last_watch_error)
 
-    def _restart_service(self, role: str, dead: Any, spawn: Callable[[], Any]) -> None:
+    def _judge(self, role: str, actor: Any) -> Verdict | None:
+        """The liveness verdict on the child playing `role` (None when there is none): its answer to
+        `alive()`, and whether its process still exists when it runs on this machine."""
+        if actor is None:
+            return None
+        return self._liveness.judge(role, _answer(actor), self._process(role), time.time_ns())
+
+    def _process(self, role: str) -> Process:
+        """`os.kill(pid, 0)` on the process last learned to play `role`, when it runs on this machine."""
+        known = self._procs.get(role)
+        if known is None or not self._here or known[0] != self._here:
+            return Process.UNKNOWN
+        try:
+            os.kill(known[1], 0)
+        except ProcessLookupError:
+            return Process.GONE
+        except PermissionError:  # another user's process: it exists
+            return Process.ALIVE
+        return Process.ALIVE
+
+    def _learn_process(self, role: str, actor: Any) -> None:
+        """Ask a child that just started (or was promoted) where its process runs (node.liveness)."""
+        try:
+            node_id, pid = ray.get(actor.process.remote(), timeout=5)
+            self._procs[role] = (str(node_id), int(pid))
+        except Exception:  # noqa: BLE001 - unknown: judged on its answers alone
+            self._procs.pop(role, None)
+
+    def _restart_service(self, role: str, dead: Any, spawn: Callable[[], Any], reason: str = "died") -> None:
         """A dead ledger or reconciler comes back, within the restart intensity. The ledger resumes its
         consumer group (what it had not acknowledged is read again, its inserts are idempotent); the
         reconciler holds no state of its own (its next run reads both books)."""
         t0 = time.perf_counter()
-        with self._lock:
+        with self._restart_lock:
             if self._stopping.is_set() or self._actors.get(role) is not dead or not self._may_restart(role):
                 return
-            self._notice(role + " died")
+            self._notice(role + " " + reason)
             self._actors.pop(role, None)
             ray.kill(dead, no_restart=True)
             with _kept_on_failure(self._actors, role, dead):
                 spawn()
-            event = {"role": role, "reason": "died", "took_ms": round((time.perf_counter() - t0) * 1e3, 1)}
+            event = {"role": role, "reason": reason, "took_ms": round((time.perf_counter() - t0) * 1e3, 1)}
             self.restarts.append(event)
             self._record("restart", event)
             self._notice(role + " back")
@@ -1313,8 +1407,15 @@ def _brief(exc: BaseException) -> str:
     return type(exc).__name__ + ": " + (lines[0][:200] if lines else "")
 
 
-def _answers(actor: Any) -> bool:
-    return _state(actor) == "up"
+def _answer(actor: Any, timeout_s: float = 2.0) -> Answer:
+    """One `alive()` call (node.liveness.Answer): only Ray's death notice or the actor's own "no" is
+    evidence; no answer in time, or Ray unable to reach it for now, is only late."""
+    try:
+        return Answer.YES if ray.get(actor.alive.remote(), timeout=timeout_s) else Answer.NO
+    except (ray.exceptions.GetTimeoutError, ray.exceptions.ActorUnavailableError):
+        return Answer.LATE
+    except Exception:  # noqa: BLE001 - ActorDiedError, ...: gone
+        return Answer.DIED
 
 
 def _state(actor: Any, timeout_s: float = 2.0) -> str:
@@ -1354,12 +1455,43 @@ def _kill_and_wait(actor: Any, timeout_s: float = 10.0) -> None:
         time.sleep(0.05)
 
 
+def _this_node() -> str:
+    """The Ray node id of this process ("" outside Ray): a child's pid is checked only on the same node."""
+    try:
+        return ray.get_runtime_context().get_node_id()
+    except Exception:  # noqa: BLE001 - no Ray (a unit test builds the class directly)
+        return ""
+
+
 def _reconstructed() -> bool:
     """Is this constructor Ray's restart of a supervisor that died (False outside an actor)?"""
     try:
         return bool(ray.get_runtime_context().was_current_actor_reconstructed)
     except Exception:  # noqa: BLE001 - not in an actor (a unit test builds the class directly)
         return False
+
+
+def _named_all(names: dict[str, str], namespace: str, timeout_s: float = 5.0) -> dict[str, Any]:
+    """role -> the live actor of each name (`_named`, asked all at once, one deadline for all)."""
+    handles = {}
+    for role, name in names.items():
+        try:
+            handles[role] = ray.get_actor(name, namespace=namespace)
+        except ValueError:
+            continue
+    refs = {role: actor.alive.remote() for role, actor in handles.items()}
+    deadline = time.monotonic() + timeout_s
+    found = {}
+    for role, ref in refs.items():
+        try:
+            if not ray.get(ref, timeout=max(0.0, deadline - time.monotonic())):
+                continue  # its service stopped
+        except ray.exceptions.GetTimeoutError:
+            pass  # slow, or restarted by Ray: it is there
+        except Exception:  # noqa: BLE001 - dead
+            continue
+        found[role] = handles[role]
+    return found
 
 
 def _named(name: str, namespace: str) -> Any:

@@ -37,6 +37,7 @@ class Detector(StrEnum):
 
     HEARTBEAT = "heartbeat"
     RAY = "ray"
+    RESUME = "resume"  # a restarted supervisor found the leader's process gone (node.liveness.resume_verdict)
     MANUAL = "manual"
 
 

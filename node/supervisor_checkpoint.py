@@ -10,7 +10,10 @@ promotion, a broker move, a child spawned or replaced):
   just before a death, before its checkpoint was written);
 - `registry`: role -> endpoint (the addresses clients and engines already use: the heartbeat socket is
   bound again at the same address);
-- `engine_ports`, `broker_ports`: the ports a restarted engine or adapter binds again.
+- `engine_ports`, `broker_ports`: the ports a restarted engine or adapter binds again;
+- `processes`: role -> (Ray node id, pid) of the process that played it when last learned (at its start,
+  at a promotion): a restarted supervisor judges a leader whose process is gone dead at once
+  (node.liveness.resume_verdict).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ class SupervisorCheckpoint(msgspec.Struct, frozen=True, kw_only=True):
     registry: dict[str, str]
     engine_ports: dict[str, int] = {}
     broker_ports: dict[str, int] = {}
+    processes: dict[str, tuple[str, int]] = {}
 
 
 _decoder = msgspec.json.Decoder(SupervisorCheckpoint)
