@@ -321,6 +321,10 @@ class Supervisor:
                                      Process.GONE if lane.leader in gone else self._process("engine:" + lane.leader))
             if verdict != ResumeVerdict.PROMOTE:
                 continue
+            if self._policy.best_standby(lane, exclude=lane.leader, now=now) is None:
+                # a lone engine Ray is restarting: the heartbeats promote it once it beats again
+                out[lane.name] = {"waiting": "no live standby"}
+                continue
             try:
                 event = self.failover(reason=Detector.RESUME, detected_ns=restarted_ns, group=lane.name)
                 out[lane.name] = {"to": event["to"], "epoch": event["epoch"],

@@ -11,6 +11,8 @@ beside Ray's own restart of the killed actor (kill -> its heartbeat back, as a s
         [--gap 1.5]                     # seconds after a killed engine is back before the next kill
         [--roles broker,reconciler]     # the other roles a random kill may hit (default: all of them)
         [--settle 30]                   # seconds, after the stream stops, for accepted signals to reach the venue
+        [--leader-while-down 0.5]       # the share of supervisor and broker-adapter kills followed,
+                                        # 0.3 s later, by a kill of the leader while that one is down
 
 Also reports where the time goes (`phases_ms`: detection, decision, promotion, first order) and
 the last promotions' steps (`promote_marks_us`).
@@ -62,15 +64,23 @@ async def _answered(loop, fn, *args, timeout_s: float = 120.0):
 OTHER_ROLES = ("validator", "broker", "ledger", "reconciler", "relay", "api")
 
 
+#: how long after a supervisor or broker-adapter kill the leader is killed too (`leader_while_down`)
+LEADER_AFTER_S = 0.3
+
+
 async def run_failovers(runtime, kills: int, rate: float, gap_s: float = 1.5, progress=None,
                         seed: int | None = None, supervisor_share: float = 0.1, others_share: float = 0.0,
-                        roles: tuple[str, ...] = OTHER_ROLES, settle_s: float = 30.0) -> dict:
+                        roles: tuple[str, ...] = OTHER_ROLES, settle_s: float = 30.0,
+                        leader_while_down: float = 0.0) -> dict:
     """Drive `rate` signals/s while killing the leader `kills` times, `gap_s` apart. With `seed`:
     random kills: each one hits the supervisor (`supervisor_share`), or one of `OTHER_ROLES`
     (`others_share`: the validator, the active broker adapter, the ledger, the reconciler, the events
     relay, the HTTP API), else the leader (4 in 5) or a standby, after a random gap of 0.5x to 1.5x
     `gap_s`; failover times are measured on the leader kills, the return of any other actor (kill -> it
-    answers again with a new pid, restarted by the supervisor or Ray) per role."""
+    answers again with a new pid, restarted by the supervisor or Ray) per role. With `leader_while_down`,
+    that share of the supervisor's and the broker adapter's kills is followed `LEADER_AFTER_S` later by
+    a kill of the leader while the other is down (its failover counts among the leader kills, and apart
+    in `while_down_failover_ms`)."""
     import random
 
     rng = random.Random(seed) if seed is not None else None
@@ -94,6 +104,16 @@ async def run_failovers(runtime, kills: int, rate: float, gap_s: float = 1.5, pr
     restarts: dict[tuple, dict] = {}  # the supervisor's restart events (a broker's: its leaders' resync answers)
     stop = asyncio.Event()
     kill_times: list[tuple[int, int]] = []  # (kill ns, epoch before)
+    while_down: list[tuple[int, int]] = []  # the leader kills while the supervisor or broker was down
+    resume_promoted_ms: list[float] = []  # a restarted supervisor's promotion, after its restart (resumed)
+
+    async def kill_leader_soon(pid: int, epoch: int, what: str) -> None:
+        await asyncio.sleep(LEADER_AFTER_S)
+        t = time.time_ns()
+        os.kill(pid, signal.SIGKILL)
+        kill_times.append((t, epoch))
+        while_down.append((t, epoch))
+        kill_log.append((round(time.monotonic() - t0, 1), "leader while " + what + " down"))
     restart_ms: list[float] = []
     loop = asyncio.get_running_loop()
 
@@ -142,13 +162,21 @@ async def run_failovers(runtime, kills: int, rate: float, gap_s: float = 1.5, pr
             leader = stats["supervisor"]["leader"]
             if rng is not None and rng.random() < supervisor_share:
                 pid = await _answered(loop, runtime.call_supervisor, "pid", "supervisor")
+                then = (rng.random() < leader_while_down
+                        and await _answered(loop, runtime.call_supervisor, "pid", "engine:" + leader))
                 kill_log.append((round(time.monotonic() - t0, 1), "supervisor"))
                 t_kill = time.time_ns()
                 os.kill(pid, signal.SIGKILL)
+                if then:
+                    await kill_leader_soon(then, epoch, "supervisor")
                 supervisor_kills += 1
                 while await _answered(loop, runtime.call_supervisor, "pid", "supervisor") == pid:
                     await asyncio.sleep(0.02)
                 supervisor_back_ms.append((time.time_ns() - t_kill) / 1e6)
+                promoted = (await _answered(loop, runtime.call_supervisor, "stats"))["supervisor"]["resumed"].get("promoted")
+                for got in (promoted or {}).values():
+                    if "after_ms" in got:
+                        resume_promoted_ms.append(got["after_ms"])
                 if progress:
                     progress("kill %d/%d: supervisor (back in %.0f ms)" % (k + 1, kills, supervisor_back_ms[-1]))
                 await asyncio.sleep(gap_s * rng.uniform(0.5, 1.5))
@@ -158,7 +186,13 @@ async def run_failovers(runtime, kills: int, rate: float, gap_s: float = 1.5, pr
                 if role == "broker":
                     venue_log_errors += log_errors_now
                 kill_log.append((round(time.monotonic() - t0, 1), role))
+                then = None
+                if role == "broker" and rng.random() < leader_while_down:
+                    pid = await _answered(loop, runtime.call_supervisor, "pid", "engine:" + leader)
+                    then = loop.create_task(kill_leader_soon(pid, epoch, "broker"))
                 back = await _kill_and_wait_back(loop, runtime, role)
+                if then is not None:
+                    await then
                 if back is not None:
                     others_back_ms.setdefault(role, []).append(back)
                 if progress:
@@ -209,10 +243,13 @@ async def run_failovers(runtime, kills: int, rate: float, gap_s: float = 1.5, pr
     failover_ms = []
     phases: dict[str, list[float]] = {"detect": [], "decide": [], "promote": [], "first_order": []}
     events.update({e["epoch"]: e for e in stats["supervisor"]["failovers"]})
+    while_down_ms = []
     for t_kill, epoch in kill_times:
         nxt = min((e for e in first if int(e) > epoch), default=None, key=int)
         if nxt is not None:
             failover_ms.append((first[nxt] - t_kill) / 1e6)
+            if (t_kill, epoch) in while_down:
+                while_down_ms.append(failover_ms[-1])
         event = events.get(epoch + 1)
         if event is not None and event.get("detected_ns") and nxt is not None:
             # kill -> noticed -> the supervisor acts -> promote returns; first order: after the kill
@@ -277,6 +314,10 @@ async def run_failovers(runtime, kills: int, rate: float, gap_s: float = 1.5, pr
         "failover_p99_ms": pct(failover_ms, 99),
         "failover_max_ms": round(max(failover_ms), 1) if failover_ms else 0.0,
         "failover_samples": len(failover_ms),
+        # the leader kills made while the supervisor or the broker adapter was down (`leader_while_down`)
+        "while_down_failover_ms": [round(v, 1) for v in while_down_ms],
+        # a restarted supervisor's promotion of a group whose leader's process was gone: ms after its restart
+        "resume_promoted_after_ms": resume_promoted_ms,
         "ray_restart_p50_ms": pct(restart_ms, 50),
         "ray_restart_p99_ms": pct(restart_ms, 99),
         # where the time goes (p50 / p99, ms): kill -> detected; detected -> the failover starts;
@@ -407,6 +448,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="with --others-share: the roles those kills may hit (comma-separated)")
     p.add_argument("--settle", type=float, default=30.0,
                    help="seconds after the stream stops for every accepted signal to reach the venue")
+    p.add_argument("--leader-while-down", type=float, default=0.0,
+                   help="with --random: the share of supervisor and broker-adapter kills followed %.1f s later by "
+                        "a kill of the leader while that one is down" % LEADER_AFTER_S)
     p.add_argument("--engines", default="native,native,native",
                    help="engine kinds in priority order (e.g. nautilus,nautilus: Nautilus always leads)")
     args = p.parse_args(argv)
@@ -423,7 +467,7 @@ def main(argv: list[str] | None = None) -> int:
         out = asyncio.run(run_failovers(runtime, args.kills, args.rate, progress=stderr_progress, seed=args.random,
                                         gap_s=args.gap, supervisor_share=args.supervisor_share,
                                         others_share=args.others_share, roles=tuple(args.roles.split(",")),
-                                        settle_s=args.settle))
+                                        settle_s=args.settle, leader_while_down=args.leader_while_down))
     finally:
         runtime.stop()
         drop_node_keys(runtime.redis_url if cfg.storage.redis_url else None, cfg.node_id)

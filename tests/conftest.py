@@ -154,13 +154,14 @@ def module_node(request, ray_session, make_config, _shared_node_stop):
 
 
 @pytest.fixture()
-def fresh_node(ray_session, make_config):
+def fresh_node(request, ray_session, make_config):
     """A whole node without a ledger, for one test (one that kills or stops its parts); after its
-    stop no actor of the node is left (its children are detached: the stop must find them all)."""
+    stop no actor of the node is left (its children are detached: the stop must find them all).
+    Config changes come in by indirect parametrization (`parametrize("fresh_node", [{...}], indirect=True)`)."""
     from actors.ray_actors import node_actor_names
     from node.runtime import NodeRuntime, quiet
 
-    runtime = NodeRuntime(make_config(), quiet)
+    runtime = NodeRuntime(make_config(**getattr(request, "param", {})), quiet)
     runtime.start()
     try:
         yield runtime
