@@ -84,7 +84,7 @@ import ray
 import zmq
 
 from actors.ray_actors import (ApiActor, RelayActor, node_actor_names, spawn, spawn_ledger, spawn_plain,
-                               spawn_reconciler, this_process)
+                               spawn_reconciler)
 from actors.recorder import Recorder, read_checkpoint
 from actors.service import bind_at
 from actors.wiring import EngineWiring
