@@ -273,17 +273,19 @@ class Supervisor:
             for role, actor in found.items():
                 self._adopt_child(role, actor, saved.children[role])
             self._kill_orphans(self._names)
-            promoted = self._look_at_every_lane(started_ns)
+            to_promote = self._look_at_every_lane()
             hb = self._bind_heartbeats(int(saved.registry["heartbeat"].rsplit(":", 1)[1]))
             missing = self._start_missing()
             self._checkpoint()
             self.resumed = {"found": sorted(found), "missing": missing,
                             "groups": {name: lane.view() for name, lane in self.lanes.items()},
-                            "promoted": promoted, "took_ms": round((time.perf_counter() - t0) * 1e3, 1)}
+                            "promoted": {}, "took_ms": round((time.perf_counter() - t0) * 1e3, 1)}
             self._record("supervisor_restart", {"resumed": True, **self.resumed})
             self._notice("supervisor restarted: found " + ", ".join(sorted(found)) + "; started again: "
                          + (", ".join(missing) or "none"))
             self._run_loops(hb)
+            if to_promote:  # once this constructor lets the lock go: a promotion may wait on a broker
+                self._spawn_thread(self._promote_at_resume, "resume-promote", to_promote, started_ns)
 
     def _adopt_child(self, role: str, actor: Any, name: str) -> None:
         if role in ("relay", "api"):
@@ -300,12 +302,12 @@ class Supervisor:
             if actor is not None:
                 ray.kill(actor, no_restart=True)
 
-    def _look_at_every_lane(self, restarted_ns: int) -> dict[str, dict]:
+    def _look_at_every_lane(self) -> list[Lane]:
         """A restarted supervisor's first look, at every lane at once: the engines' word on roles and
-        epochs (`FailoverPolicy.adopt`), each answer taken as a beat, and a group whose leader's
-        process is gone (or that answers as a standby: Ray restarted the process that led) gets its
-        best standby promoted now (node.liveness.resume_verdict), not after the detection windows.
-        Returns group -> {to, epoch, after_ms (from this supervisor's restart)} or {error}."""
+        epochs (`FailoverPolicy.adopt`), each answer taken as a beat; returns the groups whose leader's
+        process is gone (or that answers as a standby: Ray restarted the process that led) and that have
+        a live standby, to be promoted as soon as the supervisor is back (node.liveness.resume_verdict),
+        not after its detection windows (`_promote_at_resume`)."""
         lanes = list(self.lanes.values())
         gone = {e for lane in lanes for e in lane.engines if self._process("engine:" + e) == Process.GONE}
         views = self._engine_views(lanes, skip=gone)
@@ -315,23 +317,29 @@ class Supervisor:
             for engine in lane.engines:
                 if engine in views:
                     self._policy.on_beat(engine, views[engine][0], views[engine][1], now)
-        out: dict[str, dict] = {}
+        # a lone engine Ray is restarting has no live standby: the heartbeats promote it once it beats
+        return [lane for lane in lanes
+                if resume_verdict(views.get(lane.leader), Process.GONE if lane.leader in gone
+                                  else self._process("engine:" + lane.leader)) == ResumeVerdict.PROMOTE
+                and self._policy.best_standby(lane, exclude=lane.leader, now=now) is not None]
+
+    def _promote_at_resume(self, lanes: list[Lane], restarted_ns: int) -> None:
+        """The promotions `_look_at_every_lane` decided, each recorded in `resumed["promoted"]`: group ->
+        {to, epoch, after_ms (from this supervisor's restart)}, or {error} (the heartbeats take it from
+        there). A group another path failed over meanwhile is left alone."""
+        promoted = self.resumed["promoted"]
         for lane in lanes:
-            verdict = resume_verdict(views.get(lane.leader),
-                                     Process.GONE if lane.leader in gone else self._process("engine:" + lane.leader))
-            if verdict != ResumeVerdict.PROMOTE:
-                continue
-            if self._policy.best_standby(lane, exclude=lane.leader, now=now) is None:
-                # a lone engine Ray is restarting: the heartbeats promote it once it beats again
-                out[lane.name] = {"waiting": "no live standby"}
-                continue
+            leader = lane.leader
             try:
-                event = self.failover(reason=Detector.RESUME, detected_ns=restarted_ns, group=lane.name)
-                out[lane.name] = {"to": event["to"], "epoch": event["epoch"],
-                                  "after_ms": round((event["promoted_ns"] - restarted_ns) / 1e6, 1)}
+                with self._lock:
+                    if lane.leader != leader:  # the heartbeats were first
+                        promoted[lane.name] = {"skipped": "leader " + lane.leader + " leads"}
+                        continue
+                    event = self.failover(reason=Detector.RESUME, detected_ns=restarted_ns, group=lane.name)
+                promoted[lane.name] = {"to": event["to"], "epoch": event["epoch"],
+                                       "after_ms": round((event["promoted_ns"] - restarted_ns) / 1e6, 1)}
             except Exception as exc:  # noqa: BLE001 - recorded by failover; the heartbeats take it from here
-                out[lane.name] = {"error": _brief(exc)}
-        return out
+                promoted[lane.name] = {"error": _brief(exc)}
 
     def _engine_views(self, lanes: list[Lane], skip: frozenset[str] | set[str] = frozenset(),
                       timeout_s: float = 10.0) -> dict[str, tuple[str, int]]:
@@ -695,9 +703,11 @@ class Supervisor:
     def _broker_died(self, name: str, actor: Any, reason: str) -> None:
         """Every group on broker `name` moves to its next live broker; then the adapter comes back
         on its old address (a standby broker), or, for a group with nowhere to go, the leader
-        resyncs with it. Called from the heartbeat and the watch threads: acts once per death. The
-        moves hold the lane table's lock; the restart only the restart lock (a leader failover meanwhile
-        does not wait for the new adapter: its promotion asks the broker, which answers once it is back)."""
+        resyncs with it. Called from the heartbeat and the watch threads: acts once per death. Each move
+        holds the lane table's lock; the restart only the restart lock, and a group with nowhere to go
+        takes no lane lock at all: a leader failover meanwhile holds it while its promotion asks this
+        broker, which answers only once the restart is done (a first version waited on it here and
+        held the adapter's restart up until the promotion gave up)."""
         with self._restart_lock:
             if self._stopping.is_set() or actor is None or self._actors.get("broker:" + name) is not actor:
                 return  # stopping, or already replaced
@@ -708,11 +718,17 @@ class Supervisor:
                                                 venue_inside=self._brokers[name].venue_inside):
                     return
             stay, moved = [], []
-            with self._lock:
-                for lane in self.lanes.values():
+            for lane in self.lanes.values():
+                if lane.broker != name:
+                    continue
+                if self._next_broker(lane, exclude=name) is None:
+                    # nowhere to go: no lane lock (a failover holding it may be waiting on this adapter)
+                    stay.append(lane)
+                    continue
+                with self._lock:
+                    target = self._next_broker(lane, exclude=name)
                     if lane.broker != name:
                         continue
-                    target = self._next_broker(lane, exclude=name)
                     if target is None:
                         stay.append(lane)
                         continue

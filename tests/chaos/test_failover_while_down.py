@@ -73,10 +73,10 @@ def test_a_leader_killed_while_the_supervisor_is_down_is_promoted_as_the_supervi
             os.kill(leader_pid, signal.SIGKILL)  # while Ray restarts the supervisor
 
     replies = asyncio.run(burst(node, signals, on_sent))
-    wait_for(lambda: resumed(node), timeout_s=60)
+    wait_for(lambda: (resumed(node) or {}).get("promoted"), timeout_s=60)  # done beside the constructor
     got = resumed(node)
     group = next(iter(got["groups"]))
-    assert group in got["promoted"] and "error" not in got["promoted"][group], got
+    assert "to" in got["promoted"][group], got
     failovers = node.call_supervisor("stats")["supervisor"]["failovers"]
     assert [f["reason"] for f in failovers][:1] == ["resume"], failovers
     wait_for(lambda: led_by_a_live_engine(node), timeout_s=60)
