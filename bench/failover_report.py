@@ -105,7 +105,6 @@ async def run_failovers(runtime, kills: int, rate: float, gap_s: float = 1.5, pr
     stop = asyncio.Event()
     kill_times: list[tuple[int, int]] = []  # (kill ns, epoch before)
     while_down: list[tuple[int, int]] = []  # the leader kills while the supervisor or broker was down
-    resume_promoted_ms: list[float] = []  # a restarted supervisor's promotion, after its restart (resumed)
 
     async def kill_leader_soon(pid: int, epoch: int, what: str) -> None:
         await asyncio.sleep(LEADER_AFTER_S)
@@ -173,10 +172,6 @@ async def run_failovers(runtime, kills: int, rate: float, gap_s: float = 1.5, pr
                 while await _answered(loop, runtime.call_supervisor, "pid", "supervisor") == pid:
                     await asyncio.sleep(0.02)
                 supervisor_back_ms.append((time.time_ns() - t_kill) / 1e6)
-                promoted = (await _answered(loop, runtime.call_supervisor, "stats"))["supervisor"]["resumed"].get("promoted")
-                for got in (promoted or {}).values():
-                    if "after_ms" in got:
-                        resume_promoted_ms.append(got["after_ms"])
                 if progress:
                     progress("kill %d/%d: supervisor (back in %.0f ms)" % (k + 1, kills, supervisor_back_ms[-1]))
                 await asyncio.sleep(gap_s * rng.uniform(0.5, 1.5))
@@ -244,6 +239,9 @@ async def run_failovers(runtime, kills: int, rate: float, gap_s: float = 1.5, pr
     phases: dict[str, list[float]] = {"detect": [], "decide": [], "promote": [], "first_order": []}
     events.update({e["epoch"]: e for e in stats["supervisor"]["failovers"]})
     while_down_ms = []
+    # a restarted supervisor's promotions (reason `resume`): its restart (detected_ns) -> promoted
+    resume_promoted_ms = [round((e["promoted_ns"] - e["detected_ns"]) / 1e6, 1)
+                          for e in events.values() if e.get("reason") == "resume"]
     for t_kill, epoch in kill_times:
         nxt = min((e for e in first if int(e) > epoch), default=None, key=int)
         if nxt is not None:
