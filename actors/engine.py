@@ -83,7 +83,7 @@ from node.messages import (
 )
 from node.reasons import Reason
 from node.stages import Stage, StageClock
-from node.streams import EVENTS_FIELD, StreamLog, exec_ids_in, logged_since_ms, pack_batch, unpack_reports, unpack_signals
+from node.streams import EVENTS_FIELD, StreamLog, exec_ids_in, logged_since_ms, pack_batch, unpack_signals
 
 _MAX_PENDING_EVENTS = 1_000_000
 STALE_EPOCH = Reason.STALE_EPOCH.value

@@ -32,7 +32,7 @@ from node.config import NodeConfig
 from node.control import ControlRefused
 from node.checkpoint import EntryCheckpoint
 from node.logs import lifecycle, logger
-from node.messages import AmendKind, SignalAccepted, batch_decoder, encode, report_decoder
+from node.messages import AmendKind, batch_decoder, encode, report_decoder
 from node.orders import client_order_id_for
 from node.reasons import Reason
 from node.stats import NautilusEngineStats

@@ -90,7 +90,7 @@ from node.reconcile_halts import (
 )
 from node.reconcile_report import RESULT_COLUMNS, Action, RunSummary, count_kinds, markdown, result_rows
 from node.stats import ReconcilerStats
-from node.streams import EVENTS_FIELD, exec_ids_in, logged_since_ms, pack_batch, unpack_reports
+from node.streams import EVENTS_FIELD, exec_ids_in, logged_since_ms, pack_batch
 
 log = logging.getLogger("nae.reconciler")
 

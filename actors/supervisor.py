@@ -88,7 +88,7 @@ from actors.ray_actors import (ApiActor, RelayActor, node_actor_names, spawn, sp
 from actors.recorder import Recorder, read_checkpoint
 from actors.service import bind_at
 from actors.wiring import EngineWiring
-from node.config import BrokerConfig, EngineGroupConfig, NodeConfig
+from node.config import NodeConfig
 from node.control import EngineKind, Role
 from node.failover import Detector, FailoverPolicy, GrantKind, Lane, RestartBudget
 from node.liveness import Answer, LivenessPolicy, Process, ResumeVerdict, Verdict, resume_verdict

@@ -17,7 +17,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Protocol, runtime_checkable
 
-from node.config import EngineKind  # defined once, with the config that names it
+from node.config import EngineKind as EngineKind  # re-exported; defined once, with the config that names it
 from node.stats import EngineStats, NautilusEngineStats
 from node.errors import NodeError
 

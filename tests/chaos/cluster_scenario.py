@@ -21,7 +21,7 @@ import time
 import msgspec
 
 from node.client import ExecutionClient
-from node.config import ApiConfig, EngineConfig, StorageConfig
+from node.config import ApiConfig, EngineConfig
 from node.runtime import NodeRuntime, quiet
 
 def _load_node_config():

@@ -13,7 +13,7 @@ import httpx
 import msgspec
 import pytest
 
-from node.config import ApiConfig, EngineConfig
+from node.config import EngineConfig
 from node.runtime import NodeRuntime, quiet
 
 

@@ -11,7 +11,6 @@ import time
 
 import msgspec
 import pytest
-import redis
 import zmq
 
 from adapters.brokers.schwab.config import SchwabConfig

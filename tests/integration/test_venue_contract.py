@@ -9,7 +9,6 @@ the fake LEAN algorithm (lean), the Schwab fake over HTTP (schwab).
 from __future__ import annotations
 
 import asyncio
-import json
 import secrets
 import socket
 import time

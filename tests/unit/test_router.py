@@ -15,7 +15,6 @@ from node.config import (
     EngineGroupConfig,
     IntakeConfig,
     NodeConfig,
-    RouteConfig,
     SigningConfig,
     load_config,
 )
