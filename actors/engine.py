@@ -94,6 +94,10 @@ _SWEEP_MARGIN_NS = 2_000_000_000  # broker report times are in (nearly) hand-out
 _EARLY_MAX = 100_000  # followed reports kept for signals not here yet
 _EVENTS_LOOKBACK = 5_000  # event batch entries a recovery reads back for fills published already
 _FOLLOWED_EXECS_MAX = 1_000_000  # exec ids of followed fills remembered (oldest forgotten first)
+#: the newest followed fills a promotion makes sure `execution.events` holds (a leader's events flush
+#: follows its publishing within one wake-up; only a Redis outage at the old leader holds back more)
+_FOLLOWED_FILLS_KEPT = 20_000
+_LAST_SEQ = 2**64 - 1  # the highest sequence part of a stream entry id
 _LOOK_AFTER_S = 0.5  # a standby asks the broker about an order still without word after this
 
 
@@ -119,8 +123,12 @@ class EngineHost(EngineBase):
         self._marks: list[tuple[str, int]] = []  # the last promotion's steps (ns since its start)
         self.asked_last = 0  # orders the last recovery asked the broker about
         self._early: OrderedDict[str, list[ExecutionReport]] = OrderedDict()  # standby: reports before their signal
-        #: exec ids of the fills followed from the leader (published already): a new leader never publishes them again
-        self._followed_execs: OrderedDict[str, None] = OrderedDict()
+        #: exec ids of the fills followed from the leader (published already): a new leader never publishes
+        #: them again; True: `execution.events` holds it (it is never logged again either)
+        self._followed_execs: OrderedDict[str, bool] = OrderedDict()
+        #: the newest fills followed, until a promotion logs those the old leader did not (`_log_followed_fills`)
+        self._followed_fills: deque[ExecutionReport] = deque(maxlen=_FOLLOWED_FILLS_KEPT)
+        self.followed_logged = 0  # followed fills a promotion appended to the events stream (the old leader never did)
         self.repeats_withheld = 0  # fills a new leader booked and did not publish (their exec id was followed)
         self._unconfirmed: deque[tuple[float, str]] = deque()  # standby: (when recorded, order) with no word yet
         self._next_look = 0.0
@@ -261,14 +269,16 @@ class EngineHost(EngineBase):
         seen = self._seen_report_ns
         modes = self._modes.active
         execs = self._followed_execs
+        keep = self._followed_fills.append
         try:
             for rep in followed_reports(self._follow):
                 if rep.reason == STALE_EPOCH:  # a fenced engine's refusal says nothing about the order
                     continue
                 if rep.ts_ns > seen:
                     seen = rep.ts_ns
-                if rep.exec_id and rep.kind in FILL_KINDS:
-                    execs[rep.exec_id] = None
+                if rep.exec_id and rep.kind in FILL_KINDS and rep.exec_id not in execs:
+                    execs[rep.exec_id] = False
+                    keep(rep)
                     if len(execs) > _FOLLOWED_EXECS_MAX:
                         execs.popitem(last=False)
                 order = orders.get(rep.client_order_id)
@@ -471,11 +481,14 @@ class EngineHost(EngineBase):
             return
         if out.exec_id and self._followed_execs and out.exec_id in self._followed_execs:
             # the old leader published this execution: booked, not sent to subscribers again; logged
-            # (the old leader may have died before its events flush: the ledger dedupes by exec id)
+            # unless the events stream holds it (the ledger dedupes by exec id all the same)
             self.repeats_withheld += 1
             order = self.manager.orders.get(out.client_order_id)
             if order is not None:
                 self.open_index.touch(order)
+            if self._followed_execs[out.exec_id]:
+                return
+            self._followed_execs[out.exec_id] = True
             if is_shadow(out.strategy_id):  # a shadow copy's log is the shadow stream (the report dedupes)
                 self._shadow_events.append(encode(out))
             else:
@@ -672,8 +685,8 @@ class EngineHost(EngineBase):
 
         to_book = fills_to_book(fills, booked_of)
         execs = self._followed_execs
-        for exec_id in self._logged_exec_ids(to_book):  # the old leader published these: booked, not again
-            execs[exec_id] = None
+        for exec_id in self._logged_exec_ids(to_book):  # the old leader published and logged these: booked, not again
+            execs[exec_id] = True
         for fill in to_book:
             self._on_report(fill)
             self.swept_fills += 1
@@ -689,6 +702,44 @@ class EngineHost(EngineBase):
         except StoreError:
             return set()
         return exec_ids_in(entries, wanted)
+
+    def _log_followed_fills(self) -> None:
+        """On promotion: the fills followed from the old leader that `execution.events` does not hold
+        (it died or was fenced between publishing them and its events flush) are appended, once,
+        ahead of anything this engine publishes; never sent to subscribers again. The stream is read
+        forward from the oldest one's time to its end (exact); unreadable: all are appended (a
+        repeat the ledger dedupes by exec id, never a loss). They go with the next events flush
+        (kept and retried while Redis is away, like every report)."""
+        fills = list(self._followed_fills)
+        if not fills or self._log is None:
+            return
+        wanted = {f.exec_id for f in fills}
+        try:
+            logged = self._logged_since(logged_since_ms(fills), wanted)
+        except StoreError:
+            logged = set()
+        execs = self._followed_execs
+        missing = []
+        for fill in fills:
+            if fill.exec_id not in logged:
+                missing.append(encode(fill))
+                logged.add(fill.exec_id)
+            execs[fill.exec_id] = True
+        self._pending_events[:0] = missing  # before the recovery's reports: the stream keeps their order
+        self.followed_logged += len(missing)
+        self._followed_fills.clear()
+
+    def _logged_since(self, since_ms: int, wanted: set[str]) -> set[str]:
+        """Which of the exec ids `wanted` the events stream holds from `since_ms` to its end."""
+        found: set[str] = set()
+        position = str(since_ms - 1) + "-" + str(_LAST_SEQ) if since_ms > 0 else "0"
+        while len(found) < len(wanted):
+            batch = self._log.entries_after(position, 500)
+            if not batch:
+                break
+            found |= exec_ids_in(batch, wanted)
+            position = batch[-1][0]
+        return found
 
     def _query_since_ns(self) -> int:
         """The activity the broker must list besides the orders asked about: since the newest report
@@ -763,6 +814,8 @@ class EngineHost(EngineBase):
                 if saved:
                     self.checkpoint = EntryCheckpoint(saved.decode())
                 self._mark("followed", t0)
+                self._log_followed_fills()
+                self._mark("followed_logged", t0)
                 self._recover_in_flight(t0)
             except Exception:
                 # a half-done recovery must not lead: step back, keep following, let the
@@ -959,6 +1012,7 @@ class EngineHost(EngineBase):
             fenced=self.fenced,
             swept_fills=self.swept_fills,
             repeats_withheld=self.repeats_withheld,
+            followed_logged=self.followed_logged,
             looked_up=self.looked_up,
             unconfirmed=len(self._unconfirmed),
             duplicate_signals=m.duplicate_signals,

@@ -101,6 +101,7 @@ class EngineStats(StageFields, kw_only=True):
     tuned: dict[str, Any]
     fill_hist: Hist
     repeats_withheld: int  # fills a new leader booked, not published again (exec id followed from the old leader)
+    followed_logged: int  # followed fills a promotion appended to execution.events (the old leader never did)
 
 
 class KernelStats(_Stats, kw_only=True):

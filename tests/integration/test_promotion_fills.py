@@ -16,14 +16,20 @@ import time
 import pytest
 import redis
 import zmq
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from actors.broker import BrokerHost
 from actors.engine import EngineHost
 from actors.wiring import EngineWiring
 from adapters.engines.native import intent_for
 from adapters.paper.venue import PaperVenue
+from node.checkpoint import checkpoint_key
 from node.config import PaperSymbol, PaperVenueConfig
-from node.messages import Action, ExecKind, Signal, SignalAccepted, SubmitOrder, broker_event_decoder, encode
+from node.messages import (
+    Action, ExecKind, ExecutionReport, Signal, SignalAccepted, SignalBatch, SubmitOrder, broker_event_decoder, encode,
+)
+from node.open_orders import open_orders_key
 from node.orders import signal_id_for
 from node.streams import SIGNALS_FIELD, pack_batch, unpack_reports
 from tests.waits import wait_for
@@ -92,3 +98,118 @@ def test_a_promotion_books_the_old_leaders_unpublished_fills_without_restating_t
         broker.stop()
         client.delete(cfg.storage.signals_stream, cfg.storage.events_stream)
         client.close()
+
+
+def _send(client: redis.Redis, stream: str, intakes: list[zmq.Socket], signals: list[SignalAccepted]) -> None:
+    """One validator wake-up: the batch logged in `execution.signals`, then pushed to every engine."""
+    entry_id = client.xadd(stream, {SIGNALS_FIELD: pack_batch([encode(a) for a in signals])}).decode()
+    for sock in intakes:
+        sock.send(encode(SignalBatch(entry_id, signals)))
+
+
+def test_a_promotion_logs_the_fills_the_old_leader_published_and_never_logged(make_config, redis_url):
+    """The old leader publishes fills, the standby follows them, and the leader dies before its
+    events flush: the promoted standby appends them to `execution.events` (the ledger's source)
+    once each, under the exec id published, and never publishes them again."""
+    cfg = make_config()
+    venue = PaperVenue(PaperVenueConfig(symbols=[PaperSymbol(symbol="AAPL", price=200.0)]))
+    broker = BrokerHost("p", "127.0.0.1", venue)
+    endpoint = broker.start()["orders"]
+    client = redis.Redis.from_url(redis_url)
+    stream = cfg.storage.events_stream
+    leader = EngineHost(cfg, "a", EngineWiring(redis_url=redis_url, broker_endpoint=endpoint, role="leader"))
+    standby = EngineHost(cfg, "b", EngineWiring(redis_url=redis_url, broker_endpoint=endpoint, role="standby",
+                                                 follow_endpoint=leader.start()["events"]))
+    ctx = zmq.Context.instance()
+    intakes = []
+    try:
+        standby.start()
+        for host in (leader, standby):
+            sock = ctx.socket(zmq.PUSH)
+            sock.setsockopt(zmq.LINGER, 0)
+            sock.connect(host.endpoints["intake"])
+            intakes.append(sock)
+        signals = [_accepted(i) for i in range(N)]
+        # the first half: published, followed and logged (the standby follows the leader by now)
+        _send(client, cfg.storage.signals_stream, intakes, signals[:N // 2])
+        wait_for(lambda: len({r.exec_id for r in _published(client, stream) if r.kind in _FILLS}) == N // 2
+                 and len(standby._followed_execs) > 0)
+        # the second half: published and followed; the leader dies before its flush (it never logs again)
+        leader._flush_events = lambda: None
+        _send(client, cfg.storage.signals_stream, intakes, signals[N // 2:])
+        wait_for(lambda: len(venue.fills()) == N)
+        executions = {f.exec_id for f in venue.fills()}
+        wait_for(lambda: set(standby._followed_execs) >= executions)
+        leader.stop()
+        published = [(r.exec_id, r.client_order_id) for r in _published(client, stream) if r.kind in _FILLS]
+        assert len(published) == N // 2  # the gap: half the executions published, not logged
+
+        before = standby.published
+        standby.promote(2)
+        wait_for(lambda: len([r for r in _published(client, stream) if r.kind in _FILLS]) >= N)
+
+        fills = [r for r in _published(client, stream) if r.kind in _FILLS]
+        assert sorted(r.exec_id for r in fills) == sorted(executions)  # each execution once, the venue's id
+        assert {r.request_id for r in fills} == {a.signal.request_id for a in signals}
+        assert standby.published == before  # none published again to subscribers
+    finally:
+        for sock in intakes:
+            sock.close(0)
+        leader.stop()
+        standby.stop()
+        broker.stop()
+        client.delete(cfg.storage.signals_stream, cfg.storage.events_stream, checkpoint_key(cfg.node_id, "default"),
+                      open_orders_key(cfg.node_id, "default"))
+        client.close()
+
+
+def _followed_fill(i: int) -> ExecutionReport:
+    return ExecutionReport(kind=ExecKind.FILL, client_order_id="NAE-f" + str(i), exec_id="X-" + str(i),
+                           strategy_id="s" + str(i % 3), last_qty=1.0, last_px=200.0, cum_qty=1.0,
+                           ts_ns=time.time_ns())
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(logged=st.lists(st.booleans(), min_size=1, max_size=40), per_entry=st.integers(1, 7),
+       pending=st.integers(0, 3))
+def test_a_promotion_appends_the_followed_fills_the_stream_lacks_once_in_order(
+        make_config, redis_url, logged, per_entry, pending):
+    """Whatever the old leader logged of what it published (any subset, in entries of any size):
+    the promotion puts exactly the rest in its next events flush, in the order followed, ahead of
+    what it had pending; every followed exec id is then known logged (never logged again)."""
+    cfg = make_config()
+    host = EngineHost(cfg, "b", EngineWiring(redis_url=redis_url, broker_endpoint="tcp://127.0.0.1:1",
+                                             role="standby"))
+    client = host._open_streams()
+    try:
+        fills = [_followed_fill(i) for i in range(len(logged))]
+        in_stream = [encode(f) for f, was in zip(fills, logged) if was]
+        for at in range(0, len(in_stream), per_entry):
+            host._log.append(in_stream[at:at + per_entry])
+        for f in fills:
+            host._followed_execs[f.exec_id] = False
+            host._followed_fills.append(f)
+        ahead = [encode(_followed_fill(1000 + i)) for i in range(pending)]
+        host._pending_events = list(ahead)
+
+        host._log_followed_fills()
+
+        assert host._pending_events == [encode(f) for f, was in zip(fills, logged) if not was] + ahead
+        assert host.followed_logged == logged.count(False)
+        assert all(host._followed_execs[f.exec_id] for f in fills) and not host._followed_fills
+    finally:
+        client.delete(cfg.storage.events_stream)
+        client.close()
+
+
+def test_an_unreadable_stream_appends_every_followed_fill(make_config):
+    """Redis not answering the read: every followed fill goes in the next flush (a repeat the ledger
+    dedupes by exec id, never a loss)."""
+    cfg = make_config()
+    host = EngineHost(cfg, "b", EngineWiring(redis_url="redis://127.0.0.1:1/0", broker_endpoint="tcp://127.0.0.1:1",
+                                             role="standby"))
+    host._open_streams().close()
+    fills = [_followed_fill(i) for i in range(5)]
+    host._followed_fills.extend(fills)
+    host._log_followed_fills()
+    assert host._pending_events == [encode(f) for f in fills]
