@@ -96,7 +96,10 @@ _EVENTS_LOOKBACK = 5_000  # event batch entries a recovery reads back for fills 
 _FOLLOWED_EXECS_MAX = 1_000_000  # exec ids of followed fills remembered (oldest forgotten first)
 #: the newest followed fills a promotion makes sure `execution.events` holds (a leader's events flush
 #: follows its publishing within one wake-up; only a Redis outage at the old leader holds back more)
-_FOLLOWED_FILLS_KEPT = 20_000
+_FOLLOWED_FILLS_KEPT = 10_000
+#: how far before the oldest of them a promotion reads the events stream: a broker clock ahead of the
+#: Redis host's by more only makes repeats (the ledger dedupes by exec id), never a loss
+_FOLLOWED_LOG_MARGIN_MS = 5_000
 _LAST_SEQ = 2**64 - 1  # the highest sequence part of a stream entry id
 _LOOK_AFTER_S = 0.5  # a standby asks the broker about an order still without word after this
 
@@ -715,7 +718,7 @@ class EngineHost(EngineBase):
             return
         wanted = {f.exec_id for f in fills}
         try:
-            logged = self._logged_since(logged_since_ms(fills), wanted)
+            logged = self._logged_since(logged_since_ms(fills, _FOLLOWED_LOG_MARGIN_MS), wanted)
         except StoreError:
             logged = set()
         execs = self._followed_execs

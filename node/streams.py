@@ -50,9 +50,9 @@ def unpack_reports(fields: dict) -> list[ExecutionReport]:
 LOGGED_MARGIN_MS = 60_000
 
 
-def logged_since_ms(reports: list[ExecutionReport]) -> int:
+def logged_since_ms(reports: list[ExecutionReport], margin_ms: int = LOGGED_MARGIN_MS) -> int:
     """The stream id (ms) from which the events stream may hold any of `reports` (by their times)."""
-    return max(0, min(r.ts_ns for r in reports) // 1_000_000 - LOGGED_MARGIN_MS)
+    return max(0, min(r.ts_ns for r in reports) // 1_000_000 - margin_ms)
 
 
 def exec_ids_in(entries: list, wanted: set[str]) -> set[str]:
