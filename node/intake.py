@@ -53,6 +53,7 @@ class RiskCheck(Protocol):
 
     def check(self, signal: Signal, now_ns: int) -> list[Reason]: ...
     def commit(self, signal: Signal, now_ns: int) -> None: ...
+    def check_commit(self, signal: Signal, now_ns: int) -> list[Reason]: ...
     def release(self, signal: Signal, now_ns: int) -> None: ...
     def last_price(self, symbol: str) -> float: ...
 
@@ -63,6 +64,9 @@ class NoRisk:
 
     def commit(self, signal: Signal, now_ns: int) -> None:
         pass
+
+    def check_commit(self, signal: Signal, now_ns: int) -> list[Reason]:
+        return []
 
     def release(self, signal: Signal, now_ns: int) -> None:
         pass
@@ -299,21 +303,22 @@ class SignalGate:
         if self._rounds_to_zero(sig):
             return self._refuse(rid, [Reason.ZERO_QUANTITY], "the order is below intake.min_order_quantity shares")
         signal_id = signal_id_for(rid)
-        failed = self._risk.check(sig, now_ns)
+        # checked and, if it passes, reserved at once (one kernel call), so the next signal of the same
+        # batch sees this one (throttles, exposure)
+        try:
+            failed = self._risk.check_commit(sig, now_ns)
+            if not failed:
+                # stamped as the envelope: admit_envelope then copies no reply (a retry's copy is restamped)
+                reply = Reply(status=Status.ACCEPTED, request_id=rid, signal_id=signal_id, ts_ns=env.ts_ns)
+                self._memory.remember(rid, digest, ts, _remembered(reply))
+        except BaseException:
+            self._memory.forget(rid)
+            self._risk.release(sig, now_ns)  # nothing reserved: a no-op
+            raise
         if failed:
             verdict = self._refuse(rid, failed, signal_id=signal_id)
             self._memory.remember(rid, digest, ts, _remembered(verdict.reply))  # a retry gets the same refusal
             return verdict
-        # reserve at once, so the next signal of the same batch sees this one (throttles, exposure)
-        try:
-            self._risk.commit(sig, now_ns)
-            # stamped as the envelope: admit_envelope then copies no reply (a retry's copy is restamped)
-            reply = Reply(status=Status.ACCEPTED, request_id=rid, signal_id=signal_id, ts_ns=env.ts_ns)
-            self._memory.remember(rid, digest, ts, _remembered(reply))
-        except BaseException:
-            self._memory.forget(rid)
-            self._risk.release(sig, now_ns)
-            raise
         return Verdict(reply, sig)
 
     def _universe(self, key_id: str, sig: Signal) -> Verdict | None:

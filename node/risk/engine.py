@@ -3,7 +3,8 @@
 Per signal: map symbol / strategy / group to ids (dict lookups), one numba call that runs every check
 and returns a bitmask, reasons built only when the mask is non-zero. `check` never changes risk state;
 `commit` reserves what an accepted order uses (throttle tokens, breaker probes, the duplicate window,
-pending exposure) and `release` gives it back if the acceptance is undone. Fills, prices, rejects and
+pending exposure) and `release` gives it back if the acceptance is undone; `check_commit` is the two
+in one kernel call (the gate's path: the arguments built and the kernel dispatched once a signal). Fills, prices, rejects and
 operator controls update the state off the pre-trade path. Every time is an injected `now_ns`.
 
 Exposure checks see filled + pending (committed, not yet filled or cancelled) positions; the
@@ -28,7 +29,7 @@ from node.risk.breakers import EXECUTION, STRATEGY_PREFIX, SYSTEM, Breakers
 from node.risk.config import BreakerState, RiskLimits, TradingState
 from node.risk.controls import checked_limits
 from node.risk.kernels import (
-    BR_HALF_OPEN, apply_fill, apply_price, check_order, commit_order, ewma_step, mask_to_reasons, recompute_cw,
+    BR_HALF_OPEN, apply_fill, apply_price, check_commit_order, check_order, commit_order, ewma_step, mask_to_reasons, recompute_cw,
     release_pending, symmetrize,
 )
 
@@ -83,6 +84,9 @@ class PreTradeRisk:
             check_order(b.sf, b.tf, b.ti, b.sa, b.sn, b.g, c, i, gid, 1.0, 1.0, False, otype, 100.0, 0.0,
                         -1.0, -1.0, -1.0, 1)
         dq = commit_order(b.sf, b.tf, b.ti, b.sa, b.sn, b.g, c, i, gid, 1.0, 1.0, False, OT_MARKET, 0.0, 0.0, 1)
+        for otype in (OT_MARKET, OT_LIMIT):
+            check_commit_order(b.sf, b.tf, b.ti, b.sa, b.sn, b.g, c, i, gid, 1.0, 1.0, False, otype, 100.0, 0.0,
+                               -1.0, -1.0, -1.0, 1)
         apply_fill(b.sf, b.tf, b.sa, b.g, b.cov, 1, c, i, 1.0, dq, 100.0)
         release_pending(b.sf, b.tf, b.sa, b.g, c, i, 0.0)
         recompute_cw(b.sf, b.g, b.cov, 1)
@@ -92,6 +96,30 @@ class PreTradeRisk:
     # ------------------------------------------------------------ the per-signal path
     def check(self, signal: Signal, now_ns: int) -> list[Reason]:
         """Every failed check's reason ([] = pass). Does not change risk state."""
+        return self._reasons_of(check_order(*self._order_args(signal, now_ns)))
+
+    def check_commit(self, signal: Signal, now_ns: int) -> list[Reason]:
+        """`check`, then `commit` if every check passed, in one kernel call: the failed checks' reasons
+        ([] = passed and reserved, exactly as `check` then `commit` would have left the book)."""
+        args = self._order_args(signal, now_ns)
+        mask, dq = check_commit_order(*args)
+        if mask != 0:
+            return self._reasons_of(mask)
+        self._pending[signal.request_id] = [args[6], args[7], dq, now_ns]
+        self.book.ensure_headroom()
+        return []
+
+    def _reasons_of(self, mask: int) -> list[Reason]:
+        if mask == 0:
+            return []
+        reasons = self._reasons.get(mask)
+        if reasons is None:
+            reasons = self._reasons[mask] = tuple(mask_to_reasons(mask))
+        return list(reasons)
+
+    def _order_args(self, signal: Signal, now_ns: int) -> tuple:
+        """`check_order`'s arguments for `signal` (rolls the day; a new symbol, strategy or group takes
+        its slot here)."""
         if now_ns >= self._day_end_ns:
             self._roll_day(now_ns)
         b = self.book
@@ -121,17 +149,9 @@ class PreTradeRisk:
         if mult != 1.0:
             lp = None if lp is None else lp * mult
             sp = None if sp is None else sp * mult
-        mask = check_order(
-            b.sf, b.tf, b.ti, b.sa, b.sn, b.g, c, i, gid, 1.0 if signal.action in BUY_ACTIONS else -1.0, size,
-            notional, _OTYPE[signal.order_type], 0.0 if lp is None else float(lp), 0.0 if sp is None else float(sp),
-            m_exp, m_pct, m_slip, now_ns,
-        )
-        if mask == 0:
-            return []
-        reasons = self._reasons.get(mask)
-        if reasons is None:
-            reasons = self._reasons[mask] = tuple(mask_to_reasons(mask))
-        return list(reasons)
+        return (b.sf, b.tf, b.ti, b.sa, b.sn, b.g, c, i, gid, 1.0 if signal.action in BUY_ACTIONS else -1.0, size,
+                notional, _OTYPE[signal.order_type], 0.0 if lp is None else float(lp),
+                0.0 if sp is None else float(sp), m_exp, m_pct, m_slip, now_ns)
 
     def kernel_args(self, signal: Signal, now_ns: int) -> tuple:
         """The exact `check_order` arguments `check` builds (tests and benchmarks); ids must exist."""

@@ -8,7 +8,7 @@ from node.messages import ExecKind, ExecutionReport, RiskMeta, Side, Signal
 from node.risk import PreTradeRisk, RiskLimits
 from node.risk import kernels
 
-KERNELS = ("check_order", "commit_order", "apply_fill", "apply_price", "release_pending", "recompute_cw",
+KERNELS = ("check_order", "commit_order", "check_commit_order", "apply_fill", "apply_price", "release_pending", "recompute_cw",
            "ewma_step", "symmetrize")
 T0 = 1_700_000_000 * 1_000_000_000
 
@@ -23,6 +23,7 @@ def test_no_compilation_after_warm() -> None:
     for sig in (s, n):
         risk.check(sig, T0)
         risk.commit(sig, T0)
+    risk.check_commit(s, T0 + 1)
     risk.release(n, T0)
     risk.on_fill(ExecutionReport(kind=ExecKind.PARTIAL_FILL, client_order_id="c", exec_id="e", symbol="AAPL",
                                  side=Side.SELL, last_qty=1.0, last_px=100.0, leaves_qty=2.0, request_id="w1",
