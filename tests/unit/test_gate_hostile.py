@@ -84,13 +84,13 @@ def test_an_exception_inside_risk_is_a_reply_and_leaves_nothing_reserved():
     def boom(signal, now_ns):
         raise ZeroDivisionError("kernel")
 
-    real = g.risk.check
-    g.risk.check = boom  # an unforeseen fault deep in the judgement
+    real = g.risk.check_commit
+    g.risk.check_commit = boom  # an unforeseen fault deep in the judgement
     payload = good(request_id="same")
     v = admit(g, frame(payload))
     assert v.reply.status is Status.REJECTED and v.reply.reasons == [Reason.INTERNAL]
     assert g.counts["internal_errors"] == 1
-    g.risk.check = real
+    g.risk.check_commit = real
     v = admit(g, frame(payload))  # nothing was remembered: the retry is judged afresh
     assert v.reply.status is Status.ACCEPTED and not v.reply.duplicate
 
