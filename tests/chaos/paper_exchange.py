@@ -86,7 +86,10 @@ async def burst(intake: str, key_id: str, secret: str, signals, on_progress=None
             try:
                 for _ in range(120):
                     try:
-                        replies[sig.request_id] = (await client.send_signal(sig)).status
+                        reply = await client.send_signal(sig)
+                        replies[sig.request_id] = reply.status
+                        if reply.status != "ACCEPTED":  # shown with a failing test's output
+                            print("refused", sig.request_id, [str(r) for r in reply.reasons], reply.detail)
                         return
                     except TransportError:
                         await asyncio.sleep(0.25)

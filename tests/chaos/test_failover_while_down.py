@@ -96,6 +96,9 @@ def test_a_leader_killed_while_the_broker_adapter_restarts_is_failed_over(node):
 
     replies = asyncio.run(burst(node, signals, on_sent))
     wait_for(lambda: led_by_a_live_engine(node), timeout_s=60)
+    # the failover does not wait for the adapter's restart (node.liveness: restarts under a lock of their
+    # own), so the restart is recorded when it ends, which may be after the new leader leads
+    wait_for(lambda: node.call_supervisor("stats")["supervisor"]["restarts"], timeout_s=60)
     stats = node.call_supervisor("stats")["supervisor"]
     assert stats["failovers"] and stats["failovers"][0]["reason"] in ("heartbeat", "ray"), stats["failovers"]
     assert [r["role"] for r in stats["restarts"]] == ["broker"], stats["restarts"]
