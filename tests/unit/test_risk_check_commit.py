@@ -10,19 +10,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from node.messages import ExecKind, ExecutionReport, RiskMeta, Side, Signal
-from node.risk import PreTradeRisk, RiskLimits
+from node.risk import PreTradeRisk
 
-T0 = 1_700_000_000 * 1_000_000_000
+# the limits and prices of the one-by-one property test (tests/unit/test_risk_property.py): many refusals
+from tests.unit.test_risk_property import LIMITS, T0, prices
+
 SYMS = ["A", "B", "C", "D", "E", "F"]  # E unpriced, F unseen until an order names it
-LIMITS = RiskLimits(
-    cov_sample_interval_ms=0, max_quantity=400.0, max_notional_usd=30_000.0, max_symbol_long_usd=40_000.0,
-    max_symbol_short_usd=30_000.0, max_strategy_long_usd=60_000.0, max_strategy_short_usd=50_000.0,
-    max_strategy_exposure_usd=90_000.0, max_gross_exposure_usd=70_000.0, max_net_exposure_usd=50_000.0,
-    max_group_exposure_usd=45_000.0, max_incremental_var_usd2=2.0e6, max_position_pct=0.05,
-    max_daily_loss_usd=3_000.0, max_drawdown_usd=5_000.0, strategy_burst=2.0, node_burst=5.0,
-    strategy_orders_per_sec=2.0, node_orders_per_sec=4.0, trip_breaker_on_loss=False,
-)
-prices = st.sampled_from([25.0, 50.0, 75.0, 100.0, 150.0, 200.0])
 metas = st.one_of(st.none(), st.builds(RiskMeta, max_exposure=st.sampled_from([None, 5_000.0, 50_000.0]),
                                        max_position_pct=st.sampled_from([None, 0.01, 0.2]),
                                        max_slippage=st.sampled_from([None, 0.01, 0.5])))
