@@ -392,12 +392,17 @@ class Validator(LoopService):
         more = router.getsockopt
         admit = self.gate.admit
         limit = self.peer_limit
+        clock = self._clock_ns
         unjudged = 0
         for _ in range(self._batch_max):
             try:
                 ident = recv(zmq.NOBLOCK)
             except zmq.Again:
                 break
+            # each frame judged by the clock of its own read (~0.1 us): a round stalled mid-way (its
+            # process descheduled, stopped, paused) read frames sent after the stall, and the round's
+            # clock made their fresh stamps look seconds ahead (refused STALE_TIMESTAMP / FUTURE_TIMESTAMP)
+            now = clock()
             if not more(zmq.RCVMORE):
                 self._refuse_parts([ident], replies, now)
                 continue
