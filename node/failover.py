@@ -12,6 +12,9 @@ Races the chaos tests found, and the rule that settles each:
 - A lone engine killed -9 is restarted by Ray and beats again as a standby while Ray's watch may still
   report the killed incarnation dead: Ray's death notice never promotes the leader itself back
   (`ray_target`); the heartbeat path, which saw the leader go silent, promotes the new process.
+- A leader Ray restarted beats as a standby again, cold, beside a warm standby: whichever path acts, the
+  warm standby is promoted first whatever the priority (`best_standby`); the restarted process only
+  when no other engine beats.
 - A frozen store (Redis) blocks every engine's loop, so every leader falls silent at once, and each
   promotion hangs on the same store: while the store is down a silent leader is not failed over on
   heartbeats alone (only on Ray's death notice), and silence is judged only over time the store was up.
@@ -211,16 +214,23 @@ class FailoverPolicy:
     # ------------------------------------------------------------ decisions
 
     def best_standby(self, lane: Lane, exclude: str, now: int) -> str | None:
-        """The first engine by priority that beats, other than `exclude` (the failed leader), unless
-        that one beats as a standby again (Ray brought it back)."""
+        """The first engine by priority that beats, other than `exclude` (the failed leader); `exclude`
+        itself only when no other one beats and it beats as a standby again (Ray brought it back). A
+        standby that was warm before the death goes before the process Ray just restarted, whatever
+        their priority: the restarted one starts cold, and a hot standby is what the group is for (a
+        frozen-then-killed leader Ray restarted within the watch's look was promoted back over a warm
+        Nautilus standby: tests/integration/test_nautilus_standby_amends.py failed so 3 runs in 4)."""
+        back = None
         for engine in lane.engines:
             beat = self._beats.get(engine)
             if beat is None or now - beat.seen_ns > self.heartbeat_dead_ns:
                 continue
-            if engine == exclude and beat.role != Role.STANDBY:
+            if engine == exclude:
+                if beat.role == Role.STANDBY:
+                    back = engine
                 continue
             return engine
-        return None
+        return back
 
     def heartbeat_failover_due(self, lane: Lane, leader: str, now: int) -> bool:
         """Checked again when acting on a silent leader: still that leader, still silent, and a live

@@ -83,6 +83,19 @@ def test_the_failed_leader_is_its_own_standby_once_ray_brought_it_back():
     assert policy.best_standby(lane, exclude="a", now=now + 10 * MS) == "a"
 
 
+def test_a_warm_standby_goes_before_the_failed_leader_ray_brought_back_whatever_their_priority():
+    # the leader "a" (first by priority) frozen, killed, and restarted by Ray before the watch saw it
+    # dead: it beats as a standby again, cold; the warm standby "b" is promoted, not "a"
+    policy = make(engines=("a", "b"))
+    lane = policy.lanes["g"]
+    now = T0 + 100 * MS
+    policy.on_beat("b", Role.STANDBY, 1, now)
+    policy.on_beat("a", Role.STANDBY, 1, now)
+    assert policy.best_standby(lane, exclude="a", now=now) == "b"
+    assert policy.ray_target(lane, now) == "b"
+    assert policy.best_standby(lane, exclude="a", now=now + 61 * MS) is None  # every beat is stale
+
+
 def test_ray_never_promotes_a_lone_leader_it_restarted_that_is_the_heartbeat_paths_call():
     # the test_kill_restart[engine] race: the lone engine's restart beats as a standby while Ray's
     # watch still reports the killed incarnation dead; only the heartbeat path may promote it
@@ -102,8 +115,8 @@ def test_ray_promotes_another_live_standby():
     now = T0 + 10 * MS
     policy.on_beat("b", Role.STANDBY, 1, now)
     assert policy.ray_target(lane, now) == "b"
-    policy.on_beat("a", Role.STANDBY, 1, now)  # a (higher priority) is back too: still not a itself
-    assert policy.ray_target(lane, now) is None
+    policy.on_beat("a", Role.STANDBY, 1, now)  # a (higher priority) is back too, cold: the warm b still
+    assert policy.ray_target(lane, now) == "b"
 
 
 def test_a_frozen_store_defers_heartbeat_failover_and_silence_counts_from_its_return():
