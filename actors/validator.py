@@ -314,7 +314,7 @@ class Validator(LoopService):
                 # a later round reads only if frames wait (no failed receive, raising zmq.Again, per append)
                 if turn == 0 or self._router.getsockopt(zmq.EVENTS) & zmq.POLLIN:
                     try:
-                        self._admit_frames(events if turn == 0 else _NO_EVENTS, r.replies, r.accepted, r.now)
+                        self._admit_frames(events if turn == 0 else _NO_EVENTS, r.replies, r.accepted)
                     except BaseException:
                         self._undo(r)  # nothing of this round was logged
                         raise
@@ -383,7 +383,7 @@ class Validator(LoopService):
             self.wake_ns.append(took)
             self.reply_hist.observe_ns(took, len(r.replies))  # every signal of the round: read .. replied
 
-    def _admit_frames(self, events: dict, replies: list, accepted: list, now: int) -> None:
+    def _admit_frames(self, events: dict, replies: list, accepted: list) -> None:
         router = self._router
         # frame by frame, not `recv_multipart` (a list, keyword calls and a RCVMORE per frame: ~9 us
         # CPU a message here against ~5); ZeroMQ delivers a message whole, so its other frames are
