@@ -71,7 +71,6 @@ Contract:
 
 from __future__ import annotations
 
-import os
 import secrets
 import socket
 import threading
@@ -94,6 +93,7 @@ from node.failover import Detector, FailoverPolicy, GrantKind, Lane, RestartBudg
 from node.liveness import Answer, LivenessPolicy, Process, ResumeVerdict, Verdict, resume_verdict
 from node.logs import configure as configure_logging, lifecycle, logger
 from node.messages import Heartbeat, encode, heartbeat_decoder
+from node.pids import pid_alive
 from node.errors import BrokerError
 from node.reasons import Reason
 from node.reconcile_halts import FAILED_BY, by_of, lifts_failed_halt
@@ -160,7 +160,8 @@ class Supervisor:
         self._hb_dead_ns = cfg.heartbeat_misses * self._hb_interval_ns
         self._broker_dead_ns = cfg.broker_dead_ms * 1_000_000
         # the decisions (node/failover.py): fed by the heartbeat loop, the watch and the store probe
-        self._policy = FailoverPolicy(self.lanes, self._hb_interval_ns, self._hb_dead_ns, self._broker_dead_ns)
+        self._policy = FailoverPolicy(self.lanes, self._hb_interval_ns, self._hb_dead_ns, self._broker_dead_ns,
+                                      alive_silence_ns=cfg.leader_alive_silence_ms * 1_000_000)
         # the writes to Redis, off the decision path (a frozen store never holds a failover up)
         self._recorder = Recorder(redis_url, cfg.storage.monitoring_stream, on_store=self._policy.on_store)
         self._budget = RestartBudget()  # restart intensity per role; past it the role is given up
@@ -590,7 +591,8 @@ class Supervisor:
                 for name in pings.exchange(now):
                     policy.on_broker_answer(name, now)
                 for lane in self.lanes.values():
-                    if policy.leader_silent(lane, now) and policy.may_attempt(lane, now) and not self._stopping.is_set():
+                    if (policy.leader_silent(lane, now) and policy.may_attempt(lane, now)
+                            and not self._stopping.is_set() and self._leader_dead_enough(lane, now)):
                         self._on_leader_silent(lane, now)
                 for name in self._brokers:
                     if policy.broker_silent(name, now) and not self._stopping.is_set():
@@ -598,6 +600,14 @@ class Supervisor:
         finally:
             pings.close()
             hb.close(0)
+
+    def _leader_dead_enough(self, lane: Lane, now: int) -> bool:
+        """A leader silent a few beats is failed over at once when its process is gone (or elsewhere);
+        while its process is still here it is only slow until `leader_alive_silence_ms` (node.failover)."""
+        return self._policy.leader_silent(lane, now, self._leader_alive(lane))
+
+    def _leader_alive(self, lane: Lane) -> bool:
+        return self._process("engine:" + lane.leader) == Process.ALIVE
 
     def _demote_stale(self, engine: str, epoch: int) -> None:
         """Tell an engine that still beats as a leader its group no longer has to step down (once
@@ -625,7 +635,7 @@ class Supervisor:
         def run() -> None:
             try:
                 with self._lock:
-                    if self._policy.heartbeat_failover_due(lane, leader, time.time_ns()):
+                    if self._policy.heartbeat_failover_due(lane, leader, time.time_ns(), self._leader_alive(lane)):
                         self.failover(reason=Detector.HEARTBEAT, detected_ns=detected_ns, group=lane.name)
             except Exception:  # noqa: BLE001 - recorded by failover; retried after its backoff
                 pass
@@ -1242,17 +1252,11 @@ class Supervisor:
         return self._liveness.judge(role, _answer(actor), self._process(role), time.time_ns())
 
     def _process(self, role: str) -> Process:
-        """`os.kill(pid, 0)` on the process last learned to play `role`, when it runs on this machine."""
+        """Does the process last learned to play `role` still exist (`node.pids`), when it runs on this machine?"""
         known = self._procs.get(role)
         if known is None or not self._here or known[0] != self._here:
             return Process.UNKNOWN
-        try:
-            os.kill(known[1], 0)
-        except ProcessLookupError:
-            return Process.GONE
-        except PermissionError:  # another user's process: it exists
-            return Process.ALIVE
-        return Process.ALIVE
+        return Process.ALIVE if pid_alive(known[1]) else Process.GONE
 
     def _learn_process(self, role: str, actor: Any) -> None:
         """Ask a child that just started (or was promoted) where its process runs (node.liveness)."""

@@ -441,6 +441,9 @@ class NodeConfig(msgspec.Struct, **_BASE):
     tuning: TuningConfig = TuningConfig()
     heartbeat_interval_ms: PositiveInt = 20  # engines -> supervisor, over ZeroMQ
     heartbeat_misses: PositiveInt = 3  # silent this many intervals in a row = dead: fail over
+    #: ... unless the leader's process is still there (this machine): then only slow (a loaded host, a
+    #: pause) until it has been silent this long; a frozen or stuck leader is failed over after it
+    leader_alive_silence_ms: PositiveInt = 1_000
     #: an order sent with no word from its broker adapter by then is UNKNOWN (TIMEOUT) at the engine:
     #: new risk on its symbol waits until the broker's answer or a sweep resolves it
     submit_timeout_ms: PositiveInt = 30_000

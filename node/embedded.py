@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 
 from node.errors import StoreError
+from node.pids import pid_alive
 
 PG_SYSTEM_USER = "pgembed"
 PG_USER = "postgres"
@@ -117,20 +118,6 @@ def _socket_dir(preferred: Path, socket_name: str) -> Path:
     return short
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie child of ours counts as gone
-        with open("/proc/" + str(pid) + "/stat", "rb") as f:
-            return f.read().split(b") ", 1)[1][:1] != b"Z"
-    except (OSError, IndexError):
-        return True
-
-
 def _wait_gone(pid: int, timeout_s: float) -> bool:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -138,10 +125,10 @@ def _wait_gone(pid: int, timeout_s: float) -> bool:
             os.waitpid(pid, os.WNOHANG)
         except ChildProcessError:
             pass
-        if not _pid_alive(pid):
+        if not pid_alive(pid):
             return True
         time.sleep(0.02)
-    return not _pid_alive(pid)
+    return not pid_alive(pid)
 
 
 def _read_pid(path: Path) -> int | None:
@@ -154,7 +141,7 @@ def _read_pid(path: Path) -> int | None:
 def _runs(pid: int | None, exe_name: str) -> bool:
     """Whether `pid` is alive and runs the executable `exe_name` (servers rewrite their titles, so
     the executable, not the command line, identifies them)."""
-    if pid is None or not _pid_alive(pid):
+    if pid is None or not pid_alive(pid):
         return False
     try:
         return os.path.basename(os.readlink("/proc/" + str(pid) + "/exe")) == exe_name

@@ -20,6 +20,10 @@ Races the chaos tests found, and the rule that settles each:
   heartbeats alone (only on Ray's death notice), and silence is judged only over time the store was up.
 - A promotion that fails is retried with backoff (one heartbeat interval, doubling, capped), so a store
   outage cannot spin the epoch.
+- A leader silent for a few heartbeats whose process is still there is slow (a loaded host, a pause),
+  not dead: it is failed over only after `alive_silence_ns` (a frozen or stuck leader still goes). One
+  whose process is gone, or runs elsewhere, goes after `heartbeat_dead_ns`. On a loaded 2-core host
+  three missed 20 ms beats failed a healthy leader over several times a minute (`execnode up`).
 """
 
 from __future__ import annotations
@@ -120,6 +124,8 @@ class FailoverPolicy:
     #: each other over back and forth (epoch 2 -> 16 in a minute, tests/integration/test_cli_operate.py)
     settle_ns: int = 1_000_000_000
     settle_factor: int = 4
+    #: a silent leader whose process still exists on this machine is failed over only after this long
+    alive_silence_ns: int = 1_000_000_000
     retry_cap_ns: int = 2_000_000_000
     grants: list[EpochGrant] = field(default_factory=list)
     _beats: dict[str, _Beat] = field(default_factory=dict)
@@ -177,14 +183,16 @@ class FailoverPolicy:
     def store_up(self, now: int) -> bool:
         return now - self._store_ok_ns <= self.store_dead_ns
 
-    def leader_silent(self, lane: Lane, now: int) -> bool:
+    def leader_silent(self, lane: Lane, now: int, process_alive: bool = False) -> bool:
         """The leader has not beaten as a leader for `heartbeat_dead_ns` of time the detectors were
-        listening and the store was up (a frozen store stalls every loop: that is not a death)."""
+        listening and the store was up (a frozen store stalls every loop: that is not a death); for
+        `alive_silence_ns` when its process is known to be still there (`process_alive`)."""
         if not self.store_up(now):
             return False
         since = max(lane.leader_seen_ns, self._listening_since_ns, self._store_back_ns)
         settling = lane.promoted_ns and now - lane.promoted_ns < self.settle_ns
-        return now - since > self.heartbeat_dead_ns * (self.settle_factor if settling else 1)
+        limit = self.heartbeat_dead_ns * (self.settle_factor if settling else 1)
+        return now - since > (max(limit, self.alive_silence_ns) if process_alive else limit)
 
     def broker_silent(self, broker: str, now: int) -> int:
         """How long (ns) broker `broker` has been silent beyond its limit, else 0."""
@@ -232,11 +240,11 @@ class FailoverPolicy:
             return engine
         return back
 
-    def heartbeat_failover_due(self, lane: Lane, leader: str, now: int) -> bool:
+    def heartbeat_failover_due(self, lane: Lane, leader: str, now: int, process_alive: bool = False) -> bool:
         """Checked again when acting on a silent leader: still that leader, still silent, and a live
         standby to promote. With none yet (a lone engine Ray is restarting) no epoch is granted and the
         next look is a beat later."""
-        if lane.leader != leader or not self.leader_silent(lane, now):
+        if lane.leader != leader or not self.leader_silent(lane, now, process_alive):
             return False
         if self.best_standby(lane, exclude=leader, now=now) is None:
             self.nothing_to_promote(lane, now)

@@ -132,3 +132,34 @@ def test_a_validator_that_is_only_slow_is_not_restarted(node):
     stats = node.call_supervisor("stats")["supervisor"]
     assert stats["restarts"] == [], stats["restarts"]
     assert node.call_supervisor("pid", "validator") == pid
+
+
+def test_a_leader_paused_briefly_keeps_the_lead_and_one_stuck_past_its_alive_window_is_failed_over(node):
+    """Default detection (3 missed 20 ms beats): a leader whose process is still there is only slow until
+    `leader_alive_silence_ms` (1 s); stopped 0.3 s mid-burst it keeps the lead (it was failed over before:
+    spurious failovers on a loaded host), stopped 3 s it is failed over, and told to step down once
+    it runs again."""
+    signals = signals_of(node, seed=61)
+    pid = node.call_supervisor("pid", "engine")
+    paused: list[int] = []
+
+    def failovers() -> list:
+        return node.call_supervisor("stats")["supervisor"]["failovers"]
+
+    async def on_sent(i):
+        if i in (N_SIGNALS // 4, N_SIGNALS // 2):
+            stop_s = 0.3 if i == N_SIGNALS // 4 else 3.0
+            os.kill(pid, signal.SIGSTOP)
+            try:
+                await asyncio.sleep(stop_s)
+            finally:
+                os.kill(pid, signal.SIGCONT)
+            paused.append(len(failovers()))
+
+    replies = asyncio.run(burst(node, signals, on_sent))
+    assert paused[0] == 0, "a leader stopped 0.3 s was failed over"
+    wait_for(lambda: led_by_a_live_engine(node), timeout_s=60)
+    got = failovers()
+    assert [f["reason"] for f in got] == ["heartbeat"], got
+    assert node.call_supervisor("pid", "engine") != pid  # another engine leads
+    trades_on(node, signals, replies, seed=62)

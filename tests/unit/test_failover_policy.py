@@ -325,3 +325,35 @@ def test_only_a_replaced_leader_of_an_older_epoch_is_a_stale_leader():
     assert not policy.stale_leader("a", Role.STANDBY, 1)
     assert not policy.stale_leader("a", Role.LEADER, 3)  # promoted again at the lane's epoch (a failback)
     assert not policy.stale_leader("nobody", Role.LEADER, 0)
+
+
+@pytest.mark.parametrize(
+    "now_ms, process_alive, silent",
+    [(61, False, True), (61, True, False), (999, True, False), (1_001, True, True), (5_000, False, True)],
+)
+def test_a_silent_leader_whose_process_is_still_there_is_slow_until_alive_silence_ns(now_ms, process_alive, silent):
+    """Three missed beats fail a leader over when its process is gone (kill -9); while its process is
+    still there (a loaded host, a pause) only after `alive_silence_ns` (1 s by default): a frozen or
+    stuck leader still goes."""
+    policy = make()
+    lane = policy.lanes["g"]
+    store_answers(policy, T0 + now_ms * MS)
+    policy.on_beat("a", Role.LEADER, 1, T0)
+    policy.on_beat("b", Role.STANDBY, 1, T0 + now_ms * MS)
+    assert policy.leader_silent(lane, T0 + now_ms * MS, process_alive) is silent
+    assert policy.heartbeat_failover_due(lane, "a", T0 + now_ms * MS, process_alive) is silent
+
+
+def test_a_settling_leader_that_is_still_there_waits_the_longer_of_both_windows():
+    policy = FailoverPolicy(make().lanes, heartbeat_interval_ns=20 * MS, heartbeat_dead_ns=400 * MS,
+                            broker_dead_ns=500 * MS, alive_silence_ns=1_000 * MS)
+    policy.listening(T0)
+    lane = policy.lanes["g"]
+    policy.promoted(lane, "b", T0)
+    store_answers(policy, T0 + 1_200 * MS)
+    # promoted just now: silent only after 4 x 400 ms = 1.6 s, longer than the 1 s alive window
+    assert not policy.leader_silent(lane, T0 + 999 * MS, process_alive=True)
+    assert not policy.leader_silent(lane, T0 + 999 * MS, process_alive=False)
+    # settled (promoted over 1 s ago): the usual windows again
+    assert policy.leader_silent(lane, T0 + 1_001 * MS, process_alive=True)
+    assert policy.leader_silent(lane, T0 + 1_001 * MS, process_alive=False)
