@@ -353,6 +353,8 @@ async def _reconcile_mismatches(database_url: str | None, limit: int = 40) -> li
     except Exception as exc:  # noqa: BLE001 - the report says so
         return [{"error": type(exc).__name__}]
     try:
+        if not await conn.fetchval("SELECT to_regclass('reconciliation_runs') IS NOT NULL"):
+            return []  # a node without its ledger: no reconciler ran against this database
         rows = await conn.fetch("SELECT run_id, trigger, error, counts, actions, in_flight, started_at "
                                 "FROM reconciliation_runs WHERE NOT matched ORDER BY started_at LIMIT $1", limit)
         details = await conn.fetch("SELECT run_id, symbol, strategy_id, ledger_qty, broker_qty, action, detail "
