@@ -20,9 +20,11 @@ from node.stats import to_plain
 #: name prefix -> Ray actor options. num_cpus=0: the data plane is I/O bound and must all fit on
 #: one small machine; max_concurrency lets control calls run while the service loop thread works.
 #: Every child of the supervisor is detached (it outlives a supervisor that dies and is found again by
-#: name); `NodeRuntime.stop` kills them by name. The supervisor itself is restarted by Ray up to
-#: `SUPERVISOR_MAX_RESTARTS` times (its constructor then carries on from its checkpoint).
-SUPERVISOR_MAX_RESTARTS = 10
+#: name); `NodeRuntime.stop` kills them by name. The supervisor itself is restarted by Ray every time it
+#: dies (its constructor then carries on from its checkpoint) within its own restart intensity, counted in
+#: the checkpoint (`Supervisor._resume`: past it, it gives up and `execnode up` exits non-zero). A
+#: lifetime count (10, until 2026-11-30) ended a 100-kill run at its 11th supervisor kill, nine minutes in.
+SUPERVISOR_MAX_RESTARTS = -1
 ACTOR_OPTIONS: dict[str, dict[str, Any]] = {
     "validator": {"num_cpus": 0, "max_concurrency": 4, "max_restarts": 0},
     # an engine killed -9 is restarted by Ray and comes back as a hot standby (see ServiceActor)

@@ -111,6 +111,7 @@ _RESYNC_EVERY_S = 2.0
 _RESYNC_FOR_S = 120.0
 #: the reasons of a restart the watch made (node.liveness: DEAD, HUNG), against an operator's
 _UNASKED = ("died", "hung")
+SUPERVISOR = "supervisor"  # its own role in the restart intensity (`RestartBudget`), kept in the checkpoint
 
 
 def _free_port(host: str) -> int:
@@ -179,7 +180,9 @@ class Supervisor:
         self.broker_failovers: list[dict] = []
         self.resumed: dict[str, Any] = {}  # what the last restart of this supervisor found (stats)
         self._notices: list[tuple[int, str]] = []  # (seq, one line) for `execnode up`: deaths and returns
-        self._notice_seq = 0
+        # numbered from the wall clock, so a restarted supervisor's notices still follow the ones `execnode up`
+        # saw from the process before (a count from 0 again hid every notice after a supervisor restart)
+        self._notice_seq = time.time_ns() // 1_000
         if _reconstructed():
             self._resume()
 
@@ -264,6 +267,10 @@ class Supervisor:
                 self._kill_orphans({})
                 self._record("supervisor_restart", {"resumed": False, "reason": "no checkpoint"})
                 self.start()
+                return
+            self._budget.seed(SUPERVISOR, saved.restarts)
+            if not self._may_restart(SUPERVISOR):  # dies in a loop: stop carrying on (`execnode up` exits non-zero)
+                self._checkpoint_restarts(saved)
                 return
             self._registry = {k: v for k, v in saved.registry.items() if k != "heartbeat"}
             self._engine_ports.update(saved.engine_ports)
@@ -566,8 +573,14 @@ class Supervisor:
         for a restarted supervisor (node.supervisor_checkpoint); queued, written in order."""
         saved = SupervisorCheckpoint(lanes=self._policy.checkpoint(), children=dict(self._names),
                                      registry=dict(self._registry), engine_ports=dict(self._engine_ports),
-                                     broker_ports=dict(self._broker_ports), processes=dict(self._procs))
+                                     broker_ports=dict(self._broker_ports), processes=dict(self._procs),
+                                     restarts=self._budget.history(SUPERVISOR))
         self._recorder.checkpoint(checkpoint_key(self._cfg.node_id), msgspec.json.encode(saved))
+
+    def _checkpoint_restarts(self, saved: SupervisorCheckpoint) -> None:
+        """The checkpoint read back, with this restart counted (a supervisor that gave up resumes nothing)."""
+        self._recorder.checkpoint(checkpoint_key(self._cfg.node_id), msgspec.json.encode(
+            msgspec.structs.replace(saved, restarts=self._budget.history(SUPERVISOR))))
 
     def _heartbeat_loop(self, hb: zmq.Socket) -> None:
         """Engines' beats in; the brokers pinged (a DEALER each) and their answers in."""

@@ -341,6 +341,13 @@ class RestartBudget:
     _history: dict[str, list[int]] = field(default_factory=dict)
     gave_up: set[str] = field(default_factory=set)
 
+    def seed(self, role: str, history: list[int]) -> None:
+        """The restarts of `role` a previous process counted (the supervisor's own, from its checkpoint)."""
+        self._history[role] = list(history)[-self.max_restarts:]
+
+    def history(self, role: str) -> list[int]:
+        return list(self._history.get(role, []))
+
     def allow(self, role: str, now: int) -> bool:
         """May `role` be restarted now? Counts the restart when it may; gives the role up when not."""
         if role in self.gave_up:

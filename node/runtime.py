@@ -158,7 +158,7 @@ class NodeRuntime:
 
         try:
             got = ray.get(self.supervisor.notices.remote(self._notice_seq), timeout=max(5.0, poll_s * 5))
-        except ray.exceptions.GetTimeoutError:
+        except (ray.exceptions.GetTimeoutError, ray.exceptions.ActorUnavailableError):  # Ray restarts it
             if not self._supervisor_down:
                 self._supervisor_down = True
                 tell("supervisor not answering (Ray is restarting it, or it is busy)")

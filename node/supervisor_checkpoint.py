@@ -13,7 +13,9 @@ promotion, a broker move, a child spawned or replaced):
 - `engine_ports`, `broker_ports`: the ports a restarted engine or adapter binds again;
 - `processes`: role -> (Ray node id, pid) of the process that played it when last learned (at its start,
   at a promotion): a restarted supervisor judges a leader whose process is gone dead at once
-  (node.liveness.resume_verdict).
+  (node.liveness.resume_verdict);
+- `restarts`: when Ray restarted this node's supervisor (the newest few, ns): its own restart intensity
+  (node.failover.RestartBudget), counted across the processes that play it.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ class SupervisorCheckpoint(msgspec.Struct, frozen=True, kw_only=True):
     engine_ports: dict[str, int] = {}
     broker_ports: dict[str, int] = {}
     processes: dict[str, tuple[str, int]] = {}
+    restarts: list[int] = []
 
 
 _decoder = msgspec.json.Decoder(SupervisorCheckpoint)

@@ -22,7 +22,7 @@ def test_a_checkpoint_round_trips_through_its_bytes():
         lanes=[LaneState(name="g", epoch=7, leader="b", broker="p2")],
         children={"validator": "n.validator@1", "engine:a": "n.engine:a", "relay": "n.relay"},
         registry={"intake": "tcp://127.0.0.1:5555", "heartbeat": "tcp://127.0.0.1:5556"},
-        engine_ports={"a": 6000}, broker_ports={"p1": 6001},
+        engine_ports={"a": 6000}, broker_ports={"p1": 6001}, restarts=[1_000 * MS, 2_000 * MS],
     )
     assert decode(encode(saved)) == saved
     assert checkpoint_key("n") == "n.supervisor.checkpoint"
@@ -65,3 +65,22 @@ def test_adopt_never_lowers_an_epoch_and_ignores_engines_of_other_groups():
     pol.adopt(lane, {"a": ("standby", 2), "zz": ("leader", 50)}, margin=0)
     assert (lane.leader, lane.epoch) == ("a", 9)
     assert pol.grant(lane, GrantKind.PROMOTE, "b", "heartbeat", 0).epoch == 10
+
+
+def test_the_supervisors_restart_intensity_counts_across_its_processes():
+    """Each restarted supervisor seeds its budget from the checkpoint, counts itself and writes the
+    history back: the sixth restart within 60 s is refused (given up), one a minute later is not."""
+    from node.failover import RestartBudget
+
+    history: list[int] = []
+    verdicts = []
+    for t_s in (0, 10, 20, 30, 40, 50):  # six restarts, each a new process
+        budget = RestartBudget()
+        budget.seed("supervisor", history)
+        verdicts.append(budget.allow("supervisor", t_s * 1_000 * MS))
+        history = budget.history("supervisor")
+    assert verdicts == [True] * 5 + [False]
+    later = RestartBudget()
+    later.seed("supervisor", history)
+    assert later.allow("supervisor", 200_000 * MS)
+    assert decode(b'{"lanes": [], "children": {}, "registry": {}}').restarts == []  # an older checkpoint
