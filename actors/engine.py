@@ -84,6 +84,7 @@ from node.messages import (
 from node.reasons import Reason
 from node.stages import Stage, StageClock
 from node.streams import EVENTS_FIELD, StreamLog, exec_ids_in, logged_since_ms, pack_batch, unpack_signals
+from node.followed import FollowedFills
 
 _MAX_PENDING_EVENTS = 1_000_000
 STALE_EPOCH = Reason.STALE_EPOCH.value
@@ -94,13 +95,6 @@ _SWEEP_MARGIN_NS = 2_000_000_000  # broker report times are in (nearly) hand-out
 _EARLY_MAX = 100_000  # followed reports kept for signals not here yet
 _EVENTS_LOOKBACK = 5_000  # event batch entries a recovery reads back for fills published already
 _FOLLOWED_EXECS_MAX = 1_000_000  # exec ids of followed fills remembered (oldest forgotten first)
-#: the newest followed fills a promotion makes sure `execution.events` holds (a leader's events flush
-#: follows its publishing within one wake-up; only a Redis outage at the old leader holds back more)
-_FOLLOWED_FILLS_KEPT = 10_000
-#: how far before the oldest of them a promotion reads the events stream: a broker clock ahead of the
-#: Redis host's by more only makes repeats (the ledger dedupes by exec id), never a loss
-_FOLLOWED_LOG_MARGIN_MS = 5_000
-_LAST_SEQ = 2**64 - 1  # the highest sequence part of a stream entry id
 _LOOK_AFTER_S = 0.5  # a standby asks the broker about an order still without word after this
 
 
@@ -130,8 +124,7 @@ class EngineHost(EngineBase):
         #: them again; True: `execution.events` holds it (it is never logged again either)
         self._followed_execs: OrderedDict[str, bool] = OrderedDict()
         #: the newest fills followed, until a promotion logs those the old leader did not (`_log_followed_fills`)
-        self._followed_fills: deque[ExecutionReport] = deque(maxlen=_FOLLOWED_FILLS_KEPT)
-        self.followed_logged = 0  # followed fills a promotion appended to the events stream (the old leader never did)
+        self._followed_fills = FollowedFills()
         self.repeats_withheld = 0  # fills a new leader booked and did not publish (their exec id was followed)
         self._unconfirmed: deque[tuple[float, str]] = deque()  # standby: (when recorded, order) with no word yet
         self._next_look = 0.0
@@ -272,7 +265,7 @@ class EngineHost(EngineBase):
         seen = self._seen_report_ns
         modes = self._modes.active
         execs = self._followed_execs
-        keep = self._followed_fills.append
+        keep = self._followed_fills.keep
         try:
             for rep in followed_reports(self._follow):
                 if rep.reason == STALE_EPOCH:  # a fenced engine's refusal says nothing about the order
@@ -707,42 +700,14 @@ class EngineHost(EngineBase):
         return exec_ids_in(entries, wanted)
 
     def _log_followed_fills(self) -> None:
-        """On promotion: the fills followed from the old leader that `execution.events` does not hold
-        (it died or was fenced between publishing them and its events flush) are appended, once,
-        ahead of anything this engine publishes; never sent to subscribers again. The stream is read
-        forward from the oldest one's time to its end (exact); unreadable: all are appended (a
-        repeat the ledger dedupes by exec id, never a loss). They go with the next events flush
-        (kept and retried while Redis is away, like every report)."""
-        fills = list(self._followed_fills)
-        if not fills or self._log is None:
-            return
-        wanted = {f.exec_id for f in fills}
-        try:
-            logged = self._logged_since(logged_since_ms(fills, _FOLLOWED_LOG_MARGIN_MS), wanted)
-        except StoreError:
-            logged = set()
+        """On promotion: the fills followed from the old leader that `execution.events` lacks, once,
+        ahead of the recovery's reports (`EngineBase._log_followed`); each is then known logged (a
+        sweep that finds it again books it without logging or publishing it)."""
+        fills = self._followed_fills.take()
+        self._log_followed(fills)
         execs = self._followed_execs
-        missing = []
         for fill in fills:
-            if fill.exec_id not in logged:
-                missing.append(encode(fill))
-                logged.add(fill.exec_id)
             execs[fill.exec_id] = True
-        self._pending_events[:0] = missing  # before the recovery's reports: the stream keeps their order
-        self.followed_logged += len(missing)
-        self._followed_fills.clear()
-
-    def _logged_since(self, since_ms: int, wanted: set[str]) -> set[str]:
-        """Which of the exec ids `wanted` the events stream holds from `since_ms` to its end."""
-        found: set[str] = set()
-        position = str(since_ms - 1) + "-" + str(_LAST_SEQ) if since_ms > 0 else "0"
-        while len(found) < len(wanted):
-            batch = self._log.entries_after(position, 500)
-            if not batch:
-                break
-            found |= exec_ids_in(batch, wanted)
-            position = batch[-1][0]
-        return found
 
     def _query_since_ns(self) -> int:
         """The activity the broker must list besides the orders asked about: since the newest report

@@ -15,9 +15,11 @@ from node.checkpoint import EntryCheckpoint, checkpoint_key
 from node.config import NodeConfig
 from node.engine_opening import opened_before, opening, spawn_key
 from node.errors import StoreError
+from node.followed import FOLLOWED_LOG_MARGIN_MS, unlogged
+from node.messages import ExecutionReport, encode
 from node.modes import SHADOW_SUFFIX, ModeTable, Route, amend_at, is_shadow
 from node.router import Router
-from node.streams import EVENTS_FIELD, SIGNALS_FIELD, StreamLog, connect_redis, pack_batch
+from node.streams import EVENTS_FIELD, SIGNALS_FIELD, StreamLog, connect_redis, logged_since_ms, pack_batch
 
 
 class EngineBase(LoopService):
@@ -66,6 +68,7 @@ class EngineBase(LoopService):
         self.signals = 0
         self.published = 0
         self.store_failures = 0
+        self.followed_logged = 0  # followed fills a promotion appended to the events stream (the old leader never did)
 
     def _open_streams(self) -> redis.Redis | None:
         """The events and signal streams (none without Redis); the client, for what else it reads."""
@@ -111,6 +114,24 @@ class EngineBase(LoopService):
             self._open_orders_flushed()
         cp.changed = False
         self._pending_events = []
+
+    def _log_followed(self, fills: list[ExecutionReport]) -> None:
+        """On promotion, whatever the engine: the fills followed from the old leader (`node.followed`)
+        that `execution.events` does not hold (it died or was fenced between publishing them and its
+        events flush) go, once, ahead of anything this engine has pending or publishes next; never
+        to subscribers again. The stream is read forward from the oldest one's time to its end
+        (exact); unreadable: all are appended (a repeat the ledger dedupes by exec id, never a
+        loss). They go with the next events flush (kept and retried while Redis is away)."""
+        if not fills or self._log is None:
+            return
+        try:
+            logged = self._log.exec_ids_since(logged_since_ms(fills, FOLLOWED_LOG_MARGIN_MS),
+                                              {f.exec_id for f in fills})
+        except StoreError:
+            logged = set()
+        missing = [encode(f) for f in unlogged(fills, logged)]
+        self._pending_events[:0] = missing  # the stream keeps their order, ahead of this engine's own
+        self.followed_logged += len(missing)
 
     def _open_order_changes(self) -> tuple[str, dict[str, bytes], list[str]] | None:
         """(hash key, open orders to set, to delete) for this flush (`node.open_orders`); None: none."""

@@ -12,6 +12,10 @@ this host sits where every engine sits, so the supervisor treats it like any oth
   holds every order instead of sending it (`adapters/engines/nautilus/standby.py`). `promote(epoch)`
   replays the signal log after the checkpoint to the child (it drops what it has), then the child
   asks the broker under the new epoch, adopts the held orders the broker has and sends the others.
+  The child hands over the newest fills it followed (`node.followed`): those `execution.events` lacks
+  (the old leader published them and died or was fenced before its events flush) are appended once,
+  ahead of the child's own reports, never published again (`EngineBase._log_followed`, as the native
+  engine's promotion).
   `demote()` makes the child hold again at once. A standby whose child died starts a new one.
 """
 
@@ -261,6 +265,8 @@ class NautilusEngineHost(EngineBase):
         replayed = self.replayed
         self._replay()
         out = self._child.promote(epoch, self.to_child)
+        logged = self.followed_logged
+        self._log_followed(out.followed)  # ahead of the child's own reports (none taken yet)
         self.epoch = epoch
         self.role = "leader"
         took_us = (time.perf_counter_ns() - t0) // 1000
@@ -268,7 +274,8 @@ class NautilusEngineHost(EngineBase):
                                "replayed": self.replayed - replayed, "resent": out.resent,
                                "adopted": out.adopted, "in_flight": out.in_flight, "swept": out.swept,
                                "amend_cancels": out.amend_cancels, "amend_refused": out.amend_refused,
-                               "amend_adopted": out.amend_adopted, "child_ms": out.took_ms}
+                               "amend_adopted": out.amend_adopted, "child_ms": out.took_ms,
+                               "followed": len(out.followed), "followed_logged": self.followed_logged - logged}
         return {**self.last_promotion, "redriven": out.resent}
 
     def demote(self) -> None:
@@ -350,6 +357,7 @@ class NautilusEngineHost(EngineBase):
             published=self.published,
             pending_events=len(self._pending_events),
             store_failures=self.store_failures,
+            followed_logged=self.followed_logged,
             loop_errors=self.loop_errors,
             last_error=self.last_error,
             child_pid=self._child.pid if self._child is not None else None,

@@ -126,6 +126,7 @@ class KernelStats(_Stats, kw_only=True):
     held_sends: int
     held_open: int
     followed: int
+    followed_fills: int  # a standby's newest followed fills kept for its promotion (node.followed)
     early_applied: int
     early_waiting: int
     promotions: int
@@ -159,6 +160,7 @@ class NautilusEngineStats(LoopFields, kw_only=True):
     published: int
     pending_events: int
     store_failures: int
+    followed_logged: int  # followed fills a promotion appended to execution.events (the old leader never did)
     child_pid: int | None
     child: dict[str, Any]
 

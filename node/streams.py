@@ -24,6 +24,7 @@ from node.errors import StoreError
 from node.messages import ExecutionReport, SignalAccepted
 
 SIGNALS_FIELD = b"A"
+_LAST_SEQ = 2**64 - 1  # the highest sequence part of a stream entry id
 EVENTS_FIELD = b"E"
 
 _Raw = msgspec.Raw
@@ -154,6 +155,19 @@ class StreamLog:
             return self._client.xrevrange(self._stream, max="+", min=str(since_ms), count=count)
         except redis.RedisError as exc:
             raise StoreError("redis read of " + self._stream + " failed: " + type(exc).__name__) from exc
+
+    def exec_ids_since(self, since_ms: int, wanted: set[str], page: int = 500) -> set[str]:
+        """Which of the exec ids `wanted` the (events) stream holds from `since_ms` to its end: read
+        forward a page at a time, until all are found or the end. Raises `StoreError`."""
+        found: set[str] = set()
+        position = str(since_ms - 1) + "-" + str(_LAST_SEQ) if since_ms > 0 else "0"
+        while len(found) < len(wanted):
+            batch = self.entries_after(position, page)
+            if not batch:
+                break
+            found |= exec_ids_in(batch, wanted)
+            position = batch[-1][0]
+        return found
 
     def entries_after(self, entry_id: bytes | str, count: int = 1_000) -> list[tuple[bytes, dict]]:
         """Entries strictly after `entry_id` ("0" = from the start), oldest first."""

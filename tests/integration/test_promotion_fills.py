@@ -188,7 +188,7 @@ def test_a_promotion_appends_the_followed_fills_the_stream_lacks_once_in_order(
             host._log.append(in_stream[at:at + per_entry])
         for f in fills:
             host._followed_execs[f.exec_id] = False
-            host._followed_fills.append(f)
+            host._followed_fills.keep(f)
         ahead = [encode(_followed_fill(1000 + i)) for i in range(pending)]
         host._pending_events = list(ahead)
 

@@ -16,6 +16,7 @@ from adapters.engines.nautilus.control import (
     reply_decoder,
 )
 from node.gcwatch import GcWatch
+from node.messages import ExecKind, ExecutionReport
 from node.stages import StageClock, Stage
 from node.stats import (
     STAGE_FIELDS,
@@ -62,7 +63,9 @@ def test_control_commands_round_trip(cmd: object) -> None:
     assert command_decoder.decode(encode_control(cmd)) == cmd
 
 
-@pytest.mark.parametrize("reply", [KernelStatsReport(_kernel_stats(sent=5)), KernelPromoted(epoch=2, resent=1, took_ms=1.5)])
+@pytest.mark.parametrize("reply", [KernelStatsReport(_kernel_stats(sent=5)), KernelPromoted(epoch=2, resent=1, took_ms=1.5),
+                                   KernelPromoted(epoch=2, followed=[ExecutionReport(
+                                       kind=ExecKind.FILL, client_order_id="NAE-1", exec_id="X-1", last_qty=1.0)])])
 def test_control_replies_round_trip(reply: object) -> None:
     assert reply_decoder.decode(encode_control(reply)) == reply
 

@@ -73,6 +73,7 @@ from nautilus_trader.model.objects import AccountBalance, Money, Price, Quantity
 from adapters.engines.nautilus.bridge_strategy import BridgeBook
 from adapters.engines.nautilus.held_amends import Adopted, Takeover, plan_takeover
 from adapters.engines.nautilus.standby import ShadowBook, plan_promotion
+from node.followed import FollowedFills
 from node.open_orders import BookedOrphans
 from node.messages import (
     CancelOrder,
@@ -180,6 +181,9 @@ class BridgeExecutionClient(LiveExecutionClient):
         self.book: BridgeBook | None = None
         self.standby = config.role == "standby"
         self.shadow = ShadowBook()
+        #: the newest fills followed (published by the leader): handed to the host by a promotion, which
+        #: appends to `execution.events` those the old leader never logged (`node.followed`)
+        self.followed_fills = FollowedFills()
         self._follow: zmq.asyncio.Socket | None = None
         self._follow_task: asyncio.Task | None = None
         self.held_sends = 0  # submits a standby held back (never sent)
@@ -503,6 +507,7 @@ class BridgeExecutionClient(LiveExecutionClient):
         shadow.answer(coid, rep.kind)
         if (rep.kind is ExecKind.PARTIAL_FILL or rep.kind is ExecKind.FILL) and rep.last_qty <= 0.0:
             return  # a recovered state, not a fill: the promotion's sweep brings the real fills
+        self.followed_fills.keep(rep)  # an order of this engine's group: published, maybe not logged
         self._on_report(rep)
 
     def _amend_ended(self, amend_id: str) -> None:
@@ -562,7 +567,8 @@ class BridgeExecutionClient(LiveExecutionClient):
         return {"epoch": epoch, "resent": len(plan.send), "adopted": plan.adopted, "swept": plan.swept,
                 "in_flight": plan.in_flight, "amend_cancels": len(self.takeover.cancel),
                 "amend_refused": len(self.takeover.refuse), "amend_adopted": len(self.takeover.adopt),
-                "took_ms": round((time.perf_counter() - t0) * 1e3, 3)}
+                "took_ms": round((time.perf_counter() - t0) * 1e3, 3),
+                "followed": self.followed_fills.take()}  # last: a promotion that failed keeps them
 
     def demote(self) -> None:
         """Stop sending at once; hold from now on and follow the new leader's reports."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import msgspec
 
+from node.messages import ExecutionReport
 from node.stats import KernelStats
 
 
@@ -83,7 +84,8 @@ class KernelEpochSet(_Msg, tag="epoch"):
 
 class KernelPromoted(_Msg, tag="promote"):
     """What the promotion did (`standby.plan_promotion`): held orders sent, adopted, left in flight
-    (the broker's gate took them), fills swept, and the time it took in the child."""
+    (the broker's gate took them), fills swept, the time it took in the child, and the fills it
+    followed as a standby."""
 
     epoch: int
     resent: int = 0
@@ -94,6 +96,9 @@ class KernelPromoted(_Msg, tag="promote"):
     amend_cancels: int = 0  # held cancels (and replaces' cancels) sent: the broker lists the original open
     amend_refused: int = 0  # held replaces refused AMEND_NOT_LIVE (the original never live)
     amend_adopted: int = 0  # replacements the old leader sent: taken from the broker, not sent again
+    #: the newest fills the standby followed (`node.followed`, oldest first): the host appends to
+    #: `execution.events` those it lacks, ahead of this engine's own reports
+    followed: list[ExecutionReport] = []
 
 
 class KernelDemoted(_Msg, tag="demote"):

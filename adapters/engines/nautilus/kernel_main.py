@@ -291,6 +291,7 @@ class KernelChild:
             held_sends=c.held_sends,
             held_open=len(c.shadow.held),
             followed=c.shadow.followed,
+            followed_fills=len(c.followed_fills),
             early_applied=c.shadow.early_applied,
             early_waiting=len(c.shadow.early),
             promotions=c.promotions,

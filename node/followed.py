@@ -1,0 +1,74 @@
+"""The fills a hot standby followed from its leader, until a promotion logs those the log lacks (pure).
+
+A leader publishes each execution report at once and appends it to `execution.events` (the ledger's
+and the client's replay's source) at its next events flush; a leader that dies or is fenced between
+the two leaves fills that subscribers saw out of the log. Every standby, whatever its engine, keeps
+the newest fills it followed (`FollowedFills`); promoted, its host reads the events stream for them
+(`StreamLog.exec_ids_since`, from `logged_since_ms(fills, FOLLOWED_LOG_MARGIN_MS)`) and appends
+`unlogged(...)` once, ahead of its own reports, never publishing them again
+(`actors.engine_base.EngineBase._log_followed`). The native standby keeps them in its host, the
+Nautilus standby in its kernel child, which hands them to its host with the promotion's answer.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Collection, Iterable
+
+from node.messages import ExecKind, ExecutionReport
+
+#: the newest followed fills a promotion makes sure `execution.events` holds (a leader's events flush
+#: follows its publishing within one wake-up; only a Redis outage at the old leader holds back more)
+FOLLOWED_FILLS_KEPT = 10_000
+#: how far before the oldest of them a promotion reads the events stream: a broker clock ahead of the
+#: Redis host's by more only makes repeats (the ledger dedupes by exec id), never a loss
+FOLLOWED_LOG_MARGIN_MS = 5_000
+
+_FILL_KINDS = frozenset({ExecKind.PARTIAL_FILL, ExecKind.FILL})
+
+
+def is_execution(rep: ExecutionReport) -> bool:
+    """A report of one execution (a fill with its exec id), not a restated state."""
+    return bool(rep.exec_id) and rep.kind in _FILL_KINDS and rep.last_qty > 0.0
+
+
+class FollowedFills:
+    """The newest `kept` executions followed, each once (by exec id), oldest first."""
+
+    def __init__(self, kept: int = FOLLOWED_FILLS_KEPT) -> None:
+        self._kept = kept
+        self._fills: OrderedDict[str, ExecutionReport] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._fills)
+
+    def keep(self, rep: ExecutionReport) -> bool:
+        """Remember `rep` if it is an execution not kept yet (the oldest goes past `kept`); True if kept."""
+        if not is_execution(rep) or rep.exec_id in self._fills:
+            return False
+        fills = self._fills
+        fills[rep.exec_id] = rep
+        if len(fills) > self._kept:
+            fills.popitem(last=False)
+        return True
+
+    def extend(self, reps: Iterable[ExecutionReport]) -> None:
+        for rep in reps:
+            self.keep(rep)
+
+    def take(self) -> list[ExecutionReport]:
+        """Every fill kept, oldest first; forgotten here (a promotion logs them once)."""
+        out = list(self._fills.values())
+        self._fills.clear()
+        return out
+
+
+def unlogged(fills: list[ExecutionReport], logged: Collection[str]) -> list[ExecutionReport]:
+    """The `fills` whose exec id is not in `logged`, each exec id once, in the order given."""
+    seen = set(logged)
+    out = []
+    for fill in fills:
+        if fill.exec_id not in seen:
+            seen.add(fill.exec_id)
+            out.append(fill)
+    return out

@@ -1,0 +1,40 @@
+"""node.followed: the newest fills a standby followed (bounded, each once) and which of them to log."""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from node.followed import FollowedFills, unlogged
+from node.messages import ExecKind, ExecutionReport
+
+
+def _fill(i: int, kind: ExecKind = ExecKind.FILL, exec_id: str | None = None, qty: float = 1.0) -> ExecutionReport:
+    return ExecutionReport(kind=kind, client_order_id="NAE-" + str(i), exec_id="X-" + str(i) if exec_id is None
+                           else exec_id, last_qty=qty, last_px=10.0, cum_qty=qty, ts_ns=1_000 + i)
+
+
+def test_only_executions_are_kept_each_once() -> None:
+    kept = FollowedFills()
+    assert kept.keep(_fill(1)) and kept.keep(_fill(2, ExecKind.PARTIAL_FILL))
+    assert not kept.keep(_fill(1))  # the same exec id again
+    assert not kept.keep(_fill(3, ExecKind.NEW))
+    assert not kept.keep(_fill(4, exec_id=""))  # no exec id: a restated state
+    assert not kept.keep(_fill(5, qty=0.0))  # a recovered FILL, not an execution
+    assert [f.exec_id for f in kept.take()] == ["X-1", "X-2"]
+    assert len(kept) == 0 and kept.take() == []  # taken once
+
+
+@given(n=st.integers(0, 60), cap=st.integers(1, 20))
+def test_the_newest_are_kept_oldest_first(n: int, cap: int) -> None:
+    kept = FollowedFills(cap)
+    kept.extend(_fill(i) for i in range(n))
+    assert [f.exec_id for f in kept.take()] == ["X-" + str(i) for i in range(max(0, n - cap), n)]
+
+
+@given(logged=st.lists(st.booleans(), max_size=30), repeat=st.booleans())
+def test_unlogged_is_the_rest_once_in_order(logged: list[bool], repeat: bool) -> None:
+    fills = [_fill(i) for i in range(len(logged))]
+    given_fills = fills + fills if repeat else fills
+    out = unlogged(given_fills, {f.exec_id for f, was in zip(fills, logged) if was})
+    assert out == [f for f, was in zip(fills, logged) if not was]
