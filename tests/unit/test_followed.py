@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from node.followed import FollowedFills, unlogged
@@ -25,6 +25,7 @@ def test_only_executions_are_kept_each_once() -> None:
     assert len(kept) == 0 and kept.take() == []  # taken once
 
 
+@settings(deadline=None)  # a pure check: a loaded machine's slow first example is no failure
 @given(n=st.integers(0, 60), cap=st.integers(1, 20))
 def test_the_newest_are_kept_oldest_first(n: int, cap: int) -> None:
     kept = FollowedFills(cap)
@@ -32,6 +33,7 @@ def test_the_newest_are_kept_oldest_first(n: int, cap: int) -> None:
     assert [f.exec_id for f in kept.take()] == ["X-" + str(i) for i in range(max(0, n - cap), n)]
 
 
+@settings(deadline=None)
 @given(logged=st.lists(st.booleans(), max_size=30), repeat=st.booleans())
 def test_unlogged_is_the_rest_once_in_order(logged: list[bool], repeat: bool) -> None:
     fills = [_fill(i) for i in range(len(logged))]
