@@ -105,7 +105,9 @@ def test_a_promoted_nautilus_standby_logs_the_fills_the_old_leader_published_and
         assert len(fills) == N + OWN, "%d of %d executions logged" % (len(fills), N + OWN)
         assert sorted(r.exec_id for r in fills) == sorted({f.exec_id for f in venue.fills()})  # each once
         assert {r.request_id for r in fills} == {a.signal.request_id for a in signals}
-        assert out["resent"] == OWN and out["followed_logged"] == N // 2, out
+        # (the own orders are resent by the promotion, or sent after it when the kernel's queues still
+        # held them: either way once, and after the promotion logged the followed fills)
+        assert out["followed"] == N and out["followed_logged"] == N // 2, out
         assert standby.stats().followed_logged == N // 2
         # the stream keeps the order things happened in: the old leader's executions ahead of the new one's
         first_own = min(i for i, r in enumerate(fills) if r.client_order_id in own)
