@@ -248,7 +248,8 @@ class EngineHost(EngineBase):
                 return
             batch = batch_decoder.decode(frame)
             t_recv = time.time_ns()
-            self._submit_batch(batch.entry_id, batch.signals)
+            for entry_id, signals in self._with_gap(batch):
+                self._submit_batch(entry_id, signals)
             if self.role == "leader" and batch.signals:
                 n = len(batch.signals)
                 self.stages.observe(Stage.TO_ENGINE, t_recv - batch.signals[0].received_ns, n)
@@ -981,6 +982,8 @@ class EngineHost(EngineBase):
             swept_fills=self.swept_fills,
             repeats_withheld=self.repeats_withheld,
             followed_logged=self.followed_logged,
+            gaps_filled=self.gaps_filled,
+            gap_signals=self.gap_signals,
             looked_up=self.looked_up,
             unconfirmed=len(self._unconfirmed),
             duplicate_signals=m.duplicate_signals,

@@ -16,7 +16,7 @@ from node.config import NodeConfig
 from node.engine_opening import opened_before, opening, spawn_key
 from node.errors import StoreError
 from node.followed import FOLLOWED_LOG_MARGIN_MS, unlogged
-from node.messages import ExecutionReport, encode
+from node.messages import ExecutionReport, SignalAccepted, SignalBatch, encode
 from node.modes import SHADOW_SUFFIX, ModeTable, Route, amend_at, is_shadow
 from node.router import Router
 from node.streams import EVENTS_FIELD, SIGNALS_FIELD, StreamLog, connect_redis, logged_since_ms, pack_batch
@@ -69,6 +69,10 @@ class EngineBase(LoopService):
         self.published = 0
         self.store_failures = 0
         self.followed_logged = 0  # followed fills a promotion appended to the events stream (the old leader never did)
+        self._last_entry = ""  # the signals entry of the newest batch taken ("": none yet, no gap judged)
+        self.gaps_filled = 0  # batches whose `prev_id` this engine never got: the gap read back from the log
+        self.gap_signals = 0  # signals in those gaps
+        self.gap_read_failures = 0  # gap reads the store refused (read again at the next batch)
 
     def _open_streams(self) -> redis.Redis | None:
         """The events and signal streams (none without Redis); the client, for what else it reads."""
@@ -114,6 +118,29 @@ class EngineBase(LoopService):
             self._open_orders_flushed()
         cp.changed = False
         self._pending_events = []
+
+    def _with_gap(self, batch: SignalBatch) -> list[tuple[str, list[SignalAccepted]]]:
+        """The entries to take for `batch`, in log order: those logged between the last batch this
+        engine took and this one that never reached it (`prev_id` names an entry it did not get: a
+        validator killed between its append and its forward, or its queue for this engine lost with
+        it), read back from the signal log, then the batch itself. Their signals were ACKed: without
+        this, a leader's checkpoint passed them by and no recovery read them again (5 ACKed signals
+        lost in a 100-kill run at a validator kill). A store that does not answer: the gap is read at
+        the next batch (what it finds that this engine already has is a repeat it drops)."""
+        last = self._last_entry
+        self._last_entry = batch.entry_id
+        if not last or not batch.prev_id or batch.prev_id == last or self._signals is None:
+            return [(batch.entry_id, batch.signals)]
+        try:
+            missed = self._signals.signals_between(last, batch.entry_id)
+        except StoreError:
+            self._last_entry = last
+            self.gap_read_failures += 1
+            return [(batch.entry_id, batch.signals)]
+        self.gaps_filled += 1
+        self.gap_signals += sum(len(signals) for _, signals in missed)
+        missed.append((batch.entry_id, batch.signals))
+        return missed
 
     def _log_followed(self, fills: list[ExecutionReport]) -> None:
         """On promotion, whatever the engine: the fills followed from the old leader (`node.followed`)

@@ -192,22 +192,25 @@ class NautilusEngineHost(EngineBase):
                 frame = recv(zmq.NOBLOCK)
             except zmq.Again:
                 return
-            batch = batch_decoder.decode(frame)
-            self.signals += len(batch.signals)
-            # cancels and replaces go to the kernel too (the bridge strategy carries them out)
-            mine = self._mine(batch.signals)
-            if self._to_child is not None:  # a standby's child holds them (see module doc)
-                send = self._to_child.send
-                for acc in mine:
-                    send(encode(acc))
-                self.relayed += len(mine)
-                self.to_child += len(mine)
-            if self.role == "leader" and batch.entry_id not in self._replayed:
-                # a cancel is not waited for (its answer is the original's report); a replace is: its
-                # own id gets the new order's reports or the refusal
-                self.checkpoint.add_entry(batch.entry_id, [client_order_id_for(a.signal_id) for a in mine
-                                                           if a.signal.amend is None
-                                                           or a.signal.amend.kind is AmendKind.REPLACE])
+            for entry_id, signals in self._with_gap(batch_decoder.decode(frame)):
+                self._take_entry(entry_id, signals)
+
+    def _take_entry(self, entry_id: str, signals: list) -> None:
+        self.signals += len(signals)
+        # cancels and replaces go to the kernel too (the bridge strategy carries them out)
+        mine = self._mine(signals)
+        if self._to_child is not None:  # a standby's child holds them (see module doc)
+            send = self._to_child.send
+            for acc in mine:
+                send(encode(acc))
+            self.relayed += len(mine)
+            self.to_child += len(mine)
+        if self.role == "leader" and entry_id not in self._replayed:
+            # a cancel is not waited for (its answer is the original's report); a replace is: its
+            # own id gets the new order's reports or the refusal
+            self.checkpoint.add_entry(entry_id, [client_order_id_for(a.signal_id) for a in mine
+                                                 if a.signal.amend is None
+                                                 or a.signal.amend.kind is AmendKind.REPLACE])
 
     def _take_reports(self) -> None:
         """The child's reports, whatever the role: a standby child publishes nothing, so all that
@@ -358,6 +361,8 @@ class NautilusEngineHost(EngineBase):
             pending_events=len(self._pending_events),
             store_failures=self.store_failures,
             followed_logged=self.followed_logged,
+            gaps_filled=self.gaps_filled,
+            gap_signals=self.gap_signals,
             loop_errors=self.loop_errors,
             last_error=self.last_error,
             child_pid=self._child.pid if self._child is not None else None,

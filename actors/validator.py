@@ -497,9 +497,9 @@ class Validator(LoopService):
         self.xadd_ns.append(took)
         self.append_hist.observe_ns(took)
         self.accepted += len(r.accepted)
-        self._signals_tip = entry_id.decode()
+        prev, self._signals_tip = self._signals_tip, entry_id.decode()
         self._risk_dirty = True
-        return pack_signal_batch(self._signals_tip, r.packed)
+        return pack_signal_batch(self._signals_tip, r.packed, prev)
 
     def _hold_in_doubt(self, replies: list, accepted: list, packed: bytes, now: int, later: list) -> None:
         """The append went out unanswered: ERROR STORE_OUTCOME_UNKNOWN now and for retries (in
@@ -544,9 +544,9 @@ class Validator(LoopService):
                                                             signal_id=signal_id))
             self.accepted += len(signals)
             self.in_doubt_logged += len(signals)
-            self._signals_tip = entry_id.decode()  # nothing is appended while a batch is in doubt
+            prev, self._signals_tip = self._signals_tip, entry_id.decode()  # nothing is appended while in doubt
             self._risk_dirty = True
-            self._forward(pack_signal_batch(entry_id.decode(), packed))
+            self._forward(pack_signal_batch(self._signals_tip, packed, prev))
 
     def _forward(self, batch: bytes) -> None:
         """The durable batch to every engine (leader and standbys), in order per engine."""
@@ -731,6 +731,7 @@ class Validator(LoopService):
                 _log.warning("risk snapshot unusable, replaying the logs from the start: %s", exc)
                 saved = None
         signals = events = 0
+        self._signals_tip = signals_mark  # the log's tip, unless entries follow the snapshot's mark
         for entry_id, fields in self._state.entries_after(st.signals_stream, signals_mark):
             self._signals_tip = entry_id.decode()
             if SIGNALS_FIELD not in fields:

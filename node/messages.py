@@ -145,15 +145,19 @@ class SignalAccepted(msgspec.Struct, frozen=True, array_like=True, gc=False, tag
 
 class SignalBatch(msgspec.Struct, frozen=True, array_like=True, gc=False, tag="batch"):
     """The accepted signals of one validator wake-up, and the `execution.signals` entry that holds
-    exactly them: the engine checkpoints by entry id, and replays entries after its checkpoint."""
+    exactly them: the engine checkpoints by entry id, and replays entries after its checkpoint.
+    `prev_id`: the entry before it as the validator knows it (its previous append, or the log's tip
+    when it started): an engine that never got that one reads the gap back from the log (a validator
+    killed between its append and its forward left ACKed signals no engine had)."""
 
     entry_id: str
     signals: list[SignalAccepted]
+    prev_id: str = ""
 
 
-def pack_signal_batch(entry_id: str, packed_signals: bytes) -> bytes:
+def pack_signal_batch(entry_id: str, packed_signals: bytes, prev_id: str = "") -> bytes:
     """Encode a SignalBatch around an already-packed msgpack array of SignalAccepted."""
-    return _encoder.encode(("batch", entry_id, msgspec.Raw(packed_signals)))
+    return _encoder.encode(("batch", entry_id, msgspec.Raw(packed_signals), prev_id))
 
 
 # ---------------------------------------------------------------- engine <-> broker

@@ -102,6 +102,8 @@ class EngineStats(StageFields, kw_only=True):
     fill_hist: Hist
     repeats_withheld: int  # fills a new leader booked, not published again (exec id followed from the old leader)
     followed_logged: int  # followed fills a promotion appended to execution.events (the old leader never did)
+    gaps_filled: int  # batches whose predecessor never reached this engine: the gap read back from the log
+    gap_signals: int  # ACKed signals in those gaps
 
 
 class KernelStats(_Stats, kw_only=True):
@@ -161,6 +163,8 @@ class NautilusEngineStats(LoopFields, kw_only=True):
     pending_events: int
     store_failures: int
     followed_logged: int  # followed fills a promotion appended to execution.events (the old leader never did)
+    gaps_filled: int  # batches whose predecessor never reached this engine: the gap read back from the log
+    gap_signals: int  # ACKed signals in those gaps
     child_pid: int | None
     child: dict[str, Any]
 

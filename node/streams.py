@@ -38,6 +38,12 @@ def pack_batch(payloads: list[bytes]) -> bytes:
     return _encode([_Raw(p) for p in payloads])
 
 
+def entry_key(entry_id: str) -> tuple[int, int]:
+    """A stream entry id ("<ms>-<seq>") as a key that sorts as Redis orders entries."""
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)
+
+
 def unpack_signals(fields: dict) -> list[SignalAccepted]:
     return accepted_batch_decoder.decode(fields[SIGNALS_FIELD])
 
@@ -168,6 +174,26 @@ class StreamLog:
             found |= exec_ids_in(batch, wanted)
             position = batch[-1][0]
         return found
+
+    def signals_between(self, after: str, before: str, page: int = 500) -> list[tuple[str, list[SignalAccepted]]]:
+        """The (signals) stream's batches strictly between entries `after` and `before`, oldest first
+        (an entry that does not decode is left to the ledger's dead letters). Raises `StoreError`."""
+        out: list[tuple[str, list[SignalAccepted]]] = []
+        end = entry_key(before)
+        position: bytes | str = after
+        while True:
+            batch = self.entries_after(position, page)
+            for entry_id, fields in batch:
+                if entry_key(entry_id.decode()) >= end:
+                    return out
+                if SIGNALS_FIELD in fields:
+                    try:
+                        out.append((entry_id.decode(), unpack_signals(fields)))
+                    except (msgspec.DecodeError, msgspec.ValidationError):
+                        pass
+            if len(batch) < page:
+                return out
+            position = batch[-1][0]
 
     def entries_after(self, entry_id: bytes | str, count: int = 1_000) -> list[tuple[bytes, dict]]:
         """Entries strictly after `entry_id` ("0" = from the start), oldest first."""

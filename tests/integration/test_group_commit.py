@@ -17,6 +17,7 @@ from actors.validator import Validator
 from nae_client.client import prepare
 from nae_client.wire import Reply, Status, encode, response_decoder
 from node.fenced_log import FencedLog
+from node.messages import SignalBatch, batch_decoder
 from node.signing import make_envelope
 from node.streams import SIGNALS_FIELD, unpack_signals
 from tests.chaos.test_redis_outage import free_port
@@ -190,7 +191,10 @@ def test_a_crash_between_append_and_ack_loses_nothing(make_config, redis_url):
         _closed(v, ctx)
         client.close()
     # the node comes back on the same Redis; the client retries everything with the same request_ids
+    crashed_tip = redis.Redis.from_url(redis_url).xrevrange(stream, count=1)[0][0].decode()
     v, ctx, intake = _opened(cfg, redis_url)
+    forwarded: list[SignalBatch] = []
+    v._forward = lambda batch: forwarded.append(batch_decoder.decode(batch))
     client = _Client(cfg, intake)
     try:
         for rid in ids:
@@ -199,6 +203,10 @@ def test_a_crash_between_append_and_ack_loses_nothing(make_config, redis_url):
         assert all(client.replies[r].status is Status.ACCEPTED for r in ids), client.replies
         assert [client.replies[r].duplicate for r in ids] == [True, True, False, False]  # from the log
         assert sorted(_logged(redis_url, stream)) == sorted(ids)  # each once: nothing lost, none doubled
+        # the first batch forwarded after the crash names the entry logged and never forwarded before it:
+        # an engine that never got that one reads it back (tests/integration/test_signal_gap.py)
+        assert forwarded and forwarded[0].prev_id == crashed_tip, (crashed_tip, forwarded[:1])
+        assert all(b.prev_id == a.entry_id for a, b in zip(forwarded, forwarded[1:]))
     finally:
         client.close()
         _closed(v, ctx)

@@ -1,0 +1,108 @@
+"""ACKed signals the validator logged and never passed on reach the venue all the same, once.
+
+A validator killed between its append to `execution.signals` and its forward to the engines (or with a
+batch queued for an engine) leaves ACKed signals no engine got; the restarted validator forwards what
+comes next. Each batch names the entry before it (`SignalBatch.prev_id`): the engine that never got
+that entry reads the gap back from the log and takes it ahead of the batch. Before, the leader's
+checkpoint passed the gap by and no recovery read it again: 5 ACKed signals were lost at a validator
+kill in a 100-kill run (bench.failover_report, 2026-11-30).
+
+Played here: the validator (the test appends entries and pushes batches as it does), a real native
+leader and a hot standby, the paper venue behind a real broker adapter, Redis. In-process, no Ray.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import redis
+import zmq
+
+from actors.broker import BrokerHost
+from actors.engine import EngineHost
+from actors.wiring import EngineWiring
+from adapters.paper.venue import PaperVenue
+from node.checkpoint import checkpoint_key
+from node.config import PaperSymbol, PaperVenueConfig
+from node.messages import Action, Signal, SignalAccepted, SignalBatch, encode
+from node.open_orders import open_orders_key
+from node.orders import client_order_id_for, signal_id_for
+from node.streams import SIGNALS_FIELD, pack_batch
+from tests.waits import wait_for
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def _accepted(i: int) -> SignalAccepted:
+    rid = "gap-" + str(i)
+    sig = Signal(request_id=rid, strategy_id="s" + str(i % 3), timestamp=time.time(), symbol="AAPL",
+                 action=(Action.BUY, Action.SELL)[i % 2], quantity=float(1 + i % 5))
+    return SignalAccepted(signal_id_for(rid), time.time_ns(), sig)
+
+
+class _Validator:
+    """What the validator does with a batch: append it, then push it to every engine naming the
+    entry before it; `logged_only` appends and pushes nothing (killed before its forward)."""
+
+    def __init__(self, client: redis.Redis, stream: str, intakes: list[zmq.Socket]) -> None:
+        self._client, self._stream, self._intakes = client, stream, intakes
+        self.tip = ""
+
+    def append(self, signals: list[SignalAccepted], logged_only: bool = False) -> str:
+        entry_id = self._client.xadd(self._stream, {SIGNALS_FIELD: pack_batch([encode(a) for a in signals])}).decode()
+        prev, self.tip = self.tip, entry_id
+        if not logged_only:
+            for sock in self._intakes:
+                sock.send(encode(SignalBatch(entry_id, signals, prev)))
+        return entry_id
+
+
+def test_signals_logged_and_never_forwarded_are_taken_from_the_log_at_the_next_batch(make_config, redis_url):
+    cfg = make_config()
+    venue = PaperVenue(PaperVenueConfig(symbols=[PaperSymbol(symbol="AAPL", price=200.0)]))
+    broker = BrokerHost("p", "127.0.0.1", venue)
+    endpoint = broker.start()["orders"]
+    client = redis.Redis.from_url(redis_url)
+    leader = EngineHost(cfg, "a", EngineWiring(redis_url=redis_url, broker_endpoint=endpoint, role="leader"))
+    standby = EngineHost(cfg, "b", EngineWiring(redis_url=redis_url, broker_endpoint=endpoint, role="standby",
+                                                 follow_endpoint=leader.start()["events"]))
+    ctx = zmq.Context.instance()
+    intakes = []
+    try:
+        standby.start()
+        for host in (leader, standby):
+            sock = ctx.socket(zmq.PUSH)
+            sock.setsockopt(zmq.LINGER, 0)
+            sock.connect(host.endpoints["intake"])
+            intakes.append(sock)
+        validator = _Validator(client, cfg.storage.signals_stream, intakes)
+        signals = [_accepted(i) for i in range(30)]
+        validator.append(signals[:10])
+        wait_for(lambda: len(broker.orders()) == 10)
+        # killed between its append and its forward: two entries ACKed, logged, never pushed
+        validator.append(signals[10:15], logged_only=True)
+        validator.append(signals[15:20], logged_only=True)
+        # the restarted validator (its tip read from the log) forwards the next batch
+        validator.append(signals[20:])
+        wanted = {client_order_id_for(a.signal_id) for a in signals}
+        wait_for(lambda: {o.client_order_id for o in broker.orders()} >= wanted)
+        ids = [o.client_order_id for o in broker.orders()]
+        assert sorted(ids) == sorted(wanted), "each ACKed signal at the venue once"
+        assert (leader.gaps_filled, leader.gap_signals) == (1, 10)
+        # the standby took the gap too (recorded, not sent): its book knows every order a promotion may need
+        wait_for(lambda: standby.gap_signals == 10)
+        assert wanted <= set(standby.manager.orders)
+        # a batch that follows the one taken reads nothing more
+        validator.append([_accepted(100)])
+        wait_for(lambda: len(broker.orders()) == 31)
+        assert leader.gaps_filled == 1
+    finally:
+        for sock in intakes:
+            sock.close(0)
+        leader.stop()
+        standby.stop()
+        broker.stop()
+        client.delete(cfg.storage.signals_stream, cfg.storage.events_stream, checkpoint_key(cfg.node_id, "default"),
+                      open_orders_key(cfg.node_id, "default"))
+        client.close()
