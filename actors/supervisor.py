@@ -1179,6 +1179,13 @@ class Supervisor:
             raise RuntimeError("no reconciler: it needs a database ([reconcile] enabled, DATABASE_URL)")
         return msgspec.to_builtins(ray.get(actor.reconcile.remote(trigger), timeout=120))
 
+    def _respawn_reconciler(self) -> None:
+        """A dead reconciler's replacement runs at once (trigger `restart`): it does not know whether a
+        RECONCILE_FAILED halt of its predecessor's is in force, and a clean run lifts it
+        (node.reconcile_halts); it waited for the next scheduled run (up to `reconcile_every_secs`)."""
+        self._spawn_reconciler()
+        self._reconcile_later("restart")
+
     def _reconcile_later(self, trigger: str) -> None:
         """After a failover or a broker move: a run in the background (never holds up the move)."""
         actor = self._actors.get("reconciler")
@@ -1240,7 +1247,7 @@ class Supervisor:
                         self._broker_died(name, actor, "ray")
                     except Exception as exc:  # noqa: BLE001 - the dead handle stays in the table: next round
                         self._watch_failed("broker:" + name, exc)
-            for role, spawn in (("ledger", self._start_ledger), ("reconciler", self._spawn_reconciler)):
+            for role, spawn in (("ledger", self._start_ledger), ("reconciler", self._respawn_reconciler)):
                 actor = self._actors.get(role)
                 verdict = self._judge(role, actor)
                 if verdict in (Verdict.DEAD, Verdict.HUNG) and not self._stopping.is_set():

@@ -157,3 +157,18 @@ def test_a_start_up_run_while_the_broker_adapter_restarts_ends_with_the_node_tra
     if not summary["actions"]:
         assert not startup[-1]["error"], runs  # a later try compared
     assert all(r["actions"] == "[]" for r in runs if r["trigger"] != "startup"), runs  # no other run halted
+
+
+def test_a_restarted_reconciler_lifts_its_predecessors_failed_halt_at_once(module_ledger_node):
+    """A RECONCILE_FAILED halt in force, and the reconciler that placed it killed -9: its replacement
+    runs at once (trigger `restart`) and lifts it; it waited for the next scheduled run (60 s)."""
+    node = module_ledger_node
+    run = str(time.time_ns())
+    node.call("validator", "set_state", "HALTED", None, FAILED_BY)
+    assert asyncio.run(_one(node, "rr-" + run, "rr-1-" + run)) == "HALTED"
+    t0 = time.time()
+    old = _kill(node, "reconciler")
+    wait_for(lambda: _back(node, "reconciler", old), timeout_s=60)
+    wait_for(lambda: asyncio.run(_one(node, "rr-" + run, "rr-" + str(time.time_ns()))) == "ACCEPTED", timeout_s=30)
+    runs = asyncio.run(_runs(node.cfg.storage.database_url, t0))
+    assert "restart" in [r["trigger"] for r in runs], runs
