@@ -24,14 +24,12 @@ from actors.engine import EngineHost
 from actors.wiring import EngineWiring
 from adapters.engines.native import intent_for
 from adapters.paper.venue import PaperVenue
-from node.checkpoint import checkpoint_key
 from node.config import PaperSymbol, PaperVenueConfig
 from node.messages import (
-    Action, ExecKind, ExecutionReport, Signal, SignalAccepted, SignalBatch, SubmitOrder, broker_event_decoder, encode,
+    ExecKind, ExecutionReport, SignalAccepted, SubmitOrder, broker_event_decoder, encode,
 )
-from node.open_orders import open_orders_key
-from node.orders import signal_id_for
 from node.streams import SIGNALS_FIELD, pack_batch, unpack_reports
+from tests.integration.engine_pair import accepted, engine_pair, send_batch
 from tests.waits import wait_for
 
 pytestmark = pytest.mark.timeout(120)
@@ -41,10 +39,7 @@ _FILLS = (ExecKind.FILL, ExecKind.PARTIAL_FILL)
 
 
 def _accepted(i: int) -> SignalAccepted:
-    rid = "promo-" + str(i)
-    sig = Signal(request_id=rid, strategy_id="s" + str(i % 3), timestamp=time.time(), symbol="AAPL",
-                 action=(Action.BUY, Action.SELL)[i % 2], quantity=float(1 + i % 5))
-    return SignalAccepted(signal_id_for(rid), time.time_ns(), sig)
+    return accepted("promo", i)
 
 
 def _drain(sock: zmq.Socket, into: list) -> None:
@@ -100,43 +95,22 @@ def test_a_promotion_books_the_old_leaders_unpublished_fills_without_restating_t
         client.close()
 
 
-def _send(client: redis.Redis, stream: str, intakes: list[zmq.Socket], signals: list[SignalAccepted]) -> None:
-    """One validator wake-up: the batch logged in `execution.signals`, then pushed to every engine."""
-    entry_id = client.xadd(stream, {SIGNALS_FIELD: pack_batch([encode(a) for a in signals])}).decode()
-    for sock in intakes:
-        sock.send(encode(SignalBatch(entry_id, signals)))
-
-
 def test_a_promotion_logs_the_fills_the_old_leader_published_and_never_logged(make_config, redis_url):
     """The old leader publishes fills, the standby follows them, and the leader dies before its
     events flush: the promoted standby appends them to `execution.events` (the ledger's source)
     once each, under the exec id published, and never publishes them again."""
     cfg = make_config()
-    venue = PaperVenue(PaperVenueConfig(symbols=[PaperSymbol(symbol="AAPL", price=200.0)]))
-    broker = BrokerHost("p", "127.0.0.1", venue)
-    endpoint = broker.start()["orders"]
-    client = redis.Redis.from_url(redis_url)
     stream = cfg.storage.events_stream
-    leader = EngineHost(cfg, "a", EngineWiring(redis_url=redis_url, broker_endpoint=endpoint, role="leader"))
-    standby = EngineHost(cfg, "b", EngineWiring(redis_url=redis_url, broker_endpoint=endpoint, role="standby",
-                                                 follow_endpoint=leader.start()["events"]))
-    ctx = zmq.Context.instance()
-    intakes = []
-    try:
-        standby.start()
-        for host in (leader, standby):
-            sock = ctx.socket(zmq.PUSH)
-            sock.setsockopt(zmq.LINGER, 0)
-            sock.connect(host.endpoints["intake"])
-            intakes.append(sock)
+    with engine_pair(cfg, redis_url) as pair:
+        client, venue, leader, standby, intakes = pair.client, pair.venue, pair.leader, pair.standby, pair.intakes
         signals = [_accepted(i) for i in range(N)]
         # the first half: published, followed and logged (the standby follows the leader by now)
-        _send(client, cfg.storage.signals_stream, intakes, signals[:N // 2])
+        send_batch(client, cfg.storage.signals_stream, intakes, signals[:N // 2])
         wait_for(lambda: len({r.exec_id for r in _published(client, stream) if r.kind in _FILLS}) == N // 2
                  and len(standby._followed_execs) > 0)
         # the second half: published and followed; the leader dies before its flush (it never logs again)
         leader._flush_events = lambda: None
-        _send(client, cfg.storage.signals_stream, intakes, signals[N // 2:])
+        send_batch(client, cfg.storage.signals_stream, intakes, signals[N // 2:])
         wait_for(lambda: len(venue.fills()) == N)
         executions = {f.exec_id for f in venue.fills()}
         wait_for(lambda: set(standby._followed_execs) >= executions)
@@ -152,15 +126,6 @@ def test_a_promotion_logs_the_fills_the_old_leader_published_and_never_logged(ma
         assert sorted(r.exec_id for r in fills) == sorted(executions)  # each execution once, the venue's id
         assert {r.request_id for r in fills} == {a.signal.request_id for a in signals}
         assert standby.published == before  # none published again to subscribers
-    finally:
-        for sock in intakes:
-            sock.close(0)
-        leader.stop()
-        standby.stop()
-        broker.stop()
-        client.delete(cfg.storage.signals_stream, cfg.storage.events_stream, checkpoint_key(cfg.node_id, "default"),
-                      open_orders_key(cfg.node_id, "default"))
-        client.close()
 
 
 def _followed_fill(i: int) -> ExecutionReport:

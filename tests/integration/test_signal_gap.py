@@ -13,32 +13,17 @@ leader and a hot standby, the paper venue behind a real broker adapter, Redis. I
 
 from __future__ import annotations
 
-import time
-
 import pytest
 import redis
 import zmq
 
-from actors.broker import BrokerHost
-from actors.engine import EngineHost
-from actors.wiring import EngineWiring
-from adapters.paper.venue import PaperVenue
-from node.checkpoint import checkpoint_key
-from node.config import PaperSymbol, PaperVenueConfig
-from node.messages import Action, Signal, SignalAccepted, SignalBatch, encode
-from node.open_orders import open_orders_key
-from node.orders import client_order_id_for, signal_id_for
+from node.messages import SignalAccepted, SignalBatch, encode
+from node.orders import client_order_id_for
 from node.streams import SIGNALS_FIELD, pack_batch
+from tests.integration.engine_pair import accepted, engine_pair
 from tests.waits import wait_for
 
 pytestmark = pytest.mark.timeout(120)
-
-
-def _accepted(i: int) -> SignalAccepted:
-    rid = "gap-" + str(i)
-    sig = Signal(request_id=rid, strategy_id="s" + str(i % 3), timestamp=time.time(), symbol="AAPL",
-                 action=(Action.BUY, Action.SELL)[i % 2], quantity=float(1 + i % 5))
-    return SignalAccepted(signal_id_for(rid), time.time_ns(), sig)
 
 
 class _Validator:
@@ -60,24 +45,10 @@ class _Validator:
 
 def test_signals_logged_and_never_forwarded_are_taken_from_the_log_at_the_next_batch(make_config, redis_url):
     cfg = make_config()
-    venue = PaperVenue(PaperVenueConfig(symbols=[PaperSymbol(symbol="AAPL", price=200.0)]))
-    broker = BrokerHost("p", "127.0.0.1", venue)
-    endpoint = broker.start()["orders"]
-    client = redis.Redis.from_url(redis_url)
-    leader = EngineHost(cfg, "a", EngineWiring(redis_url=redis_url, broker_endpoint=endpoint, role="leader"))
-    standby = EngineHost(cfg, "b", EngineWiring(redis_url=redis_url, broker_endpoint=endpoint, role="standby",
-                                                 follow_endpoint=leader.start()["events"]))
-    ctx = zmq.Context.instance()
-    intakes = []
-    try:
-        standby.start()
-        for host in (leader, standby):
-            sock = ctx.socket(zmq.PUSH)
-            sock.setsockopt(zmq.LINGER, 0)
-            sock.connect(host.endpoints["intake"])
-            intakes.append(sock)
-        validator = _Validator(client, cfg.storage.signals_stream, intakes)
-        signals = [_accepted(i) for i in range(30)]
+    with engine_pair(cfg, redis_url) as pair:
+        broker, leader, standby = pair.broker, pair.leader, pair.standby
+        validator = _Validator(pair.client, cfg.storage.signals_stream, pair.intakes)
+        signals = [accepted("gap", i) for i in range(30)]
         validator.append(signals[:10])
         wait_for(lambda: len(broker.orders()) == 10)
         # killed between its append and its forward: two entries ACKed, logged, never pushed
@@ -94,15 +65,6 @@ def test_signals_logged_and_never_forwarded_are_taken_from_the_log_at_the_next_b
         wait_for(lambda: standby.gap_signals == 10)
         assert wanted <= set(standby.manager.orders)
         # a batch that follows the one taken reads nothing more
-        validator.append([_accepted(100)])
+        validator.append([accepted("gap", 100)])
         wait_for(lambda: len(broker.orders()) == 31)
         assert leader.gaps_filled == 1
-    finally:
-        for sock in intakes:
-            sock.close(0)
-        leader.stop()
-        standby.stop()
-        broker.stop()
-        client.delete(cfg.storage.signals_stream, cfg.storage.events_stream, checkpoint_key(cfg.node_id, "default"),
-                      open_orders_key(cfg.node_id, "default"))
-        client.close()
