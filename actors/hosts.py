@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from actors.broker import BrokerHost
     from actors.service import LoopService
     from actors.validator import Validator
+    from node.intake import RiskCheck
 
 
 def build_venue(cfg: BrokerConfig, storage: StorageConfig | None = None, node_id: str = "",
@@ -92,16 +93,32 @@ def build_engine(cfg: NodeConfig, engine: EngineConfig, wiring: EngineWiring) ->
 
 
 def build_validator(cfg: NodeConfig, redis_url: str, engine_intake: str, events_endpoint: str,
-                    initial_states: tuple = ()) -> Validator:
+                    initial_states: tuple = (), risk: RiskCheck | None = None) -> Validator:
     from actors.validator import Validator
 
-    return Validator(cfg, redis_url, engine_intake, events_endpoint, initial_states=initial_states)
+    return Validator(cfg, redis_url, engine_intake, events_endpoint, risk=risk, initial_states=initial_states)
+
+
+def prepare_validator(cfg: NodeConfig) -> dict:
+    """What of a validator needs only its config: its module's imports (numba among them) and its
+    risk check, kernels compiled (or loaded from numba's cache); `build_validator`'s keywords."""
+    from actors.validator import default_risk
+
+    return {"risk": default_risk(cfg)}
 
 
 BUILDERS = {"broker": build_broker, "engine": build_engine, "validator": build_validator}
+#: kinds whose process can start before their addresses are known (`ServiceActor(..., later=True)`):
+#: the preparer does the config-only part, the builder the rest once `open` brings the addresses
+PREPARERS = {"validator": prepare_validator}
 
 
 def build(kind: str, *args, **kwargs) -> LoopService:
     if args and isinstance(args[0], NodeConfig):
         configure_logging(args[0])  # this actor process's `nae` loggers (node.logs)
     return BUILDERS[kind](*args, **kwargs)
+
+
+def prepare(kind: str, cfg: NodeConfig) -> dict:
+    configure_logging(cfg)
+    return PREPARERS[kind](cfg)

@@ -11,7 +11,7 @@ from typing import Any, cast
 
 import ray
 
-from actors.hosts import build
+from actors.hosts import build, prepare
 from node import proctune
 from node.config import NodeConfig, TuningConfig
 from node.control import EngineControl
@@ -49,7 +49,10 @@ def this_process() -> tuple[str, int]:
 class ServiceActor:
     """Hosts one service built by `actors.hosts.build(kind, ...)`; its loop runs on its own thread."""
 
-    def __init__(self, kind: str, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, kind: str, *args: Any, later: bool = False, **kwargs: Any) -> None:
+        """`later` (`spawn_later`): only the config-only part now (`actors.hosts.prepare`: the imports,
+        a validator's compiled risk kernels), the service itself at `open`, which brings the addresses
+        it needs: its process starts beside its peers' instead of after them."""
         restarted = ray.get_runtime_context().was_current_actor_reconstructed
         if restarted and kind == "engine":
             # Ray brought a dead engine back: whatever it was, it rejoins as a standby (the
@@ -57,9 +60,18 @@ class ServiceActor:
             kwargs["wiring"] = kwargs["wiring"].as_restarted()
         if kind != "engine" and args and isinstance(args[0], NodeConfig):  # an engine tunes itself by role
             proctune.apply(args[0].tuning, _role(kind, args))
+        self._kind, self._args = kind, args
+        if later:
+            self._prepared: dict[str, Any] = prepare(kind, *args)
+            return
         self._svc = build(kind, *args, **kwargs)
         if restarted:
             self._svc.start()
+
+    def open(self, *args: Any, **kwargs: Any) -> dict[str, str]:
+        """Build a service spawned `later` with the rest of its arguments, and start it."""
+        self._svc = build(self._kind, *self._args, *args, **self._prepared, **kwargs)
+        return self._svc.start()
 
     def start(self) -> dict[str, str]:
         return self._svc.start()
@@ -131,6 +143,21 @@ def spawn(kind: str, name: str, namespace: str, *args: Any, **kwargs: Any) -> "r
         ray.remote(ServiceActor)
         .options(name=name, namespace=namespace, lifetime=DETACHED, **opts)
         .remote(kind, *args, **kwargs)
+    )
+
+
+def spawn_later(kind: str, name: str, namespace: str, cfg: NodeConfig) -> "ray.actor.ActorHandle":
+    """An actor of `kind` whose process starts now and prepares what needs only `cfg`; its service is
+    built and started by `open(...)`. Only for a kind Ray never restarts (a replayed constructor would
+    come back unopened): the supervisor itself replaces it (the validator)."""
+    opts = dict(ACTOR_OPTIONS[kind])
+    if opts.get("max_restarts", 0) != 0:
+        raise ValueError(kind + ": Ray restarts it, so its constructor must take all of its arguments")
+    opts.update(placement(cfg, _role(kind, (cfg,))))
+    return (
+        ray.remote(ServiceActor)
+        .options(name=name, namespace=namespace, lifetime=DETACHED, **opts)
+        .remote(kind, cfg, later=True)
     )
 
 

@@ -28,6 +28,11 @@ ADVERTISE_ENV = "NAE_ADVERTISE_HOST"
 _WILDCARDS = frozenset({"0.0.0.0", "*", "::", "[::]"})
 
 
+def is_wildcard(host: str) -> bool:
+    """A bind on every interface: its advertised address depends on the machine (`advertised`)."""
+    return host in _WILDCARDS
+
+
 def advertised(host: str) -> str:
     """The address peers reach a socket bound on `host` at: `host` itself; for a wildcard bind, the
     advertise setting, else the address of the Ray node this process runs on (so each machine of a

@@ -82,10 +82,10 @@ import msgspec
 import ray
 import zmq
 
-from actors.ray_actors import (ApiActor, RelayActor, node_actor_names, spawn, spawn_ledger, spawn_plain,
-                               spawn_reconciler)
+from actors.ray_actors import (ApiActor, RelayActor, node_actor_names, spawn, spawn_later, spawn_ledger,
+                               spawn_plain, spawn_reconciler)
 from actors.recorder import Recorder, read_checkpoint
-from actors.service import bind_at
+from actors.service import advertised, bind_at, is_wildcard
 from actors.wiring import EngineWiring
 from node.config import NodeConfig
 from node.control import EngineKind, Role
@@ -170,6 +170,7 @@ class Supervisor:
         self.stale_demotes = 0  # engines told to step down that still beat as a replaced leader
         self._gave_up_recorded: set[str] = set()
         self._ledger_degraded_at_start = False
+        self._picked_intake_port = 0  # with intake.port 0: the one picked at start (`_intake_port`)
         self.watch_errors = 0
         self.last_watch_error = ""
         self._broker_handling: set[str] = set()
@@ -206,38 +207,55 @@ class Supervisor:
             mark = _Stopwatch(took)
             self._recorder.start()
             hb = self._bind_heartbeats(0)
-            # children that need nothing of each other start at once (their processes and imports
-            # overlap), each batch before the next that needs its addresses
-            first = [self._spawn_relay()]
-            if self._database_url and cfg.storage.ledger:
-                first.append(self._spawn_ledger())
-            self._await_started(first + [self._spawn_broker(name) for name in self._brokers])
-            mark("relay_ledger_brokers")
-            # the reconciler's process starts beside the engines; its start and the start-up run come after
-            reconciler = self._new_reconciler() if self._reconciles_at_start() else None
-            self._await_started([self._spawn_engine(engine, Role.LEADER if engine == lane.leader else Role.STANDBY)
-                                 for lane in self.lanes.values() for engine in lane.engines]
-                                + ([_Spawned(reconciler[0], reconciler[0].pid.remote(), lambda _: None)]
-                                   if reconciler else []))
-            for lane in self.lanes.values():
-                lane.leader_seen_ns = time.time_ns()
-            self._checkpoint()
-            mark("engines")
-            startup = self._start_reconciler(reconciler)  # before the node trades: nothing is sent meanwhile
-            mark("reconcile")
-            self._start_validator(initial_states=tuple(  # each names the reconciler (node.reconcile_halts)
-                (a.state, a.strategy_id, by_of(a.reason)) for a in (startup.actions if startup is not None else [])))
-            if startup is not None and lifts_failed_halt(startup):  # a RECONCILE_FAILED halt a previous run left
-                self._lift_failed_halts()
-            mark("validator")
-            if cfg.api.enabled:
-                self._start_api()
-                mark("api")
-            self._checkpoint()
-            self._run_loops(hb)
-            mark("total", since_start=True)
-            lifecycle(self._log, "node_started", **{k + "_ms": v for k, v in took.items()})
+            # the validator's process, and the API's when the intake's address is known beforehand,
+            # start first (each a fresh Python process with heavy imports, seconds under load): they
+            # load beside the others and get what they need from them later (`_start_validator`)
+            validator = self._spawn_validator()
+            api = self._spawn_api() if cfg.api.enabled and self._intake_endpoint() else None
+            try:
+                self._start_children(hb, mark, validator, api)
+            except BaseException:
+                for role, spawned in (("validator", validator), ("api", api)):
+                    if spawned is not None and self._names.get(role) != spawned[1]:
+                        ray.kill(spawned[0], no_restart=True)  # not (yet) one of the node's children
+                raise
             return dict(self._registry)
+
+    def _start_children(self, hb: zmq.Socket, mark: "_Stopwatch", validator: tuple[Any, str],
+                        api: tuple[Any, str] | None) -> None:
+        cfg, took = self._cfg, self.start_took_ms
+        # children that need nothing of each other start at once (their processes and imports
+        # overlap), each batch before the next that needs its addresses
+        first = [self._spawn_relay()]
+        if self._database_url and cfg.storage.ledger:
+            first.append(self._spawn_ledger())
+        self._await_started(first + [self._spawn_broker(name) for name in self._brokers])
+        mark("relay_ledger_brokers")
+        # the reconciler's process starts beside the engines; its start and the start-up run come after
+        reconciler = self._new_reconciler() if self._reconciles_at_start() else None
+        self._await_started([self._spawn_engine(engine, Role.LEADER if engine == lane.leader else Role.STANDBY)
+                             for lane in self.lanes.values() for engine in lane.engines]
+                            + ([_Spawned(reconciler[0], reconciler[0].pid.remote(), lambda _: None)]
+                               if reconciler else []))
+        for lane in self.lanes.values():
+            lane.leader_seen_ns = time.time_ns()
+        self._checkpoint()
+        mark("engines")
+        startup = self._start_reconciler(reconciler)  # before the node trades: nothing is sent meanwhile
+        mark("reconcile")
+        self._start_validator(initial_states=tuple(  # each names the reconciler (node.reconcile_halts)
+            (a.state, a.strategy_id, by_of(a.reason)) for a in (startup.actions if startup is not None else [])),
+            spawned=validator)
+        if startup is not None and lifts_failed_halt(startup):  # a RECONCILE_FAILED halt a previous run left
+            self._lift_failed_halts()
+        mark("validator")
+        if cfg.api.enabled:
+            self._start_api(spawned=api)
+            mark("api")
+        self._checkpoint()
+        self._run_loops(hb)
+        mark("total", since_start=True)
+        lifecycle(self._log, "node_started", **{k + "_ms": v for k, v in took.items()})
 
     def _run_loops(self, hb: zmq.Socket) -> None:
         self._spawn_thread(self._heartbeat_loop, "heartbeats", hb)
@@ -964,17 +982,41 @@ class Supervisor:
     def _engine_intakes(self) -> list[str]:
         return [self._registry["engine:" + e] for e in self._lane_of]
 
-    def _start_validator(self, initial_states: tuple = ()) -> None:
+    def _intake_port(self) -> int:
+        """The validator's intake port: the configured one; with 0 (any), the one it had (a restarted
+        validator keeps the address clients use), else one picked now and kept (the API, spawned
+        before the validator, is told the address)."""
         cfg = self._cfg
-        if "intake" in self._registry and cfg.intake.port == 0:
-            port = int(self._registry["intake"].rsplit(":", 1)[1])  # keep the address clients use
-            cfg = msgspec.structs.replace(cfg, intake=msgspec.structs.replace(cfg.intake, port=port))
+        if cfg.intake.port:
+            return cfg.intake.port
+        if "intake" in self._registry:
+            return int(self._registry["intake"].rsplit(":", 1)[1])
+        if not self._picked_intake_port:
+            self._picked_intake_port = _free_port(cfg.bind_host)
+        return self._picked_intake_port
+
+    def _intake_endpoint(self) -> str:
+        """The intake's address as the validator will advertise it, when known before it binds (a
+        wildcard bind advertises the address of whichever machine Ray puts the validator on): ""."""
+        host = self._cfg.bind_host
+        return "" if is_wildcard(host) else "tcp://" + advertised(host) + ":" + str(self._intake_port())
+
+    def _spawn_validator(self) -> tuple[Any, str]:
+        """A validator's process, preparing what needs only its config; `_start_validator` opens it."""
+        cfg = self._cfg
+        cfg = msgspec.structs.replace(cfg, intake=msgspec.structs.replace(cfg.intake, port=self._intake_port()))
         actor_name = self._name("validator@" + str(time.time_ns()))
-        validator = spawn(
-            "validator", actor_name, cfg.ray_namespace, cfg,
-            self._redis_url, self._engine_intakes(), self._registry["events"], initial_states,
-        )
-        self._registry["intake"] = _started(validator)["intake"]
+        return spawn_later("validator", actor_name, cfg.ray_namespace, cfg), actor_name
+
+    def _start_validator(self, initial_states: tuple = (), spawned: tuple[Any, str] | None = None) -> None:
+        validator, actor_name = spawned or self._spawn_validator()
+        try:  # past any service's own start timeout (Nautilus: 70 s), and the preparing's
+            opened = ray.get(validator.open.remote(self._redis_url, self._engine_intakes(), self._registry["events"],
+                                                   initial_states), timeout=120)
+        except Exception:
+            ray.kill(validator, no_restart=True)  # only a started actor joins the table the watch polls
+            raise
+        self._registry["intake"] = opened["intake"]
         self._own("validator", validator, actor_name)
 
     def _spawn_relay(self) -> _Spawned:
@@ -991,18 +1033,24 @@ class Supervisor:
 
         return _Spawned(relay, relay.endpoints.remote(), started)
 
-    def _start_api(self) -> None:
-        """The HTTP API, an actor of its own (an HTTP flood never shares the heartbeats' process); it
-        reaches this supervisor by name. Fixed port, so Ray restarts it at the same address."""
+    def _spawn_api(self) -> tuple[Any, str]:
+        """The HTTP API's actor, with every argument (Ray replays them when it restarts the actor): the
+        intake's address is the validator's, known beforehand (`_intake_endpoint`) or by now."""
         cfg = self._cfg
         port = cfg.api.port
         if not port:
             old = self._registry.get("api", "")
             port = int(old.rsplit(":", 1)[1]) if old else _free_port(cfg.api.host)
         name = self._name("api")
-        api = spawn_plain(ApiActor, "api", name, cfg.ray_namespace, cfg, cfg, self._name("supervisor"),
-                          self._registry["intake"], port, self._redis_url, self._database_url,
-                          "ledger" in self._actors)
+        intake = self._registry.get("intake") or self._intake_endpoint()
+        ledger = bool(self._database_url and cfg.storage.ledger)  # as `start` and `_start_missing` spawn it
+        return spawn_plain(ApiActor, "api", name, cfg.ray_namespace, cfg, cfg, self._name("supervisor"),
+                           intake, port, self._redis_url, self._database_url, ledger), name
+
+    def _start_api(self, spawned: tuple[Any, str] | None = None) -> None:
+        """The HTTP API, an actor of its own (an HTTP flood never shares the heartbeats' process); it
+        reaches this supervisor by name. Fixed port, so Ray restarts it at the same address."""
+        api, name = spawned or self._spawn_api()
         try:
             self._registry["api"] = ray.get(api.address.remote(), timeout=60)
         except Exception:
@@ -1420,16 +1468,6 @@ class _Stopwatch:
         now = time.perf_counter()
         self._took[phase] = round((now - (self._t0 if since_start else self._last)) * 1e3, 1)
         self._last = now
-
-
-def _started(actor: Any) -> dict[str, str]:
-    """Start a spawned actor and return its endpoints. Only a started actor joins the table the
-    watch polls (`alive()` says no until its loop runs); one that fails to start is killed."""
-    try:
-        return ray.get(actor.start.remote(), timeout=90)  # past any service's own start timeout (Nautilus: 70 s)
-    except Exception:
-        ray.kill(actor, no_restart=True)
-        raise
 
 
 @contextmanager

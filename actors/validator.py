@@ -145,6 +145,14 @@ def _log_breaker_changes(log, before: dict, after: dict) -> None:
         lifecycle(log, "breaker", name=name, state=state.get("state"), failures=state.get("failures", 0))
 
 
+def default_risk(cfg: NodeConfig) -> PreTradeRisk:
+    """The validator's risk check from its config, compiled now (never on the first live signal)."""
+    prices = {s.symbol: s.price for s in cfg.broker.paper.symbols}
+    risk = PreTradeRisk(cfg.risk, list(prices), prices, cfg.equity_usd)
+    risk.warm()
+    return risk
+
+
 class Validator(LoopService):
     name = "validator"
 
@@ -162,9 +170,7 @@ class Validator(LoopService):
         self._cfg = cfg
         self.gc_freeze, self.gc_threshold0 = cfg.tuning.gc_freeze, cfg.tuning.gc_threshold0
         if risk is None:
-            prices = {s.symbol: s.price for s in cfg.broker.paper.symbols}
-            risk = PreTradeRisk(cfg.risk, list(prices), prices, cfg.equity_usd)
-            risk.warm()  # compile now, never on the first live signal
+            risk = default_risk(cfg)
         self.risk = risk
         for state, strategy_id, *_ in initial_states:  # (state, strategy or None[, by]), in force before the intake opens
             risk.set_state(state, strategy_id)
