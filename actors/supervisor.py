@@ -202,34 +202,34 @@ class Supervisor:
         with self._restart_lock, self._lock:
             if self._registry:
                 return dict(self._registry)
-            cfg = self._cfg
-            took = self.start_took_ms
-            mark = _Stopwatch(took)
+            mark = _Stopwatch(self.start_took_ms)
             self._recorder.start()
             hb = self._bind_heartbeats(0)
-            # the validator's process, and the API's when the intake's address is known beforehand,
-            # start first (each a fresh Python process with heavy imports, seconds under load): they
-            # load beside the others and get what they need from them later (`_start_validator`)
-            validator = self._spawn_validator()
-            api = self._spawn_api() if cfg.api.enabled and self._intake_endpoint() else None
+            early: dict[str, tuple[Any, str] | None] = {}  # the validator and the API, spawned before needed
             try:
-                self._start_children(hb, mark, validator, api)
+                self._start_children(hb, mark, early)
             except BaseException:
-                for role, spawned in (("validator", validator), ("api", api)):
+                for role, spawned in early.items():
                     if spawned is not None and self._names.get(role) != spawned[1]:
                         ray.kill(spawned[0], no_restart=True)  # not (yet) one of the node's children
                 raise
             return dict(self._registry)
 
-    def _start_children(self, hb: zmq.Socket, mark: "_Stopwatch", validator: tuple[Any, str],
-                        api: tuple[Any, str] | None) -> None:
+    def _start_children(self, hb: zmq.Socket, mark: "_Stopwatch", early: dict[str, tuple[Any, str] | None]) -> None:
         cfg, took = self._cfg, self.start_took_ms
         # children that need nothing of each other start at once (their processes and imports
         # overlap), each batch before the next that needs its addresses
         first = [self._spawn_relay()]
         if self._database_url and cfg.storage.ledger:
             first.append(self._spawn_ledger())
-        self._await_started(first + [self._spawn_broker(name) for name in self._brokers])
+        first += [self._spawn_broker(name) for name in self._brokers]
+        # then the validator's process, and the API's when the intake's address is known beforehand
+        # (each a fresh Python process with heavy imports, seconds under load): Ray starts them
+        # after the first batch's (it starts as many processes at a time as there are CPUs), and
+        # they load while the others start; the validator gets its addresses at `_start_validator`
+        early["validator"] = self._spawn_validator()
+        early["api"] = self._spawn_api() if cfg.api.enabled and self._intake_endpoint() else None
+        self._await_started(first)
         mark("relay_ledger_brokers")
         # the reconciler's process starts beside the engines; its start and the start-up run come after
         reconciler = self._new_reconciler() if self._reconciles_at_start() else None
@@ -245,12 +245,12 @@ class Supervisor:
         mark("reconcile")
         self._start_validator(initial_states=tuple(  # each names the reconciler (node.reconcile_halts)
             (a.state, a.strategy_id, by_of(a.reason)) for a in (startup.actions if startup is not None else [])),
-            spawned=validator)
+            spawned=early["validator"])
         if startup is not None and lifts_failed_halt(startup):  # a RECONCILE_FAILED halt a previous run left
             self._lift_failed_halts()
         mark("validator")
         if cfg.api.enabled:
-            self._start_api(spawned=api)
+            self._start_api(spawned=early["api"])
             mark("api")
         self._checkpoint()
         self._run_loops(hb)
