@@ -219,24 +219,30 @@ class Supervisor:
         cfg, took = self._cfg, self.start_took_ms
         # children that need nothing of each other start at once (their processes and imports
         # overlap), each batch before the next that needs its addresses
-        first = [self._spawn_relay()]
-        if self._database_url and cfg.storage.ledger:
-            first.append(self._spawn_ledger())
-        first += [self._spawn_broker(name) for name in self._brokers]
+        first = [self._spawn_relay()] + [self._spawn_broker(name) for name in self._brokers]
+        # the ledger gives no address to anyone: its start (migrations, consumer groups from the
+        # streams' first entry) finishes beside the engines'
+        ledger = [self._spawn_ledger()] if self._database_url and cfg.storage.ledger else []
         # then the validator's process, and the API's when the intake's address is known beforehand
         # (each a fresh Python process with heavy imports, seconds under load): Ray starts them
         # after the first batch's (it starts as many processes at a time as there are CPUs), and
         # they load while the others start; the validator gets its addresses at `_start_validator`
         early["validator"] = self._spawn_validator()
         early["api"] = self._spawn_api() if cfg.api.enabled and self._intake_endpoint() else None
-        self._await_started(first)
-        mark("relay_ledger_brokers")
-        # the reconciler's process starts beside the engines; its start and the start-up run come after
+        try:
+            self._await_started(first)
+        except BaseException:
+            for child in ledger:
+                ray.kill(child.actor, no_restart=True)
+            raise
+        mark("relay_brokers")
+        # the reconciler's process starts beside the engines (a ledger found degraded once started
+        # has it killed: `_start_reconciler`); its start and the start-up run come after
         reconciler = self._new_reconciler() if self._reconciles_at_start() else None
         self._await_started([self._spawn_engine(engine, Role.LEADER if engine == lane.leader else Role.STANDBY)
                              for lane in self.lanes.values() for engine in lane.engines]
                             + ([_Spawned(reconciler[0], reconciler[0].pid.remote(), lambda _: None)]
-                               if reconciler else []))
+                               if reconciler else []) + ledger)
         for lane in self.lanes.values():
             lane.leader_seen_ns = time.time_ns()
         self._checkpoint()
