@@ -991,12 +991,15 @@ class Supervisor:
     def _intake_port(self) -> int:
         """The validator's intake port: the configured one; with 0 (any), the one it had (a restarted
         validator keeps the address clients use), else one picked now and kept (the API, spawned
-        before the validator, is told the address)."""
+        before the validator, is told the address); with a wildcard bind 0 still (the validator may
+        run on another machine: it picks a port free there, and the API starts after it)."""
         cfg = self._cfg
         if cfg.intake.port:
             return cfg.intake.port
         if "intake" in self._registry:
             return int(self._registry["intake"].rsplit(":", 1)[1])
+        if is_wildcard(cfg.bind_host):
+            return 0
         if not self._picked_intake_port:
             self._picked_intake_port = _free_port(cfg.bind_host)
         return self._picked_intake_port

@@ -29,3 +29,32 @@ def test_a_kind_ray_restarts_is_never_spawned_later(kind):
 
     with pytest.raises(ValueError, match="Ray restarts it"):
         spawn_later(kind, "n", "ns", NodeConfig())
+
+
+def _table(host: str, port: int = 0, registry: dict | None = None):
+    from types import SimpleNamespace
+
+    from actors.supervisor import Supervisor
+    from node.config import IntakeConfig
+
+    t = SimpleNamespace(_cfg=NodeConfig(bind_host=host, intake=IntakeConfig(port=port)), _registry=registry or {},
+                        _picked_intake_port=0)
+    t._intake_port = lambda: Supervisor._intake_port(t)  # type: ignore[arg-type]
+    t._intake_endpoint = lambda: Supervisor._intake_endpoint(t)  # type: ignore[arg-type]
+    return t
+
+
+def test_with_intake_port_0_the_port_is_picked_before_the_validator_binds_and_kept():
+    t = _table("127.0.0.1")
+    port = t._intake_port()
+    assert port > 0 and t._intake_port() == port
+    assert t._intake_endpoint() == "tcp://127.0.0.1:" + str(port)  # what the API is given before the validator binds
+    assert _table("127.0.0.1", port=6001)._intake_endpoint() == "tcp://127.0.0.1:6001"
+    restarted = _table("127.0.0.1", registry={"intake": "tcp://127.0.0.1:6002"})
+    assert restarted._intake_port() == 6002  # a restarted validator keeps the address clients use
+
+
+def test_a_wildcard_bind_leaves_the_port_to_the_validators_machine_and_the_api_after_it():
+    t = _table("0.0.0.0")
+    assert t._intake_port() == 0 and t._intake_endpoint() == ""
+    assert _table("0.0.0.0", port=6001)._intake_endpoint() == ""
