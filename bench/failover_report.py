@@ -242,10 +242,14 @@ async def run_failovers(runtime, kills: int, rate: float, gap_s: float = 1.5, pr
     # a restarted supervisor's promotions (reason `resume`): its restart (detected_ns) -> promoted
     resume_promoted_ms = [round((e["promoted_ns"] - e["detected_ns"]) / 1e6, 1)
                           for e in events.values() if e.get("reason") == "resume"]
+    slowest: list[dict] = []  # each failover's story, the slowest kept for the report
+    t0_ns = time.time_ns() - int((time.monotonic() - t0) * 1e9)  # the run's start on the wall clock
     for t_kill, epoch in kill_times:
         nxt = min((e for e in first if int(e) > epoch), default=None, key=int)
         if nxt is not None:
             failover_ms.append((first[nxt] - t_kill) / 1e6)
+            slowest.append(_failover_story(failover_ms[-1], (t_kill - t0_ns) / 1e9, events.get(epoch + 1), t_kill,
+                                           kill_log))
             if (t_kill, epoch) in while_down:
                 while_down_ms.append(failover_ms[-1])
         event = events.get(epoch + 1)
@@ -312,6 +316,7 @@ async def run_failovers(runtime, kills: int, rate: float, gap_s: float = 1.5, pr
         "failover_p99_ms": pct(failover_ms, 99),
         "failover_max_ms": round(max(failover_ms), 1) if failover_ms else 0.0,
         "failover_samples": len(failover_ms),
+        "slowest_failovers": sorted(slowest, key=lambda x: -x["ms"])[:5],
         # the leader kills made while the supervisor or the broker adapter was down (`leader_while_down`)
         "while_down_failover_ms": [round(v, 1) for v in while_down_ms],
         # a restarted supervisor's promotion of a group whose leader's process was gone: ms after its restart
@@ -393,6 +398,20 @@ def _note_first_sends(first_seen: dict[str, int], stats: dict) -> None:
     if isinstance(record, dict):
         for epoch, ns in (record.get(DEFAULT_GROUP) or {}).items():
             first_seen.setdefault(epoch, ns)
+
+
+def _failover_story(ms: float, at_s: float, event: dict | None, t_kill: int, kill_log: list) -> dict:
+    """One failover for the report: when (s into the run), how long, why the supervisor acted, when
+    it noticed, and the kill before it (a leader killed near another kill is the slow case)."""
+    before = [k for k in kill_log if k[0] < at_s - 0.05]
+    story: dict = {"ms": round(ms, 1), "at_s": round(at_s, 1),
+                   "after": [before[-1][1], round(at_s - before[-1][0], 1)] if before else None}
+    if event is not None:
+        story["reason"] = event.get("reason")
+        if event.get("detected_ns"):
+            story["detect_ms"] = round((event["detected_ns"] - t_kill) / 1e6, 1)
+            story["promote_ms"] = round((event["promoted_ns"] - event["started_ns"]) / 1e6, 1)
+    return story
 
 
 async def _kill_and_wait_back(loop, runtime, role: str, timeout_s: float = 60.0) -> float | None:
