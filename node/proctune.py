@@ -7,6 +7,9 @@ reconciler, hot standby engines. Linux gives each *thread* its own niceness and 
 are applied to every thread the process has (`/proc/self/task`); threads started later inherit
 them from the thread that starts them.
 
+`isolate_intake` (on by default): a role `cpu_affinity` does not name runs, on 2+ CPUs, on the first
+CPU alone when it is the validator and on the others when it is not (`intake_apart`).
+
 A role's settings: its own entry ("engine:native", "standby"), else its kind's ("engine"). With a
 `nice` table set, a role it does not name runs at niceness 0 (a standby promoted to leader is set
 back); with none, niceness is left alone. Affinity: absent or empty, unchanged. Lowering a niceness again (a standby promoted to leader) needs CAP_SYS_NICE; where
@@ -40,9 +43,20 @@ def apply(tuning: TuningConfig, role: str) -> dict:
     if tuning.nice:
         done["nice"] = _set_nice(setting_for(tuning.nice, role) or 0)
     cpus = setting_for(tuning.cpu_affinity, role)
+    if cpus is None and tuning.isolate_intake:
+        cpus = intake_apart(role, os.cpu_count())
     if cpus:
         done["cpus"] = _set_cpus(cpus)
     return done
+
+
+def intake_apart(role: str, n_cpus: int | None) -> list[int] | None:
+    """`isolate_intake`: with 2+ CPUs the validator runs on the first alone and every other role on
+    the rest (the intake never waits for a core behind an engine, a standby or the ledger's drain);
+    with one, nothing is pinned."""
+    if not n_cpus or n_cpus < 2:
+        return None
+    return [0] if role == "validator" else list(range(1, n_cpus))
 
 
 def _set_nice(nice: int) -> int | str:

@@ -64,8 +64,29 @@ def test_cpus_by_role_on_every_thread():
 
 def test_the_defaults_nice_the_ledger_and_empty_tables_change_nothing():
     assert TuningConfig().nice == {"ledger": 5, "reconciler": 5}
-    out = run_child({"nice": {}}, "ledger")
+    out = run_child({"nice": {}, "isolate_intake": False}, "ledger")
     assert out["done"] == {"role": "ledger"} and out["nice"] == [os.getpriority(os.PRIO_PROCESS, 0)]
+
+
+@pytest.mark.parametrize("role, n_cpus, expected", [
+    ("validator", 2, [0]), ("ledger", 2, [1]), ("engine:native", 4, [1, 2, 3]), ("standby", 8, list(range(1, 8))),
+    ("validator", 1, None), ("broker", 1, None), ("validator", None, None),
+])
+def test_the_intake_gets_the_first_cpu_alone_and_the_rest_the_others(role, n_cpus, expected):
+    from node.proctune import intake_apart
+
+    assert intake_apart(role, n_cpus) == expected
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity") or len(os.sched_getaffinity(0)) < 2
+                    or os.cpu_count() != len(os.sched_getaffinity(0)), reason="needs 2+ CPUs, all of them ours")
+def test_by_default_the_validator_runs_alone_on_the_first_cpu_and_a_named_role_is_left_alone():
+    assert TuningConfig().isolate_intake
+    assert run_child({}, "validator")["cpus"] == [0]
+    assert run_child({}, "ledger")["cpus"] == list(range(1, os.cpu_count()))
+    everywhere = sorted(os.sched_getaffinity(0))
+    assert run_child({"cpu_affinity": {"ledger": []}}, "ledger")["cpus"] == everywhere  # named: any CPU
+    assert run_child({"isolate_intake": False}, "validator")["cpus"] == everywhere
 
 
 def test_the_config_refuses_a_niceness_out_of_range():
