@@ -114,10 +114,16 @@ _UNASKED = ("died", "hung")
 SUPERVISOR = "supervisor"  # its own role in the restart intensity (`RestartBudget`), kept in the checkpoint
 
 
-def _free_port(host: str) -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
+def _free_port(host: str, taken: set[int] | frozenset[int] = frozenset()) -> int:
+    """A port free on `host` now, not one of `taken` (picked before and not bound yet: the OS may hand
+    the same number out again, and a node start picks eight or more; two children then raced for one
+    port: "Address already in use" at an engine's bind, once in a clean-clone CI run)."""
+    while True:
+        with socket.socket() as s:
+            s.bind((host, 0))
+            port = s.getsockname()[1]
+        if port not in taken:
+            return port
 
 
 class Supervisor:
@@ -171,6 +177,7 @@ class Supervisor:
         self._gave_up_recorded: set[str] = set()
         self._ledger_degraded_at_start = False
         self._picked_intake_port = 0  # with intake.port 0: the one picked at start (`_intake_port`)
+        self._picked_ports: set[int] = set()  # every port picked for a child (`_pick_port`): none twice
         self.watch_errors = 0
         self.last_watch_error = ""
         self._broker_handling: set[str] = set()
@@ -883,7 +890,7 @@ class Supervisor:
 
     def _spawn_broker(self, name: str) -> _Spawned:
         cfg = self._cfg
-        port = self._broker_ports.setdefault(name, _free_port(cfg.bind_host))
+        port = self._broker_ports.setdefault(name, self._pick_port(cfg.bind_host))
         # the node's resolved Redis (the embedded one's too): a paper venue keeps its account there
         cfg = msgspec.structs.replace(cfg, storage=msgspec.structs.replace(cfg.storage, redis_url=self._redis_url))
         actor_name = self._name("broker:" + name + "@" + str(time.time_ns()))
@@ -954,7 +961,7 @@ class Supervisor:
         cfg = self._cfg
         lane = self._lane_of[name]
         engine = next(e for e in cfg.engine_list() if e.name == name)
-        port = self._engine_ports.setdefault(name, _free_port(cfg.bind_host))
+        port = self._engine_ports.setdefault(name, self._pick_port(cfg.bind_host))
         actor_name = self._name("engine:" + name)
         actor = spawn(
             "engine",
@@ -985,6 +992,13 @@ class Supervisor:
 
         return _Spawned(actor, actor.start.remote(), started)
 
+    def _pick_port(self, host: str) -> int:
+        """A free port for a child to bind, never one this supervisor picked or kept before."""
+        taken = self._picked_ports | set(self._engine_ports.values()) | set(self._broker_ports.values())
+        port = _free_port(host, taken)
+        self._picked_ports.add(port)
+        return port
+
     def _engine_intakes(self) -> list[str]:
         return [self._registry["engine:" + e] for e in self._lane_of]
 
@@ -1001,7 +1015,7 @@ class Supervisor:
         if is_wildcard(cfg.bind_host):
             return 0
         if not self._picked_intake_port:
-            self._picked_intake_port = _free_port(cfg.bind_host)
+            self._picked_intake_port = self._pick_port(cfg.bind_host)
         return self._picked_intake_port
 
     def _intake_endpoint(self) -> str:
@@ -1034,7 +1048,7 @@ class Supervisor:
         host = cfg.bind_host
         name = self._name("relay")
         relay = spawn_plain(RelayActor, "relay", name, cfg.ray_namespace, cfg, host,
-                            cfg.events_port or _free_port(host), _free_port(host))
+                            cfg.events_port or self._pick_port(host), self._pick_port(host))
 
         def started(endpoints: dict[str, str]) -> None:
             self._registry.update(endpoints)
@@ -1049,7 +1063,7 @@ class Supervisor:
         port = cfg.api.port
         if not port:
             old = self._registry.get("api", "")
-            port = int(old.rsplit(":", 1)[1]) if old else _free_port(cfg.api.host)
+            port = int(old.rsplit(":", 1)[1]) if old else self._pick_port(cfg.api.host)
         name = self._name("api")
         intake = self._registry.get("intake") or self._intake_endpoint()
         ledger = bool(self._database_url and cfg.storage.ledger)  # as `start` and `_start_missing` spawn it

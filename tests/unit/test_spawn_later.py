@@ -38,7 +38,8 @@ def _table(host: str, port: int = 0, registry: dict | None = None):
     from node.config import IntakeConfig
 
     t = SimpleNamespace(_cfg=NodeConfig(bind_host=host, intake=IntakeConfig(port=port)), _registry=registry or {},
-                        _picked_intake_port=0)
+                        _picked_intake_port=0, _picked_ports=set(), _engine_ports={}, _broker_ports={})
+    t._pick_port = lambda h: Supervisor._pick_port(t, h)  # type: ignore[arg-type]
     t._intake_port = lambda: Supervisor._intake_port(t)  # type: ignore[arg-type]
     t._intake_endpoint = lambda: Supervisor._intake_endpoint(t)  # type: ignore[arg-type]
     return t
@@ -58,3 +59,20 @@ def test_a_wildcard_bind_leaves_the_port_to_the_validators_machine_and_the_api_a
     t = _table("0.0.0.0")
     assert t._intake_port() == 0 and t._intake_endpoint() == ""
     assert _table("0.0.0.0", port=6001)._intake_endpoint() == ""
+
+
+def test_a_port_picked_for_one_child_is_never_picked_for_another():
+    """The OS may hand a just-closed port out again; a node start picks eight or more before any is
+    bound: `_free_port` skips the ones already picked."""
+    import socket as _socket
+
+    from actors.supervisor import _free_port
+
+    with _socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        first = s.getsockname()[1]
+    taken = {first}
+    for _ in range(200):
+        port = _free_port("127.0.0.1", taken)
+        assert port not in taken
+        taken.add(port)
