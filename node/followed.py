@@ -13,9 +13,10 @@ Nautilus standby in its kernel child, which hands them to its host with the prom
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Collection, Iterable
+from typing import Collection
 
-from node.messages import ExecKind, ExecutionReport
+from node.messages import ExecutionReport
+from node.recovery import FILL_KINDS
 
 #: the newest followed fills a promotion makes sure `execution.events` holds (a leader's events flush
 #: follows its publishing within one wake-up; only a Redis outage at the old leader holds back more)
@@ -24,12 +25,10 @@ FOLLOWED_FILLS_KEPT = 10_000
 #: Redis host's by more only makes repeats (the ledger dedupes by exec id), never a loss
 FOLLOWED_LOG_MARGIN_MS = 5_000
 
-_FILL_KINDS = frozenset({ExecKind.PARTIAL_FILL, ExecKind.FILL})
-
 
 def is_execution(rep: ExecutionReport) -> bool:
     """A report of one execution (a fill with its exec id), not a restated state."""
-    return bool(rep.exec_id) and rep.kind in _FILL_KINDS and rep.last_qty > 0.0
+    return bool(rep.exec_id) and rep.kind in FILL_KINDS and rep.last_qty > 0.0
 
 
 class FollowedFills:
@@ -51,10 +50,6 @@ class FollowedFills:
         if len(fills) > self._kept:
             fills.popitem(last=False)
         return True
-
-    def extend(self, reps: Iterable[ExecutionReport]) -> None:
-        for rep in reps:
-            self.keep(rep)
 
     def take(self) -> list[ExecutionReport]:
         """Every fill kept, oldest first; forgotten here (a promotion logs them once)."""

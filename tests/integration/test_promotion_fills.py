@@ -175,6 +175,7 @@ def test_an_unreadable_stream_appends_every_followed_fill(make_config):
                                              role="standby"))
     host._open_streams().close()
     fills = [_followed_fill(i) for i in range(5)]
-    host._followed_fills.extend(fills)
+    for f in fills:
+        host._followed_fills.keep(f)
     host._log_followed_fills()
     assert host._pending_events == [encode(f) for f in fills]

@@ -29,7 +29,8 @@ def test_only_executions_are_kept_each_once() -> None:
 @given(n=st.integers(0, 60), cap=st.integers(1, 20))
 def test_the_newest_are_kept_oldest_first(n: int, cap: int) -> None:
     kept = FollowedFills(cap)
-    kept.extend(_fill(i) for i in range(n))
+    for i in range(n):
+        kept.keep(_fill(i))
     assert [f.exec_id for f in kept.take()] == ["X-" + str(i) for i in range(max(0, n - cap), n)]
 
 
