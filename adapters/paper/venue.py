@@ -618,7 +618,10 @@ class PaperVenue(VenueBase):
         """Trade the resting orders of `book` over the log mids `logs` of the ticks after `t0_ns`."""
         tick = self._tick_ns
         n = logs.shape[0]
+        hi, lo = float(logs.max()), float(logs.min())
         for order in list(book.resting.values()):
+            if (order.thr > hi) if order.thr_up else (order.thr < lo):
+                continue  # no tick of the chunk reaches its threshold (one comparison, not an array scan)
             start = 0
             while start < n and order.coid in book.resting:
                 seg = logs[start:]
