@@ -9,6 +9,7 @@ received on the events feed.
 from __future__ import annotations
 
 import asyncio
+import os
 import tempfile
 import time
 import uuid
@@ -30,6 +31,8 @@ class NodeTarget:
     def __init__(self, n_max: int = 200_000) -> None:
         self._n_max = n_max
         self._runtime = None
+        self._registry: dict[str, str] = {}
+        self._redis_url = ""
         self._ledger = OwnLedger()
         self._client: AsyncExecutionClient | None = None
         self._payloads: list[tuple[str, bytes]] = []
@@ -54,6 +57,7 @@ class NodeTarget:
         cfg = await self._ledger.take(cfg)
         self._runtime = NodeRuntime(cfg, quiet)
         registry = await asyncio.get_running_loop().run_in_executor(None, self._runtime.start)
+        self._registry, self._redis_url = registry, cfg.storage.redis_url or ""
         key_id, secret = next(iter(cfg.signing.keys.items()))
         self._client = AsyncExecutionClient(registry["intake"], key_id, secret, timeout_s=10.0)
         await self._client.subscribe(kinds=[ExecKind.FILL])
@@ -116,6 +120,12 @@ class NodeTarget:
 
         return stage_fields(self._runtime.stats())
 
+    def processes(self) -> dict[int, str]:
+        """pid -> role of the node's processes (bench.cpu_budget): Ray runs under this process here."""
+        from bench.cpu_budget import node_processes
+
+        return node_processes(os.getpid(), self._registry, self._redis_url, self._ledger.database)
+
     def counts(self) -> dict:
         sent = int(np.count_nonzero(self._sent_ns))
         return {
@@ -159,6 +169,11 @@ class OwnLedger:
                 cfg.storage, database_url=database_url_for(*self._db)))
         self._dir = tempfile.TemporaryDirectory(prefix="nae-bench-")
         return msgspec.structs.replace(cfg, data_dir=self._dir.name)
+
+    @property
+    def database(self) -> str:
+        """The scratch database's name ("" under the embedded servers)."""
+        return self._db[1] if self._db is not None else ""
 
     async def release(self) -> None:
         if self._db is not None:

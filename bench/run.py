@@ -32,6 +32,7 @@ import msgspec
 import orjson
 
 from bench.budgets import bars, bars_table
+from bench.cpu_budget import CpuMeter, cpu_table
 from bench.harness import RunResult, Target, run_concurrent, run_max_rate, run_paced, warm_up
 from node.stages import budget as stages_budget, budget_table, diff
 
@@ -155,11 +156,15 @@ async def drive(target: Target, plan: Plan, progress: Progress = _progress) -> d
         i += plan.warmup
         progress(_run_line(name, warm))
         stages_before = await _stage_fields(target)
+        meter = await _cpu_meter(target)
         paced = await run_paced(target, plan.paced_rate_per_s, plan.paced_n, i,
                                 max_in_flight=plan.paced_max_in_flight, fill_timeout_s=plan.fill_timeout_s)
+        cpu = meter.stop(plan.paced_n) if meter is not None else None
         stages = stages_budget(diff(await _stage_fields(target), stages_before)) if stages_before is not None else None
         i += plan.paced_n
         progress(_run_line(name, paced))
+        if cpu is not None:
+            progress(cpu_table(cpu, name))
         conc = await run_concurrent(target, plan.senders, plan.concurrent_n, i, fill_timeout_s=plan.fill_timeout_s)
         i += plan.concurrent_n
         progress(_run_line(name, conc))
@@ -189,7 +194,16 @@ async def drive(target: Target, plan: Plan, progress: Progress = _progress) -> d
         **({"blocking": blocking} if blocking else {}),
         **({"venue": venue} if venue is not None else {}),
         **({"stages": stages} if stages is not None else {}),  # the paced run's budget per stage
+        **({"cpu": cpu} if cpu is not None else {}),  # the paced run's CPU per role (bench.cpu_budget)
     }
+
+
+async def _cpu_meter(target: Target) -> CpuMeter | None:
+    """A meter on the node's processes (found off the signal path); None for a target without."""
+    find = getattr(target, "processes", None)
+    if find is None:
+        return None
+    return CpuMeter(await asyncio.get_running_loop().run_in_executor(None, find)).start()
 
 
 async def _stage_fields(target: Target) -> dict | None:

@@ -297,6 +297,14 @@ class UserPathTarget:
         count them as lost for having no fill."""
         return int(np.count_nonzero(self._acked_resting[indices.start:indices.stop]))
 
+    def processes(self) -> dict[int, str]:
+        """pid -> role of the node's processes (bench.cpu_budget): `execnode up`'s process tree, and the
+        configured Redis and the scratch database's PostgreSQL backends when they run on this machine."""
+        from bench.cpu_budget import node_processes
+
+        root = self._proc.pid if self._proc is not None else os.getpid()
+        return node_processes(root, self.endpoints, os.environ.get("REDIS_URL", ""), self._db[1] if self._db else "")
+
     def counts(self) -> dict:
         return {
             "sent": int(np.count_nonzero(self._sent_ns)),
