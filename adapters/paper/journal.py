@@ -8,13 +8,14 @@ have seen. `open_paper_venue` reads it back at the adapter's start and, when it 
 `COMPACT_AFTER` entries, rewrites it as the account's compact form in one transaction.
 
 The writes run on the broker adapter's loop thread: one XADD per wake-up that hands reports out,
-whatever their number.
+whatever their number, written on the log's own connection.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from typing import Any
 
 import redis
 
@@ -46,9 +47,23 @@ class RedisBookLog:
     def __init__(self, redis_url: str, key: str, timeout_s: float = 2.0) -> None:
         self.key = key
         self._r = redis.Redis.from_url(redis_url, socket_connect_timeout=timeout_s, socket_timeout=timeout_s)
+        self._conn: Any = None  # the appends' own connection (a redis-py Connection)
 
     def append(self, records: list[Record]) -> None:
-        self._r.xadd(self.key, {FIELD: encode_records(records)})
+        """One XADD written on the log's own connection and its reply read (redis-py's command layer,
+        its pool and retry wrapper were a fifth of the broker adapter's loop under a paced run). Any
+        error drops that connection (a reply left unread is never taken for the next append's) and
+        raises: the venue hands nothing out and writes the batch again later."""
+        conn = self._conn
+        try:
+            if conn is None:
+                conn = self._conn = self._r.connection_pool.make_connection()
+            conn.send_command("XADD", self.key, "*", FIELD, encode_records(records))
+            conn.read_response()
+        except (redis.RedisError, OSError):
+            if conn is not None:
+                conn.disconnect()
+            raise
 
     def load(self) -> tuple[list[Record], int]:
         """Every record, oldest first, and the number of entries they came in. A malformed entry is
@@ -78,6 +93,8 @@ class RedisBookLog:
         pipe.execute()
 
     def close(self) -> None:
+        if self._conn is not None:
+            self._conn.disconnect()
         self._r.close()
 
 

@@ -112,3 +112,28 @@ def test_an_unreadable_log_refuses_to_start_empty(redis_url, key):
 def test_redis_away_is_a_store_error():
     with pytest.raises(StoreError):
         open_paper_venue(PaperVenueConfig(), "redis://127.0.0.1:1/0", "x")
+
+
+def test_an_append_across_a_redis_restart_fails_once_then_lands_on_a_fresh_connection(private_redis):
+    """The log writes on its own connection: a restart of Redis between two appends fails the next
+    append (the venue keeps the batch and writes it again), and the one after lands; what landed
+    before the restart (AOF) and after is read back whole, once each."""
+    from adapters.paper.journal import RedisBookLog
+    from adapters.paper.records import OrderTaken
+
+    url = "redis://127.0.0.1:%d/0" % private_redis.port
+    log = RedisBookLog(url, "t.paper.p", timeout_s=1.0)
+    first, second = [OrderTaken(intent("a"), "P-1", 5.0)], [OrderTaken(intent("b"), "P-2", 5.0)]
+    try:
+        log.append(first)
+        time.sleep(1.2)  # appendfsync everysec: the first entry is on disk before the kill
+        private_redis.stop()
+        private_redis.start()
+        with pytest.raises((redis.RedisError, OSError)):
+            log.append(second)  # the dropped socket: refused, nothing half-read left behind
+        log.append(second)
+        records, entries = log.load()
+    finally:
+        log.close()
+    assert entries == 2
+    assert [r.venue_order_id for r in records] == ["P-1", "P-2"]
