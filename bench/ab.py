@@ -8,7 +8,8 @@ A, ...), each round starts `execnode up` from that build's checkout (`bench.user
 config and Optimus-like stream), warms it up, measures the floor of that minute (a bare ZeroMQ
 round trip + one Redis XADD), runs the paced stream (`--rate`/s for `--seconds`), then reads the
 validator's and the engine's stage histograms and garbage-collector pauses from the node's
-`/metrics`, and `--blocking` sequential sends through the blocking client; with `--senders-n` /
+`/metrics` and each role's CPU per signal over the paced run (`bench.cpu_budget`: `node_cpu_us`,
+`cpu_<role>_us`), and `--blocking` sequential sends through the blocking client; with `--senders-n` /
 `--max-n`, a run of 16 concurrent senders and a max-rate run (512 in flight). The client side is
 this checkout's `nae_client` for every build (its own A/B: `bench.client_report`). One JSON line per
 round on stderr, and on stdout one JSON object: per build, the median over its rounds of each
@@ -27,6 +28,7 @@ import urllib.request
 
 import orjson
 
+from bench.cpu_budget import CpuMeter
 from bench.floor import measure_floor
 from bench.harness import run_concurrent, run_max_rate, run_paced, warm_up
 from bench.user_path import UserPathTarget
@@ -68,7 +70,9 @@ async def one_round(code_dir: str, seconds: int, rate: float, blocking: int, sen
         api = target.endpoints.get("api", "")
         loop = asyncio.get_running_loop()
         before = await loop.run_in_executor(None, scrape, api) if api else {}
+        meter = CpuMeter(await loop.run_in_executor(None, target.processes)).start()
         paced = await run_paced(target, rate, paced_n, 1_000, fill_timeout_s=10.0)
+        cpu = meter.stop(paced_n)
         after = await loop.run_in_executor(None, scrape, api) if api else {}
         block = await loop.run_in_executor(None, target.blocking_round_trips, blocking)
         extra: dict = {}
@@ -92,6 +96,9 @@ async def one_round(code_dir: str, seconds: int, rate: float, blocking: int, sen
         "blocking_p50_us": block["reply_p50_us"], "blocking_p99_us": block["reply_p99_us"],
         "blocking_p50_x_floor": round(block["reply_p50_us"] / floor_us, 2),
         **extra,
+        # CPU per signal of the paced run (bench.cpu_budget): far steadier between rounds than latency
+        "node_cpu_us": cpu["node_cpu_us_per_signal"], "cores_busy": cpu["cores_busy"],
+        **{"cpu_" + r["role"].replace(" ", "_") + "_us": r["cpu_us_per_signal"] for r in cpu["roles"]},
         "load_avg_1m": round(os.getloadavg()[0], 1),
         "node": _delta(after, before),
     }
