@@ -38,6 +38,12 @@ class EngineBase(LoopService):
             self._role = value
             self.tuned = proctune.apply(self._cfg.tuning, "engine:" + self._engine_name if value == "leader" else "standby")
 
+    def _pause_ns(self) -> int:
+        """A hot standby only follows: it sleeps `[tuning] standby_wake_ms` after each wake-up, so what
+        came meanwhile is taken in one (its CPU per signal is mostly per wake-up); a leader never does.
+        A promotion waits that long at most."""
+        return self._standby_pause_ns if self._role != "leader" else 0
+
     def __init__(
         self, cfg: NodeConfig, engine_name: str, wiring: EngineWiring, clock_ns: Callable[[], int] = time.time_ns
     ) -> None:
@@ -46,6 +52,7 @@ class EngineBase(LoopService):
         self._engine_name = self.engine_name = engine_name
         self._cfg = cfg
         self.gc_freeze, self.gc_threshold0 = cfg.tuning.gc_freeze, cfg.tuning.gc_threshold0
+        self._standby_pause_ns = cfg.tuning.standby_wake_ms * 1_000_000
         self._redis_url = wiring.redis_url
         self._broker_endpoint = wiring.broker_endpoint
         self._publish_endpoint = wiring.publish_endpoint

@@ -269,6 +269,9 @@ class LoopService:
                     self.loop_errors += 1
                     self._loop_error(exc)
                     time.sleep(0.001)
+                pause_ns = self._pause_ns()
+                if pause_ns > 0:  # a follower lets its work gather: fewer, larger wake-ups
+                    time.sleep(pause_ns / 1e9)
         finally:
             self._close()
 
@@ -285,6 +288,10 @@ class LoopService:
 
     def _poll_timeout_ms(self) -> int:
         return POLL_MS
+
+    def _pause_ns(self) -> int:
+        """How long the loop sleeps after a wake-up before it polls again (0: it polls at once)."""
+        return 0
 
     def _on_wake(self, events: dict) -> None:
         raise NotImplementedError

@@ -409,6 +409,13 @@ class TuningConfig(msgspec.Struct, **_BASE):
     #: 2-core VM, A/B in one run (bench.ab, 4 rounds each, load 3-4): the user path's paced 1,000/s
     #: p50 928 -> 426 us, p99 4.4 -> 3.1 ms, blocking client p50 703 -> 252 us, fill p50 5.2 -> 3.1 ms
     isolate_intake: bool = True
+    #: a hot standby sleeps this long after each wake-up (it follows the signals and the reports; what
+    #: came meanwhile is taken in one wake-up, and its CPU per signal is mostly per wake-up). 0: it
+    #: wakes for every message. A promotion waits this long at most
+    standby_wake_ms: NonNegInt = 5
+    #: the ledger reads new entries at most this often (larger batches: less PostgreSQL work per
+    #: signal; the ledger's lag grows by as much). 0: as soon as any come
+    ledger_gather_ms: NonNegInt = 50
 
 
 class NodeConfig(msgspec.Struct, **_BASE):
