@@ -314,6 +314,19 @@ class BrokerHost(LoopService):
     def orders(self) -> list[OrderSnapshot]:
         return self.call_on_loop(self.venue.snapshot)
 
+    def orders_of(self, client_order_ids: list[str]) -> list[OrderSnapshot]:
+        """`orders()` of just these ids (unknown ones left out): the work and the answer in proportion
+        to the ask, not to the day (a long run's venue holds hundreds of thousands)."""
+        ids = set(client_order_ids)
+
+        def take() -> list[OrderSnapshot]:
+            snapshot_of = getattr(self.venue, "snapshot_of", None)
+            if snapshot_of is not None:
+                return snapshot_of(ids)
+            return [o for o in self.venue.snapshot() if o.client_order_id in ids]
+
+        return self.call_on_loop(take)
+
     def fills(self) -> list[ExecutionReport]:
         return self.call_on_loop(self.venue.fills)
 

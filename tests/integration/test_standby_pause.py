@@ -39,3 +39,4 @@ def test_a_standby_takes_a_stream_in_few_wake_ups_and_records_every_signal(make_
     # at most one wake-up per 40 ms of the run (and the one under way), against one per batch or so
     assert standby_ticks <= took_s / 0.040 + 2, (standby_ticks, took_s)
     assert leader_ticks >= N // 2, leader_ticks
+
