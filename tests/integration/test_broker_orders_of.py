@@ -10,7 +10,6 @@ from tests.waits import wait_for
 pytestmark = pytest.mark.timeout(60)
 
 
-
 def test_the_broker_adapter_answers_for_just_the_orders_asked(make_config, redis_url):
     """`orders_of` (what a long kill run's settle asks, a chunk at a time): the asked ids it knows,
     the unknown ones left out, without listing the whole venue."""
