@@ -37,7 +37,7 @@ import msgspec
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
 
-from node.config import NonNegInt, PositiveInt, StorageConfig, load_config
+from node.config import PositiveInt, StorageConfig, load_config
 from node.errors import ConfigError, StoreError
 from node.histogram import LatencyHistogram
 from node.logs import RepeatLimiter, logger, mask, passwords_in
@@ -81,9 +81,6 @@ class LedgerConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     consumer: str = "ledger-1"
     batch_count: PositiveInt = 5_000
     block_ms: PositiveInt = 50
-    #: new entries are read at most this often while reads come back smaller than `batch_count` (one
-    #: transaction per read: larger ones cost PostgreSQL less per entry); 0: read again at once
-    gather_ms: NonNegInt = 0
     claim_min_idle_ms: PositiveInt = 5_000
     claim_every_ms: PositiveInt = 5_000
     retry_backoff_ms: PositiveInt = 200
@@ -230,8 +227,6 @@ class Ledger:
         self._writer: LedgerWriter | None = None
         self._stopping = asyncio.Event()
         self._backlog = True  # re-read our own pending entries before new ones
-        self._last_read_at = 0.0  # when the last read of new entries began (`gather_ms`)
-        self._last_read_full = True  # it came back with `batch_count` entries of a stream: read again at once
         self._next_claim = 0.0
         self._latencies_ns: deque[int] = deque(maxlen=self.cfg.latency_window)
         self._commit_hist = LatencyHistogram()  # node.metrics: nae_ledger_commit_seconds
@@ -392,14 +387,7 @@ class Ledger:
             if got:
                 return got
             self._backlog = False
-        if self.cfg.gather_ms and self._last_read_full is False:
-            wait_s = self._last_read_at + self.cfg.gather_ms / 1000.0 - time.monotonic()
-            if wait_s > 0:
-                await asyncio.sleep(wait_s)
-        self._last_read_at = time.monotonic()
-        got = await self._xreadgroup(">", self.cfg.block_ms)
-        self._last_read_full = any(len(entries) >= self.cfg.batch_count for _, entries in got)
-        return got
+        return await self._xreadgroup(">", self.cfg.block_ms)
 
     async def _xreadgroup(self, ids: str, block: int | None) -> list:
         assert self._redis is not None

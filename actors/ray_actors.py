@@ -170,11 +170,8 @@ class LedgerActor:
 
         proctune.apply(tuning or TuningConfig(), "ledger")  # the drain yields the CPU to the intake
 
-        # a read takes up to 128 entries; each is one wake-up's batch (1 to ~1,000 items); new entries
-        # are read at most every `ledger_gather_ms` while reads come back short
-        tuning = tuning or TuningConfig()
-        self._ledger = Ledger(storage_cfg, redis_url, database_url, LedgerConfig(
-            batch_count=128, node_id=node_id, gather_ms=tuning.ledger_gather_ms))
+        # a read takes up to 128 entries; each is one wake-up's batch (1 to ~1,000 items)
+        self._ledger = Ledger(storage_cfg, redis_url, database_url, LedgerConfig(batch_count=128, node_id=node_id))
         self._task: Any = None
 
     async def start(self) -> dict[str, str]:

@@ -413,9 +413,6 @@ class TuningConfig(msgspec.Struct, **_BASE):
     #: came meanwhile is taken in one wake-up, and its CPU per signal is mostly per wake-up). 0: it
     #: wakes for every message. A promotion waits this long at most
     standby_wake_ms: NonNegInt = 5
-    #: the ledger reads new entries at most this often (larger batches: less PostgreSQL work per
-    #: signal; the ledger's lag grows by as much). 0: as soon as any come
-    ledger_gather_ms: NonNegInt = 50
 
 
 class NodeConfig(msgspec.Struct, **_BASE):

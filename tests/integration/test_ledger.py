@@ -338,36 +338,3 @@ async def test_a_row_postgresql_refuses_is_set_aside_and_the_rest_is_written(db:
     finally:
         await conn.close()
     assert all(r["raw"] and "refused by PostgreSQL" in r["error"] for r in rows)
-
-
-@pytest.mark.parametrize("gather_ms", [0, 250])
-async def test_a_trickle_is_gathered_into_fewer_batches_and_nothing_is_left(db: str, storage: StorageConfig,
-                                                                            gather_ms: int) -> None:
-    """One order every 25 ms or more (60 of them): read as soon as they come, about one transaction per
-    order; with `gather_ms` 250, new entries are read at most every 250 ms (one transaction per 250 ms
-    of the run), and every row is written either way."""
-    led = ledger(storage, db, gather_ms=gather_ms)
-    await led.start()
-    task = asyncio.get_running_loop().create_task(led.run())
-    t0 = time.monotonic()
-    try:
-        n = 0
-        for i in range(60):
-            n += await fill_orders(storage, i, 1)
-            await asyncio.sleep(0.025)
-
-        async def drained() -> bool:
-            return led.stats().entries == n
-
-        await wait_for(drained)
-        took_s = time.monotonic() - t0
-    finally:
-        await led.stop()
-        await task
-        await led.close()
-    assert (await counts(db))["orders"] == 60 and await pending(storage) == 0
-    batches = led.stats().batches
-    if gather_ms:  # one read per 250 ms of the run at most (and the one under way when it began)
-        assert batches <= took_s / 0.25 + 2, (batches, took_s)
-    else:
-        assert batches >= 30  # the same trickle, read as it comes
