@@ -482,6 +482,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--leader-while-down", type=float, default=0.0,
                    help="with --random: the share of supervisor and broker-adapter kills followed %.1f s later by "
                         "a kill of the leader while that one is down" % LEADER_AFTER_S)
+    p.add_argument("--config", metavar="PATH", help="a node.toml whose settings (e.g. [tuning]) the node runs with")
     p.add_argument("--engines", default="native,native,native",
                    help="engine kinds in priority order (e.g. nautilus,nautilus: Nautilus always leads)")
     args = p.parse_args(argv)
@@ -491,7 +492,8 @@ def main(argv: list[str] | None = None) -> int:
     from bench.user_path import drop_node_keys
 
     ledger = OwnLedger()  # its own ledger too: the start-up reconciliation sees only this run
-    cfg = asyncio.run(ledger.take(failover_config(kinds=tuple(args.engines.split(",")))))
+    base = load_config(args.config) if args.config else None
+    cfg = asyncio.run(ledger.take(failover_config(base, kinds=tuple(args.engines.split(",")))))
     runtime = NodeRuntime(cfg, stderr_progress)
     try:
         runtime.start()
