@@ -94,7 +94,7 @@ class _Order:
 
     __slots__ = (
         "intent", "coid", "vid", "qty", "sign", "cum", "px_sum", "state", "triggered", "n_fills",
-        "last_due", "thr", "thr_up", "view_kind", "view_cum", "view_leaves", "logged",
+        "last_due", "thr", "thr_up", "view_kind", "view_cum", "view_leaves", "logged", "shown",
     )
 
     def __init__(self, intent: OrderIntent, vid: str, qty: float) -> None:
@@ -115,6 +115,7 @@ class _Order:
         self.view_cum = 0.0
         self.view_leaves = qty
         self.logged = False  # its OrderTaken is in the book log
+        self.shown = False  # a report of it was handed out (an order with neither is not listed)
 
 
 class PaperVenue(VenueBase):
@@ -251,6 +252,7 @@ class PaperVenue(VenueBase):
 
     def _show(self, order: _Order, rep: ExecutionReport) -> None:
         """What the outside sees moves with the report handed out."""
+        order.shown = True
         order.view_kind = rep.kind
         order.view_cum = rep.cum_qty
         order.view_leaves = rep.leaves_qty
@@ -272,14 +274,19 @@ class PaperVenue(VenueBase):
         return due
 
     def snapshot(self) -> list[OrderSnapshot]:
-        """Every order the venue knows, as the reports handed out so far describe it."""
-        return [OrderSnapshot(o.coid, o.view_kind, o.view_cum, o.view_leaves) for o in self._orders.values()]
+        """Every order the venue has acknowledged, as the reports handed out so far describe it. An
+        order taken whose first report is not out yet (nor in the book log) is left out: listed as NEW,
+        an engine would take it for acknowledged and never send it again, and a venue that died before
+        writing it would have lost it (a 30-kill run lost one order so). Its sender finds it in flight
+        (the broker's gate knows it) and its reports come with the next wake-up."""
+        return [OrderSnapshot(o.coid, o.view_kind, o.view_cum, o.view_leaves)
+                for o in self._orders.values() if o.logged or o.shown]
 
     def snapshot_of(self, client_order_ids) -> list[OrderSnapshot]:
-        """`snapshot()` of just these orders (the unknown ids are left out)."""
+        """`snapshot()` of just these orders (the unknown ids, and those not acknowledged yet, left out)."""
         orders = self._orders
         return [OrderSnapshot(o.coid, o.view_kind, o.view_cum, o.view_leaves)
-                for o in (orders.get(c) for c in client_order_ids) if o is not None]
+                for o in (orders.get(c) for c in client_order_ids) if o is not None and (o.logged or o.shown)]
 
     def fills_since(self, since_ns: int) -> list[ExecutionReport]:
         """The fills handed out at or after `since_ns`, in order, read from the newest back (and a
@@ -312,7 +319,7 @@ class PaperVenue(VenueBase):
         """Every order with whose it is, what and where (the reconciler's view of the account), as the
         reports handed out so far describe it."""
         return [Order(o.coid, o.view_kind, o.view_cum, o.view_leaves, o.intent.strategy_id, o.intent.symbol,
-                      o.intent.side, o.vid) for o in self._orders.values()]
+                      o.intent.side, o.vid) for o in self._orders.values() if o.logged or o.shown]
 
     def adjust_position(self, symbol: str, qty: float) -> None:
         """A position change with no fill (a journal, a transfer, a hand edit at the venue): what the
@@ -418,7 +425,9 @@ class PaperVenue(VenueBase):
 
     def status(self, client_order_id: str) -> OrderSnapshot | None:
         o = self._orders.get(client_order_id)
-        return None if o is None else OrderSnapshot(o.coid, o.view_kind, o.view_cum, o.view_leaves)
+        if o is None or not (o.logged or o.shown):
+            return None
+        return OrderSnapshot(o.coid, o.view_kind, o.view_cum, o.view_leaves)
 
     def sent_ids(self) -> list[str]:
         return list(self._orders)

@@ -6,8 +6,8 @@ import itertools
 
 import pytest
 
-from adapters.paper.records import Record, decode_records, encode_records
-from adapters.paper.venue import PaperVenue
+from adapters.paper.records import OrderTaken, Record, decode_records, encode_records
+from adapters.paper.venue import LOG_RETRY_NS, PaperVenue
 from node.config import PaperSymbol, PaperVenueConfig
 from node.messages import ExecKind, OrderIntent, OrderType, Side
 
@@ -206,3 +206,28 @@ def test_a_write_the_store_took_but_did_not_answer_restores_once():
     again = PaperVenue(cfg(), log)
     again.restore(log.records(), T0 + 10 * TICK)
     assert account(again) == account(v)  # each fill once: positions and cash as handed out
+
+
+@pytest.mark.parametrize("with_log", [True, False])
+def test_an_order_is_listed_only_once_its_first_report_is_out(with_log):
+    """A listing (what a new leader's QueryOrders and the reconciler read) shows an order only once
+    its first report was handed out, written to the book log first: listed as NEW before that, an
+    engine took it for acknowledged and never sent it again, and the venue, killed before its write,
+    had lost it (one order of a 30-kill run). While the log refuses writes it stays unlisted."""
+    log = ListLog() if with_log else None
+    v = PaperVenue(cfg(), log)
+    it = intent(5.0)
+    v.submit(it, T0)  # its NEW is due 1 ms later (latency_us)
+    coid = it.client_order_id
+    assert v.snapshot() == [] and v.snapshot_of([coid]) == [] and v.status(coid) is None and v.order_book() == []
+    if with_log:
+        log.fail = True
+        assert v.advance(T0 + 5 * MS) == []
+        assert v.snapshot_of([coid]) == [] and v.status(coid) is None
+        log.fail = False
+        v.advance(T0 + 5 * MS + LOG_RETRY_NS)
+        assert [r.intent.client_order_id for r in log.records() if type(r) is OrderTaken] == [coid]
+    else:
+        v.advance(T0 + 5 * MS)
+    assert [s.client_order_id for s in v.snapshot_of([coid])] == [coid] and v.status(coid) is not None
+    assert [s.client_order_id for s in v.snapshot()] == [coid] and len(v.order_book()) == 1

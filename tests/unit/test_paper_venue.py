@@ -314,7 +314,7 @@ def test_latency_delays_delivery_and_fills_are_spaced():
     v.submit(o, T0)
     assert v.advance(T0 + 1 * MS) == [] and v.positions() == {} and v.fills() == []
     assert v.next_due_ns() == T0 + 2 * MS
-    assert [s.kind for s in v.snapshot()] == [ExecKind.NEW]
+    assert v.snapshot() == []  # not acknowledged before its first report is out (the venue's latency)
     first = v.advance(T0 + 2 * MS)
     assert [r.kind for r in first] == [ExecKind.NEW, ExecKind.PARTIAL_FILL]
     assert v.positions() == {"AAPL": 100.0} and v.snapshot()[0].cum_qty == 100.0
