@@ -115,7 +115,13 @@ class _Order:
         self.view_cum = 0.0
         self.view_leaves = qty
         self.logged = False  # its OrderTaken is in the book log
-        self.shown = False  # a report of it was handed out (an order with neither is not listed)
+        self.shown = False  # a report of it was handed out (an order with neither is not `listed`)
+
+    @property
+    def listed(self) -> bool:
+        """What a listing shows (snapshot, status, order book): an order whose first report is out or
+        in the book log; one taken and not reported yet is in flight, not acknowledged."""
+        return self.logged or self.shown
 
 
 class PaperVenue(VenueBase):
@@ -280,13 +286,13 @@ class PaperVenue(VenueBase):
         writing it would have lost it (a 30-kill run lost one order so). Its sender finds it in flight
         (the broker's gate knows it) and its reports come with the next wake-up."""
         return [OrderSnapshot(o.coid, o.view_kind, o.view_cum, o.view_leaves)
-                for o in self._orders.values() if o.logged or o.shown]
+                for o in self._orders.values() if o.listed]
 
     def snapshot_of(self, client_order_ids) -> list[OrderSnapshot]:
         """`snapshot()` of just these orders (the unknown ids, and those not acknowledged yet, left out)."""
         orders = self._orders
         return [OrderSnapshot(o.coid, o.view_kind, o.view_cum, o.view_leaves)
-                for o in (orders.get(c) for c in client_order_ids) if o is not None and (o.logged or o.shown)]
+                for o in (orders.get(c) for c in client_order_ids) if o is not None and o.listed]
 
     def fills_since(self, since_ns: int) -> list[ExecutionReport]:
         """The fills handed out at or after `since_ns`, in order, read from the newest back (and a
@@ -319,7 +325,7 @@ class PaperVenue(VenueBase):
         """Every order with whose it is, what and where (the reconciler's view of the account), as the
         reports handed out so far describe it."""
         return [Order(o.coid, o.view_kind, o.view_cum, o.view_leaves, o.intent.strategy_id, o.intent.symbol,
-                      o.intent.side, o.vid) for o in self._orders.values() if o.logged or o.shown]
+                      o.intent.side, o.vid) for o in self._orders.values() if o.listed]
 
     def adjust_position(self, symbol: str, qty: float) -> None:
         """A position change with no fill (a journal, a transfer, a hand edit at the venue): what the
@@ -425,7 +431,7 @@ class PaperVenue(VenueBase):
 
     def status(self, client_order_id: str) -> OrderSnapshot | None:
         o = self._orders.get(client_order_id)
-        if o is None or not (o.logged or o.shown):
+        if o is None or not o.listed:
             return None
         return OrderSnapshot(o.coid, o.view_kind, o.view_cum, o.view_leaves)
 
