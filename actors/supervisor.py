@@ -890,7 +890,7 @@ class Supervisor:
 
     def _spawn_broker(self, name: str) -> _Spawned:
         cfg = self._cfg
-        port = self._broker_ports.setdefault(name, self._pick_port(cfg.bind_host))
+        port = self._kept_port(self._broker_ports, name, cfg.bind_host)
         # the node's resolved Redis (the embedded one's too): a paper venue keeps its account there
         cfg = msgspec.structs.replace(cfg, storage=msgspec.structs.replace(cfg.storage, redis_url=self._redis_url))
         actor_name = self._name("broker:" + name + "@" + str(time.time_ns()))
@@ -961,7 +961,7 @@ class Supervisor:
         cfg = self._cfg
         lane = self._lane_of[name]
         engine = next(e for e in cfg.engine_list() if e.name == name)
-        port = self._engine_ports.setdefault(name, self._pick_port(cfg.bind_host))
+        port = self._kept_port(self._engine_ports, name, cfg.bind_host)
         actor_name = self._name("engine:" + name)
         actor = spawn(
             "engine",
@@ -997,6 +997,14 @@ class Supervisor:
         taken = self._picked_ports | set(self._engine_ports.values()) | set(self._broker_ports.values())
         port = _free_port(host, taken)
         self._picked_ports.add(port)
+        return port
+
+    def _kept_port(self, ports: dict[str, int], name: str, host: str) -> int:
+        """The port `name` had (a respawn binds the same one), else one picked now and kept (not
+        `setdefault`: that picked, and recorded as taken, a port on every respawn)."""
+        port = ports.get(name)
+        if port is None:
+            port = ports[name] = self._pick_port(host)
         return port
 
     def _engine_intakes(self) -> list[str]:
