@@ -192,7 +192,7 @@ class BrokerHost(LoopService):
                     self._leader = ident
                     self._takeovers += 1  # the group's orders sent before now are the new leader's to hear about
                     self._takeover[cmd.group] = (ident, self._takeovers)
-                self._reply(ident, self._orders_report(cmd.since_ns, cmd.client_order_ids))
+                self._reply(ident, self._orders_report(cmd.since_ns, cmd.client_order_ids, cmd.query_id))
             else:
                 self._stale(cmd, "query")
         elif kind is Heartbeat:
@@ -209,7 +209,7 @@ class BrokerHost(LoopService):
         if suppressed is not None:
             _log.warning("refused under a fenced epoch: %s (%d more from it not logged)", self.last_stale, suppressed)
 
-    def _orders_report(self, since_ns: int, asked: list[str]) -> OrdersReport:
+    def _orders_report(self, since_ns: int, asked: list[str], query_id: int = 0) -> OrdersReport:
         """since_ns 0: every order and fill. Else the `asked` orders (any age) with their fills, and
         the orders and fills with activity since `since_ns`, found from the newest activity back
         (the work is proportional to the answer, not to the day); a venue without `snapshot_of` /
@@ -217,7 +217,7 @@ class BrokerHost(LoopService):
         venue = self.venue
         if since_ns <= 0:
             listed = venue.snapshot()
-            return OrdersReport(listed, venue.fills(), self._sent_unlisted(asked, listed))
+            return OrdersReport(listed, venue.fills(), self._sent_unlisted(asked, listed), query_id)
         keep = set(asked)
         floor = since_ns - _ORDER_SLACK_NS  # activity is recorded in (nearly) time order
         for coid, ts in reversed(self._active_ns.items()):
@@ -234,7 +234,7 @@ class BrokerHost(LoopService):
             fills = recent + [f for f in fills_of(asked) if f.exec_id not in seen]
         else:
             fills = [f for f in venue.fills() if f.client_order_id in keep]
-        return OrdersReport(orders, fills, self._sent_unlisted(asked, orders))
+        return OrdersReport(orders, fills, self._sent_unlisted(asked, orders), query_id)
 
     def _sent_unlisted(self, asked: list[str], listed: list[OrderSnapshot]) -> list[str]:
         """Asked ids the gate took that the venue does not list (yet): in flight, never to be re-sent."""

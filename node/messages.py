@@ -222,6 +222,9 @@ class QueryOrders(msgspec.Struct, frozen=True, array_like=True, gc=False, tag="q
     #: False: only look, whatever the epoch (a standby catching up; an adapter that starts beside
     #: another in front of a shared venue)
     take_over: bool = True
+    #: the asker's tag for this query, echoed in the OrdersReport that answers it: an asker with
+    #: several queries out (a whole-book query and a one-order look) matches each answer to its own
+    query_id: int = 0
 
 
 class Heartbeat(msgspec.Struct, frozen=True, array_like=True, gc=False, tag="hb"):
@@ -252,6 +255,7 @@ class OrdersReport(msgspec.Struct, frozen=True, array_like=True, gc=False, tag="
     #: ids asked about that the broker's gate took but its venue does not list yet (a remote venue
     #: still working through a burst): in flight there, never to be sent again (node.recovery)
     sent: list[str] = []
+    query_id: int = 0  # the QueryOrders.query_id this answers
 
 
 BrokerEvent = ExecutionReport | OrdersReport | Heartbeat

@@ -37,7 +37,9 @@ class InstantBroker:
         self.submits: list[SubmitOrder] = []
         self.submit_ns: dict[str, int] = {}
         self.queries = 0
+        self.asked: list[QueryOrders] = []  # every query, in arrival order
         self.filled: dict[str, float] = {}
+        self.fills: dict[str, ExecutionReport] = {}  # the FILL it reported, by client order id (listed in query answers)
         self.silent: set[str] = set()  # client order ids it takes but does not answer (yet)
         self.release: list[str] = []  # silent ids to answer now (appended by the test thread)
         self._held: dict[str, tuple[bytes, object]] = {}
@@ -61,8 +63,11 @@ class InstantBroker:
             cmd = broker_command_decoder.decode(frame)
             if type(cmd) is QueryOrders:
                 self.queries += 1
-                snaps = [OrderSnapshot(c, ExecKind.FILL, q, 0.0) for c, q in self.filled.items()]
-                r.send_multipart((ident, encode(OrdersReport(snaps))))
+                self.asked.append(cmd)
+                named = set(cmd.client_order_ids) if cmd.since_ns > 0 else None  # since_ns 0: the whole book
+                snaps = [OrderSnapshot(c, ExecKind.FILL, q, 0.0) for c, q in self.filled.items() if named is None or c in named]
+                fills = [self.fills[s.client_order_id] for s in snaps if s.client_order_id in self.fills]
+                r.send_multipart((ident, encode(OrdersReport(snaps, fills, query_id=cmd.query_id))))
                 continue
             if type(cmd) is not SubmitOrder:
                 continue
@@ -85,12 +90,12 @@ class InstantBroker:
             (ident, encode(ExecutionReport(kind=ExecKind.NEW, client_order_id=it.client_order_id, venue_order_id=vid,
                                            symbol=it.symbol, side=it.side, leaves_qty=it.quantity)))
         )
-        r.send_multipart(
-            (ident, encode(ExecutionReport(kind=ExecKind.FILL, client_order_id=it.client_order_id, venue_order_id=vid,
-                                           exec_id="X" + str(self._n), symbol=it.symbol, side=it.side,
-                                           last_qty=it.quantity, last_px=px, cum_qty=it.quantity, avg_px=px)))
-        )
+        fill = ExecutionReport(kind=ExecKind.FILL, client_order_id=it.client_order_id, venue_order_id=vid,
+                               exec_id="X" + str(self._n), symbol=it.symbol, side=it.side,
+                               last_qty=it.quantity, last_px=px, cum_qty=it.quantity, avg_px=px)
+        r.send_multipart((ident, encode(fill)))
         self.filled[it.client_order_id] = it.quantity
+        self.fills[it.client_order_id] = fill
 
     def close(self) -> None:
         self._stop.set()

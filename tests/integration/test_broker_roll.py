@@ -80,9 +80,10 @@ def test_finished_orders_leave_the_maps_at_the_second_roll_open_ones_stay() -> N
         assert host.gate.known("NAE-rest-0") and not any(host.gate.known(c) for c in done)
 
         # a recovery asking about a forgotten order: the venue's book still lists it, so it is adopted
-        sock.send(encode(QueryOrders(2, "e2", time.time_ns(), [done[0], "NAE-new-0"])))
+        sock.send(encode(QueryOrders(2, "e2", time.time_ns(), [done[0], "NAE-new-0"], query_id=41)))
         wait(lambda: any(type(m) is OrdersReport for m in got))
         answer = next(m for m in got if type(m) is OrdersReport)
+        assert answer.query_id == 41  # echoed: the asker matches the answer to its query
         plan = plan_recovery([_intent(done[0]), _intent("NAE-new-0")], answer)
         assert [s.client_order_id for s in plan.adopt] == [done[0]]
         assert [i.client_order_id for i in plan.redrive] == ["NAE-new-0"]

@@ -49,8 +49,11 @@ def _signal(i: int, **kw) -> SignalAccepted:
 @pytest.fixture(scope="module")
 def engine():
     broker = InstantBroker()
+    # in-flight checks every 200 ms on orders silent for 300 ms, 5 asks (Nautilus's default count) before
+    # it resolves one itself: an answer has ~1.5 s to come back, so a loaded box does not turn a broker
+    # that answers into an UNKNOWN (with 2 asks it had ~0.6 s, and once did in a batch run)
     cfg = NautilusEngineConfig(log_level="ERROR", inflight_check_interval_ms=200, inflight_check_threshold_ms=300,
-                              inflight_check_retries=2, reconciliation_startup_delay_ms=500)
+                              inflight_check_retries=5, reconciliation_startup_delay_ms=500)
     proc = NautilusEngineProcess(cfg, broker.endpoint)
     eps = proc.start()
     ctx = zmq.Context()
@@ -169,15 +172,35 @@ def test_notional_signal_sized_at_last_fill_or_rejected_without_price(engine):
 
 def test_redrive_of_an_order_the_broker_already_filled_resolves_from_the_broker(engine):
     proc, broker, push, sub = engine
-    redrive = _signal(4_000, symbol="AAPL")  # MARKET BUY 4
+    redrive = _signal(4_000, symbol="AAPL")  # MARKET BUY 4: nothing here can price it but the broker
     coid = client_order_id_for(redrive.signal_id)
-    broker.filled[coid] = redrive.signal.quantity  # filled before this engine's life; the broker stays silent on a resubmit
+    qty = redrive.signal.quantity
+    # filled before this engine's life; the broker stays silent on a resubmit and lists its fill when asked
+    broker.fills[coid] = ExecutionReport(kind=ExecKind.FILL, client_order_id=coid, venue_order_id="V-old", exec_id="X-old",
+                                         symbol="AAPL", last_qty=qty, last_px=187.25, cum_qty=qty, avg_px=187.25)
+    broker.filled[coid] = qty
     push.send(encode(redrive))
     got = _collect(sub, {coid}, {ExecKind.FILL, ExecKind.REJECTED, ExecKind.UNKNOWN}, budget_s=20.0)
 
     assert [r.kind for _, r, _ in got] == [ExecKind.FILL]  # from Nautilus's in-flight check + QueryOrders
-    assert got[0][1].cum_qty == redrive.signal.quantity and got[0][1].signal_id == redrive.signal_id
-    assert broker.queries >= 1
+    fill = got[0][1]
+    assert (fill.exec_id, fill.last_px, fill.cum_qty) == ("X-old", 187.25, qty)  # the broker's fill, not one inferred
+    assert fill.signal_id == redrive.signal_id
+    assert [s.intent.client_order_id for s in broker.submits].count(coid) == 1
+    # the in-flight check asked about this one order, not for the whole book
+    assert any(q.client_order_ids == [coid] and q.since_ns > 0 and q.query_id > 0 for q in broker.asked)
+
+
+def test_redrive_resolves_from_the_brokers_order_line_when_it_lists_no_fill(engine):
+    proc, broker, push, sub = engine
+    redrive = _signal(4_001, symbol="MSFT")  # LIMIT SELL at 100.25: priced at its limit
+    coid = client_order_id_for(redrive.signal_id)
+    broker.filled[coid] = redrive.signal.quantity  # a broker that keeps its orders' lines but no fill history
+    push.send(encode(redrive))
+    got = _collect(sub, {coid}, {ExecKind.FILL, ExecKind.REJECTED, ExecKind.UNKNOWN}, budget_s=20.0)
+
+    assert [r.kind for _, r, _ in got] == [ExecKind.FILL]
+    assert got[0][1].cum_qty == redrive.signal.quantity and got[0][1].last_px == 100.25
     assert [s.intent.client_order_id for s in broker.submits].count(coid) == 1
 
 

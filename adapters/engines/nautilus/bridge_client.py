@@ -11,7 +11,8 @@
   An UNKNOWN report has no Nautilus state: it is published as is and Nautilus is left unchanged.
 - `generate_order_status_report(s)` answer from the broker's own `OrdersReport` (QueryOrders), so
   Nautilus's in-flight checks resolve an order from the broker's word; an order the broker calls
-  UNKNOWN, or does not answer about, gets no report (never an invented state).
+  UNKNOWN, or does not answer about, gets no report (never an invented state). The in-flight check
+  asks about its one order, not the whole book; each answer goes to its own query (`queries.py`).
 
 Instruments (equities, whole shares, USD) are added to the cache in `_connect`, then a MARGIN
 account state is emitted and awaited, as Nautilus's own adapters do.
@@ -71,6 +72,7 @@ from nautilus_trader.model.instruments import Equity
 from nautilus_trader.model.objects import AccountBalance, Money, Price, Quantity
 
 from adapters.engines.nautilus.bridge_strategy import BridgeBook
+from adapters.engines.nautilus.queries import BrokerQueries
 from adapters.engines.nautilus.held_amends import Adopted, Takeover, plan_takeover
 from adapters.engines.nautilus.standby import ShadowBook, plan_promotion
 from node.followed import FollowedFills
@@ -177,7 +179,7 @@ class BridgeExecutionClient(LiveExecutionClient):
         self._ctx: zmq.asyncio.Context | None = None
         self._seen_exec_ids: set[str] = set()
         self._accepted: set[str] = set()  # client order ids we generated an OrderAccepted for
-        self._query_waiters: list[asyncio.Future] = []
+        self.queries = BrokerQueries()  # each QueryOrders' answer to its own asker
         self.book: BridgeBook | None = None
         self.standby = config.role == "standby"
         self.shadow = ShadowBook()
@@ -199,7 +201,6 @@ class BridgeExecutionClient(LiveExecutionClient):
         self._orphans = BookedOrphans()
         self.passthrough_reports = 0
         self.bad_frames = 0
-        self.last_orders: list[OrderSnapshot] = []
         #: a promotion's plan for the held amends (held_amends.py), carried out by the strategy after it
         self.takeover = Takeover()
         #: replacements the broker already has (a promotion found them): adopted when submitted, never sent
@@ -412,11 +413,7 @@ class BridgeExecutionClient(LiveExecutionClient):
         raw[key] = rep
 
     def _on_orders(self, msg: OrdersReport) -> None:
-        self.last_orders = msg.orders
-        waiters, self._query_waiters = self._query_waiters, []
-        for fut in waiters:
-            if not fut.done():
-                fut.set_result(msg)
+        self.queries.answer(msg)
 
     async def query_broker(self) -> list[OrderSnapshot] | None:
         """Ask the broker for every order it knows; None when it does not answer in time (and
@@ -426,21 +423,25 @@ class BridgeExecutionClient(LiveExecutionClient):
         answer = await self._query(QueryOrders(self._epoch, self._engine, group=self._group), self._cfg.query_timeout_ms)
         return answer.orders if answer is not None else None
 
+    async def ask_about_order(self, client_order_id: str) -> OrdersReport | None:
+        """Ask the broker about one order: its line and its fills, not the whole book. None when
+        the broker does not answer in time, and always for a standby."""
+        if self.standby:
+            return None
+        query = QueryOrders(self._epoch, self._engine, time.time_ns(), [client_order_id], group=self._group)
+        return await self._query(query, self._cfg.query_timeout_ms)
+
     async def _query(self, query: QueryOrders, timeout_ms: int) -> OrdersReport | None:
         if self._dealer is None:
             return None
         fut = self._loop.create_future()
-        first = not self._query_waiters
-        self._query_waiters.append(fut)
-        if first or query.client_order_ids:
-            self._dealer.send(encode(query))
+        qid, tagged = self.queries.open(query, fut)
+        if tagged is not None:
+            self._dealer.send(encode(tagged))
         try:
             return await asyncio.wait_for(fut, timeout_ms / 1000.0)
         except asyncio.TimeoutError:
-            # no longer waiting: left in the list, it made every later query a follower of one
-            # that was never answered, so the broker was never asked again
-            if fut in self._query_waiters:
-                self._query_waiters.remove(fut)
+            self.queries.give_up(qid, fut)
             return None
 
     # ---------------------------------------------------------------- standby: follow, promote, demote
@@ -597,9 +598,10 @@ class BridgeExecutionClient(LiveExecutionClient):
         filled = snap.cum_qty
         avg_px: Decimal | None = None
         if filled > 0.0:
-            px = self.book.last_px.get(order.instrument_id.symbol.value) if self.book is not None else None
-            if px is None and order.has_price:
-                px = float(order.price)
+            # no fill history from the broker: priced at the order's own limit, else the symbol's last fill
+            px = float(order.price) if order.has_price else None
+            if px is None and self.book is not None:
+                px = self.book.last_px.get(order.instrument_id.symbol.value)
             if px is None:
                 return None  # a fill we cannot price: let the broker's fill report speak
             avg_px = Decimal(str(px))
@@ -625,15 +627,25 @@ class BridgeExecutionClient(LiveExecutionClient):
         )
 
     async def generate_order_status_report(self, command: GenerateOrderStatusReport) -> OrderStatusReport | None:
+        """Nautilus's in-flight check on one order. The broker's own fills of it, when it lists
+        any, are applied as its live reports would have been (its exec ids and prices, deduped on
+        exec id: never a fill Nautilus infers beside the broker's, which the ledger would count
+        twice); otherwise the order's line becomes a status report."""
         if command.client_order_id is None:
             return None
-        snaps = await self.query_broker()
-        if snaps is None:
+        coid = command.client_order_id.value
+        answer = await self.ask_about_order(coid)
+        if answer is None:
             return None
-        want = command.client_order_id.value
-        for snap in snaps:
-            if snap.client_order_id == want:
-                return self._status_report(snap)
+        snap = next((s for s in answer.orders if s.client_order_id == coid), None)
+        fills = [f for f in answer.fills if f.client_order_id == coid and f.exec_id]
+        if not fills:
+            return self._status_report(snap) if snap is not None else None
+        for fill in fills:
+            self._on_report(fill)
+        if snap is not None and snap.kind is ExecKind.CANCELED:  # the rest canceled after those fills
+            self._on_report(ExecutionReport(kind=ExecKind.CANCELED, client_order_id=coid, cum_qty=snap.cum_qty,
+                                            reason="RECOVERED", ts_ns=self._clock.timestamp_ns()))
         return None
 
     async def generate_order_status_reports(self, command: GenerateOrderStatusReports) -> list[OrderStatusReport]:
