@@ -85,6 +85,7 @@ async def run_failovers(runtime, kills: int, rate: float, gap_s: float = 1.5, pr
 
     rng = random.Random(seed) if seed is not None else None
     standby_kills = 0
+    promoting_kills = 0  # leader kills that hit the engine a promotion under way was making the leader
     supervisor_kills = 0
     supervisor_back_ms: list[float] = []
     others_back_ms: dict[str, list[float]] = {}
@@ -158,7 +159,11 @@ async def run_failovers(runtime, kills: int, rate: float, gap_s: float = 1.5, pr
             restarts.update({(e.get("role"), e.get("took_ms")): e for e in stats["supervisor"].get("restarts", [])})
             log_errors_now = ((stats.get("broker") or {}).get("venue") or {}).get("book_log_errors", 0)
             epoch = stats["supervisor"]["epoch"]
-            leader = stats["supervisor"]["leader"]
+            # while a promotion is under way the group's leader is still the dead one: the engine it
+            # makes the leader is the one to kill (killing the old one, a standby by then, was counted
+            # as a leader kill whose failover was the next one, many seconds later)
+            promoting = ((stats["supervisor"].get("groups") or {}).get(DEFAULT_GROUP) or {}).get("promoting") or ""
+            leader = promoting or stats["supervisor"]["leader"]
             if rng is not None and rng.random() < supervisor_share:
                 pid = await _answered(loop, runtime.call_supervisor, "pid", "supervisor")
                 then = (rng.random() < leader_while_down
@@ -207,6 +212,7 @@ async def run_failovers(runtime, kills: int, rate: float, gap_s: float = 1.5, pr
             os.kill(pid, signal.SIGKILL)
             if victim == leader:
                 kill_times.append((t_kill, epoch))
+                promoting_kills += bool(promoting)
             leader = victim
             # Ray's own restart: until the killed engine answers again
             t_restart = None
@@ -276,6 +282,7 @@ async def run_failovers(runtime, kills: int, rate: float, gap_s: float = 1.5, pr
     return {
         "kills": kills,
         "standby_kills": standby_kills,
+        "promoting_kills": promoting_kills,
         "supervisor_kills": supervisor_kills,
         "supervisor_back_p50_ms": pct(supervisor_back_ms, 50),
         "supervisor_back_p99_ms": pct(supervisor_back_ms, 99),

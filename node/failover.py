@@ -79,6 +79,7 @@ class Lane:
     failed_attempts: int = 0  # promotions in a row that failed
     promoted_ns: int = 0  # when its leader was last promoted
     retry_at_ns: int = 0  # no new attempt before this
+    promoting: str = ""  # the engine a promotion under way is making the leader ("" = none)
 
     def __post_init__(self) -> None:
         self.leader = self.leader or self.engines[0]
@@ -90,7 +91,7 @@ class Lane:
                    {b.name: b.account_id for b in brokers})
 
     def view(self) -> dict:
-        return {"epoch": self.epoch, "leader": self.leader, "broker": self.broker,
+        return {"epoch": self.epoch, "leader": self.leader, "broker": self.broker, "promoting": self.promoting,
                 "engines": list(self.engines), "brokers": list(self.brokers)}
 
 

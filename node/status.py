@@ -48,7 +48,8 @@ def view(stats: Mapping[str, Any], breakers: Mapping[str, Any] | None = None,
     vals: Mapping[str, Any] = validator if isinstance(validator, Mapping) and vup else {}
     ledger = stats.get("ledger")
     return {
-        "groups": [{"name": name, "epoch": g.get("epoch"), "leader": g.get("leader"), "broker": g.get("broker")}
+        "groups": [{"name": name, "epoch": g.get("epoch"), "leader": g.get("leader"), "broker": g.get("broker"),
+                    "promoting": g.get("promoting") or ""}
                    for name, g in sorted(groups.items()) if isinstance(g, Mapping)],
         "engines": engines,
         "brokers": brokers,
@@ -76,8 +77,8 @@ def _rows(header: list[str], rows: list[list[Any]]) -> list[str]:
 
 def table(v: Mapping[str, Any], node_id: str = "") -> str:
     out = ["node " + node_id if node_id else "node"]
-    out += [""] + _rows(["GROUP", "EPOCH", "LEADER", "BROKER"],
-                        [[g["name"], g["epoch"], g["leader"], g["broker"]] for g in v["groups"]])
+    out += [""] + _rows(["GROUP", "EPOCH", "LEADER", "BROKER", "PROMOTING"],
+                        [[g["name"], g["epoch"], g["leader"], g["broker"], g.get("promoting")] for g in v["groups"]])
     out += [""] + _rows(["ENGINE", "STATE", "KIND", "GROUP", "ROLE", "EPOCH", "IN-FLIGHT", "STRANDED", "LOOP-ERRORS"],
                         [[e["name"], e["state"], e["kind"], e["group"], e["role"], e["epoch"], e["in_flight"],
                           e["stranded"], e["loop_errors"]] for e in v["engines"]])

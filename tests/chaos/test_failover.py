@@ -70,3 +70,47 @@ def test_a_fenced_engine_cannot_trade(node):
     assert rep.kind == "REJECTED" and rep.reason == "UNKNOWN_GROUP"
     ids = {o.client_order_id for o in node.call("broker", "orders")}
     assert "NAE-zombie-0" not in ids and "NAE-zombie-1" not in ids
+
+
+def test_a_promotion_whose_engine_dies_fails_at_once_and_another_standby_leads(node):
+    """kill -9 of the engine being promoted: the supervisor sees its process gone and gives the
+    promotion up at once (Ray's own error for the call came 1-2 s after such a kill), then the group
+    gets a leader again and trades. The promotion is held open by a frozen broker adapter (the new
+    leader's first step is to ask it what it has), so the kill lands inside it."""
+    import os
+    import signal
+    import threading
+
+    from tests.waits import wait_for
+
+    node.call_supervisor("failback")  # a leads
+    broker_pid = node.call_supervisor("pid", "broker")
+    b_pid = node.call_supervisor("pid", "engine:b")
+    outcome: dict = {}
+
+    def promote_b() -> None:
+        try:
+            outcome["event"] = node.call_supervisor("failover", "b")
+        except Exception as exc:  # noqa: BLE001 - what the test looks at
+            outcome["error"] = str(exc)
+
+    os.kill(broker_pid, signal.SIGSTOP)
+    try:
+        worker = threading.Thread(target=promote_b)
+        worker.start()
+        # b's promotion is under way and the supervisor watches b's process
+        wait_for(lambda: node.call_supervisor("groups")["default"]["promoting_pid"] == b_pid, timeout_s=60)
+        os.kill(b_pid, signal.SIGKILL)
+        worker.join(60)
+    finally:
+        os.kill(broker_pid, signal.SIGCONT)
+    assert "event" not in outcome, outcome
+    assert "engine:b died during its promotion" in outcome["error"], outcome  # its process seen gone, not Ray's notice
+
+    def led_again() -> bool:
+        g = node.call_supervisor("groups")["default"]
+        return g["leader"] != "a" and not g["promoting"]
+
+    wait_for(led_again, timeout_s=60)  # a stepped down for b: c (or b, back from Ray) leads
+    out = asyncio.run(run_failovers(node, kills=0, rate=200.0, gap_s=0.0))  # and it trades: every signal once
+    assert out["accepted"] == out["sent"] > 0 and out["lost"] == 0 and out["duplicate_broker_orders"] == 0, out

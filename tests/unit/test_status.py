@@ -21,7 +21,7 @@ BREAKERS = {"system": {"state": "CLOSED"}, "execution": {"state": "OPEN"}, "stra
 
 def test_view_keeps_what_an_operator_reads_first():
     v = view(STATS, BREAKERS, {"execution.signals": 4, "execution.events": 7})
-    assert v["groups"] == [{"name": "default", "epoch": 3, "leader": "a", "broker": "paper"}]
+    assert v["groups"] == [{"name": "default", "epoch": 3, "leader": "a", "broker": "paper", "promoting": ""}]
     assert [(e["name"], e["state"], e["role"]) for e in v["engines"]] == [("a", "up", "leader"), ("b", "down", "")]
     assert [(b["name"], b["state"]) for b in v["brokers"]] == [("backup", "down"), ("paper", "up")]
     assert v["stranded"] == 1 and v["failovers"] == 2 and v["restarts"] == 1
@@ -36,6 +36,7 @@ def test_table_is_readable():
     header = next(line for line in lines if line.startswith("ENGINE"))
     assert header.split() == ["ENGINE", "STATE", "KIND", "GROUP", "ROLE", "EPOCH", "IN-FLIGHT", "STRANDED", "LOOP-ERRORS"]
     assert any(line.split()[:2] == ["b", "down"] for line in lines)
+    assert next(line for line in lines if line.startswith("GROUP")).split() == ["GROUP", "EPOCH", "LEADER", "BROKER", "PROMOTING"]
     assert "breakers: execution OPEN" in text
     assert "stranded UNKNOWN orders (BROKER_LOST): 1" in text and "execnode orders settle" in text
     assert "last loop error of validator: ValueError: boom" in text
@@ -46,3 +47,10 @@ def test_table_is_readable():
 def test_an_empty_snapshot_still_renders():
     text = table(view({}, None, None))
     assert "ledger: off" in text and "breakers: unknown" in text
+
+
+def test_a_promotion_under_way_is_shown_beside_the_leader_it_replaces():
+    stats = dict(STATS, supervisor=dict(STATS["supervisor"], groups={"default": {"epoch": 4, "leader": "a", "broker": "paper",
+                                                                                 "promoting": "b"}}))
+    lines = table(view(stats, BREAKERS, {})).splitlines()
+    assert next(line for line in lines if line.startswith("default")).split() == ["default", "4", "a", "paper", "b"]
