@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -24,48 +25,47 @@ def _answer(qid: int, *coids: str) -> OrdersReport:
     return OrdersReport([OrderSnapshot(c, ExecKind.FILL, 1.0, 0.0) for c in coids], query_id=qid)
 
 
-def test_a_one_order_answer_never_stands_in_for_the_whole_book():
+@pytest.fixture()
+def loop():
     loop = asyncio.new_event_loop()
-    try:
-        q = BrokerQueries()
-        book, one = loop.create_future(), loop.create_future()
-        book_id, book_sent = q.open(WHOLE, book)
-        one_id, one_sent = q.open(_one("a"), one)
-        assert book_sent is not None and one_sent is not None and book_id != one_id
-        assert (book_sent.query_id, one_sent.query_id) == (book_id, one_id)  # what goes out is tagged
-
-        q.answer(_answer(one_id, "a"))  # the short answer first
-        assert one.result().orders[0].client_order_id == "a" and not book.done()
-        q.answer(_answer(book_id, "a", "b", "c"))
-        assert len(book.result().orders) == 3 and q.waiting() == 0
-    finally:
-        loop.close()
+    yield loop
+    loop.close()
 
 
-def test_whole_book_askers_share_one_query_until_it_is_answered_or_given_up():
-    loop = asyncio.new_event_loop()
-    try:
-        q = BrokerQueries()
-        first, second = loop.create_future(), loop.create_future()
-        qid, sent = q.open(WHOLE, first)
-        joined, none = q.open(WHOLE, second)
-        assert sent is not None and none is None and joined == qid  # one query out, two askers
+def test_a_one_order_answer_never_stands_in_for_the_whole_book(loop):
+    q = BrokerQueries()
+    book, one = loop.create_future(), loop.create_future()
+    book_id, book_sent = q.open(WHOLE, book)
+    one_id, one_sent = q.open(_one("a"), one)
+    assert book_sent is not None and one_sent is not None and book_id != one_id
+    assert (book_sent.query_id, one_sent.query_id) == (book_id, one_id)  # what goes out is tagged
 
-        q.give_up(qid, first)  # one asker stops waiting: the other still waits on the same query
-        again, still_none = q.open(WHOLE, loop.create_future())
-        assert again == qid and still_none is None
-        q.answer(_answer(qid, "a"))
-        assert second.result().orders and not first.done()
+    q.answer(_answer(one_id, "a"))  # the short answer first
+    assert one.result().orders[0].client_order_id == "a" and not book.done()
+    q.answer(_answer(book_id, "a", "b", "c"))
+    assert len(book.result().orders) == 3 and q.waiting() == 0
 
-        lone = loop.create_future()
-        lost, _ = q.open(WHOLE, lone)
-        q.give_up(lost, lone)  # its last asker gave up (the broker never answered): the next goes out afresh
-        fresh, out = q.open(WHOLE, loop.create_future())
-        assert out is not None and fresh != lost
-        q.answer(_answer(lost, "late"))  # the answer to the given-up query: nobody's
-        assert q.dropped == 1
-    finally:
-        loop.close()
+
+def test_whole_book_askers_share_one_query_until_it_is_answered_or_given_up(loop):
+    q = BrokerQueries()
+    first, second = loop.create_future(), loop.create_future()
+    qid, sent = q.open(WHOLE, first)
+    joined, none = q.open(WHOLE, second)
+    assert sent is not None and none is None and joined == qid  # one query out, two askers
+
+    q.give_up(qid, first)  # one asker stops waiting: the other still waits on the same query
+    again, still_none = q.open(WHOLE, loop.create_future())
+    assert again == qid and still_none is None
+    q.answer(_answer(qid, "a"))
+    assert second.result().orders and not first.done()
+
+    lone = loop.create_future()
+    lost, _ = q.open(WHOLE, lone)
+    q.give_up(lost, lone)  # its last asker gave up (the broker never answered): the next goes out afresh
+    fresh, out = q.open(WHOLE, loop.create_future())
+    assert out is not None and fresh != lost
+    q.answer(_answer(lost, "late"))  # the answer to the given-up query: nobody's
+    assert q.dropped == 1
 
 
 _STEP = st.one_of(
