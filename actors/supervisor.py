@@ -72,7 +72,6 @@ Contract:
 from __future__ import annotations
 
 import secrets
-import socket
 import threading
 import time
 from contextlib import contextmanager
@@ -94,6 +93,7 @@ from node.liveness import Answer, LivenessPolicy, Process, ResumeVerdict, Verdic
 from node.logs import configure as configure_logging, lifecycle, logger
 from node.messages import Heartbeat, encode, heartbeat_decoder
 from node.pids import pid_alive
+from node.ports import free_port
 from node.errors import BrokerError
 from node.reasons import Reason
 from node.reconcile_halts import FAILED_BY, by_of, lifts_failed_halt
@@ -112,18 +112,6 @@ _RESYNC_FOR_S = 120.0
 #: the reasons of a restart the watch made (node.liveness: DEAD, HUNG), against an operator's
 _UNASKED = ("died", "hung")
 SUPERVISOR = "supervisor"  # its own role in the restart intensity (`RestartBudget`), kept in the checkpoint
-
-
-def _free_port(host: str, taken: set[int] | frozenset[int] = frozenset()) -> int:
-    """A port free on `host` now, not one of `taken` (picked before and not bound yet: the OS may hand
-    the same number out again, and a node start picks eight or more; two children then raced for one
-    port: "Address already in use" at an engine's bind, once in a clean-clone CI run)."""
-    while True:
-        with socket.socket() as s:
-            s.bind((host, 0))
-            port = s.getsockname()[1]
-        if port not in taken:
-            return port
 
 
 class Supervisor:
@@ -1028,7 +1016,7 @@ class Supervisor:
     def _pick_port(self, host: str) -> int:
         """A free port for a child to bind, never one this supervisor picked or kept before."""
         taken = self._picked_ports | set(self._engine_ports.values()) | set(self._broker_ports.values())
-        port = _free_port(host, taken)
+        port = free_port(host, taken)
         self._picked_ports.add(port)
         return port
 

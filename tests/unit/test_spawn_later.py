@@ -63,16 +63,35 @@ def test_a_wildcard_bind_leaves_the_port_to_the_validators_machine_and_the_api_a
 
 def test_a_port_picked_for_one_child_is_never_picked_for_another():
     """The OS may hand a just-closed port out again; a node start picks eight or more before any is
-    bound: `_free_port` skips the ones already picked."""
+    bound: `free_port` skips the ones already picked, and picks below the OS's range for outgoing
+    connections' local ports (one picked inside it was once handed to a connection before the child
+    bound it: "Address already in use" at a node start in CI)."""
     import socket as _socket
 
-    from actors.supervisor import _free_port
+    from node.ports import free_port, outgoing_range, pick_range
 
     with _socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         first = s.getsockname()[1]
     taken = {first}
+    low = outgoing_range()[0]
     for _ in range(200):
-        port = _free_port("127.0.0.1", taken)
-        assert port not in taken
+        port = free_port("127.0.0.1", taken)
+        assert port not in taken and port < low  # never one the OS could give a connection meanwhile
         taken.add(port)
+    assert pick_range((32768, 60999)) == range(20768, 32768)
+    assert pick_range((1500, 65535)) is None  # no room below: the OS's port, as before
+
+
+def test_a_port_in_use_is_never_picked():
+    import random
+    import socket as _socket
+
+    from node.ports import free_port
+
+    with _socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        used = busy.getsockname()[1]
+        # a range of one port, in use: every try fails, and the OS's free port comes instead
+        assert free_port("127.0.0.1", ports=range(used, used + 1), rng=random.Random(1)) != used
