@@ -146,7 +146,6 @@ class Supervisor:
         self._lock = threading.RLock()
         self._liveness = LivenessPolicy()  # the restartable children's verdicts (node/liveness.py)
         self._procs: dict[str, tuple[str, int]] = {}  # role -> (Ray node id, pid) when last learned
-        self._promoting_pid: dict[str, int] = {}  # group -> the process of the engine being promoted (watched)
         self._here = _this_node()
         self._watch = watch
         self._watch_s = watch_interval_ms / 1000
@@ -542,7 +541,7 @@ class Supervisor:
                     # a leader thought dead is told once the promotion is on its way (a slow one would
                     # step down anyway at its first fenced send; a dead one is fenced by the epoch)
                     self._actors["engine:" + old].demote.remote()
-                promoted = self._await_promotion(lane.name, target, promoting, whereabouts)
+                promoted, learned = self._await_promotion(lane, target, promoting, whereabouts)
             except Exception as exc:
                 wait_ns = self._policy.promotion_failed(lane, time.time_ns())
                 self._record("failover_error", {"group": lane.name, "to": target, "epoch": grant.epoch,
@@ -550,10 +549,10 @@ class Supervisor:
                                                 "error": _brief(exc)})
                 raise
             finally:
-                lane.promoting = ""
-                self._promoting_pid.pop(lane.name, None)
+                lane.promoting, lane.promoting_pid = "", 0
             self._policy.promoted(lane, target, time.time_ns())
-            self._learn_process("engine:" + target, self._actors["engine:" + target])
+            if not learned:  # it never said where it runs during the promotion: ask now
+                self._learn_process("engine:" + target, self._actors["engine:" + target])
             self._checkpoint()
             if reason != Detector.MANUAL:
                 self._notice("engine:" + old + " lost the lead (" + reason + "); engine:" + target
@@ -570,29 +569,32 @@ class Supervisor:
             self._reconcile_later("failover")
             return event
 
-    def _await_promotion(self, group: str, target: str, promoting: Any, whereabouts: Any,
-                         timeout_s: float = 120.0) -> dict:
-        """The promotion's answer. A target killed meanwhile fails it as soon as its process is gone
-        (checked every 50 ms once it said where it runs), not when Ray notices: Ray's error for a
+    def _await_promotion(self, lane: Lane, target: str, promoting: Any, whereabouts: Any,
+                         timeout_s: float = 120.0) -> tuple[dict, bool]:
+        """The promotion's answer, and whether the target said where it runs meanwhile (its process
+        is then learned, as `_learn_process` would). A target killed meanwhile fails it as soon as its
+        process is gone (checked every 50 ms once it said), not when Ray notices: Ray's error for a
         call to a kill -9ed actor came 1.1-1.9 s after the kill on a quiet machine, and the failover
         waited that long (longer under load) before trying the next standby."""
         deadline = time.monotonic() + timeout_s
-        pid = 0
+        learned = False
         while True:
             ready, _ = ray.wait([promoting], timeout=0.05)
             if ready:
-                return ray.get(promoting)
+                return ray.get(promoting), learned
             if whereabouts is not None and ray.wait([whereabouts], timeout=0)[0]:
                 try:
                     node_id, pid = ray.get(whereabouts)
                     self._procs["engine:" + target] = (str(node_id), int(pid))
-                    pid = int(pid) if self._here and str(node_id) == self._here else 0  # elsewhere: Ray's word
-                    self._promoting_pid[group] = pid
+                    learned = True
+                    if self._here and str(node_id) == self._here:  # elsewhere: Ray's word alone
+                        lane.promoting_pid = int(pid)
                 except Exception:  # noqa: BLE001 - no answer (it died first): Ray's error will come
-                    pid = 0
+                    pass
                 whereabouts = None
-            if pid and not pid_alive(pid):
-                raise RuntimeError("engine:" + target + " died during its promotion (process " + str(pid) + " gone)")
+            if lane.promoting_pid and not pid_alive(lane.promoting_pid):
+                raise RuntimeError("engine:" + target + " died during its promotion (process "
+                                   + str(lane.promoting_pid) + " gone)")
             if time.monotonic() > deadline:
                 raise TimeoutError("engine:" + target + " did not finish its promotion in " + str(timeout_s) + " s")
 
@@ -1453,8 +1455,7 @@ class Supervisor:
         """Each group's epoch, leader, broker and the engine a promotion under way makes the leader
         (`promoting`, and `promoting_pid` once that engine said which process of this machine it runs
         in: the one watched for its death). Takes no lock: it answers during a failover."""
-        pids = dict(self._promoting_pid)
-        return {name: {**lane.view(), "promoting_pid": pids.get(name, 0)} for name, lane in dict(self.lanes).items()}
+        return {name: lane.view() for name, lane in dict(self.lanes).items()}
 
     def health(self) -> dict:
         """`ok` false once a role died more often than the restart intensity allows (given up):

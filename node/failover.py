@@ -80,6 +80,7 @@ class Lane:
     promoted_ns: int = 0  # when its leader was last promoted
     retry_at_ns: int = 0  # no new attempt before this
     promoting: str = ""  # the engine a promotion under way is making the leader ("" = none)
+    promoting_pid: int = 0  # its process on the supervisor's machine, once it said (watched for its death)
 
     def __post_init__(self) -> None:
         self.leader = self.leader or self.engines[0]
@@ -92,7 +93,7 @@ class Lane:
 
     def view(self) -> dict:
         return {"epoch": self.epoch, "leader": self.leader, "broker": self.broker, "promoting": self.promoting,
-                "engines": list(self.engines), "brokers": list(self.brokers)}
+                "promoting_pid": self.promoting_pid, "engines": list(self.engines), "brokers": list(self.brokers)}
 
 
 class LaneState(msgspec.Struct, frozen=True, kw_only=True):
