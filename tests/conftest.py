@@ -40,6 +40,25 @@ def database_url(services):
     return services[1]
 
 
+#: what `node.reach.join_ray_env` sets in the process's environment when an `execnode` command runs
+#: in-process (tests/unit/test_cli_parse.py): Ray's token auth, to join a node `execnode up` started
+_RAY_AUTH_VARS = ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN")
+
+
+@pytest.fixture(autouse=True)
+def ray_auth_env_restored():
+    """Undo a test's changes to Ray's auth settings: left behind, the session's own Ray (started by
+    the first test that needs it, maybe after such a test) started its GCS with token auth it could
+    not answer (13 set-up errors, `AuthenticationError`, in any run that put tests/unit first)."""
+    before = {name: os.environ.get(name) for name in _RAY_AUTH_VARS}
+    yield
+    for name, value in before.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
 @pytest.fixture(scope="session")
 def ray_session():
     import ray
