@@ -53,7 +53,7 @@ from actors.wiring import EngineWiring
 from actors.engine_base import EngineBase
 from actors.service import Heartbeats, bind_at, bind_random, followed_reports, tune
 from adapters.engines.native import NativeOrderManager
-from node.checkpoint import EntryCheckpoint
+from node.checkpoint import EntryCheckpoint, catch_up_from
 from node.daily_roll import DailyRoll
 from node.recovery import FILL_KINDS, RecoveryPlan, fills_to_book, moved_states, plan_recovery, plan_settle
 from node.stats import EngineStats
@@ -83,7 +83,15 @@ from node.messages import (
 )
 from node.reasons import Reason
 from node.stages import Stage, StageClock
-from node.streams import EVENTS_FIELD, StreamLog, exec_ids_in, logged_since_ms, pack_batch, unpack_signals
+from node.streams import (
+    EVENTS_FIELD,
+    StreamLog,
+    entry_key,
+    exec_ids_in,
+    logged_since_ms,
+    pack_batch,
+    unpack_signals,
+)
 from node.followed import FollowedFills
 
 _MAX_PENDING_EVENTS = 1_000_000
@@ -119,6 +127,7 @@ class EngineHost(EngineBase):
         self._seen_report_ns = 0  # the newest broker report time taken or followed (the broker's clock)
         self._marks: list[tuple[str, int]] = []  # the last promotion's steps (ns since its start)
         self.asked_last = 0  # orders the last recovery asked the broker about
+        self.log_entries_read = 0  # signals entries the last recovery read from the log
         self._early: OrderedDict[str, list[ExecutionReport]] = OrderedDict()  # standby: reports before their signal
         #: exec ids of the fills followed from the leader (published already): a new leader never publishes
         #: them again; True: `execution.events` holds it (it is never logged again either)
@@ -623,16 +632,29 @@ class EngineHost(EngineBase):
 
     def _catch_up(self, position: str) -> tuple[list[str], list]:
         """Read the signal log after `position` as a standby would: this group's orders this engine
-        did not know are recorded, not sent. Returns the entry ids read and the new intents."""
+        did not know are recorded, not sent. Returns the entry ids read and the new intents.
+
+        The read ends at the log's tip as read now, after the broker took the fence (the recovery's
+        first query): an entry logged later reached no engine before the fence, so no older epoch
+        sent its orders; its batch comes here through the intake's forward and is sent as any new
+        one (a batch read here that comes later is dropped: `_with_gap`). It starts after what this
+        engine took already when that reaches back to `position` (`catch_up_from`: a hot standby's
+        batches). Under load a promotion read, and asked the broker about, every entry logged while
+        the leader was silent and while the promotion itself ran (~1,000 a second)."""
         entries: list[str] = []
         new = []
         if self._signals is None:
             return entries, new
+        tip = self._signals.tip()
+        start = catch_up_from(position, self._taken_after, self._last_entry)
+        if start != position:  # the checkpoint may pass what this engine took, once the hold is answered
+            entries.append(start)
         on_signal = self.manager.on_signal
-        while True:
-            batch = self._signals.entries_after(position, 500)
+        read = start
+        while tip != "0":
+            batch = self._signals.entries_after(read, 500, tip)
             if not batch:
-                return entries, new
+                break
             for entry_id, fields in batch:
                 for acc in self._mine(unpack_signals(fields)):
                     self.signals += 1
@@ -653,7 +675,13 @@ class EngineHost(EngineBase):
                             for rep in self._early_for(intent.client_order_id, intent.strategy_id):
                                 self.manager.on_report(rep)
                 entries.append(entry_id.decode())
-            position = batch[-1][0]
+            read = batch[-1][0]
+        self.log_entries_read = len(entries) - (start != position)
+        if not self._last_entry or entry_key(tip) > entry_key(self._last_entry):
+            if start == position:  # every entry after the checkpoint through the tip is known here now
+                self._taken_after = position
+            self._last_entry = tip
+        return entries, new
 
     def _ask(self, client_order_ids: list[str], since_ns: int) -> tuple[OrdersReport, list[ExecutionReport]]:
         """QueryOrders with this engine's epoch (it takes the group's reports over); the broker's
@@ -796,7 +824,7 @@ class EngineHost(EngineBase):
             self._beat(self._clock_ns())
             return {"epoch": epoch, "took_us": (time.perf_counter_ns() - t0) // 1000,
                     "redriven": self.recovered_submitted, "adopted": self.recovered_adopted,
-                    "asked": self.asked_last, "entered_ns": entered_ns,
+                    "asked": self.asked_last, "log_entries_read": self.log_entries_read, "entered_ns": entered_ns,
                     "marks_us": {name: ns // 1000 for name, ns in self._marks}}
 
         return self.call_on_loop(run, timeout_s=90)

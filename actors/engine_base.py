@@ -19,7 +19,7 @@ from node.followed import FOLLOWED_LOG_MARGIN_MS, unlogged
 from node.messages import ExecutionReport, SignalAccepted, SignalBatch, encode
 from node.modes import SHADOW_SUFFIX, ModeTable, Route, amend_at, is_shadow
 from node.router import Router
-from node.streams import EVENTS_FIELD, SIGNALS_FIELD, StreamLog, connect_redis, logged_since_ms, pack_batch
+from node.streams import EVENTS_FIELD, SIGNALS_FIELD, StreamLog, connect_redis, entry_key, logged_since_ms, pack_batch
 
 
 class EngineBase(LoopService):
@@ -77,6 +77,8 @@ class EngineBase(LoopService):
         self.store_failures = 0
         self.followed_logged = 0  # followed fills a promotion appended to the events stream (the old leader never did)
         self._last_entry = ""  # the signals entry of the newest batch taken ("": none yet, no gap judged)
+        self._taken_after: str | None = None  # every entry after it through `_last_entry` was taken (None: not known)
+        self.batches_read_already = 0  # forwarded batches a recovery had read from the log before they came
         self.gaps_filled = 0  # batches whose `prev_id` this engine never got: the gap read back from the log
         self.gap_signals = 0  # signals in those gaps
         self.gap_read_failures = 0  # gap reads the store refused (read again at the next batch)
@@ -135,9 +137,17 @@ class EngineBase(LoopService):
         lost in a 100-kill run at a validator kill). A store that does not answer: the gap is read at
         the next batch (what it finds that this engine already has is a repeat it drops)."""
         last = self._last_entry
-        self._last_entry = batch.entry_id
-        if not last or not batch.prev_id or batch.prev_id == last or self._signals is None:
+        if not last or not batch.prev_id:  # a run of entries starts here: nothing before it judged
+            self._last_entry = batch.entry_id
+            self._taken_after = batch.prev_id or None
             return [(batch.entry_id, batch.signals)]
+        if batch.prev_id == last or self._signals is None:
+            self._last_entry = batch.entry_id
+            return [(batch.entry_id, batch.signals)]
+        if entry_key(batch.entry_id) <= entry_key(last):  # a recovery read it from the log already
+            self.batches_read_already += 1
+            return []
+        self._last_entry = batch.entry_id
         try:
             missed = self._signals.signals_between(last, batch.entry_id)
         except StoreError:

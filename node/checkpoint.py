@@ -12,11 +12,26 @@ from __future__ import annotations
 from collections import OrderedDict
 
 from node.config import DEFAULT_GROUP
+from node.streams import entry_key
 
 
 def checkpoint_key(node_id: str, group: str) -> str:
     """The Redis key of an engine group's checkpoint (one per group: groups move independently)."""
     return node_id + (".engine.checkpoint" if group == DEFAULT_GROUP else ".engine." + group + ".checkpoint")
+
+
+def catch_up_from(position: str, taken_after: str | None, taken_through: str) -> str:
+    """Where a recovery's read of the signal log starts: after the checkpoint `position`, or after
+    `taken_through` when the engine took every entry in (`taken_after`, `taken_through`] (a hot
+    standby's run of the batches forwarded to it as they were logged) and that run reaches back
+    to the checkpoint: what it took, it knows (a pending order is asked about as such), so reading
+    it again adds nothing. `taken_after` None: where the run starts is not known."""
+    if taken_after is None or not taken_through:
+        return position
+    at = entry_key(position)
+    if entry_key(taken_after) <= at < entry_key(taken_through):
+        return taken_through
+    return position
 
 
 class EntryCheckpoint:

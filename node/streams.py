@@ -195,12 +195,21 @@ class StreamLog:
                 return out
             position = batch[-1][0]
 
-    def entries_after(self, entry_id: bytes | str, count: int = 1_000) -> list[tuple[bytes, dict]]:
-        """Entries strictly after `entry_id` ("0" = from the start), oldest first."""
+    def tip(self) -> str:
+        """The id of the stream's newest entry ("0": none). Raises `StoreError`."""
+        try:
+            newest = self._client.xrevrange(self._stream, max="+", min="-", count=1)
+        except redis.RedisError as exc:
+            raise StoreError("redis read of " + self._stream + " failed: " + type(exc).__name__) from exc
+        return newest[0][0].decode() if newest else "0"
+
+    def entries_after(self, entry_id: bytes | str, count: int = 1_000, through: str = "+") -> list[tuple[bytes, dict]]:
+        """Entries strictly after `entry_id` ("0" = from the start) up to `through` (an entry id,
+        "+" = the end), oldest first."""
         start = "(" + (entry_id.decode() if isinstance(entry_id, bytes) else entry_id)
         if start == "(0":
             start = "-"
         try:
-            return self._client.xrange(self._stream, min=start, max="+", count=count)
+            return self._client.xrange(self._stream, min=start, max=through, count=count)
         except redis.RedisError as exc:
             raise StoreError("redis read of " + self._stream + " failed: " + type(exc).__name__) from exc

@@ -40,6 +40,27 @@ def send_batch(client: redis.Redis, stream: str, intakes: list[zmq.Socket], sign
     return entry_id
 
 
+class LoggingValidator:
+    """What the validator does with a batch: append it, then push it to every engine naming the
+    entry before it (its tip starts at "0", as the validator's on an empty log); `logged_only`
+    appends and pushes nothing (killed before its forward); `to` pushes to those intakes alone."""
+
+    def __init__(self, client: redis.Redis, stream: str, intakes: list[zmq.Socket]) -> None:
+        self._client, self._stream, self._intakes = client, stream, intakes
+        self.tip = "0"
+        self.batches: dict[str, bytes] = {}  # entry id -> the batch as pushed (to push again late)
+
+    def append(self, signals: list[SignalAccepted], logged_only: bool = False,
+               to: list[zmq.Socket] | None = None) -> str:
+        entry_id = self._client.xadd(self._stream, {SIGNALS_FIELD: pack_batch([encode(a) for a in signals])}).decode()
+        prev, self.tip = self.tip, entry_id
+        self.batches[entry_id] = encode(SignalBatch(entry_id, signals, prev))
+        if not logged_only:
+            for sock in self._intakes if to is None else to:
+                sock.send(self.batches[entry_id])
+        return entry_id
+
+
 @dataclass
 class EnginePair:
     venue: PaperVenue

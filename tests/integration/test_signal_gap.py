@@ -14,40 +14,19 @@ leader and a hot standby, the paper venue behind a real broker adapter, Redis. I
 from __future__ import annotations
 
 import pytest
-import redis
-import zmq
 
-from node.messages import SignalAccepted, SignalBatch, encode
 from node.orders import client_order_id_for
-from node.streams import SIGNALS_FIELD, pack_batch
-from tests.integration.engine_pair import accepted, engine_pair
+from tests.integration.engine_pair import LoggingValidator, accepted, engine_pair
 from tests.waits import wait_for
 
 pytestmark = pytest.mark.timeout(120)
-
-
-class _Validator:
-    """What the validator does with a batch: append it, then push it to every engine naming the
-    entry before it; `logged_only` appends and pushes nothing (killed before its forward)."""
-
-    def __init__(self, client: redis.Redis, stream: str, intakes: list[zmq.Socket]) -> None:
-        self._client, self._stream, self._intakes = client, stream, intakes
-        self.tip = ""
-
-    def append(self, signals: list[SignalAccepted], logged_only: bool = False) -> str:
-        entry_id = self._client.xadd(self._stream, {SIGNALS_FIELD: pack_batch([encode(a) for a in signals])}).decode()
-        prev, self.tip = self.tip, entry_id
-        if not logged_only:
-            for sock in self._intakes:
-                sock.send(encode(SignalBatch(entry_id, signals, prev)))
-        return entry_id
 
 
 def test_signals_logged_and_never_forwarded_are_taken_from_the_log_at_the_next_batch(make_config, redis_url):
     cfg = make_config()
     with engine_pair(cfg, redis_url) as pair:
         broker, leader, standby = pair.broker, pair.leader, pair.standby
-        validator = _Validator(pair.client, cfg.storage.signals_stream, pair.intakes)
+        validator = LoggingValidator(pair.client, cfg.storage.signals_stream, pair.intakes)
         signals = [accepted("gap", i) for i in range(30)]
         validator.append(signals[:10])
         wait_for(lambda: len(broker.orders()) == 10)
