@@ -128,6 +128,44 @@ def test_a_promotion_logs_the_fills_the_old_leader_published_and_never_logged(ma
         assert standby.published == before  # none published again to subscribers
 
 
+def test_a_promotion_reads_the_stream_for_followed_fills_only_after_the_last_logged_mark(make_config, redis_url):
+    """The leader's logged marks (node.followed): the standby forgets the fills a mark names and, promoted,
+    reads `execution.events` for the rest from that mark's entry on (not from the oldest fill's time
+    less a margin); exactly the fills published and never logged are appended, once."""
+    cfg = make_config()
+    stream = cfg.storage.events_stream
+    with engine_pair(cfg, redis_url) as pair:
+        client, venue, leader, standby, intakes = pair.client, pair.venue, pair.leader, pair.standby, pair.intakes
+        signals = [_accepted(i) for i in range(N)]
+        send_batch(client, cfg.storage.signals_stream, intakes, signals[:N // 2])
+        wait_for(lambda: len({r.exec_id for r in _published(client, stream) if r.kind in _FILLS}) == N // 2
+                 and standby.logged_marks_followed > 0 and not standby._followed_fills)
+        newest = client.xrevrange(stream, count=1)[0][0].decode()
+        assert standby._logged_through == newest  # every fill of the first half named, at or before it
+        leader._flush_events = lambda: None  # the second half: published, followed, never logged
+        send_batch(client, cfg.storage.signals_stream, intakes, signals[N // 2:])
+        wait_for(lambda: len(venue.fills()) == N)
+        executions = {f.exec_id for f in venue.fills()}
+        wait_for(lambda: set(standby._followed_execs) >= executions)
+        leader.stop()
+        assert len(standby._followed_fills) == N // 2
+        read_from = []
+        exec_ids_after = standby._log.exec_ids_after
+
+        def spy(position, wanted, page=500):
+            read_from.append(position)
+            return exec_ids_after(position, wanted, page)
+
+        standby._log.exec_ids_after = spy
+        standby.promote(2)
+        wait_for(lambda: len([r for r in _published(client, stream) if r.kind in _FILLS]) >= N)
+
+        assert read_from == [newest]
+        assert standby.followed_logged == N // 2
+        fills = [r for r in _published(client, stream) if r.kind in _FILLS]
+        assert sorted(r.exec_id for r in fills) == sorted(executions)  # each execution once
+
+
 def _followed_fill(i: int) -> ExecutionReport:
     return ExecutionReport(kind=ExecKind.FILL, client_order_id="NAE-f" + str(i), exec_id="X-" + str(i),
                            strategy_id="s" + str(i % 3), last_qty=1.0, last_px=200.0, cum_qty=1.0,
