@@ -563,6 +563,7 @@ class Supervisor:
                      "detected_ns": detected_ns, "started_ns": t0, "promoted_ns": time.time_ns(),
                      "promote_us": promoted.get("took_us"), "redriven": promoted.get("redriven"),
                      "asked": promoted.get("asked"), "marks_us": promoted.get("marks_us"),
+                     "log_entries_read": promoted.get("log_entries_read"),
                      "call_us": (promoted.get("entered_ns", t0) - t0) // 1000}
             self.failovers.append(event)
             self._record("failover", event)

@@ -341,9 +341,27 @@ async def run_failovers(runtime, kills: int, rate: float, gap_s: float = 1.5, pr
         # where the time goes (p50 / p99, ms): kill -> detected; detected -> the failover starts;
         # start -> promote returned; start -> the new leader's first order at the broker
         "phases_ms": {name: [pct(v, 50), pct(v, 99)] for name, v in phases.items()},
-        "promote_marks_us": [dict(e.get("marks_us") or {}, asked=e.get("asked"), call_us=e.get("call_us"))
-                             for e in stats["supervisor"]["failovers"]][-3:],
+        "promote_marks_us": [dict(e.get("marks_us") or {}, asked=e.get("asked"), call_us=e.get("call_us"),
+                                  log_entries_read=e.get("log_entries_read"))
+                             for e in stats["supervisor"]["failovers"]],
+        # each step of the promotions inside the engine (ms, p50 / p99 / max): from `marks_us`, which
+        # are times since the promotion started, each step's own time
+        "promote_steps_ms": promote_steps(stats["supervisor"]["failovers"]),
     }
+
+
+def promote_steps(failovers: list[dict]) -> dict[str, list[float]]:
+    """Per step of the engine's promotion (`marks_us`: cumulative, in order), p50 / p99 / max in ms."""
+    steps: dict[str, list[float]] = {}
+    for entry in failovers:
+        last = 0
+        for name, at_us in (entry.get("marks_us") or {}).items():
+            if name == "queued":  # the wait before the loop ran the call: not part of the cumulative clock
+                steps.setdefault(name, []).append(at_us / 1000)
+                continue
+            steps.setdefault(name, []).append((at_us - last) / 1000)
+            last = at_us
+    return {name: [pct(v, 50), pct(v, 99), round(max(v), 1)] for name, v in steps.items()}
 
 
 async def _venue_orders(loop, runtime, ids: list[str], chunk: int = 20_000) -> list:
