@@ -37,7 +37,7 @@ import msgspec
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
 
-from node.config import PositiveInt, StorageConfig, load_config
+from node.config import NonNegInt, PositiveInt, StorageConfig, load_config
 from node.errors import ConfigError, StoreError
 from node.histogram import LatencyHistogram
 from node.logs import RepeatLimiter, logger, mask, passwords_in
@@ -81,6 +81,12 @@ class LedgerConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     consumer: str = "ledger-1"
     batch_count: PositiveInt = 5_000
     block_ms: PositiveInt = 50
+    #: new entries are read at most this often while reads come back short of `batch_count` (a full
+    #: read is followed by the next at once): at a steady 1,000 signals/s a read took the 1-3 entries
+    #: that came while the last batch committed, and each transaction's fixed cost (its COPYs and
+    #: INSERTs) was paid per signal, in the ledger and in PostgreSQL, on the intake's two cores.
+    #: 0: read again as soon as the last batch is in (the rows land sooner, in smaller transactions)
+    linger_ms: NonNegInt = 100
     claim_min_idle_ms: PositiveInt = 5_000
     claim_every_ms: PositiveInt = 5_000
     retry_backoff_ms: PositiveInt = 200
@@ -239,6 +245,8 @@ class Ledger:
         self._error_lines = RepeatLimiter(10.0)
         self._running = False
         self._prefetch: asyncio.Future[Batch | None] | None = None
+        self._last_read = 0.0  # when the last read of new entries was sent (time.monotonic)
+        self._last_full = False  # it came back with `batch_count` entries of some stream: more are waiting
 
     # ------------------------------------------------------------ lifecycle
 
@@ -387,7 +395,24 @@ class Ledger:
             if got:
                 return got
             self._backlog = False
-        return await self._xreadgroup(">", self.cfg.block_ms)
+        await self._linger()
+        self._last_read = time.monotonic()
+        got = await self._xreadgroup(">", self.cfg.block_ms)
+        self._last_full = any(len(entries) >= self.cfg.batch_count for _, entries in got)
+        return got
+
+    async def _linger(self) -> None:
+        """Let new entries gather (`linger_ms` since the last read), unless that read was full or the
+        ledger is stopping."""
+        if self._last_full or not self.cfg.linger_ms:
+            return
+        wait = self._last_read + self.cfg.linger_ms / 1000.0 - time.monotonic()
+        if wait <= 0 or self._stopping.is_set():
+            return
+        try:
+            await asyncio.wait_for(self._stopping.wait(), wait)
+        except asyncio.TimeoutError:
+            pass
 
     async def _xreadgroup(self, ids: str, block: int | None) -> list:
         assert self._redis is not None

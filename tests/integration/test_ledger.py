@@ -338,3 +338,43 @@ async def test_a_row_postgresql_refuses_is_set_aside_and_the_rest_is_written(db:
     finally:
         await conn.close()
     assert all(r["raw"] and "refused by PostgreSQL" in r["error"] for r in rows)
+
+
+async def test_a_trickle_is_written_in_batches_a_linger_apart(db: str, storage: StorageConfig) -> None:
+    """At a steady trickle (one signal every 5 ms) each read waits `linger_ms` after the last one, so a
+    transaction carries many signals, not the one or two that came while the last one committed."""
+    led = ledger(storage, db, linger_ms=300)
+    task = asyncio.ensure_future(led.run())
+    try:
+        t0 = time.monotonic()
+        for i in range(200):
+            await append(storage.signals_stream, b"a", [accepted(i)])
+            await asyncio.sleep(0.005)
+
+        async def all_in() -> bool:
+            return led.stats().signals == 200
+
+        await wait_for(all_in)
+        elapsed = time.monotonic() - t0
+    finally:
+        await led.stop()
+        await task
+    assert (await counts(db))["signals"] == 200
+    assert led.stats().batches <= elapsed / 0.3 + 2, (led.stats().batches, elapsed)
+
+
+async def test_a_full_read_is_followed_at_once_whatever_the_linger(db: str, storage: StorageConfig) -> None:
+    """A backlog (reads that come back with `batch_count` entries) is drained read after read: the
+    linger applies only after a short read."""
+    await append(storage.signals_stream, b"a", [accepted(i) for i in range(1_000)])
+    led = ledger(storage, db, linger_ms=30_000, batch_count=128)
+    task = asyncio.ensure_future(led.run())
+    try:
+        async def all_in() -> bool:
+            return led.stats().signals == 1_000
+
+        await wait_for(all_in)  # 8 reads; a linger after each would take 210 s
+    finally:
+        await led.stop()
+        await task
+    assert (await counts(db))["signals"] == 1_000
