@@ -135,6 +135,8 @@ class EngineHost(EngineBase):
         self._logged_unmarked: list[str] = []
         self._logged_entry = b""  # the newest events entry appended
         self._next_mark_ns = 0
+        self._flush_every_ns = cfg.tuning.events_flush_ms * 1_000_000  # [tuning] events_flush_ms
+        self._next_flush_ns = 0
         self.logged_marks_sent = 0
         self.logged_marks_followed = 0
         self._early: OrderedDict[str, list[ExecutionReport]] = OrderedDict()  # standby: reports before their signal
@@ -212,6 +214,8 @@ class EngineHost(EngineBase):
         self.poller.register(self._follow, zmq.POLLIN)
 
     def _close(self) -> None:
+        if self.role == "leader" and self._log is not None and (self._pending_events or self.checkpoint.changed):
+            self._flush_events()  # what a flush held back (`events_flush_ms`): a stop loses none of it
         for s in (self._pull, self._pub, self._dealer, self._follow, self._look):
             if s is not None:
                 s.close(0)
@@ -219,6 +223,8 @@ class EngineHost(EngineBase):
     # ---------------------------------------------------------------- the loop
 
     def _poll_timeout_ms(self) -> int:
+        if self._pending_events and self._log is not None and self.role == "leader":  # a flush held back is due
+            return max(0, min(10, -(-(self._next_flush_ns - self._clock_ns()) // 1_000_000)))
         return 10
 
     def _on_wake(self, events: dict) -> None:
@@ -241,7 +247,10 @@ class EngineHost(EngineBase):
             if self._unknown_asks:
                 self._ask_about_unknown()
         if (self._pending_events or self.checkpoint.changed) and self._log is not None and self.role == "leader":
-            self._flush_events()
+            now = self._clock_ns()
+            if now >= self._next_flush_ns:
+                self._next_flush_ns = now + self._flush_every_ns
+                self._flush_events()
         if self._logged_unmarked and self.role == "leader":
             self._mark_logged()
         if self._roll.due(self._clock_ns()):

@@ -413,6 +413,11 @@ class TuningConfig(msgspec.Struct, **_BASE):
     #: came meanwhile is taken in one wake-up, and its CPU per signal is mostly per wake-up). 0: it
     #: wakes for every message. A promotion waits this long at most
     standby_wake_ms: NonNegInt = 5
+    #: a native leader appends its published reports to `execution.events` (with its checkpoint and
+    #: open-order index, one round trip) at most this often; 0: at every wake-up. Reports are
+    #: published at once whatever it is: only the ledger's copy waits (a standby logs what a dead
+    #: leader published and never appended: node.followed)
+    events_flush_ms: NonNegInt = 5
 
 
 class NodeConfig(msgspec.Struct, **_BASE):
