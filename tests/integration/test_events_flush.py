@@ -13,7 +13,6 @@ import time
 import msgspec
 import pytest
 
-from node.config import TuningConfig
 from node.messages import ExecKind
 from node.streams import unpack_reports
 from tests.integration.engine_pair import LoggingValidator, accepted, engine_pair
