@@ -567,12 +567,16 @@ class EngineHost(EngineBase):
         self.logged_marks_sent += 1
 
     def _on_logged_mark(self, mark: LoggedMark) -> None:
-        """A standby: the leader's fills the events stream holds are not looked for there again."""
+        """A standby: the leader's fills the events stream holds are not looked for there again, and a
+        promotion's sweep neither publishes nor logs them again (a fill it never followed included:
+        the leader published it before it logged it)."""
         self._followed_fills.logged(mark.exec_ids)
         execs = self._followed_execs
         for exec_id in mark.exec_ids:
-            if exec_id in execs:
-                execs[exec_id] = True
+            execs[exec_id] = True
+        if len(execs) > _FOLLOWED_EXECS_MAX:
+            for _ in range(len(execs) - _FOLLOWED_EXECS_MAX):
+                execs.popitem(last=False)
         self._logged_through = mark.entry_id
         self.logged_marks_followed += 1
 
@@ -770,11 +774,15 @@ class EngineHost(EngineBase):
 
     def _logged_exec_ids(self, fills: list[ExecutionReport]) -> set[str]:
         """The exec ids of `fills` the events stream holds already (an engine this one did not follow,
-        e.g. before a Ray restart, published them). Unreadable: none (a repeat, never a loss)."""
+        e.g. before a Ray restart, published them). Read from the last logged mark's entry when this
+        engine followed one (the stream's end is a few wake-ups past it), else back from the newest
+        entry (`_EVENTS_LOOKBACK` at most). Unreadable: none (a repeat, never a loss)."""
         wanted = {f.exec_id for f in fills if f.exec_id and f.exec_id not in self._followed_execs}
         if self._log is None or not wanted:
             return set()
         try:
+            if self._logged_through:  # a fill no logged mark named was not logged before the last mark's entry
+                return self._log.exec_ids_since(logged_since_ms(fills), wanted, after=self._logged_through)
             entries = self._log.newest(logged_since_ms(fills), _EVENTS_LOOKBACK)
         except StoreError:
             return set()

@@ -26,7 +26,7 @@ from adapters.engines.native import intent_for
 from adapters.paper.venue import PaperVenue
 from node.config import PaperSymbol, PaperVenueConfig
 from node.messages import (
-    ExecKind, ExecutionReport, SignalAccepted, SubmitOrder, broker_event_decoder, encode,
+    ExecKind, ExecutionReport, LoggedMark, SignalAccepted, SubmitOrder, broker_event_decoder, encode,
 )
 from node.streams import SIGNALS_FIELD, pack_batch, unpack_reports
 from tests.integration.engine_pair import accepted, engine_pair, send_batch
@@ -164,6 +164,34 @@ def test_a_promotion_reads_the_stream_for_followed_fills_only_after_the_last_log
         assert standby.followed_logged == N // 2
         fills = [r for r in _published(client, stream) if r.kind in _FILLS]
         assert sorted(r.exec_id for r in fills) == sorted(executions)  # each execution once
+
+
+def test_a_promotion_sweep_looks_for_unbooked_fills_only_after_the_last_logged_mark(make_config, redis_url):
+    """A fill a logged mark named is known logged (and published), followed or not; the others are
+    looked for from the mark's entry on, not in the newest 5,000 entries back to a minute before."""
+    cfg = make_config()
+    host = EngineHost(cfg, "b", EngineWiring(redis_url=redis_url, broker_endpoint="tcp://127.0.0.1:1",
+                                             role="standby"))
+    client = host._open_streams()
+    try:
+        named, later, never = (_followed_fill(i) for i in range(3))
+        marked_at = host._log.append([encode(named)]).decode()
+        host._log.append([encode(later)])
+        host._on_logged_mark(LoggedMark(marked_at, [named.exec_id]))  # named, though never followed here
+        read_from = []
+        exec_ids_after = host._log.exec_ids_after
+
+        def spy(position, wanted, page=500):
+            read_from.append(position)
+            return exec_ids_after(position, wanted, page)
+
+        host._log.exec_ids_after = spy
+        assert host._logged_exec_ids([named, later, never]) == {later.exec_id}
+        assert read_from == [marked_at]
+        assert host._followed_execs[named.exec_id] is True  # a sweep books it, never publishes or logs it again
+    finally:
+        client.delete(cfg.storage.events_stream)
+        client.close()
 
 
 def _followed_fill(i: int) -> ExecutionReport:
