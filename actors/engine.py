@@ -874,6 +874,7 @@ class EngineHost(EngineBase):
                 self._log_followed_fills()
                 self._mark("followed_logged", t0)
                 self._recover_in_flight(t0)
+                self._logged_through = ""  # a leader's later sweeps (a broker resync) look back as any leader does
             except Exception:
                 # a half-done recovery must not lead: step back, keep following, let the
                 # supervisor promote again (the next attempt redoes the whole recovery)

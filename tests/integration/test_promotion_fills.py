@@ -162,6 +162,7 @@ def test_a_promotion_reads_the_stream_for_followed_fills_only_after_the_last_log
 
         assert read_from == [newest]
         assert standby.followed_logged == N // 2
+        assert standby._logged_through == ""  # leading now: a later sweep looks back as any leader's
         fills = [r for r in _published(client, stream) if r.kind in _FILLS]
         assert sorted(r.exec_id for r in fills) == sorted(executions)  # each execution once
 
