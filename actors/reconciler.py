@@ -90,7 +90,7 @@ from node.reconcile_halts import (
 )
 from node.reconcile_report import RESULT_COLUMNS, Action, RunSummary, count_kinds, markdown, result_rows
 from node.stats import ReconcilerStats
-from node.streams import EVENTS_FIELD, exec_ids_in, logged_since_ms, pack_batch
+from node.streams import EVENTS_FIELD, READ_PAGE, exec_ids_in, logged_since_ms, pack_batch
 
 log = logging.getLogger("nae.reconciler")
 
@@ -461,9 +461,18 @@ class Reconciler:
             return set()
         since_ms = logged_since_ms([r for r in reports if r.exec_id])
         assert self._redis is not None
-        entries = await self._redis.xrevrange(self._cfg.storage.events_stream, max="+", min=str(since_ms),
-                                              count=_LOGGED_LOOKBACK)
-        return exec_ids_in(entries, wanted)
+        found: set[str] = set()
+        top, left = "+", _LOGGED_LOOKBACK
+        while left > 0:  # a page a command: one read of 5,000 batches held Redis, and the intake, for seconds
+            want = min(READ_PAGE, left)
+            entries = await self._redis.xrevrange(self._cfg.storage.events_stream, max=top, min=str(since_ms),
+                                                  count=want)
+            found |= exec_ids_in(entries, wanted)
+            if len(entries) < want or found >= wanted:
+                break
+            left -= want
+            top = "(" + entries[-1][0].decode()
+        return found
 
     def _actions(self, diff: Diff, node: NodeBook) -> list[Action]:
         """Who a drift stops: each strategy it names, or the node (no strategy named, or node scope)."""

@@ -33,6 +33,12 @@ accepted_batch_decoder = msgspec.msgpack.Decoder(list[SignalAccepted])
 report_batch_decoder = msgspec.msgpack.Decoder(list[ExecutionReport])
 
 
+#: entries a read asks Redis for in one command. Redis runs one command at a time: one XREVRANGE of
+#: 5,000 event batches (a promotion's or the reconciler's look for fills logged already) held it
+#: 2.2 s on a loaded host, and every intake append waiting behind it was refused STORE_UNAVAILABLE
+READ_PAGE = 200
+
+
 def pack_batch(payloads: list[bytes]) -> bytes:
     """Already-encoded messages -> one msgpack array, without decoding them again."""
     return _encode([_Raw(p) for p in payloads])
@@ -155,12 +161,21 @@ class StreamLog:
         except redis.RedisError as exc:
             raise StoreError("redis HGETALL " + key + " failed: " + type(exc).__name__) from exc
 
-    def newest(self, since_ms: int, count: int) -> list[tuple[bytes, dict]]:
-        """Up to `count` entries newer than `since_ms`, newest first."""
+    def newest(self, since_ms: int, count: int, page: int = READ_PAGE) -> list[tuple[bytes, dict]]:
+        """Up to `count` entries newer than `since_ms`, newest first, `page` entries a command."""
+        out: list[tuple[bytes, dict]] = []
+        top = "+"
         try:
-            return self._client.xrevrange(self._stream, max="+", min=str(since_ms), count=count)
+            while len(out) < count:
+                want = min(page, count - len(out))
+                got = self._client.xrevrange(self._stream, max=top, min=str(since_ms), count=want)
+                out += got
+                if len(got) < want:
+                    break
+                top = "(" + got[-1][0].decode()
         except redis.RedisError as exc:
             raise StoreError("redis read of " + self._stream + " failed: " + type(exc).__name__) from exc
+        return out
 
     def exec_ids_since(self, since_ms: int, wanted: set[str], page: int = 500, after: str = "") -> set[str]:
         """Which of the exec ids `wanted` the (events) stream holds from `since_ms` (or after entry
