@@ -561,7 +561,7 @@ class EngineHost(EngineBase):
         if now < self._next_mark_ns:
             return
         self._next_mark_ns = now + LOGGED_MARK_EVERY_MS * 1_000_000
-        mark = LoggedMark(self._logged_entry.decode(), self._logged_unmarked)
+        mark = LoggedMark(self._logged_entry.decode(), self._logged_unmarked, self.group)
         self._pub.send_multipart((LOGGED_TOPIC, encode(mark)))
         self._logged_unmarked = []
         self.logged_marks_sent += 1
@@ -569,7 +569,10 @@ class EngineHost(EngineBase):
     def _on_logged_mark(self, mark: LoggedMark) -> None:
         """A standby: the leader's fills the events stream holds are not looked for there again, and a
         promotion's sweep neither publishes nor logs them again (a fill it never followed included:
-        the leader published it before it logged it)."""
+        the leader published it before it logged it). Another group's leader's marks say nothing of
+        this group's fills: ignored."""
+        if mark.group != self.group:
+            return
         self._followed_fills.logged(mark.exec_ids)
         execs = self._followed_execs
         for exec_id in mark.exec_ids:

@@ -269,10 +269,12 @@ LOGGED_TOPIC = b"logged/"
 class LoggedMark(msgspec.Struct, frozen=True, array_like=True, gc=False):
     """A leader's word, on the events feed after the fills it names: the exec ids of the fills it
     published since its last mark are in `execution.events`, at or before entry `entry_id`. A hot
-    standby that followed them need not read the stream for them when promoted (`node.followed`)."""
+    standby of the same engine `group` (the feed carries every group's) that followed them need not
+    read the stream for them when promoted (`node.followed`)."""
 
     entry_id: str
     exec_ids: list[str]
+    group: str = ""
 
 
 # ---------------------------------------------------------------- codecs, built once

@@ -153,8 +153,9 @@ def test_a_promotion_logs_the_fills_the_old_leader_published_and_never_logged(ma
 
 
 def test_a_promotion_sweep_looks_for_unbooked_fills_only_after_the_last_logged_mark(make_config, redis_url):
-    """A fill a logged mark named is known logged (and published), followed or not; the others are
-    looked for from the mark's entry on, not in the newest 5,000 entries back to a minute before."""
+    """A fill a logged mark of its group named is known logged (and published), followed or not; the
+    others are looked for from the mark's entry on, not in the newest 5,000 entries back to a minute
+    before. Another group's leader's marks (the feed carries every group's) are ignored."""
     cfg = make_config()
     host = EngineHost(cfg, "b", EngineWiring(redis_url=redis_url, broker_endpoint="tcp://127.0.0.1:1",
                                              role="standby"))
@@ -163,7 +164,9 @@ def test_a_promotion_sweep_looks_for_unbooked_fills_only_after_the_last_logged_m
         named, later, never = (_followed_fill(i) for i in range(3))
         marked_at = host._log.append([encode(named)]).decode()
         host._log.append([encode(later)])
-        host._on_logged_mark(LoggedMark(marked_at, [named.exec_id]))  # named, though never followed here
+        host._on_logged_mark(LoggedMark(marked_at, [named.exec_id], "another-group"))  # its own fills: ignored
+        assert host._logged_through == "" and named.exec_id not in host._followed_execs
+        host._on_logged_mark(LoggedMark(marked_at, [named.exec_id], host.group))  # named, though never followed here
         read_from = _reads_of_events(host)
         assert host._logged_exec_ids([named, later, never]) == {later.exec_id}
         assert read_from == [marked_at]
