@@ -64,6 +64,7 @@ from node.instruments import node_multipliers
 from node.modes import without_shadow
 from node.pnl import FeeSchedule, compare_pnl, opening_fills, pnl_by_strategy_symbol, totals_by_strategy
 from node.reconcile import (
+    ADOPTED,
     BOOKABLE,
     DRIFTS,
     BrokerBook,
@@ -90,7 +91,7 @@ from node.reconcile_halts import (
 )
 from node.reconcile_report import RESULT_COLUMNS, Action, RunSummary, count_kinds, markdown, result_rows
 from node.stats import ReconcilerStats
-from node.streams import EVENTS_FIELD, READ_PAGE, exec_ids_in, logged_since_ms, pack_batch
+from node.streams import EVENTS_FIELD, READ_PAGE, logged_since_ms, pack_batch, unpack_reports
 
 log = logging.getLogger("nae.reconciler")
 
@@ -438,8 +439,9 @@ class Reconciler:
         reports = [r for r in to_book(diff, broker, self._rc.external_strategy, self._clock_ns())
                    if _key(r) not in self._booked]
         assert self._redis is not None
-        logged = await self._logged_exec_ids(reports)
-        reports = [r for r in reports if not (r.exec_id and r.exec_id in logged)]
+        logged, known = await self._logged(reports)
+        reports = [r for r in reports if not (r.exec_id and r.exec_id in logged)
+                   and not (r.reason == ADOPTED and r.client_order_id in known)]
         if not reports:
             return 0
         payloads = [encode(r) for r in reports]
@@ -452,27 +454,36 @@ class Reconciler:
         self.booked += len(reports)
         return len(reports)
 
-    async def _logged_exec_ids(self, reports: list[ExecutionReport]) -> set[str]:
-        """The exec ids of `reports` the events stream holds already: an engine published them and the
-        ledger has not written them yet (a new leader's recovery can outlast the settle time); booking
-        them again would publish the execution twice to subscribers."""
-        wanted = {r.exec_id for r in reports if r.exec_id}
-        if not wanted:
-            return set()
-        since_ms = logged_since_ms([r for r in reports if r.exec_id])
+    async def _logged(self, reports: list[ExecutionReport]) -> tuple[set[str], set[str]]:
+        """Of `reports`, the exec ids and the adopted orders' ids the events stream holds already: an
+        engine published them and the ledger has not written them yet (its reads linger up to 100 ms;
+        a new leader's recovery can outlast the settle time). Booking a fill again would publish the
+        execution twice; adopting an order the node placed would restate it NEW (`ADOPTED`) after its
+        FILL, and the ledger's row keeps the later report: a filled order left open for good."""
+        execs = {r.exec_id for r in reports if r.exec_id}
+        orders = {r.client_order_id for r in reports if r.reason == ADOPTED}
+        if not (execs or orders):
+            return set(), set()
+        since_ms = logged_since_ms(reports)
         assert self._redis is not None
-        found: set[str] = set()
+        found_execs: set[str] = set()
+        found_orders: set[str] = set()
         top, left = "+", _LOGGED_LOOKBACK
         while left > 0:  # a page a command: one read of 5,000 batches held Redis, and the intake, for seconds
             want = min(READ_PAGE, left)
             entries = await self._redis.xrevrange(self._cfg.storage.events_stream, max=top, min=str(since_ms),
                                                   count=want)
-            found |= exec_ids_in(entries, wanted)
-            if len(entries) < want or found >= wanted:
+            for _, fields in entries:
+                for rep in unpack_reports(fields):
+                    if rep.exec_id in execs:
+                        found_execs.add(rep.exec_id)
+                    if rep.client_order_id in orders and rep.reason != ADOPTED:
+                        found_orders.add(rep.client_order_id)
+            if len(entries) < want or (found_execs >= execs and found_orders >= orders):
                 break
             left -= want
             top = "(" + entries[-1][0].decode()
-        return found
+        return found_execs, found_orders
 
     def _actions(self, diff: Diff, node: NodeBook) -> list[Action]:
         """Who a drift stops: each strategy it names, or the node (no strategy named, or node scope)."""

@@ -46,6 +46,8 @@ OPEN_STATES = frozenset({ExecKind.NEW, ExecKind.PARTIAL_FILL, ExecKind.UNKNOWN})
 EXTERNAL_STRATEGY = "EXTERNAL"
 #: the symbol of the cash line
 CASH = "$CASH"
+#: the reason of the reports that book an order the node did not know (`to_book`)
+ADOPTED = "ADOPTED"
 
 
 class DiscrepancyKind(StrEnum):
@@ -366,7 +368,7 @@ def to_book(diff: Diff, broker: BrokerBook, external_strategy: str = EXTERNAL_ST
         o = orders[d.client_order_id]
         out.append(ExecutionReport(
             kind=ExecKind.NEW, client_order_id=o.client_order_id, venue_order_id=o.venue_order_id,
-            symbol=o.symbol, side=o.side, leaves_qty=o.leaves_qty + o.cum_qty, reason="ADOPTED",
+            symbol=o.symbol, side=o.side, leaves_qty=o.leaves_qty + o.cum_qty, reason=ADOPTED,
             ts_ns=now_ns, strategy_id=o.strategy_id or external_strategy,
         ))
     adopted = {r.client_order_id for r in out}
@@ -398,7 +400,7 @@ def to_book(diff: Diff, broker: BrokerBook, external_strategy: str = EXTERNAL_ST
         if o.state in (ExecKind.CANCELED, ExecKind.REJECTED):
             out.append(ExecutionReport(
                 kind=o.state, client_order_id=coid, venue_order_id=o.venue_order_id, symbol=o.symbol, side=o.side,
-                cum_qty=o.cum_qty, avg_px=o.avg_px, reason="ADOPTED", ts_ns=now_ns,
+                cum_qty=o.cum_qty, avg_px=o.avg_px, reason=ADOPTED, ts_ns=now_ns,
                 strategy_id=o.strategy_id or external_strategy,
             ))
     return out
