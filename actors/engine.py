@@ -69,8 +69,6 @@ from node.messages import (
     CancelOrder,
     ExecKind,
     ExecutionReport,
-    LOGGED_TOPIC,
-    LoggedMark,
     OrderSnapshot,
     OrdersReport,
     QueryOrders,
@@ -94,7 +92,7 @@ from node.streams import (
     pack_batch,
     unpack_signals,
 )
-from node.followed import LOGGED_MARK_EVERY_MS, FollowedFills
+from node.followed import FollowedFills
 
 _MAX_PENDING_EVENTS = 1_000_000
 STALE_EPOCH = Reason.STALE_EPOCH.value
@@ -130,15 +128,8 @@ class EngineHost(EngineBase):
         self._marks: list[tuple[str, int]] = []  # the last promotion's steps (ns since its start)
         self.asked_last = 0  # orders the last recovery asked the broker about
         self.log_entries_read = 0  # signals entries the last recovery read from the log
-        # logged marks (node.followed): exec ids published and not yet appended; appended and not yet marked
-        self._unlogged_execs: list[str] = []
-        self._logged_unmarked: list[str] = []
-        self._logged_entry = b""  # the newest events entry appended
-        self._next_mark_ns = 0
         self._flush_every_ns = cfg.tuning.events_flush_ms * 1_000_000  # [tuning] events_flush_ms
         self._next_flush_ns = 0
-        self.logged_marks_sent = 0
-        self.logged_marks_followed = 0
         self._early: OrderedDict[str, list[ExecutionReport]] = OrderedDict()  # standby: reports before their signal
         #: exec ids of the fills followed from the leader (published already): a new leader never publishes
         #: them again; True: `execution.events` holds it (it is never logged again either)
@@ -209,8 +200,6 @@ class EngineHost(EngineBase):
         self._follow.connect(self._events_endpoint_for_follow or events_endpoint)
         for prefix in topic_prefixes():  # every report; not the relay's greetings of subscribers
             self._follow.setsockopt(zmq.SUBSCRIBE, prefix)
-        self._follow.setsockopt(zmq.SUBSCRIBE, LOGGED_TOPIC)  # and the leader's logged marks
-        self._logged_through = ""
         self.poller.register(self._follow, zmq.POLLIN)
 
     def _close(self) -> None:
@@ -251,8 +240,6 @@ class EngineHost(EngineBase):
             if now >= self._next_flush_ns:
                 self._next_flush_ns = now + self._flush_every_ns
                 self._flush_events()
-        if self._logged_unmarked and self.role == "leader":
-            self._mark_logged()
         if self._roll.due(self._clock_ns()):
             self.manager.roll()
         if self._shadow_events and self._shadow_log is not None and self.role == "leader":
@@ -299,7 +286,7 @@ class EngineHost(EngineBase):
         execs = self._followed_execs
         keep = self._followed_fills.keep
         try:
-            for rep in followed_reports(self._follow, marks=self._on_logged_mark):
+            for rep in followed_reports(self._follow):
                 if rep.reason == STALE_EPOCH:  # a fenced engine's refusal says nothing about the order
                     continue
                 if rep.ts_ns > seen:
@@ -541,47 +528,11 @@ class EngineHost(EngineBase):
             return
         self._pub.send_multipart((event_topic(out.kind, out.strategy_id), payload))
         self._pending_events.append(payload)
-        if out.exec_id and self._log is not None:
-            self._unlogged_execs.append(out.exec_id)
         self.published += 1
         if out.kind is ExecKind.FILL:
             order = self.manager.orders.get(out.client_order_id)
             if order is not None and order.accepted_ns:
                 self.fill_hist.observe_ns(max(0, self._clock_ns() - order.accepted_ns))
-
-    def _events_logged(self, entry_id: bytes) -> None:
-        self._logged_unmarked += self._unlogged_execs
-        self._unlogged_execs = []
-        self._logged_entry = entry_id
-
-    def _mark_logged(self) -> None:
-        """The logged mark (node.followed), at most every `LOGGED_MARK_EVERY_MS`: on the events feed
-        after the fills it names, so a standby that follows has them when it reads it."""
-        now = self._clock_ns()
-        if now < self._next_mark_ns:
-            return
-        self._next_mark_ns = now + LOGGED_MARK_EVERY_MS * 1_000_000
-        mark = LoggedMark(self._logged_entry.decode(), self._logged_unmarked, self.group)
-        self._pub.send_multipart((LOGGED_TOPIC, encode(mark)))
-        self._logged_unmarked = []
-        self.logged_marks_sent += 1
-
-    def _on_logged_mark(self, mark: LoggedMark) -> None:
-        """A standby: the leader's fills the events stream holds are not looked for there again, and a
-        promotion's sweep neither publishes nor logs them again (a fill it never followed included:
-        the leader published it before it logged it). Another group's leader's marks say nothing of
-        this group's fills: ignored."""
-        if mark.group != self.group:
-            return
-        self._followed_fills.logged(mark.exec_ids)
-        execs = self._followed_execs
-        for exec_id in mark.exec_ids:
-            execs[exec_id] = True
-        if len(execs) > _FOLLOWED_EXECS_MAX:
-            for _ in range(len(execs) - _FOLLOWED_EXECS_MAX):
-                execs.popitem(last=False)
-        self._logged_through = mark.entry_id
-        self.logged_marks_followed += 1
 
     def _original_strategy(self, acc: SignalAccepted) -> str | None:
         order = self.manager.orders.get(original_order_id(acc.signal.amend.original_request_id))
@@ -600,7 +551,6 @@ class EngineHost(EngineBase):
         if excess > 0:
             self.events_dropped += excess
             del self._pending_events[:excess]
-            self._unlogged_execs = []  # which of them went is not kept: none is marked logged
 
     # ---------------------------------------------------------------- recovery
 
@@ -777,15 +727,12 @@ class EngineHost(EngineBase):
 
     def _logged_exec_ids(self, fills: list[ExecutionReport]) -> set[str]:
         """The exec ids of `fills` the events stream holds already (an engine this one did not follow,
-        e.g. before a Ray restart, published them). Read from the last logged mark's entry when this
-        engine followed one (the stream's end is a few wake-ups past it), else back from the newest
-        entry (`_EVENTS_LOOKBACK` at most). Unreadable: none (a repeat, never a loss)."""
+        e.g. before a Ray restart, published them), from the newest entry back (`_EVENTS_LOOKBACK` at
+        most, 200 a command). Unreadable: none (a repeat, never a loss)."""
         wanted = {f.exec_id for f in fills if f.exec_id and f.exec_id not in self._followed_execs}
         if self._log is None or not wanted:
             return set()
         try:
-            if self._logged_through:  # a fill no logged mark named was not logged before the last mark's entry
-                return self._log.exec_ids_since(logged_since_ms(fills), wanted, after=self._logged_through)
             entries = self._log.newest(logged_since_ms(fills), _EVENTS_LOOKBACK)
         except StoreError:
             return set()
@@ -877,7 +824,6 @@ class EngineHost(EngineBase):
                 self._log_followed_fills()
                 self._mark("followed_logged", t0)
                 self._recover_in_flight(t0)
-                self._logged_through = ""  # a leader's later sweeps (a broker resync) look back as any leader does
             except Exception:
                 # a half-done recovery must not lead: step back, keep following, let the
                 # supervisor promote again (the next attempt redoes the whole recovery)

@@ -79,7 +79,6 @@ class EngineBase(LoopService):
         self._last_entry = ""  # the signals entry of the newest batch taken ("": none yet, no gap judged)
         self._taken_after: str | None = None  # every entry after it through `_last_entry` was taken (None: not known)
         self.batches_read_already = 0  # forwarded batches a recovery had read from the log before they came
-        self._logged_through = ""  # the events entry of the last logged mark followed (node.followed; "": none)
         self.gaps_filled = 0  # batches whose `prev_id` this engine never got: the gap read back from the log
         self.gap_signals = 0  # signals in those gaps
         self.gap_read_failures = 0  # gap reads the store refused (read again at the next batch)
@@ -115,18 +114,15 @@ class EngineBase(LoopService):
         cp = self.checkpoint
         also = (self._checkpoint_key, cp.position.encode()) if cp.changed and self.role == "leader" else None
         index = self._open_order_changes() if self.role == "leader" else None
-        entry = None
         try:
             if self._pending_events or index is not None:
                 packed = pack_batch(self._pending_events) if self._pending_events else None
-                entry = self._log.append_packed(packed, also, index)
+                self._log.append_packed(packed, also, index)
             elif also is not None:
                 self._log.set(*also)
         except StoreError:
             self._note_store_failure()
             return
-        if entry is not None:
-            self._events_logged(entry)
         if index is not None:
             self._open_orders_flushed()
         cp.changed = False
@@ -167,14 +163,14 @@ class EngineBase(LoopService):
         """On promotion, whatever the engine: the fills followed from the old leader (`node.followed`)
         that `execution.events` does not hold (it died or was fenced between publishing them and its
         events flush) go, once, ahead of anything this engine has pending or publishes next; never
-        to subscribers again. The stream is read forward from the oldest one's time (or the entry of
-        the last logged mark followed, when later) to its end (exact); unreadable: all are appended (a repeat the ledger dedupes by exec id, never a
+        to subscribers again. The stream is read forward from the oldest one's time to its end
+        (exact); unreadable: all are appended (a repeat the ledger dedupes by exec id, never a
         loss). They go with the next events flush (kept and retried while Redis is away)."""
         if not fills or self._log is None:
             return
-        try:  # from the last logged mark's entry when later: the fills it did not name are after it
+        try:
             logged = self._log.exec_ids_since(logged_since_ms(fills, FOLLOWED_LOG_MARGIN_MS),
-                                              {f.exec_id for f in fills}, after=self._logged_through)
+                                              {f.exec_id for f in fills})
         except StoreError:
             logged = set()
         missing = [encode(f) for f in unlogged(fills, logged)]
@@ -190,9 +186,6 @@ class EngineBase(LoopService):
 
     def _note_store_failure(self) -> None:
         self.store_failures += 1
-
-    def _events_logged(self, entry_id: bytes) -> None:
-        """The reports pending went into `execution.events` as entry `entry_id`."""
 
     def _routed_here(self, strategy_id: str, symbol: str) -> bool:
         if self._modes.active:

@@ -115,18 +115,17 @@ class Heartbeats:
             sock.close(0)
 
 
-def followed_reports(sock: zmq.Socket, limit: int = 4096, marks: Callable[[Any], None] | None = None):
+def followed_reports(sock: zmq.Socket, limit: int = 4096):
     """The execution reports waiting on a SUB socket of the events relay ([topic, payload] frames),
-    decoded, at most `limit` of them (a wake-up never starves the rest of the loop). With `marks`
-    (a socket subscribed to `LOGGED_TOPIC` too), each leader's logged mark goes to it, decoded."""
-    from node.messages import LOGGED_TOPIC, logged_mark_decoder, report_decoder
+    decoded, at most `limit` of them (a wake-up never starves the rest of the loop)."""
+    from node.messages import report_decoder
 
     # frame by frame, not `recv_multipart` (~9 -> ~5 us CPU a message here: bench.frames_report); a
     # message is whole in the socket once its first frame is, so the payload is there with the topic
     recv, more, decode = sock.recv, sock.getsockopt, report_decoder.decode
     for _ in range(limit):
         try:
-            topic = recv(zmq.NOBLOCK)
+            recv(zmq.NOBLOCK)  # the topic
         except zmq.Again:
             return
         if not more(zmq.RCVMORE):
@@ -136,9 +135,6 @@ def followed_reports(sock: zmq.Socket, limit: int = 4096, marks: Callable[[Any],
             while more(zmq.RCVMORE):  # drained: the next message starts clean
                 recv(zmq.NOBLOCK)
             raise ValueError("an events message of more than two frames (expected topic and payload)")
-        if marks is not None and topic.startswith(LOGGED_TOPIC):
-            marks(logged_mark_decoder.decode(payload))
-            continue
         yield decode(payload)
 
 

@@ -4,19 +4,10 @@ A leader publishes each execution report at once and appends it to `execution.ev
 and the client's replay's source) at its next events flush; a leader that dies or is fenced between
 the two leaves fills that subscribers saw out of the log. Every standby, whatever its engine, keeps
 the newest fills it followed (`FollowedFills`); promoted, its host reads the events stream for them
-(`StreamLog.exec_ids_since`, from `logged_since_ms(fills, FOLLOWED_LOG_MARGIN_MS)`, or from the
-entry of the last logged mark it had) and appends
+(`StreamLog.exec_ids_since`, from `logged_since_ms(fills, FOLLOWED_LOG_MARGIN_MS)`) and appends
 `unlogged(...)` once, ahead of its own reports, never publishing them again
 (`actors.engine_base.EngineBase._log_followed`). The native standby keeps them in its host, the
 Nautilus standby in its kernel child, which hands them to its host with the promotion's answer.
-
-Logged marks (native engines): a leader publishes, at most every `LOGGED_MARK_EVERY_MS` and after the
-fills it names, a `LoggedMark` (the exec ids of the fills it published and its events flushes have
-since appended, and the newest entry they are at or before); a native standby forgets those fills
-(`FollowedFills.logged`) and reads the stream for the rest from that entry on, not from the oldest
-of up to 10,000 fills (~15 s of the stream at 1,000 fills a second). A mark that never comes, or a
-fill another writer logged before the mark's entry, costs a repeat (the ledger dedupes by exec id),
-never a loss: a fill is forgotten only on a leader's word that the stream holds it.
 """
 
 from __future__ import annotations
@@ -33,8 +24,6 @@ FOLLOWED_FILLS_KEPT = 10_000
 #: how far before the oldest of them a promotion reads the events stream: a broker clock ahead of the
 #: Redis host's by more only makes repeats (the ledger dedupes by exec id), never a loss
 FOLLOWED_LOG_MARGIN_MS = 5_000
-#: how often at most a native leader publishes a logged mark (node.messages.LoggedMark)
-LOGGED_MARK_EVERY_MS = 100
 
 
 def is_execution(rep: ExecutionReport) -> bool:
@@ -61,12 +50,6 @@ class FollowedFills:
         if len(fills) > self._kept:
             fills.popitem(last=False)
         return True
-
-    def logged(self, exec_ids: list[str]) -> int:
-        """Forget the fills a leader's logged mark says `execution.events` holds; returns how many
-        of them were kept here."""
-        pop = self._fills.pop
-        return sum(pop(e, None) is not None for e in exec_ids)
 
     def take(self) -> list[ExecutionReport]:
         """Every fill kept, oldest first; forgotten here (a promotion logs them once)."""

@@ -261,22 +261,6 @@ class OrdersReport(msgspec.Struct, frozen=True, array_like=True, gc=False, tag="
 BrokerEvent = ExecutionReport | OrdersReport | Heartbeat
 
 
-#: the events feed's topic of a leader's logged marks: node-internal (hot standbys subscribe to it),
-#: never a report; no report topic starts with it (`event_topic`: `<kind>/...`)
-LOGGED_TOPIC = b"logged/"
-
-
-class LoggedMark(msgspec.Struct, frozen=True, array_like=True, gc=False):
-    """A leader's word, on the events feed after the fills it names: the exec ids of the fills it
-    published since its last mark are in `execution.events`, at or before entry `entry_id`. A hot
-    standby of the same engine `group` (the feed carries every group's) that followed them need not
-    read the stream for them when promoted (`node.followed`)."""
-
-    entry_id: str
-    exec_ids: list[str]
-    group: str = ""
-
-
 # ---------------------------------------------------------------- codecs, built once
 
 _encoder = msgspec.msgpack.Encoder()
@@ -290,7 +274,6 @@ batch_decoder = msgspec.msgpack.Decoder(SignalBatch)
 broker_command_decoder = msgspec.msgpack.Decoder(BrokerCommand)
 broker_event_decoder = msgspec.msgpack.Decoder(BrokerEvent)
 report_decoder = msgspec.msgpack.Decoder(ExecutionReport)
-logged_mark_decoder = msgspec.msgpack.Decoder(LoggedMark)
 heartbeat_decoder = msgspec.msgpack.Decoder(Heartbeat)
 
 _json_encoder = msgspec.json.Encoder()

@@ -177,19 +177,11 @@ class StreamLog:
             raise StoreError("redis read of " + self._stream + " failed: " + type(exc).__name__) from exc
         return out
 
-    def exec_ids_since(self, since_ms: int, wanted: set[str], page: int = 500, after: str = "") -> set[str]:
-        """Which of the exec ids `wanted` the (events) stream holds from `since_ms` (or after entry
-        `after`, when that is later) to its end: read forward a page at a time, until all are found
-        or the end. Raises `StoreError`."""
-        position = str(since_ms - 1) + "-" + str(_LAST_SEQ) if since_ms > 0 else "0"
-        if after and entry_key(after) > entry_key(position):
-            position = after
-        return self.exec_ids_after(position, wanted, page)
-
-    def exec_ids_after(self, position: bytes | str, wanted: set[str], page: int = 500) -> set[str]:
-        """Which of the exec ids `wanted` the (events) stream holds after entry `position` ("0": from
-        its start), read forward a page at a time, until all are found or the end. Raises `StoreError`."""
+    def exec_ids_since(self, since_ms: int, wanted: set[str], page: int = 500) -> set[str]:
+        """Which of the exec ids `wanted` the (events) stream holds from `since_ms` to its end: read
+        forward a page at a time, until all are found or the end. Raises `StoreError`."""
         found: set[str] = set()
+        position: bytes | str = str(since_ms - 1) + "-" + str(_LAST_SEQ) if since_ms > 0 else "0"
         while len(found) < len(wanted):
             batch = self.entries_after(position, page)
             if not batch:

@@ -26,7 +26,7 @@ from adapters.engines.native import intent_for
 from adapters.paper.venue import PaperVenue
 from node.config import PaperSymbol, PaperVenueConfig
 from node.messages import (
-    ExecKind, ExecutionReport, LoggedMark, SignalAccepted, SubmitOrder, broker_event_decoder, encode,
+    ExecKind, ExecutionReport, SignalAccepted, SubmitOrder, broker_event_decoder, encode,
 )
 from node.streams import SIGNALS_FIELD, pack_batch, unpack_reports
 from tests.integration.engine_pair import accepted, engine_pair, send_batch
@@ -95,26 +95,10 @@ def test_a_promotion_books_the_old_leaders_unpublished_fills_without_restating_t
         client.close()
 
 
-def _reads_of_events(host: EngineHost) -> list[str]:
-    """The entries the engine's forward reads of `execution.events` start after, as they are made."""
-    read_from: list[str] = []
-    exec_ids_after = host._log.exec_ids_after
-
-    def spy(position, wanted, page=500):
-        read_from.append(position)
-        return exec_ids_after(position, wanted, page)
-
-    host._log.exec_ids_after = spy
-    return read_from
-
-
-
 def test_a_promotion_logs_the_fills_the_old_leader_published_and_never_logged(make_config, redis_url):
     """The old leader publishes fills, the standby follows them, and the leader dies before its
     events flush: the promoted standby appends them to `execution.events` (the ledger's source)
-    once each, under the exec id published, and never publishes them again. The leader's logged
-    marks (node.followed) named the first half: the standby forgot those fills and reads the
-    stream for the rest from the mark's entry on, not from the oldest fill's time less a margin."""
+    once each, under the exec id published, and never publishes them again."""
     cfg = make_config()
     stream = cfg.storage.events_stream
     with engine_pair(cfg, redis_url) as pair:
@@ -123,9 +107,7 @@ def test_a_promotion_logs_the_fills_the_old_leader_published_and_never_logged(ma
         # the first half: published, followed and logged (the standby follows the leader by now)
         send_batch(client, cfg.storage.signals_stream, intakes, signals[:N // 2])
         wait_for(lambda: len({r.exec_id for r in _published(client, stream) if r.kind in _FILLS}) == N // 2
-                 and standby.logged_marks_followed > 0 and not standby._followed_fills)
-        newest = client.xrevrange(stream, count=1)[0][0].decode()
-        assert standby._logged_through == newest  # every fill of the first half named, at or before it
+                 and len(standby._followed_execs) > 0)
         # the second half: published and followed; the leader dies before its flush (it never logs again)
         leader._flush_events = lambda: None
         send_batch(client, cfg.storage.signals_stream, intakes, signals[N // 2:])
@@ -136,44 +118,14 @@ def test_a_promotion_logs_the_fills_the_old_leader_published_and_never_logged(ma
         published = [(r.exec_id, r.client_order_id) for r in _published(client, stream) if r.kind in _FILLS]
         assert len(published) == N // 2  # the gap: half the executions published, not logged
 
-        assert len(standby._followed_fills) == N // 2
         before = standby.published
-        read_from = _reads_of_events(standby)
         standby.promote(2)
         wait_for(lambda: len([r for r in _published(client, stream) if r.kind in _FILLS]) >= N)
-
-        assert read_from == [newest]
-        assert standby.followed_logged == N // 2
-        assert standby._logged_through == ""  # leading now: a later sweep looks back as any leader's
 
         fills = [r for r in _published(client, stream) if r.kind in _FILLS]
         assert sorted(r.exec_id for r in fills) == sorted(executions)  # each execution once, the venue's id
         assert {r.request_id for r in fills} == {a.signal.request_id for a in signals}
         assert standby.published == before  # none published again to subscribers
-
-
-def test_a_promotion_sweep_looks_for_unbooked_fills_only_after_the_last_logged_mark(make_config, redis_url):
-    """A fill a logged mark of its group named is known logged (and published), followed or not; the
-    others are looked for from the mark's entry on, not in the newest 5,000 entries back to a minute
-    before. Another group's leader's marks (the feed carries every group's) are ignored."""
-    cfg = make_config()
-    host = EngineHost(cfg, "b", EngineWiring(redis_url=redis_url, broker_endpoint="tcp://127.0.0.1:1",
-                                             role="standby"))
-    client = host._open_streams()
-    try:
-        named, later, never = (_followed_fill(i) for i in range(3))
-        marked_at = host._log.append([encode(named)]).decode()
-        host._log.append([encode(later)])
-        host._on_logged_mark(LoggedMark(marked_at, [named.exec_id], "another-group"))  # its own fills: ignored
-        assert host._logged_through == "" and named.exec_id not in host._followed_execs
-        host._on_logged_mark(LoggedMark(marked_at, [named.exec_id], host.group))  # named, though never followed here
-        read_from = _reads_of_events(host)
-        assert host._logged_exec_ids([named, later, never]) == {later.exec_id}
-        assert read_from == [marked_at]
-        assert host._followed_execs[named.exec_id] is True  # a sweep books it, never publishes or logs it again
-    finally:
-        client.delete(cfg.storage.events_stream)
-        client.close()
 
 
 def _followed_fill(i: int) -> ExecutionReport:
