@@ -85,7 +85,6 @@ from node.reasons import Reason
 from node.stages import Stage, StageClock
 from node.streams import (
     EVENTS_FIELD,
-    READ_PAGE,
     StreamLog,
     entry_key,
     exec_ids_in,
@@ -662,7 +661,7 @@ class EngineHost(EngineBase):
         on_signal = self.manager.on_signal
         read = start
         while tip != "0":
-            batch = self._signals.entries_after(read, READ_PAGE, tip)
+            batch = self._signals.entries_after(read, 500, tip)
             if not batch:
                 break
             for entry_id, fields in batch:

@@ -177,11 +177,11 @@ class StreamLog:
             raise StoreError("redis read of " + self._stream + " failed: " + type(exc).__name__) from exc
         return out
 
-    def exec_ids_since(self, since_ms: int, wanted: set[str], page: int = READ_PAGE) -> set[str]:
+    def exec_ids_since(self, since_ms: int, wanted: set[str], page: int = 500) -> set[str]:
         """Which of the exec ids `wanted` the (events) stream holds from `since_ms` to its end: read
         forward a page at a time, until all are found or the end. Raises `StoreError`."""
         found: set[str] = set()
-        position = str(since_ms - 1) + "-" + str(_LAST_SEQ) if since_ms > 0 else "0"
+        position: bytes | str = str(since_ms - 1) + "-" + str(_LAST_SEQ) if since_ms > 0 else "0"
         while len(found) < len(wanted):
             batch = self.entries_after(position, page)
             if not batch:
@@ -190,7 +190,7 @@ class StreamLog:
             position = batch[-1][0]
         return found
 
-    def signals_between(self, after: str, before: str, page: int = READ_PAGE) -> list[tuple[str, list[SignalAccepted]]]:
+    def signals_between(self, after: str, before: str, page: int = 500) -> list[tuple[str, list[SignalAccepted]]]:
         """The (signals) stream's batches strictly between entries `after` and `before`, oldest first
         (an entry that does not decode is left to the ledger's dead letters). Raises `StoreError`."""
         out: list[tuple[str, list[SignalAccepted]]] = []
