@@ -728,7 +728,7 @@ class EngineHost(EngineBase):
     def _logged_exec_ids(self, fills: list[ExecutionReport]) -> set[str]:
         """The exec ids of `fills` the events stream holds already (an engine this one did not follow,
         e.g. before a Ray restart, published them), from the newest entry back (`_EVENTS_LOOKBACK` at
-        most, 200 a command). Unreadable: none (a repeat, never a loss)."""
+        most, `READ_PAGE` a command). Unreadable: none (a repeat, never a loss)."""
         wanted = {f.exec_id for f in fills if f.exec_id and f.exec_id not in self._followed_execs}
         if self._log is None or not wanted:
             return set()

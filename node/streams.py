@@ -33,10 +33,12 @@ accepted_batch_decoder = msgspec.msgpack.Decoder(list[SignalAccepted])
 report_batch_decoder = msgspec.msgpack.Decoder(list[ExecutionReport])
 
 
-#: entries a read asks Redis for in one command. Redis runs one command at a time: one XREVRANGE of
-#: 5,000 event batches (a promotion's or the reconciler's look for fills logged already) held it
-#: 2.2 s on a loaded host, and every intake append waiting behind it was refused STORE_UNAVAILABLE
-READ_PAGE = 200
+#: entries a backward read asks Redis for in one command (the forward reads' pages are 500 too).
+#: Redis runs one command at a time: one XREVRANGE of 5,000 event batches (a promotion's or the
+#: reconciler's look for fills logged already) held it 2.2 s on a loaded host, and every intake
+#: append waiting behind it was refused STORE_UNAVAILABLE. Smaller pages hold it less and cost more
+#: round trips, each slow on a starved host: not tuned further (README "Engines and failover")
+READ_PAGE = 500
 
 
 def pack_batch(payloads: list[bytes]) -> bytes:
