@@ -203,7 +203,7 @@ class EngineHost(EngineBase):
         self.poller.register(self._follow, zmq.POLLIN)
 
     def _close(self) -> None:
-        if self.role == "leader" and self._log is not None and (self._pending_events or self.checkpoint.changed):
+        if self._has_events_to_flush():
             self._flush_events()  # what a flush held back (`events_flush_ms`): a stop loses none of it
         for s in (self._pull, self._pub, self._dealer, self._follow, self._look):
             if s is not None:
@@ -211,8 +211,12 @@ class EngineHost(EngineBase):
 
     # ---------------------------------------------------------------- the loop
 
+    def _has_events_to_flush(self) -> bool:
+        """A leader with reports or a checkpoint not yet in `execution.events`."""
+        return (bool(self._pending_events) or self.checkpoint.changed) and self._log is not None and self.role == "leader"
+
     def _poll_timeout_ms(self) -> int:
-        if self._pending_events and self._log is not None and self.role == "leader":  # a flush held back is due
+        if self._pending_events and self._has_events_to_flush():  # a flush held back is due
             return max(0, min(10, -(-(self._next_flush_ns - self._clock_ns()) // 1_000_000)))
         return 10
 
@@ -235,7 +239,7 @@ class EngineHost(EngineBase):
                 self._unknown_asks[rep.client_order_id] = None
             if self._unknown_asks:
                 self._ask_about_unknown()
-        if (self._pending_events or self.checkpoint.changed) and self._log is not None and self.role == "leader":
+        if self._has_events_to_flush():
             now = self._clock_ns()
             if now >= self._next_flush_ns:
                 self._next_flush_ns = now + self._flush_every_ns
@@ -656,8 +660,6 @@ class EngineHost(EngineBase):
             return entries, new
         tip = self._signals.tip()
         start = catch_up_from(position, self._taken_after, self._last_entry)
-        if start != position:  # the checkpoint may pass what this engine took, once the hold is answered
-            entries.append(start)
         on_signal = self.manager.on_signal
         read = start
         while tip != "0":
@@ -685,7 +687,9 @@ class EngineHost(EngineBase):
                                 self.manager.on_report(rep)
                 entries.append(entry_id.decode())
             read = batch[-1][0]
-        self.log_entries_read = len(entries) - (start != position)
+        self.log_entries_read = len(entries)
+        if start != position:  # the checkpoint may pass what this engine took, once the hold is answered
+            entries.insert(0, start)
         if not self._last_entry or entry_key(tip) > entry_key(self._last_entry):
             if start == position:  # every entry after the checkpoint through the tip is known here now
                 self._taken_after = position
