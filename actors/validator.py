@@ -85,6 +85,7 @@ _TIDY_EVERY_NS = 1_000_000_000  # dedupe expiry, breakers, controls, store healt
 
 _PIPELINE_ROUNDS = 8  # rounds of one wake-up whose appends overlap the next round's checks
 _NO_EVENTS: dict = {}
+WIRE_IN = Stage.WIRE_IN
 
 _log = logging.getLogger("nae.validator")
 
@@ -399,6 +400,7 @@ class Validator(LoopService):
         admit = self.gate.admit
         limit = self.peer_limit
         clock = self._clock_ns
+        observe = self.stages.observe
         unjudged = 0
         for _ in range(self._batch_max):
             try:
@@ -429,6 +431,7 @@ class Validator(LoopService):
             reply = verdict.reply
             limit.judged(ident, reply, now)
             if verdict.signal is not None:
+                observe(WIRE_IN, now - reply.ts_ns)  # the client's signing time: how long it took to reach us
                 sig = verdict.signal
                 route = self._stamp(sig) if self.modes.active else 0
                 accepted.append((len(replies), encode(SignalAccepted(reply.signal_id, now, sig, route)), sig))
@@ -617,6 +620,7 @@ class Validator(LoopService):
                 continue
             reply = verdict.reply
             if verdict.signal is not None:
+                observe(WIRE_IN, now - reply.ts_ns)  # the client's signing time: how long it took to reach us
                 sig = verdict.signal
                 route = self._stamp(sig) if self.modes.active else 0
                 accepted.append((len(replies), encode(SignalAccepted(reply.signal_id, appended_ns, sig, route)), sig))

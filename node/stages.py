@@ -25,6 +25,7 @@ from typing import Any, Iterable, Mapping
 class Stage(str, Enum):
     """Stages in path order; the value is the stats field's middle part."""
 
+    WIRE_IN = "wire_in"  # client send (the envelope's signing time) -> intake read (wall clocks of one host)
     INTAKE_GATE = "intake_gate"  # intake receive -> decoded, verified, risk done (the wake-up's gate loop)
     APPEND = "append"  # risk done -> durably appended (one XADD per wake-up)
     REPLY = "reply"  # appended -> every reply of the wake-up sent
@@ -35,6 +36,7 @@ class Stage(str, Enum):
 
 
 LABELS: dict[Stage, str] = {
+    Stage.WIRE_IN: "client send -> intake read",
     Stage.INTAKE_GATE: "intake receive -> decoded + risk done",
     Stage.APPEND: "risk done -> appended (XADD)",
     Stage.REPLY: "appended -> reply sent",

@@ -51,6 +51,7 @@ class GcFields(LoopFields, kw_only=True):
 class StageFields(GcFields, kw_only=True):
     """... and `node.stages.StageClock.snapshot()`: a histogram per stage observed at least once."""
 
+    stage_wire_in_hist: Hist | None = None
     stage_intake_gate_hist: Hist | None = None
     stage_append_hist: Hist | None = None
     stage_reply_hist: Hist | None = None

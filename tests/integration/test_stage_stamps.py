@@ -40,7 +40,7 @@ def test_every_accepted_signal_is_stamped_through_every_stage(node):
         if grew[Stage.PUBLISH] >= n and grew[Stage.ENGINE_SUBMIT] >= n or time.monotonic() > deadline:
             break
         time.sleep(0.2)
-    for s in (Stage.INTAKE_GATE, Stage.APPEND, Stage.REPLY, Stage.TO_ENGINE, Stage.ENGINE_SUBMIT):
+    for s in (Stage.WIRE_IN, Stage.INTAKE_GATE, Stage.APPEND, Stage.REPLY, Stage.TO_ENGINE, Stage.ENGINE_SUBMIT):
         assert grew[s] == n, (s, grew)  # once per signal, no more, no less
     assert grew[Stage.BROKER_REPORT] >= n and grew[Stage.PUBLISH] == grew[Stage.BROKER_REPORT]  # a fill at least
     rows = budget(after)
