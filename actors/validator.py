@@ -620,7 +620,6 @@ class Validator(LoopService):
                 continue
             reply = verdict.reply
             if verdict.signal is not None:
-                observe(WIRE_IN, now - reply.ts_ns)  # the client's signing time: how long it took to reach us
                 sig = verdict.signal
                 route = self._stamp(sig) if self.modes.active else 0
                 accepted.append((len(replies), encode(SignalAccepted(reply.signal_id, appended_ns, sig, route)), sig))
