@@ -92,7 +92,7 @@ from node.streams import (
     pack_batch,
     unpack_signals,
 )
-from node.followed import FollowedFills
+from node.followed import FollowedFills, is_execution
 
 _MAX_PENDING_EVENTS = 1_000_000
 STALE_EPOCH = Reason.STALE_EPOCH.value
@@ -212,8 +212,9 @@ class EngineHost(EngineBase):
     # ---------------------------------------------------------------- the loop
 
     def _has_events_to_flush(self) -> bool:
-        """A leader with reports or a checkpoint not yet in `execution.events`."""
-        return (bool(self._pending_events) or self.checkpoint.changed) and self._log is not None and self.role == "leader"
+        """A leader with reports, a checkpoint or a logged mark not yet in Redis."""
+        return ((bool(self._pending_events) or self.checkpoint.changed or bool(self._logged_mark)) and self._log is not None
+                and self.role == "leader")
 
     def _poll_timeout_ms(self) -> int:
         if self._pending_events and self._has_events_to_flush():  # a flush held back is due
@@ -532,6 +533,8 @@ class EngineHost(EngineBase):
             return
         self._pub.send_multipart((event_topic(out.kind, out.strategy_id), payload))
         self._pending_events.append(payload)
+        if is_execution(out):  # the logged mark's candidate (node.followed)
+            self._last_exec = out.exec_id
         self.published += 1
         if out.kind is ExecKind.FILL:
             order = self.manager.orders.get(out.client_order_id)
@@ -555,6 +558,7 @@ class EngineHost(EngineBase):
         if excess > 0:
             self.events_dropped += excess
             del self._pending_events[:excess]
+            self._marks_on = False  # dropped fills were published: no later mark may pass them
 
     # ---------------------------------------------------------------- recovery
 
@@ -1024,6 +1028,7 @@ class EngineHost(EngineBase):
             swept_fills=self.swept_fills,
             repeats_withheld=self.repeats_withheld,
             followed_logged=self.followed_logged,
+            followed_from_mark=self.followed_from_mark,
             gaps_filled=self.gaps_filled,
             gap_signals=self.gap_signals,
             looked_up=self.looked_up,

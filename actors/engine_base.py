@@ -15,7 +15,7 @@ from node.checkpoint import EntryCheckpoint, checkpoint_key
 from node.config import NodeConfig
 from node.engine_opening import opened_before, opening, spawn_key
 from node.errors import StoreError
-from node.followed import FOLLOWED_LOG_MARGIN_MS, unlogged
+from node.followed import FOLLOWED_LOG_MARGIN_MS, decode_mark, encode_mark, logged_mark_key, split_at_mark, unlogged
 from node.messages import ExecutionReport, SignalAccepted, SignalBatch, encode
 from node.modes import SHADOW_SUFFIX, ModeTable, Route, amend_at, is_shadow
 from node.router import Router
@@ -70,6 +70,13 @@ class EngineBase(LoopService):
         self.checkpoint = EntryCheckpoint()
         self._checkpoint_key = checkpoint_key(cfg.node_id, wiring.group)
         self._pending_events: list[bytes] = []
+        # the logged mark (node.followed): the newest execution published into `_pending_events`, and
+        # the mark its append made, written with the next flush; off for good once events were dropped
+        self._mark_key = logged_mark_key(cfg.node_id, wiring.group)
+        self._last_exec = ""
+        self._logged_mark = b""
+        self._marks_on = True
+        self.followed_from_mark = 0  # promotions that read the events stream from a logged mark
         self._log: StreamLog | None = None  # execution.events
         self._signals: StreamLog | None = None  # execution.signals
         self.signals = 0
@@ -112,12 +119,15 @@ class EngineBase(LoopService):
         """The reports published since the last flush, as one `execution.events` entry, and the
         leader's checkpoint with them in the same round trip (kept and retried while Redis is away)."""
         cp = self.checkpoint
-        also = (self._checkpoint_key, cp.position.encode()) if cp.changed and self.role == "leader" else None
-        index = self._open_order_changes() if self.role == "leader" else None
+        leader = self.role == "leader"
+        also = (self._checkpoint_key, cp.position.encode()) if cp.changed and leader else None
+        index = self._open_order_changes() if leader else None
+        mark = (self._mark_key, self._logged_mark) if self._logged_mark and leader else None
+        packed = entry = None
         try:
-            if self._pending_events or index is not None:
+            if self._pending_events or index is not None or mark is not None:
                 packed = pack_batch(self._pending_events) if self._pending_events else None
-                self._log.append_packed(packed, also, index)
+                entry = self._log.append_packed(packed, also, index, mark)
             elif also is not None:
                 self._log.set(*also)
         except StoreError:
@@ -125,6 +135,11 @@ class EngineBase(LoopService):
             return
         if index is not None:
             self._open_orders_flushed()
+        if mark is not None:
+            self._logged_mark = b""
+        if entry is not None and self._last_exec and self._marks_on:  # the stream holds it now: said next flush
+            self._logged_mark = encode_mark(entry, self._last_exec)
+        self._last_exec = ""
         cp.changed = False
         self._pending_events = []
 
@@ -169,13 +184,35 @@ class EngineBase(LoopService):
         if not fills or self._log is None:
             return
         try:
-            logged = self._log.exec_ids_since(logged_since_ms(fills, FOLLOWED_LOG_MARGIN_MS),
-                                              {f.exec_id for f in fills})
+            fills, logged = self._past_logged_mark(fills)
+            if logged is None:
+                logged = self._log.exec_ids_since(logged_since_ms(fills, FOLLOWED_LOG_MARGIN_MS),
+                                                  {f.exec_id for f in fills})
         except StoreError:
             logged = set()
         missing = [encode(f) for f in unlogged(fills, logged)]
         self._pending_events[:0] = missing  # the stream keeps their order, ahead of this engine's own
         self.followed_logged += len(missing)
+
+    def _past_logged_mark(self, fills: list[ExecutionReport]) -> tuple[list[ExecutionReport], set[str] | None]:
+        """From the group's logged mark (node.followed), when this engine followed its exec id and the
+        stream holds it from the mark's entry on: (the fills followed after it, those of them the
+        stream holds). Otherwise (no mark, not followed, trimmed; several groups or modes, whose
+        leaders' fills interleave here): (`fills`, None), for the read by time. Raises `StoreError`."""
+        if not self._router.single or self._modes.active:
+            return fills, None
+        mark = decode_mark(self._log.get(self._mark_key))
+        if mark is None:
+            return fills, None
+        entry_id, exec_id = mark
+        after = split_at_mark(fills, exec_id)
+        if after is None:
+            return fills, None
+        found = self._log.exec_ids_from(entry_id, {exec_id} | {f.exec_id for f in after})
+        if exec_id not in found:
+            return fills, None
+        self.followed_from_mark += 1
+        return after, found
 
     def _open_order_changes(self) -> tuple[str, dict[str, bytes], list[str]] | None:
         """(hash key, open orders to set, to delete) for this flush (`node.open_orders`); None: none."""

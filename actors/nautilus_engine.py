@@ -361,6 +361,7 @@ class NautilusEngineHost(EngineBase):
             pending_events=len(self._pending_events),
             store_failures=self.store_failures,
             followed_logged=self.followed_logged,
+            followed_from_mark=self.followed_from_mark,
             gaps_filled=self.gaps_filled,
             gap_signals=self.gap_signals,
             loop_errors=self.loop_errors,

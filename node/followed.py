@@ -8,6 +8,19 @@ the newest fills it followed (`FollowedFills`); promoted, its host reads the eve
 `unlogged(...)` once, ahead of its own reports, never publishing them again
 (`actors.engine_base.EngineBase._log_followed`). The native standby keeps them in its host, the
 Nautilus standby in its kernel child, which hands them to its host with the promotion's answer.
+
+The logged mark (native leaders, one engine group): with each events flush a leader SETs, in the
+same round trip, the key `logged_mark_key(node_id, group)` to the entry id and exec id of the last
+execution it published and its previous flush appended (`encode_mark`: written only once that
+append answered, so the mark never names what is not in the stream). A leader appends what it
+published in the order it published it, and a standby follows one leader's reports in that order,
+so every fill a standby followed up to the mark's exec id is in the stream at or before its entry.
+A promotion then reads the stream only from the mark's entry, for the fills followed after it (one
+or two entries), instead of ~15 s of the stream back from the oldest of up to 10,000 fills
+(`split_at_mark`). The mark's exec id not in the stream from its entry on (trimmed), not among the
+followed fills (a standby restarted), or no mark: the read by time, as before. A repeat the ledger
+dedupes by exec id, never a loss: a fill is known logged only on the word of a leader whose append
+answered.
 """
 
 from __future__ import annotations
@@ -24,6 +37,39 @@ FOLLOWED_FILLS_KEPT = 10_000
 #: how far before the oldest of them a promotion reads the events stream: a broker clock ahead of the
 #: Redis host's by more only makes repeats (the ledger dedupes by exec id), never a loss
 FOLLOWED_LOG_MARGIN_MS = 5_000
+
+
+def logged_mark_key(node_id: str, group: str) -> str:
+    """The Redis key of an engine group's logged mark."""
+    return node_id + ".events.logged." + group
+
+
+def encode_mark(entry_id: bytes | str, exec_id: str) -> bytes:
+    """The mark's value: `<entry id> <exec id>` (an entry id holds no space)."""
+    return (entry_id.decode() if isinstance(entry_id, bytes) else entry_id).encode() + b" " + exec_id.encode()
+
+
+def decode_mark(raw: bytes | None) -> tuple[str, str] | None:
+    """(entry id, exec id) of a mark's value; None for no mark or one that does not parse."""
+    if not raw:
+        return None
+    try:
+        entry_id, _, exec_id = raw.decode().partition(" ")
+        ms, dash, seq = entry_id.partition("-")
+        if not (exec_id and dash and ms.isdigit() and seq.isdigit()):
+            return None
+    except UnicodeDecodeError:
+        return None
+    return entry_id, exec_id
+
+
+def split_at_mark(fills: list[ExecutionReport], exec_id: str) -> list[ExecutionReport] | None:
+    """The fills followed after the mark's `exec_id` (those up to it are logged), in order; None when
+    it is not among them."""
+    for i, fill in enumerate(fills):
+        if fill.exec_id == exec_id:
+            return fills[i + 1:]
+    return None
 
 
 def is_execution(rep: ExecutionReport) -> bool:

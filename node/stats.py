@@ -103,6 +103,7 @@ class EngineStats(StageFields, kw_only=True):
     fill_hist: Hist
     repeats_withheld: int  # fills a new leader booked, not published again (exec id followed from the old leader)
     followed_logged: int  # followed fills a promotion appended to execution.events (the old leader never did)
+    followed_from_mark: int  # promotions that read the stream for them from the group's logged mark (node.followed)
     gaps_filled: int  # batches whose predecessor never reached this engine: the gap read back from the log
     gap_signals: int  # ACKed signals in those gaps
 
@@ -164,6 +165,7 @@ class NautilusEngineStats(LoopFields, kw_only=True):
     pending_events: int
     store_failures: int
     followed_logged: int  # followed fills a promotion appended to execution.events (the old leader never did)
+    followed_from_mark: int  # promotions that read the stream for them from the group's logged mark (node.followed)
     gaps_filled: int  # batches whose predecessor never reached this engine: the gap read back from the log
     gap_signals: int  # ACKed signals in those gaps
     child_pid: int | None

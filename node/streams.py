@@ -106,10 +106,10 @@ class StreamLog:
 
     def append_packed(
         self, packed: bytes | None, also: tuple[str, bytes] | None = None,
-        hash_changes: tuple[str, dict[str, bytes], list[str]] | None = None,
+        hash_changes: tuple[str, dict[str, bytes], list[str]] | None = None, mark: tuple[str, bytes] | None = None,
     ) -> bytes | None:
-        """XADD one already-packed batch (None: no entry); `also` = (key, value) SET and `hash_changes`
-        = (key, fields to set, fields to delete) in the same round trip. The commands go out on the
+        """XADD one already-packed batch (None: no entry); `also` and `mark` = (key, value) SETs and
+        `hash_changes` = (key, fields to set, fields to delete) in the same round trip. The commands go out on the
         log's own connection, written at once, one reply read per command (redis-py's pipeline
         object, per call, cost the engine's loop ~4x the CPU: bench.append_report). Any error drops
         that connection (a reply left unread must never be taken for the next call's)."""
@@ -122,8 +122,9 @@ class StreamLog:
                 commands.append(("HSET", key, *[x for kv in sets.items() for x in kv]))
             if dels:
                 commands.append(("HDEL", key, *dels))
-        if also is not None:
-            commands.append(("SET", also[0], also[1]))
+        for pair in (also, mark):
+            if pair is not None:
+                commands.append(("SET", pair[0], pair[1]))
         if not commands:
             return None
         conn = self._conn
@@ -182,8 +183,20 @@ class StreamLog:
     def exec_ids_since(self, since_ms: int, wanted: set[str], page: int = 500) -> set[str]:
         """Which of the exec ids `wanted` the (events) stream holds from `since_ms` to its end: read
         forward a page at a time, until all are found or the end. Raises `StoreError`."""
+        return self._exec_ids_after(str(since_ms - 1) + "-" + str(_LAST_SEQ) if since_ms > 0 else "0", wanted, page)
+
+    def exec_ids_from(self, entry_id: str, wanted: set[str], page: int = 500) -> set[str]:
+        """Which of the exec ids `wanted` the (events) stream holds from entry `entry_id` (itself
+        included) to its end, as `exec_ids_since`. Raises `StoreError`."""
+        ms, seq = entry_key(entry_id)
+        if seq:
+            before = str(ms) + "-" + str(seq - 1)
+        else:
+            before = str(ms - 1) + "-" + str(_LAST_SEQ) if ms else "0"
+        return self._exec_ids_after(before, wanted, page)
+
+    def _exec_ids_after(self, position: bytes | str, wanted: set[str], page: int) -> set[str]:
         found: set[str] = set()
-        position: bytes | str = str(since_ms - 1) + "-" + str(_LAST_SEQ) if since_ms > 0 else "0"
         while len(found) < len(wanted):
             batch = self.entries_after(position, page)
             if not batch:

@@ -28,6 +28,8 @@ from node.config import PaperSymbol, PaperVenueConfig
 from node.messages import (
     ExecKind, ExecutionReport, SignalAccepted, SubmitOrder, broker_event_decoder, encode,
 )
+from node.errors import StoreError
+from node.followed import decode_mark, encode_mark, logged_mark_key
 from node.streams import SIGNALS_FIELD, pack_batch, unpack_reports
 from tests.integration.engine_pair import accepted, engine_pair, send_batch
 from tests.waits import wait_for
@@ -104,10 +106,16 @@ def test_a_promotion_logs_the_fills_the_old_leader_published_and_never_logged(ma
     with engine_pair(cfg, redis_url) as pair:
         client, venue, leader, standby, intakes = pair.client, pair.venue, pair.leader, pair.standby, pair.intakes
         signals = [_accepted(i) for i in range(N)]
-        # the first half: published, followed and logged (the standby follows the leader by now)
+        # the first half: published, followed and logged (the standby follows the leader by now), and
+        # the leader's logged mark names the last of it, in the entry that holds it
         send_batch(client, cfg.storage.signals_stream, intakes, signals[:N // 2])
         wait_for(lambda: len({r.exec_id for r in _published(client, stream) if r.kind in _FILLS}) == N // 2
                  and len(standby._followed_execs) > 0)
+        mark_key = logged_mark_key(cfg.node_id, leader.group)
+        last = [r.exec_id for r in _published(client, stream) if r.kind in _FILLS][-1]
+        wait_for(lambda: (decode_mark(client.get(mark_key)) or ("", ""))[1] == last)
+        marked_at = decode_mark(client.get(mark_key))[0]
+        assert last in {r.exec_id for r in unpack_reports(client.xrange(stream, marked_at, marked_at)[0][1])}
         # the second half: published and followed; the leader dies before its flush (it never logs again)
         leader._flush_events = lambda: None
         send_batch(client, cfg.storage.signals_stream, intakes, signals[N // 2:])
@@ -119,13 +127,34 @@ def test_a_promotion_logs_the_fills_the_old_leader_published_and_never_logged(ma
         assert len(published) == N // 2  # the gap: half the executions published, not logged
 
         before = standby.published
+        read_from = _reads_from(standby)
         standby.promote(2)
         wait_for(lambda: len([r for r in _published(client, stream) if r.kind in _FILLS]) >= N)
+
+        assert read_from == [marked_at] and standby.followed_from_mark == 1  # not ~15 s of the stream back
+        assert standby.followed_logged == N // 2
 
         fills = [r for r in _published(client, stream) if r.kind in _FILLS]
         assert sorted(r.exec_id for r in fills) == sorted(executions)  # each execution once, the venue's id
         assert {r.request_id for r in fills} == {a.signal.request_id for a in signals}
         assert standby.published == before  # none published again to subscribers
+
+
+def _reads_from(host: EngineHost) -> list[str]:
+    """The entries the engine's reads of `execution.events` from a logged mark start at, as made;
+    a read by time fails the test."""
+    starts: list[str] = []
+    exec_ids_from = host._log.exec_ids_from
+
+    def spy(entry_id, wanted, page=500):
+        starts.append(entry_id)
+        return exec_ids_from(entry_id, wanted, page)
+
+    def by_time(*_args, **_kw):
+        raise AssertionError("read by time, not from the logged mark")
+
+    host._log.exec_ids_from, host._log.exec_ids_since = spy, by_time
+    return starts
 
 
 def _followed_fill(i: int) -> ExecutionReport:
@@ -164,6 +193,92 @@ def test_a_promotion_appends_the_followed_fills_the_stream_lacks_once_in_order(
         assert all(host._followed_execs[f.exec_id] for f in fills) and not host._followed_fills
     finally:
         client.delete(cfg.storage.events_stream)
+        client.close()
+
+
+_MARKS = ("none", "truthful", "garbage", "not_followed", "past_it")
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(before=st.integers(0, 12), after=st.lists(st.booleans(), max_size=12), per_entry=st.integers(1, 5),
+       mark=st.sampled_from(_MARKS), garbage=st.binary(max_size=30))
+def test_a_logged_mark_changes_where_a_promotion_reads_never_what_it_appends(
+        make_config, redis_url, before, after, per_entry, mark, garbage):
+    """The old leader logged every fill up to and including the one its mark names (`before` + 1), then
+    any subset of the rest (`after`), in entries of any size. Whatever the mark (none, truthful, bytes
+    that do not parse, an exec id this standby never followed, an entry past the one holding it), the
+    promotion appends exactly the fills the stream lacks, in order; it reads from the mark only when
+    the mark is truthful."""
+    cfg = make_config()
+    host = EngineHost(cfg, "b", EngineWiring(redis_url=redis_url, broker_endpoint="tcp://127.0.0.1:1",
+                                             role="standby"))
+    client = host._open_streams()
+    key = logged_mark_key(cfg.node_id, host.group)
+    try:
+        logged = [True] * (before + 1) + after
+        fills = [_followed_fill(i) for i in range(len(logged))]
+        in_stream = [(f, encode(f)) for f, was in zip(fills, logged) if was]
+        entry_of: dict[str, str] = {}
+        for at in range(0, len(in_stream), per_entry):
+            chunk = in_stream[at:at + per_entry]
+            entry = host._log.append([p for _, p in chunk]).decode()
+            entry_of.update((f.exec_id, entry) for f, _ in chunk)
+        named = fills[before].exec_id
+        value = {"none": None, "truthful": encode_mark(entry_of[named], named), "garbage": garbage,
+                 "not_followed": encode_mark(entry_of[named], "X-never"),
+                 "past_it": encode_mark(str(int(host._log.tip().split("-")[0]) + 1) + "-0", named)}[mark]
+        if value is not None:
+            client.set(key, value)
+        for f in fills:
+            host._followed_execs[f.exec_id] = False
+            host._followed_fills.keep(f)
+
+        host._log_followed_fills()
+
+        assert host._pending_events == [encode(f) for f, was in zip(fills, logged) if not was]
+        assert host.followed_from_mark == (1 if mark == "truthful" else 0)
+    finally:
+        client.delete(cfg.storage.events_stream, key)
+        client.close()
+
+
+def test_a_leaders_mark_names_only_what_an_answered_append_holds(make_config, redis_url, monkeypatch):
+    """The mark is made from the entry id an append answered, and written with the next flush (alone,
+    when nothing else is pending); an append that fails leaves both the mark and the execution's
+    candidacy as they were, and so does a flush whose events were dropped (no later mark passes them)."""
+    cfg = make_config()
+    host = EngineHost(cfg, "a", EngineWiring(redis_url=redis_url, broker_endpoint="tcp://127.0.0.1:1", role="leader"))
+    client = host._open_streams()
+    key = logged_mark_key(cfg.node_id, host.group)
+    try:
+        fill = _followed_fill(1)
+        host._pending_events, host._last_exec = [encode(fill)], fill.exec_id
+        append = host._log.append_packed
+        monkeypatch.setattr(host._log, "append_packed", lambda *a, **k: (_ for _ in ()).throw(StoreError("down")))
+        host._flush_events()
+        assert host._logged_mark == b"" and host._last_exec == fill.exec_id and client.get(key) is None
+        monkeypatch.setattr(host._log, "append_packed", append)
+        host._flush_events()
+        entry = host._log.tip()
+        assert host._logged_mark == encode_mark(entry, fill.exec_id) and client.get(key) is None
+        assert host._has_events_to_flush()  # the mark alone is a reason to flush
+        host._flush_events()
+        assert decode_mark(client.get(key)) == (entry, fill.exec_id) and host._logged_mark == b""
+        assert host._log.tip() == entry  # the mark alone appends no entry
+        assert not host._has_events_to_flush()
+
+        # events dropped while Redis was away (past the bound): no mark passes them again
+        monkeypatch.setattr("actors.engine._MAX_PENDING_EVENTS", 1)
+        dropped, kept = _followed_fill(2), _followed_fill(3)
+        host._pending_events, host._last_exec = [encode(dropped), encode(kept)], kept.exec_id
+        monkeypatch.setattr(host._log, "append_packed", lambda *a, **k: (_ for _ in ()).throw(StoreError("down")))
+        host._flush_events()
+        assert host._pending_events == [encode(kept)] and host.events_dropped == 1
+        monkeypatch.setattr(host._log, "append_packed", append)
+        host._flush_events()
+        assert host._logged_mark == b"" and decode_mark(client.get(key)) == (entry, fill.exec_id)
+    finally:
+        client.delete(cfg.storage.events_stream, key, host._checkpoint_key)
         client.close()
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from node.followed import FollowedFills, unlogged
+from node.followed import FollowedFills, decode_mark, encode_mark, split_at_mark, unlogged
 from node.messages import ExecKind, ExecutionReport
 
 
@@ -41,3 +41,26 @@ def test_unlogged_is_the_rest_once_in_order(logged: list[bool], repeat: bool) ->
     given_fills = fills + fills if repeat else fills
     out = unlogged(given_fills, {f.exec_id for f, was in zip(fills, logged) if was})
     assert out == [f for f, was in zip(fills, logged) if not was]
+
+
+@given(raw=st.one_of(st.none(), st.binary(max_size=60)))
+def test_a_mark_value_that_does_not_parse_is_no_mark(raw: bytes | None) -> None:
+    """Whatever Redis holds under the key: None, or an entry id of two numbers and a non-empty exec id."""
+    mark = decode_mark(raw)
+    if mark is not None:
+        entry_id, exec_id = mark
+        ms, _, seq = entry_id.partition("-")
+        assert ms.isdigit() and seq.isdigit() and exec_id
+
+
+@given(ms=st.integers(0, 2**48), seq=st.integers(0, 2**20), exec_id=st.text(min_size=1, max_size=30))
+def test_a_mark_reads_back_as_written(ms: int, seq: int, exec_id: str) -> None:
+    entry_id = str(ms) + "-" + str(seq)
+    assert decode_mark(encode_mark(entry_id.encode(), exec_id)) == (entry_id, exec_id)
+
+
+@given(n=st.integers(0, 20), at=st.integers(-1, 25))
+def test_the_fills_after_the_marks_exec_id_in_order(n: int, at: int) -> None:
+    fills = [_fill(i) for i in range(n)]
+    after = split_at_mark(fills, "X-" + str(at))
+    assert after == (fills[at + 1:] if 0 <= at < n else None)
