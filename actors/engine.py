@@ -736,11 +736,16 @@ class EngineHost(EngineBase):
     def _logged_exec_ids(self, fills: list[ExecutionReport]) -> set[str]:
         """The exec ids of `fills` the events stream holds already (an engine this one did not follow,
         e.g. before a Ray restart, published them), from the newest entry back (`_EVENTS_LOOKBACK` at
-        most, `READ_PAGE` a command). Unreadable: none (a repeat, never a loss)."""
+        most, `READ_PAGE` a command). In a promotion that went by a logged mark (node.followed), from
+        the mark's entry on: this engine followed the old leader through the mark, so a fill published
+        before that entry was followed, and is not asked about here. Unreadable: none (a repeat,
+        never a loss)."""
         wanted = {f.exec_id for f in fills if f.exec_id and f.exec_id not in self._followed_execs}
         if self._log is None or not wanted:
             return set()
         try:
+            if self._logged_through:
+                return self._log.exec_ids_from(self._logged_through, wanted)
             entries = self._log.newest(logged_since_ms(fills), _EVENTS_LOOKBACK)
         except StoreError:
             return set()
@@ -839,6 +844,8 @@ class EngineHost(EngineBase):
                 self._follow_leader(self._ctx, self._events_endpoint_for_follow)
                 self._beat(self._clock_ns())
                 raise
+            finally:
+                self._logged_through = ""  # a leader's later sweeps (a broker resync) look back as any leader's
             self._beat(self._clock_ns())
             return {"epoch": epoch, "took_us": (time.perf_counter_ns() - t0) // 1000,
                     "redriven": self.recovered_submitted, "adopted": self.recovered_adopted,

@@ -77,6 +77,7 @@ class EngineBase(LoopService):
         self._logged_mark = b""
         self._marks_on = True
         self.followed_from_mark = 0  # promotions that read the events stream from a logged mark
+        self._logged_through = ""  # this promotion's logged mark's entry, once the stream showed it holds its exec id
         self._log: StreamLog | None = None  # execution.events
         self._signals: StreamLog | None = None  # execution.signals
         self.signals = 0
@@ -212,6 +213,7 @@ class EngineBase(LoopService):
         if exec_id not in found:
             return fills, None
         self.followed_from_mark += 1
+        self._logged_through = entry_id
         return after, found
 
     def _open_order_changes(self) -> tuple[str, dict[str, bytes], list[str]] | None:

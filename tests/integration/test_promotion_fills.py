@@ -132,6 +132,7 @@ def test_a_promotion_logs_the_fills_the_old_leader_published_and_never_logged(ma
         wait_for(lambda: len([r for r in _published(client, stream) if r.kind in _FILLS]) >= N)
 
         assert read_from == [marked_at] and standby.followed_from_mark == 1  # not ~15 s of the stream back
+        assert standby._logged_through == ""  # leading now: a later sweep looks back as any leader's
         assert standby.followed_logged == N // 2
 
         fills = [r for r in _published(client, stream) if r.kind in _FILLS]
@@ -237,6 +238,35 @@ def test_a_logged_mark_changes_where_a_promotion_reads_never_what_it_appends(
 
         assert host._pending_events == [encode(f) for f, was in zip(fills, logged) if not was]
         assert host.followed_from_mark == (1 if mark == "truthful" else 0)
+    finally:
+        client.delete(cfg.storage.events_stream, key)
+        client.close()
+
+
+def test_a_promotion_by_a_logged_mark_sweeps_for_unfollowed_fills_from_the_marks_entry(make_config, redis_url):
+    """A promotion that went by a truthful logged mark asks the stream about the broker's fills it
+    never followed from the mark's entry on (it followed the old leader through the mark), not up to
+    5,000 entries back; one without a mark reads back as before. After the promotion, back to that."""
+    cfg = make_config()
+    host = EngineHost(cfg, "b", EngineWiring(redis_url=redis_url, broker_endpoint="tcp://127.0.0.1:1",
+                                             role="standby"))
+    client = host._open_streams()
+    key = logged_mark_key(cfg.node_id, host.group)
+    try:
+        named, later, never, before = (_followed_fill(i) for i in range(4))
+        host._log.append([encode(before)])  # published by an engine this one did not follow, before the mark
+        marked_at = host._log.append([encode(named)]).decode()
+        host._log.append([encode(later)])  # the old leader's last flush: not followed here
+        host._followed_fills.keep(named)
+        host._followed_execs[named.exec_id] = False
+        assert host._logged_exec_ids([before, later, never]) == {before.exec_id, later.exec_id}  # no mark: read back
+        client.set(key, encode_mark(marked_at, named.exec_id))
+        host._log_followed_fills()
+        assert host._logged_through == marked_at and host.followed_from_mark == 1
+        newest = host._log.newest
+        host._log.newest = lambda *a, **k: pytest.fail("read back, not from the mark's entry")
+        assert host._logged_exec_ids([before, later, never]) == {later.exec_id}  # `before`: a repeat at worst
+        host._log.newest = newest
     finally:
         client.delete(cfg.storage.events_stream, key)
         client.close()
