@@ -822,6 +822,7 @@ class EngineHost(EngineBase):
             self._marks = [("queued", t0 - called)]
             self.epoch = epoch
             self.role = "leader"
+            self._last_exec, self._logged_mark = "", b""  # marks of a term as leader before: not this term's
             self._unconfirmed.clear()  # the recovery asks about every unanswered order
             self._close_look()
             if self._follow is not None:

@@ -272,6 +272,28 @@ def test_a_promotion_by_a_logged_mark_sweeps_for_unfollowed_fills_from_the_marks
         client.close()
 
 
+def test_a_promoted_engine_writes_no_mark_of_an_earlier_term(make_config, redis_url):
+    """A mark an engine made in an earlier term as leader and never wrote is dropped when it is
+    promoted: the new term's flushes write only marks of what the new term appended."""
+    cfg = make_config()
+    with engine_pair(cfg, redis_url) as pair:
+        client, standby = pair.client, pair.standby
+        written: list[bytes] = []
+        append = standby._log.append_packed
+
+        def spy(packed, also=None, hash_changes=None, mark=None):
+            if mark is not None:
+                written.append(mark[1])
+            return append(packed, also, hash_changes, mark)
+
+        standby._log.append_packed = spy
+        standby.call_on_loop(lambda: setattr(standby, "_logged_mark", encode_mark("1-0", "X-earlier-term")))
+        standby.promote(2)
+        send_batch(client, cfg.storage.signals_stream, pair.intakes, [_accepted(i) for i in range(6)])
+        wait_for(lambda: written)
+        assert all(decode_mark(m)[1] != "X-earlier-term" for m in written), written
+
+
 def test_a_leaders_mark_names_only_what_an_answered_append_holds(make_config, redis_url, monkeypatch):
     """The mark is made from the entry id an append answered, and written with the next flush (alone,
     when nothing else is pending); an append that fails leaves both the mark and the execution's
