@@ -88,6 +88,7 @@ from actors.service import advertised, bind_at, is_wildcard
 from actors.wiring import EngineWiring
 from node.config import NodeConfig
 from node.control import EngineKind, Role
+from node.exit_watch import ExitWatch
 from node.failover import Detector, FailoverPolicy, GrantKind, Lane, RestartBudget
 from node.liveness import Answer, LivenessPolicy, Process, ResumeVerdict, Verdict, resume_verdict
 from node.logs import configure as configure_logging, lifecycle, logger
@@ -638,15 +639,30 @@ class Supervisor:
             msgspec.structs.replace(saved, restarts=self._budget.history(SUPERVISOR))))
 
     def _heartbeat_loop(self, hb: zmq.Socket) -> None:
-        """Engines' beats in; the brokers pinged (a DEALER each) and their answers in."""
+        """Engines' beats in; the brokers pinged (a DEALER each) and their answers in; the leaders'
+        processes on this machine watched for their exit (node.exit_watch)."""
         poll_ms = max(1, self._cfg.heartbeat_interval_ms // 4)
         pings = _BrokerPings(self._registry, list(self._brokers), self._cfg.heartbeat_interval_ms)
         policy = self._policy
+        poller = zmq.Poller()
+        poller.register(hb, zmq.POLLIN)
+        exits = ExitWatch()
         # silence is judged only over time this loop was listening (after a restart: once peers reconnected)
         policy.listening(time.time_ns(), grace_ns=policy.settle_ns if self.resumed else 0)
         try:
             while not self._stopping.is_set():
-                if hb.poll(poll_ms):
+                opened, closed = exits.sync(self._leader_pids())
+                for fd in closed:
+                    poller.unregister(fd)
+                for fd in opened:
+                    poller.register(fd, zmq.POLLIN)
+                ready = dict(poller.poll(poll_ms))
+                for fd in [fd for fd in ready if fd is not hb]:
+                    gone = exits.exited(fd)
+                    poller.unregister(fd)
+                    if gone is not None:
+                        self._on_leader_exited(*gone)
+                if hb in ready:
                     while True:
                         try:
                             beat = heartbeat_decoder.decode(hb.recv(zmq.NOBLOCK))
@@ -666,8 +682,50 @@ class Supervisor:
                     if policy.broker_silent(name, now) and not self._stopping.is_set():
                         self._on_broker_silent(name)
         finally:
+            exits.close()
             pings.close()
             hb.close(0)
+
+    def _leader_pids(self) -> dict[str, int]:
+        """role -> pid of each group's leader whose process was learned on this machine."""
+        out = {}
+        for lane in self.lanes.values():
+            role = "engine:" + lane.leader
+            known = self._procs.get(role)
+            if known is not None and self._here and known[0] == self._here:
+                out[role] = known[1]
+        return out
+
+    def _on_leader_exited(self, role: str, pid: int) -> None:
+        """A leader's process exited (its pid descriptor polled readable): its group fails over to a
+        live standby at once, on a thread of its own (this loop keeps reading beats), without waiting
+        for the missed heartbeats. Checked again under the lock: still that engine leading, still that
+        process learned for it. No live standby (a lone engine Ray is restarting): the heartbeats'."""
+        engine = role.removeprefix("engine:")
+        lane = self._lane_of.get(engine)
+        if lane is None or lane.leader != engine or lane.name in self._failing:
+            return
+        detected_ns = time.time_ns()
+        if not self._policy.may_attempt(lane, detected_ns):  # after a failed promotion: its backoff first
+            return
+        target = self._policy.ray_target(lane, detected_ns)  # a live standby other than the leader itself
+        if target is None:
+            return
+        self._failing.add(lane.name)
+
+        def run() -> None:
+            try:
+                with self._lock:
+                    known = self._procs.get(role)
+                    if (lane.leader == engine and known is not None and known[1] == pid
+                            and not self._stopping.is_set()):
+                        self.failover(to=target, reason=Detector.EXIT, detected_ns=detected_ns)
+            except Exception:  # noqa: BLE001 - recorded by failover; the heartbeats retry after its backoff
+                pass
+            finally:
+                self._failing.discard(lane.name)
+
+        threading.Thread(target=run, name="supervisor-exit-" + lane.name, daemon=True).start()
 
     def _leader_dead_enough(self, lane: Lane, now: int) -> bool:
         """A leader silent a few beats is failed over at once when its process is gone (or elsewhere);

@@ -45,6 +45,7 @@ class Detector(StrEnum):
     HEARTBEAT = "heartbeat"
     RAY = "ray"
     RESUME = "resume"  # a restarted supervisor found the leader's process gone (node.liveness.resume_verdict)
+    EXIT = "exit"  # the leader's process on this machine exited (node.exit_watch)
     MANUAL = "manual"
 
 

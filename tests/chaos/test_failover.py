@@ -25,8 +25,12 @@ def node(ray_session, make_config):
 
 
 def test_kills_of_the_leader_lose_nothing_and_duplicate_nothing(node):
+    before = len(node.call_supervisor("stats")["supervisor"]["failovers"])
     out = asyncio.run(run_failovers(node, kills=6, rate=500.0, gap_s=1.5))
     assert out["failovers"] >= 6, out
+    # each kill was seen by the leader's pid descriptor (node.exit_watch), not after missed heartbeats
+    reasons = [f["reason"] for f in node.call_supervisor("stats")["supervisor"]["failovers"][before:]]
+    assert reasons == ["exit"] * 6, reasons
     assert out["replied"] == out["sent"] and out["accepted"] == out["sent"], out
     assert out["lost"] == 0 and out["duplicate_broker_orders"] == 0, out
     assert out["broker_orders"] >= out["accepted"], out

@@ -100,7 +100,7 @@ def test_a_leader_killed_while_the_broker_adapter_restarts_is_failed_over(node):
     # own), so the restart is recorded when it ends, which may be after the new leader leads
     wait_for(lambda: node.call_supervisor("stats")["supervisor"]["restarts"], timeout_s=60)
     stats = node.call_supervisor("stats")["supervisor"]
-    assert stats["failovers"] and stats["failovers"][0]["reason"] in ("heartbeat", "ray"), stats["failovers"]
+    assert stats["failovers"] and stats["failovers"][0]["reason"] in ("exit", "heartbeat", "ray"), stats["failovers"]
     assert [r["role"] for r in stats["restarts"]] == ["broker"], stats["restarts"]
     trades_on(node, signals, replies, seed=42)
 
