@@ -200,6 +200,13 @@ def test_a_promotion_appends_the_followed_fills_the_stream_lacks_once_in_order(
 _MARKS = ("none", "truthful", "garbage", "not_followed", "past_it")
 
 
+def _host_with_mark(cfg, redis_url: str, role: str) -> tuple[EngineHost, redis.Redis, str]:
+    """An engine host in `role` with its streams open (no loop, no broker), its Redis client and its
+    group's logged-mark key."""
+    host = EngineHost(cfg, "b", EngineWiring(redis_url=redis_url, broker_endpoint="tcp://127.0.0.1:1", role=role))
+    return host, host._open_streams(), logged_mark_key(cfg.node_id, host.group)
+
+
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(before=st.integers(0, 12), after=st.lists(st.booleans(), max_size=12), per_entry=st.integers(1, 5),
        mark=st.sampled_from(_MARKS), garbage=st.binary(max_size=30))
@@ -211,10 +218,7 @@ def test_a_logged_mark_changes_where_a_promotion_reads_never_what_it_appends(
     promotion appends exactly the fills the stream lacks, in order; it reads from the mark only when
     the mark is truthful."""
     cfg = make_config()
-    host = EngineHost(cfg, "b", EngineWiring(redis_url=redis_url, broker_endpoint="tcp://127.0.0.1:1",
-                                             role="standby"))
-    client = host._open_streams()
-    key = logged_mark_key(cfg.node_id, host.group)
+    host, client, key = _host_with_mark(cfg, redis_url, "standby")
     try:
         logged = [True] * (before + 1) + after
         fills = [_followed_fill(i) for i in range(len(logged))]
@@ -248,10 +252,7 @@ def test_a_promotion_by_a_logged_mark_sweeps_for_unfollowed_fills_from_the_marks
     never followed from the mark's entry on (it followed the old leader through the mark), not up to
     5,000 entries back; one without a mark reads back as before. After the promotion, back to that."""
     cfg = make_config()
-    host = EngineHost(cfg, "b", EngineWiring(redis_url=redis_url, broker_endpoint="tcp://127.0.0.1:1",
-                                             role="standby"))
-    client = host._open_streams()
-    key = logged_mark_key(cfg.node_id, host.group)
+    host, client, key = _host_with_mark(cfg, redis_url, "standby")
     try:
         named, later, never, before = (_followed_fill(i) for i in range(4))
         host._log.append([encode(before)])  # published by an engine this one did not follow, before the mark
@@ -299,9 +300,7 @@ def test_a_leaders_mark_names_only_what_an_answered_append_holds(make_config, re
     when nothing else is pending); an append that fails leaves both the mark and the execution's
     candidacy as they were, and so does a flush whose events were dropped (no later mark passes them)."""
     cfg = make_config()
-    host = EngineHost(cfg, "a", EngineWiring(redis_url=redis_url, broker_endpoint="tcp://127.0.0.1:1", role="leader"))
-    client = host._open_streams()
-    key = logged_mark_key(cfg.node_id, host.group)
+    host, client, key = _host_with_mark(cfg, redis_url, "leader")
     try:
         fill = _followed_fill(1)
         host._pending_events, host._last_exec = [encode(fill)], fill.exec_id
