@@ -8,7 +8,9 @@ supervisor learned on this machine; its heartbeat loop polls them beside the hea
 group over the moment its leader's process exits (`node.failover.Detector.EXIT`).
 
 A pid is watched from the moment `sync` is given it: a process that had exited by then is reported at
-the first poll (what the supervisor learned ran there is gone). A pid reused by another process since
+the first poll (what the supervisor learned ran there is gone). A role's pid is reported once, and one
+that could not be opened is not tried again, until `sync` is given another pid for that role (the
+supervisor learns the next leader's at its promotion). A pid reused by another process since
 is watched as that process: it may never be reported, never falsely. Where pid descriptors are not
 available (not Linux, a kernel before 5.3, a sandbox that forbids them) nothing is watched and the
 heartbeats decide alone (`available` says which).
@@ -27,6 +29,7 @@ class ExitWatch:
     def __init__(self) -> None:
         self._by_role: dict[str, tuple[int, int]] = {}
         self._role_of_fd: dict[int, str] = {}
+        self._spent: dict[str, int] = {}  # role -> its pid reported, or not openable: not watched again
         self.available = hasattr(os, "pidfd_open")
 
     def sync(self, wanted: dict[str, int]) -> tuple[list[int], list[int]]:
@@ -37,14 +40,18 @@ class ExitWatch:
         for role, (pid, fd) in list(self._by_role.items()):
             if wanted.get(role) != pid:
                 closed.append(self._drop(role, fd))
+        for role, pid in list(self._spent.items()):
+            if wanted.get(role) != pid:
+                del self._spent[role]
         if not self.available:
             return opened, closed
         for role, pid in wanted.items():
-            if role in self._by_role:
+            if role in self._by_role or self._spent.get(role) == pid:
                 continue
             try:
                 fd = os.pidfd_open(pid)
             except OSError:  # reaped already, or not permitted: the heartbeats decide
+                self._spent[role] = pid
                 continue
             self._by_role[role] = (pid, fd)
             self._role_of_fd[fd] = role
@@ -58,6 +65,7 @@ class ExitWatch:
             return None
         pid, _ = self._by_role[role]
         self._drop(role, fd)
+        self._spent[role] = pid
         return role, pid
 
     def close(self) -> None:

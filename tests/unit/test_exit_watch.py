@@ -31,6 +31,7 @@ def test_a_killed_process_is_reported_once_and_a_live_one_never():
         assert len(ready) == 1
         assert watch.exited(ready[0]) == ("engine:b", killed.pid)
         assert watch.exited(ready[0]) is None  # reported once, watched no more
+        assert watch.sync({"engine:a": alive.pid, "engine:b": killed.pid}) == ([], [])  # not reopened
         assert watch.sync({"engine:a": alive.pid}) == ([], [])  # unchanged: nothing reopened
     finally:
         watch.close()
@@ -58,9 +59,21 @@ def test_a_new_pid_for_a_role_replaces_the_old_one_and_a_role_not_wanted_is_clos
             p.wait()
 
 
-def test_a_reaped_pid_is_not_watched():
+def test_a_reaped_pid_is_not_watched_nor_tried_again(monkeypatch):
     gone = _sleeper()
     gone.kill()
     gone.wait()  # reaped: the pid names nothing
     watch = ExitWatch()
     assert watch.sync({"engine:a": gone.pid}) == ([], [])
+    tries: list[int] = []
+    real = os.pidfd_open
+    monkeypatch.setattr(os, "pidfd_open", lambda pid, *a: tries.append(pid) or real(pid, *a))
+    assert watch.sync({"engine:a": gone.pid}) == ([], []) and tries == []  # not tried again
+    live = _sleeper()
+    try:
+        opened, _ = watch.sync({"engine:a": live.pid})  # another pid for the role: watched
+        assert tries == [live.pid] and len(opened) == 1
+    finally:
+        watch.close()
+        live.kill()
+        live.wait()
