@@ -17,6 +17,7 @@ the reports themselves never pass through Python.
 from __future__ import annotations
 
 import threading
+import uuid
 
 import zmq
 
@@ -33,9 +34,13 @@ class EventsRelay:
         self._publish_port = publish_port  # the engines' side; 0 = any free port
         self._ctx = zmq.Context.instance()
         self._thread: threading.Thread | None = None
-        self._control_endpoint = "inproc://events-relay-" + str(id(self))
-        self.inproc_publish = "inproc://events-relay-publish-" + str(id(self))  # the engines' side, in-process
-        self._greeter_stop = "inproc://events-relay-greeter-" + str(id(self))
+        # names of its own, not `id(self)`: ZeroMQ frees an inproc name only once its reaper has closed
+        # the socket, after `close` returns, and a relay stopped and freed a moment before handed its id
+        # to the next one, whose bind failed "Address already in use" (a clean-clone CI run, 2026-12-01)
+        n = uuid.uuid4().hex
+        self._control_endpoint = "inproc://events-relay-" + n
+        self.inproc_publish = "inproc://events-relay-publish-" + n  # the engines' side, in-process
+        self._greeter_stop = "inproc://events-relay-greeter-" + n
         self._greeter: threading.Thread | None = None
         self.endpoints: dict[str, str] = {}
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+import uuid
 from collections import deque
 from typing import Any, Callable
 
@@ -261,7 +262,7 @@ class Validator(LoopService):
         self.poller.register(self._router, zmq.POLLIN)
         self.poller.register(self._fills, zmq.POLLIN)
         self._fallback = ctx.socket(zmq.PULL)
-        fallback_endpoint = "inproc://fallback-" + str(id(self))
+        fallback_endpoint = "inproc://fallback-" + uuid.uuid4().hex  # not id(self): see actors/events_relay.py
         self._fallback.bind(fallback_endpoint)
         self.poller.register(self._fallback, zmq.POLLIN)
         self._fallback_redis = connect_redis(self._redis_url)

@@ -94,3 +94,14 @@ def test_the_async_client_s_subscribe_returns_once_the_relay_holds_it():
     finally:
         pub.close(0)
         relay.stop()
+
+
+def test_relays_started_one_after_another_each_bind_their_own_names():
+    """A relay stopped and freed hands its `id()` to the next one at once, while ZeroMQ frees an inproc
+    name only once its reaper has closed the socket: names made from the id collided ("Address
+    already in use", a clean-clone CI run failed on it). Fails within a few rounds with those names."""
+    for _ in range(50):
+        relay = EventsRelay("127.0.0.1")
+        relay.start()
+        relay.stop()
+        del relay
