@@ -124,7 +124,7 @@ class EngineBase(LoopService):
         also = (self._checkpoint_key, cp.position.encode()) if cp.changed and leader else None
         index = self._open_order_changes() if leader else None
         mark = (self._mark_key, self._logged_mark) if self._logged_mark and leader else None
-        packed = entry = None
+        entry = None
         try:
             if self._pending_events or index is not None or mark is not None:
                 packed = pack_batch(self._pending_events) if self._pending_events else None

@@ -711,21 +711,12 @@ class Supervisor:
         target = self._policy.ray_target(lane, detected_ns)  # a live standby other than the leader itself
         if target is None:
             return
-        self._failing.add(lane.name)
 
-        def run() -> None:
-            try:
-                with self._lock:
-                    known = self._procs.get(role)
-                    if (lane.leader == engine and known is not None and known[1] == pid
-                            and not self._stopping.is_set()):
-                        self.failover(to=target, reason=Detector.EXIT, detected_ns=detected_ns)
-            except Exception:  # noqa: BLE001 - recorded by failover; the heartbeats retry after its backoff
-                pass
-            finally:
-                self._failing.discard(lane.name)
+        def due() -> bool:
+            known = self._procs.get(role)
+            return lane.leader == engine and known is not None and known[1] == pid and not self._stopping.is_set()
 
-        threading.Thread(target=run, name="supervisor-exit-" + lane.name, daemon=True).start()
+        self._failover_aside(lane, "supervisor-exit-", due, to=target, reason=Detector.EXIT, detected_ns=detected_ns)
 
     def _leader_dead_enough(self, lane: Lane, now: int) -> bool:
         """A leader silent a few beats is failed over at once when its process is gone (or elsewhere);
@@ -755,20 +746,32 @@ class Supervisor:
         leader spoken, meanwhile). Once at a time per group."""
         if lane.name in self._failing:
             return
-        self._failing.add(lane.name)
         leader = lane.leader
+
+        def due() -> bool:
+            return self._policy.heartbeat_failover_due(lane, leader, time.time_ns(), self._leader_alive(lane))
+
+        self._failover_aside(lane, "supervisor-failover-", due, reason=Detector.HEARTBEAT, detected_ns=detected_ns,
+                             group=lane.name)
+
+    def _failover_aside(self, lane: Lane, thread: str, due: Callable[[], bool], **failover: Any) -> None:
+        """`failover(**failover)` on a thread of its own (the heartbeat loop keeps reading beats), if
+        `due()` still says so under the lock (another path may have acted, or the leader spoken,
+        meanwhile); once at a time per group. A failure is recorded by `failover` and retried by the
+        heartbeats after its backoff."""
+        self._failing.add(lane.name)
 
         def run() -> None:
             try:
                 with self._lock:
-                    if self._policy.heartbeat_failover_due(lane, leader, time.time_ns(), self._leader_alive(lane)):
-                        self.failover(reason=Detector.HEARTBEAT, detected_ns=detected_ns, group=lane.name)
+                    if due():
+                        self.failover(**failover)
             except Exception:  # noqa: BLE001 - recorded by failover; retried after its backoff
                 pass
             finally:
                 self._failing.discard(lane.name)
 
-        threading.Thread(target=run, name="supervisor-failover-" + lane.name, daemon=True).start()
+        threading.Thread(target=run, name=thread + lane.name, daemon=True).start()
 
     # ---------------------------------------------------------------- broker failover
 

@@ -70,6 +70,11 @@ def logged_since_ms(reports: list[ExecutionReport], margin_ms: int = LOGGED_MARG
     return max(0, min(r.ts_ns for r in reports) // 1_000_000 - margin_ms)
 
 
+def _before_ms(ms: int) -> str:
+    """The id just before any entry of millisecond `ms` ("0": the start)."""
+    return str(ms - 1) + "-" + str(_LAST_SEQ) if ms > 0 else "0"
+
+
 def exec_ids_in(entries: list, wanted: set[str]) -> set[str]:
     """Which of the exec ids `wanted` the events-stream `entries` ((id, fields) pairs) hold."""
     found = set()
@@ -183,17 +188,13 @@ class StreamLog:
     def exec_ids_since(self, since_ms: int, wanted: set[str], page: int = 500) -> set[str]:
         """Which of the exec ids `wanted` the (events) stream holds from `since_ms` to its end: read
         forward a page at a time, until all are found or the end. Raises `StoreError`."""
-        return self._exec_ids_after(str(since_ms - 1) + "-" + str(_LAST_SEQ) if since_ms > 0 else "0", wanted, page)
+        return self._exec_ids_after(_before_ms(since_ms), wanted, page)
 
     def exec_ids_from(self, entry_id: str, wanted: set[str], page: int = 500) -> set[str]:
         """Which of the exec ids `wanted` the (events) stream holds from entry `entry_id` (itself
         included) to its end, as `exec_ids_since`. Raises `StoreError`."""
         ms, seq = entry_key(entry_id)
-        if seq:
-            before = str(ms) + "-" + str(seq - 1)
-        else:
-            before = str(ms - 1) + "-" + str(_LAST_SEQ) if ms else "0"
-        return self._exec_ids_after(before, wanted, page)
+        return self._exec_ids_after(str(ms) + "-" + str(seq - 1) if seq else _before_ms(ms), wanted, page)
 
     def _exec_ids_after(self, position: bytes | str, wanted: set[str], page: int) -> set[str]:
         found: set[str] = set()
