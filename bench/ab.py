@@ -99,6 +99,9 @@ async def one_round(code_dir: str, seconds: int, rate: float, blocking: int, sen
         # CPU per signal of the paced run (bench.cpu_budget): far steadier between rounds than latency
         "node_cpu_us": cpu["node_cpu_us_per_signal"], "cores_busy": cpu["cores_busy"],
         **{"cpu_" + r["role"].replace(" ", "_") + "_us": r["cpu_us_per_signal"] for r in cpu["roles"]},
+        # times on a CPU per signal (wake-ups + preemptions), per role: what "fewer wake-ups" is judged by
+        "node_slices": cpu["node_slices_per_signal"],
+        **{"slices_" + r["role"].replace(" ", "_"): r["slices_per_signal"] for r in cpu["roles"]},
         "load_avg_1m": round(os.getloadavg()[0], 1),
         "node": _delta(after, before),
     }

@@ -117,6 +117,24 @@ def node_processes(root: int, endpoints: dict[str, str], redis_url: str = "", da
     return out
 
 
+def _slices(pid: int) -> int | None:
+    """Times the process's threads were put on a CPU (the third field of each thread's
+    /proc/<pid>/task/<tid>/schedstat): its wake-ups plus its preemptions. A thread that exited is
+    not counted (its slices leave with it)."""
+    total = 0
+    try:
+        tids = os.listdir("/proc/%d/task" % pid)
+    except OSError:
+        return None
+    for tid in tids:
+        try:
+            with open("/proc/%d/task/%s/schedstat" % (pid, tid)) as f:
+                total += int(f.read().split()[2])
+        except (OSError, IndexError, ValueError):
+            continue
+    return total
+
+
 def _cpu_s(pid: int) -> float | None:
     try:
         t = psutil.Process(pid).cpu_times()
@@ -134,6 +152,7 @@ class CpuMeter:
     def start(self) -> CpuMeter:
         self._t0 = time.monotonic()
         self._before = {pid: _cpu_s(pid) for pid in self.roles}
+        self._slices0 = {pid: _slices(pid) for pid in self.roles}
         return self
 
     def stop(self, signals: int) -> dict:
@@ -141,14 +160,19 @@ class CpuMeter:
         `cpus` the machine's, so `cores_busy / cpus` near 1 means the run waited for cores."""
         elapsed = max(time.monotonic() - self._t0, 1e-9)
         spent: dict[str, float] = {}
+        slices: dict[str, int] = {}
         for pid, role in self.roles.items():
+            s0, s1 = self._slices0.get(pid), _slices(pid)
+            if s0 is not None and s1 is not None:
+                slices[role] = slices.get(role, 0) + max(s1 - s0, 0)
             before, after = self._before.get(pid), _cpu_s(pid)
             if before is None or after is None:
                 continue
             spent[role] = spent.get(role, 0.0) + max(after - before, 0.0)
         rank = {r: i for i, r in enumerate(ORDER)}
         rows = [
-            {"role": role, "cpu_us_per_signal": round(s * 1e6 / max(signals, 1), 1), "cores": round(s / elapsed, 3)}
+            {"role": role, "cpu_us_per_signal": round(s * 1e6 / max(signals, 1), 1), "cores": round(s / elapsed, 3),
+             "slices_per_signal": round(slices.get(role, 0) / max(signals, 1), 2)}
             for role, s in sorted(spent.items(), key=lambda kv: (rank.get(kv[0], len(ORDER)), -kv[1]))
         ]
         node = sum(s for role, s in spent.items() if role != "client")
@@ -156,6 +180,7 @@ class CpuMeter:
             "signals": signals, "seconds": round(elapsed, 2), "cpus": psutil.cpu_count() or 1,
             "cores_busy": round(sum(spent.values()) / elapsed, 3),
             "node_cpu_us_per_signal": round(node * 1e6 / max(signals, 1), 1),
+            "node_slices_per_signal": round(sum(n for role, n in slices.items() if role != "client") / max(signals, 1), 2),
             "roles": rows,
         }
 
@@ -164,6 +189,7 @@ def cpu_table(cpu: dict, title: str) -> str:
     """The budget in CPU: one line per role."""
     lines = [f"{title}: CPU over the paced run ({cpu['signals']} signals in {cpu['seconds']} s): "
              f"{cpu['cores_busy']:.2f} of {cpu['cpus']} cores busy; the node {cpu['node_cpu_us_per_signal']:.0f} us a signal",
-             f"  {'role':<12} {'us/signal':>10} {'cores':>6}"]
-    lines += [f"  {r['role']:<12} {r['cpu_us_per_signal']:>10.1f} {r['cores']:>6.2f}" for r in cpu["roles"]]
+             f"  {'role':<12} {'us/signal':>10} {'cores':>6} {'slices/signal':>14}"]
+    lines += [f"  {r['role']:<12} {r['cpu_us_per_signal']:>10.1f} {r['cores']:>6.2f} {r.get('slices_per_signal', 0.0):>14.2f}"
+              for r in cpu["roles"]]
     return "\n".join(lines)

@@ -64,3 +64,32 @@ def test_a_process_gone_before_the_end_counts_nothing_and_breaks_nothing():
     time.sleep(0.01)
     cpu = meter.stop(10)
     assert cpu["roles"] == [] and cpu["node_cpu_us_per_signal"] == 0.0
+
+
+_WAKER = """
+import sys, time
+sys.stdin.readline()
+for _ in range(300):
+    time.sleep(0.001)
+print("done", flush=True)
+time.sleep(60)
+"""
+
+
+def test_a_process_that_wakes_300_times_counts_at_least_300_slices():
+    """Slices (times on a CPU: wake-ups plus preemptions) per signal, from every thread's schedstat."""
+    proc = subprocess.Popen([sys.executable, "-c", _WAKER], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        time.sleep(0.2)  # started and blocked on its stdin
+        meter = CpuMeter({proc.pid: "engine"}).start()
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+        assert proc.stdout.readline().strip() == "done"
+        cpu = meter.stop(100)
+    finally:
+        proc.kill()
+        proc.wait()
+    row = {r["role"]: r for r in cpu["roles"]}["engine"]
+    assert row["slices_per_signal"] >= 3.0  # 300 sleeps: 300 wake-ups over 100 signals, at the least
+    assert cpu["node_slices_per_signal"] == row["slices_per_signal"]
+    assert "slices/signal" in cpu_table(cpu, "node")
