@@ -251,9 +251,12 @@ class BrokerHost(LoopService):
         active[coid] = ts
 
     def _deliver(self, reports: list[ExecutionReport]) -> None:
+        """Each report to the engine that hears its order, in the venue's order; one engine's reports
+        of one wake-up go as one message of a frame each (an order's NEW and FILL: one send, one wake-up
+        of this process's I/O thread and of the engine's, not two; engines read frame by frame)."""
         if not reports:
             return
-        send = self._router.send_multipart
+        to: dict[bytes, list[bytes]] = {}
         owner, takeover = self._owner, self._takeover
         active = self._active_ns
         pop = active.pop
@@ -273,7 +276,14 @@ class BrokerHost(LoopService):
                 took = takeover.get(group)
                 if took is not None and took[1] > seen:
                     ident = took[0]
-            send((ident, encode(rep)))
+            frames = to.get(ident)
+            if frames is None:
+                to[ident] = [ident, encode(rep)]
+            else:
+                frames.append(encode(rep))
+        send = self._router.send_multipart
+        for frames in to.values():
+            send(frames)
         self.reports += len(reports)
 
     def _reply(self, ident: bytes, msg: object) -> None:
