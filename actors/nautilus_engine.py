@@ -15,7 +15,8 @@ this host sits where every engine sits, so the supervisor treats it like any oth
   The child hands over the newest fills it followed (`node.followed`): those `execution.events` lacks
   (the old leader published them and died or was fenced before its events flush) are appended once,
   ahead of the child's own reports, never published again (`EngineBase._log_followed`, as the native
-  engine's promotion).
+  engine's promotion). As leader it writes its group's logged mark (`node.followed`) as the native
+  engine does, so a standby promoted after it reads the events stream from the mark, not back by time.
   `demote()` makes the child hold again at once. A standby whose child died starts a new one.
 """
 
@@ -34,6 +35,7 @@ from adapters.engines.nautilus.config import NautilusEngineConfig
 from adapters.engines.nautilus.host import NautilusEngineProcess
 from node.config import NodeConfig
 from node.control import ControlRefused
+from node.followed import is_execution
 from node.checkpoint import EntryCheckpoint
 from node.logs import lifecycle, logger
 from node.messages import AmendKind, batch_decoder, encode, report_decoder
@@ -182,7 +184,8 @@ class NautilusEngineHost(EngineBase):
         if self._from_child is not None and self._from_child in events:
             self._take_reports()
         self._revive_child()
-        if (self._pending_events or self.checkpoint.changed) and self._log is not None:
+        if (self._pending_events or self.checkpoint.changed or (self._logged_mark and self.role == "leader")) \
+                and self._log is not None:
             self._flush_events()  # whatever the role: a demoted child's last reports too
 
     def _take_signals(self) -> None:
@@ -225,6 +228,8 @@ class NautilusEngineHost(EngineBase):
             self._pending_events.append(payload)
             self.published += 1
             rep = report_decoder.decode(payload)
+            if is_execution(rep):  # the logged mark's candidate (node.followed)
+                self._last_exec = rep.exec_id
             if rep.reason != STALE_EPOCH:  # a refusal of a fenced epoch answers nothing
                 self.checkpoint.answered(rep.client_order_id)
 
@@ -266,6 +271,7 @@ class NautilusEngineHost(EngineBase):
         if cold:  # no warm kernel (it died and is not back yet): pay the cold start now
             self._start_child()
         replayed = self.replayed
+        self._last_exec, self._logged_mark = "", b""  # marks of a term as leader before: not this term's
         self._replay()
         out = self._child.promote(epoch, self.to_child)
         logged = self.followed_logged

@@ -8,12 +8,16 @@ import asyncio
 import time
 
 import pytest
+import redis
 
 from bench.failover_report import run_failovers
 from node.client import AsyncExecutionClient
 from node.config import EngineConfig
 from node.demo import make_signals, play
+from node.followed import decode_mark, is_execution, logged_mark_key
 from node.runtime import NodeRuntime, quiet
+from node.streams import unpack_reports
+from tests.waits import wait_for
 
 
 @pytest.fixture(scope="module")
@@ -44,6 +48,18 @@ def test_signals_execute_through_nautilus(node):
     assert stats["engine:nt"]["kind"] == "nautilus" and stats["engine:nt"]["relayed"] >= len(signals)
     assert stats["engine:nt"]["published"] > 0
     assert stats["broker"]["submitted"] >= len(signals)
+    # the Nautilus leader's logged mark (node.followed) names its newest execution, in the entry that
+    # holds it: a standby promoted after it reads the events stream from there, not back by time
+    client = redis.Redis.from_url(node.cfg.storage.redis_url)
+    try:
+        stream, key = node.cfg.storage.events_stream, logged_mark_key(node.cfg.node_id, "default")
+        newest = lambda: [r.exec_id for _, f in client.xrange(stream) for r in unpack_reports(f)  # noqa: E731
+                          if is_execution(r)][-1]
+        wait_for(lambda: (decode_mark(client.get(key)) or ("", ""))[1] == newest(), poll_s=0.2)
+        entry, exec_id = decode_mark(client.get(key))
+        assert exec_id in {r.exec_id for r in unpack_reports(client.xrange(stream, entry, entry)[0][1])}
+    finally:
+        client.close()
 
 
 def test_killing_the_nautilus_leader_fails_over_to_native(node):
@@ -54,6 +70,8 @@ def test_killing_the_nautilus_leader_fails_over_to_native(node):
     failovers = node.stats()["supervisor"]["failovers"]
     first = [(e["from"], e["to"]) for e in failovers if e["epoch"] == sup["epoch"] + 1]
     assert first == [("nt", "native-b")], failovers  # the kill's failover went to the native standby
+    # it read the events stream for the followed fills from the Nautilus leader's logged mark
+    assert node.stats()["engine:native-b"]["followed_from_mark"] == 1
     # Ray re-creates the killed engine with its first wiring (leader, recover=True, epoch 1): it opens
     # as a standby (node.engine_opening), so what it says of itself is true, and nobody had to tell
     # it to step down (no churn)
