@@ -29,6 +29,15 @@ def _child(burn_s: float) -> tuple[subprocess.Popen, int]:
     return proc, int(proc.stdout.readline())
 
 
+def _measured(proc: subprocess.Popen, role: str, signals: int) -> dict:
+    """The child's CPU as `role` from "go" to its "done", over `signals`."""
+    meter = CpuMeter({proc.pid: role}).start()
+    proc.stdin.write("go\n")
+    proc.stdin.flush()
+    assert proc.stdout.readline().strip() == "done"
+    return meter.stop(signals)
+
+
 def test_port_roles_name_the_intake_the_leader_its_standbys_and_the_brokers():
     ep = {"intake": "tcp://127.0.0.1:5555", "engine": "tcp://127.0.0.1:6001", "engine:native": "tcp://127.0.0.1:6001",
           "engine:native-standby": "tcp://127.0.0.1:6002", "broker:paper": "tcp://127.0.0.1:7001",
@@ -42,11 +51,7 @@ def test_a_child_is_named_by_its_port_and_its_cpu_is_counted_per_signal():
         roles = node_processes(os.getpid(), {"intake": "tcp://127.0.0.1:%d" % port})
         assert roles[proc.pid] == "validator"
         assert roles[os.getpid()] == "client"
-        meter = CpuMeter({proc.pid: "validator"}).start()
-        proc.stdin.write("go\n")
-        proc.stdin.flush()
-        assert proc.stdout.readline().strip() == "done"
-        cpu = meter.stop(1_000)
+        cpu = _measured(proc, "validator", 1_000)
     finally:
         proc.kill()
         proc.wait()
@@ -81,11 +86,7 @@ def test_a_process_that_wakes_300_times_counts_at_least_300_slices():
     proc = subprocess.Popen([sys.executable, "-c", _WAKER], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         time.sleep(0.2)  # started and blocked on its stdin
-        meter = CpuMeter({proc.pid: "engine"}).start()
-        proc.stdin.write("go\n")
-        proc.stdin.flush()
-        assert proc.stdout.readline().strip() == "done"
-        cpu = meter.stop(100)
+        cpu = _measured(proc, "engine", 100)
     finally:
         proc.kill()
         proc.wait()
