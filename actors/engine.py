@@ -36,9 +36,9 @@ engine still does not know is booked all the same (`NativeOrderManager`), never 
 
 A standby keeps a followed report that arrives before its signal (the two travel different
 paths) until the signal comes, and asks the broker (a look: no fence, no take-over, on a socket of
-its own) about orders still without word after `_LOOK_AFTER_S` (a standby restarted by Ray gets
-the batches it missed, whose reports went out before it was back). So its book stays current and
-a promotion has little to ask.
+its own) about orders still without word `_LOOK_AFTER_S` after their signal was accepted (a standby
+restarted by Ray gets the batches it missed, whose reports went out before it was back: those are
+due at once). So its book stays current and a promotion has little to ask.
 """
 
 from __future__ import annotations
@@ -312,12 +312,15 @@ class EngineHost(EngineBase):
             self._seen_report_ns = seen
 
     def _look_up_unconfirmed(self) -> None:
-        """Standby: ask the broker about the orders still PENDING `_LOOK_AFTER_S` after they came."""
+        """Standby: ask the broker about the orders still PENDING `_LOOK_AFTER_S` after their signal was
+        accepted (at most one ask per `_LOOK_AFTER_S`)."""
         now = time.monotonic()
         if now < self._next_look:
             return
-        self._next_look = now + _LOOK_AFTER_S
         queue, cutoff, orders = self._unconfirmed, now - _LOOK_AFTER_S, self.manager.orders
+        if queue[0][0] > cutoff:
+            return  # nothing due yet: looked at again next wake-up (a backlog that arrives is asked about at once)
+        self._next_look = now + _LOOK_AFTER_S
         ids = []
         while queue and queue[0][0] <= cutoff:
             coid = queue.popleft()[1]
@@ -435,7 +438,11 @@ class EngineHost(EngineBase):
                 if early:
                     for rep in self._early_for(intent.client_order_id, intent.strategy_id):
                         self.manager.on_report(rep)
-                self._unconfirmed.append((time.monotonic(), intent.client_order_id))
+                # dated by the signal's acceptance, not its arrival here: a batch that waited for this
+                # engine (queued while it was dead: Ray restarted it) is asked about at once, not 0.5 s
+                # later, so a promotion soon after a restart has not ~2,000 orders to ask about
+                age_s = max(0.0, (self._clock_ns() - acc.received_ns) / 1e9)
+                self._unconfirmed.append((time.monotonic() - age_s, intent.client_order_id))
                 continue
             send(encode(SubmitOrder(epoch, name, intent, group)))
             self.manager.sent(intent.client_order_id, self._clock_ns())
