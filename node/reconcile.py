@@ -20,7 +20,9 @@ the typed, classified discrepancies, each with both sides' values:
 A difference explained by another is not reported twice: a dropped fill is exactly one
 MISSING_FILL (its order's quantity and the symbol's position are expected to differ by that fill).
 Broker fills and orders younger than `settle_ns` before the broker snapshot's time are in flight:
-not judged in this run (their differences still explain positions). Ledger fills older than the broker's window (`BrokerBook.fills_since_ns`) are not
+not judged in this run (their differences still explain positions). So is what the node's events
+stream holds and its ledger has not written yet (`settle_logged`: the ledger's reads linger, a
+promotion's catch-up appends a burst at once). Ledger fills older than the broker's window (`BrokerBook.fills_since_ns`) are not
 compared fill by fill (a broker answers for a window), but always count in positions.
 
 The node's positions and cash start from its opening book (`NodeBook.opening_positions`, `cash`):
@@ -180,8 +182,10 @@ class DiffConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
 
 
 class Diff(msgspec.Struct, frozen=True, kw_only=True):
-    """The result: the discrepancies, the broker fills that are in flight (not judged), and each
-    side's position per symbol (the symbols either side holds or a discrepancy names)."""
+    """The result: the discrepancies, the differences in flight (not judged: broker fills within the
+    settle time; with `settle_logged`, also what the events stream holds and the ledger has not
+    written), and each side's position per symbol (the symbols either side holds or a discrepancy
+    names)."""
 
     discrepancies: list[Discrepancy]
     in_flight: int
@@ -347,6 +351,25 @@ def positions_of(fills: Iterable[Fill], opening: dict[str, float] | None = None)
         else:
             pos[f.symbol] -= f.qty
     return dict(pos)
+
+
+def settle_logged(diff: Diff, logged_execs: set[str], logged_orders: set[str]) -> Diff:
+    """The bookable differences the node's events stream explains: a broker fill whose exec_id it
+    holds, an order it holds reports of, that the ledger has not written yet. They are the node's
+    own, in flight between its log and its ledger (which writes them from the log): not judged in
+    this run, counted in `in_flight`, never booked (booking one would publish it twice)."""
+    K = DiscrepancyKind
+
+    def logged(d: Discrepancy) -> bool:
+        if d.kind is K.MISSING_FILL or d.kind is K.FILL_UNKNOWN_TO_LEDGER:
+            return d.exec_id in logged_execs
+        return d.kind is K.ORDER_UNKNOWN_TO_NODE and d.client_order_id in logged_orders
+
+    kept = [d for d in diff.discrepancies if not logged(d)]
+    if len(kept) == len(diff.discrepancies):
+        return diff
+    return msgspec.structs.replace(diff, discrepancies=kept,
+                                   in_flight=diff.in_flight + len(diff.discrepancies) - len(kept))
 
 
 def to_book(diff: Diff, broker: BrokerBook, external_strategy: str = EXTERNAL_STRATEGY,

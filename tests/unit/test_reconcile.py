@@ -21,6 +21,7 @@ from node.reconcile import (
     diff_books,
     orders_from_fills,
     positions_of,
+    settle_logged,
     to_book,
 )
 
@@ -110,6 +111,32 @@ def test_booking_what_the_diff_finds_makes_the_books_agree_and_twice_changes_not
     booked = _apply(node, reports + reports)  # booked twice: dedupe on exec_id keeps it once
     assert diff_books(booked, broker).discrepancies == []
     assert all(r.strategy_id for r in reports)
+
+
+@settings(max_examples=100, deadline=None)
+@given(worlds(), st.data())
+def test_what_the_events_stream_holds_is_in_flight_and_the_rest_still_a_discrepancy(world, data):
+    """The ledger behind its log: fills and orders the stream holds leave the discrepancies for
+    `in_flight`; what it does not hold stays, and a drift is never settled by the log."""
+    fills, totals = world
+    dropped = set(data.draw(st.lists(st.sampled_from([f.exec_id for f in fills]), unique=True, min_size=1)))
+    foreign = data.draw(st.sampled_from(sorted({f.client_order_id for f in fills})))
+    node_fills = [f for f in fills if f.exec_id not in dropped and f.client_order_id != foreign]
+    node, broker = _books(fills, totals, node_fills=node_fills, positions_delta={"AAPL": 7.0})
+    node = NodeBook(fills=node.fills, orders=[o for o in node.orders if o.client_order_id != foreign], cash=None)
+    diff = diff_books(node, broker)
+    missing = {d.exec_id for d in diff.discrepancies if d.kind in (K.MISSING_FILL, K.FILL_UNKNOWN_TO_LEDGER)}
+    logged = set(data.draw(st.lists(st.sampled_from(sorted(missing)), unique=True))) if missing else set()
+    orders = {foreign} if data.draw(st.booleans()) else set()
+    settled = settle_logged(diff, logged | {"E-not-a-difference"}, orders | {"NAE-not-a-difference"})
+    left = {(d.kind, d.exec_id, d.client_order_id) for d in settled.discrepancies}
+    assert left == {(d.kind, d.exec_id, d.client_order_id) for d in diff.discrepancies
+                    if not (d.exec_id in logged and d.kind in (K.MISSING_FILL, K.FILL_UNKNOWN_TO_LEDGER))
+                    and not (d.kind is K.ORDER_UNKNOWN_TO_NODE and d.client_order_id in orders)}
+    assert settled.in_flight == diff.in_flight + len(diff.discrepancies) - len(settled.discrepancies)
+    assert _kinds(settled)[K.POSITION_DRIFT] == 1  # the edited position: no log explains it
+    if logged == missing and orders:
+        assert set(_kinds(settled)) == {K.POSITION_DRIFT}
 
 
 def _apply(node: NodeBook, reports) -> NodeBook:
